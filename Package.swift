@@ -1,0 +1,64 @@
+// swift-tools-version:6.0
+// Deltacast: a polling-to-push migration proxy. No third-party Swift packages: Foundation,
+// Dispatch, Glibc, Swift Testing, and C system libraries through the C* targets below.
+import PackageDescription
+
+/// Settings every Swift target shares: Swift 6 language mode (strict concurrency) and the
+/// upcoming features that make code clearer to read.
+let sharedSwiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Deltacast",
+    products: [
+        .executable(name: "deltacast", targets: ["deltacast"]),
+        .library(name: "DeltacastJSON", targets: ["DeltacastJSON"]),
+        .library(name: "DeltacastConfig", targets: ["DeltacastConfig"]),
+        // libFuzzer targets: see README "Fuzzing".
+        .executable(name: "FuzzConfig", targets: ["FuzzConfig"]),
+        .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
+    ],
+    targets: [
+        // C system libraries. `providers` makes a missing -dev package name itself.
+        .systemLibrary(
+            name: "CSystemLinux", path: "Sources/CSystemLinux"),
+        .systemLibrary(
+            name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "DeltacastJSON", swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "deltacast",
+            dependencies: ["DeltacastJSON", "DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
+
+        .executableTarget(
+            name: "FuzzConfig", dependencies: ["DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzJSON", dependencies: ["DeltacastJSON"],
+            swiftSettings: sharedSwiftSettings),
+
+        .testTarget(
+            name: "DeltacastConfigTests", dependencies: ["DeltacastConfig"],
+            exclude: ["Malformed", "Valid"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastJSONTests", dependencies: ["DeltacastJSON"],
+            exclude: ["Fixtures"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastCLITests", dependencies: ["deltacast"],
+            swiftSettings: sharedSwiftSettings),
+    ]
+)

@@ -1,0 +1,531 @@
+extension Configuration {
+    /// Parses and validates a configuration file's text.
+    ///
+    /// - Parameters:
+    ///   - text: the file's contents.
+    ///   - file: the name errors report.
+    ///   - environment: variables for `${VAR}` interpolation.
+    /// - Returns: the typed configuration.
+    /// - Throws: ``ConfigurationErrors`` with the first syntax error, or every validation error.
+    public static func load(
+        text: String, file: String, environment: [String: String]
+    ) throws(ConfigurationErrors) -> Configuration {
+        let root: YAMLNode
+        do {
+            root = try YAMLParser.parse(text, file: file, environment: environment)
+        } catch {
+            throw ConfigurationErrors([error])
+        }
+        var decoder = ConfigurationDecoder(text: text)
+        let configuration = decoder.decode(root)
+        if !decoder.errors.isEmpty {
+            throw ConfigurationErrors(decoder.errors.sorted {
+                ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column)
+            })
+        }
+        return configuration
+    }
+}
+
+/// Turns a parsed document into a ``Configuration``, collecting every error it finds.
+struct ConfigurationDecoder {
+    private(set) var errors: [ConfigurationError] = []
+    private let lines: [String]
+
+    init(text: String) {
+        lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            var line = String($0)
+            if line.hasSuffix("\r") { line.removeLast() }
+            return line
+        }
+    }
+
+    mutating func fail(_ message: String, at location: SourceLocation) {
+        let line = location.line - 1 < lines.count && location.line >= 1 ? lines[location.line - 1] : ""
+        errors.append(ConfigurationError(location: location, message: message, sourceLine: line))
+    }
+
+    // MARK: Sections
+
+    mutating func decode(_ root: YAMLNode) -> Configuration {
+        var c = Configuration()
+        guard let top = mapping(root, section: "", what: "the configuration") else { return c }
+        if let node = top["listen"] { c.listen = hostPort(node.value) ?? c.listen }
+        if let node = top["upstream"], let m = mapping(node.value, section: "upstream", what: "upstream") {
+            if let e = m["base"] { c.upstream.base = url(e.value) }
+            if let e = m["timeout"] { c.upstream.timeout = duration(e.value, positive: true) ?? c.upstream.timeout }
+            if let e = m["max_concurrent"] { c.upstream.maxConcurrent = integer(e.value, range: 1...10_000) ?? c.upstream.maxConcurrent }
+            if let e = m["headers"] { c.upstream.headers = headers(e.value) }
+            if let e = m["max_body"] { c.upstream.maxBody = size(e.value) ?? c.upstream.maxBody }
+            if let e = m["follow_redirects"] { c.upstream.followRedirects = boolean(e.value) ?? false }
+        }
+        if let node = top["transports"] {
+            if let list = enumList(node.value, Transport.self) {
+                if list.isEmpty { fail("transports is empty; enable at least one of websocket, sse, longpoll", at: node.value.location) }
+                c.transports = list
+            }
+        }
+        if let node = top["cors"], let m = mapping(node.value, section: "cors", what: "cors") {
+            if let e = m["origins"], let origins = stringList(e.value) {
+                for (origin, location) in origins where !isValidOrigin(origin) {
+                    fail("invalid origin '\(origin)'; expected scheme://host[:port] without a path, or '*'", at: location)
+                }
+                c.cors.origins = origins.map(\.0)
+            }
+        }
+        if let node = top["admin"], let m = mapping(node.value, section: "admin", what: "admin") {
+            if let e = m["token"], let token = string(e.value) {
+                if token.count < 16 {
+                    fail("admin token is \(token.count) characters long; use at least 16", at: e.value.location)
+                }
+                c.admin.token = token
+            }
+        }
+        if let node = top["limits"], let m = mapping(node.value, section: "limits", what: "limits") {
+            decodeLimits(m, into: &c.limits)
+        }
+        if let node = top["server"], let m = mapping(node.value, section: "server", what: "server") {
+            decodeServer(m, into: &c.server)
+        }
+        if let node = top["logging"], let m = mapping(node.value, section: "logging", what: "logging") {
+            if let e = m["level"] { c.logging.level = enumeration(e.value, LogLevel.self) ?? c.logging.level }
+            if let e = m["access"] { c.logging.access = boolean(e.value) ?? false }
+        }
+        if let node = top["diagnostics"], let m = mapping(node.value, section: "diagnostics", what: "diagnostics") {
+            if let e = m["echo"] { c.diagnostics.echo = boolean(e.value) ?? false }
+        }
+        if let node = top["endpoints"] {
+            c.endpoints = endpoints(node.value, upstream: c.upstream)
+        } else {
+            fail("missing required key 'endpoints'; declare at least one endpoint", at: root.location)
+        }
+        if c.upstream.base == nil, top["upstream"].map({ mapping($0.value)?["base"] == nil }) ?? true,
+           let polling = c.endpoints.first(where: { $0.source == .poll }) {
+            fail("missing required key 'upstream.base': endpoint '\(polling.path)' polls an upstream", at: top["upstream"]?.keyLocation ?? polling.location)
+        }
+        return c
+    }
+
+    private mutating func decodeLimits(_ m: [String: YAMLNode.Entry], into l: inout Configuration.Limits) {
+        if let e = m["max_connections"] { l.maxConnections = integer(e.value, range: 1...10_000_000) ?? l.maxConnections }
+        if let e = m["max_connections_per_ip"] { l.maxConnectionsPerIP = integer(e.value, range: 1...10_000_000) ?? l.maxConnectionsPerIP }
+        if let e = m["max_message"] { l.maxMessage = size(e.value) ?? l.maxMessage }
+        if let e = m["max_topics"] { l.maxTopics = integer(e.value, range: 1...10_000_000) ?? l.maxTopics }
+        if let e = m["max_topics_per_connection"] { l.maxTopicsPerConnection = integer(e.value, range: 1...100_000) ?? l.maxTopicsPerConnection }
+        if let e = m["max_request_line"] { l.maxRequestLine = size(e.value) ?? l.maxRequestLine }
+        if let e = m["max_header_bytes"] { l.maxHeaderBytes = size(e.value) ?? l.maxHeaderBytes }
+        if let e = m["max_headers"] { l.maxHeaders = integer(e.value, range: 1...10_000) ?? l.maxHeaders }
+        if let e = m["send_buffer"] { l.sendBuffer = size(e.value) ?? l.sendBuffer }
+        if let e = m["slow_consumer_timeout"] { l.slowConsumerTimeout = duration(e.value, positive: true) ?? l.slowConsumerTimeout }
+        if let e = m["journal_entries"] { l.journalEntries = integer(e.value, range: 1...1_000_000) ?? l.journalEntries }
+        if let e = m["journal_bytes"] { l.journalBytes = size(e.value) ?? l.journalBytes }
+    }
+
+    private mutating func decodeServer(_ m: [String: YAMLNode.Entry], into s: inout Configuration.Server) {
+        if let e = m["event_loops"] {
+            if case .scalar("auto", _) = e.value.content { s.eventLoops = nil } else { s.eventLoops = integer(e.value, range: 1...256) }
+        }
+        if let e = m["header_timeout"] { s.headerTimeout = duration(e.value, positive: true) ?? s.headerTimeout }
+        if let e = m["idle_timeout"] { s.idleTimeout = duration(e.value, positive: true) ?? s.idleTimeout }
+        if let e = m["shutdown_timeout"] { s.shutdownTimeout = duration(e.value, positive: true) ?? s.shutdownTimeout }
+        if let e = m["sse_heartbeat"] { s.sseHeartbeat = duration(e.value, positive: true) ?? s.sseHeartbeat }
+        if let e = m["sse_retry"] { s.sseRetry = duration(e.value, positive: true) ?? s.sseRetry }
+        if let e = m["websocket_ping"] { s.websocketPing = duration(e.value, positive: true) ?? s.websocketPing }
+        if let e = m["max_wait"] { s.maxWait = duration(e.value, positive: true) ?? s.maxWait }
+    }
+
+    // MARK: Endpoints
+
+    private static let reservedPaths = ["/deltacast", "/metrics", "/healthz", "/readyz", "/deltacast.js"]
+
+    private mutating func endpoints(_ node: YAMLNode, upstream: Configuration.Upstream) -> [Configuration.Endpoint] {
+        guard case .sequence(let items) = node.content else {
+            fail("expected a list of endpoints ('- path: ...'), found \(node.kindDescription)", at: node.location)
+            return []
+        }
+        if items.isEmpty { fail("endpoints is empty; declare at least one endpoint", at: node.location) }
+        var result: [Configuration.Endpoint] = []
+        var claimed: [String: Int] = [:]
+        for item in items {
+            guard let m = mapping(item, section: "endpoints[]", what: "an endpoint") else { continue }
+            guard let pathEntry = m["path"] else {
+                fail("missing required key 'path' in endpoint", at: item.location)
+                continue
+            }
+            guard let path = pathPattern(pathEntry.value) else { continue }
+            if let line = claimed[path.shape] {
+                fail("path '\(path)' is already claimed by the endpoint on line \(line)", at: pathEntry.value.location)
+            }
+            claimed[path.shape] = pathEntry.value.location.line
+            if let literal = path.segments.first, case .literal(let first) = literal,
+               Self.reservedPaths.contains("/" + first) || path.text == "/" {
+                fail("path '\(path)' is reserved by the proxy", at: pathEntry.value.location)
+            }
+            var endpoint = Configuration.Endpoint(path: path, upstream: path, location: pathEntry.keyLocation)
+            if let e = m["source"] { endpoint.source = enumeration(e.value, Source.self) ?? .poll }
+            if let e = m["upstream"] {
+                if endpoint.source == .publish {
+                    fail("an endpoint with 'source: publish' has no upstream; remove 'upstream'", at: e.keyLocation)
+                } else if let template = pathPattern(e.value) {
+                    if Set(template.parameterNames) != Set(path.parameterNames) {
+                        fail("upstream template parameters {\(template.parameterNames.joined(separator: "}, {"))} do not match the path's {\(path.parameterNames.joined(separator: "}, {"))}", at: e.value.location)
+                    }
+                    endpoint.upstream = template
+                }
+            }
+            if let e = m["interval"] {
+                if endpoint.source == .publish {
+                    fail("'interval' has no meaning for 'source: publish'; remove it", at: e.keyLocation)
+                } else {
+                    endpoint.interval = duration(e.value, positive: true) ?? endpoint.interval
+                }
+            }
+            if let e = m["jitter"] { endpoint.jitter = duration(e.value, positive: false) }
+            if let e = m["diff"] { endpoint.diff = enumeration(e.value, DiffMode.self) ?? .jsonPatch }
+            if let e = m["array_keys"], let pairs = stringMapping(e.value) {
+                for (pointer, field, location) in pairs {
+                    if !pointer.hasPrefix("/") { fail("array key path '\(pointer)' must be a JSON Pointer starting with '/'", at: location) }
+                    endpoint.arrayKeys.append((pointer, field))
+                }
+            }
+            if let e = m["ignore"], let list = stringList(e.value) {
+                for (pointer, location) in list where !pointer.hasPrefix("/") {
+                    fail("ignore path '\(pointer)' must be a JSON Pointer starting with '/'", at: location)
+                }
+                endpoint.ignore = list.map(\.0)
+            }
+            if let e = m["params"], let pairs = stringMapping(e.value) {
+                for (name, pattern, location) in pairs {
+                    if !path.parameterNames.contains(name) {
+                        fail("params names '\(name)', but the path '\(path)' has no {\(name)}", at: location)
+                    }
+                    do {
+                        _ = try Regex(pattern)
+                        endpoint.params[name] = pattern
+                    } catch {
+                        fail("invalid regular expression for parameter '\(name)': \(error)", at: location)
+                    }
+                }
+            }
+            if let e = m["query"], let list = stringList(e.value) { endpoint.query = list.map(\.0) }
+            if let e = m["auth"] { endpoint.auth = enumeration(e.value, AuthMode.self) ?? .none }
+            if let e = m["forward_headers"], let list = stringList(e.value) {
+                for (name, location) in list where !isToken(name) {
+                    fail("invalid header name '\(name)'", at: location)
+                }
+                endpoint.forwardHeaders = list.map(\.0)
+            }
+            if let e = m["linger"] { endpoint.linger = duration(e.value, positive: false) ?? endpoint.linger }
+            if let e = m["max_body"] { endpoint.maxBody = size(e.value) }
+            result.append(endpoint)
+        }
+        return result
+    }
+
+    private mutating func pathPattern(_ node: YAMLNode) -> PathPattern? {
+        guard let text = string(node) else { return nil }
+        guard text.hasPrefix("/") else {
+            fail("path '\(text)' must start with '/'", at: node.location)
+            return nil
+        }
+        var segments: [PathPattern.Segment] = []
+        var names: Set<String> = []
+        for piece in text.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            if piece.hasPrefix("{") && piece.hasSuffix("}") && piece.count > 2 {
+                let name = String(piece.dropFirst().dropLast())
+                guard name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil)) }) else {
+                    fail("invalid parameter name '{\(name)}' in path '\(text)'; use letters, digits and '_'", at: node.location)
+                    return nil
+                }
+                if !names.insert(name).inserted {
+                    fail("parameter '{\(name)}' appears twice in path '\(text)'", at: node.location)
+                    return nil
+                }
+                segments.append(.parameter(name))
+            } else if piece.contains("{") || piece.contains("}") || piece.contains("?") || piece.contains("#") || piece.contains(" ") {
+                fail("invalid path segment '\(piece)' in '\(text)'; a parameter is a whole segment like '{name}'", at: node.location)
+                return nil
+            } else {
+                segments.append(.literal(String(piece)))
+            }
+        }
+        return PathPattern(text: text, segments: segments)
+    }
+
+    // MARK: Typed values
+
+    /// A mapping's entries by key, after refusing keys the section does not have.
+    mutating func mapping(_ node: YAMLNode, section: String, what: String) -> [String: YAMLNode.Entry]? {
+        guard case .mapping(let entries) = node.content else {
+            fail("expected a mapping for \(what), found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        let allowed = ConfigurationReference.keyNames(in: section)
+        var result: [String: YAMLNode.Entry] = [:]
+        for entry in entries {
+            if allowed.contains(entry.key) {
+                result[entry.key] = entry
+            } else {
+                let place = section.isEmpty ? "at the top level" : section == "endpoints[]" ? "in endpoint" : "in '\(section)'"
+                var message = "unknown key '\(entry.key)' \(place)"
+                if let suggestion = closest(entry.key, among: allowed) { message += "; did you mean '\(suggestion)'?" }
+                fail(message, at: entry.keyLocation)
+            }
+        }
+        return result
+    }
+
+    private func mapping(_ node: YAMLNode) -> [String: YAMLNode.Entry]? {
+        guard case .mapping(let entries) = node.content else { return nil }
+        return Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { $1 })
+    }
+
+    mutating func string(_ node: YAMLNode) -> String? {
+        guard case .scalar(let text, _) = node.content, !node.isNull else {
+            fail("expected a string, found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        return text
+    }
+
+    mutating func integer(_ node: YAMLNode, range: ClosedRange<Int>) -> Int? {
+        guard case .scalar(let text, _) = node.content, !node.isNull else {
+            fail("expected an integer, found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        guard let value = Int(text.replacingUnderscores()) else {
+            fail("expected an integer, found '\(text)'", at: node.location)
+            return nil
+        }
+        guard range.contains(value) else {
+            fail("\(value) is out of range; expected \(range.lowerBound)...\(range.upperBound)", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    mutating func boolean(_ node: YAMLNode) -> Bool? {
+        if case .scalar(let text, _) = node.content {
+            switch text {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default: break
+            }
+        }
+        fail("expected true or false, found \(describe(node))", at: node.location)
+        return nil
+    }
+
+    mutating func duration(_ node: YAMLNode, positive: Bool) -> Duration? {
+        guard case .scalar(let text, _) = node.content, !node.isNull, let value = parseDuration(text) else {
+            fail("invalid duration \(describe(node)); expected a number and a unit: ms, s, m or h (e.g. 250ms, 5s, 2m, 1h)", at: node.location)
+            return nil
+        }
+        if positive && value == .zero {
+            fail("duration must be greater than zero", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    mutating func size(_ node: YAMLNode) -> Int? {
+        guard case .scalar(let text, _) = node.content, !node.isNull, let value = parseSize(text) else {
+            fail("invalid size \(describe(node)); expected a number and a unit: B, KiB, MiB or GiB (e.g. 512B, 64KiB, 8MiB)", at: node.location)
+            return nil
+        }
+        if value == 0 {
+            fail("size must be greater than zero", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    mutating func enumeration<E: RawRepresentable & CaseIterable>(_ node: YAMLNode, _ type: E.Type) -> E? where E.RawValue == String {
+        let names = E.allCases.map(\.rawValue)
+        if case .scalar(let text, _) = node.content, let value = E(rawValue: text) { return value }
+        var message = "invalid value \(describe(node)); expected one of: \(names.joined(separator: ", "))"
+        if case .scalar(let text, _) = node.content, let suggestion = closest(text, among: names) {
+            message += "; did you mean '\(suggestion)'?"
+        }
+        fail(message, at: node.location)
+        return nil
+    }
+
+    mutating func enumList<E: RawRepresentable & CaseIterable & Equatable>(_ node: YAMLNode, _ type: E.Type) -> [E]? where E.RawValue == String {
+        guard case .sequence(let items) = node.content else {
+            fail("expected a list such as [\(E.allCases.map(\.rawValue).joined(separator: ", "))], found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        var result: [E] = []
+        for item in items {
+            guard let value = enumeration(item, type) else { continue }
+            if result.contains(value) {
+                fail("'\(value.rawValue)' is listed twice", at: item.location)
+            } else {
+                result.append(value)
+            }
+        }
+        return result
+    }
+
+    mutating func stringList(_ node: YAMLNode) -> [(String, SourceLocation)]? {
+        guard case .sequence(let items) = node.content else {
+            fail("expected a list, found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        return items.compactMap { item in string(item).map { ($0, item.location) } }
+    }
+
+    mutating func stringMapping(_ node: YAMLNode) -> [(String, String, SourceLocation)]? {
+        guard case .mapping(let entries) = node.content else {
+            fail("expected a mapping, found \(node.kindDescription)", at: node.location)
+            return nil
+        }
+        return entries.compactMap { entry in string(entry.value).map { (entry.key, $0, entry.keyLocation) } }
+    }
+
+    mutating func headers(_ node: YAMLNode) -> [(name: String, value: String)] {
+        guard let pairs = stringMapping(node) else { return [] }
+        var result: [(name: String, value: String)] = []
+        for (name, value, location) in pairs {
+            if !isToken(name) { fail("invalid header name '\(name)'", at: location); continue }
+            if value.contains("\r") || value.contains("\n") || value.contains("\0") {
+                fail("header '\(name)' has a line break or NUL in its value", at: location)
+                continue
+            }
+            result.append((name, value))
+        }
+        return result
+    }
+
+    mutating func hostPort(_ node: YAMLNode) -> HostPort? {
+        guard case .scalar(let text, _) = node.content, let value = parseHostPort(text) else {
+            fail("invalid listen address \(describe(node)); expected host:port such as 127.0.0.1:8080 or [::1]:8080", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    mutating func url(_ node: YAMLNode) -> URLValue? {
+        guard case .scalar(let text, _) = node.content, let value = parseURL(text) else {
+            fail("invalid URL \(describe(node)); expected http://host[:port][/path] or https://...", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    private func describe(_ node: YAMLNode) -> String {
+        if case .scalar(let text, _) = node.content, !node.isNull { return "'\(text)'" }
+        return node.kindDescription
+    }
+}
+
+// MARK: - Value parsers (public: the command line and later modules reuse them)
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a non-negative integer and a unit).
+public func parseDuration(_ text: String) -> Duration? {
+    let digits = text.prefix { $0.isASCII && $0.isNumber }
+    guard !digits.isEmpty, digits.count <= 9, let number = Int64(digits) else { return nil }
+    switch text.dropFirst(digits.count) {
+    case "ms": return .milliseconds(number)
+    case "s": return .seconds(number)
+    case "m": return .seconds(number * 60)
+    case "h": return .seconds(number * 3600)
+    default: return nil
+    }
+}
+
+/// Parses `512B`, `64KiB`, `8MiB`, `1GiB` (also `KB`/`MB`/`GB`, powers of 1000, and a bare
+/// number of bytes).
+public func parseSize(_ text: String) -> Int? {
+    let digits = text.prefix { $0.isASCII && $0.isNumber }
+    guard !digits.isEmpty, digits.count <= 12, let number = Int(digits) else { return nil }
+    let units: [Substring: Int] = ["": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+                                   "KB": 1000, "MB": 1_000_000, "GB": 1_000_000_000]
+    guard let factor = units[text.dropFirst(digits.count)] else { return nil }
+    let (product, overflow) = number.multipliedReportingOverflow(by: factor)
+    return overflow || product > 1 << 40 ? nil : product
+}
+
+/// Parses `host:port`, `[v6]:port` or `:port` (all interfaces).
+public func parseHostPort(_ text: String) -> HostPort? {
+    var host: Substring
+    var portText: Substring
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+        host = text[text.index(after: text.startIndex)..<close]
+        portText = text[text.index(close, offsetBy: 2)...]
+        guard host.contains(":") else { return nil }
+    } else {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        host = text[..<colon]
+        portText = text[text.index(after: colon)...]
+        if host.contains(":") { return nil }
+        if host.isEmpty { host = "0.0.0.0" }
+    }
+    guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(portText), port <= 65535,
+          host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:_".contains($0)) }) else { return nil }
+    return HostPort(host: String(host), port: port)
+}
+
+/// Parses an absolute `http`/`https` URL without query or fragment.
+public func parseURL(_ text: String) -> URLValue? {
+    let scheme: String
+    if text.hasPrefix("http://") { scheme = "http" } else if text.hasPrefix("https://") { scheme = "https" } else { return nil }
+    let rest = text.dropFirst(scheme.count + 3)
+    guard !rest.contains("?"), !rest.contains("#"), !rest.contains(" ") else { return nil }
+    let authority = rest.prefix { $0 != "/" }
+    var path = String(rest.dropFirst(authority.count))
+    while path.hasSuffix("/") { path.removeLast() }
+    let defaultPort = scheme == "http" ? 80 : 443
+    let hostPort: HostPort?
+    if authority.hasSuffix("]") || !authority.contains(":") {
+        var host = String(authority)
+        if host.hasPrefix("[") { host = String(host.dropFirst().dropLast()) }
+        hostPort = host.isEmpty ? nil : HostPort(host: host, port: defaultPort)
+    } else {
+        hostPort = parseHostPort(String(authority))
+    }
+    guard let hostPort, !hostPort.host.isEmpty, !authority.contains("@") else { return nil }
+    var description = text
+    while description.hasSuffix("/") { description.removeLast() }
+    return URLValue(scheme: scheme, host: hostPort.host, port: hostPort.port, path: path, description: description)
+}
+
+/// True for an RFC 9110 token (header names, methods).
+public func isToken(_ text: String) -> Bool {
+    !text.isEmpty && text.unicodeScalars.allSatisfy { scalar in
+        scalar.isASCII && (scalar.properties.isAlphabetic || scalar.properties.numericType != nil
+                           || "!#$%&'*+-.^_`|~".unicodeScalars.contains(scalar))
+    }
+}
+
+private func isValidOrigin(_ text: String) -> Bool {
+    if text == "*" { return true }
+    guard let url = parseURL(text) else { return false }
+    return url.path.isEmpty && !text.hasSuffix("/")
+}
+
+/// The allowed name nearest to `word` by edit distance, if it is near enough to be a typo.
+func closest(_ word: String, among candidates: [String]) -> String? {
+    let a = Array(word.lowercased())
+    var best: (String, Int)?
+    for candidate in candidates {
+        let b = Array(candidate.lowercased())
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var row = [i] + Array(repeating: 0, count: b.count)
+            for j in stride(from: 1, through: b.count, by: 1) {
+                row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = row
+        }
+        let distance = a.isEmpty ? b.count : previous[b.count]
+        if distance <= max(2, candidate.count / 3), distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
+    }
+    return best?.0
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String { filter { $0 != "_" } }
+}

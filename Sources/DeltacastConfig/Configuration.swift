@@ -1,0 +1,254 @@
+/// Deltacast's whole configuration, validated and typed. Every default lives here, next to the
+/// reason for it; ``ConfigurationReference`` renders them into the README's reference table.
+public struct Configuration: Sendable {
+    /// Address the proxy listens on. Default `127.0.0.1:8080`: loopback until someone decides
+    /// to expose it.
+    public var listen = HostPort(host: "127.0.0.1", port: 8080)
+    /// The legacy API and how the proxy treats it.
+    public var upstream = Upstream()
+    /// The mirrored endpoints; at least one.
+    public var endpoints: [Endpoint] = []
+    /// Enabled push transports, in the client's order of preference. Default: all three.
+    public var transports: [Transport] = Transport.allCases
+    /// Cross-origin policy for browsers.
+    public var cors = CORS()
+    /// Admin endpoints (`/deltacast/refresh`, `/deltacast/publish`).
+    public var admin = Admin()
+    /// Resource limits: every queue and table the proxy holds has one.
+    public var limits = Limits()
+    /// Event loops, timeouts and heartbeats of the data plane.
+    public var server = Server()
+    /// Logging.
+    public var logging = Logging()
+    /// Test-only routes.
+    public var diagnostics = Diagnostics()
+
+    /// Creates the default configuration (no endpoints).
+    public init() {}
+
+    /// The legacy API.
+    public struct Upstream: Sendable {
+        /// Base URL every endpoint's `upstream` template is appended to. Required when any
+        /// endpoint polls.
+        public var base: URLValue?
+        /// Time allowed for one upstream request, connect to last byte. Default 5 s: well
+        /// under a typical 30 s load-balancer timeout, long enough for a slow legacy query.
+        public var timeout: Duration = .seconds(5)
+        /// Most upstream requests in flight at once, all endpoints together. Default 16: bounds
+        /// the load the proxy itself can put on the legacy API.
+        public var maxConcurrent = 16
+        /// Headers sent with every upstream request (e.g. a service token), in file order.
+        public var headers: [(name: String, value: String)] = []
+        /// Largest upstream body accepted; a larger one is an upstream error. Default 8 MiB.
+        public var maxBody = 8 * 1024 * 1024
+        /// Whether to follow redirects. Default false: a redirect usually means a login page.
+        public var followRedirects = false
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// One mirrored endpoint.
+    public struct Endpoint: Sendable {
+        /// Path pattern clients use, e.g. `/api/users/{user}/notifications`.
+        public var path: PathPattern
+        /// Where the proxy fetches it, relative to `upstream.base`, with the same `{params}`.
+        /// Default: the same as `path`.
+        public var upstream: PathPattern
+        /// Where state comes from: polling the upstream, or `POST /deltacast/publish`.
+        public var source: Source = .poll
+        /// Time between polls while the topic is watched. Default 1 s.
+        public var interval: Duration = .seconds(1)
+        /// Random extra delay added to each poll, so topics do not poll in lock step.
+        /// Default: a tenth of `interval`.
+        public var jitter: Duration?
+        /// How changes are expressed.
+        public var diff: DiffMode = .jsonPatch
+        /// Array paths whose elements are matched by a key field (pointer pattern → field).
+        public var arrayKeys: [(path: String, field: String)] = []
+        /// Pointer patterns of volatile fields that never count as a change.
+        public var ignore: [String] = []
+        /// Regular expression each path parameter must match in full. Default `[^/]+`.
+        public var params: [String: String] = [:]
+        /// Query parameters that are part of the topic (and forwarded upstream); others are
+        /// refused. Default none.
+        public var query: [String] = []
+        /// Credential handling.
+        public var auth: AuthMode = .none
+        /// Request headers forwarded upstream under `auth: passthrough`, and digested into the
+        /// topic. Default `Authorization` and `Cookie`.
+        public var forwardHeaders = ["Authorization", "Cookie"]
+        /// How long the topic keeps polling after its last subscriber or plain GET. Default 30 s.
+        public var linger: Duration = .seconds(30)
+        /// Largest body accepted for this endpoint. Default: `upstream.max_body`.
+        public var maxBody: Int?
+        /// Where the endpoint was declared (its `path` key), for messages.
+        public var location: SourceLocation
+
+        /// The jitter in force: the configured one or a tenth of the interval.
+        public var effectiveJitter: Duration { jitter ?? interval / 10 }
+    }
+
+    /// Cross-origin policy.
+    public struct CORS: Sendable {
+        /// Origins allowed to call the proxy from a browser and open WebSockets; `*` for any.
+        /// Default none: only same-origin pages.
+        public var origins: [String] = []
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Admin endpoint protection.
+    public struct Admin: Sendable {
+        /// Bearer token for `/deltacast/refresh` and `/deltacast/publish`; at least 16
+        /// characters. Default none: the admin endpoints answer 403.
+        public var token: String?
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Limits. Past each one the proxy refuses with a named status, close code or error event.
+    public struct Limits: Sendable {
+        /// Open client connections in all; beyond it new ones get 503. Default 100,000.
+        public var maxConnections = 100_000
+        /// Open connections per client IP; beyond it 429. Default 1,000.
+        public var maxConnectionsPerIP = 1_000
+        /// Largest WebSocket message or request body a client may send. Default 1 MiB.
+        public var maxMessage = 1024 * 1024
+        /// Topics alive at once; least recently used idle ones are evicted first. Default 10,000.
+        public var maxTopics = 10_000
+        /// Topics one connection may subscribe to. Default 100.
+        public var maxTopicsPerConnection = 100
+        /// Longest request line; longer → 414. Default 8 KiB.
+        public var maxRequestLine = 8 * 1024
+        /// Largest request header block; larger → 431. Default 16 KiB.
+        public var maxHeaderBytes = 16 * 1024
+        /// Most request header fields; more → 431. Default 100.
+        public var maxHeaders = 100
+        /// Pending outbound bytes per connection before conflation. Default 1 MiB.
+        public var sendBuffer = 1024 * 1024
+        /// A connection that makes no write progress this long is closed. Default 30 s.
+        public var slowConsumerTimeout: Duration = .seconds(30)
+        /// Changes kept per topic for resumes. Default 256.
+        public var journalEntries = 256
+        /// Patch bytes kept per topic for resumes. Default 8 MiB.
+        public var journalBytes = 8 * 1024 * 1024
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Data-plane threads and timers.
+    public struct Server: Sendable {
+        /// Event-loop threads; nil means one per usable core (cgroup-aware).
+        public var eventLoops: Int?
+        /// Time to receive a request's whole header block; slower → 408. Default 10 s.
+        public var headerTimeout: Duration = .seconds(10)
+        /// Keep-alive connection idle time before close. Default 60 s.
+        public var idleTimeout: Duration = .seconds(60)
+        /// Graceful-shutdown deadline. Default 10 s.
+        public var shutdownTimeout: Duration = .seconds(10)
+        /// SSE comment-line interval. Default 15 s: under common 30–60 s proxy idle timeouts.
+        public var sseHeartbeat: Duration = .seconds(15)
+        /// SSE `retry:` hint. Default 2 s.
+        public var sseRetry: Duration = .seconds(2)
+        /// WebSocket ping interval; two missed pongs close the connection. Default 30 s.
+        public var websocketPing: Duration = .seconds(30)
+        /// Longest long-poll hold a client may ask for (`wait`, `Prefer: wait`). Default 60 s.
+        public var maxWait: Duration = .seconds(60)
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Logging.
+    public struct Logging: Sendable {
+        /// Lowest level written. Default `info`.
+        public var level: LogLevel = .info
+        /// Whether to write one access-log line per request. Default false.
+        public var access = false
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// Test-only routes.
+    public struct Diagnostics: Sendable {
+        /// Serve the `/deltacast/echo` WebSocket echo route (for Autobahn). Default false.
+        public var echo = false
+        /// Creates the defaults.
+        public init() {}
+    }
+}
+
+/// A push transport.
+public enum Transport: String, Sendable, CaseIterable {
+    case websocket, sse, longpoll
+}
+
+/// How an endpoint expresses changes.
+public enum DiffMode: String, Sendable, CaseIterable {
+    case jsonPatch = "json-patch", mergePatch = "merge-patch", snapshot
+}
+
+/// Where an endpoint's state comes from.
+public enum Source: String, Sendable, CaseIterable {
+    case poll, publish
+}
+
+/// How client credentials are treated.
+public enum AuthMode: String, Sendable, CaseIterable {
+    case none, passthrough
+}
+
+/// Log levels, least to most severe.
+public enum LogLevel: String, Sendable, CaseIterable, Comparable {
+    case debug, info, warn, error
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// A listen address: host (IPv4, IPv6 without brackets, or a name) and port (0 = any free).
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    /// The host.
+    public var host: String
+    /// The port.
+    public var port: Int
+    /// Creates an address.
+    public init(host: String, port: Int) { self.host = host; self.port = port }
+    /// `host:port`, with brackets around an IPv6 host.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// An absolute http(s) URL, split into the parts the upstream client needs.
+public struct URLValue: Sendable, Hashable, CustomStringConvertible {
+    /// `http` or `https`.
+    public var scheme: String
+    /// Host name or address.
+    public var host: String
+    /// Port, explicit or the scheme's default.
+    public var port: Int
+    /// Path prefix without a trailing slash ("" for none).
+    public var path: String
+    /// The URL as written, without a trailing slash.
+    public var description: String
+}
+
+/// A path pattern such as `/api/users/{user}/notifications`.
+public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
+    /// One piece of the pattern.
+    public enum Segment: Sendable, Hashable {
+        case literal(String), parameter(String)
+    }
+    /// The pattern as written.
+    public var text: String
+    /// The `/`-separated segments after the leading slash.
+    public var segments: [Segment]
+    /// The parameter names, in order.
+    public var parameterNames: [String] {
+        segments.compactMap { if case .parameter(let name) = $0 { name } else { nil } }
+    }
+    /// The pattern with parameter names erased, so `/a/{x}` and `/a/{y}` compare equal.
+    public var shape: String {
+        "/" + segments.map { if case .literal(let text) = $0 { text } else { "{}" } }.joined(separator: "/")
+    }
+    /// The pattern as written.
+    public var description: String { text }
+}

@@ -1,0 +1,122 @@
+/// The list of every configuration key: its section, type, default and meaning. The decoder
+/// takes each section's allowed keys from here (unknown keys and "did you mean" come from it),
+/// and `deltacast check --reference` prints it as the README's table, so the file format, the
+/// typed ``Configuration`` and the documentation cannot drift apart. Defaults are read from the
+/// typed structs, never written twice.
+public enum ConfigurationReference {
+    /// One configuration key.
+    public struct Key: Sendable {
+        /// Dotted path, e.g. `limits.max_message`; `endpoints[].path` for endpoint keys.
+        public var path: String
+        /// The value's type as a person writes it.
+        public var type: String
+        /// The default, or `required`.
+        public var defaultValue: String
+        /// What it does.
+        public var meaning: String
+        /// The last component of the path.
+        public var name: String { String(path.split(separator: ".").last ?? "") }
+    }
+
+    /// Every key, in the order of the reference table.
+    public static let keys: [Key] = {
+        let c = Configuration()
+        let u = c.upstream, l = c.limits, s = c.server
+        func d(_ value: Duration) -> String { formatDuration(value) }
+        func z(_ value: Int) -> String { formatSize(value) }
+        return [
+            Key(path: "listen", type: "host:port", defaultValue: c.listen.description, meaning: "Address to listen on; port 0 picks a free port."),
+            Key(path: "upstream", type: "mapping", defaultValue: "", meaning: "The legacy API."),
+            Key(path: "upstream.base", type: "URL", defaultValue: "required if an endpoint polls", meaning: "Base URL that endpoint `upstream` templates are appended to."),
+            Key(path: "upstream.timeout", type: "duration", defaultValue: d(u.timeout), meaning: "Time allowed for one upstream request."),
+            Key(path: "upstream.max_concurrent", type: "integer", defaultValue: "\(u.maxConcurrent)", meaning: "Most upstream requests in flight at once."),
+            Key(path: "upstream.headers", type: "mapping", defaultValue: "none", meaning: "Headers sent with every upstream request; use `${VAR}` for secrets."),
+            Key(path: "upstream.max_body", type: "size", defaultValue: z(u.maxBody), meaning: "Largest upstream body accepted; larger is an upstream error."),
+            Key(path: "upstream.follow_redirects", type: "boolean", defaultValue: "\(u.followRedirects)", meaning: "Follow upstream redirects."),
+            Key(path: "endpoints", type: "list", defaultValue: "required", meaning: "The mirrored endpoints, at least one."),
+            Key(path: "endpoints[].path", type: "path pattern", defaultValue: "required", meaning: "Path clients use; `{name}` segments are parameters."),
+            Key(path: "endpoints[].upstream", type: "path pattern", defaultValue: "the `path`", meaning: "Upstream path template, with the same parameters as `path`."),
+            Key(path: "endpoints[].source", type: Source.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: Source.poll.rawValue, meaning: "`publish`: no upstream, state arrives by `POST /deltacast/publish`."),
+            Key(path: "endpoints[].interval", type: "duration", defaultValue: "1s", meaning: "Time between polls while watched."),
+            Key(path: "endpoints[].jitter", type: "duration", defaultValue: "interval / 10", meaning: "Random delay added to each poll."),
+            Key(path: "endpoints[].diff", type: DiffMode.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: DiffMode.jsonPatch.rawValue, meaning: "How changes are sent."),
+            Key(path: "endpoints[].array_keys", type: "mapping", defaultValue: "none", meaning: "Array pointer pattern → key field, e.g. `{ /items: id }`; `*` matches any segment."),
+            Key(path: "endpoints[].ignore", type: "list", defaultValue: "none", meaning: "Pointer patterns of volatile fields that never count as a change."),
+            Key(path: "endpoints[].params", type: "mapping", defaultValue: "`[^/]+` each", meaning: "Regular expression each path parameter must match in full."),
+            Key(path: "endpoints[].query", type: "list", defaultValue: "none", meaning: "Query parameters that are part of the topic; others are refused."),
+            Key(path: "endpoints[].auth", type: AuthMode.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: AuthMode.none.rawValue, meaning: "`passthrough`: forward client credentials; one topic per credential."),
+            Key(path: "endpoints[].forward_headers", type: "list", defaultValue: "Authorization, Cookie", meaning: "Headers forwarded and digested under `auth: passthrough`."),
+            Key(path: "endpoints[].linger", type: "duration", defaultValue: "30s", meaning: "Polling continues this long after the last subscriber or GET."),
+            Key(path: "endpoints[].max_body", type: "size", defaultValue: "`upstream.max_body`", meaning: "Largest body for this endpoint."),
+            Key(path: "transports", type: "list", defaultValue: Transport.allCases.map(\.rawValue).joined(separator: ", "), meaning: "Enabled transports: " + Transport.allCases.map(\.rawValue).joined(separator: ", ") + "."),
+            Key(path: "cors", type: "mapping", defaultValue: "", meaning: "Cross-origin policy."),
+            Key(path: "cors.origins", type: "list", defaultValue: "none", meaning: "Allowed browser origins (`scheme://host[:port]`), or `*`."),
+            Key(path: "admin", type: "mapping", defaultValue: "", meaning: "Admin endpoints."),
+            Key(path: "admin.token", type: "string", defaultValue: "none (admin off)", meaning: "Bearer token for refresh/publish, 16+ characters; use `${VAR}`."),
+            Key(path: "limits", type: "mapping", defaultValue: "", meaning: "Resource limits."),
+            Key(path: "limits.max_connections", type: "integer", defaultValue: "\(l.maxConnections)", meaning: "Open connections in all; beyond → 503."),
+            Key(path: "limits.max_connections_per_ip", type: "integer", defaultValue: "\(l.maxConnectionsPerIP)", meaning: "Open connections per client IP; beyond → 429."),
+            Key(path: "limits.max_message", type: "size", defaultValue: z(l.maxMessage), meaning: "Largest client WebSocket message or request body."),
+            Key(path: "limits.max_topics", type: "integer", defaultValue: "\(l.maxTopics)", meaning: "Topics alive at once (LRU eviction of idle ones)."),
+            Key(path: "limits.max_topics_per_connection", type: "integer", defaultValue: "\(l.maxTopicsPerConnection)", meaning: "Subscriptions per connection; beyond → `too_many`."),
+            Key(path: "limits.max_request_line", type: "size", defaultValue: z(l.maxRequestLine), meaning: "Longest request line; beyond → 414."),
+            Key(path: "limits.max_header_bytes", type: "size", defaultValue: z(l.maxHeaderBytes), meaning: "Largest header block; beyond → 431."),
+            Key(path: "limits.max_headers", type: "integer", defaultValue: "\(l.maxHeaders)", meaning: "Most header fields; beyond → 431."),
+            Key(path: "limits.send_buffer", type: "size", defaultValue: z(l.sendBuffer), meaning: "Pending bytes per connection before conflation."),
+            Key(path: "limits.slow_consumer_timeout", type: "duration", defaultValue: d(l.slowConsumerTimeout), meaning: "No write progress this long → closed."),
+            Key(path: "limits.journal_entries", type: "integer", defaultValue: "\(l.journalEntries)", meaning: "Changes kept per topic for resumes."),
+            Key(path: "limits.journal_bytes", type: "size", defaultValue: z(l.journalBytes), meaning: "Patch bytes kept per topic for resumes."),
+            Key(path: "server", type: "mapping", defaultValue: "", meaning: "Data plane."),
+            Key(path: "server.event_loops", type: "integer or `auto`", defaultValue: "auto", meaning: "Event-loop threads; `auto` = usable cores."),
+            Key(path: "server.header_timeout", type: "duration", defaultValue: d(s.headerTimeout), meaning: "Time to receive a header block; slower → 408."),
+            Key(path: "server.idle_timeout", type: "duration", defaultValue: d(s.idleTimeout), meaning: "Keep-alive idle time before close."),
+            Key(path: "server.shutdown_timeout", type: "duration", defaultValue: d(s.shutdownTimeout), meaning: "Graceful shutdown deadline."),
+            Key(path: "server.sse_heartbeat", type: "duration", defaultValue: d(s.sseHeartbeat), meaning: "SSE comment-line interval."),
+            Key(path: "server.sse_retry", type: "duration", defaultValue: d(s.sseRetry), meaning: "SSE `retry:` hint."),
+            Key(path: "server.websocket_ping", type: "duration", defaultValue: d(s.websocketPing), meaning: "WebSocket ping interval; two missed pongs close."),
+            Key(path: "server.max_wait", type: "duration", defaultValue: d(s.maxWait), meaning: "Longest long-poll hold a client may request."),
+            Key(path: "logging", type: "mapping", defaultValue: "", meaning: "Logging."),
+            Key(path: "logging.level", type: LogLevel.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: c.logging.level.rawValue, meaning: "Lowest level written."),
+            Key(path: "logging.access", type: "boolean", defaultValue: "\(c.logging.access)", meaning: "One access-log line per request."),
+            Key(path: "diagnostics", type: "mapping", defaultValue: "", meaning: "Test-only routes."),
+            Key(path: "diagnostics.echo", type: "boolean", defaultValue: "\(c.diagnostics.echo)", meaning: "Serve the `/deltacast/echo` WebSocket echo route."),
+        ]
+    }()
+
+    /// The names allowed directly under `section` ("" for the top level, `endpoints[]` for an
+    /// endpoint).
+    public static func keyNames(in section: String) -> [String] {
+        keys.compactMap { key in
+            let prefix = section.isEmpty ? "" : section + "."
+            guard key.path.hasPrefix(prefix) else { return nil }
+            let rest = key.path.dropFirst(prefix.count)
+            return rest.contains(".") ? nil : String(rest)
+        }
+    }
+
+    /// The reference as a Markdown table.
+    public static var markdown: String {
+        var lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for key in keys {
+            lines.append("| `\(key.path)` | \(key.type) | \(key.defaultValue) | \(key.meaning) |")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// `250ms`, `5s`, `2m`, `1h`: the largest unit that divides the duration exactly.
+public func formatDuration(_ duration: Duration) -> String {
+    let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    if milliseconds % 3_600_000 == 0 && milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
+    if milliseconds % 60_000 == 0 && milliseconds > 0 { return "\(milliseconds / 60_000)m" }
+    if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }
+    return "\(milliseconds)ms"
+}
+
+/// `512B`, `64KiB`, `8MiB`, `1GiB`: the largest binary unit that divides the size exactly.
+public func formatSize(_ bytes: Int) -> String {
+    for (unit, factor) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes > 0 && bytes % factor == 0 {
+        return "\(bytes / factor)\(unit)"
+    }
+    return "\(bytes)B"
+}

@@ -1,0 +1,52 @@
+import Foundation
+import DeltacastConfig
+
+/// Exit statuses of the `deltacast` command.
+enum ExitStatus: Int32 {
+    /// Success.
+    case success = 0
+    /// The input was wrong: an invalid configuration, a file that is not JSON, a patch that
+    /// does not apply.
+    case failure = 1
+    /// The command line itself was wrong (unknown option, missing value).
+    case usage = 2
+    /// The command exists but its capability is not built yet (EX_UNAVAILABLE).
+    case unavailable = 69
+}
+
+/// One subcommand of `deltacast`.
+protocol Command {
+    /// Its name on the command line.
+    static var name: String { get }
+    /// One line for `deltacast --help`.
+    static var summary: String { get }
+    /// The full usage text for `deltacast NAME --help`.
+    static var usage: String { get }
+    /// Runs it with the arguments after its name.
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus
+}
+
+/// Writes to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Reads a configuration file into a validated ``Configuration``, printing every error.
+func loadConfiguration(path: String, command: String) -> (Configuration?, ExitStatus) {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        printError("deltacast \(command): cannot read '\(path)': no such file or not readable")
+        return (nil, .failure)
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        printError("deltacast \(command): '\(path)' is not UTF-8 text")
+        return (nil, .failure)
+    }
+    do {
+        return (try Configuration.load(text: text, file: path, environment: ProcessInfo.processInfo.environment), .success)
+    } catch {
+        printError(error.description)
+        printError("\n\(error.errors.count) error\(error.errors.count == 1 ? "" : "s") in \(path)")
+        return (nil, .failure)
+    }
+}
+

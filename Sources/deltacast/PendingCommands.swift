@@ -1,0 +1,114 @@
+import DeltacastConfig
+
+/// Commands whose capability a later issue builds. They say so plainly instead of pretending,
+/// and exit 69 (EX_UNAVAILABLE). `serve` still validates its configuration first.
+enum ServeCommand: Command {
+    static let name = "serve"
+    static let summary = "run the proxy with a configuration file"
+    static let usage = """
+        usage: deltacast serve -c FILE
+
+        Runs the proxy: polls the configured endpoints and pushes their changes.
+          -c, --config FILE   the configuration file
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
+        guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
+        guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
+        let (configuration, status) = loadConfiguration(path: path, command: name)
+        guard configuration != nil else { return status }
+        printError("deltacast serve: the configuration is valid, but the proxy's server is not built yet (event loops and HTTP server: issue 4; transports: issue 5; poller and hub: issue 6).")
+        return .unavailable
+    }
+}
+
+enum DemoCommand: Command {
+    static let name = "demo"
+    static let summary = "start the demo legacy API, the proxy in front of it and a live dashboard"
+    static let usage = """
+        usage: deltacast demo [-c FILE]
+
+        Starts a simulated legacy API, the proxy in front of it (config/demo.yaml) and a live
+        dashboard, and prints their URLs. Runs until Ctrl-C.
+          -c, --config FILE   the proxy configuration (default config/demo.yaml)
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
+        guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
+        let path = args.value("--config") ?? "config/demo.yaml"
+        let (configuration, status) = loadConfiguration(path: path, command: name)
+        guard configuration != nil else { return status }
+        printError("deltacast demo: \(path) is valid, but the demo needs the proxy's server and poller, which are not built yet (issues 4, 5 and 6; the dashboard: issue 7).")
+        return .unavailable
+    }
+}
+
+enum TailCommand: Command {
+    static let name = "tail"
+    static let summary = "subscribe to a topic like a client and print each event"
+    static let usage = """
+        usage: deltacast tail URL TOPIC [--transport ws|sse|poll] [--state]
+
+        Subscribes to TOPIC on the proxy at URL and prints each event with a timestamp.
+          --transport ws|sse|poll   the transport (default: negotiated)
+          --state                   print the document after applying each patch
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: ["--state"], options: ["--transport"])
+        guard args.positionals.count == 2 else { throw .init(message: "expected URL and TOPIC") }
+        if let transport = args.value("--transport"), !["ws", "sse", "poll"].contains(transport) {
+            throw .init(message: "invalid transport '\(transport)'; expected ws, sse or poll")
+        }
+        printError("deltacast tail: not built yet; it needs the push transports' client codecs (issue 5).")
+        return .unavailable
+    }
+}
+
+enum BenchCommand: Command {
+    static let name = "bench"
+    static let summary = "run a benchmark: json, http, fanout, throughput, connections, upstream"
+    static let usage = """
+        usage: deltacast bench KIND [options]
+
+        Kinds: json (issue 3), http (issue 4), fanout | throughput | connections (issue 10),
+        upstream (issue 6).
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
+        let owners = ["json": "issue 3", "http": "issue 4", "fanout": "issue 10", "throughput": "issue 10",
+                      "connections": "issue 10", "upstream": "issue 6"]
+        guard let owner = owners[kind] else {
+            throw .init(message: "unknown benchmark '\(kind)'; expected one of: \(owners.keys.sorted().joined(separator: ", "))")
+        }
+        printError("deltacast bench \(kind): not built yet (\(owner)).")
+        return .unavailable
+    }
+}
+
+enum DiffCommand: Command {
+    static let name = "diff"
+    static let summary = "print the patch the proxy would push between two JSON documents"
+    static let usage = """
+        usage: deltacast diff OLD.json NEW.json [--array-key PATH=FIELD]... [--ignore PATH]... [--merge]
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: ["--merge"], options: ["--array-key", "--ignore"])
+        guard args.positionals.count == 2 else { throw .init(message: "expected OLD.json and NEW.json") }
+        printError("deltacast diff: not built yet; it needs the JSON engine (issue 3).")
+        return .unavailable
+    }
+}
+
+enum PatchCommand: Command {
+    static let name = "patch"
+    static let summary = "apply a JSON Patch (or Merge Patch) to a document and print the result"
+    static let usage = """
+        usage: deltacast patch DOC.json PATCH.json [--merge]
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: ["--merge"], options: [])
+        guard args.positionals.count == 2 else { throw .init(message: "expected DOC.json and PATCH.json") }
+        printError("deltacast patch: not built yet; it needs the JSON engine (issue 3).")
+        return .unavailable
+    }
+}

@@ -376,6 +376,7 @@ public struct YAMLParser {
     }
 
     private func refuseIndicators() throws(ConfigurationError) {
+        if current == "?" && isBlank(peek(1)) { throw error("complex keys ('? ') are not supported") }
         switch current {
         case "&": throw error("anchors ('&') are not supported")
         case "*": throw error("aliases ('*') are not supported")
@@ -449,7 +450,7 @@ public struct YAMLParser {
             try skipFlowWhitespace(unterminated: what, close: close, openIndex: openIndex)
             if current == "," { advance(); continue }
             if current == close { advance(); break }
-            throw error("expected ',' or '\(close)' in \(what)")
+            throw error("expected ',' or '\(close)' in \(what) opened at \(startLocation.line):\(startLocation.column)")
         }
         return YAMLNode(content: isMapping ? .mapping(entries) : .sequence(items), location: startLocation)
     }
@@ -478,6 +479,13 @@ public struct YAMLParser {
             let startLocation = location
             var end = position
             while let scalar = current, scalar != "\n" {
+                if scalar == "$" && peek(1) == "{" {
+                    // `${VAR}` is one unit, whatever flow indicators it holds.
+                    while let inner = current, inner != "}", inner != "\n" { advance() }
+                    if current == "}" { advance() }
+                    end = position
+                    continue
+                }
                 if scalar == "," || scalar == "]" || scalar == "}" || scalar == "[" || scalar == "{" { break }
                 if scalar == ":" && (isBlank(peek(1)) || isFlowIndicator(peek(1))) { break }
                 if scalar == "#" && position > startIndex && isBlank(source[position - 1]) { break }

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+
+/// Runs the built `deltacast` executable as a user would, and captures what it prints.
+struct DeltacastProcess {
+    static let executable: URL = {
+        // The test bundle sits in the build products directory, beside the executable.
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
+    }()
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        process.currentDirectoryURL = Self.repositoryRoot
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        status = process.terminationStatus
+        stdout = String(decoding: outData, as: UTF8.self)
+        stderr = String(decoding: errData, as: UTF8.self)
+    }
+}
+
+@Suite struct CommandLineTests {
+    @Test func checkAcceptsAGoodFileWithAOneLineSummary() throws {
+        let run = try DeltacastProcess(["check", "-c", "config/deltacast.yaml"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("config/deltacast.yaml: OK, 4 endpoints: /api/prices (poll 1s, json-patch)"))
+        #expect(run.stdout.split(separator: "\n").count == 1)
+    }
+
+    @Test func checkReportsEveryErrorOfABadFileAndExitsOne() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bad-\(getpid()).yaml")
+        try "listen: nowhere\nendpoints:\n  - path: /a\n    intervall: 1s\n".write(to: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let run = try DeltacastProcess(["check", "--config=\(path.path)"])
+        #expect(run.status == 1)
+        #expect(run.stdout.isEmpty)
+        #expect(run.stderr.contains("\(path.path):1:9: invalid listen address 'nowhere'"))
+        #expect(run.stderr.contains("\(path.path):4:5: unknown key 'intervall' in endpoint; did you mean 'interval'?\n    intervall: 1s\n    ^"))
+        #expect(run.stderr.contains("missing required key 'upstream.base'"))
+        #expect(run.stderr.hasSuffix("3 errors in \(path.path)\n"))
+    }
+
+    @Test func checkOfAMissingFileSaysSo() throws {
+        let run = try DeltacastProcess(["check", "-c", "/nonexistent/deltacast.yaml"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("cannot read '/nonexistent/deltacast.yaml'"))
+    }
+
+    @Test(arguments: [
+        (["check", "--frobnicate"], "unknown option '--frobnicate'"),
+        (["check", "-c"], "option '--config' needs a value"),
+        (["check"], "missing '-c FILE'"),
+        (["diff", "a.json"], "expected OLD.json and NEW.json"),
+        (["tail", "http://127.0.0.1:1", "/t", "--transport", "carrier-pigeon"], "invalid transport 'carrier-pigeon'"),
+        (["bench", "nothing"], "unknown benchmark 'nothing'"),
+        (["explode"], "unknown command 'explode'"),
+        ([], "usage: deltacast COMMAND"),
+    ])
+    func usageErrorsExitTwo(_ arguments: [String], _ message: String) throws {
+        let run = try DeltacastProcess(arguments)
+        #expect(run.status == 2)
+        #expect(run.stderr.contains(message))
+    }
+
+    @Test(arguments: ["serve", "check", "demo", "tail", "bench", "diff", "patch"])
+    func everyCommandHasHelp(_ command: String) throws {
+        let run = try DeltacastProcess([command, "--help"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("usage: deltacast \(command)"))
+    }
+
+    @Test func versionAndGeneralHelp() throws {
+        let version = try DeltacastProcess(["--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("deltacast "))
+        let help = try DeltacastProcess(["--help"])
+        #expect(help.status == 0)
+        for command in ["serve", "check", "demo", "tail", "bench", "diff", "patch"] {
+            #expect(help.stdout.contains("  \(command) "))
+        }
+    }
+
+    /// Commands a later issue builds say so and exit 69, after validating what they can.
+    @Test func unbuiltCommandsSaySoPlainly() throws {
+        let serve = try DeltacastProcess(["serve", "-c", "config/demo.yaml"])
+        #expect(serve.status == 69)
+        #expect(serve.stderr.contains("not built yet"))
+        let bench = try DeltacastProcess(["bench", "http"])
+        #expect(bench.status == 69)
+        #expect(bench.stderr.contains("not built yet (issue 4)"))
+    }
+
+    @Test func checkReferencePrintsTheConfigurationTable() throws {
+        let run = try DeltacastProcess(["check", "--reference"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("| key | type | default | meaning |"))
+        #expect(run.stdout.contains("| `limits.journal_entries` | integer | 256 |"))
+    }
+}

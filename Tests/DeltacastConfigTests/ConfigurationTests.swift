@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+@testable import DeltacastConfig
+
+/// Every file in Malformed/ starts with `# expect: LINE:COLUMN: MESSAGE`, the first error the
+/// proxy must report for it.
+let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent("Malformed").path))?.filter { $0.hasSuffix(".yaml") }.sorted() ?? []
+
+@Suite struct ConfigurationTests {
+    @Test func corpusHasAtLeastFortyMalformedFiles() {
+        #expect(malformedFiles.count >= 40)
+    }
+
+    @Test(arguments: malformedFiles)
+    func malformedFileGetsItsExactError(_ name: String) throws {
+        let text = try String(contentsOf: fixtures.appendingPathComponent("Malformed/\(name)"), encoding: .utf8)
+        let firstLine = try #require(text.split(separator: "\n").first)
+        let expected = try #require(firstLine.hasPrefix("# expect: ") ? String(firstLine.dropFirst(10)) : nil)
+        do {
+            _ = try Configuration.load(text: text, file: name, environment: testEnvironment)
+            Issue.record("\(name) was accepted")
+        } catch {
+            let first = try #require(error.errors.first)
+            #expect("\(first.location.line):\(first.location.column): \(first.message)" == expected)
+            #expect(first.location.file == name)
+            // The description shows the offending line and a caret under the column.
+            let lines = first.description.split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(lines.count == 3)
+            #expect(lines.last?.count == first.location.column)
+        }
+    }
+
+    @Test func everyErrorIsReportedNotJustTheFirst() {
+        let text = """
+            listen: nowhere
+            upstream: { base: http://127.0.0.1:9000, timeout: forever }
+            endpoints:
+              - path: /a
+                intervall: 1s
+              - path: /b
+                diff: jsonpatch
+            limits: { max_message: huge }
+            """
+        do {
+            _ = try Configuration.load(text: text, file: "many.yaml", environment: [:])
+            Issue.record("accepted")
+        } catch {
+            #expect(error.errors.map { "\($0.location.line):\($0.location.column)" } == ["1:9", "2:51", "5:5", "7:11", "8:24"])
+        }
+    }
+
+    @Test func defaultsApplyWhenKeysAreOmitted() throws {
+        let c = try Configuration.load(text: "upstream: { base: http://127.0.0.1:9000/legacy/ }\nendpoints:\n  - path: /api/users/{id}\n", file: "f", environment: [:])
+        #expect(c.listen == HostPort(host: "127.0.0.1", port: 8080))
+        #expect(c.upstream.base?.path == "/legacy")
+        #expect(c.upstream.timeout == .seconds(5))
+        #expect(c.transports == [.websocket, .sse, .longpoll])
+        #expect(c.limits.journalEntries == 256)
+        #expect(c.limits.journalBytes == 8 * 1024 * 1024)
+        #expect(c.server.sseHeartbeat == .seconds(15))
+        let endpoint = try #require(c.endpoints.first)
+        #expect(endpoint.upstream.text == "/api/users/{id}")
+        #expect(endpoint.interval == .seconds(1))
+        #expect(endpoint.effectiveJitter == .milliseconds(100))
+        #expect(endpoint.linger == .seconds(30))
+        #expect(endpoint.diff == .jsonPatch)
+        #expect(endpoint.parameterNames == ["id"])
+    }
+
+    @Test func exampleConfigurationDecodesEveryKey() throws {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent("config/deltacast.yaml"), encoding: .utf8)
+        let c = try Configuration.load(text: text, file: "config/deltacast.yaml", environment: ["LEGACY_API_TOKEN": "t0k"])
+        #expect(c.upstream.headers.first?.value == "Bearer t0k")
+        #expect(c.endpoints.count == 4)
+        #expect(c.endpoints[0].arrayKeys.first?.path == "/items")
+        #expect(c.endpoints[0].arrayKeys.first?.field == "id")
+        #expect(c.endpoints[0].ignore == ["/generatedAt"])
+        #expect(c.endpoints[0].maxBody == 2 * 1024 * 1024)
+        #expect(c.endpoints[1].upstream.text == "/v1/users/{user}/notifications")
+        #expect(c.endpoints[1].params["user"] == "[0-9]+")
+        #expect(c.endpoints[1].auth == .passthrough)
+        #expect(c.endpoints[1].diff == .mergePatch)
+        #expect(c.endpoints[2].arrayKeys.first?.path == "/groups/*/members")
+        #expect(c.endpoints[3].source == .publish)
+        #expect(c.cors.origins.count == 2)
+        #expect(c.server.eventLoops == nil)
+        // The example is the documentation: it must mention every key of the reference.
+        for key in ConfigurationReference.keys {
+            #expect(text.contains("\(key.name):"), "config/deltacast.yaml does not show '\(key.path)'")
+        }
+    }
+
+    @Test(arguments: ["config/deltacast.yaml", "config/demo.yaml", "examples/minimal.yaml", "examples/passthrough.yaml", "examples/publish-only.yaml"])
+    func everyShippedConfigurationValidates(_ path: String) throws {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)
+        _ = try Configuration.load(text: text, file: path, environment: [:])
+    }
+
+    @Test func readmeReferenceMatchesTheTypedConfiguration() throws {
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains(ConfigurationReference.markdown), "README's configuration reference is out of date: paste `swift run deltacast check --reference`")
+    }
+
+    @Test func valueParsers() {
+        #expect(parseDuration("250ms") == .milliseconds(250))
+        #expect(parseDuration("2m") == .seconds(120))
+        #expect(parseDuration("1h") == .seconds(3600))
+        #expect(parseDuration("1.5s") == nil)
+        #expect(parseSize("512B") == 512)
+        #expect(parseSize("64KiB") == 65536)
+        #expect(parseSize("8MiB") == 8 << 20)
+        #expect(parseSize("99999999999GiB") == nil)
+        #expect(parseHostPort("[::1]:8080") == HostPort(host: "::1", port: 8080))
+        #expect(parseHostPort(":9000") == HostPort(host: "0.0.0.0", port: 9000))
+        #expect(parseURL("https://api.example.com")?.port == 443)
+        #expect(parseURL("http://user@host/") == nil)
+        #expect(formatDuration(.milliseconds(1500)) == "1500ms")
+        #expect(formatSize(1 << 20) == "1MiB")
+    }
+}
+
+extension Configuration.Endpoint {
+    var parameterNames: [String] { path.parameterNames }
+}

@@ -84,31 +84,3 @@ enum BenchCommand: Command {
         return .unavailable
     }
 }
-
-enum DiffCommand: Command {
-    static let name = "diff"
-    static let summary = "print the patch the proxy would push between two JSON documents"
-    static let usage = """
-        usage: deltacast diff OLD.json NEW.json [--array-key PATH=FIELD]... [--ignore PATH]... [--merge]
-        """
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: ["--merge"], options: ["--array-key", "--ignore"])
-        guard args.positionals.count == 2 else { throw .init(message: "expected OLD.json and NEW.json") }
-        printError("deltacast diff: not built yet; it needs the JSON engine (issue 3).")
-        return .unavailable
-    }
-}
-
-enum PatchCommand: Command {
-    static let name = "patch"
-    static let summary = "apply a JSON Patch (or Merge Patch) to a document and print the result"
-    static let usage = """
-        usage: deltacast patch DOC.json PATCH.json [--merge]
-        """
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: ["--merge"], options: [])
-        guard args.positionals.count == 2 else { throw .init(message: "expected DOC.json and PATCH.json") }
-        printError("deltacast patch: not built yet; it needs the JSON engine (issue 3).")
-        return .unavailable
-    }
-}

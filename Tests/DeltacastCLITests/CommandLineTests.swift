@@ -111,3 +111,61 @@ struct DeltacastProcess {
         #expect(run.stdout.contains("| `limits.journal_entries` | integer | 256 |"))
     }
 }
+
+@Suite struct JSONCommandLineTests {
+    func write(_ text: String, _ name: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-\(getpid())-\(name)")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func diffPrintsThePatchTheProxyWouldPush() throws {
+        let old = try write(#"{"generatedAt":"a","items":[{"id":1,"p":1},{"id":2,"p":2}]}"#, "old.json")
+        let new = try write(#"{"generatedAt":"b","items":[{"id":0,"p":0},{"id":1,"p":1.50},{"id":2,"p":2}]}"#, "new.json")
+        let run = try DeltacastProcess(["diff", old, new, "--array-key", "/items=id", "--ignore", "/generatedAt"])
+        #expect(run.status == 0)
+        #expect(run.stdout == #"[{"op":"replace","path":"/generatedAt","value":"b"},{"op":"add","path":"/items/0","value":{"id":0,"p":0}},{"op":"replace","path":"/items/1/p","value":1.50}]"# + "\n")
+        #expect(run.stderr.hasPrefix("patch 156 bytes, document 77 bytes"))
+        let merge = try DeltacastProcess(["diff", old, new, "--merge"])
+        #expect(merge.status == 0)
+        #expect(merge.stdout.hasPrefix(#"{"generatedAt":"b","items":["#))
+    }
+
+    @Test func diffOfIdenticalDocumentsIsEmpty() throws {
+        let a = try write(#"{"a":1,"b":2}"#, "same-a.json")
+        let b = try write(#"{"b":2,"a":1}"#, "same-b.json")
+        let run = try DeltacastProcess(["diff", a, b])
+        #expect(run.status == 0)
+        #expect(run.stdout == "[]\n")
+    }
+
+    @Test func diffOfInvalidJSONExitsOneWithTheLocation() throws {
+        let good = try write("{}", "good.json")
+        let bad = try write("{\"a\":\n  [1,,2]}", "bad.json")
+        let run = try DeltacastProcess(["diff", good, bad])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("bad.json: line 2, column 6 (byte 11): expected a value (object, array, string, number, true, false or null), found ','"))
+    }
+
+    @Test func patchAppliesAndReportsTheFailingOperation() throws {
+        let document = try write(#"{"a":[1,2]}"#, "doc.json")
+        let good = try write(#"[{"op":"add","path":"/a/-","value":3},{"op":"copy","from":"/a","path":"/b"}]"#, "good-patch.json")
+        let run = try DeltacastProcess(["patch", document, good])
+        #expect(run.status == 0)
+        #expect(run.stdout == #"{"a":[1,2,3],"b":[1,2,3]}"# + "\n")
+        let bad = try write(#"[{"op":"add","path":"/a/-","value":3},{"op":"test","path":"/a/0","value":9}]"#, "bad-patch.json")
+        let failed = try DeltacastProcess(["patch", document, bad])
+        #expect(failed.status == 1)
+        #expect(failed.stdout.isEmpty)
+        #expect(failed.stderr.contains("operation 1: test: value at '/a/0' is not equal to the expected value"))
+        let merge = try write(#"{"a":null,"c":{"d":1}}"#, "merge.json")
+        let merged = try DeltacastProcess(["patch", document, merge, "--merge"])
+        #expect(merged.stdout == #"{"c":{"d":1}}"# + "\n")
+    }
+
+    @Test func badArrayKeyIsAUsageError() throws {
+        let run = try DeltacastProcess(["diff", "a.json", "b.json", "--array-key", "items"])
+        #expect(run.status == 2)
+        #expect(run.stderr.contains("invalid --array-key 'items'; expected PATH=FIELD such as /items=id"))
+    }
+}

@@ -70,15 +70,16 @@ enum BenchCommand: Command {
     static let usage = """
         usage: deltacast bench KIND [options]
 
-        Kinds: json (issue 3), http (issue 4), fanout | throughput | connections (issue 10),
+        Kinds: json [--rounds N] (parser, diff and patch sizes), http (issue 4), fanout | throughput | connections (issue 10),
         upstream (issue 6).
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
-        let owners = ["json": "issue 3", "http": "issue 4", "fanout": "issue 10", "throughput": "issue 10",
+        if kind == "json" { return try JSONBenchmark.run(Array(arguments.dropFirst())) }
+        let owners = ["http": "issue 4", "fanout": "issue 10", "throughput": "issue 10",
                       "connections": "issue 10", "upstream": "issue 6"]
         guard let owner = owners[kind] else {
-            throw .init(message: "unknown benchmark '\(kind)'; expected one of: \(owners.keys.sorted().joined(separator: ", "))")
+            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, \(owners.keys.sorted().joined(separator: ", "))")
         }
         printError("deltacast bench \(kind): not built yet (\(owner)).")
         return .unavailable

@@ -17,9 +17,11 @@ let package = Package(
         .executable(name: "deltacast", targets: ["deltacast"]),
         .library(name: "DeltacastJSON", targets: ["DeltacastJSON"]),
         .library(name: "DeltacastConfig", targets: ["DeltacastConfig"]),
+        .library(name: "DeltacastWire", targets: ["DeltacastWire"]),
         // libFuzzer targets: see README "Fuzzing".
         .executable(name: "FuzzConfig", targets: ["FuzzConfig"]),
         .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
+        .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
     ],
     targets: [
         // C system libraries. `providers` makes a missing -dev package name itself.
@@ -37,6 +39,7 @@ let package = Package(
 
         .target(name: "DeltacastJSON", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastWire", dependencies: ["DeltacastJSON"], swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
             dependencies: ["DeltacastJSON", "DeltacastConfig"],
@@ -56,6 +59,12 @@ let package = Package(
         .testTarget(
             name: "DeltacastJSONTests", dependencies: ["DeltacastJSON"],
             exclude: ["Fixtures"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzHTTP", dependencies: ["DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastCLITests", dependencies: ["deltacast"],

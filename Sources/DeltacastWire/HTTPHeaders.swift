@@ -1,0 +1,65 @@
+/// HTTP header fields in arrival order. Repeated fields are kept; lookups ignore case.
+public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
+    /// The fields, as received (names keep their original case).
+    public private(set) var fields: [(name: String, value: String)] = []
+
+    /// No fields.
+    public init() {}
+
+    /// Fields from a literal, in order.
+    public init(dictionaryLiteral elements: (String, String)...) {
+        fields = elements.map { ($0.0, $0.1) }
+    }
+
+    /// Appends a field.
+    public mutating func add(name: String, value: String) { fields.append((name, value)) }
+
+    /// Replaces every field called `name` with one field.
+    public mutating func replaceOrAdd(name: String, value: String) {
+        fields.removeAll { $0.name.lowercasedASCII == name.lowercasedASCII }
+        fields.append((name, value))
+    }
+
+    /// Removes every field called `name`.
+    public mutating func remove(name: String) {
+        fields.removeAll { $0.name.lowercasedASCII == name.lowercasedASCII }
+    }
+
+    /// The first value of `name`, compared without regard to case.
+    public subscript(name: String) -> String? {
+        let wanted = name.lowercasedASCII
+        return fields.first { $0.name.lowercasedASCII == wanted }?.value
+    }
+
+    /// Every value of `name`, in order.
+    public func values(_ name: String) -> [String] {
+        let wanted = name.lowercasedASCII
+        return fields.filter { $0.name.lowercasedASCII == wanted }.map(\.value)
+    }
+
+    /// Every comma-separated element of every `name` field, trimmed, empty ones dropped.
+    public func tokens(_ name: String) -> [String] {
+        values(name).flatMap { $0.split(separator: ",") }.map { $0.trimmingOWS }.filter { !$0.isEmpty }
+    }
+
+    /// The number of fields.
+    public var count: Int { fields.count }
+
+    /// Iterates fields in order.
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
+}
+
+extension StringProtocol {
+    /// ASCII-only lowercasing (header names are ASCII tokens).
+    var lowercasedASCII: String {
+        String(decoding: utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
+
+    /// Trims spaces and tabs (HTTP's optional whitespace) at both ends.
+    var trimmingOWS: String {
+        var scalars = Substring(self).unicodeScalars[...]
+        while let first = scalars.first, first == " " || first == "\t" { scalars.removeFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -39,6 +39,7 @@ let package = Package(
 
         .target(name: "DeltacastJSON", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastWire", dependencies: ["DeltacastJSON"], swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
@@ -62,6 +63,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "FuzzHTTP", dependencies: ["DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],

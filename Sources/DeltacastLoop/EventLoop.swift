@@ -1,0 +1,222 @@
+import CSystemLinux
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Something registered on an event loop for readiness events.
+public protocol EventLoopHandler: AnyObject {
+    /// Called on the loop's thread with the epoll event bits (`EPOLLIN`, `EPOLLOUT`, `EPOLLHUP`...).
+    func handle(events: UInt32)
+}
+
+/// One epoll event loop, run by one thread. Cross-thread work arrives through ``execute(_:)``
+/// (a queue plus an eventfd wake-up); timers are a binary heap checked between waits, so no
+/// kernel timer exists per connection.
+///
+/// Threading: `@unchecked Sendable` because everything except `pending` (behind a Mutex) and the
+/// two file descriptors (immutable) is touched only on the loop's own thread, asserted in debug
+/// builds by ``assertInLoop()``.
+public final class EventLoop: @unchecked Sendable {
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private var handlers: [Int32: any EventLoopHandler] = [:]
+    private var timers = TimerHeap()
+    private var stopping = false
+    private var thread: pthread_t?
+    /// A per-loop read buffer shared by every connection of this loop (64 KiB), so idle
+    /// connections hold no read buffer of their own.
+    public var scratch = [UInt8](repeating: 0, count: 64 * 1024)
+
+    /// Creates the loop's epoll instance and wake-up eventfd.
+    public init() throws(SystemError) {
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { throw SystemError("epoll_create1") }
+        let wake = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wake >= 0 else { close(epoll); throw SystemError("eventfd") }
+        epollFD = epoll
+        wakeFD = wake
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wake
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event) == 0 else { throw SystemError("epoll_ctl(ADD eventfd)") }
+    }
+
+    deinit {
+        close(wakeFD)
+        close(epollFD)
+    }
+
+    /// Milliseconds on the monotonic clock.
+    public static func monotonicMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    /// Whether the caller runs on this loop's thread.
+    public var inLoop: Bool {
+        guard let thread else { return false }
+        return pthread_equal(thread, pthread_self()) != 0
+    }
+
+    /// Traps in debug builds when called off the loop's thread.
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(thread == nil || inLoop, "called off its event loop", file: file, line: line)
+    }
+
+    /// Runs `task` on the loop's thread soon; callable from any thread.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        pending.withLock { $0.append(task) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    /// Registers `fd` for `events` (edge-triggered when `EPOLLET` is included).
+    public func register(_ fd: Int32, events: UInt32, handler: any EventLoopHandler) throws(SystemError) {
+        assertInLoop()
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else { throw SystemError("epoll_ctl(ADD)") }
+        handlers[fd] = handler
+    }
+
+    /// Changes the events `fd` is registered for.
+    public func modify(_ fd: Int32, events: UInt32) throws(SystemError) {
+        assertInLoop()
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event) == 0 else { throw SystemError("epoll_ctl(MOD)") }
+    }
+
+    /// Stops watching `fd` (the caller closes it).
+    public func deregister(_ fd: Int32) {
+        assertInLoop()
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        handlers[fd] = nil
+    }
+
+    /// The number of registered descriptors (tests and metrics).
+    public var registeredCount: Int { handlers.count }
+
+    /// Runs `callback` on the loop after `milliseconds`; returns an id for ``cancelTimer(_:)``.
+    @discardableResult
+    public func schedule(afterMilliseconds milliseconds: Int64, _ callback: @escaping () -> Void) -> UInt64 {
+        assertInLoop()
+        return timers.insert(deadline: Self.monotonicMilliseconds() + milliseconds, callback)
+    }
+
+    /// Cancels a timer that has not fired.
+    public func cancelTimer(_ id: UInt64) { timers.cancel(id) }
+
+    /// Starts a thread that runs the loop until ``stop()``.
+    public func start(name: String) throws(SystemError) {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let result = pthread_create(&handle, nil, { argument in
+            let loop = Unmanaged<EventLoop>.fromOpaque(argument!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box.toOpaque())
+        guard result == 0 else { box.release(); throw SystemError("pthread_create", errno: result) }
+        thread = handle
+        _ = name
+    }
+
+    /// Asks the loop to finish its current iteration and return from ``run()``.
+    public func stop() { execute { [unowned self] in self.stopping = true } }
+
+    /// Waits for the loop's thread to end (after ``stop()``).
+    public func join() {
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    /// Runs the loop on the calling thread until ``stop()``.
+    public func run() {
+        if thread == nil { thread = pthread_self() }
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while !stopping {
+            let timeout = timers.nextDeadline().map { Int32(clamping: max(0, $0 - Self.monotonicMilliseconds())) } ?? 1000
+            let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
+            if count < 0 && errno != EINTR { preconditionFailure("\(SystemError("epoll_wait"))") }
+            for index in 0..<max(0, Int(count)) {
+                let fd = events[index].data.fd
+                if fd == wakeFD {
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
+                    continue
+                }
+                handlers[fd]?.handle(events: events[index].events)
+            }
+            runPending()
+            timers.fire(now: Self.monotonicMilliseconds())
+        }
+        runPending()
+    }
+
+    private func runPending() {
+        while true {
+            let tasks = pending.withLock { tasks -> [@Sendable () -> Void] in
+                defer { tasks.removeAll(keepingCapacity: true) }
+                return tasks
+            }
+            if tasks.isEmpty { return }
+            for task in tasks { task() }
+        }
+    }
+}
+
+/// Timers ordered by deadline (a binary min-heap); cancellation is lazy.
+struct TimerHeap {
+    private var entries: [(deadline: Int64, id: UInt64)] = []
+    private var callbacks: [UInt64: () -> Void] = [:]
+    private var nextID: UInt64 = 1
+
+    mutating func nextDeadline() -> Int64? {
+        while let first = entries.first, callbacks[first.id] == nil { popFirst() }
+        return entries.first?.deadline
+    }
+
+    mutating func insert(deadline: Int64, _ callback: @escaping () -> Void) -> UInt64 {
+        let id = nextID
+        nextID += 1
+        callbacks[id] = callback
+        entries.append((deadline, id))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].deadline < entries[parent].deadline else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+        return id
+    }
+
+    mutating func cancel(_ id: UInt64) { callbacks[id] = nil }
+
+    mutating func fire(now: Int64) {
+        while let first = entries.first, first.deadline <= now {
+            popFirst()
+            if let callback = callbacks.removeValue(forKey: first.id) { callback() }
+        }
+    }
+
+    private mutating func popFirst() {
+        entries.swapAt(0, entries.count - 1)
+        entries.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < entries.count && entries[left].deadline < entries[smallest].deadline { smallest = left }
+            if right < entries.count && entries[right].deadline < entries[smallest].deadline { smallest = right }
+            if smallest == parent { return }
+            entries.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}

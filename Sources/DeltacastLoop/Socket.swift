@@ -1,0 +1,182 @@
+import CSystemLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Socket helpers: listeners, accepting, options. Every failure names its call and errno.
+public enum Socket {
+    /// Ignores SIGPIPE once for the process (writes also pass MSG_NOSIGNAL).
+    public static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN); return () }()
+
+    /// A non-blocking listening TCP socket on `host:port` (an IPv4 or IPv6 literal, or
+    /// `localhost`), with SO_REUSEADDR and, when `reusePort`, SO_REUSEPORT so each event loop
+    /// can have its own listener on the same port.
+    /// - Returns: the descriptor and the bound port (useful with port 0).
+    public static func listen(host: String, port: Int, reusePort: Bool, backlog: Int32 = 4096) throws(SystemError) -> (fd: Int32, port: Int) {
+        _ = ignoreSIGPIPE
+        let resolved = host == "localhost" ? "127.0.0.1" : host
+        var storage = sockaddr_storage()
+        var length: socklen_t
+        let family: Int32
+        if resolved.contains(":") {
+            family = AF_INET6
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = UInt16(port).bigEndian
+            guard inet_pton(AF_INET6, resolved, &address.sin6_addr) == 1 else { throw SystemError("inet_pton(\(host))", errno: EINVAL) }
+            withUnsafeBytes(of: address) { source in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) } }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            family = AF_INET
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            guard inet_pton(AF_INET, resolved, &address.sin_addr) == 1 else { throw SystemError("inet_pton(\(host))", errno: EINVAL) }
+            withUnsafeBytes(of: address) { source in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) } }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        let bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { let error = SystemError("bind(\(host):\(port))"); close(fd); throw error }
+        guard Glibc.listen(fd, backlog) == 0 else { let error = SystemError("listen"); close(fd); throw error }
+        return (fd, try localPort(fd))
+    }
+
+    /// The local port a socket is bound to.
+    public static func localPort(_ fd: Int32) throws(SystemError) -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        guard result == 0 else { throw SystemError("getsockname") }
+        return withUnsafeBytes(of: storage) { raw in
+            Int(UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self)))
+        }
+    }
+
+    /// Accepts one connection (non-blocking, close-on-exec, TCP_NODELAY), returning its
+    /// descriptor and the peer's address text, or nil when none is pending (EAGAIN).
+    public static func accept(_ listener: Int32) throws(SystemError) -> (fd: Int32, peer: String)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let fd = withUnsafeMutablePointer(to: &storage) { pointer in
+                accept4(listener, pointer, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            }
+            if fd >= 0 {
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                return (fd, peerText(storage))
+            }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN: return nil
+            default: throw SystemError("accept4")
+            }
+        }
+    }
+
+    static func peerText(_ storage: sockaddr_storage) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        return withUnsafeBytes(of: storage) { raw -> String in
+            let family = Int32(raw.load(as: sa_family_t.self))
+            let offset = family == AF_INET6 ? 8 : 4
+            _ = inet_ntop(family, raw.baseAddress! + offset, &buffer, socklen_t(buffer.count))
+            return String(cString: buffer)
+        }
+    }
+}
+
+/// Bytes waiting to be written to one connection, flushed with `writev`. Bounded: past
+/// `hardLimit` the caller must drop or close (``enqueue(_:)`` says so), and the high/low
+/// watermarks tell producers when to pause and resume.
+public struct OutboundQueue {
+    /// Pending buffers; the first may be partly written.
+    private var buffers: [[UInt8]] = []
+    private var firstOffset = 0
+    /// Bytes pending.
+    public private(set) var pendingBytes = 0
+    /// Above this, producers should pause (e.g. conflate).
+    public let highWatermark: Int
+    /// Below this, producers may resume.
+    public let lowWatermark: Int
+    /// Never hold more than this.
+    public let hardLimit: Int
+
+    /// A queue with the given limits.
+    public init(highWatermark: Int, lowWatermark: Int, hardLimit: Int) {
+        self.highWatermark = highWatermark
+        self.lowWatermark = lowWatermark
+        self.hardLimit = hardLimit
+    }
+
+    /// Whether nothing is pending.
+    public var isEmpty: Bool { pendingBytes == 0 }
+    /// Whether producers should pause.
+    public var isAboveHighWatermark: Bool { pendingBytes > highWatermark }
+
+    /// Adds bytes; returns false (and adds nothing) when that would pass the hard limit.
+    public mutating func enqueue(_ bytes: [UInt8]) -> Bool {
+        guard !bytes.isEmpty else { return true }
+        guard pendingBytes + bytes.count <= hardLimit else { return false }
+        buffers.append(bytes)
+        pendingBytes += bytes.count
+        return true
+    }
+
+    /// The outcome of a flush.
+    public enum FlushResult: Equatable {
+        /// Everything was written.
+        case drained
+        /// The socket is full; wait for EPOLLOUT.
+        case wouldBlock
+        /// The peer is gone or the socket failed.
+        case failed(Int32)
+    }
+
+    /// Writes as much as the socket takes, up to 64 buffers per writev call.
+    public mutating func flush(to fd: Int32) -> FlushResult {
+        while pendingBytes > 0 {
+            let count = min(buffers.count, 64)
+            var vectors = [iovec](repeating: iovec(), count: count)
+            // Each buffer stays pinned (inside its withUnsafeBytes) until writev returns.
+            func pinned(_ index: Int) -> Int {
+                if index == count {
+                    return vectors.withUnsafeBufferPointer { Int(writev(fd, $0.baseAddress, Int32(count))) }
+                }
+                return buffers[index].withUnsafeBytes { raw in
+                    let start = index == 0 ? firstOffset : 0
+                    vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + start), iov_len: raw.count - start)
+                    return pinned(index + 1)
+                }
+            }
+            let written = pinned(0)
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { return .wouldBlock }
+                return .failed(errno)
+            }
+            consume(written)
+        }
+        return .drained
+    }
+
+    private mutating func consume(_ count: Int) {
+        var remaining = count
+        pendingBytes -= count
+        while remaining > 0, let first = buffers.first {
+            let left = first.count - firstOffset
+            if remaining >= left {
+                remaining -= left
+                buffers.removeFirst()
+                firstOffset = 0
+            } else {
+                firstOffset += remaining
+                remaining = 0
+            }
+        }
+    }
+}

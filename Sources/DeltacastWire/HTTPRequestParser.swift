@@ -142,6 +142,9 @@ public struct HTTPRequestParser: Sendable {
         let stated = configuredLimit ?? limit
         var index = start
         while index < buffer.count {
+            // The limit is checked at each byte, so the verdict never depends on how the
+            // bytes were split across reads (found by the FuzzHTTP target).
+            if index - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
             let byte = buffer[index]
             if byte == 0x0A { throw fail(400, "bare LF in \(what); lines must end with CRLF") }
             if byte == 0x0D {

@@ -178,6 +178,20 @@ let hostileRequests: [(String, String, Int, String)] = [
         let expectedLast = "error \(status) \(reason)"
         #expect(parseLog([input[...]], limits: limits).last == expectedLast, "\(name), whole")
         #expect(parseLog(input.indices.map { input[$0...$0] }, limits: limits).last == expectedLast, "\(name), byte by byte")
+        for split in 0...input.count {
+            #expect(parseLog([input[..<split], input[split...]], limits: limits).last == expectedLast, "\(name), split at \(split)")
+        }
+    }
+
+    /// Found by FuzzHTTP: a bare LF beyond the request-line limit gave 400 when read at once
+    /// and 414 when split; the limit now wins wherever the split falls.
+    @Test func verdictDoesNotDependOnTheSplit() {
+        let input = bytes("POST /p HTTP/1" + String(repeating: "\u{7F}", count: 300) + "\n")
+        let whole = parseLog([input[...]], limits: limits)
+        #expect(whole == ["error 414 request line longer than 64 bytes"])
+        for split in 0...input.count {
+            #expect(parseLog([input[..<split], input[split...]], limits: limits) == whole, "split at \(split)")
+        }
     }
 
     @Test func aFailedParserStaysFailed() {

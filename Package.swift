@@ -53,12 +53,15 @@ let package = Package(
             name: "FuzzJSON", dependencies: ["DeltacastJSON"],
             swiftSettings: sharedSwiftSettings),
 
+        .target(
+            name: "DeltacastTestSupport", path: "Tests/DeltacastTestSupport",
+            swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastConfigTests", dependencies: ["DeltacastConfig"],
+            name: "DeltacastConfigTests", dependencies: ["DeltacastConfig", "DeltacastTestSupport"],
             exclude: ["Malformed", "Valid"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastJSONTests", dependencies: ["DeltacastJSON"],
+            name: "DeltacastJSONTests", dependencies: ["DeltacastJSON", "DeltacastTestSupport"],
             exclude: ["Fixtures"],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(

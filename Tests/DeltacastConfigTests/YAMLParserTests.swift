@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import DeltacastTestSupport
 @testable import DeltacastConfig
 
 /// The folder holding this file's fixtures.
@@ -116,7 +117,7 @@ func scalar(_ node: YAMLNode, _ path: Any...) -> String? {
 
     /// Arbitrary bytes never crash or hang the parser (the fuzz target explores further).
     @Test func randomBytesNeverCrash() {
-        var generator = SplitMix64(seed: 42)
+        var generator = SeededGenerator(seed: 42)
         let alphabet = Array("ab:- \n\t#'\"[]{},${}\\|&*!?%@`~.0123456789".unicodeScalars)
         for _ in 0..<3000 {
             var text = String.UnicodeScalarView()
@@ -126,18 +127,5 @@ func scalar(_ node: YAMLNode, _ path: Any...) -> String? {
             _ = try? YAMLParser.parse(String(text), file: "r", environment: [:])
             _ = try? Configuration.load(text: String(text), file: "r", environment: [:])
         }
-    }
-}
-
-/// A small deterministic generator so random tests reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

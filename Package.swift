@@ -41,9 +41,12 @@ let package = Package(
         .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastWire", dependencies: ["DeltacastJSON"], swiftSettings: sharedSwiftSettings),
+        .target(
+            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig"],
+            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastServer"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -69,6 +72,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],

@@ -153,7 +153,7 @@ public final class EventLoop: @unchecked Sendable {
                 handlers[fd]?.handle(events: events[index].events)
             }
             runPending()
-            timers.fire(now: Self.monotonicMilliseconds())
+            for callback in timers.popDue(now: Self.monotonicMilliseconds()) { callback() }
         }
         runPending()
     }
@@ -198,11 +198,15 @@ struct TimerHeap {
 
     mutating func cancel(_ id: UInt64) { callbacks[id] = nil }
 
-    mutating func fire(now: Int64) {
+    /// Removes and returns the callbacks due at `now`, in deadline order. The caller runs them
+    /// after this mutation has ended, so a callback may schedule or cancel timers.
+    mutating func popDue(now: Int64) -> [() -> Void] {
+        var due: [() -> Void] = []
         while let first = entries.first, first.deadline <= now {
             popFirst()
-            if let callback = callbacks.removeValue(forKey: first.id) { callback() }
+            if let callback = callbacks.removeValue(forKey: first.id) { due.append(callback) }
         }
+        return due
     }
 
     private mutating func popFirst() {

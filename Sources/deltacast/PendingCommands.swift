@@ -8,7 +8,9 @@ enum ServeCommand: Command {
     static let usage = """
         usage: deltacast serve -c FILE
 
-        Runs the proxy: polls the configured endpoints and pushes their changes.
+        Runs the proxy's HTTP server until SIGTERM or SIGINT, then shuts down gracefully.
+        Today it serves /healthz, /readyz and the configured paths' routing (parameters are
+        validated; answers come with the poller, issue 6); push transports arrive with issue 5.
           -c, --config FILE   the configuration file
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
@@ -16,9 +18,8 @@ enum ServeCommand: Command {
         guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
         guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
         let (configuration, status) = loadConfiguration(path: path, command: name)
-        guard configuration != nil else { return status }
-        printError("deltacast serve: the configuration is valid, but the proxy's server is not built yet (event loops and HTTP server: issue 4; transports: issue 5; poller and hub: issue 6).")
-        return .unavailable
+        guard let configuration else { return status }
+        return runServer(configuration, command: name)
     }
 }
 

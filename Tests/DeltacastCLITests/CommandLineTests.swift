@@ -96,9 +96,9 @@ struct DeltacastProcess {
 
     /// Commands a later issue builds say so and exit 69, after validating what they can.
     @Test func unbuiltCommandsSaySoPlainly() throws {
-        let serve = try DeltacastProcess(["serve", "-c", "config/demo.yaml"])
-        #expect(serve.status == 69)
-        #expect(serve.stderr.contains("not built yet"))
+        let demo = try DeltacastProcess(["demo"])
+        #expect(demo.status == 69)
+        #expect(demo.stderr.contains("not built yet"))
         let bench = try DeltacastProcess(["bench", "http"])
         #expect(bench.status == 69)
         #expect(bench.stderr.contains("not built yet (issue 4)"))
@@ -167,5 +167,42 @@ struct DeltacastProcess {
         let run = try DeltacastProcess(["diff", "a.json", "b.json", "--array-key", "items"])
         #expect(run.status == 2)
         #expect(run.stderr.contains("invalid --array-key 'items'; expected PATH=FIELD such as /items=id"))
+    }
+}
+
+@Suite struct ServeCommandTests {
+    /// `deltacast serve` listens, answers probes to curl, and on SIGTERM shuts down and exits 0.
+    @Test func serveAnswersHealthAndStopsOnSIGTERM() throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-serve-\(getpid()).yaml")
+        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\n".write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let process = Process()
+        process.executableURL = DeltacastProcess.executable
+        process.arguments = ["serve", "-c", config.path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // The first line says where it listens.
+        var line = [UInt8]()
+        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(text.hasPrefix("deltacast: listening on http://127.0.0.1:"))
+        let url = String(text.dropFirst("deltacast: listening on ".count).dropLast()) + "/healthz"
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-s", "-i", "--max-time", "10", url]
+        let curlOut = Pipe()
+        curl.standardOutput = curlOut
+        try curl.run()
+        let response = String(decoding: curlOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        #expect(response.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(response.hasSuffix("{\"status\":\"ok\"}"))
+        kill(process.processIdentifier, SIGTERM)
+        let rest = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(rest.contains("deltacast: shutting down\ndeltacast: stopped"))
     }
 }

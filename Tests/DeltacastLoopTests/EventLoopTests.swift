@@ -129,6 +129,23 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         loop.join()
     }
 
+    /// A timer callback may schedule the next timer (as the server's deadline sweep does).
+    @Test func timerCallbacksMayScheduleTimers() throws {
+        let loop = try EventLoop()
+        try loop.start(name: "test")
+        let done = DispatchSemaphore(value: 0)
+        let count = Mutex<Int>(0)
+        @Sendable func tick() {
+            loop.schedule(afterMilliseconds: 1) {
+                if count.withLock({ $0 += 1; return $0 }) == 20 { done.signal() } else { tick() }
+            }
+        }
+        loop.execute { tick() }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        loop.stop()
+        loop.join()
+    }
+
     @Test func echoOverLoopbackWithManyConnections() throws {
         let loop = try EventLoop()
         let (listenFD, port) = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: true)

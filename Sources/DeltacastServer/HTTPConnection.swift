@@ -1,0 +1,148 @@
+import DeltacastLoop
+import DeltacastWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection, owned by one loop: reads into the loop's scratch buffer, parses,
+/// answers each request in order (pipelining), writes through a bounded queue.
+final class HTTPConnection: EventLoopHandler {
+    unowned let state: LoopState
+    let fd: Int32
+    let peer: String
+    private var parser: HTTPRequestParser
+    private var queue: OutboundQueue
+    private var head: HTTPRequestHead?
+    private var closeAfterFlush = false
+    private var closed = false
+    /// When the first byte of the request being received arrived (header timeout), or nil.
+    private var requestStartedAt: Int64?
+    private var lastActivity: Int64
+
+    init(state: LoopState, fd: Int32, peer: String) {
+        self.state = state
+        self.fd = fd
+        self.peer = peer
+        self.parser = HTTPRequestParser(limits: state.server.limits)
+        let limit = state.server.configuration.limits.sendBuffer
+        self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
+        self.lastActivity = EventLoop.monotonicMilliseconds()
+    }
+
+    /// Between requests with nothing left to write.
+    var isIdle: Bool { parser.isIdle && head == nil && queue.isEmpty }
+
+    func handle(events: UInt32) {
+        if events & epollIn != 0 { readAvailable() }
+        if !closed { flush() }
+    }
+
+    private func readAvailable() {
+        while !closed && !closeAfterFlush {
+            if queue.isAboveHighWatermark { pausedForOutput = true; return }
+            let count = state.loop.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                lastActivity = EventLoop.monotonicMilliseconds()
+                if requestStartedAt == nil && head == nil { requestStartedAt = lastActivity }
+                parser.append(state.loop.scratch[0..<count])
+                process()
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && errno == EAGAIN { return }
+            close()
+            return
+        }
+    }
+
+    private func process() {
+        do {
+            while let event = try parser.next() {
+                switch event {
+                case .head(let received):
+                    head = received
+                    requestStartedAt = nil
+                    if received.expectsContinue {
+                        _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                    }
+                case .body:
+                    break  // request bodies are bounded by the parser; publish (issue 6) will use them
+                case .end:
+                    guard let request = head else { continue }
+                    head = nil
+                    respond(to: request)
+                    if closeAfterFlush { return }
+                    if !parser.isIdle { requestStartedAt = EventLoop.monotonicMilliseconds() }
+                }
+            }
+        } catch {
+            let response = RoutedResponse.error(error.status, "bad_request", error.reason)
+            write(response, headOnly: false, close: true)
+        }
+    }
+
+    private func respond(to request: HTTPRequestHead) {
+        var response = state.server.router.route(request, draining: state.drainDeadline != nil)
+        let close = response.close || !request.keepAlive || state.drainDeadline != nil
+        if let origin = request.headers["Origin"], request.method != "OPTIONS" {
+            let origins = state.server.configuration.cors.origins
+            if origins.contains("*") || origins.contains(origin) {
+                response.headers.add(name: "Access-Control-Allow-Origin", value: origins.contains("*") ? "*" : origin)
+                response.headers.add(name: "Vary", value: "Origin")
+            }
+        }
+        if state.server.configuration.logging.access {
+            print("{\"event\":\"access\",\"method\":\"\(request.method)\",\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(response.status),\"bytes\":\(response.body.count)}")
+        }
+        write(response, headOnly: request.method == "HEAD", close: close)
+    }
+
+    private func write(_ response: RoutedResponse, headOnly: Bool, close: Bool) {
+        var headers = response.headers
+        if close { headers.add(name: "Connection", value: "close") }
+        let bytes = HTTPResponseWriter.response(status: response.status, headers: headers, body: response.body,
+                                                date: state.dateValue(), headOnly: headOnly)
+        if !queue.enqueue(bytes) { self.close(); return }
+        if close { closeAfterFlush = true }
+    }
+
+    private func flush() {
+        switch queue.flush(to: fd) {
+        case .drained:
+            if closeAfterFlush { close(); return }
+            try? state.loop.modify(fd, events: epollIn | epollEdge)
+            // Reading may have paused on the high watermark: bytes may wait with no new edge.
+            readAvailableIfPaused()
+        case .wouldBlock:
+            try? state.loop.modify(fd, events: epollIn | epollOut | epollEdge)
+        case .failed:
+            close()
+        }
+    }
+
+    private var pausedForOutput = false
+    private func readAvailableIfPaused() {
+        guard pausedForOutput else { return }
+        pausedForOutput = false
+        readAvailable()
+    }
+
+    /// Applies the header timeout (408, then close) and the keep-alive idle timeout.
+    func checkDeadlines(now: Int64, headerTimeout: Int64, idleTimeout: Int64) {
+        if let started = requestStartedAt, head == nil, now - started >= headerTimeout {
+            write(.error(408, "request_timeout", "the request header was not received within \(headerTimeout) ms"), headOnly: false, close: true)
+            flush()
+            if !closed { close() }
+            return
+        }
+        if isIdle && now - lastActivity >= idleTimeout { close() }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        state.loop.deregister(fd)
+        Glibc.close(fd)
+        state.remove(self)
+    }
+}

@@ -1,0 +1,115 @@
+public import DeltacastConfig
+public import DeltacastLoop
+import DeltacastWire
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP/1.1 server: one listener per event loop (SO_REUSEPORT), connections owned by the
+/// loop that accepted them, the router for answers, and every limit of `configuration`:
+/// header timeout (408), idle keep-alive timeout, total (503) and per-IP (429) connection
+/// caps, request limits (400/413/414/431...), and graceful shutdown.
+///
+/// `@unchecked Sendable`: `loops`, `router` and the limits are immutable after `init`;
+/// connection counts are behind `Atomic`/`Mutex`; everything else belongs to one loop.
+public final class HTTPServer: @unchecked Sendable {
+    let configuration: Configuration
+    let router: Router
+    let loops: [EventLoop]
+    let limits: HTTPRequestParser.Limits
+    let openConnections = Atomic<Int>(0)
+    let connectionsPerIP = Mutex<[String: Int]>([:])
+    let draining = Atomic<Bool>(false)
+    private var loopStates: [LoopState] = []
+    /// The port the listeners are bound to (after ``start()``).
+    public private(set) var port = 0
+
+    /// Creates the server and its event loops (not yet started).
+    public init(configuration: Configuration) throws(SystemError) {
+        self.configuration = configuration
+        self.router = Router(configuration: configuration)
+        let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
+        var loops: [EventLoop] = []
+        for _ in 0..<max(1, count) { loops.append(try EventLoop()) }
+        self.loops = loops
+        let l = configuration.limits
+        self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
+                            maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
+    }
+
+    /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
+    public static func usableCores() -> Int {
+        var cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        if let file = fopen("/sys/fs/cgroup/cpu.max", "r") {
+            defer { fclose(file) }
+            var line = [CChar](repeating: 0, count: 64)
+            if fgets(&line, 64, file) != nil {
+                let fields = String(cString: line).split(separator: " ")
+                if fields.count == 2, let quota = Double(fields[0]), let period = Double(fields[1].filter { $0 != "\n" }), period > 0 {
+                    cores = min(cores, max(1, Int((quota / period).rounded(.up))))
+                }
+            }
+        }
+        return max(1, cores)
+    }
+
+    /// Binds the listeners and starts the loops. Returns the bound port.
+    @discardableResult
+    public func start() throws(SystemError) -> Int {
+        var boundPort = configuration.listen.port
+        for loop in loops {
+            let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
+            boundPort = actual
+            let state = LoopState(server: self, loop: loop, listener: fd)
+            loopStates.append(state)
+            try loop.start(name: "deltacast-loop")
+            loop.execute { state.begin() }
+        }
+        port = boundPort
+        return boundPort
+    }
+
+    /// Graceful shutdown: stop accepting, answer `/readyz` with 503, close idle connections,
+    /// let responses in flight finish, close the rest at the deadline; then stop the loops.
+    /// Blocks until done.
+    public func shutdown() {
+        draining.store(true, ordering: .relaxed)
+        let deadline = EventLoop.monotonicMilliseconds() + Int64(configuration.server.shutdownTimeout.components.seconds * 1000)
+        for state in loopStates {
+            state.loop.execute { state.beginDrain(deadline: deadline) }
+        }
+        for state in loopStates { state.finished.wait() }
+        for loop in loops { loop.stop(); loop.join() }
+    }
+
+    /// Counts a new connection from `ip`; returns the status to refuse it with, if any.
+    func admit(ip: String) -> Int? {
+        let total = openConnections.add(1, ordering: .relaxed).newValue
+        if total > configuration.limits.maxConnections { openConnections.subtract(1, ordering: .relaxed); return 503 }
+        let refused = connectionsPerIP.withLock { counts -> Bool in
+            let count = counts[ip, default: 0] + 1
+            if count > configuration.limits.maxConnectionsPerIP { return true }
+            counts[ip] = count
+            return false
+        }
+        if refused { openConnections.subtract(1, ordering: .relaxed); return 429 }
+        return nil
+    }
+
+    /// Uncounts a closed connection.
+    func release(ip: String) {
+        openConnections.subtract(1, ordering: .relaxed)
+        connectionsPerIP.withLock { counts in
+            let count = counts[ip, default: 1] - 1
+            counts[ip] = count > 0 ? count : nil
+        }
+    }
+}
+
+/// A counting semaphore on a pthread condition (no Dispatch on the loop threads).
+final class Latch: @unchecked Sendable {
+    private let state = Mutex<Bool>(false)
+    func signal() { state.withLock { $0 = true } }
+    func wait() { while !state.withLock({ $0 }) { usleep(2000) } }
+}

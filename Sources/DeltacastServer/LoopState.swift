@@ -1,0 +1,108 @@
+import DeltacastLoop
+import DeltacastWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let epollIn: UInt32 = 0x001, epollOut: UInt32 = 0x004, epollEdge: UInt32 = 0x8000_0000
+
+/// What one event loop owns: its listener, its connections, and the timer that sweeps their
+/// deadlines (one timer per loop, none per connection). Touched only on `loop`.
+final class LoopState: EventLoopHandler, @unchecked Sendable {
+    unowned let server: HTTPServer
+    let loop: EventLoop
+    var listener: Int32
+    var connections: [Int32: HTTPConnection] = [:]
+    var date = HTTPDate()
+    var drainDeadline: Int64?
+    let finished = Latch()
+
+    init(server: HTTPServer, loop: EventLoop, listener: Int32) {
+        self.server = server
+        self.loop = loop
+        self.listener = listener
+    }
+
+    func begin() {
+        try? loop.register(listener, events: epollIn | epollEdge, handler: self)
+        scheduleSweep()
+    }
+
+    /// Sweep period: a quarter of the shortest timeout, between 50 ms and 1 s.
+    private var sweepMilliseconds: Int64 {
+        let shortest = min(server.configuration.server.headerTimeout, server.configuration.server.idleTimeout)
+        let milliseconds = shortest.components.seconds * 1000 + shortest.components.attoseconds / 1_000_000_000_000_000
+        return min(1000, max(50, milliseconds / 4))
+    }
+
+    private func scheduleSweep() {
+        loop.schedule(afterMilliseconds: sweepMilliseconds) { [weak self] in
+            guard let self else { return }
+            self.sweep()
+            if self.drainDeadline == nil || !self.connections.isEmpty { self.scheduleSweep() }
+        }
+    }
+
+    func dateValue() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return date.value(secondsSince1970: Int(now.tv_sec))
+    }
+
+    /// Accepts every pending connection (edge-triggered).
+    func handle(events: UInt32) {
+        while listener >= 0, let accepted = try? Socket.accept(listener) {
+            if let status = server.admit(ip: accepted.peer) {
+                let response = RoutedResponse.error(status, status == 503 ? "too_many" : "too_many",
+                    status == 503 ? "the server is at limits.max_connections" : "too many connections from \(accepted.peer) (limits.max_connections_per_ip)",
+                    headers: ["Retry-After": "1", "Connection": "close"])
+                let bytes = HTTPResponseWriter.response(status: status, headers: response.headers, body: response.body, date: dateValue())
+                _ = bytes.withUnsafeBytes { send(accepted.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                close(accepted.fd)
+                continue
+            }
+            let connection = HTTPConnection(state: self, fd: accepted.fd, peer: accepted.peer)
+            connections[accepted.fd] = connection
+            do {
+                try loop.register(accepted.fd, events: epollIn | epollEdge, handler: connection)
+            } catch {
+                connection.close()
+            }
+        }
+    }
+
+    func remove(_ connection: HTTPConnection) {
+        connections[connection.fd] = nil
+        server.release(ip: connection.peer)
+        if drainDeadline != nil && connections.isEmpty { finished.signal() }
+    }
+
+    private func sweep() {
+        let now = EventLoop.monotonicMilliseconds()
+        let header = milliseconds(server.configuration.server.headerTimeout)
+        let idle = milliseconds(server.configuration.server.idleTimeout)
+        for connection in Array(connections.values) {
+            connection.checkDeadlines(now: now, headerTimeout: header, idleTimeout: idle)
+        }
+        if let drainDeadline {
+            if now >= drainDeadline { for connection in Array(connections.values) { connection.close() } }
+            if connections.isEmpty { finished.signal() }
+        }
+    }
+
+    private func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Stops accepting; closes idle connections; the rest close after their response.
+    func beginDrain(deadline: Int64) {
+        drainDeadline = deadline
+        if listener >= 0 {
+            loop.deregister(listener)
+            Glibc.close(listener)
+            listener = -1
+        }
+        for connection in Array(connections.values) where connection.isIdle { connection.close() }
+        if connections.isEmpty { finished.signal() }
+    }
+}

@@ -1,0 +1,36 @@
+import DeltacastConfig
+import DeltacastServer
+import Dispatch
+import Foundation
+
+/// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
+/// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
+func runServer(_ configuration: Configuration, command: String) -> ExitStatus {
+    let server: HTTPServer
+    let port: Int
+    do {
+        server = try HTTPServer(configuration: configuration)
+        port = try server.start()
+    } catch {
+        printError("deltacast \(command): cannot start: \(error)")
+        return .failure
+    }
+    print("deltacast: listening on http://\(HostPort(host: configuration.listen.host, port: port))")
+    fflush(nil)
+    let stop = DispatchSemaphore(value: 0)
+    var sources: [any DispatchSourceSignal] = []
+    for signalNumber in [SIGTERM, SIGINT] {
+        signal(signalNumber, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+        source.setEventHandler { stop.signal() }
+        source.resume()
+        sources.append(source)
+    }
+    stop.wait()
+    print("deltacast: shutting down")
+    fflush(nil)
+    server.shutdown()
+    print("deltacast: stopped")
+    _ = sources
+    return .success
+}

@@ -1,0 +1,200 @@
+import DeltacastConfig
+import Foundation
+import Synchronization
+import Testing
+@testable import DeltacastServer
+
+/// Starts a real server on loopback (port 0) with `yaml` and runs `body` against it.
+func withServer(_ yaml: String, server extra: String = "", _ body: (Int) throws -> Void) throws {
+    let configuration = try Configuration.load(text: "listen: 127.0.0.1:0\nserver: { event_loops: 2\(extra) }\n" + yaml, file: "test.yaml", environment: [:])
+    let server = try HTTPServer(configuration: configuration)
+    let port = try server.start()
+    defer { server.shutdown() }
+    try body(port)
+}
+
+let endpoints = """
+    upstream: { base: http://127.0.0.1:9 }
+    endpoints:
+      - path: /api/users/{user}/notifications
+        params: { user: "[0-9]+" }
+    cors: { origins: [https://dash.example] }
+
+    """
+
+/// A raw loopback client: sends bytes, reads until the peer closes or `count` responses came.
+/// `@unchecked Sendable`: one descriptor, used by one thread at a time in these tests.
+final class RawClient: @unchecked Sendable {
+    let fd: Int32
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+    deinit { close(fd) }
+    func send(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+    /// Reads until `responses` complete responses (Content-Length framed) arrived, or EOF.
+    func read(responses: Int) -> (texts: [String], closed: Bool) {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var closed = false
+        while true {
+            let parsed = Self.split(data)
+            if parsed.count >= responses { return (parsed, false) }
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            if n <= 0 { closed = true; break }
+            data += buffer[0..<n]
+        }
+        return (Self.split(data), closed)
+    }
+    /// Reads one response head (for HEAD, whose body is announced but not sent).
+    func readHead() -> String {
+        var data: [UInt8] = []
+        var byte: UInt8 = 0
+        while !(data.count >= 4 && Array(data.suffix(4)) == [13, 10, 13, 10]) {
+            guard Glibc.read(fd, &byte, 1) == 1 else { break }
+            data.append(byte)
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Whether the server closed the connection (read returns 0).
+    func isClosedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        return Glibc.read(fd, &byte, 1) == 0
+    }
+    /// Splits bytes into complete responses framed by Content-Length.
+    static func split(_ data: [UInt8]) -> [String] {
+        var results: [String] = []
+        var start = 0
+        let separator: [UInt8] = [13, 10, 13, 10]
+        while start < data.count {
+            guard let headEnd = (start..<max(start, data.count - 3)).first(where: { Array(data[$0..<$0 + 4]) == separator }) else { break }
+            let head = String(decoding: data[start..<headEnd], as: UTF8.self)
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            let end = headEnd + 4 + length
+            guard end <= data.count else { break }
+            results.append(String(decoding: data[start..<end], as: UTF8.self))
+            start = end
+        }
+        return results
+    }
+}
+
+@Suite(.serialized) struct HTTPServerTests {
+    @Test func keepAliveServesManyRequestsOnOneConnection() throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            for _ in 0..<3 {
+                client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                let (texts, closed) = client.read(responses: 1)
+                #expect(!closed)
+                #expect(texts.first?.hasPrefix("HTTP/1.1 200 OK\r\nDate: ") == true)
+                #expect(texts.first?.hasSuffix("{\"status\":\"ok\"}") == true)
+            }
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nHost: a\r\n\r\n")
+            let (texts, _) = client.read(responses: 3)
+            #expect(texts.map { String($0.prefix(12)) } == ["HTTP/1.1 200", "HTTP/1.1 404", "HTTP/1.1 200"])
+            #expect(texts[1].hasSuffix(#"{"error":"not_found","message":"no endpoint is configured at /nowhere"}"#))
+            #expect(texts[2].hasSuffix(#"{"status":"ready"}"#))
+        }
+    }
+
+    @Test(arguments: [
+        ("GET /api/users/abc/notifications HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400", #"invalid value for parameter 'user' in /api/users/abc/notifications; it must match [0-9]+"#),
+        ("POST /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405", "Allow: GET, HEAD, OPTIONS"),
+        ("DELETE /healthz HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 405", "Allow: GET, HEAD"),
+        ("GET /api/users/42/notifications HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 501", "not built yet (issue 6)"),
+        ("OPTIONS /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nOrigin: https://dash.example\r\nAccess-Control-Request-Headers: authorization\r\n\r\n", "HTTP/1.1 204", "Access-Control-Allow-Origin: https://dash.example\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: authorization"),
+        ("OPTIONS /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example\r\n\r\n", "HTTP/1.1 403", "origin https://evil.example is not in cors.origins"),
+        ("HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 200", "Content-Length: 15\r\n\r\n"),
+    ])
+    func routesAnswerWithTheirStatus(_ request: String, _ status: String, _ detail: String) throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send(request)
+            let texts = request.hasPrefix("HEAD") ? [client.readHead()] : client.read(responses: 1).texts
+            #expect(texts.first?.hasPrefix(status) == true, "\(texts)")
+            #expect(texts.first?.contains(detail) == true, "\(texts)")
+        }
+    }
+
+    @Test func malformedRequestGetsItsStatusAndIsClosedWhileOthersCarryOn() throws {
+        try withServer(endpoints) { port in
+            let good = try RawClient(port: port)
+            let bad = try RawClient(port: port)
+            bad.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            let (texts, _) = bad.read(responses: 1)
+            #expect(texts.first?.hasPrefix("HTTP/1.1 400 Bad Request") == true)
+            #expect(texts.first?.contains("Connection: close") == true)
+            #expect(texts.first?.hasSuffix(#"{"error":"bad_request","message":"both Content-Length and Transfer-Encoding"}"#) == true)
+            #expect(bad.isClosedByPeer())
+            good.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(good.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200") == true)
+        }
+    }
+
+    /// Slowloris: one header byte at a time never completes; the header timeout answers 408
+    /// and closes, while another client is served meanwhile.
+    @Test func slowHeaderGets408WhileOthersAreServed() throws {
+        try withServer(endpoints, server: ", header_timeout: 1s") { port in
+            let slow = try RawClient(port: port)
+            let other = try RawClient(port: port)
+            let answerBox = Mutex<[String]>([])
+            let reader = Thread { let texts = slow.read(responses: 1).texts; answerBox.withLock { $0 = texts } }
+            reader.start()
+            for byte in "GET /healthz HTTP/1.1\r\nHo" {
+                slow.send(String(byte))
+                other.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                #expect(other.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200") == true)
+                if !reader.isExecuting && reader.isFinished { break }
+                usleep(100_000)  // pacing the slow client, not waiting for a result
+            }
+            while !reader.isFinished { usleep(10_000) }
+            let answer = answerBox.withLock { $0 }
+            #expect(answer.first?.hasPrefix("HTTP/1.1 408 Request Timeout") == true, "\(answer)")
+            #expect(slow.isClosedByPeer())
+        }
+    }
+
+    @Test func connectionCapsAnswer503And429() throws {
+        try withServer("limits: { max_connections: 3 }\n" + endpoints) { port in
+            let held = try (0..<3).map { _ in try RawClient(port: port) }
+            held[0].send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            _ = held[0].read(responses: 1)  // the loop has accepted them
+            let refused = try RawClient(port: port)
+            let (texts, _) = refused.read(responses: 1)
+            #expect(texts.first?.hasPrefix("HTTP/1.1 503 Service Unavailable") == true)
+            #expect(texts.first?.contains("Retry-After: 1") == true)
+        }
+        try withServer("limits: { max_connections_per_ip: 2 }\n" + endpoints) { port in
+            let held = try (0..<2).map { _ in try RawClient(port: port) }
+            held[1].send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            _ = held[1].read(responses: 1)
+            let refused = try RawClient(port: port)
+            #expect(refused.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 429 Too Many Requests") == true)
+        }
+    }
+
+    @Test func idleKeepAliveConnectionsAreClosed() throws {
+        try withServer(endpoints, server: ", idle_timeout: 1s") { port in
+            let client = try RawClient(port: port)
+            client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            _ = client.read(responses: 1)
+            #expect(client.isClosedByPeer())  // blocks until the idle close (receive timeout 10 s)
+        }
+    }
+}

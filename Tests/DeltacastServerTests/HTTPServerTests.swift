@@ -189,6 +189,32 @@ final class RawClient: @unchecked Sendable {
         }
     }
 
+    @Test func gracefulShutdownClosesIdleAndFinishesRequestsInFlight() throws {
+        let configuration = try Configuration.load(
+            text: "listen: 127.0.0.1:0\nserver: { event_loops: 1, shutdown_timeout: 5s }\n" + endpoints, file: "t.yaml", environment: [:])
+        let server = try HTTPServer(configuration: configuration)
+        let port = try server.start()
+        let idle = try RawClient(port: port)
+        let inFlight = try RawClient(port: port)
+        idle.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        _ = idle.read(responses: 1)
+        inFlight.send("GET /healthz HTTP/1.1\r\nHo")  // half a request when shutdown begins
+        // With one loop, a probe answered after those bytes were sent means the loop has read them.
+        let probe = try RawClient(port: port)
+        probe.send("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        _ = probe.read(responses: 1)
+        let stopped = Thread { server.shutdown() }
+        stopped.start()
+        #expect(idle.isClosedByPeer())                 // idle: closed at once
+        inFlight.send("st: a\r\n\r\n")                  // the request in flight completes...
+        let (texts, _) = inFlight.read(responses: 1)
+        #expect(texts.first?.hasPrefix("HTTP/1.1 200 OK") == true)
+        #expect(texts.first?.contains("Connection: close") == true)   // ...and is told to go
+        #expect(inFlight.isClosedByPeer())
+        while !stopped.isFinished { usleep(10_000) }
+        #expect((try? RawClient(port: port)) == nil)   // no longer accepting
+    }
+
     @Test func idleKeepAliveConnectionsAreClosed() throws {
         try withServer(endpoints, server: ", idle_timeout: 1s") { port in
             let client = try RawClient(port: port)
@@ -196,5 +222,46 @@ final class RawClient: @unchecked Sendable {
             _ = client.read(responses: 1)
             #expect(client.isClosedByPeer())  // blocks until the idle close (receive timeout 10 s)
         }
+    }
+}
+
+@Suite struct ManyConnectionsTests {
+    /// 10,000 idle keep-alive connections are held by a `deltacast serve` process, then every
+    /// one is served a request. (A separate process: client and server each need 10,000
+    /// descriptors, and a process may hold at most 20,000.)
+    @Test func tenThousandIdleConnectionsAreHeldAndThenServed() throws {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-10k-\(getpid()).yaml")
+        try """
+            listen: 127.0.0.1:0
+            endpoints:
+              - path: /live/{room}
+                source: publish
+            limits: { max_connections_per_ip: 20000, max_connections: 20000 }
+            server: { idle_timeout: 10m, header_timeout: 10m }
+            """.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["serve", "-c", config.path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        var line = [UInt8]()
+        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+        let text = String(decoding: line, as: UTF8.self)
+        let port = try #require(Int(text.split(separator: ":").last?.filter(\.isNumber) ?? ""))
+
+        var clients: [RawClient] = []
+        clients.reserveCapacity(10_000)
+        for _ in 0..<10_000 { clients.append(try RawClient(port: port)) }
+        var served = 0
+        for batch in stride(from: 0, to: clients.count, by: 500) {
+            let slice = clients[batch..<min(batch + 500, clients.count)]
+            for client in slice { client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n") }
+            for client in slice where client.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200 OK") == true { served += 1 }
+        }
+        #expect(served == 10_000)
     }
 }

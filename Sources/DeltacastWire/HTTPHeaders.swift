@@ -16,25 +16,23 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
     /// Replaces every field called `name` with one field.
     public mutating func replaceOrAdd(name: String, value: String) {
-        fields.removeAll { $0.name.lowercasedASCII == name.lowercasedASCII }
+        fields.removeAll { equalIgnoringASCIICase($0.name, name) }
         fields.append((name, value))
     }
 
     /// Removes every field called `name`.
     public mutating func remove(name: String) {
-        fields.removeAll { $0.name.lowercasedASCII == name.lowercasedASCII }
+        fields.removeAll { equalIgnoringASCIICase($0.name, name) }
     }
 
     /// The first value of `name`, compared without regard to case.
     public subscript(name: String) -> String? {
-        let wanted = name.lowercasedASCII
-        return fields.first { $0.name.lowercasedASCII == wanted }?.value
+        fields.first { equalIgnoringASCIICase($0.name, name) }?.value
     }
 
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
-        let wanted = name.lowercasedASCII
-        return fields.filter { $0.name.lowercasedASCII == wanted }.map(\.value)
+        fields.filter { equalIgnoringASCIICase($0.name, name) }.map(\.value)
     }
 
     /// Every comma-separated element of every `name` field, trimmed, empty ones dropped.
@@ -47,6 +45,17 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
     /// Iterates fields in order.
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
+}
+
+/// ASCII case-insensitive equality without allocating (header names are ASCII tokens).
+@inline(__always)
+func equalIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
+    let x = a.utf8, y = b.utf8
+    guard x.count == y.count else { return false }
+    for (p, q) in zip(x, y) where p != q {
+        guard p | 0x20 == q | 0x20, (p | 0x20) >= 0x61, (p | 0x20) <= 0x7A else { return false }
+    }
+    return true
 }
 
 extension StringProtocol {

@@ -18,6 +18,8 @@ final class HTTPConnection: EventLoopHandler {
     /// When the first byte of the request being received arrived (header timeout), or nil.
     private var requestStartedAt: Int64?
     private var lastActivity: Int64
+    /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
+    private var registeredEvents = epollIn | epollEdge
 
     init(state: LoopState, fd: Int32, peer: String) {
         self.state = state
@@ -46,6 +48,9 @@ final class HTTPConnection: EventLoopHandler {
                 if requestStartedAt == nil && head == nil { requestStartedAt = lastActivity }
                 parser.append(state.loop.scratch[0..<count])
                 process()
+                // A short read emptied the socket; with edge-triggered epoll, new data raises a
+                // new event, so the read that would only return EAGAIN is skipped.
+                if count < state.loop.scratch.count { return }
                 continue
             }
             if count < 0 && errno == EINTR { continue }
@@ -110,14 +115,20 @@ final class HTTPConnection: EventLoopHandler {
         switch queue.flush(to: fd) {
         case .drained:
             if closeAfterFlush { close(); return }
-            try? state.loop.modify(fd, events: epollIn | epollEdge)
+            watch(epollIn | epollEdge)
             // Reading may have paused on the high watermark: bytes may wait with no new edge.
             readAvailableIfPaused()
         case .wouldBlock:
-            try? state.loop.modify(fd, events: epollIn | epollOut | epollEdge)
+            watch(epollIn | epollOut | epollEdge)
         case .failed:
             close()
         }
+    }
+
+    private func watch(_ events: UInt32) {
+        guard events != registeredEvents else { return }
+        registeredEvents = events
+        try? state.loop.modify(fd, events: events)
     }
 
     private var pausedForOutput = false

@@ -71,16 +71,18 @@ enum BenchCommand: Command {
     static let usage = """
         usage: deltacast bench KIND [options]
 
-        Kinds: json [--rounds N] (parser, diff and patch sizes), http (issue 4), fanout | throughput | connections (issue 10),
+        Kinds: json [--rounds N] (parser, diff and patch sizes),
+        http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk), fanout | throughput | connections (issue 10),
         upstream (issue 6).
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
         if kind == "json" { return try JSONBenchmark.run(Array(arguments.dropFirst())) }
-        let owners = ["http": "issue 4", "fanout": "issue 10", "throughput": "issue 10",
+        if kind == "http" { return try HTTPBenchmark.run(Array(arguments.dropFirst())) }
+        let owners = [ "fanout": "issue 10", "throughput": "issue 10",
                       "connections": "issue 10", "upstream": "issue 6"]
         guard let owner = owners[kind] else {
-            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, \(owners.keys.sorted().joined(separator: ", "))")
+            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, \(owners.keys.sorted().joined(separator: ", "))")
         }
         printError("deltacast bench \(kind): not built yet (\(owner)).")
         return .unavailable

@@ -99,9 +99,9 @@ struct DeltacastProcess {
         let demo = try DeltacastProcess(["demo"])
         #expect(demo.status == 69)
         #expect(demo.stderr.contains("not built yet"))
-        let bench = try DeltacastProcess(["bench", "http"])
+        let bench = try DeltacastProcess(["bench", "upstream"])
         #expect(bench.status == 69)
-        #expect(bench.stderr.contains("not built yet (issue 4)"))
+        #expect(bench.stderr.contains("not built yet (issue 6)"))
     }
 
     @Test func checkReferencePrintsTheConfigurationTable() throws {

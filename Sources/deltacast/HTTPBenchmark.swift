@@ -1,0 +1,202 @@
+import Foundation
+
+/// `deltacast bench http`: Deltacast against nginx (Debian package) in the same run, each
+/// pinned to CPU 0 with one worker, wrk pinned to CPU 1. Reports requests/s and their ratio,
+/// server CPU seconds per run, and RSS per idle keep-alive connection at 10,000 and 19,000.
+///
+/// Until the cached GET of a mirrored path exists (issue 6), both servers answer `/healthz`
+/// with the same 15-byte JSON body (nginx from a file); the issue's 2 KiB cached body replaces
+/// it then.
+enum HTTPBenchmark {
+    static let body = #"{"status":"ok"}"#
+
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--duration", "--connections", "--rounds"])
+        let duration = Int(args.value("--duration") ?? "8") ?? 8
+        let connections = Int(args.value("--connections") ?? "256") ?? 256
+        let rounds = Int(args.value("--rounds") ?? "2") ?? 2
+        guard (1...120).contains(duration), (1...10_000).contains(connections), (1...10).contains(rounds) else {
+            throw .init(message: "--duration 1...120 s, --connections 1...10000, --rounds 1...10")
+        }
+        for tool in ["/usr/sbin/nginx", "/usr/bin/wrk", "/usr/bin/taskset"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            printError("deltacast bench http: \(tool) is missing; install it with: apt-get install nginx-light wrk util-linux")
+            return .failure
+        }
+        do {
+            try measure(duration: duration, connections: connections, rounds: rounds)
+            return .success
+        } catch {
+            printError("deltacast bench http: \(error)")
+            return .failure
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    static func measure(duration: Int, connections: Int, rounds: Int) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-http-\(getpid())")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("www"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try body.write(to: directory.appendingPathComponent("www/healthz"), atomically: true, encoding: .utf8)
+        let nginxPort = 18_181, ourPort = 18_180
+        try """
+            worker_processes 1;
+            worker_rlimit_nofile 20000;
+            daemon off;
+            pid \(directory.path)/nginx.pid;
+            error_log \(directory.path)/error.log;
+            events { worker_connections 20000; }
+            http {
+              access_log off;
+              keepalive_timeout 600s;
+              keepalive_requests 1000000;
+              server {
+                listen 127.0.0.1:\(nginxPort);
+                location = /healthz { root \(directory.path)/www; default_type application/json; }
+              }
+            }
+            """.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
+        try """
+            listen: 127.0.0.1:\(ourPort)
+            endpoints:
+              - path: /live/{room}
+                source: publish
+            server: { event_loops: 1, idle_timeout: 10m, header_timeout: 10m }
+            limits: { max_connections: 20000, max_connections_per_ip: 20000 }
+            """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
+
+        let ours = try launch("/usr/bin/taskset", ["-c", "0", CommandLine.arguments[0], "serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
+        defer { ours.terminate(); ours.waitUntilExit() }
+        let nginx = try launch("/usr/bin/taskset", ["-c", "0", "/usr/sbin/nginx", "-c", directory.appendingPathComponent("nginx.conf").path])
+        defer { nginx.terminate(); nginx.waitUntilExit() }
+        try waitUntilListening(port: ourPort)
+        try waitUntilListening(port: nginxPort)
+        let nginxWorker = childPIDs(of: nginx.processIdentifier).first ?? nginx.processIdentifier
+
+        // Idle memory first, on fresh servers, from one baseline: 10,000 connections, then
+        // 9,000 more (19,000), none closed in between, so freed heap is never reused.
+        let oursIdle = try idleCost(port: ourPort, pid: ours.processIdentifier, counts: [10_000, 19_000])
+        let nginxIdle = try idleCost(port: nginxPort, pid: nginxWorker, counts: [10_000, 19_000])
+        var idleJSON = ""
+        for (index, count) in [10_000, 19_000].enumerated() {
+            print(String(format: "RSS per idle keep-alive connection at %d: deltacast %.0f bytes, nginx %.0f bytes", count, oursIdle[index], nginxIdle[index]))
+            idleJSON += String(format: ",\"idle_rss_per_connection_%d\":{\"deltacast\":%.0f,\"nginx\":%.0f}", count, oursIdle[index], nginxIdle[index])
+        }
+
+        print("HTTP/1.1 keep-alive, GET /healthz (\(body.utf8.count)-byte body), wrk -t1 -c\(connections) -d\(duration)s on CPU 1, servers on CPU 0, one worker each")
+        var results: [String: [Double]] = [:]
+        for round in 1...rounds {
+            for (name, port, pid) in [("deltacast", ourPort, ours.processIdentifier), ("nginx", nginxPort, nginxWorker)] {
+                let cpuBefore = cpuSeconds(pid)
+                let rate = try wrk(port: port, connections: connections, duration: duration)
+                let cpu = cpuSeconds(pid) - cpuBefore
+                results[name, default: []].append(rate)
+                print(String(format: "round %d  %-9@  %9.0f requests/s  server CPU %.2f s", round, name as NSString, rate, cpu))
+            }
+        }
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+        let oursRate = median(results["deltacast"]!), nginxRate = median(results["nginx"]!)
+        print(String(format: "median: deltacast %.0f, nginx %.0f requests/s; ratio %.2fx", oursRate, nginxRate, oursRate / nginxRate))
+
+        var json = String(format: "{\"bench\":\"http\",\"deltacast_rps\":%.0f,\"nginx_rps\":%.0f,\"ratio\":%.3f", oursRate, nginxRate, oursRate / nginxRate)
+        json += idleJSON
+        print(json + "}")
+    }
+
+    static func launch(_ path: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    static func waitUntilListening(port: Int) throws {
+        for _ in 0..<100 {
+            if let fd = try? connectLoopback(port: port) { close(fd); return }
+            usleep(50_000)
+        }
+        throw Failure(description: "nothing listens on 127.0.0.1:\(port) after 5 s")
+    }
+
+    static func connectLoopback(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard result == 0 else { close(fd); throw Failure(description: "connect to \(port): errno \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    static func wrk(port: Int, connections: Int, duration: Int) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        process.arguments = ["-c", "1", "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(duration)s", "http://127.0.0.1:\(port)/healthz"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Requests/sec:") }),
+              let rate = Double(line.split(separator: " ").last ?? "") else {
+            throw Failure(description: "wrk printed no Requests/sec: \(text)")
+        }
+        if text.contains("Non-2xx") { throw Failure(description: "wrk saw non-2xx answers: \(text)") }
+        return rate
+    }
+
+    /// utime + stime of `pid`, in seconds.
+    static func cpuSeconds(_ pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        let ticks = (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func rssBytes(_ pid: Int32) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kilobytes * 1024
+    }
+
+    static func childPIDs(of pid: Int32) -> [Int32] {
+        let path = "/proc/\(pid)/task/\(pid)/children"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: " ").compactMap { Int32($0) }
+    }
+
+    /// Opens keep-alive connections (each served one request) up to each of `counts` in turn,
+    /// and returns the server's RSS growth per connection at each, from one baseline; then
+    /// closes them all.
+    static func idleCost(port: Int, pid: Int32, counts: [Int]) throws -> [Double] {
+        let before = rssBytes(pid)
+        var sockets: [Int32] = []
+        sockets.reserveCapacity(counts.max() ?? 0)
+        defer { for fd in sockets { close(fd) } }
+        let request = Array("GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n".utf8)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var results: [Double] = []
+        for count in counts {
+            while sockets.count < count {
+                let fd = try connectLoopback(port: port)
+                sockets.append(fd)
+                _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard read(fd, &buffer, buffer.count) > 0 else { throw Failure(description: "no answer on connection \(sockets.count) to port \(port)") }
+            }
+            usleep(200_000)  // let the server settle; a measurement, not a test
+            results.append((rssBytes(pid) - before) / Double(count))
+        }
+        return results
+    }
+}

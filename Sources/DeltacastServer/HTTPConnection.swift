@@ -18,6 +18,8 @@ final class HTTPConnection: EventLoopHandler {
     /// When the first byte of the request being received arrived (header timeout), or nil.
     private var requestStartedAt: Int64?
     private var lastActivity: Int64
+    /// When the current request's head was complete (for the access log's duration).
+    private var headReceivedAt: Int64 = 0
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
     private var registeredEvents = epollIn | epollEdge
 
@@ -66,6 +68,7 @@ final class HTTPConnection: EventLoopHandler {
                 switch event {
                 case .head(let received):
                     head = received
+                    headReceivedAt = EventLoop.monotonicMilliseconds()
                     requestStartedAt = nil
                     if received.expectsContinue {
                         _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
@@ -87,7 +90,8 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func respond(to request: HTTPRequestHead) {
-        var response = state.server.router.route(request, draining: state.drainDeadline != nil)
+        var response = state.server.router.route(request, draining: state.drainDeadline != nil,
+                                                 openConnections: state.server.openConnections.load(ordering: .relaxed))
         let close = response.close || !request.keepAlive || state.drainDeadline != nil
         if let origin = request.headers["Origin"], request.method != "OPTIONS" {
             let origins = state.server.configuration.cors.origins
@@ -97,7 +101,9 @@ final class HTTPConnection: EventLoopHandler {
             }
         }
         if state.server.configuration.logging.access {
-            print("{\"event\":\"access\",\"method\":\"\(request.method)\",\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(response.status),\"bytes\":\(response.body.count)}")
+            let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
+            let line = "{\"event\":\"access\",\"method\":\(String(decoding: jsonString(request.method), as: UTF8.self)),\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(response.status),\"bytes\":\(request.method == "HEAD" ? 0 : response.body.count),\"duration_ms\":\(milliseconds),\"peer\":\"\(peer)\"}\n"
+            _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
         }
         write(response, headOnly: request.method == "HEAD", close: close)
     }

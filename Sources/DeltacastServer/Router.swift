@@ -60,17 +60,32 @@ public struct Router: Sendable {
         }
     }
 
-    /// Routes one request. `draining` makes `/readyz` answer 503.
-    public func route(_ head: HTTPRequestHead, draining: Bool) -> RoutedResponse {
+    /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
+    /// `/metrics` (which issue 9 extends to the full set).
+    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0) -> RoutedResponse {
         let path = String(head.target.prefix { $0 != "?" })
         let isRead = head.method == "GET" || head.method == "HEAD"
         switch path {
-        case "/healthz", "/readyz", "/metrics":
+        case "/healthz", "/readyz":
             guard isRead else { return methodNotAllowed(allow: "GET, HEAD") }
             if path == "/readyz" && draining {
                 return json(503, "{\"status\":\"draining\"}")
             }
             return json(200, path == "/healthz" ? "{\"status\":\"ok\"}" : "{\"status\":\"ready\"}")
+        case "/metrics":
+            guard isRead else { return methodNotAllowed(allow: "GET, HEAD") }
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+            let text = """
+                # HELP deltacast_connections_open Open client connections.
+                # TYPE deltacast_connections_open gauge
+                deltacast_connections_open \(openConnections)
+                # HELP deltacast_draining Whether the server is shutting down (1) or not (0).
+                # TYPE deltacast_draining gauge
+                deltacast_draining \(draining ? 1 : 0)
+
+                """
+            return RoutedResponse(status: 200, headers: headers, body: Array(text.utf8))
         default:
             break
         }

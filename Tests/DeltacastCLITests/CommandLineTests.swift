@@ -174,7 +174,7 @@ struct DeltacastProcess {
     /// `deltacast serve` listens, answers probes to curl, and on SIGTERM shuts down and exits 0.
     @Test func serveAnswersHealthAndStopsOnSIGTERM() throws {
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-serve-\(getpid()).yaml")
-        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\n".write(to: config, atomically: true, encoding: .utf8)
+        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nlogging: { access: true }\n".write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
         let process = Process()
         process.executableURL = DeltacastProcess.executable
@@ -204,5 +204,9 @@ struct DeltacastProcess {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         #expect(rest.contains("deltacast: shutting down\ndeltacast: stopped"))
+        // The access log: one JSON line per request, with method, path, status, bytes, duration.
+        let access = try #require(rest.split(separator: "\n").first { $0.hasPrefix("{\"event\":\"access\"") })
+        #expect(access.hasPrefix(#"{"event":"access","method":"GET","path":"/healthz","status":200,"bytes":15,"duration_ms":"#))
+        #expect(access.hasSuffix(#","peer":"127.0.0.1"}"#))
     }
 }

@@ -215,6 +215,26 @@ final class RawClient: @unchecked Sendable {
         #expect((try? RawClient(port: port)) == nil)   // no longer accepting
     }
 
+    @Test func expectContinueGets100BeforeTheBody() throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send("POST /healthz HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+            #expect(client.readHead() == "HTTP/1.1 100 Continue\r\n\r\n")
+            client.send("{}")
+            #expect(client.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 405 Method Not Allowed") == true)
+        }
+    }
+
+    @Test func metricsAreInPrometheusTextFormat() throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+            let text = client.read(responses: 1).texts.first ?? ""
+            #expect(text.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"))
+            #expect(text.contains("# TYPE deltacast_connections_open gauge\ndeltacast_connections_open 1\n"))
+        }
+    }
+
     @Test func idleKeepAliveConnectionsAreClosed() throws {
         try withServer(endpoints, server: ", idle_timeout: 1s") { port in
             let client = try RawClient(port: port)

@@ -1,7 +1,8 @@
 import Foundation
 
-/// `deltacast bench http`: Deltacast against nginx (Debian package) in the same run, each
-/// pinned to CPU 0 with one worker, wrk pinned to CPU 1. Reports requests/s and their ratio,
+/// `deltacast bench http`: Deltacast against nginx (Debian package) in the same run, with 2
+/// workers each (nothing pinned) or, with `--workers 1`, one each pinned to CPU 0 and wrk
+/// pinned to CPU 1. Reports requests/s and their ratio,
 /// server CPU seconds per run, and RSS per idle keep-alive connection at 10,000 and 19,000.
 ///
 /// Until the cached GET of a mirrored path exists (issue 6), both servers answer `/healthz`
@@ -11,7 +12,9 @@ enum HTTPBenchmark {
     static let body = #"{"status":"ok"}"#
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--duration", "--connections", "--rounds"])
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--duration", "--connections", "--rounds", "--workers"])
+        let workers = Int(args.value("--workers") ?? "2") ?? 0
+        guard workers == 1 || workers == 2 else { throw .init(message: "--workers 1 (each server pinned to CPU 0, wrk to CPU 1) or 2 (nothing pinned)") }
         let duration = Int(args.value("--duration") ?? "8") ?? 8
         let connections = Int(args.value("--connections") ?? "256") ?? 256
         let rounds = Int(args.value("--rounds") ?? "2") ?? 2
@@ -23,7 +26,7 @@ enum HTTPBenchmark {
             return .failure
         }
         do {
-            try measure(duration: duration, connections: connections, rounds: rounds)
+            try measure(duration: duration, connections: connections, rounds: rounds, workers: workers)
             return .success
         } catch {
             printError("deltacast bench http: \(error)")
@@ -33,14 +36,17 @@ enum HTTPBenchmark {
 
     struct Failure: Error, CustomStringConvertible { var description: String }
 
-    static func measure(duration: Int, connections: Int, rounds: Int) throws {
+    static func measure(duration: Int, connections: Int, rounds: Int, workers: Int) throws {
+        // One worker: servers on CPU 0, wrk on CPU 1. Two workers (nginx's usual setting):
+        // nothing pinned, servers and wrk share both cores.
+        let serverCPUs = workers == 1 ? "0" : "0,1", clientCPUs = workers == 1 ? "1" : "0,1"
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-http-\(getpid())")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("www"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try body.write(to: directory.appendingPathComponent("www/healthz"), atomically: true, encoding: .utf8)
         let nginxPort = 18_181, ourPort = 18_180
         try """
-            worker_processes 1;
+            worker_processes \(workers);
             worker_rlimit_nofile 20000;
             daemon off;
             pid \(directory.path)/nginx.pid;
@@ -61,35 +67,35 @@ enum HTTPBenchmark {
             endpoints:
               - path: /live/{room}
                 source: publish
-            server: { event_loops: 1, idle_timeout: 10m, header_timeout: 10m }
+            server: { event_loops: \(workers), idle_timeout: 10m, header_timeout: 10m }
             limits: { max_connections: 20000, max_connections_per_ip: 20000 }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
 
-        let ours = try launch("/usr/bin/taskset", ["-c", "0", CommandLine.arguments[0], "serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
+        let ours = try launch("/usr/bin/taskset", ["-c", serverCPUs, CommandLine.arguments[0], "serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
         defer { ours.terminate(); ours.waitUntilExit() }
-        let nginx = try launch("/usr/bin/taskset", ["-c", "0", "/usr/sbin/nginx", "-c", directory.appendingPathComponent("nginx.conf").path])
+        let nginx = try launch("/usr/bin/taskset", ["-c", serverCPUs, "/usr/sbin/nginx", "-c", directory.appendingPathComponent("nginx.conf").path])
         defer { nginx.terminate(); nginx.waitUntilExit() }
         try waitUntilListening(port: ourPort)
         try waitUntilListening(port: nginxPort)
-        let nginxWorker = childPIDs(of: nginx.processIdentifier).first ?? nginx.processIdentifier
+        let nginxWorkers = childPIDs(of: nginx.processIdentifier)
 
         // Idle memory first, on fresh servers, from one baseline: 10,000 connections, then
         // 9,000 more (19,000), none closed in between, so freed heap is never reused.
-        let oursIdle = try idleCost(port: ourPort, pid: ours.processIdentifier, counts: [10_000, 19_000])
-        let nginxIdle = try idleCost(port: nginxPort, pid: nginxWorker, counts: [10_000, 19_000])
+        let oursIdle = try idleCost(port: ourPort, pids: [ours.processIdentifier], counts: [10_000, 19_000])
+        let nginxIdle = try idleCost(port: nginxPort, pids: nginxWorkers, counts: [10_000, 19_000])
         var idleJSON = ""
         for (index, count) in [10_000, 19_000].enumerated() {
             print(String(format: "RSS per idle keep-alive connection at %d: deltacast %.0f bytes, nginx %.0f bytes", count, oursIdle[index], nginxIdle[index]))
             idleJSON += String(format: ",\"idle_rss_per_connection_%d\":{\"deltacast\":%.0f,\"nginx\":%.0f}", count, oursIdle[index], nginxIdle[index])
         }
 
-        print("HTTP/1.1 keep-alive, GET /healthz (\(body.utf8.count)-byte body), wrk -t1 -c\(connections) -d\(duration)s on CPU 1, servers on CPU 0, one worker each")
+        print("HTTP/1.1 keep-alive, GET /healthz (\(body.utf8.count)-byte body), wrk -t1 -c\(connections) -d\(duration)s on CPU \(clientCPUs), servers on CPU \(serverCPUs), \(workers) worker(s) each")
         var results: [String: [Double]] = [:]
         for round in 1...rounds {
-            for (name, port, pid) in [("deltacast", ourPort, ours.processIdentifier), ("nginx", nginxPort, nginxWorker)] {
-                let cpuBefore = cpuSeconds(pid)
-                let rate = try wrk(port: port, connections: connections, duration: duration)
-                let cpu = cpuSeconds(pid) - cpuBefore
+            for (name, port, pids) in [("deltacast", ourPort, [ours.processIdentifier]), ("nginx", nginxPort, nginxWorkers)] {
+                let cpuBefore = pids.map(cpuSeconds).reduce(0, +)
+                let rate = try wrk(port: port, connections: connections, duration: duration, cpus: clientCPUs)
+                let cpu = pids.map(cpuSeconds).reduce(0, +) - cpuBefore
                 results[name, default: []].append(rate)
                 print(String(format: "round %d  %-9@  %9.0f requests/s  server CPU %.2f s", round, name as NSString, rate, cpu))
             }
@@ -137,10 +143,10 @@ enum HTTPBenchmark {
         return fd
     }
 
-    static func wrk(port: Int, connections: Int, duration: Int) throws -> Double {
+    static func wrk(port: Int, connections: Int, duration: Int, cpus: String) throws -> Double {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-        process.arguments = ["-c", "1", "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(duration)s", "http://127.0.0.1:\(port)/healthz"]
+        process.arguments = ["-c", cpus, "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(duration)s", "http://127.0.0.1:\(port)/healthz"]
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -179,8 +185,9 @@ enum HTTPBenchmark {
     /// Opens keep-alive connections (each served one request) up to each of `counts` in turn,
     /// and returns the server's RSS growth per connection at each, from one baseline; then
     /// closes them all.
-    static func idleCost(port: Int, pid: Int32, counts: [Int]) throws -> [Double] {
-        let before = rssBytes(pid)
+    static func idleCost(port: Int, pids: [Int32], counts: [Int]) throws -> [Double] {
+        func rss() -> Double { pids.map(rssBytes).reduce(0, +) }
+        let before = rss()
         var sockets: [Int32] = []
         sockets.reserveCapacity(counts.max() ?? 0)
         defer { for fd in sockets { close(fd) } }
@@ -195,7 +202,7 @@ enum HTTPBenchmark {
                 guard read(fd, &buffer, buffer.count) > 0 else { throw Failure(description: "no answer on connection \(sockets.count) to port \(port)") }
             }
             usleep(200_000)  // let the server settle; a measurement, not a test
-            results.append((rssBytes(pid) - before) / Double(count))
+            results.append((rss() - before) / Double(count))
         }
         return results
     }

@@ -117,6 +117,8 @@ public struct OutboundQueue {
     public var isEmpty: Bool { pendingBytes == 0 }
     /// Whether producers should pause.
     public var isAboveHighWatermark: Bool { pendingBytes > highWatermark }
+    /// Whether paused producers may resume.
+    public var isBelowLowWatermark: Bool { pendingBytes < lowWatermark }
 
     /// Adds bytes; returns false (and adds nothing) when that would pass the hard limit.
     public mutating func enqueue(_ bytes: [UInt8]) -> Bool {

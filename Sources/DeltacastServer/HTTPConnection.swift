@@ -126,6 +126,8 @@ final class HTTPConnection: EventLoopHandler {
             readAvailableIfPaused()
         case .wouldBlock:
             watch(epollIn | epollOut | epollEdge)
+            // Partly drained: below the low watermark, a paused reader may go on.
+            if queue.isBelowLowWatermark { readAvailableIfPaused() }
         case .failed:
             close()
         }

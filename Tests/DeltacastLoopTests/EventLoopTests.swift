@@ -197,6 +197,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         #expect(accepted == 10)                  // 10 × 100 KiB fit under 1 MiB, the 11th does not
         #expect(queue.pendingBytes == 10 * chunk.count)
         #expect(queue.isAboveHighWatermark)
+        #expect(!queue.isBelowLowWatermark)
         // The peer reads nothing: the socket fills and the queue keeps the rest, never more.
         #expect(queue.flush(to: pair[0]) == .wouldBlock)
         #expect(queue.pendingBytes > 0 && queue.pendingBytes < 10 * chunk.count)
@@ -210,6 +211,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         }
         #expect(received == 10 * chunk.count)
         #expect(queue.isEmpty)
+        #expect(queue.isBelowLowWatermark)
     }
 
     @Test func writingToAClosedPeerFails() {

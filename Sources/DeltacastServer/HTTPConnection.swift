@@ -64,7 +64,10 @@ final class HTTPConnection: EventLoopHandler {
 
     private func process() {
         do {
-            while let event = try parser.next() {
+            while true {
+                // Backpressure: pipelined requests wait in the parser while responses pile up.
+                if queue.isAboveHighWatermark { pausedForOutput = true; return }
+                guard let event = try parser.next() else { return }
                 switch event {
                 case .head(let received):
                     head = received
@@ -140,10 +143,13 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private var pausedForOutput = false
+    /// After output drained: answer the requests already buffered, read more, and flush.
     private func readAvailableIfPaused() {
-        guard pausedForOutput else { return }
+        guard pausedForOutput, !closed else { return }
         pausedForOutput = false
-        readAvailable()
+        process()
+        if !pausedForOutput { readAvailable() }
+        if !closed { flush() }
     }
 
     /// Applies the header timeout (408, then close) and the keep-alive idle timeout.

@@ -215,6 +215,20 @@ final class RawClient: @unchecked Sendable {
         #expect((try? RawClient(port: port)) == nil)   // no longer accepting
     }
 
+    /// Responses to a burst of pipelined requests exceed the send buffer many times over: the
+    /// server pauses, drains, resumes, and answers every one in order on the same connection.
+    @Test func pipelinedBurstBeyondTheSendBufferIsAnsweredInFull() throws {
+        try withServer("limits: { send_buffer: 4KiB }\n" + endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send(String(repeating: "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", count: 200) + "GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n")
+            let (texts, closed) = client.read(responses: 201)
+            #expect(!closed)
+            #expect(texts.count == 201)
+            #expect(texts.prefix(200).allSatisfy { $0.hasPrefix("HTTP/1.1 200 OK") && $0.hasSuffix(#"{"status":"ok"}"#) })
+            #expect(texts.last?.hasSuffix(#"{"status":"ready"}"#) == true)
+        }
+    }
+
     @Test func expectContinueGets100BeforeTheBody() throws {
         try withServer(endpoints) { port in
             let client = try RawClient(port: port)

@@ -50,13 +50,27 @@ private extension String {
 /// validated), CORS preflight, 404 and 405. Pure: no I/O, so it is tested without sockets.
 public struct Router: Sendable {
     private let configuration: Configuration
-    private let patterns: [(endpoint: Configuration.Endpoint, regexes: [String: String])]
+    private let patterns: [(endpoint: Configuration.Endpoint, regexes: [String: CompiledPattern])]
+
+    /// A parameter's pattern, compiled once when the router is built (not per request).
+    /// `@unchecked Sendable`: a compiled Regex is immutable and only matched, never mutated.
+    struct CompiledPattern: @unchecked Sendable {
+        let text: String
+        let regex: Regex<AnyRegexOutput>?
+        func matches(_ value: Substring) -> Bool {
+            guard let regex else { return false }
+            return (try? regex.wholeMatch(in: value)) != nil
+        }
+    }
 
     /// A router for `configuration`.
     public init(configuration: Configuration) {
         self.configuration = configuration
         self.patterns = configuration.endpoints.map { endpoint in
-            (endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { ($0, endpoint.params[$0] ?? "[^/]+") }))
+            (endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
+                let text = endpoint.params[name] ?? "[^/]+"
+                return (name, CompiledPattern(text: text, regex: try? Regex(text)))
+            }))
         }
     }
 
@@ -96,7 +110,7 @@ public struct Router: Sendable {
             switch match(path, endpoint.path, regexes) {
             case .noMatch: continue
             case .badParameter(let name):
-                return .error(400, "bad_request", "invalid value for parameter '\(name)' in \(path); it must match \(regexes[name]!)")
+                return .error(400, "bad_request", "invalid value for parameter '\(name)' in \(path); it must match \(regexes[name]!.text)")
             case .matched:
                 if head.method == "OPTIONS" { return preflight(head) }
                 guard isRead else { return methodNotAllowed(allow: "GET, HEAD, OPTIONS") }
@@ -108,7 +122,7 @@ public struct Router: Sendable {
 
     private enum Match { case matched, noMatch, badParameter(String) }
 
-    private func match(_ path: String, _ pattern: PathPattern, _ regexes: [String: String]) -> Match {
+    private func match(_ path: String, _ pattern: PathPattern, _ regexes: [String: CompiledPattern]) -> Match {
         let pieces = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
         guard path.hasPrefix("/"), pieces.count == pattern.segments.count else { return .noMatch }
         var badParameter: String?
@@ -116,8 +130,7 @@ public struct Router: Sendable {
             switch segment {
             case .literal(let text): if piece != text { return .noMatch }
             case .parameter(let name):
-                let regex = try? Regex(regexes[name]!)
-                let ok = !piece.isEmpty && (regex.map { (try? $0.wholeMatch(in: String(piece))) != nil } ?? false)
+                let ok = !piece.isEmpty && regexes[name]!.matches(piece)
                 if !ok && badParameter == nil { badParameter = name }
             }
         }

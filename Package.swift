@@ -46,7 +46,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastServer"],
+            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastServer"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -74,7 +74,7 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastConfig"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastConfig", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],

@@ -46,6 +46,26 @@ public enum Socket {
         return (fd, try localPort(fd))
     }
 
+    /// A blocking IPv4 client socket connected to `host:port`, whose reads time out after
+    /// `receiveTimeoutSeconds` (so a client that waits on a silent server fails, never hangs).
+    /// Used by load generators and tests.
+    public static func connect(host: String = "127.0.0.1", port: Int, receiveTimeoutSeconds: Int = 10) throws(SystemError) -> Int32 {
+        _ = ignoreSIGPIPE
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { close(fd); throw SystemError("inet_pton(\(host))", errno: EINVAL) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { let error = SystemError("connect(\(host):\(port))"); close(fd); throw error }
+        var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
     /// The local port a socket is bound to.
     public static func localPort(_ fd: Int32) throws(SystemError) -> Int {
         var storage = sockaddr_storage()

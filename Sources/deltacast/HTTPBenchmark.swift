@@ -1,3 +1,4 @@
+import DeltacastLoop
 import Foundation
 
 /// `deltacast bench http`: Deltacast against nginx (Debian package) in the same run, with 2
@@ -130,18 +131,7 @@ enum HTTPBenchmark {
         throw Failure(description: "nothing listens on 127.0.0.1:\(port) after 5 s")
     }
 
-    static func connectLoopback(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard result == 0 else { close(fd); throw Failure(description: "connect to \(port): errno \(errno)") }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
+    static func connectLoopback(port: Int) throws -> Int32 { try Socket.connect(port: port) }
 
     static func wrk(port: Int, connections: Int, duration: Int, cpus: String) throws -> Double {
         let process = Process()

@@ -68,18 +68,7 @@ final class EchoConnection: EventLoopHandler {
 }
 
 /// A blocking loopback client socket.
-func connectLoopback(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    if result != 0 { throw SystemError("connect") }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)  // a hung test fails instead of hanging
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    return fd
-}
+func connectLoopback(port: Int) throws -> Int32 { try Socket.connect(port: port) }
 
 func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
     var result: [UInt8] = []

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import DeltacastServer
+import DeltacastLoop
 
 /// Starts a real server on loopback (port 0) with `yaml` and runs `body` against it.
 func withServer(_ yaml: String, server extra: String = "", _ body: (Int) throws -> Void) throws {
@@ -27,15 +28,7 @@ let endpoints = """
 final class RawClient: @unchecked Sendable {
     let fd: Int32
     init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = try Socket.connect(port: port)
     }
     deinit { close(fd) }
     func send(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }

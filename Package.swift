@@ -40,9 +40,12 @@ let package = Package(
         .target(name: "DeltacastJSON", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
-        .target(name: "DeltacastWire", dependencies: ["DeltacastJSON"], swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastWire", dependencies: ["DeltacastJSON", "CZlib"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig"],
+            name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
+        .target(
+            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub"],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",

@@ -140,10 +140,13 @@ public struct OutboundQueue {
     /// Whether paused producers may resume.
     public var isBelowLowWatermark: Bool { pendingBytes < lowWatermark }
 
-    /// Adds bytes; returns false (and adds nothing) when that would pass the hard limit.
+    /// Adds bytes; returns false (and adds nothing) when that would pass the hard limit. An
+    /// empty queue takes one buffer of any size (a document larger than the limit must still
+    /// be sendable; its size is bounded where it was made), so the queue never holds more than
+    /// the larger of the hard limit and one buffer.
     public mutating func enqueue(_ bytes: [UInt8]) -> Bool {
         guard !bytes.isEmpty else { return true }
-        guard pendingBytes + bytes.count <= hardLimit else { return false }
+        guard pendingBytes == 0 || pendingBytes + bytes.count <= hardLimit else { return false }
         buffers.append(bytes)
         pendingBytes += bytes.count
         return true

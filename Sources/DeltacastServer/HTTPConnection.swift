@@ -1,3 +1,5 @@
+import DeltacastConfig
+import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 #if canImport(Glibc)
@@ -5,23 +7,43 @@ import Glibc
 #endif
 
 /// One client connection, owned by one loop: reads into the loop's scratch buffer, parses,
-/// answers each request in order (pipelining), writes through a bounded queue.
+/// answers each request in order (pipelining), writes through a bounded queue. A request may
+/// turn it into a push stream: a WebSocket, an SSE stream, or a held long-poll
+/// (see Transports.swift).
 final class HTTPConnection: EventLoopHandler {
     unowned let state: LoopState
     let fd: Int32
     let peer: String
-    private var parser: HTTPRequestParser
-    private var queue: OutboundQueue
+    var parser: HTTPRequestParser
+    var queue: OutboundQueue
     private var head: HTTPRequestHead?
-    private var closeAfterFlush = false
-    private var closed = false
+    private var requestBody: [UInt8] = []
+    var closeAfterFlush = false
+    private(set) var closed = false
     /// When the first byte of the request being received arrived (header timeout), or nil.
     private var requestStartedAt: Int64?
-    private var lastActivity: Int64
+    var lastActivity: Int64
     /// When the current request's head was complete (for the access log's duration).
     private var headReceivedAt: Int64 = 0
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
     private var registeredEvents = epollIn | epollEdge
+
+    /// What the connection carries now.
+    enum Mode { case http, webSocket, sse, held }
+    var mode = Mode.http
+    /// Push state (Transports.swift).
+    var webSocket: WebSocketSession?
+    var subscriptions: [String: Subscription] = [:]
+    /// Topic order of a multiplexed SSE stream (its `id:` lists their cursors in this order).
+    var sseTopics: [String] = []
+    var sseMultiplexed = false
+    var hold: Hold?
+    /// When bytes last left (heartbeats) and when the queue last shrank (slow consumers).
+    var lastWrite: Int64
+    var lastProgress: Int64
+    /// Set when a push did not fit: pending changes are dropped until the queue drains, then
+    /// every topic marked `needsResync` gets one snapshot.
+    var conflating = false
 
     init(state: LoopState, fd: Int32, peer: String) {
         self.state = state
@@ -31,10 +53,12 @@ final class HTTPConnection: EventLoopHandler {
         let limit = state.server.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
         self.lastActivity = EventLoop.monotonicMilliseconds()
+        self.lastWrite = lastActivity
+        self.lastProgress = lastActivity
     }
 
-    /// Between requests with nothing left to write.
-    var isIdle: Bool { parser.isIdle && head == nil && queue.isEmpty }
+    /// Between requests with nothing left to write (push streams are never idle).
+    var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
 
     func handle(events: UInt32) {
         if events & epollIn != 0 { readAvailable() }
@@ -43,13 +67,11 @@ final class HTTPConnection: EventLoopHandler {
 
     private func readAvailable() {
         while !closed && !closeAfterFlush {
-            if queue.isAboveHighWatermark { pausedForOutput = true; return }
+            if queue.isAboveHighWatermark && mode != .sse { pausedForOutput = true; return }
             let count = state.loop.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 lastActivity = EventLoop.monotonicMilliseconds()
-                if requestStartedAt == nil && head == nil { requestStartedAt = lastActivity }
-                parser.append(state.loop.scratch[0..<count])
-                process()
+                received(state.loop.scratch[0..<count])
                 // A short read emptied the socket; with edge-triggered epoll, new data raises a
                 // new event, so the read that would only return EAGAIN is skipped.
                 if count < state.loop.scratch.count { return }
@@ -62,28 +84,47 @@ final class HTTPConnection: EventLoopHandler {
         }
     }
 
-    private func process() {
+    private func received(_ bytes: ArraySlice<UInt8>) {
+        switch mode {
+        case .http:
+            if requestStartedAt == nil && head == nil { requestStartedAt = lastActivity }
+            parser.append(bytes)
+            process()
+        case .held:
+            // The next pipelined request waits until the held one is answered; bounded.
+            parser.append(bytes)
+            if parser.bufferedByteCount > state.server.limits.maximumHeaderBytes + state.server.limits.maximumBody { close() }
+        case .sse:
+            break  // an SSE client has nothing to say; reading only notices when it leaves
+        case .webSocket:
+            webSocketReceived(bytes)
+        }
+    }
+
+    func process() {
         do {
-            while true {
+            while mode == .http && !closed && !closeAfterFlush {
                 // Backpressure: pipelined requests wait in the parser while responses pile up.
                 if queue.isAboveHighWatermark { pausedForOutput = true; return }
                 guard let event = try parser.next() else { return }
                 switch event {
                 case .head(let received):
                     head = received
+                    requestBody = []
                     headReceivedAt = EventLoop.monotonicMilliseconds()
                     requestStartedAt = nil
                     if received.expectsContinue {
                         _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
                     }
-                case .body:
-                    break  // request bodies are bounded by the parser; publish (issue 6) will use them
+                case .body(let bytes):
+                    requestBody += bytes  // bounded by the parser (limits.max_message → 413)
                 case .end:
                     guard let request = head else { continue }
                     head = nil
-                    respond(to: request)
-                    if closeAfterFlush { return }
-                    if !parser.isIdle { requestStartedAt = EventLoop.monotonicMilliseconds() }
+                    let body = requestBody
+                    requestBody = []
+                    respond(to: request, body: body)
+                    if mode == .http && !parser.isIdle { requestStartedAt = EventLoop.monotonicMilliseconds() }
                 }
             }
         } catch {
@@ -92,26 +133,50 @@ final class HTTPConnection: EventLoopHandler {
         }
     }
 
-    private func respond(to request: HTTPRequestHead) {
-        var response = state.server.router.route(request, draining: state.drainDeadline != nil,
-                                                 openConnections: state.server.openConnections.load(ordering: .relaxed))
+    private func respond(to request: HTTPRequestHead, body: [UInt8]) {
+        let route = state.server.router.route(request, draining: state.drainDeadline != nil,
+                                              openConnections: state.server.openConnections.load(ordering: .relaxed))
+        switch route {
+        case .respond(let response):
+            finish(request, response)
+        case .topic(let endpoint, let topic):
+            serveTopic(request, endpoint: endpoint, topicName: topic)
+        case .multiplexed(let transport):
+            serveMultiplexed(request, transport: transport)
+        case .publish(let endpoint, let topic):
+            publish(request, body: body, endpoint: endpoint, topicName: topic)
+        case .echo:
+            upgrade(request, kind: .echo)
+        }
+    }
+
+    /// Sends a complete response to `request` (CORS headers, access log, keep-alive).
+    func finish(_ request: HTTPRequestHead, _ response: RoutedResponse) {
+        var response = response
         let close = response.close || !request.keepAlive || state.drainDeadline != nil
-        if let origin = request.headers["Origin"], request.method != "OPTIONS" {
-            let origins = state.server.configuration.cors.origins
-            if origins.contains("*") || origins.contains(origin) {
-                response.headers.add(name: "Access-Control-Allow-Origin", value: origins.contains("*") ? "*" : origin)
-                response.headers.add(name: "Vary", value: "Origin")
-            }
-        }
-        if state.server.configuration.logging.access {
-            let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
-            let line = "{\"event\":\"access\",\"method\":\(String(decoding: jsonString(request.method), as: UTF8.self)),\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(response.status),\"bytes\":\(request.method == "HEAD" ? 0 : response.body.count),\"duration_ms\":\(milliseconds),\"peer\":\"\(peer)\"}\n"
-            _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
-        }
+        addCORS(request, to: &response.headers)
+        logAccess(request, status: response.status, bytes: request.method == "HEAD" ? 0 : response.body.count)
         write(response, headOnly: request.method == "HEAD", close: close)
     }
 
-    private func write(_ response: RoutedResponse, headOnly: Bool, close: Bool) {
+    func addCORS(_ request: HTTPRequestHead, to headers: inout HTTPHeaders) {
+        if let origin = request.headers["Origin"], request.method != "OPTIONS" {
+            let origins = state.server.configuration.cors.origins
+            if origins.contains("*") || origins.contains(origin) {
+                headers.add(name: "Access-Control-Allow-Origin", value: origins.contains("*") ? "*" : origin)
+                headers.add(name: "Vary", value: "Origin")
+            }
+        }
+    }
+
+    func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
+        guard state.server.configuration.logging.access else { return }
+        let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
+        let line = "{\"event\":\"access\",\"method\":\(String(decoding: jsonString(request.method), as: UTF8.self)),\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(status),\"bytes\":\(bytes),\"duration_ms\":\(milliseconds),\"peer\":\"\(peer)\"}\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
+    }
+
+    func write(_ response: RoutedResponse, headOnly: Bool, close: Bool) {
         var headers = response.headers
         if close { headers.add(name: "Connection", value: "close") }
         let bytes = HTTPResponseWriter.response(status: response.status, headers: headers, body: response.body,
@@ -120,24 +185,42 @@ final class HTTPConnection: EventLoopHandler {
         if close { closeAfterFlush = true }
     }
 
-    private func flush() {
-        switch queue.flush(to: fd) {
+    /// Queues bytes; false (and the connection closed) when even the hard limit is passed.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        guard !closed else { return false }
+        if !queue.enqueue(bytes) { close(); return false }
+        return true
+    }
+
+    func flush() {
+        guard !closed else { return }
+        let before = queue.pendingBytes
+        let result = queue.flush(to: fd)
+        let now = EventLoop.monotonicMilliseconds()
+        if queue.pendingBytes < before { lastProgress = now; lastWrite = now }
+        switch result {
         case .drained:
+            lastProgress = now
             if closeAfterFlush { close(); return }
             watch(epollIn | epollEdge)
+            if conflating { resync() }
             // Reading may have paused on the high watermark: bytes may wait with no new edge.
             readAvailableIfPaused()
         case .wouldBlock:
             watch(epollIn | epollOut | epollEdge)
             // Partly drained: below the low watermark, a paused reader may go on.
-            if queue.isBelowLowWatermark { readAvailableIfPaused() }
+            if queue.isBelowLowWatermark {
+                if conflating { resync() }
+                readAvailableIfPaused()
+            }
         case .failed:
             close()
         }
     }
 
     private func watch(_ events: UInt32) {
-        guard events != registeredEvents else { return }
+        guard events != registeredEvents, !closed else { return }
         registeredEvents = events
         try? state.loop.modify(fd, events: events)
     }
@@ -147,25 +230,68 @@ final class HTTPConnection: EventLoopHandler {
     private func readAvailableIfPaused() {
         guard pausedForOutput, !closed else { return }
         pausedForOutput = false
-        process()
+        if mode == .http { process() }
         if !pausedForOutput { readAvailable() }
         if !closed { flush() }
     }
 
-    /// Applies the header timeout (408, then close) and the keep-alive idle timeout.
+    /// Back to plain HTTP after a held long-poll was answered: pipelined requests go on.
+    func resumeHTTP() {
+        mode = .http
+        process()
+    }
+
+    /// Applies the header timeout (408, then close), the keep-alive idle timeout, heartbeats
+    /// and the slow-consumer deadline.
     func checkDeadlines(now: Int64, headerTimeout: Int64, idleTimeout: Int64) {
-        if let started = requestStartedAt, head == nil, now - started >= headerTimeout {
-            write(.error(408, "request_timeout", "the request header was not received within \(headerTimeout) ms"), headOnly: false, close: true)
-            flush()
-            if !closed { close() }
+        if !queue.isEmpty && now - lastProgress >= state.slowConsumerMilliseconds {
+            slowConsumerTimedOut()
             return
         }
-        if isIdle && now - lastActivity >= idleTimeout { close() }
+        switch mode {
+        case .http:
+            if let started = requestStartedAt, head == nil, now - started >= headerTimeout {
+                write(.error(408, "request_timeout", "the request header was not received within \(headerTimeout) ms"), headOnly: false, close: true)
+                flush()
+                if !closed { close() }
+                return
+            }
+            if isIdle && now - lastActivity >= idleTimeout { close() }
+        case .held:
+            break  // its own timer answers it
+        case .sse:
+            if now - lastWrite >= state.sseHeartbeatMilliseconds {
+                send(ServerSentEvents.comment("heartbeat"))
+                flush()
+            }
+        case .webSocket:
+            webSocketHeartbeat(now: now)
+        }
+    }
+
+    /// Shutdown: WebSocket close 1001, SSE ends after a final `retry:`, long-polls answered.
+    func drain() {
+        switch mode {
+        case .http: if isIdle { close() }
+        case .webSocket: closeWebSocket(code: 1001, reason: "server shutting down")
+        case .sse:
+            send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
+            closeAfterFlush = true
+            flush()
+        case .held: expireHold()
+        }
     }
 
     func close() {
         guard !closed else { return }
         closed = true
+        if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
+        hold = nil
+        for (name, subscription) in subscriptions {
+            subscription.topic.unsubscribe(loop: state.index)
+            state.removeSubscriber(self, topic: name)
+        }
+        subscriptions = [:]
         state.loop.deregister(fd)
         Glibc.close(fd)
         state.remove(self)

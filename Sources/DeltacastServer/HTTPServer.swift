@@ -1,5 +1,6 @@
 public import DeltacastConfig
 public import DeltacastLoop
+public import DeltacastHub
 import DeltacastWire
 import Synchronization
 #if canImport(Glibc)
@@ -16,12 +17,16 @@ import Glibc
 public final class HTTPServer: @unchecked Sendable {
     let configuration: Configuration
     let router: Router
+    /// Topics and their changes.
+    public private(set) var hub: Hub!
     let loops: [EventLoop]
     let limits: HTTPRequestParser.Limits
     let openConnections = Atomic<Int>(0)
     let connectionsPerIP = Mutex<[String: Int]>([:])
     let draining = Atomic<Bool>(false)
     private var loopStates: [LoopState] = []
+    /// The loop states as the hub's delivery closure reads them (from any thread).
+    private let statesForDelivery = Mutex<[LoopState]>([])
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
 
@@ -36,6 +41,10 @@ public final class HTTPServer: @unchecked Sendable {
         let l = configuration.limits
         self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
                             maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
+        self.hub = Hub(configuration: configuration, loopCount: loops.count) { [unowned self] index, change in
+            guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
+            state.loop.execute { state.deliver(change) }
+        }
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -58,11 +67,12 @@ public final class HTTPServer: @unchecked Sendable {
     @discardableResult
     public func start() throws(SystemError) -> Int {
         var boundPort = configuration.listen.port
-        for loop in loops {
+        for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
-            let state = LoopState(server: self, loop: loop, listener: fd)
+            let state = LoopState(server: self, loop: loop, index: index, listener: fd)
             loopStates.append(state)
+            statesForDelivery.withLock { $0.append(state) }
             try loop.start(name: "deltacast-loop")
             loop.execute { state.begin() }
         }

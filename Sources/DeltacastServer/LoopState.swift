@@ -1,3 +1,4 @@
+import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 #if canImport(Glibc)
@@ -11,16 +12,55 @@ let epollIn: UInt32 = 0x001, epollOut: UInt32 = 0x004, epollEdge: UInt32 = 0x800
 final class LoopState: EventLoopHandler, @unchecked Sendable {
     unowned let server: HTTPServer
     let loop: EventLoop
+    /// This loop's position among the server's loops (the hub counts subscribers per loop).
+    let index: Int
+    /// Connections of this loop subscribed to each topic.
+    private var subscribers: [String: [ObjectIdentifier: HTTPConnection]] = [:]
+    /// Compressors for messages to one connection, by window size (server_no_context_takeover
+    /// lets one serve the whole loop).
+    private var deflaters: [Int: Deflater] = [:]
+    let slowConsumerMilliseconds: Int64
+    let sseHeartbeatMilliseconds: Int64
+    let sseRetryMilliseconds: Int
+    let webSocketPingMilliseconds: Int64
     var listener: Int32
     var connections: [Int32: HTTPConnection] = [:]
     var date = HTTPDate()
     var drainDeadline: Int64?
     let finished = Latch()
 
-    init(server: HTTPServer, loop: EventLoop, listener: Int32) {
+    init(server: HTTPServer, loop: EventLoop, index: Int, listener: Int32) {
         self.server = server
         self.loop = loop
+        self.index = index
         self.listener = listener
+        let settings = server.configuration
+        slowConsumerMilliseconds = LoopState.milliseconds(settings.limits.slowConsumerTimeout)
+        sseHeartbeatMilliseconds = LoopState.milliseconds(settings.server.sseHeartbeat)
+        sseRetryMilliseconds = Int(LoopState.milliseconds(settings.server.sseRetry))
+        webSocketPingMilliseconds = LoopState.milliseconds(settings.server.websocketPing)
+    }
+
+    func addSubscriber(_ connection: HTTPConnection, topic: String) {
+        subscribers[topic, default: [:]][ObjectIdentifier(connection)] = connection
+    }
+
+    func removeSubscriber(_ connection: HTTPConnection, topic: String) {
+        subscribers[topic]?[ObjectIdentifier(connection)] = nil
+        if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
+    }
+
+    /// A change from the hub: the same bytes to every local subscriber.
+    func deliver(_ change: Change) {
+        guard let connections = subscribers[change.topic] else { return }
+        for connection in Array(connections.values) { connection.deliver(change) }
+    }
+
+    func deflater(windowBits: Int) -> Deflater {
+        if let existing = deflaters[windowBits] { return existing }
+        let created = Deflater(windowBits: windowBits)
+        deflaters[windowBits] = created
+        return created
     }
 
     func begin() {
@@ -90,7 +130,9 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    private func milliseconds(_ duration: Duration) -> Int64 {
+    private func milliseconds(_ duration: Duration) -> Int64 { LoopState.milliseconds(duration) }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
@@ -102,7 +144,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             Glibc.close(listener)
             listener = -1
         }
-        for connection in Array(connections.values) where connection.isIdle { connection.close() }
+        for connection in Array(connections.values) { connection.drain() }
         if connections.isEmpty { finished.signal() }
     }
 }

@@ -1,5 +1,6 @@
 public import DeltacastConfig
 public import DeltacastWire
+public import DeltacastHub
 
 /// A response the router decided on, before framing.
 public struct RoutedResponse: Sendable {
@@ -46,48 +47,49 @@ private extension String {
     }
 }
 
-/// Maps a request to a response: probes, the mirrored endpoint paths (with their parameters
+/// What the router decided for a request.
+public enum Route: Sendable {
+    /// Answer with this response.
+    case respond(RoutedResponse)
+    /// A mirrored endpoint path (GET or HEAD): endpoint index and topic name. The transport
+    /// (cached GET, long-poll, SSE, WebSocket) is chosen from the request's headers.
+    case topic(endpoint: Int, topic: String)
+    /// `/deltacast/ws`, `/deltacast/sse`, `/deltacast/poll`: multiplexed transports.
+    case multiplexed(Transport)
+    /// `POST /deltacast/publish?topic=...` (admin token already checked).
+    case publish(endpoint: Int, topic: String)
+    /// `/deltacast/echo` (only with `diagnostics.echo`).
+    case echo
+}
+
+/// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
+/// checked), the multiplexed transports, the mirrored endpoint paths (with their parameters
 /// validated), CORS preflight, 404 and 405. Pure: no I/O, so it is tested without sockets.
 public struct Router: Sendable {
     private let configuration: Configuration
-    private let patterns: [(endpoint: Configuration.Endpoint, regexes: [String: CompiledPattern])]
-
-    /// A parameter's pattern, compiled once when the router is built (not per request).
-    /// `@unchecked Sendable`: a compiled Regex is immutable and only matched, never mutated.
-    struct CompiledPattern: @unchecked Sendable {
-        let text: String
-        let regex: Regex<AnyRegexOutput>?
-        func matches(_ value: Substring) -> Bool {
-            guard let regex else { return false }
-            return (try? regex.wholeMatch(in: value)) != nil
-        }
-    }
+    /// Endpoint and topic matching, shared with the hub.
+    public let matcher: EndpointMatcher
 
     /// A router for `configuration`.
     public init(configuration: Configuration) {
         self.configuration = configuration
-        self.patterns = configuration.endpoints.map { endpoint in
-            (endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
-                let text = endpoint.params[name] ?? "[^/]+"
-                return (name, CompiledPattern(text: text, regex: try? Regex(text)))
-            }))
-        }
+        self.matcher = EndpointMatcher(endpoints: configuration.endpoints)
     }
 
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
     /// `/metrics` (which issue 9 extends to the full set).
-    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0) -> RoutedResponse {
+    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0) -> Route {
         let path = String(head.target.prefix { $0 != "?" })
         let isRead = head.method == "GET" || head.method == "HEAD"
         switch path {
         case "/healthz", "/readyz":
-            guard isRead else { return methodNotAllowed(allow: "GET, HEAD") }
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             if path == "/readyz" && draining {
-                return json(503, "{\"status\":\"draining\"}")
+                return .respond(json(503, "{\"status\":\"draining\"}"))
             }
-            return json(200, path == "/healthz" ? "{\"status\":\"ok\"}" : "{\"status\":\"ready\"}")
+            return .respond(json(200, path == "/healthz" ? "{\"status\":\"ok\"}" : "{\"status\":\"ready\"}"))
         case "/metrics":
-            guard isRead else { return methodNotAllowed(allow: "GET, HEAD") }
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             let text = """
@@ -99,42 +101,104 @@ public struct Router: Sendable {
                 deltacast_draining \(draining ? 1 : 0)
 
                 """
-            return RoutedResponse(status: 200, headers: headers, body: Array(text.utf8))
+            return .respond(RoutedResponse(status: 200, headers: headers, body: Array(text.utf8)))
+        case "/deltacast/negotiate":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            return .respond(negotiate())
+        case "/deltacast/ws", "/deltacast/sse", "/deltacast/poll":
+            let transport: Transport = path.hasSuffix("/ws") ? .websocket : path.hasSuffix("/sse") ? .sse : .longpoll
+            guard configuration.transports.contains(transport) else {
+                return .respond(.error(404, "not_found", "the \(transport.rawValue) transport is disabled in this proxy's configuration (transports)"))
+            }
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET")) }
+            return .multiplexed(transport)
+        case "/deltacast/echo" where configuration.diagnostics.echo:
+            return .echo
+        case "/deltacast/publish", "/deltacast/refresh":
+            guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST")) }
+            if let refusal = checkAdmin(head) { return .respond(refusal) }
+            guard let topicName = Router.queryValues(head.target, "topic").first, !topicName.isEmpty else {
+                return .respond(.error(400, "bad_request", "\(path) needs ?topic=PATH"))
+            }
+            switch matcher.match(topicName) {
+            case .noMatch:
+                return .respond(.error(404, "not_found", "no endpoint is configured at \(topicName)"))
+            case .badParameter(let name, let pattern):
+                return .respond(.error(400, "bad_request", "invalid value for parameter '\(name)' in \(topicName); it must match \(pattern)"))
+            case .matched(let index, let topic, _):
+                if path == "/deltacast/refresh" {
+                    return .respond(.error(501, "not_implemented", "refresh re-polls the upstream, which arrives with the poller (issue 6)"))
+                }
+                return .publish(endpoint: index, topic: topic)
+            }
         default:
             break
         }
         if path == "/deltacast" || path.hasPrefix("/deltacast/") || path == "/deltacast.js" {
-            return .error(404, "not_found", "\(path) is not available yet: the push transports are not built (issue 5)")
+            return .respond(.error(404, "not_found", "no such Deltacast route: \(path)"))
         }
-        for (endpoint, regexes) in patterns {
-            switch match(path, endpoint.path, regexes) {
-            case .noMatch: continue
-            case .badParameter(let name):
-                return .error(400, "bad_request", "invalid value for parameter '\(name)' in \(path); it must match \(regexes[name]!.text)")
-            case .matched:
-                if head.method == "OPTIONS" { return preflight(head) }
-                guard isRead else { return methodNotAllowed(allow: "GET, HEAD, OPTIONS") }
-                return .error(501, "not_implemented", "\(path) is configured, but the upstream poller and hub that answer it are not built yet (issue 6)")
-            }
+        switch matcher.match(head.target) {
+        case .noMatch:
+            return .respond(.error(404, "not_found", "no endpoint is configured at \(path)"))
+        case .badParameter(let name, let pattern):
+            return .respond(.error(400, "bad_request", "invalid value for parameter '\(name)' in \(path); it must match \(pattern)"))
+        case .matched(let index, let topic, _):
+            if head.method == "OPTIONS" { return .respond(preflight(head)) }
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD, OPTIONS")) }
+            return .topic(endpoint: index, topic: topic)
         }
-        return .error(404, "not_found", "no endpoint is configured at \(path)")
     }
 
-    private enum Match { case matched, noMatch, badParameter(String) }
+    /// The values of a query parameter, percent-decoded, in order.
+    public static func queryValues(_ target: String, _ name: String) -> [String] {
+        guard let mark = target.firstIndex(of: "?") else { return [] }
+        return target[target.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard percentDecoded(parts[0]) == name else { return nil }
+            return parts.count == 2 ? percentDecoded(parts[1]) : ""
+        }
+    }
 
-    private func match(_ path: String, _ pattern: PathPattern, _ regexes: [String: CompiledPattern]) -> Match {
-        let pieces = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        guard path.hasPrefix("/"), pieces.count == pattern.segments.count else { return .noMatch }
-        var badParameter: String?
-        for (piece, segment) in zip(pieces, pattern.segments) {
-            switch segment {
-            case .literal(let text): if piece != text { return .noMatch }
-            case .parameter(let name):
-                let ok = !piece.isEmpty && regexes[name]!.matches(piece)
-                if !ok && badParameter == nil { badParameter = name }
+    /// Percent-decodes (and turns `+` into a space, as forms do); invalid escapes stay as they are.
+    static func percentDecoded(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+               let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte == UInt8(ascii: "+") ? 0x20 : byte)
             }
         }
-        return badParameter.map { .badParameter($0) } ?? .matched
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func negotiate() -> RoutedResponse {
+        var body = "{\"protocol\":\"deltacast.v1\",\"transports\":["
+        body += configuration.transports.map { "\"\($0.rawValue)\"" }.joined(separator: ",") + "]"
+        if configuration.transports.contains(.websocket) { body += ",\"websocket\":\"ws\"" }
+        if configuration.transports.contains(.sse) { body += ",\"sse\":\"sse\"" }
+        if configuration.transports.contains(.longpoll) { body += ",\"poll\":\"poll\"" }
+        body += ",\"heartbeat\":\(configuration.server.sseHeartbeat.components.seconds)}"
+        return json(200, body)
+    }
+
+    /// 401 without a bearer token, 403 with a wrong one, 403 when no admin token is configured.
+    private func checkAdmin(_ head: HTTPRequestHead) -> RoutedResponse? {
+        guard let expected = configuration.admin.token else {
+            return .error(403, "forbidden", "admin endpoints are disabled: set admin.token in the configuration")
+        }
+        guard let authorization = head.headers["Authorization"], authorization.lowercased().hasPrefix("bearer ") else {
+            return .error(401, "unauthorized", "this admin endpoint needs Authorization: Bearer TOKEN", headers: ["WWW-Authenticate": "Bearer"])
+        }
+        let given = Array(authorization.dropFirst(7).utf8)
+        let wanted = Array(expected.utf8)
+        // Constant time in the token's length: no early exit on the first differing byte.
+        var difference = given.count ^ wanted.count
+        for index in 0..<wanted.count { difference |= Int((index < given.count ? given[index] : 0) ^ wanted[index]) }
+        return difference == 0 ? nil : .error(403, "forbidden", "wrong admin token")
     }
 
     private func preflight(_ head: HTTPRequestHead) -> RoutedResponse {

@@ -114,6 +114,13 @@ public struct HTTPRequestParser: Sendable {
         return false
     }
 
+    /// Removes and returns the bytes received after the last complete request (after a
+    /// protocol switch such as a WebSocket upgrade, they belong to the new protocol).
+    public mutating func takeBuffered() -> [UInt8] {
+        defer { buffer.removeAll(); start = 0 }
+        return Array(buffer[start...])
+    }
+
     /// Adds received bytes.
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         if start > 4096 && start * 2 > buffer.count {

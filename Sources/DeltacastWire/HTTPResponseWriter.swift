@@ -77,6 +77,14 @@ public enum HTTPResponseWriter {
         return output
     }
 
+    /// A head with no framing header added: for `101 Switching Protocols` and for streams
+    /// whose body ends when the connection closes (`Connection: close` in `headers`).
+    public static func head(status: Int, headers: HTTPHeaders = HTTPHeaders(), date: String? = nil) -> [UInt8] {
+        var output = statusLine(status, headers: headers, date: date)
+        output.append(contentsOf: [0x0D, 0x0A])
+        return output
+    }
+
     /// The chunk that ends a chunked body (no trailers).
     public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 

@@ -203,6 +203,14 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         #expect(queue.isBelowLowWatermark)
     }
 
+    @Test func anEmptyQueueTakesOneBufferLargerThanTheLimitButNothingAfterIt() {
+        var queue = OutboundQueue(highWatermark: 10, lowWatermark: 1, hardLimit: 100)
+        let big = queue.enqueue([UInt8](repeating: 1, count: 500))   // a document bigger than the limit
+        let more = queue.enqueue([2])                                 // nothing more until it drains
+        #expect(big && !more)
+        #expect(queue.pendingBytes == 500)
+    }
+
     @Test func writingToAClosedPeerFails() {
         var pair: [Int32] = [0, 0]
         _ = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair)

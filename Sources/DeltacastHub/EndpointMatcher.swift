@@ -1,0 +1,76 @@
+public import DeltacastConfig
+
+/// Maps a request path (and query) to a configured endpoint and a topic name: the concrete
+/// path, plus the endpoint's allowed query parameters in a normalised order. Parameter
+/// patterns are compiled once, when the matcher is built.
+public struct EndpointMatcher: Sendable {
+    /// A parameter's pattern, compiled once.
+    /// `@unchecked Sendable`: a compiled Regex is immutable and only matched, never mutated.
+    struct CompiledPattern: @unchecked Sendable {
+        let text: String
+        let regex: Regex<AnyRegexOutput>?
+        func matches(_ value: Substring) -> Bool {
+            guard let regex else { return false }
+            return (try? regex.wholeMatch(in: value)) != nil
+        }
+    }
+
+    private let endpoints: [(index: Int, endpoint: Configuration.Endpoint, regexes: [String: CompiledPattern])]
+
+    /// A matcher for `endpoints`.
+    public init(endpoints: [Configuration.Endpoint]) {
+        self.endpoints = endpoints.enumerated().map { index, endpoint in
+            (index, endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
+                let text = endpoint.params[name] ?? "[^/]+"
+                return (name, CompiledPattern(text: text, regex: try? Regex(text)))
+            }))
+        }
+    }
+
+    /// The outcome of matching a target.
+    public enum Match: Sendable, Equatable {
+        /// Endpoint `index`, topic name, and the parameter values by name.
+        case matched(index: Int, topic: String, parameters: [String: String])
+        /// No endpoint has this path's shape.
+        case noMatch
+        /// The path has an endpoint's shape but a parameter does not match its pattern.
+        case badParameter(name: String, pattern: String)
+    }
+
+    /// Matches a request target or topic (`/path?query`).
+    public func match(_ target: String) -> Match {
+        let path = target.prefix { $0 != "?" }
+        let query = target.dropFirst(path.count + 1)
+        let pieces = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        guard path.hasPrefix("/") else { return .noMatch }
+        for (index, endpoint, regexes) in endpoints where endpoint.path.segments.count == pieces.count {
+            var parameters: [String: String] = [:]
+            var bad: (String, String)?
+            var literalMismatch = false
+            for (piece, segment) in zip(pieces, endpoint.path.segments) {
+                switch segment {
+                case .literal(let text): if piece != text { literalMismatch = true }
+                case .parameter(let name):
+                    parameters[name] = String(piece)
+                    if bad == nil && (piece.isEmpty || !regexes[name]!.matches(piece)) { bad = (name, regexes[name]!.text) }
+                }
+                if literalMismatch { break }
+            }
+            if literalMismatch { continue }
+            if let bad { return .badParameter(name: bad.0, pattern: bad.1) }
+            return .matched(index: index, topic: Self.topicName(path: String(path), query: query, allowed: endpoint.query), parameters: parameters)
+        }
+        return .noMatch
+    }
+
+    /// `path`, then `?` and the allowed query parameters sorted by name then value (others
+    /// dropped: cache-busters must not split a topic).
+    static func topicName(path: String, query: Substring, allowed: [String]) -> String {
+        guard !allowed.isEmpty, !query.isEmpty else { return path }
+        let kept = query.split(separator: "&").filter { pair in
+            let name = pair.prefix { $0 != "=" }
+            return allowed.contains(String(name))
+        }.map { String($0) }.sorted()
+        return kept.isEmpty ? path : path + "?" + kept.joined(separator: "&")
+    }
+}

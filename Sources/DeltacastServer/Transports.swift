@@ -1,0 +1,543 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastLoop
+import DeltacastWire
+
+/// One topic a connection receives, and the cursor of the last change it was sent.
+struct Subscription {
+    let topic: Topic
+    var cursor: Cursor?
+    /// Changes were dropped (slow consumer): one snapshot is owed once the socket drains.
+    var needsResync = false
+}
+
+/// A held long-poll: what answers it and its timer.
+struct Hold {
+    enum Kind {
+        /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
+        case mirrored
+        /// A cold `GET /path` waiting for the topic's first state: 504 on expiry.
+        case cold
+        /// `GET /deltacast/poll`: a JSON array of events, 204 on expiry.
+        case multiplexed
+    }
+    let kind: Kind
+    let request: HTTPRequestHead
+    var timer: UInt64?
+}
+
+/// A WebSocket's protocol state.
+final class WebSocketSession {
+    enum Kind { case single, multiplexed, echo }
+    let kind: Kind
+    var decoder: WebSocketFrameDecoder
+    let deflate: PerMessageDeflate.Parameters?
+    /// A close frame was sent: nothing more goes out, the peer's close ends it.
+    var closeSent = false
+    var lastPing: Int64
+    var unansweredPings = 0
+
+    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64) {
+        self.kind = kind
+        self.decoder = decoder
+        self.deflate = deflate
+        self.lastPing = now
+    }
+
+    /// Whether shared broadcast frames (compressed with a 15-bit window) may be sent compressed.
+    var usesSharedDeflate: Bool { deflate?.serverMaxWindowBits == 15 }
+}
+
+extension HTTPConnection {
+    private var configuration: Configuration { state.server.configuration }
+
+    // MARK: Mirrored paths
+
+    func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+        if WebSocketHandshake.isUpgrade(request) {
+            guard configuration.transports.contains(.websocket) else {
+                return finish(request, .error(403, "forbidden", "the websocket transport is disabled in this proxy's configuration (transports)"))
+            }
+            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName))
+        }
+        if request.headers.tokens("Accept").contains(where: { $0.lowercased().hasPrefix("text/event-stream") }) {
+            guard configuration.transports.contains(.sse) else {
+                return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
+            }
+            let since = lastEventID(request).first.flatMap { Cursor($0) } ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
+            return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false)
+        }
+        guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
+        guard let current = topic.current() else {
+            if topic.endpoint.source == .publish {
+                return finish(request, .error(404, "not_found", "nothing has been published to \(topicName) yet"))
+            }
+            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: milliseconds(configuration.upstream.timeout))
+        }
+        let etag = "\"\(current.cursor)\""
+        if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
+            if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
+                return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
+                                 milliseconds: min(Int64(wait) * 1000, milliseconds(configuration.server.maxWait)))
+            }
+            return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
+        }
+        finish(request, RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+    }
+
+    private func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        headers.add(name: "ETag", value: etag)
+        headers.add(name: "Cache-Control", value: "no-cache")
+        if stale { headers.add(name: "Deltacast-Stale", value: "true") }
+        return headers
+    }
+
+    /// Whether an `If-None-Match` list names `etag` (weak comparison, or `*`).
+    static func etagMatches(_ header: String, _ etag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            var text = candidate.trimmingCharacters(in: " \t")
+            if text == "*" { return true }
+            if text.hasPrefix("W/") { text.removeFirst(2) }
+            return text == etag
+        }
+    }
+
+    /// `Prefer: wait=N` (RFC 7240), in seconds.
+    static func preferWait(_ request: HTTPRequestHead) -> Int? {
+        for token in request.headers.values("Prefer").flatMap({ $0.split(separator: ",") }) {
+            let parts = token.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }
+            if parts.count == 2, parts[0].lowercased() == "wait", let seconds = Int(parts[1]), seconds >= 0 { return seconds }
+        }
+        return nil
+    }
+
+    private func lastEventID(_ request: HTTPRequestHead) -> [String] {
+        let value = request.headers["Last-Event-ID"] ?? Router.queryValues(request.target, "last_event_id").first
+        guard let value, !value.isEmpty else { return [] }
+        return value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    private func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?) -> Topic? {
+        do {
+            return try state.server.hub.topic(named: name, endpoint: endpoint)
+        } catch {
+            if let request {
+                finish(request, .error(503, "too_many", "the proxy holds limits.max_topics topics, all watched", headers: ["Retry-After": "5"]))
+            }
+            return nil
+        }
+    }
+
+    private func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    // MARK: Publish
+
+    func publish(_ request: HTTPRequestHead, body: [UInt8], endpoint: Int, topicName: String) {
+        guard configuration.endpoints[endpoint].source == .publish else {
+            return finish(request, .error(409, "conflict", "\(topicName) is polled from the upstream (source: poll); only source: publish endpoints accept publishes"))
+        }
+        guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
+        do {
+            // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
+            var contentType = request.headers["Content-Type"] ?? "application/json"
+            if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
+            let outcome = try topic.update(body: body, contentType: contentType)
+            let (cursor, changed): (Cursor, Bool) = switch outcome {
+            case .changed(let cursor): (cursor, true)
+            case .unchanged(let cursor): (cursor, false)
+            }
+            var headers: HTTPHeaders = ["Content-Type": "application/json", "ETag": "\"\(cursor)\""]
+            headers.add(name: "Cache-Control", value: "no-store")
+            finish(request, RoutedResponse(status: 200, headers: headers,
+                                           body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8)))
+        } catch {
+            finish(request, .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged"))
+        }
+    }
+
+    // MARK: Multiplexed transports
+
+    func serveMultiplexed(_ request: HTTPRequestHead, transport: Transport) {
+        switch transport {
+        case .websocket:
+            upgrade(request, kind: .multiplexed)
+        case .sse, .longpoll:
+            let names = Router.queryValues(request.target, "topic")
+            guard !names.isEmpty else {
+                return finish(request, .error(400, "bad_request", "name at least one topic: ?topic=/path"))
+            }
+            var sinces = Router.queryValues(request.target, "since")
+            if transport == .sse { let resumed = lastEventID(request); if !resumed.isEmpty { sinces = resumed } }
+            var topics: [(String, Int?, Cursor?)] = []
+            for (offset, name) in names.enumerated() {
+                let since = offset < sinces.count ? Cursor(sinces[offset]) : nil
+                if case .matched(let index, let topic, _) = state.server.router.matcher.match(name) {
+                    topics.append((topic, index, since))
+                } else {
+                    topics.append((name, nil, since))
+                }
+            }
+            if transport == .sse { return startSSE(request, topics: topics, multiplexed: true) }
+            poll(request, topics: topics)
+        }
+    }
+
+    /// An error event for a topic that cannot be subscribed, or nil when it can.
+    private func refusal(_ name: String, endpoint: Int?) -> [UInt8]? {
+        guard endpoint == nil else {
+            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && subscriptions[name] == nil {
+                return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
+            }
+            return nil
+        }
+        switch state.server.router.matcher.match(name) {
+        case .badParameter(let parameter, let pattern):
+            return DeltacastEvent.error(topic: name, code: .badRequest, message: "invalid value for parameter '\(parameter)'; it must match \(pattern)")
+        default:
+            return DeltacastEvent.error(topic: name, code: .notFound, message: "no endpoint is configured at \(name)")
+        }
+    }
+
+    private func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)]) {
+        var events: [[UInt8]] = []
+        var watched: [(Topic, Cursor?)] = []
+        for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
+            if let error = refusal(name, endpoint: endpoint) { events.append(error); continue }
+            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil) else {
+                events.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
+                continue
+            }
+            if let changes = topic.changes(since: since) { events += changes.map(\.event) }
+            watched.append((topic, since))
+        }
+        if requested.count > configuration.limits.maxTopicsPerConnection {
+            events.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
+        }
+        if !events.isEmpty || watched.isEmpty {
+            return finish(request, pollResponse(events))
+        }
+        let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
+        beginHold(.multiplexed, request: request, topics: watched, milliseconds: min(Int64(max(0, wait)) * 1000, milliseconds(configuration.server.maxWait)))
+    }
+
+    private func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
+        var body: [UInt8] = [0x5B]
+        for (index, event) in events.enumerated() {
+            if index > 0 { body.append(0x2C) }
+            body += event
+        }
+        body.append(0x5D)
+        return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body)
+    }
+
+    // MARK: Holding (long-poll)
+
+    private func beginHold(_ kind: Hold.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
+        mode = .held
+        for (topic, since) in topics { attach(topic, since: since, sendBacklog: false) }
+        var hold = Hold(kind: kind, request: request)
+        hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
+        self.hold = hold
+    }
+
+    /// Answers a held request when its wait ends (or the server shuts down).
+    func expireHold() {
+        guard let hold else { return }
+        let response: RoutedResponse = switch hold.kind {
+        case .mirrored: RoutedResponse(status: 304, headers: ["Cache-Control": "no-cache"], body: [])
+        case .cold: .error(504, "upstream_timeout", "the upstream did not provide a first state in time")
+        case .multiplexed: RoutedResponse(status: 204, headers: ["Cache-Control": "no-store"], body: [])
+        }
+        release(hold, with: response)
+    }
+
+    private func release(_ hold: Hold, with response: RoutedResponse) {
+        if let timer = hold.timer { state.loop.cancelTimer(timer) }
+        self.hold = nil
+        detachAll()
+        finish(hold.request, response)
+        flush()
+        if !closed && !closeAfterFlush { resumeHTTP() }
+    }
+
+    /// A held request's topic changed: answer it.
+    private func answerHold(_ hold: Hold) {
+        switch hold.kind {
+        case .mirrored, .cold:
+            guard let topic = subscriptions.values.first?.topic, let current = topic.current() else { return }
+            let etag = "\"\(current.cursor)\""
+            release(hold, with: RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+        case .multiplexed:
+            var events: [[UInt8]] = []
+            for subscription in subscriptions.values {
+                if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
+            }
+            release(hold, with: pollResponse(events))
+        }
+    }
+
+    // MARK: SSE
+
+    private func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool) {
+        var headers: HTTPHeaders = ["Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close"]
+        addCORS(request, to: &headers)
+        logAccess(request, status: 200, bytes: 0)
+        guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return }
+        mode = .sse
+        sseMultiplexed = multiplexed
+        send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
+        for (name, endpoint, since) in topics {
+            if let error = refusal(name, endpoint: endpoint) {
+                send(ServerSentEvents.event(event: "error", data: error))
+                continue
+            }
+            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil) else {
+                send(ServerSentEvents.event(event: "error", data: DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched")))
+                continue
+            }
+            if !sseTopics.contains(topic.name) { sseTopics.append(topic.name) }
+            attach(topic, since: since, sendBacklog: true)
+        }
+        flush()
+    }
+
+    private func sseFrame(_ change: Change) -> [UInt8] {
+        guard sseMultiplexed else { return change.sseEvent }
+        guard change.cursor != nil else { return change.sseBody }
+        let ids = sseTopics.map { subscriptions[$0]?.cursor?.description ?? "" }.joined(separator: ",")
+        return Array("id: \(ids)\n".utf8) + change.sseBody
+    }
+
+    // MARK: WebSocket
+
+    enum UpgradeKind { case single(endpoint: Int, topic: String), multiplexed, echo }
+
+    func upgrade(_ request: HTTPRequestHead, kind: UpgradeKind) {
+        if let origin = request.headers["Origin"], !originAllowed(origin, host: request.headers["Host"]) {
+            return finish(request, .error(403, "forbidden", "origin \(origin) is not in cors.origins"))
+        }
+        let subprotocols: [String] = if case .multiplexed = kind { ["deltacast.v1"] } else { [] }
+        switch WebSocketHandshake.negotiate(request, subprotocols: subprotocols) {
+        case .reject(let status, let headers, let message):
+            var response = RoutedResponse.error(status, status == 426 ? "upgrade_required" : "bad_request", message, headers: headers)
+            response.close = true
+            finish(request, response)
+        case .accept(let headers, let deflate, _):
+            logAccess(request, status: 101, bytes: 0)
+            guard send(HTTPResponseWriter.head(status: 101, headers: headers)) else { return }
+            let sessionKind: WebSocketSession.Kind
+            switch kind {
+            case .single: sessionKind = .single
+            case .multiplexed: sessionKind = .multiplexed
+            case .echo: sessionKind = .echo
+            }
+            let decoder = WebSocketFrameDecoder(role: .server, maximumMessage: configuration.limits.maxMessage, deflate: deflate)
+            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds())
+            mode = .webSocket
+            if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
+                attach(topic, since: Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }, sendBacklog: true)
+            }
+            let early = parser.takeBuffered()
+            if !early.isEmpty { webSocketReceived(early[...]) }
+            flush()
+        }
+    }
+
+    /// Same origin (the Origin's host is the Host header), `*`, or listed in `cors.origins`.
+    private func originAllowed(_ origin: String, host: String?) -> Bool {
+        let origins = configuration.cors.origins
+        if origins.contains("*") || origins.contains(origin) { return true }
+        guard let host else { return false }
+        return origin == "http://" + host || origin == "https://" + host
+    }
+
+    func webSocketReceived(_ bytes: ArraySlice<UInt8>) {
+        guard let session = webSocket else { return }
+        session.decoder.append(bytes)
+        while !closed, webSocket != nil {
+            let event: WebSocketEvent?
+            do {
+                event = try session.decoder.next()
+            } catch {
+                closeWebSocket(code: error.code, reason: error.reason)
+                return
+            }
+            guard let event else { break }
+            switch event {
+            case .ping(let payload):
+                if !session.closeSent { send(WebSocketFrame.encode(.pong, payload: payload)) }
+            case .pong:
+                session.unansweredPings = 0
+            case .close(let code, _):
+                if !session.closeSent {
+                    session.closeSent = true
+                    send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? []))
+                }
+                closeAfterFlush = true
+                flush()
+                return
+            case .message(let opcode, let payload):
+                if session.closeSent { continue }
+                switch session.kind {
+                case .echo: sendMessage(opcode, payload)
+                case .single: break  // a single-topic stream only sends
+                case .multiplexed: clientMessage(opcode, payload)
+                }
+            }
+        }
+        flush()
+    }
+
+    /// A message to this connection alone, compressed when agreed (per-loop compressor).
+    private func sendMessage(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        if let deflate = webSocket?.deflate, deflate.serverCompresses {
+            let compressed = state.deflater(windowBits: deflate.serverMaxWindowBits).compress(payload)
+            send(WebSocketFrame.encode(opcode, payload: compressed, compressed: true))
+        } else {
+            send(WebSocketFrame.encode(opcode, payload: payload))
+        }
+    }
+
+    private func clientMessage(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        guard opcode == .text else {
+            return sendMessage(.text, DeltacastEvent.error(topic: nil, code: .badRequest, message: "binary messages are not part of deltacast.v1; send JSON text"))
+        }
+        switch ClientMessage.parse(payload) {
+        case .failure(let error):
+            sendMessage(.text, DeltacastEvent.error(topic: error.topic, code: .badRequest, message: error.message))
+        case .success(.subscribe(let name, let since)):
+            var endpoint: Int?
+            var topicName = name
+            if case .matched(let index, let normalised, _) = state.server.router.matcher.match(name) { endpoint = index; topicName = normalised }
+            if let error = refusal(topicName, endpoint: endpoint) { return sendMessage(.text, error) }
+            guard let topic = hubTopic(topicName, endpoint: endpoint!, request: nil) else {
+                return sendMessage(.text, DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
+            }
+            detach(topicName)
+            attach(topic, since: since, sendBacklog: true)
+        case .success(.unsubscribe(let name)):
+            var topicName = name
+            if case .matched(_, let normalised, _) = state.server.router.matcher.match(name) { topicName = normalised }
+            detach(topicName)
+        case .success(.auth):
+            break  // tokens are checked by the security issue (8); nothing to renew yet
+        }
+    }
+
+    func closeWebSocket(code: UInt16, reason: String) {
+        guard let session = webSocket else { close(); return }
+        if !session.closeSent {
+            session.closeSent = true
+            // The close frame must go out even past the high watermark (it is tiny).
+            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason)))
+        }
+        closeAfterFlush = true
+        flush()
+    }
+
+    func webSocketHeartbeat(now: Int64) {
+        guard let session = webSocket, !session.closeSent, now - session.lastPing >= state.webSocketPingMilliseconds else { return }
+        if session.unansweredPings >= 2 { return closeWebSocket(code: 1008, reason: "no pong to two pings") }
+        session.unansweredPings += 1
+        session.lastPing = now
+        send(WebSocketFrame.encode(.ping, payload: []))
+        flush()
+    }
+
+    // MARK: Subscriptions and delivery
+
+    /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
+    private func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
+        let (backlog, cursor) = topic.subscribe(loop: state.index, since: since)
+        state.addSubscriber(self, topic: topic.name)
+        // The client's cursor counts only when it is a state of this topic's history; the
+        // backlog (patches from it, or a snapshot) then brings it up to date.
+        var held: Cursor?
+        if let since, let cursor, since.epoch == cursor.epoch, since.seq <= cursor.seq { held = since }
+        subscriptions[topic.name] = Subscription(topic: topic, cursor: held)
+        if sendBacklog { for change in backlog { push(change) } }
+    }
+
+    private func detach(_ name: String) {
+        guard let subscription = subscriptions.removeValue(forKey: name) else { return }
+        subscription.topic.unsubscribe(loop: state.index)
+        state.removeSubscriber(self, topic: name)
+    }
+
+    private func detachAll() {
+        for name in Array(subscriptions.keys) { detach(name) }
+    }
+
+    /// A change of a topic this connection receives (called by the loop).
+    func deliver(_ change: Change) {
+        guard !closed, let subscription = subscriptions[change.topic] else { return }
+        if let cursor = change.cursor, let held = subscription.cursor, cursor.seq <= held.seq { return }
+        if mode == .held {
+            if let hold { answerHold(hold) }
+            return
+        }
+        push(change)
+        flush()
+    }
+
+    /// Queues a change in this connection's framing, unless it is conflating.
+    private func push(_ change: Change) {
+        guard var subscription = subscriptions[change.topic] else { return }
+        if change.kind == .patch, subscription.cursor != change.base { subscription.needsResync = true }
+        if subscription.needsResync || conflating || queue.isAboveHighWatermark {
+            // Slow consumer: drop, and owe one snapshot once the socket drains.
+            if change.cursor != nil { subscription.needsResync = true }
+            conflating = true
+            subscriptions[change.topic] = subscription
+            return
+        }
+        let previous = subscription.cursor
+        if let cursor = change.cursor { subscription.cursor = cursor }
+        subscriptions[change.topic] = subscription
+        let bytes: [UInt8]
+        switch mode {
+        case .webSocket: bytes = change.webSocketFrame(deflate: webSocket?.usesSharedDeflate ?? false)
+        case .sse: bytes = sseFrame(change)
+        case .http, .held: return
+        }
+        if !queue.enqueue(bytes) {
+            // Past the hard limit: conflate like above rather than close.
+            subscription.cursor = previous
+            if change.cursor != nil { subscription.needsResync = true }
+            subscriptions[change.topic] = subscription
+            conflating = true
+        }
+    }
+
+    /// After a slow consumer's queue drained: one fresh snapshot per topic that lost changes.
+    func resync() {
+        conflating = false
+        for (name, subscription) in subscriptions where subscription.needsResync {
+            var fresh = subscription
+            fresh.needsResync = false
+            fresh.cursor = nil
+            subscriptions[name] = fresh
+            for change in subscription.topic.changes(since: nil) ?? [] { push(change) }
+        }
+    }
+
+    /// No progress writing for `limits.slow_consumer_timeout`: close (WebSocket: 1008).
+    func slowConsumerTimedOut() {
+        if mode == .webSocket, let session = webSocket, !session.closeSent {
+            session.closeSent = true
+            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))
+            _ = queue.flush(to: fd)
+        }
+        close()
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        String(drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
+    }
+}

@@ -239,6 +239,7 @@ final class HTTPConnection: EventLoopHandler {
     func resumeHTTP() {
         mode = .http
         process()
+        flush()
     }
 
     /// Applies the header timeout (408, then close), the keep-alive idle timeout, heartbeats

@@ -160,7 +160,9 @@ public final class Topic: @unchecked Sendable {
             let base = Cursor(epoch: epoch, seq: seq)
             var patchBytes: [UInt8]?
             var merge = false
-            if seq > 0, let old = document, let new = parsed {
+            // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
+            let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
+            if needsDiff, seq > 0, let old = document, let new = parsed {
                 let result = JSONDiff.diff(old, new, options: diffOptions)
                 if !result.isChange { return .unchanged(base) }
                 switch endpoint.diff {

@@ -49,10 +49,14 @@ public enum Socket {
     /// A blocking IPv4 client socket connected to `host:port`, whose reads time out after
     /// `receiveTimeoutSeconds` (so a client that waits on a silent server fails, never hangs).
     /// Used by load generators and tests.
-    public static func connect(host: String = "127.0.0.1", port: Int, receiveTimeoutSeconds: Int = 10) throws(SystemError) -> Int32 {
+    /// `receiveBuffer` (bytes), when given, is set before connecting, so the advertised window
+    /// stays small: a test's way to be a slow reader.
+    public static func connect(host: String = "127.0.0.1", port: Int, receiveTimeoutSeconds: Int = 10,
+                               receiveBuffer: Int32? = nil) throws(SystemError) -> Int32 {
         _ = ignoreSIGPIPE
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian

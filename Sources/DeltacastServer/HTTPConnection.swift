@@ -203,8 +203,12 @@ final class HTTPConnection: EventLoopHandler {
         case .drained:
             lastProgress = now
             if closeAfterFlush { close(); return }
+            if conflating {
+                // The snapshots owed go out now (this flush found the queue empty).
+                resync()
+                if !queue.isEmpty { flush(); return }
+            }
             watch(epollIn | epollEdge)
-            if conflating { resync() }
             // Reading may have paused on the high watermark: bytes may wait with no new edge.
             readAvailableIfPaused()
         case .wouldBlock:

@@ -23,6 +23,31 @@ let endpoints = """
 
     """
 
+/// Starts `deltacast serve` (the built executable) with `yaml` in its own process (client and
+/// server each need a descriptor per connection, and a process may hold at most 20,000) and
+/// returns it with the port it printed. The caller kills it.
+func startServeProcess(_ yaml: String) throws -> (Process, Int) {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
+    let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
+    try yaml.write(to: config, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: config) }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["serve", "-c", config.path]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    var line = [UInt8]()
+    while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+    let text = String(decoding: line, as: UTF8.self)
+    guard let port = Int(text.split(separator: ":").last?.filter(\.isNumber) ?? "") else {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "serve did not print its port: \(text)"])
+    }
+    return (process, port)
+}
+
 /// A raw loopback client: sends bytes, reads until the peer closes or `count` responses came.
 /// `@unchecked Sendable`: one descriptor, used by one thread at a time in these tests.
 final class RawClient: @unchecked Sendable {
@@ -257,28 +282,15 @@ final class RawClient: @unchecked Sendable {
     /// one is served a request. (A separate process: client and server each need 10,000
     /// descriptors, and a process may hold at most 20,000.)
     @Test func tenThousandIdleConnectionsAreHeldAndThenServed() throws {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-10k-\(getpid()).yaml")
-        try """
+        let (process, port) = try startServeProcess("""
             listen: 127.0.0.1:0
             endpoints:
               - path: /live/{room}
                 source: publish
             limits: { max_connections_per_ip: 20000, max_connections: 20000 }
             server: { idle_timeout: 10m, header_timeout: 10m }
-            """.write(to: config, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: config) }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["serve", "-c", config.path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
+            """)
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        let text = String(decoding: line, as: UTF8.self)
-        let port = try #require(Int(text.split(separator: ":").last?.filter(\.isNumber) ?? ""))
 
         var clients: [RawClient] = []
         clients.reserveCapacity(10_000)

@@ -17,8 +17,9 @@ final class WebSocketClient: @unchecked Sendable {
     private var early: [UInt8] = []
 
     /// Connects and sends the upgrade for `path` with `headers` (each "Name: value").
-    init(port: Int, path: String, headers: [String] = [], subprotocol: String? = "deltacast.v1", timeoutSeconds: Int = 10) throws {
-        fd = try Socket.connect(port: port, receiveTimeoutSeconds: timeoutSeconds)
+    init(port: Int, path: String, headers: [String] = [], subprotocol: String? = "deltacast.v1", timeoutSeconds: Int = 10,
+         receiveBuffer: Int32? = nil) throws {
+        fd = try Socket.connect(port: port, receiveTimeoutSeconds: timeoutSeconds, receiveBuffer: receiveBuffer)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         if let subprotocol { request += "Sec-WebSocket-Protocol: \(subprotocol)\r\n" }

@@ -2,6 +2,7 @@ import DeltacastConfig
 import DeltacastJSON
 import DeltacastWire
 import Foundation
+import Synchronization
 import Testing
 @testable import DeltacastServer
 
@@ -329,5 +330,102 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
         #expect(stream.next() == nil)
         #expect(poll.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 204") == true)
         while !stopped.isFinished { usleep(10_000) }
+    }
+
+    /// A big document for the snapshot endpoint: each publish is delivered whole (~64 KiB).
+    static func bigDocument(_ version: Int) -> String {
+        #"{"version":\#(version),"blob":"\#(String(repeating: "x", count: 64 * 1024))"}"#
+    }
+
+    /// DESIGN.md invariant 3: a reader that stops reading is conflated (its pending changes
+    /// dropped, one snapshot when it drains) while a reader that keeps up gets every change.
+    @Test func aSlowReaderIsConflatedWhileOthersReceiveEveryChange() throws {
+        try withServer(pushConfig.replacingOccurrences(of: "max_message: 256KiB", with: "max_message: 256KiB, send_buffer: 64KiB")) { port in
+            try publish(port: port, "/snap/x", Self.bigDocument(0))
+            let slow = try WebSocketClient(port: port, path: "/snap/x", subprotocol: nil, timeoutSeconds: 5, receiveBuffer: 4096)
+            let fast = try WebSocketClient(port: port, path: "/snap/x", subprotocol: nil, timeoutSeconds: 5)
+            #expect(fast.nextJSON()?.string("type") == "snapshot")
+            let changes = 150
+            let received = Mutex<[Int]>([])
+            let reader = Thread {
+                while let event = fast.nextJSON(), let seq = Cursor(event.string("cursor") ?? "")?.seq {
+                    received.withLock { $0.append(seq) }
+                    if seq == changes + 1 { break }
+                }
+            }
+            reader.start()
+            for version in 1...changes { try publish(port: port, "/snap/x", Self.bigDocument(version)) }
+            while !reader.isFinished { usleep(10_000) }
+            #expect(received.withLock { $0 } == Array(2...(changes + 1)))  // every change, in order
+
+            var seen: [Int] = []
+            var last: JSONObject?
+            while let event = slow.nextJSON() {
+                seen.append(Cursor(event.string("cursor") ?? "")?.seq ?? -1)
+                last = event
+                if seen.last == changes + 1 { break }
+            }
+            #expect(seen.count < changes + 1, "the slow reader got everything: nothing was conflated")
+            #expect(seen == seen.sorted())
+            #expect(last?["data"] == (try JSONParser.parse(Self.bigDocument(changes))))
+        }
+    }
+
+    /// A reader that never reads is closed after limits.slow_consumer_timeout without progress.
+    @Test func aReaderThatNeverReadsIsClosedAfterTheSlowConsumerTimeout() throws {
+        try withServer(pushConfig.replacingOccurrences(of: "max_message: 256KiB", with: "max_message: 256KiB, send_buffer: 64KiB, slow_consumer_timeout: 1s"),
+                       server: ", header_timeout: 1s") { port in
+            try publish(port: port, "/snap/y", Self.bigDocument(0))
+            let stuck = try WebSocketClient(port: port, path: "/snap/y", subprotocol: nil, timeoutSeconds: 5, receiveBuffer: 4096)
+            for version in 1...100 { try publish(port: port, "/snap/y", Self.bigDocument(version)) }
+            usleep(2_500_000)
+            // What was already in flight arrives, then the connection ends (no timeout).
+            var events = 0
+            var ended = false
+            while true {
+                guard let event = stuck.next() else { ended = true; break }
+                if case .close = event { ended = stuck.next() == nil; break }
+                events += 1
+            }
+            #expect(ended)
+            #expect(events < 101)
+            #expect(try httpRequest(port: port, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").status == 200)
+        }
+    }
+
+    /// 10,000 concurrent subscribers of one topic (5,000 WebSocket, 5,000 SSE) on a
+    /// `deltacast serve` process all receive the snapshot and every change, in order.
+    @Test func tenThousandSubscribersOfOneTopicAllReceiveEveryChange() throws {
+        let (process, port) = try startServeProcess("""
+            listen: 127.0.0.1:0
+            endpoints:
+              - path: /live/{room}
+                source: publish
+            admin: { token: \(adminToken) }
+            limits: { max_connections_per_ip: 20000, max_connections: 20000 }
+            server: { idle_timeout: 10m, header_timeout: 10m }
+            """)
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        try publish(port: port, "/live/all", document(0))
+        var sockets: [WebSocketClient] = []
+        var streams: [EventStreamClient] = []
+        for _ in 0..<5_000 {
+            let socket = try WebSocketClient(port: port, path: "/live/all", subprotocol: nil, timeoutSeconds: 20)
+            if socket.accepted { sockets.append(socket) }
+            streams.append(try EventStreamClient(port: port, path: "/live/all", timeoutSeconds: 20))
+        }
+        #expect(sockets.count == 5_000)
+        #expect(streams.allSatisfy { $0.head.hasPrefix("HTTP/1.1 200") })
+        for price in 1...3 { try publish(port: port, "/live/all", document(price)) }
+        var complete = 0
+        for socket in sockets {
+            let seqs = (0..<4).compactMap { _ in socket.nextJSON().flatMap { Cursor($0.string("cursor") ?? "")?.seq } }
+            if seqs == [1, 2, 3, 4] { complete += 1 }
+        }
+        for stream in streams {
+            let seqs = (0..<4).compactMap { _ in stream.nextJSON().flatMap { Cursor($0.object.string("cursor") ?? "")?.seq } }
+            if seqs == [1, 2, 3, 4] { complete += 1 }
+        }
+        #expect(complete == 10_000)
     }
 }

@@ -49,7 +49,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastServer"],
+            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastServer"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(

@@ -8,9 +8,8 @@ enum ServeCommand: Command {
     static let usage = """
         usage: deltacast serve -c FILE
 
-        Runs the proxy's HTTP server until SIGTERM or SIGINT, then shuts down gracefully.
-        Today it serves /healthz, /readyz and the configured paths' routing (parameters are
-        validated; answers come with the poller, issue 6); push transports arrive with issue 5.
+        Runs the proxy until SIGTERM or SIGINT, then shuts down gracefully: WebSocket, SSE and
+        long-poll push, cached GETs, publish, probes. (Polling the upstream arrives with issue 6.)
           -c, --config FILE   the configuration file
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
@@ -40,27 +39,6 @@ enum DemoCommand: Command {
         let (configuration, status) = loadConfiguration(path: path, command: name)
         guard configuration != nil else { return status }
         printError("deltacast demo: \(path) is valid, but the demo needs the proxy's server and poller, which are not built yet (issues 4, 5 and 6; the dashboard: issue 7).")
-        return .unavailable
-    }
-}
-
-enum TailCommand: Command {
-    static let name = "tail"
-    static let summary = "subscribe to a topic like a client and print each event"
-    static let usage = """
-        usage: deltacast tail URL TOPIC [--transport ws|sse|poll] [--state]
-
-        Subscribes to TOPIC on the proxy at URL and prints each event with a timestamp.
-          --transport ws|sse|poll   the transport (default: negotiated)
-          --state                   print the document after applying each patch
-        """
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: ["--state"], options: ["--transport"])
-        guard args.positionals.count == 2 else { throw .init(message: "expected URL and TOPIC") }
-        if let transport = args.value("--transport"), !["ws", "sse", "poll"].contains(transport) {
-            throw .init(message: "invalid transport '\(transport)'; expected ws, sse or poll")
-        }
-        printError("deltacast tail: not built yet; it needs the push transports' client codecs (issue 5).")
         return .unavailable
     }
 }

@@ -210,3 +210,71 @@ struct DeltacastProcess {
         #expect(access.hasSuffix(#","peer":"127.0.0.1"}"#))
     }
 }
+
+@Suite struct TailCommandTests {
+    /// Runs curl with `arguments` and returns its output.
+    func curl(_ arguments: [String]) throws -> String {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-s", "--max-time", "10"] + arguments
+        let out = Pipe()
+        curl.standardOutput = out
+        try curl.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        return text
+    }
+
+    /// `deltacast tail` over each transport prints the snapshot, then the patch, each with the
+    /// state after it, and with `--count 2` exits 0.
+    @Test func tailPrintsEventsAndStateOverEveryTransport() throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-tail-\(getpid()).yaml")
+        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: tail-admin-token-0123456789 }\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let server = Process()
+        server.executableURL = DeltacastProcess.executable
+        server.arguments = ["serve", "-c", config.path]
+        let out = Pipe()
+        server.standardOutput = out
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        var line = [UInt8]()
+        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+        let base = String(String(decoding: line, as: UTF8.self).dropFirst("deltacast: listening on ".count).dropLast())
+        let document = { (price: Int) in #"{"items":[{"id":1,"p":\#(price)}],"note":"long enough for one price to travel as a patch"}"# }
+        let publish = { (price: Int) throws in
+            _ = try self.curl(["-X", "POST", "-H", "Authorization: Bearer tail-admin-token-0123456789", "--data", document(price), "\(base)/deltacast/publish?topic=/live/t"])
+        }
+        try publish(1)
+        var tails: [(String, Process, Pipe)] = []
+        for transport in ["ws", "sse", "poll"] {
+            let tail = Process()
+            tail.executableURL = DeltacastProcess.executable
+            tail.arguments = ["tail", base, "/live/t", "--transport", transport, "--state", "--count", "2"]
+            let pipe = Pipe()
+            tail.standardOutput = pipe
+            try tail.run()
+            tails.append((transport, tail, pipe))
+        }
+        usleep(500_000)
+        try publish(2)
+        for (transport, tail, pipe) in tails {
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            tail.waitUntilExit()
+            #expect(tail.terminationStatus == 0, "\(transport)")
+            let lines = output.split(separator: "\n")
+            #expect(lines.count == 4, "\(transport): \(output)")
+            guard lines.count == 4 else { continue }
+            // `2026-11-23T13:00:58.165Z {...}`: a UTC timestamp with milliseconds, then the event.
+            #expect(lines.allSatisfy { $0.count > 25 && $0.dropFirst(23).hasPrefix("Z ") && $0.dropFirst(4).hasPrefix("-") })
+            #expect(lines[0].contains(#"{"type":"snapshot","topic":"/live/t""#))
+            #expect(lines[1].hasSuffix("state " + document(1)))
+            #expect(lines[2].contains(#""type":"patch""#))
+            #expect(lines[3].hasSuffix("state " + document(2)))
+        }
+        let refused = try DeltacastProcess(["tail", base, "/nowhere", "--transport", "ws"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("the proxy refused /nowhere: not_found"))
+    }
+}

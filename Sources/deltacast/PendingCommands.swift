@@ -50,14 +50,18 @@ enum BenchCommand: Command {
         usage: deltacast bench KIND [options]
 
         Kinds: json [--rounds N] (parser, diff and patch sizes),
-        http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk), fanout | throughput | connections (issue 10),
+        http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk),
+        fanout [--transport ws|sse] [--subscribers N] [--messages M] [--rate R] [--diff json-patch|snapshot]
+        (run it under `taskset -c 1`: the server it starts is pinned to CPU 0),
+        throughput | connections (issue 10),
         upstream (issue 6).
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
         if kind == "json" { return try JSONBenchmark.run(Array(arguments.dropFirst())) }
         if kind == "http" { return try HTTPBenchmark.run(Array(arguments.dropFirst())) }
-        let owners = [ "fanout": "issue 10", "throughput": "issue 10",
+        if kind == "fanout" { return try FanoutBenchmark.run(Array(arguments.dropFirst())) }
+        let owners = ["throughput": "issue 10",
                       "connections": "issue 10", "upstream": "issue 6"]
         guard let owner = owners[kind] else {
             throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, \(owners.keys.sorted().joined(separator: ", "))")

@@ -6,12 +6,7 @@ import Foundation
 /// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
 /// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
 func runServer(_ configuration: Configuration, command: String) -> ExitStatus {
-    // Each connection is a descriptor: take the whole hard limit (20,000 here).
-    var limit = rlimit()
-    if getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
-    }
+    raiseOpenFileLimit()
     let server: HTTPServer
     let port: Int
     do {
@@ -40,6 +35,3 @@ func runServer(_ configuration: Configuration, command: String) -> ExitStatus {
     _ = sources
     return .success
 }
-
-/// `RLIMIT_NOFILE`, typed as the rlimit calls take it on Glibc.
-private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

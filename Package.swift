@@ -80,6 +80,9 @@ let package = Package(
             name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastConfig", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
+            name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(

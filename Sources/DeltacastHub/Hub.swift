@@ -37,14 +37,14 @@ public final class Hub: Sendable {
     /// The topic named `name` of endpoint `index`, created when missing.
     public func topic(named name: String, endpoint index: Int) throws(TopicError) -> Topic {
         let result = topics.withLock { table -> Result<Topic, TopicError> in
-            if let existing = table[name] { existing.lastUsed = Hub.now(); return .success(existing) }
+            if let existing = table[name] { existing.lastUsed = tick(); return .success(existing) }
             if table.count >= configuration.limits.maxTopics {
                 let idle = table.values.filter { $0.subscriberCount == 0 }.min { $0.lastUsed < $1.lastUsed }
                 guard let idle else { return .failure(.tooMany(configuration.limits.maxTopics)) }
                 table[idle.name] = nil
             }
             let topic = Topic(name: name, endpoint: configuration.endpoints[index], hub: self)
-            topic.lastUsed = Hub.now()
+            topic.lastUsed = tick()
             table[name] = topic
             return .success(topic)
         }
@@ -62,6 +62,11 @@ public final class Hub: Sendable {
             Change(topic: topic, kind: kind, cursor: cursor, base: base, event: event, deflater: box.deflater)
         }
     }
+
+    private let clock = Atomic<Int64>(0)
+    /// A use counter: topics record it when used, and the smallest is the least recently used
+    /// (a clock in milliseconds would tie).
+    func tick() -> Int64 { clock.add(1, ordering: .relaxed).newValue }
 
     static func now() -> Int64 {
         var now = timespec()

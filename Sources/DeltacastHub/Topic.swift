@@ -29,6 +29,7 @@ public final class Topic: @unchecked Sendable {
     private var journalBytes = 0
     private var loopCounts: [Int]
     private var upstreamError: (http: Int?, message: String)?
+    /// When it was last used, in ``Hub/tick()`` units (LRU eviction).
     var lastUsed: Int64 = 0
 
     init(name: String, endpoint: Configuration.Endpoint, hub: Hub) {
@@ -65,7 +66,7 @@ public final class Topic: @unchecked Sendable {
     public func subscribe(loop: Int, since: Cursor?) -> (backlog: [Change], cursor: Cursor?) {
         lock.withLock { _ in
             loopCounts[loop] += 1
-            lastUsed = Hub.now()
+            lastUsed = hub.tick()
             var backlog = changesLocked(since: since) ?? []
             if let upstreamError { backlog.append(statusChange(upstreamError)) }
             return (backlog, seq == 0 ? nil : Cursor(epoch: epoch, seq: seq))
@@ -76,7 +77,7 @@ public final class Topic: @unchecked Sendable {
     public func unsubscribe(loop: Int) {
         lock.withLock { _ in
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
-            lastUsed = Hub.now()
+            lastUsed = hub.tick()
         }
     }
 
@@ -87,7 +88,7 @@ public final class Topic: @unchecked Sendable {
     /// state exists yet), else the missed patches or one snapshot.
     public func changes(since: Cursor?) -> [Change]? {
         lock.withLock { _ in
-            lastUsed = Hub.now()
+            lastUsed = hub.tick()
             return changesLocked(since: since)
         }
     }
@@ -150,7 +151,7 @@ public final class Topic: @unchecked Sendable {
             do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> UpdateOutcome in
-            lastUsed = Hub.now()
+            lastUsed = hub.tick()
             let recovered = upstreamError != nil
             upstreamError = nil
             if recovered { deliverLocked(statusChange(nil)) }

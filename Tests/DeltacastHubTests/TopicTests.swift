@@ -1,0 +1,131 @@
+import DeltacastConfig
+import DeltacastJSON
+import DeltacastWire
+import Synchronization
+import Testing
+@testable import DeltacastHub
+
+/// A hub whose deliveries are collected per loop.
+final class Collector: Sendable {
+    let delivered = Mutex<[(Int, Change)]>([])
+    var changes: [Change] { delivered.withLock { $0.map(\.1) } }
+}
+
+func makeHub(_ yaml: String, loops: Int = 2) throws -> (Hub, Collector) {
+    let configuration = try Configuration.load(text: yaml, file: "hub.yaml", environment: [:])
+    let collector = Collector()
+    let hub = Hub(configuration: configuration, loopCount: loops) { loop, change in
+        collector.delivered.withLock { $0.append((loop, change)) }
+    }
+    return (hub, collector)
+}
+
+let publishEndpoints = """
+    endpoints:
+      - path: /live/{room}
+        source: publish
+        array_keys: { /items: id }
+        ignore: [/generatedAt]
+      - path: /merge/{room}
+        source: publish
+        diff: merge-patch
+
+    """
+
+func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
+    Array(#"{"generatedAt":\#(generatedAt),"items":[{"id":1,"p":\#(price)},{"id":2,"p":5}],"note":"long enough for a patch to be the smaller"}"#.utf8)
+}
+
+@Suite struct TopicTests {
+    @Test func changesGoOnlyToLoopsWithSubscribersInOrder() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        #expect(topic.subscribe(loop: 1, since: nil).backlog.isEmpty)  // no state yet: nothing to send
+        try topic.update(body: body(1), contentType: "application/json")
+        try topic.update(body: body(2), contentType: "application/json")
+        let delivered = collector.delivered.withLock { $0 }
+        #expect(delivered.map(\.0) == [1, 1])
+        #expect(delivered.map { $0.1.kind } == [.snapshot, .patch])
+        #expect(delivered.map { $0.1.cursor?.seq } == [1, 2])
+        #expect(delivered[1].1.base == delivered[0].1.cursor)
+        // Encoded once: the WebSocket frame and SSE event carry exactly the event bytes.
+        let change = delivered[1].1
+        #expect(Array(change.webSocketFrame.suffix(change.event.count)) == change.event)
+        #expect(String(decoding: change.sseEvent, as: UTF8.self) == "id: \(change.cursor!)\nevent: patch\ndata: \(String(decoding: change.event, as: UTF8.self))\n\n")
+    }
+
+    @Test func aChangeConfinedToIgnoredFieldsChangesNothingAClientCanSee() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        _ = topic.subscribe(loop: 0, since: nil)
+        try topic.update(body: body(1, generatedAt: 1), contentType: "application/json")
+        let outcome = try topic.update(body: body(1, generatedAt: 2), contentType: "application/json")
+        #expect(outcome == .unchanged(Cursor(epoch: topic.epoch, seq: 1)))
+        #expect(topic.current()?.body == body(1, generatedAt: 1))  // the stored body is the last counted one
+        #expect(collector.changes.count == 1)
+    }
+
+    @Test func mergePatchEndpointsSendMergeDocuments() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/merge/a", endpoint: 1)
+        _ = topic.subscribe(loop: 0, since: nil)
+        try topic.update(body: body(1), contentType: "application/json")
+        try topic.update(body: Array(#"{"generatedAt":0,"items":[{"id":1,"p":1},{"id":2,"p":5}],"note":"changed note, still long enough"}"#.utf8), contentType: "application/json")
+        let event = String(decoding: collector.changes[1].event, as: UTF8.self)
+        #expect(event.hasSuffix(#""merge":{"note":"changed note, still long enough"}}"#))
+    }
+
+    @Test func nonJSONBodiesTravelAsStringSnapshotsAndBadJSONIsRefused() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/t", endpoint: 0)
+        _ = topic.subscribe(loop: 0, since: nil)
+        try topic.update(body: Array("line one\nline \"two\"".utf8), contentType: "text/plain")
+        #expect(String(decoding: collector.changes[0].event, as: UTF8.self).hasSuffix(#""data":"line one\nline \"two\""}"#))
+        #expect(throws: Topic.UpdateError.self) { try topic.update(body: Array("{".utf8), contentType: "application/json") }
+        #expect(topic.current()?.contentType == "text/plain")
+    }
+
+    /// The journal holds at most `journal_entries` changes and `journal_bytes` bytes; a resume
+    /// from before it gets one snapshot.
+    @Test(arguments: [("journal_entries: 3", 3), ("journal_bytes: 300", 2)])
+    func theJournalIsBoundedByCountAndBytes(_ limit: String, _ kept: Int) throws {
+        let (hub, _) = try makeHub(publishEndpoints + "limits: { \(limit) }\n")
+        let topic = try hub.topic(named: "/live/j", endpoint: 0)
+        for price in 1...20 { try topic.update(body: body(price), contentType: "application/json") }
+        #expect(topic.journalCount == kept)
+        let recent = topic.changes(since: Cursor(epoch: topic.epoch, seq: 20 - kept))
+        #expect(recent?.map(\.kind) == Array(repeating: .patch, count: kept))
+        #expect(topic.changes(since: Cursor(epoch: topic.epoch, seq: 19 - kept))?.map(\.kind) == [.snapshot])
+        #expect(topic.changes(since: Cursor(epoch: "other1", seq: 19))?.map(\.kind) == [.snapshot])
+        #expect(topic.changes(since: Cursor(epoch: topic.epoch, seq: 20)) == nil)
+    }
+
+    /// At `limits.max_topics`, the least recently used topic without subscribers is evicted;
+    /// when every topic is watched, a new one is refused.
+    @Test func topicCountIsBoundedWithLRUEviction() throws {
+        let (hub, _) = try makeHub(publishEndpoints + "limits: { max_topics: 2 }\n")
+        let a = try hub.topic(named: "/live/a", endpoint: 0)
+        _ = try hub.topic(named: "/live/b", endpoint: 0)
+        _ = try hub.topic(named: "/live/a", endpoint: 0)  // a is now the more recently used
+        _ = try hub.topic(named: "/live/c", endpoint: 0)
+        #expect(hub.existingTopic(named: "/live/b") == nil)
+        #expect(hub.existingTopic(named: "/live/a") === a)
+        #expect(hub.topicCount == 2)
+        _ = a.subscribe(loop: 0, since: nil)
+        _ = try hub.existingTopic(named: "/live/c")!.subscribe(loop: 1, since: nil)
+        #expect(throws: Hub.TopicError.tooMany(2)) { try hub.topic(named: "/live/d", endpoint: 0) }
+    }
+
+    @Test func topicNamesKeepOnlyAllowedQueryParametersInOrder() throws {
+        let matcher = EndpointMatcher(endpoints: try Configuration.load(text: """
+            endpoints:
+              - path: /api/users/{user}/feed
+                source: publish
+                params: { user: "[0-9]+" }
+                query: [region, limit]
+            """, file: "m.yaml", environment: [:]).endpoints)
+        #expect(matcher.match("/api/users/42/feed?limit=5&_=123&region=eu") == .matched(index: 0, topic: "/api/users/42/feed?limit=5&region=eu", parameters: ["user": "42"]))
+        #expect(matcher.match("/api/users/x/feed") == .badParameter(name: "user", pattern: "[0-9]+"))
+        #expect(matcher.match("/api/users/42") == .noMatch)
+    }
+}

@@ -43,7 +43,7 @@ public enum ConfigurationReference {
             Key(path: "endpoints[].array_keys", type: "mapping", defaultValue: "none", meaning: "Array pointer pattern → key field, e.g. `{ /items: id }`; `*` matches any segment."),
             Key(path: "endpoints[].ignore", type: "list", defaultValue: "none", meaning: "Pointer patterns of volatile fields that never count as a change."),
             Key(path: "endpoints[].params", type: "mapping", defaultValue: "`[^/]+` each", meaning: "Regular expression each path parameter must match in full."),
-            Key(path: "endpoints[].query", type: "list", defaultValue: "none", meaning: "Query parameters that are part of the topic; others are refused."),
+            Key(path: "endpoints[].query", type: "list", defaultValue: "none", meaning: "Query parameters that are part of the topic; others are ignored (a cache-buster does not split a topic)."),
             Key(path: "endpoints[].auth", type: AuthMode.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: AuthMode.none.rawValue, meaning: "`passthrough`: forward client credentials; one topic per credential."),
             Key(path: "endpoints[].forward_headers", type: "list", defaultValue: "Authorization, Cookie", meaning: "Headers forwarded and digested under `auth: passthrough`."),
             Key(path: "endpoints[].linger", type: "duration", defaultValue: "30s", meaning: "Polling continues this long after the last subscriber or GET."),

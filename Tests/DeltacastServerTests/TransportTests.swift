@@ -4,6 +4,10 @@ import DeltacastWire
 import Foundation
 import Synchronization
 import Testing
+import DeltacastLoop
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import DeltacastServer
 
 let pushConfig = """
@@ -427,5 +431,42 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
             if seqs == [1, 2, 3, 4] { complete += 1 }
         }
         #expect(complete == 10_000)
+    }
+
+    /// SSE streams get a comment line when quiet; a WebSocket peer that answers no ping is
+    /// closed (1008) after two unanswered pings.
+    @Test func heartbeatsKeepStreamsAliveAndFindDeadPeers() throws {
+        try withServer(pushConfig, server: ", header_timeout: 1s, sse_heartbeat: 1s, websocket_ping: 1s") { port in
+            try publish(port: port, "/live/beat", document(1))
+            let stream = try RawClient(port: port)
+            stream.send("GET /live/beat HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
+            var text = ""
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !text.contains(": heartbeat\n\n") {
+                let n = Glibc.read(stream.fd, &buffer, buffer.count)
+                guard n > 0 else { break }
+                text += String(decoding: buffer[0..<n], as: UTF8.self)
+            }
+            #expect(text.contains("event: snapshot") && text.hasSuffix(": heartbeat\n\n"))
+
+            // A peer that reads but never answers: raw frames, no pong.
+            let silent = try Socket.connect(port: port, receiveTimeoutSeconds: 10)
+            defer { close(silent) }
+            let upgrade = "GET /live/beat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            _ = Array(upgrade.utf8).withUnsafeBytes { Glibc.send(silent, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var bytes: [UInt8] = []
+            while true {
+                let n = Glibc.read(silent, &buffer, buffer.count)
+                guard n > 0 else { break }
+                bytes += buffer[0..<n]
+            }
+            let head = String(decoding: bytes, as: UTF8.self).components(separatedBy: "\r\n\r\n")[0]
+            var decoder = WebSocketFrameDecoder(role: .client)
+            decoder.append(bytes.dropFirst(head.utf8.count + 4))
+            var events: [WebSocketEvent] = []
+            while let event = try? decoder.next() { events.append(event) }
+            #expect(events.filter { if case .ping = $0 { true } else { false } }.count == 2)
+            #expect(events.last == .close(code: 1008, reason: "no pong to two pings"))
+        }
     }
 }

@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "FuzzConfig", targets: ["FuzzConfig"]),
         .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
+        .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
     ],
     targets: [
         // C system libraries. `providers` makes a missing -dev package name itself.
@@ -72,6 +73,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "FuzzHTTP", dependencies: ["DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzWebSocket", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],

@@ -79,6 +79,9 @@ public enum PerMessageDeflate {
         /// Whether the client resets its compressor after each message.
         public var clientNoContextTakeover = false
 
+        /// The defaults: 15-bit windows both ways, context kept by the client.
+        public init() {}
+
         /// The `Sec-WebSocket-Extensions` value for the 101 response.
         public var responseValue: String {
             var value = "permessage-deflate; server_no_context_takeover"

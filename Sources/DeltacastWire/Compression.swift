@@ -88,6 +88,13 @@ public final class Inflater {
     /// within `limit` bytes. Call with `endOfMessage` for the message's last fragment: the
     /// `00 00 FF FF` tail removed by the sender is put back.
     public func inflate(_ input: some Collection<UInt8>, endOfMessage: Bool, into output: inout [UInt8], limit: Int) throws(InflateError) {
+        // A message whose deflate data ended with a final (BFINAL) block: nothing but the
+        // tail appended here may follow within the message.
+        if finished {
+            guard input.isEmpty else { throw .corrupt }
+            if endOfMessage { inflateReset(stream); finished = false }
+            return
+        }
         var bytes = Array(input)
         if endOfMessage { bytes += [0x00, 0x00, 0xFF, 0xFF] }
         if bytes.isEmpty { return }
@@ -107,9 +114,14 @@ public final class Inflater {
                     if output.count + produced > limit { failure = .tooLarge; break }
                     output += chunk[0..<produced]
                 }
-                if status == Z_STREAM_END { inflateReset(stream); break }
-                if status == Z_NEED_DICT || status == Z_DATA_ERROR || status == Z_MEM_ERROR {
-                    if status != Z_STREAM_END { failure = .corrupt }
+                if status == Z_STREAM_END {
+                    // Bytes left over are allowed only if they are (part of) the appended tail.
+                    if Int(stream.pointee.avail_in) > (endOfMessage ? 4 : 0) { failure = .corrupt; break }
+                    if endOfMessage { inflateReset(stream) } else { finished = true }
+                    break
+                }
+                if status == Z_NEED_DICT || status == Z_DATA_ERROR || status == Z_MEM_ERROR || status == Z_STREAM_ERROR {
+                    failure = .corrupt
                     break
                 }
                 if status == Z_BUF_ERROR || (stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0) { break }
@@ -119,5 +131,7 @@ public final class Inflater {
     }
 
     /// Forgets the sliding window (when the client uses `client_no_context_takeover`).
-    public func reset() { inflateReset(stream) }
+    public func reset() { inflateReset(stream); finished = false }
+
+    private var finished = false
 }

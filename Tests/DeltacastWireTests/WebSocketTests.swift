@@ -169,6 +169,22 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
         #expect(decodeLog(clientFrame(.text, [0xFF, 0xFF, 0xFF], compressed: true), deflate: parameters) == ["error 1007"])
     }
 
+    /// A sender may end a message's deflate data with a final (BFINAL) block; only the tail the
+    /// receiver appends may follow it. Found by FuzzWebSocket: the outcome used to depend on
+    /// where the bytes were split.
+    @Test func aFinalDeflateBlockIsAcceptedAndDataAfterItIsRefusedAtEverySplit() {
+        let parameters = PerMessageDeflate.Parameters()
+        let finalHello: [UInt8] = [0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        let good = clientFrame(.text, finalHello, compressed: true) + clientFrame(.text, finalHello, compressed: true)
+        let trailing = clientFrame(.text, finalHello + [0x01, 0x02], compressed: true)
+        let fuzzed: [UInt8] = [0xc1, 0x8b, 0x73, 0x65, 0x02, 0x00, 0, 0, 0, 0, 0, 0, 0, 0x44, 0x69, 0x63, 0x91, 0x52, 0x52, 0x64, 0x02, 0x54, 0x03]
+        for step in [1, 2, 3, 5, 8, 11, 64] {
+            #expect(decodeLog(good, step: step, deflate: parameters) == ["text hello", "text hello"], "step \(step)")
+            #expect(decodeLog(trailing, step: step, deflate: parameters) == ["error 1007"], "step \(step)")
+            #expect(decodeLog(fuzzed, step: step, deflate: parameters) == decodeLog(fuzzed, deflate: parameters), "step \(step)")
+        }
+    }
+
     @Test func aClientDecoderRefusesMaskedFramesAndReadsServerFrames() throws {
         var decoder = WebSocketFrameDecoder(role: .client)
         decoder.append(WebSocketFrame.encode(.text, payload: Array("hi".utf8)))

@@ -170,23 +170,35 @@ struct DeltacastProcess {
     }
 }
 
+/// A `deltacast serve` process started with `yaml`, and the first line it printed.
+struct ServeProcess {
+    let process = Process()
+    let out = Pipe()
+    let firstLine: String
+    init(_ yaml: String) throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        process.executableURL = DeltacastProcess.executable
+        process.arguments = ["serve", "-c", config.path]
+        process.standardOutput = out
+        try process.run()
+        var line = [UInt8]()
+        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+        firstLine = String(decoding: line, as: UTF8.self)
+    }
+    /// `http://127.0.0.1:PORT` from "deltacast: listening on ...".
+    var base: String { String(firstLine.dropFirst("deltacast: listening on ".count).dropLast()) }
+}
+
 @Suite struct ServeCommandTests {
     /// `deltacast serve` listens, answers probes to curl, and on SIGTERM shuts down and exits 0.
     @Test func serveAnswersHealthAndStopsOnSIGTERM() throws {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-serve-\(getpid()).yaml")
-        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nlogging: { access: true }\n".write(to: config, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: config) }
-        let process = Process()
-        process.executableURL = DeltacastProcess.executable
-        process.arguments = ["serve", "-c", config.path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
+        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nlogging: { access: true }\n")
+        let process = serve.process, out = serve.out
         defer { if process.isRunning { process.terminate() } }
         // The first line says where it listens.
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        let text = String(decoding: line, as: UTF8.self)
+        let text = serve.firstLine
         #expect(text.hasPrefix("deltacast: listening on http://127.0.0.1:"))
         let url = String(text.dropFirst("deltacast: listening on ".count).dropLast()) + "/healthz"
         let curl = Process()
@@ -228,20 +240,9 @@ struct DeltacastProcess {
     /// `deltacast tail` over each transport prints the snapshot, then the patch, each with the
     /// state after it, and with `--count 2` exits 0.
     @Test func tailPrintsEventsAndStateOverEveryTransport() throws {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-tail-\(getpid()).yaml")
-        try "listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: tail-admin-token-0123456789 }\n"
-            .write(to: config, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: config) }
-        let server = Process()
-        server.executableURL = DeltacastProcess.executable
-        server.arguments = ["serve", "-c", config.path]
-        let out = Pipe()
-        server.standardOutput = out
-        try server.run()
-        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        let base = String(String(decoding: line, as: UTF8.self).dropFirst("deltacast: listening on ".count).dropLast())
+        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: tail-admin-token-0123456789 }\n")
+        defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
+        let base = serve.base
         let document = { (price: Int) in #"{"items":[{"id":1,"p":\#(price)}],"note":"long enough for one price to travel as a patch"}"# }
         let publish = { (price: Int) throws in
             _ = try self.curl(["-X", "POST", "-H", "Authorization: Bearer tail-admin-token-0123456789", "--data", document(price), "\(base)/deltacast/publish?topic=/live/t"])

@@ -48,6 +48,17 @@ func startServeProcess(_ yaml: String) throws -> (Process, Int) {
     return (process, port)
 }
 
+/// A `serve` configuration for tests that hold 10,000 connections: caps raised, timeouts long.
+let manyConnectionsConfig = """
+    listen: 127.0.0.1:0
+    endpoints:
+      - path: /live/{room}
+        source: publish
+    admin: { token: \(adminToken) }
+    limits: { max_connections_per_ip: 20000, max_connections: 20000 }
+    server: { idle_timeout: 10m, header_timeout: 10m }
+    """
+
 /// A raw loopback client: sends bytes, reads until the peer closes or `count` responses came.
 /// `@unchecked Sendable`: one descriptor, used by one thread at a time in these tests.
 final class RawClient: @unchecked Sendable {
@@ -282,14 +293,7 @@ final class RawClient: @unchecked Sendable {
     /// one is served a request. (A separate process: client and server each need 10,000
     /// descriptors, and a process may hold at most 20,000.)
     @Test func tenThousandIdleConnectionsAreHeldAndThenServed() throws {
-        let (process, port) = try startServeProcess("""
-            listen: 127.0.0.1:0
-            endpoints:
-              - path: /live/{room}
-                source: publish
-            limits: { max_connections_per_ip: 20000, max_connections: 20000 }
-            server: { idle_timeout: 10m, header_timeout: 10m }
-            """)
+        let (process, port) = try startServeProcess(manyConnectionsConfig)
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 
         var clients: [RawClient] = []

@@ -400,15 +400,7 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
     /// 10,000 concurrent subscribers of one topic (5,000 WebSocket, 5,000 SSE) on a
     /// `deltacast serve` process all receive the snapshot and every change, in order.
     @Test func tenThousandSubscribersOfOneTopicAllReceiveEveryChange() throws {
-        let (process, port) = try startServeProcess("""
-            listen: 127.0.0.1:0
-            endpoints:
-              - path: /live/{room}
-                source: publish
-            admin: { token: \(adminToken) }
-            limits: { max_connections_per_ip: 20000, max_connections: 20000 }
-            server: { idle_timeout: 10m, header_timeout: 10m }
-            """)
+        let (process, port) = try startServeProcess(manyConnectionsConfig)
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
         try publish(port: port, "/live/all", document(0))
         var sockets: [WebSocketClient] = []

@@ -212,7 +212,11 @@ enum FanoutBenchmark {
 
     /// One publish on the keep-alive connection `fd`; waits for its 200.
     static func publishOne(fd: Int32, seq: Int, topic: String, token: String) throws {
-        let body = document(seq)
+        try publish(fd: fd, body: document(seq), topic: topic, token: token)
+    }
+
+    /// Publishes `body` to `topic` on the keep-alive connection `fd`; waits for its 200.
+    static func publish(fd: Int32, body: String, topic: String, token: String) throws {
         let request = "POST /deltacast/publish?topic=\(topic) HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         try sendAll(fd, Array(request.utf8))
         var response: [UInt8] = []

@@ -6,11 +6,14 @@ import Foundation
 /// pinned to CPU 1. Reports requests/s and their ratio,
 /// server CPU seconds per run, and RSS per idle keep-alive connection at 10,000 and 19,000.
 ///
-/// Until the cached GET of a mirrored path exists (issue 6), both servers answer `/healthz`
-/// with the same 15-byte JSON body (nginx from a file); the issue's 2 KiB cached body replaces
-/// it then.
+/// Both servers answer `GET /api/doc` with the same 2 KiB JSON document: nginx from a file,
+/// Deltacast from its topic cache (published once before the runs, as a polled body would be).
 enum HTTPBenchmark {
-    static let body = #"{"status":"ok"}"#
+    static let body: String = {
+        let rows = (0..<49).map { #"{"id":\#($0),"symbol":"SYM\#($0)","price":\#(100 + $0).25}"# }.joined(separator: ",")
+        return #"{"items":[\#(rows)]}"#
+    }()
+    static let path = "/api/doc"
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         let args = try CommandLineArguments(arguments, flags: [], options: ["--duration", "--connections", "--rounds", "--workers"])
@@ -42,9 +45,9 @@ enum HTTPBenchmark {
         // nothing pinned, servers and wrk share both cores.
         let serverCPUs = workers == 1 ? "0" : "0,1", clientCPUs = workers == 1 ? "1" : "0,1"
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-http-\(getpid())")
-        try FileManager.default.createDirectory(at: directory.appendingPathComponent("www"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("www/api"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        try body.write(to: directory.appendingPathComponent("www/healthz"), atomically: true, encoding: .utf8)
+        try body.write(to: directory.appendingPathComponent("www\(path)"), atomically: true, encoding: .utf8)
         let nginxPort = 18_181, ourPort = 18_180
         try """
             worker_processes \(workers);
@@ -59,15 +62,16 @@ enum HTTPBenchmark {
               keepalive_requests 1000000;
               server {
                 listen 127.0.0.1:\(nginxPort);
-                location = /healthz { root \(directory.path)/www; default_type application/json; }
+                location = \(path) { root \(directory.path)/www; default_type application/json; }
               }
             }
             """.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
         try """
             listen: 127.0.0.1:\(ourPort)
             endpoints:
-              - path: /live/{room}
+              - path: \(path)
                 source: publish
+            admin: { token: bench-admin-token-0123456789 }
             server: { event_loops: \(workers), idle_timeout: 10m, header_timeout: 10m }
             limits: { max_connections: 20000, max_connections_per_ip: 20000 }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
@@ -79,6 +83,9 @@ enum HTTPBenchmark {
         try waitUntilListening(port: ourPort)
         try waitUntilListening(port: nginxPort)
         let nginxWorkers = childPIDs(of: nginx.processIdentifier)
+        let publisher = try Socket.connect(port: ourPort)
+        try FanoutBenchmark.publish(fd: publisher, body: body, topic: path, token: "bench-admin-token-0123456789")
+        close(publisher)
 
         // Idle memory first, on fresh servers, from one baseline: 10,000 connections, then
         // 9,000 more (19,000), none closed in between, so freed heap is never reused.
@@ -90,7 +97,7 @@ enum HTTPBenchmark {
             idleJSON += String(format: ",\"idle_rss_per_connection_%d\":{\"deltacast\":%.0f,\"nginx\":%.0f}", count, oursIdle[index], nginxIdle[index])
         }
 
-        print("HTTP/1.1 keep-alive, GET /healthz (\(body.utf8.count)-byte body), wrk -t1 -c\(connections) -d\(duration)s on CPU \(clientCPUs), servers on CPU \(serverCPUs), \(workers) worker(s) each")
+        print("HTTP/1.1 keep-alive, GET \(path) (\(body.utf8.count)-byte body), wrk -t1 -c\(connections) -d\(duration)s on CPU \(clientCPUs), servers on CPU \(serverCPUs), \(workers) worker(s) each")
         var results: [String: [Double]] = [:]
         for round in 1...rounds {
             for (name, port, pids) in [("deltacast", ourPort, [ours.processIdentifier]), ("nginx", nginxPort, nginxWorkers)] {
@@ -136,7 +143,7 @@ enum HTTPBenchmark {
     static func wrk(port: Int, connections: Int, duration: Int, cpus: String) throws -> Double {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-        process.arguments = ["-c", cpus, "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(duration)s", "http://127.0.0.1:\(port)/healthz"]
+        process.arguments = ["-c", cpus, "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(duration)s", "http://127.0.0.1:\(port)\(path)"]
         let out = Pipe()
         process.standardOutput = out
         try process.run()

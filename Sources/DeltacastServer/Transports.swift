@@ -11,8 +11,9 @@ struct Subscription {
     var needsResync = false
 }
 
-/// A held long-poll: what answers it and its timer.
-struct Hold {
+/// A held long-poll: what answers it and its timer. A class, so an idle connection carries
+/// one pointer for it rather than a whole request head.
+final class Hold {
     enum Kind {
         /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
         case mirrored
@@ -24,6 +25,7 @@ struct Hold {
     let kind: Kind
     let request: HTTPRequestHead
     var timer: UInt64?
+    init(kind: Kind, request: HTTPRequestHead) { self.kind = kind; self.request = request }
 }
 
 /// A WebSocket's protocol state.
@@ -239,7 +241,7 @@ extension HTTPConnection {
     private func beginHold(_ kind: Hold.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
         mode = .held
         for (topic, since) in topics { attach(topic, since: since, sendBacklog: false) }
-        var hold = Hold(kind: kind, request: request)
+        let hold = Hold(kind: kind, request: request)
         hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
         self.hold = hold
     }

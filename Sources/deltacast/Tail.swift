@@ -151,7 +151,7 @@ struct Tail {
 
     private mutating func longPoll() throws(End) {
         while true {
-            var target = "\(prefix)/deltacast/poll?topic=\(Self.percentEncoded(topic))&since=\(cursor?.description ?? "")&wait=25"
+            let target = "\(prefix)/deltacast/poll?topic=\(Self.percentEncoded(topic))&since=\(cursor?.description ?? "")&wait=25"
             let (status, body) = try request("GET \(target)")
             switch status {
             case 204: continue

@@ -461,4 +461,21 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
             #expect(events.last == .close(code: 1008, reason: "no pong to two pings"))
         }
     }
+
+    /// `server.max_wait` caps what a client may ask to be held; `limits.max_topics` with every
+    /// topic watched refuses a new one with 503.
+    @Test func longPollWaitIsCappedAndTopicsAreBounded() throws {
+        try withServer(pushConfig.replacingOccurrences(of: "journal_entries: 4", with: "journal_entries: 4, max_topics: 1"), server: ", max_wait: 1s") { port in
+            try publish(port: port, "/live/one", document(1))
+            let watcher = try WebSocketClient(port: port, path: "/live/one", subprotocol: nil)
+            #expect(watcher.nextJSON()?.string("type") == "snapshot")
+            let cursor = try #require(try httpRequest(port: port, "GET /live/one HTTP/1.1\r\nHost: a\r\n\r\n").head.split(separator: "\"").dropFirst().first)
+            // Asks for 30 s; the client gives up reading after 10 s; the cap answers after 1 s.
+            let held = try RawClient(port: port)
+            held.send("GET /deltacast/poll?topic=/live/one&since=\(cursor)&wait=30 HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(held.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 204") == true)
+            let refused = try publish(port: port, "/live/two", document(1))
+            #expect(refused.status == 503 && refused.body.contains("limits.max_topics"))
+        }
+    }
 }

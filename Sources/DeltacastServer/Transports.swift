@@ -99,7 +99,7 @@ extension HTTPConnection {
     /// Whether an `If-None-Match` list names `etag` (weak comparison, or `*`).
     static func etagMatches(_ header: String, _ etag: String) -> Bool {
         header.split(separator: ",").contains { candidate in
-            var text = candidate.trimmingCharacters(in: " \t")
+            var text = candidate.trimmingOWS
             if text == "*" { return true }
             if text.hasPrefix("W/") { text.removeFirst(2) }
             return text == etag
@@ -109,7 +109,7 @@ extension HTTPConnection {
     /// `Prefer: wait=N` (RFC 7240), in seconds.
     static func preferWait(_ request: HTTPRequestHead) -> Int? {
         for token in request.headers.values("Prefer").flatMap({ $0.split(separator: ",") }) {
-            let parts = token.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: " \t") }
+            let parts = token.split(separator: "=", maxSplits: 1).map { $0.trimmingOWS }
             if parts.count == 2, parts[0].lowercased() == "wait", let seconds = Int(parts[1]), seconds >= 0 { return seconds }
         }
         return nil
@@ -535,11 +535,5 @@ extension HTTPConnection {
             _ = queue.flush(to: fd)
         }
         close()
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> String {
-        String(drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
     }
 }

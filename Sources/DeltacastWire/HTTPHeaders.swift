@@ -65,7 +65,7 @@ extension StringProtocol {
     }
 
     /// Trims spaces and tabs (HTTP's optional whitespace) at both ends.
-    var trimmingOWS: String {
+    public var trimmingOWS: String {
         var scalars = Substring(self).unicodeScalars[...]
         while let first = scalars.first, first == " " || first == "\t" { scalars.removeFirst() }
         while let last = scalars.last, last == " " || last == "\t" { scalars.removeLast() }

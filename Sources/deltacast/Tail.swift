@@ -139,7 +139,7 @@ struct Tail {
         guard head.hasPrefix("HTTP/1.1 200") else { throw .refused("SSE refused: \(head.split(separator: "\r\n").first ?? "")") }
         var pending = reader.takeRest()
         while true {
-            while let end = Self.find(pending, [10, 10]) {
+            while let end = FanoutBenchmark.find(pending, [10, 10]) {
                 let block = String(decoding: pending[..<end], as: UTF8.self)
                 pending.removeFirst(end + 2)
                 let data = block.split(separator: "\n").filter { $0.hasPrefix("data:") }.map { $0.dropFirst(5).drop { $0 == " " } }.joined(separator: "\n")
@@ -243,11 +243,6 @@ struct Tail {
 
     static func mask() -> [UInt8] { (0..<4).map { _ in UInt8.random(in: 0...255) } }
 
-    static func find(_ bytes: [UInt8], _ pattern: [UInt8]) -> Int? {
-        guard bytes.count >= pattern.count else { return nil }
-        return (0...(bytes.count - pattern.count)).first { bytes[$0..<($0 + pattern.count)].elementsEqual(pattern) }
-    }
-
     static func percentEncoded(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "&=?+"))) ?? text
     }
@@ -273,7 +268,7 @@ struct Reader {
 
     mutating func head() throws(Tail.End) -> String {
         while true {
-            if let end = Tail.find(buffer, [13, 10, 13, 10]) {
+            if let end = FanoutBenchmark.find(buffer, [13, 10, 13, 10]) {
                 let text = String(decoding: buffer[..<end], as: UTF8.self)
                 buffer.removeFirst(end + 4)
                 return text

@@ -43,14 +43,17 @@ let package = Package(
         .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastWire", dependencies: ["DeltacastJSON", "CZlib"], swiftSettings: sharedSwiftSettings),
         .target(
+            name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop", "DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
+        .target(
             name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub"],
+            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream"],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastServer"],
+            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastUpstream", "DeltacastServer"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -85,6 +88,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],

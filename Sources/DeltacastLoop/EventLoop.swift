@@ -48,6 +48,14 @@ public final class EventLoop: @unchecked Sendable {
         close(epollFD)
     }
 
+    /// Event bits for ``register(_:events:handler:)`` and ``EventLoopHandler/handle(events:)``,
+    /// for modules that do not import the epoll headers.
+    public static let readable = EPOLLIN.rawValue
+    /// Writable (`EPOLLOUT`).
+    public static let writable = EPOLLOUT.rawValue
+    /// Error or hang-up (`EPOLLERR | EPOLLHUP`).
+    public static let failed = EPOLLERR.rawValue | EPOLLHUP.rawValue
+
     /// Milliseconds on the monotonic clock.
     public static func monotonicMilliseconds() -> Int64 {
         var now = timespec()

@@ -1,0 +1,289 @@
+import CCurl
+public import DeltacastLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One GET to the legacy API.
+public struct UpstreamRequest: Sendable {
+    /// Absolute http(s) URL.
+    public var url: String
+    /// Request headers, conditional ones included, in order.
+    public var headers: [(name: String, value: String)]
+    /// Connect-to-last-byte limit.
+    public var timeoutMilliseconds: Int
+    /// Largest decoded body accepted; the transfer is aborted as soon as it is exceeded.
+    public var maxBody: Int
+    /// Whether redirects are followed (at most 5).
+    public var followRedirects: Bool
+
+    /// Creates a request.
+    public init(url: String, headers: [(name: String, value: String)], timeoutMilliseconds: Int, maxBody: Int, followRedirects: Bool) {
+        self.url = url
+        self.headers = headers
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxBody = maxBody
+        self.followRedirects = followRedirects
+    }
+}
+
+/// Why an upstream request produced no HTTP response.
+public enum UpstreamFailure: Sendable, Equatable, CustomStringConvertible {
+    /// No complete answer within the timeout.
+    case timeout(milliseconds: Int)
+    /// The connection could not be made (refused, unreachable, name not resolved).
+    case connect(String)
+    /// The body exceeded the limit (bytes).
+    case tooLarge(limit: Int)
+    /// Anything else on the wire (reset, malformed response, bad encoding).
+    case transport(String)
+
+    /// A message for status events and logs.
+    public var description: String {
+        switch self {
+        case .timeout(let milliseconds): "upstream timed out after \(milliseconds) ms"
+        case .connect(let message): "could not connect to the upstream: \(message)"
+        case .tooLarge(let limit): "upstream body is larger than max_body (\(limit) bytes)"
+        case .transport(let message): "upstream transfer failed: \(message)"
+        }
+    }
+}
+
+/// What an upstream request produced.
+public struct UpstreamResponse: Sendable {
+    /// The HTTP status (0 with a failure).
+    public var status: Int
+    /// Response headers of the final response, names lowercased, in order.
+    public var headers: [(name: String, value: String)]
+    /// The decoded body.
+    public var body: [UInt8]
+    /// Set when there is no usable response.
+    public var failure: UpstreamFailure?
+
+    /// The first value of a header (case-insensitive name).
+    public func header(_ name: String) -> String? {
+        let lowered = name.lowercased()
+        return headers.first { $0.name == lowered }?.value
+    }
+}
+
+/// libcurl's multi interface driven by one ``EventLoop`` (DESIGN.md "Threads"): curl tells us
+/// which sockets to watch (`CURLMOPT_SOCKETFUNCTION`) and when to wake it
+/// (`CURLMOPT_TIMERFUNCTION`); the loop's epoll and timer heap do the waiting. Connections stay
+/// alive in the multi handle's pool between polls; easy handles are reused.
+///
+/// Every method must be called on `loop`'s thread; completions run there too.
+public final class UpstreamClient: @unchecked Sendable {
+    /// The loop it runs on.
+    public let loop: EventLoop
+    private let multi: UnsafeMutableRawPointer
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var watchers: [Int32: SocketWatcher] = [:]
+    private var timer: UInt64?
+    private var transfers = 0
+
+    /// `curl_global_init` runs once per process, before any handle exists.
+    private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    /// Creates the multi handle. `maxConnections` bounds the connection pool.
+    public init(loop: EventLoop, maxConnections: Int) {
+        _ = UpstreamClient.globalInit
+        self.loop = loop
+        multi = curl_multi_init()!
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = deltacast_curl_multi_set_socket(multi) { _, fd, what, client, _ in
+            Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue().watch(fd, what: what)
+            return 0
+        }
+        _ = deltacast_curl_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me)
+        _ = deltacast_curl_multi_set_timer(multi) { _, milliseconds, client in
+            Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue().setTimer(milliseconds)
+            return 0
+        }
+        _ = deltacast_curl_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, me)
+        _ = deltacast_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(4, maxConnections))
+    }
+
+    deinit {
+        for handle in idleHandles { curl_easy_cleanup(handle) }
+        curl_multi_cleanup(multi)
+    }
+
+    /// Requests in flight.
+    public var inFlight: Int { transfers }
+
+    /// Starts `request`; `completion` runs on the loop when it ends, whatever happens.
+    public func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void) {
+        loop.assertInLoop()
+        let handle = idleHandles.popLast() ?? curl_easy_init()!
+        curl_easy_reset(handle)
+        let transfer = Transfer(handle: handle, maxBody: request.maxBody, timeout: request.timeoutMilliseconds, completion: completion)
+        let pointer = Unmanaged.passRetained(transfer).toOpaque()
+        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_URL, request.url)
+        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.timeoutMilliseconds)
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, request.timeoutMilliseconds)
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 5)
+        // "" asks for every encoding this libcurl decodes (gzip, deflate...): bodies arrive decoded.
+        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "")
+        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_PRIVATE, pointer)
+        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, pointer)
+        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, pointer)
+        _ = deltacast_curl_easy_set_write(handle) { data, size, count, user in
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveBody(data!, size * count)
+        }
+        _ = deltacast_curl_easy_set_header(handle) { data, size, count, user in
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveHeader(data!, size * count)
+        }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for header in request.headers { list = curl_slist_append(list, "\(header.name): \(header.value)") }
+        // curl adds `Accept: */*` unless told otherwise; a JSON API should see what we want.
+        if !request.headers.contains(where: { $0.name.lowercased() == "accept" }) {
+            list = curl_slist_append(list, "Accept: application/json, */*;q=0.5")
+        }
+        list = curl_slist_append(list, "User-Agent: deltacast")
+        transfer.headerList = list
+        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
+        transfers += 1
+        let code = curl_multi_add_handle(multi, handle)
+        if code != CURLM_OK {
+            finish(handle, result: CURLE_FAILED_INIT)
+        }
+    }
+
+    // MARK: curl callbacks
+
+    private func watch(_ fd: Int32, what: Int32) {
+        if what == CURL_POLL_REMOVE {
+            if watchers.removeValue(forKey: fd) != nil { loop.deregister(fd) }
+            return
+        }
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
+        if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
+        if watchers[fd] != nil {
+            try? loop.modify(fd, events: events)
+        } else {
+            let watcher = SocketWatcher(fd: fd, client: self)
+            do {
+                try loop.register(fd, events: events, handler: watcher)
+            } catch {
+                // A descriptor number curl reused before telling us it closed the old one.
+                loop.deregister(fd)
+                try? loop.register(fd, events: events, handler: watcher)
+            }
+            watchers[fd] = watcher
+        }
+    }
+
+    private func setTimer(_ milliseconds: Int) {
+        if let timer { loop.cancelTimer(timer); self.timer = nil }
+        guard milliseconds >= 0 else { return }
+        // curl must not be re-entered from its own callback: run on the next loop turn.
+        timer = loop.schedule(afterMilliseconds: Int64(milliseconds)) { [unowned self] in
+            self.timer = nil
+            self.action(CURL_SOCKET_TIMEOUT, 0)
+        }
+    }
+
+    fileprivate func action(_ fd: Int32, _ mask: Int32) {
+        var running: Int32 = 0
+        _ = curl_multi_socket_action(multi, fd, mask, &running)
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle else { continue }
+            finish(handle, result: deltacast_curl_message_result(message))
+        }
+    }
+
+    private func finish(_ handle: UnsafeMutableRawPointer, result: CURLcode) {
+        var raw: UnsafeMutableRawPointer?
+        _ = deltacast_curl_easy_getinfo_pointer(handle, CURLINFO_PRIVATE, &raw)
+        let transfer = Unmanaged<Transfer>.fromOpaque(raw!).takeRetainedValue()
+        var status = 0
+        _ = deltacast_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        curl_multi_remove_handle(multi, handle)
+        curl_slist_free_all(transfer.headerList)
+        transfer.headerList = nil
+        transfers -= 1
+        var response = UpstreamResponse(status: status, headers: transfer.headers, body: transfer.body, failure: nil)
+        if transfer.tooLarge {
+            response.failure = .tooLarge(limit: transfer.maxBody)
+        } else if result != CURLE_OK {
+            let message = String(cString: curl_easy_strerror(result))
+            switch result {
+            case CURLE_OPERATION_TIMEDOUT: response.failure = .timeout(milliseconds: transfer.timeout)
+            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: response.failure = .connect(message)
+            default: response.failure = .transport(message)
+            }
+        }
+        if response.failure != nil { response.status = 0; response.body = [] }
+        // Keep a few handles for reuse; curl_easy_reset keeps their caches.
+        if idleHandles.count < 64 { idleHandles.append(handle) } else { curl_easy_cleanup(handle) }
+        transfer.completion(response)
+    }
+}
+
+/// One transfer's buffers, reached from curl's callbacks through `CURLOPT_PRIVATE`.
+private final class Transfer {
+    let handle: UnsafeMutableRawPointer
+    let maxBody: Int
+    let timeout: Int
+    let completion: (UpstreamResponse) -> Void
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var headers: [(name: String, value: String)] = []
+    var body: [UInt8] = []
+    var tooLarge = false
+
+    init(handle: UnsafeMutableRawPointer, maxBody: Int, timeout: Int, completion: @escaping (UpstreamResponse) -> Void) {
+        self.handle = handle
+        self.maxBody = maxBody
+        self.timeout = timeout
+        self.completion = completion
+    }
+
+    /// Returning less than `count` makes curl abort the transfer (`CURLE_WRITE_ERROR`).
+    func receiveBody(_ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
+        if body.count + count > maxBody { tooLarge = true; return 0 }
+        data.withMemoryRebound(to: UInt8.self, capacity: count) { body.append(contentsOf: UnsafeBufferPointer(start: $0, count: count)) }
+        return count
+    }
+
+    func receiveHeader(_ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
+        let line = data.withMemoryRebound(to: UInt8.self, capacity: count) { String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self) }
+        if line.hasPrefix("HTTP/") { headers.removeAll(); return count }  // a new response (redirect, 100)
+        guard let colon = line.firstIndex(of: ":") else { return count }
+        let name = String(line[line.startIndex..<colon]).lowercased()
+        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t\r\n")
+        if name == "content-length", let length = Int(value), length > maxBody { tooLarge = true; return 0 }
+        if headers.count < 100 { headers.append((name, value)) }
+        return count
+    }
+}
+
+/// Forwards readiness on one of curl's sockets to `curl_multi_socket_action`.
+private final class SocketWatcher: EventLoopHandler {
+    let fd: Int32
+    unowned let client: UpstreamClient
+    init(fd: Int32, client: UpstreamClient) { self.fd = fd; self.client = client }
+    func handle(events: UInt32) {
+        var mask: Int32 = 0
+        if events & EventLoop.readable != 0 { mask |= CURL_CSELECT_IN }
+        if events & EventLoop.writable != 0 { mask |= CURL_CSELECT_OUT }
+        if events & EventLoop.failed != 0 { mask |= CURL_CSELECT_ERR }
+        client.action(fd, mask)
+    }
+}
+
+extension String {
+    /// Without leading and trailing characters of `set`.
+    func trimmingCharacters(in set: String) -> String {
+        let characters = Set(set)
+        var slice = Substring(self)
+        while let first = slice.first, characters.contains(first) { slice.removeFirst() }
+        while let last = slice.last, characters.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,201 @@
+import DeltacastLoop
+import DeltacastUpstream
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loopback HTTP server that answers each request with what `respond` returns (raw bytes,
+/// or nil to say nothing and keep the connection open) and records the request heads.
+final class ScriptedServer: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+    let heads = Mutex<[String]>([])
+    private let accepted = Atomic<Int>(0)
+    /// Connections accepted so far.
+    var connections: Int { accepted.load(ordering: .relaxed) }
+    private let respond: @Sendable (String, Int) -> [UInt8]?
+
+    init(_ respond: @escaping @Sendable (_ head: String, _ index: Int) -> [UInt8]?) throws {
+        let (fd, port) = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        self.fd = fd
+        self.port = port
+        self.respond = respond
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        Thread.detachNewThread { [self] in self.acceptLoop() }
+    }
+
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(fd, nil, nil)
+            guard client >= 0 else { return }
+            accepted.add(1, ordering: .relaxed)
+            Thread.detachNewThread { [self] in self.serve(client) }
+        }
+    }
+
+    private func serve(_ client: Int32) {
+        defer { close(client) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var pending: [UInt8] = []
+        while true {
+            let count = read(client, &buffer, buffer.count)
+            guard count > 0 else { return }
+            pending += buffer[0..<count]
+            while let end = pending.firstRange(of: [13, 10, 13, 10]) {
+                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
+                pending.removeSubrange(..<end.upperBound)
+                let index = heads.withLock { $0.append(head); return $0.count - 1 }
+                guard let answer = respond(head, index) else { sleep(30); return }
+                _ = answer.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    static func response(_ status: String, headers: [String] = [], body: [UInt8]) -> [UInt8] {
+        var text = "HTTP/1.1 \(status)\r\nContent-Length: \(body.count)\r\n"
+        for header in headers { text += header + "\r\n" }
+        return Array((text + "\r\n").utf8) + body
+    }
+}
+
+/// Runs `client.fetch` on a fresh loop and waits for the response.
+func fetch(_ request: UpstreamRequest) throws -> UpstreamResponse {
+    let loop = try EventLoop()
+    try loop.start(name: "upstream-test")
+    defer { loop.stop(); loop.join() }
+    let result = Mutex<UpstreamResponse?>(nil)
+    loop.execute {
+        let client = UpstreamClient(loop: loop, maxConnections: 4)
+        client.fetch(request) { response in _ = client; result.withLock { $0 = response } }
+    }
+    let deadline = Date().addingTimeInterval(20)
+    while Date() < deadline {
+        if let response = result.withLock({ $0 }) { return response }
+        usleep(5000)
+    }
+    throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "no completion within 20 s"])
+}
+
+func request(_ port: Int, path: String = "/doc", timeout: Int = 5000, maxBody: Int = 1 << 20, headers: [(name: String, value: String)] = []) -> UpstreamRequest {
+    UpstreamRequest(url: "http://127.0.0.1:\(port)\(path)", headers: headers, timeoutMilliseconds: timeout, maxBody: maxBody, followRedirects: false)
+}
+
+@Suite struct UpstreamClientTests {
+    @Test func fetchesABodyWithHeadersAndSendsConfiguredOnes() throws {
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", headers: ["Content-Type: application/json", "ETag: \"v1\""], body: Array("{\"a\":1}".utf8)) }
+        defer { server.stop() }
+        let response = try fetch(request(server.port, headers: [("Authorization", "Bearer s3cret")]))
+        #expect(response.failure == nil)
+        #expect(response.status == 200)
+        #expect(response.body == Array("{\"a\":1}".utf8))
+        #expect(response.header("ETag") == "\"v1\"")
+        let head = server.heads.withLock { $0[0] }
+        #expect(head.hasPrefix("GET /doc HTTP/1.1"))
+        #expect(head.contains("Authorization: Bearer s3cret"))
+        #expect(head.lowercased().contains("accept-encoding: "))
+        #expect(head.contains("gzip"))
+    }
+
+    @Test func decodesAGzipBody() throws {
+        // gzip of {"compressed":true}, made by Python's gzip.compress(mtime=0).
+        let gzip: [UInt8] = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xab, 0x56, 0x4a, 0xce, 0xcf, 0x2d,
+                             0x28, 0x4a, 0x2d, 0x2e, 0x4e, 0x4d, 0x51, 0xb2, 0x2a, 0x29, 0x2a, 0x4d, 0xad, 0x05, 0x00, 0xf1,
+                             0xea, 0x39, 0x95, 0x13, 0x00, 0x00, 0x00]
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", headers: ["Content-Encoding: gzip"], body: gzip) }
+        defer { server.stop() }
+        let response = try fetch(request(server.port))
+        #expect(response.failure == nil)
+        #expect(String(decoding: response.body, as: UTF8.self) == "{\"compressed\":true}")
+    }
+
+    @Test func aBodyOverMaxBodyIsRefusedWhileReceiving() throws {
+        let big = [UInt8](repeating: 0x20, count: 200_000)
+        // Announced by Content-Length, and streamed chunked with no length at all.
+        let announced = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", body: big) }
+        defer { announced.stop() }
+        #expect(try fetch(request(announced.port, maxBody: 100_000)).failure == .tooLarge(limit: 100_000))
+        let chunked = try ScriptedServer { _, _ in
+            var out = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            for _ in 0..<20 { out += Array("2710\r\n".utf8) + [UInt8](repeating: 0x20, count: 10_000) + [13, 10] }
+            return out + Array("0\r\n\r\n".utf8)
+        }
+        defer { chunked.stop() }
+        #expect(try fetch(request(chunked.port, maxBody: 100_000)).failure == .tooLarge(limit: 100_000))
+        #expect(try fetch(request(chunked.port, maxBody: 300_000)).body.count == 200_000)
+    }
+
+    @Test func aSilentUpstreamTimesOutAndARefusedOneSaysSo() throws {
+        let silent = try ScriptedServer { _, _ in nil }
+        defer { silent.stop() }
+        #expect(try fetch(request(silent.port, timeout: 300)).failure == .timeout(milliseconds: 300))
+        // A port nobody listens on: bind one, close it, connect to it.
+        let (fd, port) = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        close(fd)
+        let refused = try fetch(request(port))
+        guard case .connect(let message) = refused.failure else { Issue.record("expected a connect failure, got \(String(describing: refused.failure))"); return }
+        #expect(message.lowercased().contains("connect"))
+    }
+
+    @Test func redirectsAreNotFollowedByDefault() throws {
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("302 Found", headers: ["Location: /login"], body: []) }
+        defer { server.stop() }
+        let response = try fetch(request(server.port))
+        #expect(response.status == 302)
+        #expect(server.heads.withLock { $0.count } == 1)
+    }
+
+    @Test func keepAliveReusesOneConnectionAcrossPolls() throws {
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", body: Array("{}".utf8)) }
+        defer { server.stop() }
+        let loop = try EventLoop()
+        try loop.start(name: "upstream-test")
+        defer { loop.stop(); loop.join() }
+        let done = Atomic<Int>(0)
+        loop.execute {
+            let client = UpstreamClient(loop: loop, maxConnections: 4)
+            func next(_ remaining: Int) {
+                guard remaining > 0 else { return }
+                client.fetch(request(server.port)) { _ in done.add(1, ordering: .relaxed); next(remaining - 1) }
+            }
+            next(5)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while done.load(ordering: .relaxed) < 5, Date() < deadline { usleep(5000) }
+        #expect(done.load(ordering: .relaxed) == 5)
+        #expect(server.heads.withLock { $0.count } == 5)
+        #expect(server.connections == 1)
+    }
+}
+
+@Suite struct PollerScheduleTests {
+    @Test func backoffDoublesUpToTheCap() {
+        #expect(Poller.Backoff.delay(interval: 1000, failures: 0) == 1000)
+        #expect(Poller.Backoff.delay(interval: 1000, failures: 1) == 2000)
+        #expect(Poller.Backoff.delay(interval: 1000, failures: 3) == 8000)
+        #expect(Poller.Backoff.delay(interval: 1000, failures: 10) == Poller.Backoff.cap)
+        #expect(Poller.Backoff.delay(interval: 1000, failures: 1000) == Poller.Backoff.cap)
+        // An interval longer than the cap is never shortened by an error.
+        #expect(Poller.Backoff.delay(interval: 120_000, failures: 2) == 120_000)
+    }
+
+    @Test func retryAfterTakesSecondsAndHTTPDates() {
+        #expect(Poller.retryAfterMilliseconds("7") == 7000)
+        #expect(Poller.retryAfterMilliseconds(" 0 ") == 0)
+        #expect(Poller.retryAfterMilliseconds("-3") == nil)
+        #expect(Poller.retryAfterMilliseconds("soon") == nil)
+        #expect(Poller.retryAfterMilliseconds("Sun, 06 Nov 1994 08:49:37 GMT") == 0)  // in the past
+        var now = time(nil) + 120
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var text = [CChar](repeating: 0, count: 64)
+        strftime(&text, 64, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        let future = Poller.retryAfterMilliseconds(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) ?? 0
+        #expect(future > 110_000 && future <= 120_000)
+    }
+}

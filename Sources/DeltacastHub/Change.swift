@@ -6,8 +6,11 @@ public final class Change: Sendable {
     /// What kind of event this is.
     public enum Kind: Sendable, Equatable { case snapshot, patch, status, error }
 
-    /// The topic's name.
+    /// The topic's name, as clients know it.
     public let topic: String
+    /// The topic's table key: its name, plus a credential digest under `auth: passthrough`
+    /// (two credentials' topics share a name, never a key). Deliveries are routed by it.
+    public let key: String
     /// The kind.
     public let kind: Kind
     /// The cursor after this change (nil for status and error events, which do not move it).
@@ -28,8 +31,9 @@ public final class Change: Sendable {
     public let sseEvent: [UInt8]
 
     /// Encodes `event` for every framing. `deflater` compresses (nil: no compressed frame).
-    public init(topic: String, kind: Kind, cursor: Cursor?, base: Cursor?, event: [UInt8], deflater: Deflater?) {
+    public init(topic: String, key: String? = nil, kind: Kind, cursor: Cursor?, base: Cursor?, event: [UInt8], deflater: Deflater?) {
         self.topic = topic
+        self.key = key ?? topic
         self.kind = kind
         self.cursor = cursor
         self.base = base

@@ -52,7 +52,7 @@ public struct EndpointMatcher: Sendable {
                 case .literal(let text): if piece != text { literalMismatch = true }
                 case .parameter(let name):
                     parameters[name] = String(piece)
-                    if bad == nil && (piece.isEmpty || !regexes[name]!.matches(piece)) { bad = (name, regexes[name]!.text) }
+                    if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !regexes[name]!.matches(piece)) { bad = (name, regexes[name]!.text) }
                 }
                 if literalMismatch { break }
             }
@@ -65,6 +65,12 @@ public struct EndpointMatcher: Sendable {
 
     /// `path`, then `?` and the allowed query parameters sorted by name then value (others
     /// dropped: cache-busters must not split a topic).
+    /// `.` or `..`, also percent-encoded: as a parameter it would walk the upstream's path.
+    static func isDotSegment(_ piece: Substring) -> Bool {
+        let decoded = piece.lowercased().replacing("%2e", with: ".")
+        return decoded == "." || decoded == ".."
+    }
+
     static func topicName(path: String, query: Substring, allowed: [String]) -> String {
         guard !allowed.isEmpty, !query.isEmpty else { return path }
         let kept = query.split(separator: "&").filter { pair in

@@ -16,16 +16,45 @@ public final class Hub: Sendable {
     /// Event loops that may have subscribers (indices 0..<loopCount).
     public let loopCount: Int
     let deliver: @Sendable (Int, Change) -> Void
+    let created: @Sendable (Topic) -> Void
     private let topics = Mutex<[String: Topic]>([:])
+    /// Mixed into credential digests, so a digest says nothing outside this process.
+    private let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
     private let deflater = Mutex<DeflaterBox>(DeflaterBox())
 
     /// A hub for `loopCount` loops; `deliver(loop, change)` must hand the change to that loop
-    /// (it is called with a topic's lock held, so it must only enqueue).
-    public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void) {
+    /// (it is called with a topic's lock held, so it must only enqueue). `created` hears of
+    /// every new topic (the poller starts polling it), outside the table's lock.
+    public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
+                created: @escaping @Sendable (Topic) -> Void = { _ in }) {
         self.configuration = configuration
         self.matcher = EndpointMatcher(endpoints: configuration.endpoints)
         self.loopCount = loopCount
         self.deliver = deliver
+        self.created = created
+    }
+
+    /// The headers of `request` an `auth: passthrough` endpoint forwards (its
+    /// `forward_headers`), in configuration order; empty for other endpoints.
+    public func credentials(endpoint index: Int, header: (String) -> String?) -> [(name: String, value: String)] {
+        let endpoint = configuration.endpoints[index]
+        guard endpoint.auth == .passthrough else { return [] }
+        return endpoint.forwardHeaders.compactMap { name in header(name).map { (name, $0) } }
+    }
+
+    /// The table key of a topic: its name, plus for `auth: passthrough` a salted digest of the
+    /// forwarded credentials (DESIGN.md "Topics"), so one credential's data never reaches another.
+    public func key(name: String, endpoint index: Int, credentials: [(name: String, value: String)]) -> String {
+        guard configuration.endpoints[index].auth == .passthrough else { return name }
+        var material = salt
+        for credential in credentials {
+            material += Array(credential.name.lowercased().utf8) + [0] + Array(credential.value.utf8) + [0]
+        }
+        let digest = SHA1.digest(material).prefix(12).map { byte in
+            let hex = Array("0123456789abcdef".utf8)
+            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
+        }.joined()
+        return name + " #" + digest
     }
 
     /// Why a topic could not be had.
@@ -34,32 +63,56 @@ public final class Hub: Sendable {
         case tooMany(Int)
     }
 
-    /// The topic named `name` of endpoint `index`, created when missing.
-    public func topic(named name: String, endpoint index: Int) throws(TopicError) -> Topic {
-        let result = topics.withLock { table -> Result<Topic, TopicError> in
-            if let existing = table[name] { existing.lastUsed = tick(); return .success(existing) }
+    /// The topic named `name` of endpoint `index` (for the holder of `credentials` under
+    /// `auth: passthrough`), created when missing. Looking a topic up counts as using it: it
+    /// will not be evicted for `linger` from now.
+    public func topic(named name: String, endpoint index: Int, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
+        let key = key(name: name, endpoint: index, credentials: credentials)
+        let now = Hub.now()
+        let result = topics.withLock { table -> Result<(Topic, Bool), TopicError> in
+            if let existing = table[key] { existing.touch(tick(), now: now); return .success((existing, false)) }
             if table.count >= configuration.limits.maxTopics {
                 let idle = table.values.filter { $0.subscriberCount == 0 }.min { $0.lastUsed < $1.lastUsed }
                 guard let idle else { return .failure(.tooMany(configuration.limits.maxTopics)) }
-                table[idle.name] = nil
+                table[idle.key] = nil
             }
-            let topic = Topic(name: name, endpoint: configuration.endpoints[index], hub: self)
-            topic.lastUsed = tick()
-            table[name] = topic
-            return .success(topic)
+            let topic = Topic(name: name, key: key, endpoint: configuration.endpoints[index], credentials: credentials, hub: self)
+            topic.touch(tick(), now: now)
+            table[key] = topic
+            return .success((topic, true))
         }
-        return try result.get()
+        let (topic, isNew) = try result.get()
+        if isNew { created(topic) }
+        return topic
     }
 
-    /// An existing topic, without creating one.
-    public func existingTopic(named name: String) -> Topic? { topics.withLock { $0[name] } }
+    /// An existing topic by key, without creating one.
+    public func existingTopic(key: String) -> Topic? { topics.withLock { $0[key] } }
+
+    /// Whether `topic` is still the one the table holds under its key (not evicted).
+    public func holds(_ topic: Topic) -> Bool { topics.withLock { $0[topic.key] === topic } }
+
+    /// Evicts `topic` when it has been idle (no subscriber, no use) for its endpoint's `linger`;
+    /// returns whether it is gone. A later request recreates it with a new epoch.
+    public func evictIfIdle(_ topic: Topic) -> Bool {
+        let now = Hub.now()
+        return topics.withLock { table in
+            guard table[topic.key] === topic else { return true }
+            guard topic.isIdle(now: now) else { return false }
+            table[topic.key] = nil
+            return true
+        }
+    }
+
+    /// Every topic now (admin refresh, metrics).
+    public var allTopics: [Topic] { topics.withLock { Array($0.values) } }
 
     /// Topics that exist now.
     public var topicCount: Int { topics.withLock { $0.count } }
 
-    func makeChange(topic: String, kind: Change.Kind, cursor: Cursor?, base: Cursor?, event: [UInt8]) -> Change {
+    func makeChange(topic: String, key: String, kind: Change.Kind, cursor: Cursor?, base: Cursor?, event: [UInt8]) -> Change {
         deflater.withLock { box in
-            Change(topic: topic, kind: kind, cursor: cursor, base: base, event: event, deflater: box.deflater)
+            Change(topic: topic, key: key, kind: kind, cursor: cursor, base: base, event: event, deflater: box.deflater)
         }
     }
 
@@ -68,7 +121,8 @@ public final class Hub: Sendable {
     /// (a clock in milliseconds would tie).
     func tick() -> Int64 { clock.add(1, ordering: .relaxed).newValue }
 
-    static func now() -> Int64 {
+    /// Milliseconds on the monotonic clock.
+    public static func now() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000

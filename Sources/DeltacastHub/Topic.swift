@@ -8,15 +8,21 @@ import Synchronization
 /// Thread-safe: every mutable field is read and written under `lock`, and changes are handed
 /// to the loops while it is held, so every loop sees a topic's changes in order.
 public final class Topic: @unchecked Sendable {
-    /// The topic's name (concrete path, normalised query).
+    /// The topic's name (concrete path, normalised query), as clients know it.
     public let name: String
+    /// The hub's key for it: the name, plus a credential digest under `auth: passthrough`.
+    public let key: String
     /// The endpoint it belongs to.
     public let endpoint: Configuration.Endpoint
+    /// The client credentials forwarded upstream (`auth: passthrough`), else empty.
+    public let credentials: [(name: String, value: String)]
     /// This topic's history (random, `[a-z0-9]{8}`).
     public let epoch: String
     unowned let hub: Hub
     private let lock = Mutex<Void>(())
     private let diffOptions: DiffOptions
+    private let usedTick = Atomic<Int64>(0)
+    private let activeAt = Atomic<Int64>(0)
 
     // Guarded by `lock`.
     private var seq = 0
@@ -28,13 +34,30 @@ public final class Topic: @unchecked Sendable {
     private var journalStart = 0
     private var journalBytes = 0
     private var loopCounts: [Int]
-    private var upstreamError: (http: Int?, message: String)?
-    /// When it was last used, in ``Hub/tick()`` units (LRU eviction).
-    var lastUsed: Int64 = 0
+    private var problem: UpstreamProblem?
 
-    init(name: String, endpoint: Configuration.Endpoint, hub: Hub) {
+    /// When it was last used, in ``Hub/tick()`` units (LRU eviction under `max_topics`).
+    var lastUsed: Int64 { usedTick.load(ordering: .relaxed) }
+
+    /// Records a use: by a lookup, a plain GET, a long-poll, a subscribe or an unsubscribe.
+    func touch(_ tick: Int64, now: Int64) {
+        usedTick.store(tick, ordering: .relaxed)
+        activeAt.store(now, ordering: .relaxed)
+    }
+
+    /// Whether a polled topic has had no subscriber and no use for its endpoint's `linger`
+    /// (publish topics are never idle: they keep their state until evicted by `max_topics`).
+    public func isIdle(now: Int64) -> Bool {
+        guard endpoint.source == .poll, subscriberCount == 0 else { return false }
+        let linger = endpoint.linger.components
+        return now - activeAt.load(ordering: .relaxed) >= linger.seconds * 1000 + linger.attoseconds / 1_000_000_000_000_000
+    }
+
+    init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {
         self.name = name
+        self.key = key
         self.endpoint = endpoint
+        self.credentials = credentials
         self.hub = hub
         self.epoch = Topic.randomEpoch()
         self.loopCounts = [Int](repeating: 0, count: hub.loopCount)
@@ -51,10 +74,14 @@ public final class Topic: @unchecked Sendable {
 
     /// The current state: cursor, stored body and its content type; nil before the first one.
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
-        lock.withLock { _ in
-            seq == 0 ? nil : (Cursor(epoch: epoch, seq: seq), body, contentType, upstreamError != nil)
+        touch(hub.tick(), now: Hub.now())
+        return lock.withLock { _ in
+            seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: epoch, seq: seq), body, contentType, problem != nil)
         }
     }
+
+    /// What is wrong upstream now, if anything.
+    public var upstreamProblem: UpstreamProblem? { lock.withLock { _ in problem } }
 
     /// The current cursor, nil before the first state.
     public var cursor: Cursor? { lock.withLock { _ in seq == 0 ? nil : Cursor(epoch: epoch, seq: seq) } }
@@ -64,21 +91,20 @@ public final class Topic: @unchecked Sendable {
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
     public func subscribe(loop: Int, since: Cursor?) -> (backlog: [Change], cursor: Cursor?) {
-        lock.withLock { _ in
+        touch(hub.tick(), now: Hub.now())
+        return lock.withLock { _ in
             loopCounts[loop] += 1
-            lastUsed = hub.tick()
+            if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since) ?? []
-            if let upstreamError { backlog.append(statusChange(upstreamError)) }
+            if let problem { backlog.append(problemChange(problem)) }
             return (backlog, seq == 0 ? nil : Cursor(epoch: epoch, seq: seq))
         }
     }
 
     /// Removes a subscriber registered on `loop`.
     public func unsubscribe(loop: Int) {
-        lock.withLock { _ in
-            loopCounts[loop] = max(0, loopCounts[loop] - 1)
-            lastUsed = hub.tick()
-        }
+        lock.withLock { _ in loopCounts[loop] = max(0, loopCounts[loop] - 1) }
+        touch(hub.tick(), now: Hub.now())
     }
 
     /// Subscribers on every loop together.
@@ -87,10 +113,8 @@ public final class Topic: @unchecked Sendable {
     /// What a client holding `since` has missed (long-poll): nil when nothing is newer (or no
     /// state exists yet), else the missed patches or one snapshot.
     public func changes(since: Cursor?) -> [Change]? {
-        lock.withLock { _ in
-            lastUsed = hub.tick()
-            return changesLocked(since: since)
-        }
+        touch(hub.tick(), now: Hub.now())
+        return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }
 
     private func changesLocked(since: Cursor?) -> [Change]? {
@@ -116,7 +140,7 @@ public final class Topic: @unchecked Sendable {
             data = text
         }
         let cursor = Cursor(epoch: epoch, seq: seq)
-        let change = hub.makeChange(topic: name, kind: .snapshot, cursor: cursor, base: nil,
+        let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
                                     event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data))
         snapshot = change
         return change
@@ -145,16 +169,19 @@ public final class Topic: @unchecked Sendable {
     /// travel as snapshots whose `data` is a string.
     @discardableResult
     public func update(body newBody: [UInt8], contentType newType: String) throws(UpdateError) -> UpdateOutcome {
+        // A byte-identical body costs no parse and no diff.
+        let identical = lock.withLock { _ in seq > 0 && newBody == body && newType == contentType }
+        if identical, let cursor {
+            upstreamRecovered()
+            return .unchanged(cursor)
+        }
         let isJSON = Topic.isJSON(contentType: newType)
         var parsed: JSONValue?
         if isJSON {
             do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> UpdateOutcome in
-            lastUsed = hub.tick()
-            let recovered = upstreamError != nil
-            upstreamError = nil
-            if recovered { deliverLocked(statusChange(nil)) }
+            recoveredLocked()
             if seq > 0 && newBody == body && newType == contentType {
                 return .unchanged(Cursor(epoch: epoch, seq: seq))
             }
@@ -187,7 +214,7 @@ public final class Topic: @unchecked Sendable {
             let cursor = Cursor(epoch: epoch, seq: seq)
             let change: Change
             if let patchBytes {
-                change = hub.makeChange(topic: name, kind: .patch, cursor: cursor, base: base,
+                change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
                                         event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: patchBytes, merge: merge))
             } else {
                 change = snapshotLocked()
@@ -198,17 +225,41 @@ public final class Topic: @unchecked Sendable {
         }
     }
 
-    /// Marks the upstream failing (`stale`): subscribers get a status event; the state stays.
-    public func upstreamFailed(http: Int?, message: String) {
+    /// Records an upstream failure; the state stays. Subscribers get a `status` event with
+    /// `stale: true` when the upstream starts failing, or, for `forbidden` (passthrough 401/403),
+    /// an `error` event that ends their subscription.
+    public func upstreamFailed(_ new: UpstreamProblem) {
         lock.withLock { _ in
-            let first = upstreamError == nil
-            upstreamError = (http, message)
-            if first { deliverLocked(statusChange((http, message))) }
+            let previous = problem
+            problem = new
+            if new.kind == .forbidden {
+                if previous?.kind != .forbidden { deliverLocked(problemChange(new)) }
+            } else if previous == nil || previous?.kind == .forbidden {
+                deliverLocked(problemChange(new))
+            }
         }
     }
 
-    private func statusChange(_ error: (http: Int?, message: String)?) -> Change {
-        hub.makeChange(topic: name, kind: .status, cursor: nil, base: nil, event: DeltacastEvent.status(topic: name, error: error))
+    /// The upstream answered well again (a 304, or the same body): clears the problem and tells
+    /// subscribers (`status` with `upstream: ok`).
+    public func upstreamRecovered() {
+        lock.withLock { _ in recoveredLocked() }
+    }
+
+    private func recoveredLocked() {
+        guard problem != nil else { return }
+        problem = nil
+        deliverLocked(hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil,
+                                     event: DeltacastEvent.status(topic: name, error: nil)))
+    }
+
+    private func problemChange(_ problem: UpstreamProblem) -> Change {
+        if problem.kind == .forbidden {
+            return hub.makeChange(topic: name, key: key, kind: .error, cursor: nil, base: nil,
+                                  event: DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
+        }
+        return hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil,
+                              event: DeltacastEvent.status(topic: name, error: (problem.http, problem.message)))
     }
 
     private func appendToJournal(_ change: Change) {
@@ -236,5 +287,45 @@ public final class Topic: @unchecked Sendable {
     public static func isJSON(contentType: String) -> Bool {
         let type = contentType.prefix { $0 != ";" }.lowercased().filter { $0 != " " }
         return type.isEmpty || type == "application/json" || type.hasSuffix("+json")
+    }
+}
+
+/// Why a topic's upstream gives no fresh state.
+public struct UpstreamProblem: Sendable, Equatable {
+    /// The kind of failure.
+    public enum Kind: Sendable, Equatable {
+        /// A non-2xx status.
+        case status
+        /// No answer within `upstream.timeout`.
+        case timeout
+        /// Connection refused, unreachable, reset, or a body over `max_body`.
+        case transport
+        /// A body that is not valid JSON for a JSON content type.
+        case invalidBody
+        /// `401`/`403` under `auth: passthrough`: this credential may not see the resource.
+        case forbidden
+    }
+    /// The kind.
+    public var kind: Kind
+    /// The upstream's HTTP status, when it answered.
+    public var http: Int?
+    /// What happened, for status events and error bodies.
+    public var message: String
+
+    /// Creates a problem.
+    public init(kind: Kind, http: Int?, message: String) {
+        self.kind = kind
+        self.http = http
+        self.message = message
+    }
+
+    /// The status a plain GET gets while no good state exists (DESIGN.md "Before the first
+    /// poll"): the upstream's own 401/403 for `forbidden`, 504 for a timeout, else 502.
+    public var responseStatus: Int {
+        switch kind {
+        case .forbidden: http ?? 403
+        case .timeout: 504
+        default: 502
+        }
     }
 }

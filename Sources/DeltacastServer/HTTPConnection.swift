@@ -33,8 +33,9 @@ final class HTTPConnection: EventLoopHandler {
     var mode = Mode.http
     /// Push state (Transports.swift).
     var webSocket: WebSocketSession?
+    /// By topic key (the name, plus a credential digest under `auth: passthrough`).
     var subscriptions: [String: Subscription] = [:]
-    /// Topic order of a multiplexed SSE stream (its `id:` lists their cursors in this order).
+    /// Topic keys in the order of a multiplexed SSE stream (its `id:` lists their cursors so).
     var sseTopics: [String] = []
     var sseMultiplexed = false
     var hold: Hold?
@@ -145,6 +146,8 @@ final class HTTPConnection: EventLoopHandler {
             serveMultiplexed(request, transport: transport)
         case .publish(let endpoint, let topic):
             publish(request, body: body, endpoint: endpoint, topicName: topic)
+        case .refresh(let endpoint, let topic):
+            refresh(request, endpoint: endpoint, topicName: topic)
         case .echo:
             upgrade(request, kind: .echo)
         }
@@ -292,9 +295,9 @@ final class HTTPConnection: EventLoopHandler {
         closed = true
         if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
         hold = nil
-        for (name, subscription) in subscriptions {
+        for (key, subscription) in subscriptions {
             subscription.topic.unsubscribe(loop: state.index)
-            state.removeSubscriber(self, topic: name)
+            state.removeSubscriber(self, topic: key)
         }
         subscriptions = [:]
         state.loop.deregister(fd)

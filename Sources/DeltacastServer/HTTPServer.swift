@@ -19,6 +19,11 @@ public final class HTTPServer: @unchecked Sendable {
     let router: Router
     /// Topics and their changes.
     public private(set) var hub: Hub!
+    /// Request headers some `auth: passthrough` endpoint forwards (a WebSocket keeps these of
+    /// its upgrade request for later subscriptions).
+    let passthroughHeaders: [String]
+    /// The upstream poller, when any endpoint polls.
+    let polling: UpstreamPolling?
     let loops: [EventLoop]
     let limits: HTTPRequestParser.Limits
     let openConnections = Atomic<Int>(0)
@@ -41,10 +46,18 @@ public final class HTTPServer: @unchecked Sendable {
         let l = configuration.limits
         self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
                             maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
-        self.hub = Hub(configuration: configuration, loopCount: loops.count) { [unowned self] index, change in
+        var forwarded: [String] = []
+        for endpoint in configuration.endpoints where endpoint.auth == .passthrough {
+            for name in endpoint.forwardHeaders where !forwarded.contains(where: { $0.lowercased() == name.lowercased() }) { forwarded.append(name) }
+        }
+        self.passthroughHeaders = forwarded
+        let polls = configuration.upstream.base != nil && configuration.endpoints.contains { $0.source == .poll }
+        let polling = polls ? try UpstreamPolling(configuration: configuration) : nil
+        self.polling = polling
+        self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
-        }
+        }, created: { topic in polling?.topicCreated(topic) })
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -67,6 +80,7 @@ public final class HTTPServer: @unchecked Sendable {
     @discardableResult
     public func start() throws(SystemError) -> Int {
         var boundPort = configuration.listen.port
+        try polling?.start(hub: hub)
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
@@ -91,6 +105,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         for state in loopStates { state.finished.wait() }
         for loop in loops { loop.stop(); loop.join() }
+        polling?.stop()
     }
 
     /// Counts a new connection from `ip`; returns the status to refuse it with, if any.

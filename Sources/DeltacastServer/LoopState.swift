@@ -14,7 +14,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     let loop: EventLoop
     /// This loop's position among the server's loops (the hub counts subscribers per loop).
     let index: Int
-    /// Connections of this loop subscribed to each topic.
+    /// Connections of this loop subscribed to each topic, by topic key.
     private var subscribers: [String: [ObjectIdentifier: HTTPConnection]] = [:]
     /// Compressors for messages to one connection, by window size (server_no_context_takeover
     /// lets one serve the whole loop).
@@ -52,7 +52,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     /// A change from the hub: the same bytes to every local subscriber.
     func deliver(_ change: Change) {
-        guard let connections = subscribers[change.topic] else { return }
+        guard let connections = subscribers[change.key] else { return }
         for connection in Array(connections.values) { connection.deliver(change) }
     }
 

@@ -58,6 +58,8 @@ public enum Route: Sendable {
     case multiplexed(Transport)
     /// `POST /deltacast/publish?topic=...` (admin token already checked).
     case publish(endpoint: Int, topic: String)
+    /// `POST /deltacast/refresh?topic=...` (admin token already checked).
+    case refresh(endpoint: Int, topic: String)
     /// `/deltacast/echo` (only with `diagnostics.echo`).
     case echo
 }
@@ -126,9 +128,7 @@ public struct Router: Sendable {
             case .badParameter(let name, let pattern):
                 return .respond(.error(400, "bad_request", "invalid value for parameter '\(name)' in \(topicName); it must match \(pattern)"))
             case .matched(let index, let topic, _):
-                if path == "/deltacast/refresh" {
-                    return .respond(.error(501, "not_implemented", "refresh re-polls the upstream, which arrives with the poller (issue 6)"))
-                }
+                if path == "/deltacast/refresh" { return .refresh(endpoint: index, topic: topic) }
                 return .publish(endpoint: index, topic: topic)
             }
         default:

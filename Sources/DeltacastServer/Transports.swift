@@ -38,9 +38,13 @@ final class WebSocketSession {
     var closeSent = false
     var lastPing: Int64
     var unansweredPings = 0
+    /// The upgrade request's headers that passthrough endpoints forward (credentials for the
+    /// topics this connection subscribes to later).
+    let credentialHeaders: HTTPHeaders
 
-    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64) {
+    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64, credentialHeaders: HTTPHeaders) {
         self.kind = kind
+        self.credentialHeaders = credentialHeaders
         self.decoder = decoder
         self.deflate = deflate
         self.lastPing = now
@@ -74,7 +78,10 @@ extension HTTPConnection {
             if topic.endpoint.source == .publish {
                 return finish(request, .error(404, "not_found", "nothing has been published to \(topicName) yet"))
             }
-            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: milliseconds(configuration.upstream.timeout))
+            if let problem = topic.upstreamProblem { return finish(request, Self.problemResponse(problem)) }
+            // The first poll is under way (shared by every cold request); its own timeout ends
+            // it first, so this hold's deadline is a backstop.
+            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: milliseconds(configuration.upstream.timeout) + 2000)
         }
         let etag = "\"\(current.cursor)\""
         if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
@@ -85,6 +92,16 @@ extension HTTPConnection {
             return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
         }
         finish(request, RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+    }
+
+    /// The answer to a plain GET while the upstream gives no good state.
+    static func problemResponse(_ problem: UpstreamProblem) -> RoutedResponse {
+        let code = switch problem.kind {
+        case .forbidden: "forbidden"
+        case .timeout: "upstream_timeout"
+        default: "upstream_error"
+        }
+        return .error(problem.responseStatus, code, problem.message, headers: problem.kind == .forbidden ? [:] : ["Retry-After": "1"])
     }
 
     private func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
@@ -121,9 +138,18 @@ extension HTTPConnection {
         return value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
     }
 
-    private func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?) -> Topic? {
+    /// The credentials this connection holds for `endpoint` (`auth: passthrough`): from the
+    /// request, or for a WebSocket from its upgrade request.
+    private func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
+        guard configuration.endpoints[endpoint].auth == .passthrough else { return [] }
+        let headers = request?.headers ?? webSocket?.credentialHeaders ?? HTTPHeaders()
+        return state.server.hub.credentials(endpoint: endpoint) { headers[$0] }
+    }
+
+    private func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?, credentialsFrom source: HTTPRequestHead? = nil) -> Topic? {
         do {
-            return try state.server.hub.topic(named: name, endpoint: endpoint)
+            return try state.server.hub.topic(named: name, endpoint: endpoint,
+                                              credentials: credentials(endpoint: endpoint, request: source ?? request))
         } catch {
             if let request {
                 finish(request, .error(503, "too_many", "the proxy holds limits.max_topics topics, all watched", headers: ["Retry-After": "5"]))
@@ -191,7 +217,7 @@ extension HTTPConnection {
     /// An error event for a topic that cannot be subscribed, or nil when it can.
     private func refusal(_ name: String, endpoint: Int?) -> [UInt8]? {
         guard endpoint == nil else {
-            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && subscriptions[name] == nil {
+            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.values.contains(where: { $0.topic.name == name }) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
             return nil
@@ -209,11 +235,19 @@ extension HTTPConnection {
         var watched: [(Topic, Cursor?)] = []
         for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
             if let error = refusal(name, endpoint: endpoint) { events.append(error); continue }
-            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil) else {
+            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
                 events.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
                 continue
             }
-            if let changes = topic.changes(since: since) { events += changes.map(\.event) }
+            let problem = topic.upstreamProblem
+            if let problem, problem.kind == .forbidden {
+                events.append(DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
+                continue
+            }
+            if let changes = topic.changes(since: since) {
+                events += changes.map(\.event)
+                if let problem { events.append(DeltacastEvent.status(topic: name, error: (problem.http, problem.message))) }
+            }
             watched.append((topic, since))
         }
         if requested.count > configuration.limits.maxTopicsPerConnection {
@@ -267,10 +301,17 @@ extension HTTPConnection {
     }
 
     /// A held request's topic changed: answer it.
-    private func answerHold(_ hold: Hold) {
+    private func answerHold(_ hold: Hold, change: Change) {
         switch hold.kind {
         case .mirrored, .cold:
-            guard let topic = subscriptions.values.first?.topic, let current = topic.current() else { return }
+            guard let topic = subscriptions.values.first?.topic else { return }
+            guard let current = topic.current() else {
+                // No good state: a cold GET gets the first poll's failure at once.
+                if hold.kind == .cold, change.cursor == nil, let problem = topic.upstreamProblem {
+                    release(hold, with: Self.problemResponse(problem))
+                }
+                return
+            }
             let etag = "\"\(current.cursor)\""
             release(hold, with: RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
         case .multiplexed:
@@ -278,6 +319,8 @@ extension HTTPConnection {
             for subscription in subscriptions.values {
                 if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
             }
+            // Status and error events are not in the journal: they travel with what woke us.
+            if change.cursor == nil { events.append(change.event) }
             release(hold, with: pollResponse(events))
         }
     }
@@ -297,11 +340,11 @@ extension HTTPConnection {
                 send(ServerSentEvents.event(event: "error", data: error))
                 continue
             }
-            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil) else {
+            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
                 send(ServerSentEvents.event(event: "error", data: DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched")))
                 continue
             }
-            if !sseTopics.contains(topic.name) { sseTopics.append(topic.name) }
+            if !sseTopics.contains(topic.key) { sseTopics.append(topic.key) }
             attach(topic, since: since, sendBacklog: true)
         }
         flush()
@@ -338,7 +381,10 @@ extension HTTPConnection {
             case .echo: sessionKind = .echo
             }
             let decoder = WebSocketFrameDecoder(role: .server, maximumMessage: configuration.limits.maxMessage, deflate: deflate)
-            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds())
+            var credentialHeaders = HTTPHeaders()
+            for name in state.server.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
+            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds(),
+                                         credentialHeaders: credentialHeaders)
             mode = .webSocket
             if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
                 attach(topic, since: Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }, sendBacklog: true)
@@ -419,12 +465,12 @@ extension HTTPConnection {
             guard let topic = hubTopic(topicName, endpoint: endpoint!, request: nil) else {
                 return sendMessage(.text, DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
             }
-            detach(topicName)
+            detach(named: topicName)
             attach(topic, since: since, sendBacklog: true)
         case .success(.unsubscribe(let name)):
             var topicName = name
             if case .matched(_, let normalised, _) = state.server.router.matcher.match(name) { topicName = normalised }
-            detach(topicName)
+            detach(named: topicName)
         case .success(.auth):
             break  // tokens are checked by the security issue (8); nothing to renew yet
         }
@@ -455,19 +501,43 @@ extension HTTPConnection {
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
     private func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since)
-        state.addSubscriber(self, topic: topic.name)
+        state.addSubscriber(self, topic: topic.key)
         // The client's cursor counts only when it is a state of this topic's history; the
         // backlog (patches from it, or a snapshot) then brings it up to date.
         var held: Cursor?
         if let since, let cursor, since.epoch == cursor.epoch, since.seq <= cursor.seq { held = since }
-        subscriptions[topic.name] = Subscription(topic: topic, cursor: held)
-        if sendBacklog { for change in backlog { push(change) } }
+        subscriptions[topic.key] = Subscription(topic: topic, cursor: held)
+        if sendBacklog {
+            for change in backlog {
+                push(change)
+                if change.kind == .error { return endSubscription(topic.key) }
+            }
+        }
     }
 
-    private func detach(_ name: String) {
-        guard let subscription = subscriptions.removeValue(forKey: name) else { return }
+    private func detach(_ key: String) {
+        guard let subscription = subscriptions.removeValue(forKey: key) else { return }
         subscription.topic.unsubscribe(loop: state.index)
-        state.removeSubscriber(self, topic: name)
+        state.removeSubscriber(self, topic: key)
+    }
+
+    /// Detaches the subscription to the topic clients know as `name`.
+    private func detach(named name: String) {
+        for (key, subscription) in subscriptions where subscription.topic.name == name { detach(key) }
+    }
+
+    /// The upstream refused this connection's credentials for a topic (the `error` event is
+    /// queued): the subscription ends; a single-topic stream ends with it.
+    private func endSubscription(_ key: String) {
+        detach(key)
+        switch mode {
+        case .sse where !sseMultiplexed:
+            closeAfterFlush = true
+        case .webSocket where webSocket?.kind == .single:
+            closeWebSocket(code: 1008, reason: "forbidden by the upstream")
+        default:
+            break
+        }
     }
 
     private func detachAll() {
@@ -476,30 +546,31 @@ extension HTTPConnection {
 
     /// A change of a topic this connection receives (called by the loop).
     func deliver(_ change: Change) {
-        guard !closed, let subscription = subscriptions[change.topic] else { return }
+        guard !closed, let subscription = subscriptions[change.key] else { return }
         if let cursor = change.cursor, let held = subscription.cursor, cursor.seq <= held.seq { return }
         if mode == .held {
-            if let hold { answerHold(hold) }
+            if let hold { answerHold(hold, change: change) }
             return
         }
         push(change)
+        if change.kind == .error { endSubscription(change.key) }
         flush()
     }
 
     /// Queues a change in this connection's framing, unless it is conflating.
     private func push(_ change: Change) {
-        guard var subscription = subscriptions[change.topic] else { return }
+        guard var subscription = subscriptions[change.key] else { return }
         if change.kind == .patch, subscription.cursor != change.base { subscription.needsResync = true }
         if subscription.needsResync || conflating || queue.isAboveHighWatermark {
             // Slow consumer: drop, and owe one snapshot once the socket drains.
             if change.cursor != nil { subscription.needsResync = true }
             conflating = true
-            subscriptions[change.topic] = subscription
+            subscriptions[change.key] = subscription
             return
         }
         let previous = subscription.cursor
         if let cursor = change.cursor { subscription.cursor = cursor }
-        subscriptions[change.topic] = subscription
+        subscriptions[change.key] = subscription
         let bytes: [UInt8]
         switch mode {
         case .webSocket: bytes = change.webSocketFrame(deflate: webSocket?.usesSharedDeflate ?? false)
@@ -510,7 +581,7 @@ extension HTTPConnection {
             // Past the hard limit: conflate like above rather than close.
             subscription.cursor = previous
             if change.cursor != nil { subscription.needsResync = true }
-            subscriptions[change.topic] = subscription
+            subscriptions[change.key] = subscription
             conflating = true
         }
     }
@@ -518,11 +589,11 @@ extension HTTPConnection {
     /// After a slow consumer's queue drained: one fresh snapshot per topic that lost changes.
     func resync() {
         conflating = false
-        for (name, subscription) in subscriptions where subscription.needsResync {
+        for (key, subscription) in subscriptions where subscription.needsResync {
             var fresh = subscription
             fresh.needsResync = false
             fresh.cursor = nil
-            subscriptions[name] = fresh
+            subscriptions[key] = fresh
             for change in subscription.topic.changes(since: nil) ?? [] { push(change) }
         }
     }
@@ -535,5 +606,22 @@ extension HTTPConnection {
             _ = queue.flush(to: fd)
         }
         close()
+    }
+}
+
+extension HTTPConnection {
+    /// `POST /deltacast/refresh?topic=...`: re-polls the topic now (every credential's topic of
+    /// that name under passthrough). 202 with how many topics were nudged; 404 when none is
+    /// polled now (nobody watches it); 409 for a `source: publish` endpoint.
+    func refresh(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+        guard state.server.configuration.endpoints[endpoint].source == .poll else {
+            return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
+        }
+        let count = state.server.polling?.refresh(name: topicName) ?? 0
+        guard count > 0 else {
+            return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
+        }
+        let body = Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"refreshed\":\(count)}".utf8)
+        finish(request, RoutedResponse(status: 202, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
     }
 }

@@ -9,7 +9,7 @@ enum ServeCommand: Command {
         usage: deltacast serve -c FILE
 
         Runs the proxy until SIGTERM or SIGINT, then shuts down gracefully: WebSocket, SSE and
-        long-poll push, cached GETs, publish, probes. (Polling the upstream arrives with issue 6.)
+        long-poll push, cached GETs, polling the upstream, publish and refresh, probes.
           -c, --config FILE   the configuration file
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
@@ -19,27 +19,6 @@ enum ServeCommand: Command {
         let (configuration, status) = loadConfiguration(path: path, command: name)
         guard let configuration else { return status }
         return runServer(configuration, command: name)
-    }
-}
-
-enum DemoCommand: Command {
-    static let name = "demo"
-    static let summary = "start the demo legacy API, the proxy in front of it and a live dashboard"
-    static let usage = """
-        usage: deltacast demo [-c FILE]
-
-        Starts a simulated legacy API, the proxy in front of it (config/demo.yaml) and a live
-        dashboard, and prints their URLs. Runs until Ctrl-C.
-          -c, --config FILE   the proxy configuration (default config/demo.yaml)
-        """
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
-        guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
-        let path = args.value("--config") ?? "config/demo.yaml"
-        let (configuration, status) = loadConfiguration(path: path, command: name)
-        guard configuration != nil else { return status }
-        printError("deltacast demo: \(path) is valid, but the demo needs the proxy's server and poller, which are not built yet (issues 4, 5 and 6; the dashboard: issue 7).")
-        return .unavailable
     }
 }
 

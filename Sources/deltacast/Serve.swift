@@ -5,7 +5,7 @@ import Foundation
 
 /// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
 /// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
-func runServer(_ configuration: Configuration, command: String) -> ExitStatus {
+func runServer(_ configuration: Configuration, command: String, started: (Int) -> Void = { _ in }) -> ExitStatus {
     raiseOpenFileLimit()
     let server: HTTPServer
     let port: Int
@@ -17,21 +17,12 @@ func runServer(_ configuration: Configuration, command: String) -> ExitStatus {
         return .failure
     }
     print("deltacast: listening on http://\(HostPort(host: configuration.listen.host, port: port))")
+    started(port)
     fflush(nil)
-    let stop = DispatchSemaphore(value: 0)
-    var sources: [any DispatchSourceSignal] = []
-    for signalNumber in [SIGTERM, SIGINT] {
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { stop.signal() }
-        source.resume()
-        sources.append(source)
-    }
-    stop.wait()
+    waitForTermination()
     print("deltacast: shutting down")
     fflush(nil)
     server.shutdown()
     print("deltacast: stopped")
-    _ = sources
     return .success
 }

@@ -1,0 +1,112 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastLoop
+import DeltacastUpstream
+
+/// Connects the hub's topics to the upstream (DESIGN.md "Polling"): every new topic of a
+/// `source: poll` endpoint gets a poll job on the upstream event loop, which runs while the
+/// topic is wanted (subscribers, or a use within `linger`) and evicts it after; each result
+/// becomes a new state, a recovery, or an upstream problem for the topic.
+final class UpstreamPolling: @unchecked Sendable {
+    let loop: EventLoop
+    private let configuration: Configuration
+    private weak var hub: Hub?
+    /// Created on the loop, used only there.
+    private var poller: Poller?
+
+    init(configuration: Configuration) throws(SystemError) {
+        self.configuration = configuration
+        self.loop = try EventLoop()
+    }
+
+    /// Starts the upstream loop for `hub`'s topics.
+    func start(hub: Hub) throws(SystemError) {
+        self.hub = hub
+        try loop.start(name: "deltacast-upstream")
+        let upstream = configuration.upstream
+        loop.execute { [self] in
+            let client = UpstreamClient(loop: loop, maxConnections: upstream.maxConcurrent)
+            poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
+        }
+    }
+
+    /// Stops polling and the loop (requests in flight are abandoned). Blocks until it ended.
+    func stop() {
+        loop.stop()
+        loop.join()
+    }
+
+    /// A topic was created: poll it if its endpoint polls (callable from any thread).
+    func topicCreated(_ topic: Topic) {
+        guard topic.endpoint.source == .poll else { return }
+        loop.execute { [self] in startPolling(topic) }
+    }
+
+    /// Re-polls every topic named `name` now (one per credential under passthrough); returns
+    /// how many there are.
+    func refresh(name: String) -> Int {
+        let topics = hub?.allTopics.filter { $0.name == name } ?? []
+        let keys = topics.map(\.key)
+        loop.execute { [self] in for key in keys { poller?.refresh(key: key) } }
+        return topics.count
+    }
+
+    private func startPolling(_ topic: Topic) {
+        guard let poller, let hub, let base = configuration.upstream.base else { return }
+        guard case .matched(_, _, let parameters) = hub.matcher.match(topic.name) else { return }
+        var path = base.description
+        for segment in topic.endpoint.upstream.segments {
+            switch segment {
+            case .literal(let text): path += "/" + text
+            case .parameter(let name): path += "/" + (parameters[name] ?? "")
+            }
+        }
+        if let query = topic.name.firstIndex(of: "?") { path += topic.name[query...] }
+        var headers = configuration.upstream.headers
+        let forwarded = Set(topic.credentials.map { $0.name.lowercased() })
+        headers.removeAll { forwarded.contains($0.name.lowercased()) }
+        headers += topic.credentials
+        let upstream = configuration.upstream
+        let request = UpstreamRequest(url: path, headers: headers, timeoutMilliseconds: Int(Self.milliseconds(upstream.timeout)),
+                                      maxBody: topic.endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
+        let job = PollJob(request: request, intervalMilliseconds: Self.milliseconds(topic.endpoint.interval),
+                          jitterMilliseconds: Self.milliseconds(topic.endpoint.effectiveJitter))
+        poller.start(key: topic.key, job: job, wanted: { [weak hub] in
+            guard let hub else { return false }
+            return !hub.evictIfIdle(topic)
+        }, handler: { result in Self.apply(result, to: topic) })
+    }
+
+    /// Turns one poll's result into the topic's new state or problem.
+    static func apply(_ result: PollResult, to topic: Topic) -> PollVerdict {
+        switch result {
+        case .notModified:
+            topic.upstreamRecovered()
+            return .accepted
+        case .body(let status, let contentType, let body):
+            do {
+                try topic.update(body: body, contentType: contentType)
+                return .accepted
+            } catch {
+                topic.upstreamFailed(UpstreamProblem(kind: .invalidBody, http: status, message: "upstream \(error)"))
+                return .rejected
+            }
+        case .status(let status, _):
+            if topic.endpoint.auth == .passthrough && (status == 401 || status == 403) {
+                topic.upstreamFailed(UpstreamProblem(kind: .forbidden, http: status,
+                                                     message: "the upstream refused these credentials (\(status))"))
+            } else {
+                topic.upstreamFailed(UpstreamProblem(kind: .status, http: status, message: "upstream answered \(status)"))
+            }
+            return .rejected
+        case .failed(let failure):
+            let kind: UpstreamProblem.Kind = if case .timeout = failure { .timeout } else { .transport }
+            topic.upstreamFailed(UpstreamProblem(kind: kind, http: nil, message: failure.description))
+            return .rejected
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+}

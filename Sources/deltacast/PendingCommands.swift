@@ -41,7 +41,7 @@ enum BenchCommand: Command {
         if kind == "http" { return try HTTPBenchmark.run(Array(arguments.dropFirst())) }
         if kind == "fanout" { return try FanoutBenchmark.run(Array(arguments.dropFirst())) }
         let owners = ["throughput": "issue 10",
-                      "connections": "issue 10", "upstream": "issue 6"]
+                      "connections": "issue 10"]
         guard let owner = owners[kind] else {
             throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, \(owners.keys.sorted().joined(separator: ", "))")
         }

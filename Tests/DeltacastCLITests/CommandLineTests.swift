@@ -96,12 +96,9 @@ struct DeltacastProcess {
 
     /// Commands a later issue builds say so and exit 69, after validating what they can.
     @Test func unbuiltCommandsSaySoPlainly() throws {
-        let demo = try DeltacastProcess(["demo"])
-        #expect(demo.status == 69)
-        #expect(demo.stderr.contains("not built yet"))
-        let bench = try DeltacastProcess(["bench", "upstream"])
+        let bench = try DeltacastProcess(["bench", "throughput"])
         #expect(bench.status == 69)
-        #expect(bench.stderr.contains("not built yet (issue 6)"))
+        #expect(bench.stderr.contains("not built yet (issue 10)"))
     }
 
     @Test func checkReferencePrintsTheConfigurationTable() throws {
@@ -175,12 +172,13 @@ struct ServeProcess {
     let process = Process()
     let out = Pipe()
     let firstLine: String
-    init(_ yaml: String) throws {
+    init(_ yaml: String, command: String = "serve") throws {
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
         try yaml.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
         process.executableURL = DeltacastProcess.executable
-        process.arguments = ["serve", "-c", config.path]
+        process.arguments = [command, "-c", config.path]
+        process.currentDirectoryURL = DeltacastProcess.repositoryRoot
         process.standardOutput = out
         try process.run()
         var line = [UInt8]()
@@ -220,6 +218,49 @@ struct ServeProcess {
         let access = try #require(rest.split(separator: "\n").first { $0.hasPrefix("{\"event\":\"access\"") })
         #expect(access.hasPrefix(#"{"event":"access","method":"GET","path":"/healthz","status":200,"bytes":15,"duration_ms":"#))
         #expect(access.hasSuffix(#","peer":"127.0.0.1"}"#))
+    }
+}
+
+@Suite struct DemoCommandTests {
+    /// `deltacast demo` with config/demo.yaml (ports moved to free ones): the simulated API and
+    /// the proxy start in one process; prices are served and pushed, a stranger's token gets
+    /// the upstream's 401, and SIGTERM stops both.
+    @Test func demoServesTheSimulatedAPIThroughTheProxy() throws {
+        let (probe, upstreamPort) = try freePort()
+        close(probe)
+        var yaml = try String(contentsOf: DeltacastProcess.repositoryRoot.appendingPathComponent("config/demo.yaml"), encoding: .utf8)
+        yaml = yaml.replacingOccurrences(of: "listen: 127.0.0.1:8080", with: "listen: 127.0.0.1:0")
+            .replacingOccurrences(of: "base: http://127.0.0.1:9000", with: "base: http://127.0.0.1:\(upstreamPort)")
+        let demo = try ServeProcess(yaml, command: "demo")
+        defer { if demo.process.isRunning { kill(demo.process.processIdentifier, SIGKILL); demo.process.waitUntilExit() } }
+        #expect(demo.firstLine.hasPrefix("deltacast: listening on http://127.0.0.1:"))
+        let prices = try TailCommandTests().curl(["-i", demo.base + "/api/prices"])
+        #expect(prices.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(prices.contains(#"{"id":"AAPL","price":"#))
+        let stream = try TailCommandTests().curl(["-N", "--max-time", "3", "-H", "Accept: text/event-stream", demo.base + "/api/prices"])
+        #expect(stream.contains("event: snapshot") && stream.contains("event: patch"))
+        let stranger = try TailCommandTests().curl(["-i", "-H", "Authorization: Bearer user-7", demo.base + "/api/users/42/notifications"])
+        #expect(stranger.hasPrefix("HTTP/1.1 401"))
+        let owner = try TailCommandTests().curl(["-H", "Authorization: Bearer user-42", demo.base + "/api/users/42/notifications"])
+        #expect(owner.contains(#""user":"42""#))
+        kill(demo.process.processIdentifier, SIGTERM)
+        let rest = String(decoding: demo.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        demo.process.waitUntilExit()
+        #expect(demo.process.terminationStatus == 0)
+        #expect(rest.contains("the simulated legacy API is at http://127.0.0.1:\(upstreamPort)"))
+        #expect(rest.contains("deltacast: stopped"))
+    }
+
+    /// A free loopback port: a bound socket (the caller closes it) and its number.
+    func freePort() throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 

@@ -108,11 +108,11 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         _ = try hub.topic(named: "/live/b", endpoint: 0)
         _ = try hub.topic(named: "/live/a", endpoint: 0)  // a is now the more recently used
         _ = try hub.topic(named: "/live/c", endpoint: 0)
-        #expect(hub.existingTopic(named: "/live/b") == nil)
-        #expect(hub.existingTopic(named: "/live/a") === a)
+        #expect(hub.existingTopic(key: "/live/b") == nil)
+        #expect(hub.existingTopic(key: "/live/a") === a)
         #expect(hub.topicCount == 2)
         _ = a.subscribe(loop: 0, since: nil)
-        _ = try hub.existingTopic(named: "/live/c")!.subscribe(loop: 1, since: nil)
+        _ = try hub.existingTopic(key: "/live/c")!.subscribe(loop: 1, since: nil)
         #expect(throws: Hub.TopicError.tooMany(2)) { try hub.topic(named: "/live/d", endpoint: 0) }
     }
 

@@ -146,7 +146,7 @@ final class RawClient: @unchecked Sendable {
         ("GET /api/users/abc/notifications HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 400", #"invalid value for parameter 'user' in /api/users/abc/notifications; it must match [0-9]+"#),
         ("POST /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405", "Allow: GET, HEAD, OPTIONS"),
         ("DELETE /healthz HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 405", "Allow: GET, HEAD"),
-        ("GET /api/users/42/notifications HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 504", "the upstream did not provide a first state in time"),
+        ("GET /api/users/42/notifications HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 502", "could not connect to the upstream"),
         ("OPTIONS /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nOrigin: https://dash.example\r\nAccess-Control-Request-Headers: authorization\r\n\r\n", "HTTP/1.1 204", "Access-Control-Allow-Origin: https://dash.example\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: authorization"),
         ("OPTIONS /api/users/42/notifications HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example\r\n\r\n", "HTTP/1.1 403", "origin https://evil.example is not in cors.origins"),
         ("HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 200", "Content-Length: 15\r\n\r\n"),

@@ -44,6 +44,11 @@ final class LegacySimulator: @unchecked Sendable {
     private var bodyBytes: [String: Int] = [:]
     private var connections: [Int32: SimulatorConnection] = [:]
     private var frozen = false
+    /// Part of every ETag, so a restarted simulator never repeats one for other content.
+    private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    /// Delayed (`slow`) requests being answered now, and the most at once.
+    fileprivate var inFlight = 0
+    private var maxInFlight = 0
     private var random = SystemRandomNumberGenerator()
 
     private var prices: [(id: String, price: Double, change: Double, volume: Int)] = []
@@ -177,7 +182,10 @@ final class LegacySimulator: @unchecked Sendable {
                 let filler = "{\"filler\":\"" + String(repeating: "x", count: max(0, failure.size - 14)) + "\"}"
                 bodyBytes[path, default: 0] += filler.utf8.count
                 return (Self.json(200, filler), false, 0)
-            case "slow": delay = failure.delay
+            case "slow":
+                delay = failure.delay
+                inFlight += 1
+                maxInFlight = max(maxInFlight, inFlight)
             default:
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: "application/json")
@@ -194,7 +202,7 @@ final class LegacySimulator: @unchecked Sendable {
             if let token = document.token, request.headers["Authorization"] != "Bearer \(token)" {
                 return Self.json(401, "{\"error\":\"unauthorized\"}")
             }
-            return versioned(request, path: path, etag: "\"v\(document.version)\"", contentType: document.contentType) { document.body }
+            return versioned(request, path: path, etag: "\"\(instance)-v\(document.version)\"", contentType: document.contentType) { document.body }
         }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         switch path {
@@ -295,9 +303,9 @@ final class LegacySimulator: @unchecked Sendable {
             func object(_ table: [String: Int]) -> String {
                 "{" + table.sorted { $0.key < $1.key }.map { Self.quoted($0.key) + ":\($0.value)" }.joined(separator: ",") + "}"
             }
-            return Self.json(200, "{\"requests\":\(object(requests)),\"notModified\":\(object(notModified)),\"bytes\":\(object(bodyBytes))}")
+            return Self.json(200, "{\"requests\":\(object(requests)),\"notModified\":\(object(notModified)),\"bytes\":\(object(bodyBytes)),\"maxInFlight\":\(maxInFlight)}")
         case "/_sim/reset":
-            requests = [:]; notModified = [:]; bodyBytes = [:]; documents = [:]; failures = [:]
+            requests = [:]; notModified = [:]; bodyBytes = [:]; documents = [:]; failures = [:]; maxInFlight = 0
             return Self.json(200, "{}")
         case "/_sim/freeze":
             frozen = query["on"] != "false"
@@ -392,7 +400,9 @@ private final class SimulatorConnection: EventLoopHandler {
                 if close { return finish() }
                 if delay > 0 {
                     waiting = true
+                    let simulator = simulator
                     simulator.loop.schedule(afterMilliseconds: delay) { [weak self] in
+                        simulator.inFlight -= 1
                         guard let self, !done else { return }
                         waiting = false
                         output += response

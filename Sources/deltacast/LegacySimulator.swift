@@ -44,6 +44,11 @@ final class LegacySimulator: @unchecked Sendable {
     private var bodyBytes: [String: Int] = [:]
     private var connections: [Int32: SimulatorConnection] = [:]
     private var frozen = false
+    /// For `bench upstream`, readable from any thread: when each prices version appeared and
+    /// when it was first served (monotonic ns), the last 4,096 versions; and totals of upstream
+    /// requests and body bytes over every resource.
+    let versionTimes = Mutex<[Int: (created: UInt64, served: UInt64?)]>([:])
+    let totals = Mutex<(requests: Int, bytes: Int)>((0, 0))
     /// Part of every ETag, so a restarted simulator never repeats one for other content.
     private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     /// Delayed (`slow`) requests being answered now, and the most at once.
@@ -132,6 +137,12 @@ final class LegacySimulator: @unchecked Sendable {
             prices[index].volume += Int.random(in: 1...500, using: &random)
         }
         pricesVersion += 1
+        let version = pricesVersion
+        let now = Self.nanoseconds()
+        versionTimes.withLock { table in
+            table[version] = (now, nil)
+            table[version - 4096] = nil
+        }
         flakyCounter += 1
         if ticks % 3 == 0, let user = notifications.keys.randomElement(using: &random) {
             var entry = notifications[user]!
@@ -246,8 +257,19 @@ final class LegacySimulator: @unchecked Sendable {
         }
     }
 
+    static func nanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
     private func pricesBody() -> [UInt8] {
-        var text = "{\"generatedAt\":\(Int(time(nil)) * 1000 + Int.random(in: 0..<1000, using: &random)),\"items\":["
+        let version = pricesVersion
+        let now = Self.nanoseconds()
+        versionTimes.withLock { table in
+            if table[version] == nil { table[version] = (now, now) } else if table[version]!.served == nil { table[version]!.served = now }
+        }
+        var text = "{\"generatedAt\":\(Int(time(nil)) * 1000 + Int.random(in: 0..<1000, using: &random)),\"version\":\(version),\"items\":["
         for (index, row) in prices.enumerated() {
             if index > 0 { text += "," }
             text += "{\"id\":\"\(row.id)\",\"price\":\(row.price),\"change\":\(row.change),\"volume\":\(row.volume)}"
@@ -256,12 +278,14 @@ final class LegacySimulator: @unchecked Sendable {
     }
 
     private func versioned(_ request: HTTPRequestHead, path: String, etag: String, contentType: String, body make: () -> [UInt8]) -> [UInt8] {
+        totals.withLock { $0.requests += 1 }
         if request.headers["If-None-Match"] == etag {
             notModified[path, default: 0] += 1
             return HTTPResponseWriter.response(status: 304, headers: ["ETag": etag], body: [UInt8]())
         }
         let content = make()
         bodyBytes[path, default: 0] += content.count
+        totals.withLock { $0.bytes += content.count }
         return HTTPResponseWriter.response(status: 200, headers: ["Content-Type": contentType, "ETag": etag], body: content)
     }
 

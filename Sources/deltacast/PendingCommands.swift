@@ -33,17 +33,19 @@ enum BenchCommand: Command {
         fanout [--transport ws|sse] [--subscribers N] [--messages M] [--rate R] [--diff json-patch|snapshot]
         (run it under `taskset -c 1`: the server it starts is pinned to CPU 0),
         throughput | connections (issue 10),
-        upstream (issue 6).
+        upstream [--clients N] [--duration S] [--interval-ms MS] (direct polling of the simulated
+        API vs push through the proxy, same clients, one run).
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
         if kind == "json" { return try JSONBenchmark.run(Array(arguments.dropFirst())) }
         if kind == "http" { return try HTTPBenchmark.run(Array(arguments.dropFirst())) }
         if kind == "fanout" { return try FanoutBenchmark.run(Array(arguments.dropFirst())) }
+        if kind == "upstream" { return try UpstreamBenchmark.run(Array(arguments.dropFirst())) }
         let owners = ["throughput": "issue 10",
                       "connections": "issue 10"]
         guard let owner = owners[kind] else {
-            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, \(owners.keys.sorted().joined(separator: ", "))")
+            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, upstream, \(owners.keys.sorted().joined(separator: ", "))")
         }
         printError("deltacast bench \(kind): not built yet (\(owner)).")
         return .unavailable

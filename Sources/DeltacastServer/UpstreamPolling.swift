@@ -63,9 +63,13 @@ final class UpstreamPolling: @unchecked Sendable {
         }
         if let query = topic.name.firstIndex(of: "?") { path += topic.name[query...] }
         var headers = configuration.upstream.headers
-        let forwarded = Set(topic.credentials.map { $0.name.lowercased() })
-        headers.removeAll { forwarded.contains($0.name.lowercased()) }
-        headers += topic.credentials
+        if topic.endpoint.auth == .passthrough {
+            // The client's credentials replace the proxy's own, even when the client sent none:
+            // an anonymous client must never be served what the service token can read.
+            let forwarded = Set(topic.endpoint.forwardHeaders.map { $0.lowercased() })
+            headers.removeAll { forwarded.contains($0.name.lowercased()) }
+            headers += topic.credentials
+        }
         let upstream = configuration.upstream
         let request = UpstreamRequest(url: path, headers: headers, timeoutMilliseconds: Int(Self.milliseconds(upstream.timeout)),
                                       maxBody: topic.endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)

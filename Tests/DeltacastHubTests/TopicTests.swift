@@ -129,3 +129,79 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(matcher.match("/api/users/42") == .noMatch)
     }
 }
+
+@Suite struct TopicLifecycleTests {
+    let yaml = """
+        upstream: { base: http://127.0.0.1:9 }
+        endpoints:
+          - path: /users/{user}
+            auth: passthrough
+            linger: 0s
+          - path: /open/{id}
+            linger: 1h
+
+        """
+
+    @Test func passthroughTopicsAreKeyedByCredential() throws {
+        let (hub, _) = try makeHub(yaml)
+        let alice: [(name: String, value: String)] = [("Authorization", "Bearer alice")]
+        let bob: [(name: String, value: String)] = [("Authorization", "Bearer bob")]
+        let a = try hub.topic(named: "/users/1", endpoint: 0, credentials: alice)
+        let b = try hub.topic(named: "/users/1", endpoint: 0, credentials: bob)
+        #expect(a !== b && a.name == b.name && a.key != b.key)
+        #expect(try hub.topic(named: "/users/1", endpoint: 0, credentials: alice) === a)
+        #expect(!a.key.contains("alice"))
+        // The header name's case does not matter; the value's does.
+        #expect(hub.key(name: "/users/1", endpoint: 0, credentials: [("authorization", "Bearer alice")]) == a.key)
+        #expect(hub.key(name: "/users/1", endpoint: 0, credentials: [("Authorization", "bearer alice")]) != a.key)
+        // Endpoints without passthrough ignore credentials.
+        #expect(hub.key(name: "/open/1", endpoint: 1, credentials: alice) == "/open/1")
+        #expect(hub.credentials(endpoint: 0) { $0 == "Authorization" ? "Bearer x" : nil }.map(\.value) == ["Bearer x"])
+        #expect(hub.credentials(endpoint: 1) { _ in "Bearer x" }.isEmpty)
+    }
+
+    @Test func idleTopicsAreEvictedOnlyWithoutSubscribersAfterLinger() throws {
+        let (hub, _) = try makeHub(yaml)
+        let lingering = try hub.topic(named: "/open/1", endpoint: 1)
+        #expect(!hub.evictIfIdle(lingering))  // linger 1 h
+        let user = try hub.topic(named: "/users/1", endpoint: 0)
+        _ = user.subscribe(loop: 0, since: nil)
+        #expect(!hub.evictIfIdle(user))  // a subscriber keeps it, linger 0 s or not
+        user.unsubscribe(loop: 0)
+        #expect(hub.evictIfIdle(user))
+        #expect(!hub.holds(user) && hub.holds(lingering))
+        #expect(try hub.topic(named: "/users/1", endpoint: 0) !== user)
+    }
+
+    @Test func upstreamProblemsAreReportedOnceAndForbiddenEndsSubscriptions() throws {
+        let (hub, collector) = try makeHub(yaml)
+        let topic = try hub.topic(named: "/open/1", endpoint: 1)
+        _ = topic.subscribe(loop: 0, since: nil)
+        try topic.update(body: body(1), contentType: "application/json")
+        topic.upstreamFailed(UpstreamProblem(kind: .status, http: 500, message: "upstream answered 500"))
+        topic.upstreamFailed(UpstreamProblem(kind: .timeout, http: nil, message: "upstream timed out after 5000 ms"))
+        #expect(topic.current()?.stale == true && topic.current()?.body == body(1))
+        topic.upstreamRecovered()
+        let kinds = collector.changes.map(\.kind)
+        #expect(kinds == [.snapshot, .status, .status])
+        #expect(String(decoding: collector.changes[1].event, as: UTF8.self).contains(#""http":500"#))
+        #expect(String(decoding: collector.changes[2].event, as: UTF8.self).contains(#""upstream":"ok""#))
+
+        let user = try hub.topic(named: "/users/2", endpoint: 0, credentials: [("Authorization", "Bearer x")])
+        try user.update(body: body(1), contentType: "application/json")
+        user.upstreamFailed(UpstreamProblem(kind: .forbidden, http: 401, message: "the upstream refused these credentials (401)"))
+        #expect(user.current() == nil)  // no data for a refused credential, not even stale
+        #expect(user.upstreamProblem?.responseStatus == 401)
+        let (backlog, _) = user.subscribe(loop: 1, since: nil)
+        #expect(backlog.map(\.kind) == [.error])
+        #expect(String(decoding: backlog[0].event, as: UTF8.self).contains(#""code":"forbidden""#))
+    }
+
+    @Test func dotSegmentsAreRefusedAsParameters() {
+        let matcher = EndpointMatcher(endpoints: (try? Configuration.load(text: yaml, file: "hub.yaml", environment: [:]).endpoints) ?? [])
+        for piece in ["..", ".", "%2e%2E", "%2E."] {
+            #expect(matcher.match("/open/\(piece)") == .badParameter(name: "id", pattern: "[^/]+"), "\(piece)")
+        }
+        #expect(matcher.match("/open/..a") != .badParameter(name: "id", pattern: "[^/]+"))
+    }
+}

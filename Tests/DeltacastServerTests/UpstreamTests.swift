@@ -61,9 +61,9 @@ final class SimulatorProcess: @unchecked Sendable {
 }
 
 /// A proxy configuration polling the simulator on `port`.
-func upstreamConfig(_ port: Int, timeout: String = "1s", _ endpoints: String, extra: String = "") -> String {
+func upstreamConfig(_ port: Int, timeout: String = "1s", _ endpoints: String, extra: String = "", headers: String = "{}") -> String {
     """
-    upstream: { base: http://127.0.0.1:\(port), timeout: \(timeout), max_concurrent: 4 }
+    upstream: { base: http://127.0.0.1:\(port), timeout: \(timeout), max_concurrent: 4, headers: \(headers) }
     endpoints:
     \(endpoints)
     admin: { token: \(adminToken) }
@@ -346,8 +346,14 @@ func header(_ head: String, _ name: String) -> String? {
                 params: { user: "[0-9]+" }
               - path: /open
                 interval: 100ms
-            """))
+              - path: /svc/whoami
+                upstream: /api/whoami
+                interval: 100ms
+            """, headers: "{ Authorization: Bearer service-token }"))
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        // A plain endpoint sends the configured service header (to its `upstream:` path); a
+        // passthrough one sends the client's instead, and nothing when the client sent none.
+        #expect(try get(port, "/svc/whoami", ["Authorization: Bearer alice"]).body == #"{"token":"service-token"}"#)
         let alice = try get(port, "/api/whoami", ["Authorization: Bearer alice"])
         let bob = try get(port, "/api/whoami", ["Authorization: Bearer bob"])
         #expect(alice.body == #"{"token":"alice"}"#)
@@ -469,6 +475,24 @@ func header(_ head: String, _ name: String) -> String? {
         #expect(try eventually { try get(port, "/hourly").body == document(2) })
         #expect(try refresh("/live/x").status == 409)
         #expect(try simulator.requests("/hourly") == 2)
+    }
+
+    /// A body with a non-JSON content type is stored as is and travels as a string snapshot; a
+    /// JSON endpoint's body that stops parsing keeps the last good state (tested above).
+    @Test func nonJSONBodiesTravelAsStringSnapshots() throws {
+        let simulator = try SimulatorProcess()
+        try simulator.control("PUT", "/_sim/docs/motd", body: "line one\nline two", contentType: "text/plain; charset=utf-8")
+        let (process, port) = try startServeProcess(upstreamConfig(simulator.port, "  - path: /motd\n    interval: 100ms\n"))
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        let plain = try get(port, "/motd")
+        #expect(plain.body == "line one\nline two")
+        #expect(header(plain.head, "Content-Type") == "text/plain; charset=utf-8")
+        let client = try WebSocketClient(port: port, path: "/deltacast/ws")
+        client.sendText(#"{"type":"subscribe","topic":"/motd"}"#)
+        #expect(client.nextJSON()?["data"] == .string("line one\nline two"))
+        try simulator.control("PUT", "/_sim/docs/motd", body: "line three", contentType: "text/plain")
+        let next = try #require(client.nextJSON())
+        #expect(next.string("type") == "snapshot" && next["data"] == .string("line three"))
     }
 
     /// `upstream.max_concurrent` bounds the requests in flight: 6 slow topics, at most 2 at once.

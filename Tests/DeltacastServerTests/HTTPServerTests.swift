@@ -27,13 +27,18 @@ let endpoints = """
 /// server each need a descriptor per connection, and a process may hold at most 20,000) and
 /// returns it with the port it printed. The caller kills it.
 func startServeProcess(_ yaml: String) throws -> (Process, Int) {
-    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
     let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
     try yaml.write(to: config, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: config) }
+    return try startDeltacast(["serve", "-c", config.path])
+}
+
+/// Runs the built `deltacast` with `arguments` and returns it with the port its first line
+/// names ("...listening on http://127.0.0.1:PORT").
+func startDeltacast(_ arguments: [String]) throws -> (Process, Int) {
     let process = Process()
-    process.executableURL = executable
-    process.arguments = ["serve", "-c", config.path]
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
+    process.arguments = arguments
     let out = Pipe()
     process.standardOutput = out
     try process.run()
@@ -43,7 +48,7 @@ func startServeProcess(_ yaml: String) throws -> (Process, Int) {
     guard let port = Int(text.split(separator: ":").last?.filter(\.isNumber) ?? "") else {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "serve did not print its port: \(text)"])
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "deltacast \(arguments[0]) did not print its port: \(text)"])
     }
     return (process, port)
 }

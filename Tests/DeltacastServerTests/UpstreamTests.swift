@@ -10,23 +10,11 @@ import Glibc
 /// The simulated legacy API (`deltacast simulate`) as a process, driven through its control
 /// routes: the real upstream of these tests.
 final class SimulatorProcess: @unchecked Sendable {
-    let process = Process()
+    let process: Process
     let port: Int
 
     init(port requested: Int = 0) throws {
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
-        process.arguments = ["simulate", "--listen", "127.0.0.1:\(requested)"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let port = Int(text.split(separator: ":").last?.filter(\.isNumber) ?? "") else {
-            kill(process.processIdentifier, SIGKILL)
-            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "simulate did not print its port: \(text)"])
-        }
-        self.port = port
+        (process, port) = try startDeltacast(["simulate", "--listen", "127.0.0.1:\(requested)"])
         try control("POST", "/_sim/freeze")
     }
 

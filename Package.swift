@@ -50,6 +50,8 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .target(
             name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream"],
+            // The client library and the demo dashboard, compiled into the binary as bytes.
+            resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html")],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",

@@ -35,10 +35,11 @@ public final class HTTPServer: @unchecked Sendable {
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
 
-    /// Creates the server and its event loops (not yet started).
-    public init(configuration: Configuration) throws(SystemError) {
+    /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
+    /// serves the demo dashboard page.
+    public init(configuration: Configuration, dashboard: Bool = false) throws(SystemError) {
         self.configuration = configuration
-        self.router = Router(configuration: configuration)
+        self.router = Router(configuration: configuration, dashboard: dashboard)
         let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
         var loops: [EventLoop] = []
         for _ in 0..<max(1, count) { loops.append(try EventLoop()) }

@@ -72,10 +72,14 @@ public struct Router: Sendable {
     /// Endpoint and topic matching, shared with the hub.
     public let matcher: EndpointMatcher
 
-    /// A router for `configuration`.
-    public init(configuration: Configuration) {
+    /// Whether `/` serves the demo dashboard (`deltacast demo`).
+    private let dashboard: Bool
+
+    /// A router for `configuration`; with `dashboard`, `GET /` serves the demo dashboard.
+    public init(configuration: Configuration, dashboard: Bool = false) {
         self.configuration = configuration
         self.matcher = EndpointMatcher(endpoints: configuration.endpoints)
+        self.dashboard = dashboard
     }
 
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
@@ -90,6 +94,12 @@ public struct Router: Sendable {
                 return .respond(json(503, "{\"status\":\"draining\"}"))
             }
             return .respond(json(200, path == "/healthz" ? "{\"status\":\"ok\"}" : "{\"status\":\"ready\"}"))
+        case "/deltacast.js", "/deltacast.mjs":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            return .respond(StaticAsset.clientLibrary(module: path.hasSuffix(".mjs")).response(to: head))
+        case "/" where dashboard, "/index.html" where dashboard:
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            return .respond(StaticAsset.dashboard.response(to: head))
         case "/metrics":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             var headers = HTTPHeaders()

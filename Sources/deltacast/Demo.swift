@@ -10,7 +10,8 @@ enum DemoCommand: Command {
 
         Starts, in one process, a simulated legacy API on the port of the configuration's
         upstream.base (stock prices, per-user notifications behind a bearer token, a 1 MB
-        inventory, a flaky endpoint) and the proxy in front of it, and prints the URLs to try.
+        inventory, a flaky endpoint) and the proxy in front of it, with the live dashboard at `/`,
+        and prints the URLs to try.
         Runs until Ctrl-C.
           -c, --config FILE   the proxy configuration (default config/demo.yaml)
         """
@@ -34,11 +35,12 @@ enum DemoCommand: Command {
         }
         defer { simulator.stop() }
         let token = configuration.admin.token ?? "(no admin.token: publish is off)"
-        return runServer(configuration, command: name) { port in
+        return runServer(configuration, command: name, dashboard: true) { port in
             let proxy = "http://\(HostPort(host: configuration.listen.host, port: port))"
             print("""
                 deltacast demo: the simulated legacy API is at http://\(HostPort(host: base.host, port: simulator.port)); the proxy polls it.
-                Try:
+                Open \(proxy)/ in a browser: the live dashboard (prices, notifications, inventory, the flaky endpoint).
+                Or try:
                   curl -i \(proxy)/api/prices                      # cached body, ETag; polled once a second whoever asks
                   curl -N -H 'Accept: text/event-stream' \(proxy)/api/prices   # snapshot, then JSON Patches
                   deltacast tail \(proxy)/api/prices --transport ws

@@ -240,7 +240,10 @@ final class LegacySimulator: @unchecked Sendable {
         default:
             if parts.count == 5, parts[1] == "api", parts[2] == "users", parts[4] == "notifications", !parts[3].isEmpty {
                 let user = String(parts[3])
-                guard request.headers["Authorization"] == "Bearer user-\(user)" else {
+                // A bearer token, or (for browsers, which cannot set headers on a WebSocket or
+                // an EventSource) a `session` cookie with the same value.
+                let cookies = request.headers.values("Cookie").flatMap { $0.split(separator: ";").map { $0.trimmingOWS } }
+                guard request.headers["Authorization"] == "Bearer user-\(user)" || cookies.contains("session=user-\(user)") else {
                     return Self.json(401, "{\"error\":\"unauthorized\"}")
                 }
                 if notifications[user] == nil {

@@ -5,12 +5,12 @@ import Foundation
 
 /// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
 /// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
-func runServer(_ configuration: Configuration, command: String, started: (Int) -> Void = { _ in }) -> ExitStatus {
+func runServer(_ configuration: Configuration, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
     raiseOpenFileLimit()
     let server: HTTPServer
     let port: Int
     do {
-        server = try HTTPServer(configuration: configuration)
+        server = try HTTPServer(configuration: configuration, dashboard: dashboard)
         port = try server.start()
     } catch {
         printError("deltacast \(command): cannot start: \(error)")

@@ -1,0 +1,519 @@
+/*
+ * deltacast.js: the Deltacast v1 client. One dependency-free file, served by the proxy at
+ * /deltacast.js (a classic script: it defines globalThis.Deltacast) and at /deltacast.mjs (the
+ * same file with an `export` line appended, for `import { Deltacast } from '/deltacast.mjs'`).
+ *
+ *   const dc = new Deltacast('https://proxy.example', { token, transports: ['websocket', 'sse', 'longpoll'] });
+ *   const sub = dc.subscribe('/api/prices', {
+ *     onState(state, event) {}, onStatus(status) {}, onError(error) {},
+ *   });
+ *   sub.state; sub.cursor; sub.unsubscribe(); dc.setToken(t); dc.close();
+ *   dc.on('transport' | 'connected' | 'disconnected', fn);
+ *
+ * Every subscription shares one connection. The client negotiates, tries WebSocket, falls back
+ * to SSE and then long-poll when a transport fails or never opens (openTimeout, 4 s), reconnects
+ * with exponential backoff and full jitter (1 s doubling to 30 s, reset after 10 s connected),
+ * resumes every topic from its cursor, applies JSON Patch (RFC 6902) and Merge Patch (RFC 7396),
+ * and never applies a patch whose base is not its cursor: it resubscribes for a snapshot.
+ */
+(function (global) {
+  'use strict';
+
+  function pointerTokens(pointer) {
+    if (pointer === '') return [];
+    if (pointer[0] !== '/') throw new Error('invalid JSON Pointer: ' + pointer);
+    return pointer.slice(1).split('/').map(function (t) { return t.replace(/~1/g, '/').replace(/~0/g, '~'); });
+  }
+
+  function isArrayIndex(token, length, allowEnd) {
+    if (allowEnd && token === '-') return true;
+    if (!/^(0|[1-9][0-9]*)$/.test(token)) return false;
+    var index = Number(token);
+    return allowEnd ? index <= length : index < length;
+  }
+
+  function clone(value) {
+    return value === undefined ? undefined : JSON.parse(JSON.stringify(value));
+  }
+
+  function deepEqual(a, b) {
+    if (a === b) return true;
+    if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
+    if (Array.isArray(a) !== Array.isArray(b)) return false;
+    if (Array.isArray(a)) {
+      if (a.length !== b.length) return false;
+      for (var i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
+      return true;
+    }
+    var keys = Object.keys(a);
+    if (keys.length !== Object.keys(b).length) return false;
+    for (var k = 0; k < keys.length; k++) {
+      if (!Object.prototype.hasOwnProperty.call(b, keys[k]) || !deepEqual(a[keys[k]], b[keys[k]])) return false;
+    }
+    return true;
+  }
+
+  /** Finds the parent container of `pointer` in `doc` and the last token. */
+  function locate(doc, pointer) {
+    var tokens = pointerTokens(pointer);
+    if (tokens.length === 0) return { parent: null, key: null };
+    var parent = doc;
+    for (var i = 0; i < tokens.length - 1; i++) {
+      var t = tokens[i];
+      if (Array.isArray(parent)) {
+        if (!isArrayIndex(t, parent.length, false)) throw new Error('path not found: ' + pointer);
+        parent = parent[Number(t)];
+      } else if (parent !== null && typeof parent === 'object' && Object.prototype.hasOwnProperty.call(parent, t)) {
+        parent = parent[t];
+      } else {
+        throw new Error('path not found: ' + pointer);
+      }
+    }
+    if (parent === null || typeof parent !== 'object') throw new Error('path not found: ' + pointer);
+    return { parent: parent, key: tokens[tokens.length - 1] };
+  }
+
+  function getValue(doc, pointer) {
+    var at = locate(doc, pointer);
+    if (at.parent === null) return doc;
+    if (Array.isArray(at.parent)) {
+      if (!isArrayIndex(at.key, at.parent.length, false)) throw new Error('path not found: ' + pointer);
+      return at.parent[Number(at.key)];
+    }
+    if (!Object.prototype.hasOwnProperty.call(at.parent, at.key)) throw new Error('path not found: ' + pointer);
+    return at.parent[at.key];
+  }
+
+  function addValue(doc, pointer, value) {
+    var at = locate(doc, pointer);
+    if (at.parent === null) return value;
+    if (Array.isArray(at.parent)) {
+      if (!isArrayIndex(at.key, at.parent.length, true)) throw new Error('index out of range: ' + pointer);
+      if (at.key === '-') at.parent.push(value); else at.parent.splice(Number(at.key), 0, value);
+    } else {
+      at.parent[at.key] = value;
+    }
+    return doc;
+  }
+
+  function removeValue(doc, pointer) {
+    var at = locate(doc, pointer);
+    if (at.parent === null) throw new Error('cannot remove the whole document');
+    if (Array.isArray(at.parent)) {
+      if (!isArrayIndex(at.key, at.parent.length, false)) throw new Error('path not found: ' + pointer);
+      at.parent.splice(Number(at.key), 1);
+    } else {
+      if (!Object.prototype.hasOwnProperty.call(at.parent, at.key)) throw new Error('path not found: ' + pointer);
+      delete at.parent[at.key];
+    }
+    return doc;
+  }
+
+  /** Applies an RFC 6902 patch; returns the new document (the input is not modified). */
+  function applyPatch(document, operations) {
+    if (!Array.isArray(operations)) throw new Error('a JSON Patch is an array');
+    var doc = clone(document);
+    for (var i = 0; i < operations.length; i++) {
+      var op = operations[i];
+      if (op === null || typeof op !== 'object' || typeof op.path !== 'string') throw new Error('operation ' + i + ' needs a path');
+      switch (op.op) {
+        case 'add':
+          if (!('value' in op)) throw new Error('add needs a value');
+          doc = addValue(doc, op.path, clone(op.value)); break;
+        case 'remove':
+          doc = removeValue(doc, op.path); break;
+        case 'replace':
+          if (!('value' in op)) throw new Error('replace needs a value');
+          getValue(doc, op.path);   // must exist
+          if (op.path === '') { doc = clone(op.value); break; }
+          var target = locate(doc, op.path);   // in place: an object's keys keep their order
+          target.parent[Array.isArray(target.parent) ? Number(target.key) : target.key] = clone(op.value);
+          break;
+        case 'move':
+          if (typeof op.from !== 'string') throw new Error('move needs from');
+          if (op.path !== op.from && op.path.indexOf(op.from + '/') === 0) throw new Error('cannot move a value into itself');
+          var moved = getValue(doc, op.from);
+          doc = removeValue(doc, op.from); doc = addValue(doc, op.path, moved); break;
+        case 'copy':
+          if (typeof op.from !== 'string') throw new Error('copy needs from');
+          doc = addValue(doc, op.path, clone(getValue(doc, op.from))); break;
+        case 'test':
+          if (!('value' in op)) throw new Error('test needs a value');
+          if (!deepEqual(getValue(doc, op.path), op.value)) throw new Error('test failed at ' + op.path);
+          break;
+        default:
+          throw new Error('unknown operation ' + JSON.stringify(op.op));
+      }
+    }
+    return doc;
+  }
+
+  /** Applies an RFC 7396 merge patch; returns the new document. */
+  function applyMerge(target, patch) {
+    if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return clone(patch);
+    var result = (target !== null && typeof target === 'object' && !Array.isArray(target)) ? clone(target) : {};
+    Object.keys(patch).forEach(function (key) {
+      if (patch[key] === null) delete result[key];
+      else result[key] = applyMerge(result[key], patch[key]);
+    });
+    return result;
+  }
+
+  function parseCursor(cursor) {
+    var m = /^([a-z0-9]{4,12})-([0-9]+)$/.exec(cursor || '');
+    return m ? { epoch: m[1], seq: Number(m[2]) } : null;
+  }
+
+  function Subscription(client, topic, handlers) {
+    this.topic = topic;
+    this.state = undefined;
+    this.cursor = null;
+    this.status = null;
+    this.ended = false;
+    this._client = client;
+    this._handlers = handlers || {};
+  }
+  Subscription.prototype.unsubscribe = function () {
+    if (this.ended) return;
+    this.ended = true;
+    this._client._unsubscribe(this);
+  };
+
+  var DEFAULT_TRANSPORTS = ['websocket', 'sse', 'longpoll'];
+
+  function Deltacast(baseURL, options) {
+    options = options || {};
+    this.baseURL = String(baseURL || '').replace(/\/+$/, '');
+    this.token = options.token || null;
+    this.preferred = (options.transports || DEFAULT_TRANSPORTS).slice();
+    this.openTimeout = options.openTimeout || 4000;
+    this.initialBackoff = options.initialBackoff || 1000;
+    this.maxBackoff = options.maxBackoff || 30000;
+    this.stableAfter = options.stableAfter || 10000;
+    this.pollWait = options.pollWait || 25;
+    this._WebSocket = options.WebSocket || global.WebSocket;
+    this._EventSource = options.EventSource || global.EventSource;
+    this._fetch = options.fetch || (global.fetch ? global.fetch.bind(global) : null);
+    this._subs = new Map();
+    this._listeners = {};
+    this._attempt = 0;
+    this._closed = false;
+    this._negotiated = null;
+    this._conn = null;
+    this._generation = 0;
+    this._timer = null;
+    this.transport = null;
+    this.connected = false;
+  }
+
+  Deltacast.applyPatch = applyPatch;
+  Deltacast.applyMerge = applyMerge;
+  Deltacast.version = 'deltacast.v1';
+
+  Deltacast.prototype.on = function (name, fn) {
+    (this._listeners[name] = this._listeners[name] || []).push(fn);
+    return this;
+  };
+
+  Deltacast.prototype._emit = function (name, value) {
+    (this._listeners[name] || []).forEach(function (fn) { try { fn(value); } catch (e) { /* a listener's problem */ } });
+  };
+
+  Deltacast.prototype.subscribe = function (topic, handlers) {
+    if (this._subs.has(topic)) throw new Error('already subscribed to ' + topic);
+    var sub = new Subscription(this, topic, handlers);
+    this._subs.set(topic, sub);
+    if (this._conn && this._conn.kind === 'websocket' && this._conn.open) {
+      this._conn.send({ type: 'subscribe', topic: topic });
+    } else if (this._conn) {
+      this._restart();   // SSE and long-poll name their topics in the URL
+    } else {
+      this._start();
+    }
+    return sub;
+  };
+
+  Deltacast.prototype._unsubscribe = function (sub) {
+    if (this._subs.get(sub.topic) !== sub) return;
+    this._subs.delete(sub.topic);
+    if (this._conn && this._conn.kind === 'websocket' && this._conn.open) {
+      this._conn.send({ type: 'unsubscribe', topic: sub.topic });
+    } else if (this._conn) {
+      this._restart();
+    }
+    if (this._subs.size === 0) this._stop();
+  };
+
+  Deltacast.prototype.setToken = function (token) {
+    this.token = token;
+    if (this._conn && this._conn.kind === 'websocket' && this._conn.open) this._conn.send({ type: 'auth', token: token });
+  };
+
+  Deltacast.prototype.close = function () {
+    this._closed = true;
+    this._subs.forEach(function (sub) { sub.ended = true; });
+    this._subs.clear();
+    this._stop();
+  };
+
+  Deltacast.prototype._stop = function () {
+    this._generation++;
+    if (this._timer) { clearTimeout(this._timer); this._timer = null; }
+    if (this._conn) { var c = this._conn; this._conn = null; c.close(); }
+    if (this.connected) { this.connected = false; this._emit('disconnected', { transport: this.transport }); }
+  };
+
+  /** Reopens the current transport at once (the topic set changed, or a resync is needed). */
+  Deltacast.prototype._restart = function () {
+    var kind = this._conn ? this._conn.kind : null;
+    this._stop();
+    if (this._subs.size > 0 && !this._closed) this._open(kind ? this._order().indexOf(kind) : 0);
+  };
+
+  Deltacast.prototype._url = function (relative, http) {
+    var url = this.baseURL + '/deltacast/' + relative;
+    if (!http) url = url.replace(/^http/, 'ws');
+    return url;
+  };
+
+  Deltacast.prototype._order = function () {
+    var offered = this._negotiated ? this._negotiated.transports : DEFAULT_TRANSPORTS;
+    return this.preferred.filter(function (t) { return offered.indexOf(t) >= 0; });
+  };
+
+  Deltacast.prototype._start = function () {
+    var self = this;
+    if (this._closed || this._subs.size === 0) return;
+    var generation = ++this._generation;
+    var done = function (info) {
+      if (generation !== self._generation) return;
+      if (info) self._negotiated = info;
+      self._open(0);
+    };
+    if (this._negotiated || !this._fetch) return done(null);
+    this._fetch(this.baseURL + '/deltacast/negotiate', { headers: this._authHeaders() })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (info) { done(info && Array.isArray(info.transports) ? info : null); })
+      .catch(function () { if (generation === self._generation) self._retry(); });
+  };
+
+  Deltacast.prototype._authHeaders = function () {
+    return this.token ? { Authorization: 'Bearer ' + this.token } : {};
+  };
+
+  /** Tries transports from `index` in order; each that fails to open hands over to the next. */
+  Deltacast.prototype._open = function (index) {
+    var self = this;
+    var order = this._order();
+    if (index < 0) index = 0;
+    if (index >= order.length) return this._retry();
+    var kind = order[index];
+    var generation = ++this._generation;
+    var opened = false;
+    var openTimer = setTimeout(function () {
+      if (generation !== self._generation || opened) return;
+      failed(new Error(kind + ' did not open within ' + self.openTimeout + ' ms'));
+    }, this.openTimeout);
+    function failed() {
+      if (generation !== self._generation) return;
+      clearTimeout(openTimer);
+      var c = self._conn; self._conn = null;
+      if (c) c.close();
+      if (opened) {
+        if (self.connected) { self.connected = false; self._emit('disconnected', { transport: kind }); }
+        if (Date.now() - openedAt >= self.stableAfter) self._attempt = 0;
+        self._retry();
+      } else {
+        self._open(index + 1);   // fall back to the next transport
+      }
+    }
+    var openedAt = 0;
+    var callbacks = {
+      open: function () {
+        if (generation !== self._generation) return;
+        opened = true; openedAt = Date.now();
+        clearTimeout(openTimer);
+        self.transport = kind;
+        self.connected = true;
+        self._emit('transport', kind);
+        self._emit('connected', { transport: kind });
+      },
+      event: function (event) { if (generation === self._generation) self._handle(event); },
+      failed: failed,
+    };
+    var conn;
+    try {
+      conn = kind === 'websocket' ? this._openWebSocket(callbacks)
+        : kind === 'sse' ? this._openSSE(callbacks) : this._openPoll(callbacks);
+    } catch (e) {
+      clearTimeout(openTimer);
+      return this._open(index + 1);
+    }
+    conn.kind = kind;
+    this._conn = conn;
+  };
+
+  Deltacast.prototype._retry = function () {
+    var self = this;
+    if (this._closed || this._subs.size === 0) return;
+    var ceiling = Math.min(this.maxBackoff, this.initialBackoff * Math.pow(2, this._attempt));
+    this._attempt = Math.min(this._attempt + 1, 30);
+    var delay = Math.random() * ceiling;   // full jitter
+    var generation = ++this._generation;
+    this._timer = setTimeout(function () {
+      self._timer = null;
+      if (generation === self._generation) self._start();
+    }, delay);
+  };
+
+  Deltacast.prototype._subscribeMessages = function () {
+    var out = [];
+    this._subs.forEach(function (sub) {
+      var message = { type: 'subscribe', topic: sub.topic };
+      if (sub.cursor) message.since = sub.cursor;
+      out.push(message);
+    });
+    return out;
+  };
+
+  Deltacast.prototype._openWebSocket = function (cb) {
+    var self = this;
+    var WS = this._WebSocket;
+    if (!WS) throw new Error('no WebSocket');
+    var socket = new WS(this._url(this._negotiated ? this._negotiated.websocket : 'ws', false), ['deltacast.v1']);
+    var conn = {
+      open: false,
+      send: function (message) { try { socket.send(JSON.stringify(message)); } catch (e) { /* closing */ } },
+      close: function () { try { socket.close(1000); } catch (e) { /* already */ } },
+    };
+    socket.onopen = function () {
+      conn.open = true;
+      cb.open();
+      if (self.token) conn.send({ type: 'auth', token: self.token });
+      self._subscribeMessages().forEach(conn.send);
+    };
+    socket.onmessage = function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      cb.event(event);
+    };
+    socket.onerror = function () { cb.failed(); };
+    socket.onclose = function () { cb.failed(); };
+    return conn;
+  };
+
+  Deltacast.prototype._topicQuery = function () {
+    var parts = [];
+    this._subs.forEach(function (sub) {
+      parts.push('topic=' + encodeURIComponent(sub.topic));
+      parts.push('since=' + encodeURIComponent(sub.cursor || ''));
+    });
+    return parts.join('&');
+  };
+
+  Deltacast.prototype._openSSE = function (cb) {
+    var ES = this._EventSource;
+    if (!ES) throw new Error('no EventSource');
+    var source = new ES(this._url(this._negotiated ? this._negotiated.sse : 'sse', true) + '?' + this._topicQuery());
+    var handle = function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      cb.event(event);
+    };
+    ['snapshot', 'patch', 'status', 'error'].forEach(function (name) { source.addEventListener(name, handle); });
+    source.onopen = function () { cb.open(); };
+    // The browser's own reconnection would resume with its Last-Event-ID; ours uses the
+    // cursors we applied, with backoff, so close and let the client decide.
+    // An `event: error` from the server is a MessageEvent named "error" too: not a failure.
+    source.onerror = function (e) { if (e && typeof e.data === 'string') return; source.close(); cb.failed(); };
+    return { open: true, close: function () { source.close(); } };
+  };
+
+  Deltacast.prototype._openPoll = function (cb) {
+    var self = this;
+    var fetch = this._fetch;
+    if (!fetch) throw new Error('no fetch');
+    var stopped = false;
+    var controller = null;
+    var first = true;
+    var base = this._url(this._negotiated ? this._negotiated.poll : 'poll', true);
+    function next() {
+      if (stopped) return;
+      controller = typeof AbortController !== 'undefined' ? new AbortController() : null;
+      var guard = setTimeout(function () { if (controller) controller.abort(); }, (self.pollWait + 15) * 1000);
+      fetch(base + '?' + self._topicQuery() + '&wait=' + (first ? 0 : self.pollWait),
+            { headers: self._authHeaders(), signal: controller ? controller.signal : undefined, cache: 'no-store' })
+        .then(function (response) {
+          clearTimeout(guard);
+          if (response.status === 204) return [];
+          if (!response.ok) throw new Error('long-poll answered ' + response.status);
+          return response.json();
+        })
+        .then(function (events) {
+          if (stopped) return;
+          if (first) { first = false; cb.open(); }
+          (events || []).forEach(function (event) { cb.event(event); });
+          next();
+        })
+        .catch(function () { clearTimeout(guard); if (!stopped) { stopped = true; cb.failed(); } });
+    }
+    next();
+    return { open: true, close: function () { stopped = true; if (controller) controller.abort(); } };
+  };
+
+  /** One event from any transport. */
+  Deltacast.prototype._handle = function (event) {
+    if (!event || typeof event !== 'object') return;
+    var sub = this._subs.get(event.topic);
+    if (!sub) {
+      if (event.type === 'error' && !event.topic) this._subs.forEach(function (s) { if (s._handlers.onError) s._handlers.onError(event); });
+      return;
+    }
+    var handlers = sub._handlers;
+    switch (event.type) {
+      case 'snapshot': {
+        var held = parseCursor(sub.cursor), incoming = parseCursor(event.cursor);
+        if (held && incoming && held.epoch === incoming.epoch && incoming.seq <= held.seq && sub.state !== undefined) return;
+        sub.state = event.data;
+        sub.cursor = event.cursor;
+        if (handlers.onState) handlers.onState(sub.state, event);
+        break;
+      }
+      case 'patch': {
+        var at = parseCursor(sub.cursor), to = parseCursor(event.cursor);
+        if (at && to && at.epoch === to.epoch && to.seq <= at.seq) return;   // already applied
+        if (event.base !== sub.cursor || sub.state === undefined) return this._resync(sub);
+        try {
+          sub.state = 'merge' in event ? applyMerge(sub.state, event.merge) : applyPatch(sub.state, event.patch);
+        } catch (e) {
+          return this._resync(sub);
+        }
+        sub.cursor = event.cursor;
+        if (handlers.onState) handlers.onState(sub.state, event);
+        break;
+      }
+      case 'status':
+        sub.status = event;
+        if (handlers.onStatus) handlers.onStatus(event);
+        break;
+      case 'error':
+        sub.ended = true;
+        this._subs.delete(sub.topic);
+        if (handlers.onError) handlers.onError(event);
+        break;
+    }
+  };
+
+  /** A patch that does not follow our cursor: drop the cursor and ask for a snapshot. */
+  Deltacast.prototype._resync = function (sub) {
+    sub.cursor = null;
+    if (this._conn && this._conn.kind === 'websocket' && this._conn.open) {
+      this._conn.send({ type: 'subscribe', topic: sub.topic });
+    } else {
+      this._restart();
+    }
+  };
+
+  global.Deltacast = Deltacast;
+  if (typeof module === 'object' && module && module.exports) module.exports = Deltacast;
+})(typeof globalThis !== 'undefined' ? globalThis : this);

@@ -1,0 +1,44 @@
+import DeltacastWire
+
+/// A file compiled into the binary (SwiftPM `embedInCode`), served with a content hash as its
+/// `ETag`, `304` on `If-None-Match`, and a day of `Cache-Control`.
+struct StaticAsset: Sendable {
+    let bytes: [UInt8]
+    let contentType: String
+    let etag: String
+    let cacheControl: String
+
+    init(bytes: [UInt8], contentType: String, cacheControl: String) {
+        self.bytes = bytes
+        self.contentType = contentType
+        self.cacheControl = cacheControl
+        self.etag = "\"" + SHA1.digest(bytes).prefix(10).map { byte in
+            let hex = Array("0123456789abcdef")
+            return String([hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+        }.joined() + "\""
+    }
+
+    /// `/deltacast.js` (a classic script defining `globalThis.Deltacast`), or `/deltacast.mjs`:
+    /// the same file with an `export` line, for `import { Deltacast } from "/deltacast.mjs"`.
+    static func clientLibrary(module: Bool) -> StaticAsset { module ? moduleLibrary : classicLibrary }
+
+    private static let classicLibrary = StaticAsset(
+        bytes: PackageResources.deltacast_js, contentType: "text/javascript; charset=utf-8", cacheControl: "public, max-age=86400")
+    private static let moduleLibrary = StaticAsset(
+        bytes: PackageResources.deltacast_js + Array("\nexport { Deltacast };\nexport default Deltacast;\n".utf8),
+        contentType: "text/javascript; charset=utf-8", cacheControl: "public, max-age=86400")
+
+    /// The demo dashboard (`deltacast demo` serves it at `/`).
+    static let dashboard = StaticAsset(
+        bytes: PackageResources.dashboard_html, contentType: "text/html; charset=utf-8", cacheControl: "no-cache")
+
+    func response(to request: HTTPRequestHead) -> RoutedResponse {
+        var headers: HTTPHeaders = ["ETag": etag]
+        headers.add(name: "Cache-Control", value: cacheControl)
+        if let match = request.headers["If-None-Match"], HTTPConnection.etagMatches(match, etag) {
+            return RoutedResponse(status: 304, headers: headers, body: [])
+        }
+        headers.add(name: "Content-Type", value: contentType)
+        return RoutedResponse(status: 200, headers: headers, body: bytes)
+    }
+}

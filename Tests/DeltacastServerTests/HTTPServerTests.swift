@@ -6,9 +6,9 @@ import Testing
 import DeltacastLoop
 
 /// Starts a real server on loopback (port 0) with `yaml` and runs `body` against it.
-func withServer(_ yaml: String, server extra: String = "", _ body: (Int) throws -> Void) throws {
+func withServer(_ yaml: String, server extra: String = "", dashboard: Bool = false, _ body: (Int) throws -> Void) throws {
     let configuration = try Configuration.load(text: "listen: 127.0.0.1:0\nserver: { event_loops: 2\(extra) }\n" + yaml, file: "test.yaml", environment: [:])
-    let server = try HTTPServer(configuration: configuration)
+    let server = try HTTPServer(configuration: configuration, dashboard: dashboard)
     let port = try server.start()
     defer { server.shutdown() }
     try body(port)
@@ -311,5 +311,32 @@ final class RawClient: @unchecked Sendable {
             for client in slice where client.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200 OK") == true { served += 1 }
         }
         #expect(served == 10_000)
+    }
+}
+
+@Suite struct ClientLibraryRouteTests {
+    /// `/deltacast.js` (classic) and `/deltacast.mjs` (with an export): ETag, 304, a day of
+    /// caching, 405 for other methods; `/` is the dashboard only when asked for.
+    @Test func theLibraryIsServedWithAnETagAndTheDashboardOnlyInTheDemo() throws {
+        try withServer(endpoints) { port in
+            let script = try httpRequest(port: port, "GET /deltacast.js HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(script.status == 200)
+            #expect(script.head.contains("Content-Type: text/javascript; charset=utf-8"))
+            #expect(script.head.contains("Cache-Control: public, max-age=86400"))
+            #expect(script.body.contains("global.Deltacast = Deltacast;") && !script.body.contains("export {"))
+            let etag = try #require(script.head.split(separator: "\r\n").first { $0.hasPrefix("ETag: ") }?.dropFirst(6))
+            let again = try httpRequest(port: port, "GET /deltacast.js HTTP/1.1\r\nHost: a\r\nIf-None-Match: \(etag)\r\n\r\n")
+            #expect(again.status == 304 && again.body.isEmpty)
+            let module = try httpRequest(port: port, "GET /deltacast.mjs HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(module.body.hasSuffix("\nexport { Deltacast };\nexport default Deltacast;\n"))
+            #expect(!module.head.contains("ETag: \(etag)"))
+            #expect(try httpRequest(port: port, "POST /deltacast.js HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").status == 405)
+            #expect(try httpRequest(port: port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n").status == 404)
+        }
+        try withServer(endpoints, dashboard: true) { port in
+            let page = try httpRequest(port: port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(page.status == 200 && page.head.contains("Content-Type: text/html; charset=utf-8"))
+            #expect(page.body.contains(#"<script src="/deltacast.js"></script>"#))
+        }
     }
 }

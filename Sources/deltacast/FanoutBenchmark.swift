@@ -3,61 +3,102 @@ import DeltacastLoop
 import DeltacastWire
 import Foundation
 
-/// `deltacast bench fanout`: N subscribers of one topic (WebSocket or SSE) on a `deltacast
-/// serve` started here (pinned to CPU 0 when this runs pinned to CPU 1), M publishes at a fixed
-/// rate through `POST /deltacast/publish`, and for every delivery the latency from publish to
-/// receipt. Reports expected/received/lost/duplicated/reordered, latency p50/p90/p99/max,
-/// delivered messages/s, event size, and the server's CPU seconds and RSS.
-///
-/// The subscribers live on one epoll loop in this process; each publish carries its sequence
-/// number and its send time (CLOCK_MONOTONIC, shared by both processes), read back from the
-/// event bytes without parsing the JSON.
+/// `deltacast bench fanout|throughput|connections`: the load generator (``LoadGenerator``)
+/// against Deltacast (a `deltacast serve` started here, pinned to CPU 0 when `taskset` exists,
+/// with a `source: publish` endpoint) or, given `--subscribe` and `--publish` URLs, against any
+/// server (Nchan, Pushpin: `examples/bench/run.sh` starts them). Run it under `taskset -c 1`.
 enum FanoutBenchmark {
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--transport", "--subscribers", "--messages", "--rate", "--diff"])
+    static let usage = """
+        --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R (fanout)  --window W (throughput)
+        --size BYTES (message size, default 200)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
+        --subscribe URL --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message} or {message_json})]
+        [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S]
+        """
+
+    static func run(_ mode: LoadGenerator.Mode, _ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: [], options: [
+            "--transport", "--subscribers", "--messages", "--rate", "--window", "--size", "--diff", "--sources",
+            "--subscribe", "--publish", "--publish-header", "--body", "--poll-style", "--pid", "--label", "--phase-seconds",
+        ])
         let transport = args.value("--transport") ?? "ws"
-        guard ["ws", "sse"].contains(transport) else { throw .init(message: "--transport ws or sse") }
         let subscribers = Int(args.value("--subscribers") ?? "1000") ?? 0
-        let messages = Int(args.value("--messages") ?? "100") ?? 0
+        let messages = Int(args.value("--messages") ?? (mode == .throughput ? "1000" : "100")) ?? 0
         let rate = Int(args.value("--rate") ?? "10") ?? 0
-        let diff = args.value("--diff") ?? "json-patch"
-        guard (1...19_000).contains(subscribers), (1...100_000).contains(messages), (1...100_000).contains(rate),
-              ["json-patch", "snapshot"].contains(diff) else {
-            throw .init(message: "--subscribers 1...19000, --messages 1...100000, --rate 1...100000 per second, --diff json-patch|snapshot")
+        let window = Int(args.value("--window") ?? "8") ?? 0
+        let size = Int(args.value("--size") ?? "200") ?? 0
+        let diff = args.value("--diff") ?? "snapshot"
+        let sources = Int(args.value("--sources") ?? "1") ?? 0
+        let phase = Int(args.value("--phase-seconds") ?? "60") ?? 0
+        guard ["ws", "sse", "poll"].contains(transport), (1...19_000).contains(subscribers), (1...1_000_000).contains(messages),
+              (1...100_000).contains(rate), (1...10_000).contains(window), (80...65_536).contains(size),
+              ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase) else {
+            throw .init(message: "expected:\n" + usage)
         }
         raiseOpenFileLimit()
+        var server: Process?
+        var directory: URL?
+        defer {
+            if let server { server.terminate(); server.waitUntilExit() }
+            if let directory { try? FileManager.default.removeItem(at: directory) }
+        }
+        let subscribe: LoadGenerator.Endpoint, publish: LoadGenerator.Endpoint
+        var headers = args.values("--publish-header")
+        var pids = args.values("--pid").compactMap { Int32($0) }
+        if let url = args.value("--subscribe") {
+            guard let parsed = LoadGenerator.Endpoint(url), let target = args.value("--publish").flatMap(LoadGenerator.Endpoint.init) else {
+                throw .init(message: "--subscribe and --publish take http://HOST:PORT/PATH URLs")
+            }
+            subscribe = parsed
+            publish = target
+        } else {
+            do {
+                let started = try startDeltacast(diff: diff)
+                server = started.process
+                directory = started.directory
+                pids.append(started.process.processIdentifier)
+            } catch {
+                printError("deltacast bench \(mode.rawValue): \(error)")
+                return .failure
+            }
+            let topic = "/bench/fanout"
+            subscribe = LoadGenerator.Endpoint(transport == "poll" ? "http://127.0.0.1:\(port)/deltacast/poll?topic=\(topic)" : "http://127.0.0.1:\(port)\(topic)")!
+            publish = LoadGenerator.Endpoint("http://127.0.0.1:\(port)/deltacast/publish?topic=\(topic)")!
+            headers.append("Authorization: Bearer \(token)")
+        }
+        var options = LoadGenerator.Options(subscribe: subscribe)
+        options.mode = mode
+        options.transport = transport
+        options.pollStyle = args.value("--poll-style") ?? "deltacast"
+        options.subscribers = subscribers
+        options.messages = messages
+        options.rate = rate
+        options.window = window
+        options.size = size
+        options.publish = publish
+        options.publishHeaders = headers
+        options.bodyTemplate = args.value("--body") ?? "{message}"
+        options.pids = pids
+        options.sources = sources
+        options.label = args.value("--label") ?? (server != nil ? "deltacast (\(diff))" : "external")
+        options.phaseSeconds = phase
         do {
-            let result = try measure(transport: transport, subscribers: subscribers, messages: messages, rate: rate, diff: diff)
-            print(result.table)
-            print(result.json)
-            return result.lost == 0 ? .success : .failure
+            let report = try LoadGenerator(options: options).measure()
+            print(report.table)
+            print(report.json)
+            return report.lost == 0 ? .success : .failure
         } catch {
-            printError("deltacast bench fanout: \(error)")
+            printError("deltacast bench \(mode.rawValue): \(error)")
             return .failure
         }
     }
 
-    struct Result {
-        var table: String
-        var json: String
-        var lost: Int
-    }
+    static let port = 18_190
+    static let token = "bench-admin-token-0123456789"
 
-    /// One subscriber's receive state.
-    final class Subscriber {
-        let fd: Int32
-        var decoder: WebSocketFrameDecoder?
-        var sse: [UInt8] = []
-        var nextSeq = 1
-        init(fd: Int32, decoder: WebSocketFrameDecoder?) { self.fd = fd; self.decoder = decoder }
-    }
-
-    static func measure(transport: String, subscribers count: Int, messages: Int, rate: Int, diff: String) throws -> Result {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-fanout-\(getpid())")
+    /// `deltacast serve` with one `source: publish` endpoint, pinned to CPU 0 when possible.
+    static func startDeltacast(diff: String) throws -> (process: Process, directory: URL) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let port = 18_190
-        let token = "bench-admin-token-0123456789"
         try """
             listen: 127.0.0.1:\(port)
             endpoints:
@@ -65,143 +106,14 @@ enum FanoutBenchmark {
                 source: publish
                 diff: \(diff)
             admin: { token: \(token) }
-            server: { event_loops: 1, idle_timeout: 10m, header_timeout: 10m }
-            limits: { max_connections: 20000, max_connections_per_ip: 20000 }
+            server: { event_loops: 1, idle_timeout: 10m, header_timeout: 10m, max_wait: 10m }
+            limits: { max_connections: 20000, max_connections_per_ip: 20000, max_message: 4MiB }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
         let pinned = FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
         let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : CommandLine.arguments[0],
                                               (pinned ? ["-c", "0", CommandLine.arguments[0]] : []) + ["serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
-        defer { server.terminate(); server.waitUntilExit() }
         try HTTPBenchmark.waitUntilListening(port: port)
-        let pid = server.processIdentifier
-        let publisher = try Socket.connect(port: port)
-        defer { close(publisher) }
-        let topic = "/bench/fanout"
-        var eventBytes = 0
-        let publish: @Sendable (Int) throws -> Void = { seq in try publishOne(fd: publisher, seq: seq, topic: topic, token: token) }
-        try publish(0)
-
-        // Connect and subscribe everyone (blocking; each confirms with its snapshot).
-        let rssIdleBefore = HTTPBenchmark.rssBytes(pid)
-        var subscribers: [Subscriber] = []
-        subscribers.reserveCapacity(count)
-        var failed = 0
-        for _ in 0..<count {
-            guard let fd = try? Socket.connect(port: port, receiveTimeoutSeconds: 10) else { failed += 1; continue }
-            let request = transport == "ws"
-                ? "GET \(topic) HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                : "GET \(topic) HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n"
-            try sendAll(fd, Array(request.utf8))
-            // Read the head and the snapshot (the first event) so the subscription is confirmed.
-            var data: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 8192)
-            let marker: [UInt8] = transport == "ws" ? Array(#""type":"snapshot""#.utf8) : Array("event: snapshot".utf8)
-            var confirmed = false
-            while !confirmed {
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { break }
-                data += chunk[0..<n]
-                if let at = find(data, marker) {
-                    let end = transport == "ws" ? nil : find(data, [10, 10], from: at)
-                    confirmed = transport == "ws" || end != nil
-                }
-            }
-            guard confirmed else { close(fd); failed += 1; continue }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            subscribers.append(Subscriber(fd: fd, decoder: transport == "ws" ? WebSocketFrameDecoder(role: .client, maximumMessage: 1 << 20) : nil))
-        }
-        let rssIdle = HTTPBenchmark.rssBytes(pid)
-
-        // Receive on one epoll loop while a thread publishes at the given rate.
-        let epoll = epoll_create1(0)
-        defer { close(epoll) }
-        for (index, subscriber) in subscribers.enumerated() {
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue
-            event.data.u64 = UInt64(index)
-            epoll_ctl(epoll, EPOLL_CTL_ADD, subscriber.fd, &event)
-        }
-        let cpuBefore = HTTPBenchmark.cpuSeconds(pid)
-        let ownCPUBefore = ownCPUSeconds()
-        let publishFailure = LockedBox<String?>(nil)
-        let started = monotonicNanoseconds()
-        let publishing = Thread {
-            for seq in 1...messages {
-                let due = started + UInt64(seq - 1) * 1_000_000_000 / UInt64(rate)
-                let now = monotonicNanoseconds()
-                if due > now { usleep(UInt32((due - now) / 1000)) }
-                do { try publish(seq) } catch { publishFailure.value = "\(error)"; return }
-            }
-        }
-        publishing.start()
-        var latencies: [UInt64] = []
-        latencies.reserveCapacity(subscribers.count * messages)
-        var duplicated = 0, reordered = 0, lastReceipt = started
-        let expected = subscribers.count * messages
-        var events = [epoll_event](repeating: epoll_event(), count: 512)
-        var scratch = [UInt8](repeating: 0, count: 256 * 1024)
-        let deadline = started + UInt64(messages) * 1_000_000_000 / UInt64(rate) + 30_000_000_000
-        func record(_ payload: some Collection<UInt8>, _ subscriber: Subscriber, _ now: UInt64) {
-            guard let seq = number(after: Array(#""seq":"#.utf8), in: payload) ?? number(after: Array(#""/seq","value":"#.utf8), in: payload),
-                  let sent = number(after: Array(#""sent":"#.utf8), in: payload) ?? number(after: Array(#""/sent","value":"#.utf8), in: payload) else { return }
-            if seq < subscriber.nextSeq { duplicated += 1; return }
-            if seq > subscriber.nextSeq { reordered += 1 }
-            subscriber.nextSeq = seq + 1
-            if eventBytes == 0 { eventBytes = payload.count }
-            latencies.append(now > UInt64(sent) ? now - UInt64(sent) : 0)
-            lastReceipt = now
-        }
-        while latencies.count + duplicated < expected && monotonicNanoseconds() < deadline && publishFailure.value == nil {
-            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), 200) }
-            guard ready > 0 else { continue }
-            for index in 0..<Int(ready) {
-                let subscriber = subscribers[Int(events[index].data.u64)]
-                while true {
-                    let n = scratch.withUnsafeMutableBytes { read(subscriber.fd, $0.baseAddress, $0.count) }
-                    guard n > 0 else { break }
-                    let now = monotonicNanoseconds()
-                    if var decoder = subscriber.decoder {
-                        decoder.append(scratch[0..<n])
-                        while case .message(_, let payload)?? = try? decoder.next() { record(payload, subscriber, now) }
-                        subscriber.decoder = decoder
-                    } else {
-                        subscriber.sse += scratch[0..<n]
-                        var start = 0
-                        while let end = find(subscriber.sse, [10, 10], from: start) {
-                            record(subscriber.sse[start..<end], subscriber, now)
-                            start = end + 2
-                        }
-                        subscriber.sse.removeFirst(start)
-                    }
-                    if n < scratch.count { break }
-                }
-            }
-        }
-        while !publishing.isFinished { usleep(1000) }
-        if let failure = publishFailure.value { throw HTTPBenchmark.Failure(description: failure) }
-        let cpu = HTTPBenchmark.cpuSeconds(pid) - cpuBefore
-        let ownCPU = ownCPUSeconds() - ownCPUBefore
-        let rssAfter = HTTPBenchmark.rssBytes(pid)
-        for subscriber in subscribers { close(subscriber.fd) }
-
-        latencies.sort()
-        func percentile(_ p: Double) -> Double {
-            guard !latencies.isEmpty else { return 0 }
-            return Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1_000_000
-        }
-        let received = latencies.count
-        let seconds = Double(lastReceipt - started) / 1e9
-        let perSecond = seconds > 0 ? Double(received) / seconds : 0
-        let lost = expected - received
-        func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
-        let table = """
-            deltacast bench fanout: \(transport), \(subscribers.count) subscribers (\(failed) failed), \(messages) messages at \(rate)/s, diff \(diff), event \(eventBytes) B
-            | expected | received | lost | duplicated | reordered | p50 ms | p90 ms | p99 ms | max ms | delivered/s | server CPU s | server RSS idle→after MiB | bench CPU s |
-            |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-            | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(percentile(0.5))) | \(f(percentile(0.9))) | \(f(percentile(0.99))) | \(f(percentile(1))) | \(f(perSecond, 0)) | \(f(cpu)) | \(f(rssIdle / 1_048_576, 1))→\(f(rssAfter / 1_048_576, 1)) (before subscribers \(f(rssIdleBefore / 1_048_576, 1))) | \(f(ownCPU)) |
-            """
-        let json = #"{"bench":"fanout","transport":"\#(transport)","diff":"\#(diff)","subscribers":\#(subscribers.count),"failed":\#(failed),"messages":\#(messages),"rate":\#(rate),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(percentile(0.5), 3)),"p90_ms":\#(f(percentile(0.9), 3)),"p99_ms":\#(f(percentile(0.99), 3)),"max_ms":\#(f(percentile(1), 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpu, 3)),"server_rss_idle":\#(Int(rssIdle)),"server_rss_after":\#(Int(rssAfter)),"bench_cpu_s":\#(f(ownCPU, 3))}"#
-        return Result(table: table, json: json, lost: lost)
+        return (server, directory)
     }
 
     /// The document: ~200-byte events in either mode (a 48-character message changes each time: the patch is about 200 bytes).

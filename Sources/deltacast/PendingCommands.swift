@@ -30,9 +30,10 @@ enum BenchCommand: Command {
 
         Kinds: json [--rounds N] (parser, diff and patch sizes),
         http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk),
-        fanout [--transport ws|sse] [--subscribers N] [--messages M] [--rate R] [--diff json-patch|snapshot]
-        (run it under `taskset -c 1`: the server it starts is pinned to CPU 0),
-        throughput | connections (issue 10),
+        fanout | throughput | connections: the load generator, against a `deltacast serve` it starts
+        (pinned to CPU 0; run it under `taskset -c 1`) or any server given by URLs
+        (examples/bench/run.sh runs Nchan and Pushpin side by side). Options:
+        \(FanoutBenchmark.usage)
         upstream [--clients N] [--duration S] [--interval-ms MS] (direct polling of the simulated
         API vs push through the proxy, same clients, one run).
         """
@@ -40,14 +41,8 @@ enum BenchCommand: Command {
         guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
         if kind == "json" { return try JSONBenchmark.run(Array(arguments.dropFirst())) }
         if kind == "http" { return try HTTPBenchmark.run(Array(arguments.dropFirst())) }
-        if kind == "fanout" { return try FanoutBenchmark.run(Array(arguments.dropFirst())) }
+        if let mode = LoadGenerator.Mode(rawValue: kind) { return try FanoutBenchmark.run(mode, Array(arguments.dropFirst())) }
         if kind == "upstream" { return try UpstreamBenchmark.run(Array(arguments.dropFirst())) }
-        let owners = ["throughput": "issue 10",
-                      "connections": "issue 10"]
-        guard let owner = owners[kind] else {
-            throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, upstream, \(owners.keys.sorted().joined(separator: ", "))")
-        }
-        printError("deltacast bench \(kind): not built yet (\(owner)).")
-        return .unavailable
+        throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, throughput, connections, upstream")
     }
 }

@@ -1,0 +1,461 @@
+import CSystemLinux
+import DeltacastLoop
+import DeltacastWire
+import Foundation
+
+/// The load generator behind `deltacast bench fanout|throughput|connections`: N subscribers of
+/// one channel on any server (Deltacast, Nchan, Pushpin: the subscribe URL, the publish URL,
+/// publish headers and a body template are arguments), all on one epoll loop in this thread,
+/// with the publisher on the same loop (one keep-alive connection, one publish in flight).
+///
+/// Every message is `{"seq":S,"sent":T,"pad":"..."}` padded to `--size` bytes, where T is the
+/// publisher's CLOCK_MONOTONIC in nanoseconds (shared by every process on the machine); the
+/// receive path finds `"seq":` and `"sent":` (or Deltacast's `"/seq","value":` patch form) in
+/// the bytes as they sit in the connection's buffer: no parse and no allocation per message.
+/// WebSocket frames from the server are read in place (unmasked, unfragmented text frames;
+/// pings are answered).
+///
+/// Phases, each with a time limit: connect (and handshake) every subscriber; confirm each by a
+/// warm-up message (seq 0) it must receive; then `fanout` publishes M messages at R per second,
+/// `throughput` publishes as fast as delivery allows with at most W messages not yet received by
+/// everyone, `connections` publishes nothing and measures the server's memory per connection.
+final class LoadGenerator {
+    enum Mode: String { case fanout, throughput, connections }
+
+    struct Endpoint {
+        var host: String
+        var port: Int
+        var target: String
+
+        /// `http://host:port/path?query` (or `ws://`).
+        init?(_ url: String) {
+            guard let scheme = url.range(of: "://") else { return nil }
+            let rest = url[scheme.upperBound...]
+            let authority = rest.prefix { $0 != "/" }
+            target = rest.count > authority.count ? String(rest.dropFirst(authority.count)) : "/"
+            guard let colon = authority.lastIndex(of: ":"), let port = Int(authority[authority.index(after: colon)...]) else { return nil }
+            host = String(authority[..<colon])
+            self.port = port
+        }
+    }
+
+    struct Options {
+        var mode = Mode.fanout
+        var transport = "ws"
+        var pollStyle = "deltacast"
+        var subscribers = 1000
+        var messages = 100
+        var rate = 10
+        var window = 8
+        var size = 200
+        var subscribe: Endpoint
+        var publish: Endpoint?
+        var publishHeaders: [String] = []
+        var bodyTemplate = "{message}"
+        var pids: [Int32] = []
+        var sources = 1
+        var label = "deltacast"
+        var phaseSeconds = 60
+    }
+
+    final class Subscriber {
+        let fd: Int32
+        var buffer: [UInt8] = []
+        var handshaken = false
+        var nextSeq = 0
+        var confirmed = false
+        var failed = false
+        // Long-poll state.
+        var cursor = ""
+        var lastModified = ""
+        var etag = ""
+        init(fd: Int32) {
+            self.fd = fd
+            buffer.reserveCapacity(4096)
+        }
+    }
+
+    let options: Options
+    var subscribers: [Subscriber] = []
+    var histogram = Histogram()
+    var received = 0, duplicated = 0, reordered = 0, connectFailures = 0
+    var counts: [Int32] = []
+    var completedPrefix = 0
+    var published = 0
+    var publishInFlight = false
+    var publisher: Int32 = -1
+    var publisherBuffer: [UInt8] = []
+    var firstSent: UInt64 = 0, lastReceipt: UInt64 = 0
+    var confirmedCount = 0
+    let epoll = epoll_create1(0)
+    var scratch = [UInt8](repeating: 0, count: 256 * 1024)
+    var eventBytes = 0
+
+    init(options: Options) { self.options = options }
+    deinit {
+        for subscriber in subscribers { close(subscriber.fd) }
+        if publisher >= 0 { close(publisher) }
+        close(epoll)
+    }
+
+    // MARK: Messages
+
+    func message(_ seq: Int) -> [UInt8] {
+        let head = #"{"seq":\#(seq),"sent":\#(FanoutBenchmark.monotonicNanoseconds()),"pad":""#
+        let pad = String(repeating: "x", count: max(0, options.size - head.utf8.count - 2))
+        let text = head + pad + "\"}"
+        var escaped = ""
+        for character in text { escaped += character == "\"" ? "\\\"" : String(character) }
+        let body = options.bodyTemplate.replacingOccurrences(of: "{message_json}", with: "\"" + escaped + "\"")
+            .replacingOccurrences(of: "{message}", with: text)
+        var request = "POST \(options.publish!.target) HTTP/1.1\r\nHost: \(options.publish!.host)\r\nContent-Length: \(body.utf8.count)\r\n"
+        for header in options.publishHeaders { request += header + "\r\n" }
+        if !options.publishHeaders.contains(where: { $0.lowercased().hasPrefix("content-type:") }) { request += "Content-Type: application/json\r\n" }
+        return Array((request + "\r\n" + body).utf8)
+    }
+
+    // MARK: Connecting
+
+    func connect(index: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        if options.sources > 1 {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            inet_pton(AF_INET, "127.0.0.\(1 + index % options.sources)", &local.sin_addr)
+            _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(options.subscribe.port).bigEndian
+        inet_pton(AF_INET, options.subscribe.host == "localhost" ? "127.0.0.1" : options.subscribe.host, &address.sin_addr)
+        let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard result == 0 else { close(fd); return nil }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        return fd
+    }
+
+    func subscribeRequest(_ subscriber: Subscriber) -> String {
+        let host = "Host: \(options.subscribe.host):\(options.subscribe.port)\r\n"
+        switch options.transport {
+        case "ws":
+            return "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        case "sse":
+            return "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)Accept: text/event-stream\r\n\r\n"
+        default:
+            if options.pollStyle == "nchan" {
+                var request = "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)"
+                if !subscriber.lastModified.isEmpty { request += "If-Modified-Since: \(subscriber.lastModified)\r\nIf-None-Match: \(subscriber.etag)\r\n" }
+                return request + "\r\n"
+            }
+            let separator = options.subscribe.target.contains("?") ? "&" : "?"
+            return "GET \(options.subscribe.target)\(separator)since=\(subscriber.cursor)&wait=30 HTTP/1.1\r\n\(host)\r\n"
+        }
+    }
+
+    func watch(_ fd: Int32, tag: UInt64) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = tag
+        epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
+    }
+
+    // MARK: The loop
+
+    /// Runs the loop until `done()` or `deadline`; publishes as `publishDue()` allows.
+    func run(until deadline: UInt64, done: () -> Bool, publishDue: () -> Bool) throws {
+        var events = [epoll_event](repeating: epoll_event(), count: 1024)
+        while !done() {
+            let now = FanoutBenchmark.monotonicNanoseconds()
+            if now >= deadline { return }
+            if !publishInFlight && publisher >= 0 && publishDue() { try publishNext() }
+            let timeout = Int32(options.mode == .fanout ? 1 : 20)
+            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), timeout) }
+            guard ready > 0 else { continue }
+            for index in 0..<Int(ready) {
+                let tag = events[index].data.u64
+                if tag == UInt64.max { try publisherReadable() } else { readable(subscribers[Int(tag)]) }
+            }
+        }
+    }
+
+    func publishNext() throws {
+        let bytes = message(published)
+        if published == 0 { firstSent = FanoutBenchmark.monotonicNanoseconds() }
+        published += 1
+        publishInFlight = true
+        try FanoutBenchmark.sendAll(publisher, bytes)
+    }
+
+    func publisherReadable() throws {
+        while true {
+            let n = scratch.withUnsafeMutableBytes { read(publisher, $0.baseAddress, $0.count) }
+            if n > 0 { publisherBuffer += scratch[0..<n]; continue }
+            if n == 0 { throw HTTPBenchmark.Failure(description: "the publish connection closed") }
+            break
+        }
+        // One response at a time: Content-Length or chunked framing.
+        while let headEnd = FanoutBenchmark.find(publisherBuffer, [13, 10, 13, 10]) {
+            let head = String(decoding: publisherBuffer[..<headEnd], as: UTF8.self)
+            guard head.hasPrefix("HTTP/1.1 2") else { throw HTTPBenchmark.Failure(description: "publish refused: \(head)") }
+            var total: Int
+            if let line = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }) {
+                total = headEnd + 4 + (Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0)
+            } else if head.lowercased().contains("transfer-encoding: chunked") {
+                guard let end = FanoutBenchmark.find(publisherBuffer, Array("0\r\n\r\n".utf8), from: headEnd + 4) else { return }
+                total = end + 5
+            } else {
+                total = headEnd + 4
+            }
+            guard publisherBuffer.count >= total else { return }
+            publisherBuffer.removeFirst(total)
+            publishInFlight = false
+        }
+    }
+
+    func readable(_ subscriber: Subscriber) {
+        while true {
+            let n = scratch.withUnsafeMutableBytes { read(subscriber.fd, $0.baseAddress, $0.count) }
+            if n == 0 || (n < 0 && errno != EAGAIN) {
+                if !subscriber.failed { subscriber.failed = true; epoll_ctl(epoll, EPOLL_CTL_DEL, subscriber.fd, nil) }
+                return
+            }
+            guard n > 0 else { return }
+            subscriber.buffer.append(contentsOf: scratch[0..<n])
+            process(subscriber, now: FanoutBenchmark.monotonicNanoseconds())
+            if n < scratch.count { return }
+        }
+    }
+
+    func process(_ subscriber: Subscriber, now: UInt64) {
+        if !subscriber.handshaken && options.transport != "poll" {
+            guard let end = FanoutBenchmark.find(subscriber.buffer, [13, 10, 13, 10]) else { return }
+            let ok = subscriber.buffer.starts(with: Array(options.transport == "ws" ? "HTTP/1.1 101".utf8 : "HTTP/1.1 200".utf8))
+            if !ok { subscriber.failed = true; return }
+            subscriber.handshaken = true
+            subscriber.buffer.removeFirst(end + 4)
+        }
+        var consumed = 0
+        subscriber.buffer.withUnsafeBufferPointer { bytes in
+            switch options.transport {
+            case "ws":
+                while bytes.count - consumed >= 2 {
+                    let opcode = bytes[consumed] & 0x0F
+                    var length = Int(bytes[consumed + 1] & 0x7F), header = 2
+                    if length == 126 {
+                        guard bytes.count - consumed >= 4 else { return }
+                        length = Int(bytes[consumed + 2]) << 8 | Int(bytes[consumed + 3]); header = 4
+                    } else if length == 127 {
+                        guard bytes.count - consumed >= 10 else { return }
+                        length = (0..<8).reduce(0) { $0 << 8 | Int(bytes[consumed + 2 + $1]) }; header = 10
+                    }
+                    guard bytes.count - consumed >= header + length else { return }
+                    let payload = (consumed + header)..<(consumed + header + length)
+                    if opcode == 0x9 {
+                        let pong = WebSocketFrame.encode(.pong, payload: Array(bytes[payload]), maskKey: [1, 2, 3, 4])
+                        try? FanoutBenchmark.sendAll(subscriber.fd, pong)
+                    } else if opcode == 0x1 || opcode == 0x2 {
+                        record(bytes, payload, subscriber, now)
+                    }
+                    consumed = payload.upperBound
+                }
+            case "sse":
+                while let end = Self.find(bytes, [10, 10], from: consumed) {
+                    record(bytes, consumed..<end, subscriber, now)
+                    consumed = end + 2
+                }
+            default:
+                guard let headEnd = Self.find(bytes, [13, 10, 13, 10], from: 0) else { return }
+                let head = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<headEnd]), as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+                guard bytes.count >= headEnd + 4 + length else { return }
+                let body = (headEnd + 4)..<(headEnd + 4 + length)
+                if head.hasPrefix("HTTP/1.1 200") {
+                    // A long-poll answer may carry several messages: record each `"seq":`.
+                    var from = body.lowerBound
+                    while let at = Self.find(bytes, Array(#""seq":"#.utf8), from: from), at < body.upperBound {
+                        let next = Self.find(bytes, Array(#""seq":"#.utf8), from: at + 6).map { min($0, body.upperBound) } ?? body.upperBound
+                        record(bytes, at..<next, subscriber, now)
+                        from = next
+                    }
+                    if options.pollStyle == "nchan" {
+                        for line in head.split(separator: "\r\n") {
+                            if line.lowercased().hasPrefix("last-modified:") { subscriber.lastModified = line.dropFirst(14).trimmingCharacters(in: .whitespaces) }
+                            if line.lowercased().hasPrefix("etag:") { subscriber.etag = line.dropFirst(5).trimmingCharacters(in: .whitespaces) }
+                        }
+                    } else if let at = Self.lastFind(bytes, Array(#""cursor":""#.utf8), in: body) {
+                        let start = at + 10
+                        var end = start
+                        while end < body.upperBound && bytes[end] != 0x22 { end += 1 }
+                        subscriber.cursor = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+                    }
+                }
+                consumed = headEnd + 4 + length
+            }
+        }
+        if consumed > 0 {
+            subscriber.buffer.removeFirst(consumed)
+            if options.transport == "poll" { try? FanoutBenchmark.sendAll(subscriber.fd, Array(subscribeRequest(subscriber).utf8)) }
+        }
+    }
+
+    func record(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ subscriber: Subscriber, _ now: UInt64) {
+        guard let seq = Self.number(bytes, Array(#""seq":"#.utf8), range) ?? Self.number(bytes, Array(#""/seq","value":"#.utf8), range),
+              let sent = Self.number(bytes, Array(#""sent":"#.utf8), range) ?? Self.number(bytes, Array(#""/sent","value":"#.utf8), range) else { return }
+        if !subscriber.confirmed { subscriber.confirmed = true; confirmedCount += 1 }
+        if seq < subscriber.nextSeq { duplicated += 1; return }
+        if seq > subscriber.nextSeq && subscriber.nextSeq > 0 { reordered += 1 }
+        subscriber.nextSeq = seq + 1
+        guard seq > 0 else { return }  // the warm-up message confirms, it is not measured
+        if eventBytes == 0 { eventBytes = range.count }
+        received += 1
+        lastReceipt = now
+        histogram.record(now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0)
+        if seq < counts.count {
+            counts[seq] += 1
+            while completedPrefix + 1 < counts.count && counts[completedPrefix + 1] >= Int32(confirmedCount) { completedPrefix += 1 }
+        }
+    }
+
+    static func find(_ bytes: UnsafeBufferPointer<UInt8>, _ pattern: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= pattern.count else { return nil }
+        var index = start
+        while index <= bytes.count - pattern.count {
+            if bytes[index] == pattern[0] {
+                var match = true
+                for offset in 1..<pattern.count where bytes[index + offset] != pattern[offset] { match = false; break }
+                if match { return index }
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    static func lastFind(_ bytes: UnsafeBufferPointer<UInt8>, _ pattern: [UInt8], in range: Range<Int>) -> Int? {
+        var found: Int?
+        var from = range.lowerBound
+        while let at = find(bytes, pattern, from: from), at < range.upperBound { found = at; from = at + 1 }
+        return found
+    }
+
+    static func number(_ bytes: UnsafeBufferPointer<UInt8>, _ key: [UInt8], _ range: Range<Int>) -> Int? {
+        guard let at = find(bytes, key, from: range.lowerBound), at + key.count < range.upperBound else { return nil }
+        var value = 0, index = at + key.count, digits = 0
+        while index < range.upperBound, bytes[index] >= 0x30, bytes[index] <= 0x39 {
+            value = value &* 10 &+ Int(bytes[index] - 0x30)
+            index += 1
+            digits += 1
+        }
+        return digits > 0 ? value : nil
+    }
+
+    // MARK: A whole run
+
+    struct Report { var table: String; var json: String; var lost: Int }
+
+    func measure() throws -> Report {
+        let o = options
+        let phase = UInt64(o.phaseSeconds) * 1_000_000_000
+        func rss() -> Double { o.pids.map(HTTPBenchmark.rssBytes).reduce(0, +) }
+        func cpu() -> Double { o.pids.map(HTTPBenchmark.cpuSeconds).reduce(0, +) }
+        let rssBefore = rss()
+        let connectStart = FanoutBenchmark.monotonicNanoseconds()
+        for index in 0..<o.subscribers {
+            guard let fd = connect(index: index) else { connectFailures += 1; continue }
+            let subscriber = Subscriber(fd: fd)
+            watch(fd, tag: UInt64(subscribers.count))
+            subscribers.append(subscriber)
+            do { try FanoutBenchmark.sendAll(fd, Array(subscribeRequest(subscriber).utf8)) } catch { subscriber.failed = true }
+        }
+        if let publish = o.publish {
+            guard let fd = try? Socket.connect(host: publish.host, port: publish.port) else { throw HTTPBenchmark.Failure(description: "cannot connect to the publish URL") }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            publisher = fd
+            watch(fd, tag: UInt64.max)
+        }
+        // Handshakes (WebSocket 101, SSE 200), then the warm-up message confirms each subscriber.
+        let handshakeDeadline = FanoutBenchmark.monotonicNanoseconds() + phase
+        try run(until: handshakeDeadline, done: { o.transport == "poll" || subscribers.allSatisfy { $0.handshaken || $0.failed } }, publishDue: { false })
+        if o.transport == "poll" { usleep(500_000) }  // long-polls are parked before the warm-up
+        counts = [Int32](repeating: 0, count: o.mode == .connections ? 1 : o.messages + 1)
+        try run(until: FanoutBenchmark.monotonicNanoseconds() + UInt64(min(o.phaseSeconds, 20)) * 1_000_000_000,
+                done: { confirmedCount + subscribers.filter(\.failed).count >= subscribers.count }, publishDue: { published == 0 })
+        let connectSeconds = Double(FanoutBenchmark.monotonicNanoseconds() - connectStart) / 1e9
+        let confirmed = confirmedCount
+        usleep(300_000)
+        let rssIdle = rss()
+        let cpuBefore = cpu(), ownBefore = FanoutBenchmark.ownCPUSeconds()
+        let start = FanoutBenchmark.monotonicNanoseconds()
+        switch o.mode {
+        case .connections:
+            break
+        case .fanout:
+            let interval = 1_000_000_000 / UInt64(o.rate)
+            try run(until: start + UInt64(o.messages) * interval + phase, done: { received >= o.messages * confirmed },
+                    publishDue: { published <= o.messages && FanoutBenchmark.monotonicNanoseconds() >= start + UInt64(published - 1) * interval })
+        case .throughput:
+            try run(until: start + phase, done: { received >= o.messages * confirmed },
+                    publishDue: { published <= o.messages && published - 1 - completedPrefix < o.window })
+        }
+        let cpuUsed = cpu() - cpuBefore, ownCPU = FanoutBenchmark.ownCPUSeconds() - ownBefore
+        let rssAfter = rss()
+        let expected = o.mode == .connections ? 0 : o.messages * confirmed
+        let lost = expected - received
+        let seconds = Double((lastReceipt > start ? lastReceipt : start) - start) / 1e9
+        let perSecond = seconds > 0 ? Double(received) / seconds : 0
+        let perConnection = confirmed > 0 ? (rssIdle - rssBefore) / Double(confirmed) : 0
+        let cpuPerDelivery = received > 0 ? cpuUsed / Double(received) * 1e6 : 0
+        func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+        let h = histogram
+        let title = "deltacast bench \(o.mode.rawValue): \(o.label), \(o.transport), \(confirmed) of \(o.subscribers) subscribers confirmed (\(connectFailures) connect failures), " +
+            (o.mode == .fanout ? "\(o.messages) messages at \(o.rate)/s" : o.mode == .throughput ? "\(o.messages) messages, window \(o.window)" : "no messages") +
+            ", \(o.size)-byte messages, event \(eventBytes) B"
+        let table = """
+            \(title)
+            | server | transport | subscribers | expected | received | lost | dup | reordered | p50 ms | p90 ms | p99 ms | max ms | delivered/s | server CPU s | CPU µs/delivery | RSS/conn B | bench CPU s |
+            |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+            | \(o.label) | \(o.transport) | \(confirmed) | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(h.percentile(0.5) / 1000)) | \(f(h.percentile(0.9) / 1000)) | \(f(h.percentile(0.99) / 1000)) | \(f(h.maximum / 1000)) | \(f(perSecond, 0)) | \(f(cpuUsed)) | \(f(cpuPerDelivery, 2)) | \(f(perConnection, 0)) | \(f(ownCPU)) |
+            """
+        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3))}"#
+        return Report(table: table, json: json, lost: lost + (o.subscribers - confirmed))
+    }
+}
+
+/// Latencies in microseconds, log-linear buckets: exact below 128, then 64 sub-buckets per power
+/// of two (within 1.6 %), like HdrHistogram with two significant digits; fixed size.
+struct Histogram {
+    private var counts = [Int](repeating: 0, count: 128 + 57 * 64)
+    private(set) var total = 0
+    private(set) var maximum: Double = 0
+
+    private static func index(_ value: UInt64) -> Int {
+        if value < 128 { return Int(value) }
+        let top = 63 - value.leadingZeroBitCount
+        return 128 + (top - 7) * 64 + Int((value >> UInt64(top - 6)) & 63)
+    }
+
+    private static func lowerBound(_ index: Int) -> Double {
+        if index < 128 { return Double(index) }
+        let top = (index - 128) / 64 + 7, sub = (index - 128) % 64
+        return Double((UInt64(64 + sub)) << UInt64(top - 6))
+    }
+
+    mutating func record(_ value: UInt64) {
+        counts[Self.index(value)] += 1
+        total += 1
+        maximum = max(maximum, Double(value))
+    }
+
+    /// The value below which `p` of the recorded values fall (bucket lower bound).
+    func percentile(_ p: Double) -> Double {
+        guard total > 0 else { return 0 }
+        let rank = Int((Double(total) * p).rounded(.up))
+        var seen = 0
+        for (index, count) in counts.enumerated() where count > 0 {
+            seen += count
+            if seen >= max(1, rank) { return Self.lowerBound(index) }
+        }
+        return maximum
+    }
+}

@@ -55,6 +55,8 @@ final class LoadGenerator {
         var pids: [Int32] = []
         var sources = 1
         var label = "deltacast"
+        /// New connections per second (0: as fast as possible).
+        var connectRate = 0
         var phaseSeconds = 60
     }
 
@@ -107,6 +109,7 @@ final class LoadGenerator {
         var escaped = ""
         for character in text { escaped += character == "\"" ? "\\\"" : String(character) }
         let body = options.bodyTemplate.replacingOccurrences(of: "{message_json}", with: "\"" + escaped + "\"")
+            .replacingOccurrences(of: "{message_escaped}", with: escaped)
             .replacingOccurrences(of: "{message}", with: text)
         var request = "POST \(options.publish!.target) HTTP/1.1\r\nHost: \(options.publish!.host)\r\nContent-Length: \(body.utf8.count)\r\n"
         for header in options.publishHeaders { request += header + "\r\n" }
@@ -179,7 +182,19 @@ final class LoadGenerator {
         }
     }
 
+    var warmingUp = false
+    var lastWarmUp: UInt64 = 0
+
     func publishNext() throws {
+        if warmingUp {
+            // The warm-up (seq 0) is repeated until every subscriber has one: some servers
+            // finish a subscription after its handshake (Pushpin asks its origin first).
+            lastWarmUp = FanoutBenchmark.monotonicNanoseconds()
+            published = 1
+            publishInFlight = true
+            try FanoutBenchmark.sendAll(publisher, message(0))
+            return
+        }
         let bytes = message(published)
         if published == 0 { firstSent = FanoutBenchmark.monotonicNanoseconds() }
         published += 1
@@ -187,23 +202,47 @@ final class LoadGenerator {
         try FanoutBenchmark.sendAll(publisher, bytes)
     }
 
+    /// Connects (or reconnects: some publish endpoints close after each answer) the publisher.
+    func connectPublisher() throws {
+        if publisher >= 0 { epoll_ctl(epoll, EPOLL_CTL_DEL, publisher, nil); close(publisher) }
+        guard let publish = options.publish, let fd = try? Socket.connect(host: publish.host, port: publish.port) else {
+            throw HTTPBenchmark.Failure(description: "cannot connect to the publish URL")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        publisher = fd
+        publisherBuffer.removeAll(keepingCapacity: true)
+        watch(fd, tag: UInt64.max)
+    }
+
     func publisherReadable() throws {
         while true {
             let n = scratch.withUnsafeMutableBytes { read(publisher, $0.baseAddress, $0.count) }
             if n > 0 { publisherBuffer += scratch[0..<n]; continue }
-            if n == 0 { throw HTTPBenchmark.Failure(description: "the publish connection closed") }
+            if n == 0 {
+                // Closed: a close-delimited answer ends here; the next publish reconnects.
+                if publishInFlight {
+                    guard publisherBuffer.starts(with: Array("HTTP/1.1 2".utf8)) || publisherBuffer.starts(with: Array("HTTP/1.0 2".utf8)) else {
+                        throw HTTPBenchmark.Failure(description: "the publish connection closed: \(String(decoding: publisherBuffer, as: UTF8.self))")
+                    }
+                    publishInFlight = false
+                }
+                try connectPublisher()
+                return
+            }
             break
         }
         // One response at a time: Content-Length or chunked framing.
         while let headEnd = FanoutBenchmark.find(publisherBuffer, [13, 10, 13, 10]) {
             let head = String(decoding: publisherBuffer[..<headEnd], as: UTF8.self)
-            guard head.hasPrefix("HTTP/1.1 2") else { throw HTTPBenchmark.Failure(description: "publish refused: \(head)") }
+            guard head.hasPrefix("HTTP/1.1 2") || head.hasPrefix("HTTP/1.0 2") else { throw HTTPBenchmark.Failure(description: "publish refused: \(head)") }
             var total: Int
             if let line = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }) {
                 total = headEnd + 4 + (Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0)
             } else if head.lowercased().contains("transfer-encoding: chunked") {
                 guard let end = FanoutBenchmark.find(publisherBuffer, Array("0\r\n\r\n".utf8), from: headEnd + 4) else { return }
                 total = end + 5
+            } else if head.lowercased().contains("connection: close") || head.hasPrefix("HTTP/1.0") {
+                return  // close-delimited: complete at EOF
             } else {
                 total = headEnd + 4
             }
@@ -304,6 +343,7 @@ final class LoadGenerator {
         guard let seq = Self.number(bytes, Array(#""seq":"#.utf8), range) ?? Self.number(bytes, Array(#""/seq","value":"#.utf8), range),
               let sent = Self.number(bytes, Array(#""sent":"#.utf8), range) ?? Self.number(bytes, Array(#""/sent","value":"#.utf8), range) else { return }
         if !subscriber.confirmed { subscriber.confirmed = true; confirmedCount += 1 }
+        if seq == 0 && subscriber.nextSeq > 0 { return }  // a repeated warm-up
         if seq < subscriber.nextSeq { duplicated += 1; return }
         if seq > subscriber.nextSeq && subscriber.nextSeq > 0 { reordered += 1 }
         subscriber.nextSeq = seq + 1
@@ -367,20 +407,24 @@ final class LoadGenerator {
             watch(fd, tag: UInt64(subscribers.count))
             subscribers.append(subscriber)
             do { try FanoutBenchmark.sendAll(fd, Array(subscribeRequest(subscriber).utf8)) } catch { subscriber.failed = true }
+            // Paced: every twentieth of a second's worth, let the loop take the answers.
+            if o.connectRate > 0, (index + 1) % max(1, o.connectRate / 20) == 0 {
+                try run(until: FanoutBenchmark.monotonicNanoseconds() + 50_000_000, done: { false }, publishDue: { false })
+            }
         }
-        if let publish = o.publish {
-            guard let fd = try? Socket.connect(host: publish.host, port: publish.port) else { throw HTTPBenchmark.Failure(description: "cannot connect to the publish URL") }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            publisher = fd
-            watch(fd, tag: UInt64.max)
-        }
+        if o.publish != nil { try connectPublisher() }
         // Handshakes (WebSocket 101, SSE 200), then the warm-up message confirms each subscriber.
         let handshakeDeadline = FanoutBenchmark.monotonicNanoseconds() + phase
         try run(until: handshakeDeadline, done: { o.transport == "poll" || subscribers.allSatisfy { $0.handshaken || $0.failed } }, publishDue: { false })
         if o.transport == "poll" { usleep(500_000) }  // long-polls are parked before the warm-up
         counts = [Int32](repeating: 0, count: o.mode == .connections ? 1 : o.messages + 1)
+        warmingUp = true
         try run(until: FanoutBenchmark.monotonicNanoseconds() + UInt64(min(o.phaseSeconds, 20)) * 1_000_000_000,
-                done: { confirmedCount + subscribers.filter(\.failed).count >= subscribers.count }, publishDue: { published == 0 })
+                done: { confirmedCount + subscribers.filter(\.failed).count >= subscribers.count },
+                publishDue: { FanoutBenchmark.monotonicNanoseconds() - lastWarmUp > 250_000_000 })
+        warmingUp = false
+        // Let the last warm-up's answer and deliveries settle before measuring.
+        try run(until: FanoutBenchmark.monotonicNanoseconds() + 300_000_000, done: { false }, publishDue: { false })
         let connectSeconds = Double(FanoutBenchmark.monotonicNanoseconds() - connectStart) / 1e9
         let confirmed = confirmedCount
         usleep(300_000)

@@ -169,20 +169,27 @@ public struct OutboundQueue {
     /// Writes as much as the socket takes, up to 64 buffers per writev call.
     public mutating func flush(to fd: Int32) -> FlushResult {
         while pendingBytes > 0 {
-            let count = min(buffers.count, 64)
-            var vectors = [iovec](repeating: iovec(), count: count)
-            // Each buffer stays pinned (inside its withUnsafeBytes) until writev returns.
-            func pinned(_ index: Int) -> Int {
-                if index == count {
-                    return vectors.withUnsafeBufferPointer { Int(writev(fd, $0.baseAddress, Int32(count))) }
-                }
-                return buffers[index].withUnsafeBytes { raw in
-                    let start = index == 0 ? firstOffset : 0
-                    vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + start), iov_len: raw.count - start)
-                    return pinned(index + 1)
+            let written: Int
+            if buffers.count == 1 {
+                // The usual case (one change for this connection): a plain write, no iovec.
+                let offset = firstOffset
+                written = buffers[0].withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            } else {
+                // Several buffers (coalesced changes): one writev of up to 64, the iovecs on the stack.
+                let count = min(buffers.count, 64)
+                written = withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors in
+                    // Each buffer stays pinned (inside its withUnsafeBytes) until writev returns.
+                    func pinned(_ index: Int) -> Int {
+                        if index == count { return Int(writev(fd, vectors.baseAddress, Int32(count))) }
+                        return buffers[index].withUnsafeBytes { raw in
+                            let start = index == 0 ? firstOffset : 0
+                            vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + start), iov_len: raw.count - start)
+                            return pinned(index + 1)
+                        }
+                    }
+                    return pinned(0)
                 }
             }
-            let written = pinned(0)
             if written < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN { return .wouldBlock }

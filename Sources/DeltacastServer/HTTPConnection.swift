@@ -45,6 +45,8 @@ final class HTTPConnection: EventLoopHandler {
     /// Set when a push did not fit: pending changes are dropped until the queue drains, then
     /// every topic marked `needsResync` gets one snapshot.
     var conflating = false
+    /// Queued in the loop's list of connections to flush at the end of this iteration.
+    var flushPending = false
 
     init(state: LoopState, fd: Int32, peer: String) {
         self.state = state

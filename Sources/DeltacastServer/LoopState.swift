@@ -50,10 +50,38 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
     }
 
-    /// A change from the hub: the same bytes to every local subscriber.
+    /// A change from the hub: the same bytes queued for every local subscriber. The writes wait
+    /// for the end of this batch of loop tasks, so changes that arrive together leave in one
+    /// write (writev) per connection, not one per change.
     func deliver(_ change: Change) {
         guard let connections = subscribers[change.key] else { return }
-        for connection in Array(connections.values) { connection.deliver(change) }
+        for connection in connections.values { connection.deliver(change) }
+    }
+
+    /// Connections with queued changes, flushed once per loop iteration.
+    private var dirty: [HTTPConnection] = []
+    private var flushScheduled = false
+
+    func flushSoon(_ connection: HTTPConnection) {
+        if !connection.flushPending {
+            connection.flushPending = true
+            dirty.append(connection)
+        }
+        if !flushScheduled {
+            flushScheduled = true
+            // Queued behind the delivery tasks already pending: it runs once they all have.
+            loop.execute { [unowned self] in self.flushDirty() }
+        }
+    }
+
+    private func flushDirty() {
+        flushScheduled = false
+        let connections = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for connection in connections {
+            connection.flushPending = false
+            connection.flush()
+        }
     }
 
     func deflater(windowBits: Int) -> Deflater {

@@ -553,8 +553,8 @@ extension HTTPConnection {
             return
         }
         push(change)
-        if change.kind == .error { endSubscription(change.key) }
-        flush()
+        if change.kind == .error { endSubscription(change.key); flush(); return }
+        state.flushSoon(self)
     }
 
     /// Queues a change in this connection's framing, unless it is conflating.

@@ -10,8 +10,6 @@ enum ExitStatus: Int32 {
     case failure = 1
     /// The command line itself was wrong (unknown option, missing value).
     case usage = 2
-    /// The command exists but its capability is not built yet (EX_UNAVAILABLE).
-    case unavailable = 69
 }
 
 /// One subcommand of `deltacast`.

@@ -57,6 +57,8 @@ final class LoadGenerator {
         var label = "deltacast"
         /// New connections per second (0: as fast as possible).
         var connectRate = 0
+        /// Publish requests pipelined on the publisher's connection.
+        var pipeline = 1
         var phaseSeconds = 60
     }
 
@@ -84,7 +86,8 @@ final class LoadGenerator {
     var counts: [Int32] = []
     var completedPrefix = 0
     var published = 0
-    var publishInFlight = false
+    /// Publish requests sent and not yet answered (pipelined up to `options.pipeline`).
+    var publishesInFlight = 0
     var publisher: Int32 = -1
     var publisherBuffer: [UInt8] = []
     var firstSent: UInt64 = 0, lastReceipt: UInt64 = 0
@@ -171,7 +174,7 @@ final class LoadGenerator {
         while !done() {
             let now = FanoutBenchmark.monotonicNanoseconds()
             if now >= deadline { return }
-            if !publishInFlight && publisher >= 0 && publishDue() { try publishNext() }
+            while publishesInFlight < (warmingUp ? 1 : options.pipeline) && publisher >= 0 && publishDue() { try publishNext() }
             let timeout = Int32(options.mode == .fanout ? 1 : 20)
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epoll, $0.baseAddress, Int32($0.count), timeout) }
             guard ready > 0 else { continue }
@@ -191,14 +194,14 @@ final class LoadGenerator {
             // finish a subscription after its handshake (Pushpin asks its origin first).
             lastWarmUp = FanoutBenchmark.monotonicNanoseconds()
             published = 1
-            publishInFlight = true
+            publishesInFlight += 1
             try FanoutBenchmark.sendAll(publisher, message(0))
             return
         }
         let bytes = message(published)
         if published == 0 { firstSent = FanoutBenchmark.monotonicNanoseconds() }
         published += 1
-        publishInFlight = true
+        publishesInFlight += 1
         try FanoutBenchmark.sendAll(publisher, bytes)
     }
 
@@ -220,11 +223,11 @@ final class LoadGenerator {
             if n > 0 { publisherBuffer += scratch[0..<n]; continue }
             if n == 0 {
                 // Closed: a close-delimited answer ends here; the next publish reconnects.
-                if publishInFlight {
-                    guard publisherBuffer.starts(with: Array("HTTP/1.1 2".utf8)) || publisherBuffer.starts(with: Array("HTTP/1.0 2".utf8)) else {
-                        throw HTTPBenchmark.Failure(description: "the publish connection closed: \(String(decoding: publisherBuffer, as: UTF8.self))")
+                if publishesInFlight > 0 {
+                    guard publishesInFlight == 1, publisherBuffer.starts(with: Array("HTTP/1.1 2".utf8)) || publisherBuffer.starts(with: Array("HTTP/1.0 2".utf8)) else {
+                        throw HTTPBenchmark.Failure(description: "the publish connection closed with \(publishesInFlight) publishes unanswered (use --pipeline 1 with a server that closes): \(String(decoding: publisherBuffer, as: UTF8.self))")
                     }
-                    publishInFlight = false
+                    publishesInFlight = 0
                 }
                 try connectPublisher()
                 return
@@ -248,7 +251,7 @@ final class LoadGenerator {
             }
             guard publisherBuffer.count >= total else { return }
             publisherBuffer.removeFirst(total)
-            publishInFlight = false
+            publishesInFlight -= 1
         }
     }
 
@@ -442,9 +445,13 @@ final class LoadGenerator {
             try run(until: start + phase, done: { received >= o.messages * confirmed },
                     publishDue: { published <= o.messages && published - 1 - completedPrefix < o.window })
         }
+        // Past the phase's limit nothing more is published; what was published must still arrive.
+        let sent = max(0, published - 1)
+        try run(until: FanoutBenchmark.monotonicNanoseconds() + 10_000_000_000, done: { received >= sent * confirmed }, publishDue: { false })
         let cpuUsed = cpu() - cpuBefore, ownCPU = FanoutBenchmark.ownCPUSeconds() - ownBefore
         let rssAfter = rss()
-        let expected = o.mode == .connections ? 0 : o.messages * confirmed
+        // Every message published (all M unless the phase's time limit stopped the publisher).
+        let expected = o.mode == .connections ? 0 : sent * confirmed
         let lost = expected - received
         let seconds = Double((lastReceipt > start ? lastReceipt : start) - start) / 1e9
         let perSecond = seconds > 0 ? Double(received) / seconds : 0
@@ -453,7 +460,7 @@ final class LoadGenerator {
         func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
         let h = histogram
         let title = "deltacast bench \(o.mode.rawValue): \(o.label), \(o.transport), \(confirmed) of \(o.subscribers) subscribers confirmed (\(connectFailures) connect failures), " +
-            (o.mode == .fanout ? "\(o.messages) messages at \(o.rate)/s" : o.mode == .throughput ? "\(o.messages) messages, window \(o.window)" : "no messages") +
+            (o.mode == .fanout ? "\(sent) of \(o.messages) messages at \(o.rate)/s" : o.mode == .throughput ? "\(sent) of \(o.messages) messages published within \(o.phaseSeconds) s, window \(o.window)" : "no messages") +
             ", \(o.size)-byte messages, event \(eventBytes) B"
         let table = """
             \(title)
@@ -461,7 +468,7 @@ final class LoadGenerator {
             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
             | \(o.label) | \(o.transport) | \(confirmed) | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(h.percentile(0.5) / 1000)) | \(f(h.percentile(0.9) / 1000)) | \(f(h.percentile(0.99) / 1000)) | \(f(h.maximum / 1000)) | \(f(perSecond, 0)) | \(f(cpuUsed)) | \(f(cpuPerDelivery, 2)) | \(f(perConnection, 0)) | \(f(ownCPU)) |
             """
-        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3))}"#
+        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3))}"#
         return Report(table: table, json: json, lost: lost + (o.subscribers - confirmed))
     }
 }

@@ -95,10 +95,16 @@ struct DeltacastProcess {
     }
 
     /// Commands a later issue builds say so and exit 69, after validating what they can.
-    @Test func unbuiltCommandsSaySoPlainly() throws {
-        let bench = try DeltacastProcess(["bench", "throughput"])
-        #expect(bench.status == 69)
-        #expect(bench.stderr.contains("not built yet (issue 10)"))
+    @Test func benchKindsAndLimitsAreUsageErrors() throws {
+        let unknown = try DeltacastProcess(["bench", "latency"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("unknown benchmark 'latency'; expected one of: json, http, fanout, throughput, connections, upstream"))
+        let tooMany = try DeltacastProcess(["bench", "fanout", "--subscribers", "50000"])
+        #expect(tooMany.status == 2)
+        #expect(tooMany.stderr.contains("--subscribers N (1...19000)"))
+        let halfURL = try DeltacastProcess(["bench", "throughput", "--subscribe", "http://127.0.0.1:1/sub"])
+        #expect(halfURL.status == 2)
+        #expect(halfURL.stderr.contains("--subscribe and --publish take http://HOST:PORT/PATH URLs"))
     }
 
     @Test func checkReferencePrintsTheConfigurationTable() throws {

@@ -26,6 +26,10 @@ BENCH=(taskset -c 1 .build/release/deltacast bench)
 # Every run connects 2,000 subscribers per second: Pushpin loses subscriptions of a faster
 # burst (its internal queues), and the same pace for every server keeps the comparison fair.
 PACE=(--connect-rate 2000)
+# Throughput runs keep 8 publishes in flight on one keep-alive connection (pipelined), so a
+# server may take several messages in one loop iteration. Pushpin's publish endpoint closes the
+# connection after each answer, so its publishes go one at a time.
+PIPE=(--pipeline 8)
 started=()
 cleanup() { for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -90,12 +94,12 @@ for n in "${SIZES[@]}"; do
         messages=$(( n >= 10000 ? 200 : 1000 ))
         # Deltacast, snapshot mode (each publish delivered whole, like a peer's message).
         "${BENCH[@]}" fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10 --diff snapshot --label deltacast | record || true
-        "${BENCH[@]}" throughput "${PACE[@]}" --transport $transport --subscribers $n --messages $messages --diff snapshot --label deltacast | record || true
+        "${BENCH[@]}" throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages --diff snapshot --label deltacast | record || true
         # Nchan.
         start_nginx
         "${BENCH[@]}" fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10 --label nchan $(pids "${NGINX_PIDS[@]}") \
             --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
-        "${BENCH[@]}" throughput "${PACE[@]}" --transport $transport --subscribers $n --messages $messages --label nchan $(pids "${NGINX_PIDS[@]}") \
+        "${BENCH[@]}" throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages --label nchan $(pids "${NGINX_PIDS[@]}") \
             --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
         stop_pid "$NGINX_PID"
         # Pushpin.

@@ -118,17 +118,6 @@ enum FanoutBenchmark {
         return (server, directory)
     }
 
-    /// The document: ~200-byte events in either mode (a 48-character message changes each time: the patch is about 200 bytes).
-    static func document(_ seq: Int) -> String {
-        let message = String(repeating: Array("abcdefgh")[seq % 8], count: 48)
-        return #"{"seq":\#(seq),"sent":\#(monotonicNanoseconds()),"message":"\#(message)","unit":"bench","fixed":"\#(String(repeating: "f", count: 160))"}"#
-    }
-
-    /// One publish on the keep-alive connection `fd`; waits for its 200.
-    static func publishOne(fd: Int32, seq: Int, topic: String, token: String) throws {
-        try publish(fd: fd, body: document(seq), topic: topic, token: token)
-    }
-
     /// Publishes `body` to `topic` on the keep-alive connection `fd`; waits for its 200.
     static func publish(fd: Int32, body: String, topic: String, token: String) throws {
         let request = "POST /deltacast/publish?topic=\(topic) HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
@@ -187,17 +176,6 @@ enum FanoutBenchmark {
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-    }
-}
-
-/// A value shared between the publishing thread and the receive loop.
-final class LockedBox<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    var value: Value {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }
 

@@ -53,13 +53,18 @@ for (const transport of ['websocket', 'sse', 'longpoll']) {
   test(`the same scenario over ${transport}, both topics on one connection`, async () => {
     await simulator.put('/doc', doc(0));
     await simulator.put('/other', { done: false });
-    const dc = client(proxy.port, { transports: [transport] });
+    const tcp = await startTCPProxy(proxy.port);
+    const dc = client(tcp.port, { transports: [transport] });
     const seen = [];
     dc.on('transport', (t) => seen.push(t));
     try {
       await scenario(dc);
       assert.deepStrictEqual(seen, [transport]);
-    } finally { dc.close(); }
+      // Both topics share one connection: one WebSocket, or one event stream (the stream is
+      // reopened once when the second topic joins, as SSE names its topics in the URL).
+      if (transport === 'websocket') assert.equal(tcp.counts.upgrades, 1);
+      if (transport === 'sse') assert.ok(tcp.counts.streams <= 2, `${tcp.counts.streams} streams`);
+    } finally { dc.close(); tcp.close(); }
   });
 }
 

@@ -144,6 +144,7 @@ export class NodeEventSource {
  */
 export function startTCPProxy(targetPort, mode = {}) {
   const sockets = new Set();
+  const counts = { upgrades: 0, streams: 0 };
   const server = net.createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
@@ -158,6 +159,8 @@ export function startTCPProxy(targetPort, mode = {}) {
     client.on('data', (chunk) => {
       const head = chunk.toString('latin1', 0, Math.min(chunk.length, 4096));
       if (head.startsWith('GET ')) {
+        if (/^upgrade: *websocket/im.test(head)) counts.upgrades++;
+        if (/^accept: *text\/event-stream/im.test(head)) counts.streams++;
         if (mode.hangUpgrades && /^upgrade: *websocket/im.test(head)) { client.pause(); upstream.unpipe(client); return; }
         if (mode.refuseSSE && (/^accept: *text\/event-stream/im.test(head) || head.startsWith('GET /deltacast/sse'))) {
           upstream.unpipe(client);
@@ -171,6 +174,7 @@ export function startTCPProxy(targetPort, mode = {}) {
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
     port: server.address().port,
+    counts,
     cutAll() { for (const socket of sockets) socket.destroy(); },
     close() { for (const socket of sockets) socket.destroy(); server.close(); },
   })));

@@ -45,6 +45,7 @@ error_log $NGINX_DIR/error.log warn;
 events { worker_connections 20000; }
 http {
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path $NGINX_DIR/tmp; proxy_temp_path $NGINX_DIR/tmp; fastcgi_temp_path $NGINX_DIR/tmp;
     uwsgi_temp_path $NGINX_DIR/tmp; scgi_temp_path $NGINX_DIR/tmp;
     server {

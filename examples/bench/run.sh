@@ -114,6 +114,15 @@ for n in "${SIZES[@]}"; do
     done
 done
 
+# 19,000 subscribers (a process here may hold 20,000 descriptors): Deltacast and Nchan.
+if [ "$QUICK" != quick ]; then
+    "${BENCH[@]}" fanout "${PACE[@]}" --transport ws --subscribers 19000 --messages 100 --rate 10 --diff snapshot --label deltacast | record || true
+    start_nginx
+    "${BENCH[@]}" fanout "${PACE[@]}" --transport ws --subscribers 19000 --messages 100 --rate 10 --label nchan $(pids "${NGINX_PIDS[@]}") \
+        --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
+    stop_pid "$NGINX_PID"
+fi
+
 # The cost of diffing: Deltacast in json-patch mode.
 "${BENCH[@]}" fanout "${PACE[@]}" --transport ws --subscribers ${SIZES[-1]} --messages 100 --rate 10 --diff json-patch --label "deltacast json-patch" | record || true
 

@@ -81,6 +81,12 @@ public final class HTTPServer: @unchecked Sendable {
     @discardableResult
     public func start() throws(SystemError) -> Int {
         var boundPort = configuration.listen.port
+        if boundPort != 0 {
+            // SO_REUSEPORT would let a second proxy share the port silently, each taking half
+            // the connections. A probe without it fails with EADDRINUSE if anyone listens there.
+            let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
+            close(probe)
+        }
         try polling?.start(hub: hub)
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)

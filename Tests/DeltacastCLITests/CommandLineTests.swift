@@ -227,6 +227,26 @@ struct ServeProcess {
     }
 }
 
+@Suite struct ListenConflictTests {
+    /// A second `serve` on a port another process listens on exits 1 saying so, instead of
+    /// sharing the port through SO_REUSEPORT.
+    @Test func aSecondServeOnTheSamePortRefusesToStart() throws {
+        let (probe, port) = try DemoCommandTests().freePort()
+        close(probe)
+        let yaml = "listen: 127.0.0.1:\(port)\nendpoints:\n  - path: /live/{room}\n    source: publish\n"
+        let first = try ServeProcess(yaml)
+        defer { kill(first.process.processIdentifier, SIGKILL); first.process.waitUntilExit() }
+        #expect(first.firstLine.hasPrefix("deltacast: listening on http://127.0.0.1:\(port)"))
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-conflict-\(getpid()).yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let second = try DeltacastProcess(["serve", "-c", config.path])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("deltacast serve: cannot start: bind(127.0.0.1:\(port))"), "\(second.stderr)")
+        #expect(second.stderr.contains("in use"), "\(second.stderr)")
+    }
+}
+
 @Suite struct DemoCommandTests {
     /// `deltacast demo` with config/demo.yaml (ports moved to free ones): the simulated API and
     /// the proxy start in one process; prices are served and pushed, a stranger's token gets

@@ -15,6 +15,8 @@ public final class Hub: Sendable {
     public let matcher: EndpointMatcher
     /// Event loops that may have subscribers (indices 0..<loopCount).
     public let loopCount: Int
+    /// Counters and histograms for `/metrics`.
+    public let statistics = HubStatistics()
     let deliver: @Sendable (Int, Change) -> Void
     let created: @Sendable (Topic) -> Void
     private let topics = Mutex<[String: Topic]>([:])
@@ -120,6 +122,13 @@ public final class Hub: Sendable {
     /// A use counter: topics record it when used, and the smallest is the least recently used
     /// (a clock in milliseconds would tie).
     func tick() -> Int64 { clock.add(1, ordering: .relaxed).newValue }
+
+    /// Nanoseconds on the monotonic clock.
+    static func nanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
 
     /// Milliseconds on the monotonic clock.
     public static func now() -> Int64 {

@@ -172,6 +172,7 @@ public final class Topic: @unchecked Sendable {
         // A byte-identical body costs no parse and no diff.
         let identical = lock.withLock { _ in seq > 0 && newBody == body && newType == contentType }
         if identical, let cursor {
+            hub.statistics.unchanged.add(1, ordering: .relaxed)
             upstreamRecovered()
             return .unchanged(cursor)
         }
@@ -183,6 +184,7 @@ public final class Topic: @unchecked Sendable {
         return lock.withLock { _ -> UpdateOutcome in
             recoveredLocked()
             if seq > 0 && newBody == body && newType == contentType {
+                hub.statistics.unchanged.add(1, ordering: .relaxed)
                 return .unchanged(Cursor(epoch: epoch, seq: seq))
             }
             let base = Cursor(epoch: epoch, seq: seq)
@@ -191,8 +193,10 @@ public final class Topic: @unchecked Sendable {
             // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
             let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
             if needsDiff, seq > 0, let old = document, let new = parsed {
+                let started = Hub.nanoseconds()
                 let result = JSONDiff.diff(old, new, options: diffOptions)
-                if !result.isChange { return .unchanged(base) }
+                hub.statistics.diffSeconds.observe(Double(Hub.nanoseconds() - started) / 1e9)
+                if !result.isChange { hub.statistics.unchanged.add(1, ordering: .relaxed); return .unchanged(base) }
                 switch endpoint.diff {
                 case .jsonPatch:
                     let bytes = JSONPatch.serialized(result.operations)
@@ -221,6 +225,16 @@ public final class Topic: @unchecked Sendable {
             }
             appendToJournal(change)
             deliverLocked(change)
+            let statistics = hub.statistics
+            if change.kind == .patch {
+                statistics.patches.add(1, ordering: .relaxed)
+                statistics.patchBytes.observe(Double(change.event.count))
+                let subscribers = loopCounts.reduce(0, +)
+                statistics.bytesSaved.add(max(0, newBody.count - change.event.count) * subscribers, ordering: .relaxed)
+            } else {
+                statistics.snapshots.add(1, ordering: .relaxed)
+                statistics.snapshotBytes.observe(Double(change.event.count))
+            }
             return .changed(cursor)
         }
     }

@@ -30,7 +30,13 @@ final class HTTPConnection: EventLoopHandler {
 
     /// What the connection carries now.
     enum Mode { case http, webSocket, sse, held }
-    var mode = Mode.http
+    var mode = Mode.http {
+        didSet {
+            guard oldValue != mode else { return }
+            state.counters.adjust(oldValue, by: -1)
+            state.counters.adjust(mode, by: 1)
+        }
+    }
     /// Push state (Transports.swift).
     var webSocket: WebSocketSession?
     /// By topic key (the name, plus a credential digest under `auth: passthrough`).
@@ -58,6 +64,7 @@ final class HTTPConnection: EventLoopHandler {
         self.lastActivity = EventLoop.monotonicMilliseconds()
         self.lastWrite = lastActivity
         self.lastProgress = lastActivity
+        state.counters.adjust(.http, by: 1)
     }
 
     /// Between requests with nothing left to write (push streams are never idle).
@@ -141,7 +148,14 @@ final class HTTPConnection: EventLoopHandler {
                                               openConnections: state.server.openConnections.load(ordering: .relaxed))
         switch route {
         case .respond(let response):
+            if response.status == 401 || response.status == 403, request.target.hasPrefix("/deltacast/publish") || request.target.hasPrefix("/deltacast/refresh") {
+                if response.status == 401 { state.server.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.server.metrics.adminForbidden.add(1, ordering: .relaxed) }
+            }
             finish(request, response)
+        case .metrics:
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+            finish(request, RoutedResponse(status: 200, headers: headers, body: Array(state.server.metricsText(draining: state.drainDeadline != nil).utf8)))
         case .topic(let endpoint, let topic):
             serveTopic(request, endpoint: endpoint, topicName: topic)
         case .multiplexed(let transport):
@@ -295,6 +309,7 @@ final class HTTPConnection: EventLoopHandler {
     func close() {
         guard !closed else { return }
         closed = true
+        state.counters.adjust(mode, by: -1)
         if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
         hold = nil
         for (key, subscription) in subscriptions {

@@ -22,6 +22,10 @@ public final class HTTPServer: @unchecked Sendable {
     /// Request headers some `auth: passthrough` endpoint forwards (a WebSocket keeps these of
     /// its upgrade request for later subscriptions).
     let passthroughHeaders: [String]
+    /// Process-wide counters for `/metrics`.
+    let metrics = ServerMetrics()
+    /// Each loop's counters for `/metrics`, by loop index.
+    let loopCounters: [LoopCounters]
     /// The upstream poller, when any endpoint polls.
     let polling: UpstreamPolling?
     let loops: [EventLoop]
@@ -44,6 +48,7 @@ public final class HTTPServer: @unchecked Sendable {
         var loops: [EventLoop] = []
         for _ in 0..<max(1, count) { loops.append(try EventLoop()) }
         self.loops = loops
+        self.loopCounters = loops.map { _ in LoopCounters() }
         let l = configuration.limits
         self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
                             maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
@@ -87,7 +92,7 @@ public final class HTTPServer: @unchecked Sendable {
             let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
             close(probe)
         }
-        try polling?.start(hub: hub)
+        try polling?.start(hub: hub, metrics: metrics)
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
@@ -118,14 +123,22 @@ public final class HTTPServer: @unchecked Sendable {
     /// Counts a new connection from `ip`; returns the status to refuse it with, if any.
     func admit(ip: String) -> Int? {
         let total = openConnections.add(1, ordering: .relaxed).newValue
-        if total > configuration.limits.maxConnections { openConnections.subtract(1, ordering: .relaxed); return 503 }
+        if total > configuration.limits.maxConnections {
+            openConnections.subtract(1, ordering: .relaxed)
+            metrics.refusedConnectionLimit.add(1, ordering: .relaxed)
+            return 503
+        }
         let refused = connectionsPerIP.withLock { counts -> Bool in
             let count = counts[ip, default: 0] + 1
             if count > configuration.limits.maxConnectionsPerIP { return true }
             counts[ip] = count
             return false
         }
-        if refused { openConnections.subtract(1, ordering: .relaxed); return 429 }
+        if refused {
+            openConnections.subtract(1, ordering: .relaxed)
+            metrics.refusedPerIP.add(1, ordering: .relaxed)
+            return 429
+        }
         return nil
     }
 

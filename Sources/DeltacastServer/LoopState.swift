@@ -19,6 +19,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// Compressors for messages to one connection, by window size (server_no_context_takeover
     /// lets one serve the whole loop).
     private var deflaters: [Int: Deflater] = [:]
+    /// This loop's counters for `/metrics`.
+    let counters: LoopCounters
     let slowConsumerMilliseconds: Int64
     let sseHeartbeatMilliseconds: Int64
     let sseRetryMilliseconds: Int
@@ -34,6 +36,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         self.loop = loop
         self.index = index
         self.listener = listener
+        self.counters = server.loopCounters[index]
         let settings = server.configuration
         slowConsumerMilliseconds = LoopState.milliseconds(settings.limits.slowConsumerTimeout)
         sseHeartbeatMilliseconds = LoopState.milliseconds(settings.server.sseHeartbeat)

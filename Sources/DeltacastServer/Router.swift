@@ -62,6 +62,8 @@ public enum Route: Sendable {
     case refresh(endpoint: Int, topic: String)
     /// `/deltacast/echo` (only with `diagnostics.echo`).
     case echo
+    /// `/metrics` (Prometheus text; the server fills it in).
+    case metrics
 }
 
 /// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
@@ -102,18 +104,7 @@ public struct Router: Sendable {
             return .respond(StaticAsset.dashboard.response(to: head))
         case "/metrics":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-            let text = """
-                # HELP deltacast_connections_open Open client connections.
-                # TYPE deltacast_connections_open gauge
-                deltacast_connections_open \(openConnections)
-                # HELP deltacast_draining Whether the server is shutting down (1) or not (0).
-                # TYPE deltacast_draining gauge
-                deltacast_draining \(draining ? 1 : 0)
-
-                """
-            return .respond(RoutedResponse(status: 200, headers: headers, body: Array(text.utf8)))
+            return .metrics
         case "/deltacast/negotiate":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .respond(negotiate())

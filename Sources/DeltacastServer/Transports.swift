@@ -261,6 +261,7 @@ extension HTTPConnection {
     }
 
     private func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
+        state.counters.delivered(transport: 2, count: events.count, bytes: events.reduce(0) { $0 + $1.count })
         var body: [UInt8] = [0x5B]
         for (index, event) in events.enumerated() {
             if index > 0 { body.append(0x2C) }
@@ -502,6 +503,9 @@ extension HTTPConnection {
     private func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since)
         state.addSubscriber(self, topic: topic.key)
+        if since != nil {
+            if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
+        }
         // The client's cursor counts only when it is a state of this topic's history; the
         // backlog (patches from it, or a snapshot) then brings it up to date.
         var held: Cursor?
@@ -564,6 +568,7 @@ extension HTTPConnection {
         if subscription.needsResync || conflating || queue.isAboveHighWatermark {
             // Slow consumer: drop, and owe one snapshot once the socket drains.
             if change.cursor != nil { subscription.needsResync = true }
+            if !conflating { state.counters.conflations.add(1, ordering: .relaxed) }
             conflating = true
             subscriptions[change.key] = subscription
             return
@@ -577,7 +582,9 @@ extension HTTPConnection {
         case .sse: bytes = sseFrame(change)
         case .http, .held: return
         }
-        if !queue.enqueue(bytes) {
+        if queue.enqueue(bytes) {
+            state.counters.delivered(transport: mode == .webSocket ? 0 : 1, bytes: bytes.count)
+        } else {
             // Past the hard limit: conflate like above rather than close.
             subscription.cursor = previous
             if change.cursor != nil { subscription.needsResync = true }
@@ -600,6 +607,7 @@ extension HTTPConnection {
 
     /// No progress writing for `limits.slow_consumer_timeout`: close (WebSocket: 1008).
     func slowConsumerTimedOut() {
+        state.counters.slowConsumerCloses.add(1, ordering: .relaxed)
         if mode == .webSocket, let session = webSocket, !session.closeSent {
             session.closeSent = true
             _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))

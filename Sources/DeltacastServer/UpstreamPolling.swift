@@ -20,13 +20,34 @@ final class UpstreamPolling: @unchecked Sendable {
     }
 
     /// Starts the upstream loop for `hub`'s topics.
-    func start(hub: Hub) throws(SystemError) {
+    func start(hub: Hub, metrics: ServerMetrics) throws(SystemError) {
         self.hub = hub
         try loop.start(name: "deltacast-upstream")
         let upstream = configuration.upstream
         loop.execute { [self] in
             let client = UpstreamClient(loop: loop, maxConnections: upstream.maxConcurrent)
-            poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
+            let poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
+            poller.observer = { [weak hub] key, result, elapsed in
+                guard let topic = hub?.existingTopic(key: key) else { return }
+                metrics.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(result, topic), seconds: Double(elapsed) / 1000)
+            }
+            self.poller = poller
+        }
+    }
+
+    /// The `outcome` label of a poll (after the topic took its result).
+    static func outcome(_ result: PollResult, _ topic: Topic) -> String {
+        switch result {
+        case .notModified: "not_modified"
+        case .body: topic.upstreamProblem?.kind == .invalidBody ? "invalid_body" : "ok"
+        case .status(let status, _): topic.upstreamProblem?.kind == .forbidden ? "forbidden" : status >= 500 ? "http_5xx" : "http_4xx"
+        case .failed(let failure):
+            switch failure {
+            case .timeout: "timeout"
+            case .tooLarge: "too_large"
+            case .connect: "connect"
+            case .transport: "transport"
+            }
         }
     }
 

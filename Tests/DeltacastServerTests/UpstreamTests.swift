@@ -577,3 +577,60 @@ final class ConvergenceClient {
         }
     }
 }
+
+@Suite(.serialized) struct MetricsTests {
+    /// `/metrics` after real traffic: `promtool check metrics` accepts it, the counters moved
+    /// with what happened (deliveries by transport, patches, a resume from the journal, polls
+    /// by outcome with their latency histogram, an admin refusal), and no label names a topic
+    /// or a credential (endpoint patterns only).
+    @Test func metricsPassPromtoolAndCountWhatHappened() throws {
+        let simulator = try SimulatorProcess()
+        try simulator.put("/m/1", TransportTests.bigDocument(1))
+        let (process, port) = try startServeProcess(upstreamConfig(simulator.port, "  - path: /m/{n}\n    interval: 100ms\n    auth: passthrough\n"))
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        let socket = try WebSocketClient(port: port, path: "/deltacast/ws", headers: ["Authorization: Bearer secret-token-123"])
+        socket.sendText(#"{"type":"subscribe","topic":"/m/1"}"#)
+        let snapshot = try #require(socket.nextJSON())
+        try simulator.put("/m/1", TransportTests.bigDocument(2))
+        #expect(socket.nextJSON()?.string("type") == "patch")
+        let resumed = try WebSocketClient(port: port, path: "/deltacast/ws", headers: ["Authorization: Bearer secret-token-123"])
+        resumed.sendText(#"{"type":"subscribe","topic":"/m/1","since":"\#(snapshot.string("cursor")!)"}"#)
+        #expect(resumed.nextJSON()?.string("type") == "patch")
+        try simulator.control("POST", "/_sim/fail/m/1?mode=status&status=503&count=1")
+        #expect(socket.nextJSON()?.string("upstream") == "error")
+        #expect(socket.nextJSON()?.string("upstream") == "ok")
+        #expect(try publish(port: port, "/m/1", "{}", token: nil).status == 401)
+
+        let metrics = try get(port, "/metrics")
+        #expect(metrics.status == 200)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-metrics-\(getpid()).txt")
+        try metrics.body.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let promtool = Process()
+        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        promtool.arguments = ["check", "metrics"]
+        promtool.standardInput = try FileHandle(forReadingFrom: file)
+        let output = Pipe()
+        promtool.standardOutput = output
+        promtool.standardError = output
+        try promtool.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        promtool.waitUntilExit()
+        #expect(promtool.terminationStatus == 0, "promtool: \(said)")
+
+        func value(_ sample: String) -> Double? {
+            metrics.body.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        #expect((value(#"deltacast_deliveries_total{transport="websocket"}"#) ?? 0) >= 5)
+        #expect((value(#"deltacast_changes_total{kind="patch"}"#) ?? 0) >= 1)
+        #expect(value(#"deltacast_resumes_total{served="journal"}"#) == 1)
+        #expect(value(#"deltacast_connections{mode="websocket"}"#) == 2)
+        #expect(value(#"deltacast_upstream_polls_total{endpoint="/m/{n}",outcome="http_5xx"}"#) == 1)
+        #expect((value(#"deltacast_upstream_polls_total{endpoint="/m/{n}",outcome="ok"}"#) ?? 0) >= 2)
+        #expect((value(#"deltacast_upstream_poll_seconds_count{endpoint="/m/{n}"}"#) ?? 0) >= 3)
+        #expect(value(#"deltacast_refusals_total{reason="admin_unauthorized"}"#) == 1)
+        #expect((value("deltacast_bytes_saved_total") ?? 0) > 0)
+        // Bounded labels: the pattern, never the topic, the credential or its digest.
+        #expect(!metrics.body.contains("/m/1") && !metrics.body.contains("secret-token") && !metrics.body.contains(" #"))
+    }
+}

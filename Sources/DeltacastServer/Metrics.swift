@@ -1,0 +1,156 @@
+import DeltacastHub
+import Synchronization
+
+/// Counters of one event loop, written only by that loop (relaxed atomics, uncontended: cheap
+/// enough for the delivery path) and summed by a scrape on any loop.
+final class LoopCounters: Sendable {
+    /// Open connections of this loop by mode.
+    let connectionsHTTP = Atomic<Int>(0), connectionsWebSocket = Atomic<Int>(0)
+    let connectionsSSE = Atomic<Int>(0), connectionsHeld = Atomic<Int>(0)
+    /// Deliveries and bytes queued, by transport.
+    let deliveriesWebSocket = Atomic<Int>(0), deliveriesSSE = Atomic<Int>(0), deliveriesLongPoll = Atomic<Int>(0)
+    let bytesWebSocket = Atomic<Int>(0), bytesSSE = Atomic<Int>(0), bytesLongPoll = Atomic<Int>(0)
+    let conflations = Atomic<Int>(0)
+    let slowConsumerCloses = Atomic<Int>(0)
+    let resumesFromJournal = Atomic<Int>(0)
+    let resumesBySnapshot = Atomic<Int>(0)
+
+    /// Moves `delta` connections into (or out of) `mode`'s gauge.
+    func adjust(_ mode: HTTPConnection.Mode, by delta: Int) {
+        switch mode {
+        case .http: connectionsHTTP.add(delta, ordering: .relaxed)
+        case .webSocket: connectionsWebSocket.add(delta, ordering: .relaxed)
+        case .sse: connectionsSSE.add(delta, ordering: .relaxed)
+        case .held: connectionsHeld.add(delta, ordering: .relaxed)
+        }
+    }
+
+    /// Counts one delivery of `bytes` on `transport` (0 WebSocket, 1 SSE, 2 long-poll).
+    func delivered(transport: Int, count: Int = 1, bytes: Int) {
+        switch transport {
+        case 0: deliveriesWebSocket.add(count, ordering: .relaxed); bytesWebSocket.add(bytes, ordering: .relaxed)
+        case 1: deliveriesSSE.add(count, ordering: .relaxed); bytesSSE.add(bytes, ordering: .relaxed)
+        default: deliveriesLongPoll.add(count, ordering: .relaxed); bytesLongPoll.add(bytes, ordering: .relaxed)
+        }
+    }
+}
+
+/// Process-wide counters that are not per loop: refusals and upstream polls.
+final class ServerMetrics: Sendable {
+    let refusedConnectionLimit = Atomic<Int>(0)
+    let refusedPerIP = Atomic<Int>(0)
+    let adminUnauthorized = Atomic<Int>(0)
+    let adminForbidden = Atomic<Int>(0)
+    /// Polls by endpoint pattern and outcome.
+    let polls = Mutex<[String: [String: Int]]>([:])
+    /// Poll durations by endpoint pattern.
+    let pollSeconds = Mutex<[String: Histogram]>([:])
+
+    func recordPoll(endpoint: String, outcome: String, seconds: Double) {
+        polls.withLock { $0[endpoint, default: [:]][outcome, default: 0] += 1 }
+        let histogram = pollSeconds.withLock { table in
+            if let existing = table[endpoint] { return existing }
+            let created = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+            table[endpoint] = created
+            return created
+        }
+        histogram.observe(seconds)
+    }
+}
+
+/// The Prometheus text exposition format (version 0.0.4), built family by family.
+struct PrometheusText {
+    private(set) var text = ""
+
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func labels(_ pairs: [(String, String)]) -> String {
+        pairs.isEmpty ? "" : "{" + pairs.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}"
+    }
+
+    mutating func family(_ name: String, _ type: String, _ help: String, _ samples: [([(String, String)], Double)]) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        for (labels, value) in samples { text += name + Self.labels(labels) + " " + Self.format(value) + "\n" }
+    }
+
+    mutating func histogram(_ name: String, _ help: String, _ series: [([(String, String)], Histogram)]) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (labels, histogram) in series {
+            let (cumulative, sum, count) = histogram.snapshot()
+            for (bound, value) in zip(histogram.bounds, cumulative) {
+                text += name + "_bucket" + Self.labels(labels + [("le", Self.format(bound))]) + " \(value)\n"
+            }
+            text += name + "_bucket" + Self.labels(labels + [("le", "+Inf")]) + " \(count)\n"
+            text += name + "_sum" + Self.labels(labels) + " " + Self.format(sum) + "\n"
+            text += name + "_count" + Self.labels(labels) + " \(count)\n"
+        }
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+}
+
+extension HTTPServer {
+    /// Everything `/metrics` shows. Labels are bounded: transports, modes, outcomes and
+    /// endpoint patterns from the configuration; never a client, a credential or a topic.
+    func metricsText(draining: Bool) -> String {
+        let counters = loopCounters
+        func sum(_ pick: (LoopCounters) -> Int) -> Double {
+            Double(counters.reduce(0) { $0 + pick($1) })
+        }
+        var out = PrometheusText()
+        out.family("deltacast_connections_open", "gauge", "Open client connections.", [([], Double(openConnections.load(ordering: .relaxed)))])
+        out.family("deltacast_draining", "gauge", "Whether the server is shutting down (1) or not (0).", [([], draining ? 1 : 0)])
+        out.family("deltacast_connections", "gauge", "Open client connections by what they carry now.", [
+            ([("mode", "http")], sum { $0.connectionsHTTP.load(ordering: .relaxed) }), ([("mode", "websocket")], sum { $0.connectionsWebSocket.load(ordering: .relaxed) }),
+            ([("mode", "sse")], sum { $0.connectionsSSE.load(ordering: .relaxed) }), ([("mode", "longpoll")], sum { $0.connectionsHeld.load(ordering: .relaxed) }),
+        ])
+        let topics = hub.allTopics
+        out.family("deltacast_topics", "gauge", "Topics alive.", [([], Double(topics.count))])
+        out.family("deltacast_subscriptions", "gauge", "Subscriptions (and held long-polls) on every topic.", [([], Double(topics.reduce(0) { $0 + $1.subscriberCount }))])
+        out.family("deltacast_deliveries_total", "counter", "Events queued to subscribers, by transport.", [
+            ([("transport", "websocket")], sum { $0.deliveriesWebSocket.load(ordering: .relaxed) }), ([("transport", "sse")], sum { $0.deliveriesSSE.load(ordering: .relaxed) }), ([("transport", "longpoll")], sum { $0.deliveriesLongPoll.load(ordering: .relaxed) }),
+        ])
+        out.family("deltacast_delivered_bytes_total", "counter", "Bytes of events queued to subscribers, by transport.", [
+            ([("transport", "websocket")], sum { $0.bytesWebSocket.load(ordering: .relaxed) }), ([("transport", "sse")], sum { $0.bytesSSE.load(ordering: .relaxed) }), ([("transport", "longpoll")], sum { $0.bytesLongPoll.load(ordering: .relaxed) }),
+        ])
+        let statistics = hub.statistics
+        out.family("deltacast_changes_total", "counter", "Changes of topics, by how they travel.", [
+            ([("kind", "snapshot")], Double(statistics.snapshotCount)), ([("kind", "patch")], Double(statistics.patchCount)),
+        ])
+        out.family("deltacast_unchanged_total", "counter", "New bodies that changed nothing a client can see (identical, or ignored fields only).", [([], Double(statistics.unchangedCount))])
+        out.family("deltacast_bytes_saved_total", "counter", "Bytes patches saved subscribers against receiving the whole body each time.", [([], Double(statistics.savedBytes))])
+        out.histogram("deltacast_diff_seconds", "Time to diff a new body against the stored one.", [([], statistics.diffSeconds)])
+        out.histogram("deltacast_patch_bytes", "Sizes of patch events.", [([], statistics.patchBytes)])
+        out.histogram("deltacast_snapshot_bytes", "Sizes of snapshot events.", [([], statistics.snapshotBytes)])
+        out.family("deltacast_conflations_total", "counter", "Times a slow consumer's pending changes were dropped for a later snapshot.", [([], sum { $0.conflations.load(ordering: .relaxed) })])
+        out.family("deltacast_slow_consumer_closes_total", "counter", "Connections closed for making no write progress (limits.slow_consumer_timeout).", [([], sum { $0.slowConsumerCloses.load(ordering: .relaxed) })])
+        out.family("deltacast_resumes_total", "counter", "Subscriptions that came with a cursor, by how they were brought up to date.", [
+            ([("served", "journal")], sum { $0.resumesFromJournal.load(ordering: .relaxed) }), ([("served", "snapshot")], sum { $0.resumesBySnapshot.load(ordering: .relaxed) }),
+        ])
+        out.family("deltacast_refusals_total", "counter", "Requests and connections refused, by reason.", [
+            ([("reason", "max_connections")], Double(metrics.refusedConnectionLimit.load(ordering: .relaxed))),
+            ([("reason", "max_connections_per_ip")], Double(metrics.refusedPerIP.load(ordering: .relaxed))),
+            ([("reason", "admin_unauthorized")], Double(metrics.adminUnauthorized.load(ordering: .relaxed))),
+            ([("reason", "admin_forbidden")], Double(metrics.adminForbidden.load(ordering: .relaxed))),
+        ])
+        let polls = metrics.polls.withLock { $0 }
+        out.family("deltacast_upstream_polls_total", "counter", "Upstream polls by endpoint and outcome.",
+                   polls.keys.sorted().flatMap { endpoint in polls[endpoint]!.keys.sorted().map { ([("endpoint", endpoint), ("outcome", $0)], Double(polls[endpoint]![$0]!)) } })
+        let latencies = metrics.pollSeconds.withLock { $0 }
+        out.histogram("deltacast_upstream_poll_seconds", "Upstream request durations by endpoint.", latencies.keys.sorted().map { ([("endpoint", $0)], latencies[$0]!) })
+        return out.text
+    }
+}

@@ -14,6 +14,10 @@ final class HTTPConnection: EventLoopHandler {
     unowned let state: LoopState
     let fd: Int32
     let peer: String
+    /// This connection's id in logs.
+    let id: Int
+    /// Why it is closing, for the log line `close` writes (nil: an ordinary end).
+    var closeReason: (level: LogLevel, code: Int?, reason: String)?
     var parser: HTTPRequestParser
     var queue: OutboundQueue
     private var head: HTTPRequestHead?
@@ -55,6 +59,7 @@ final class HTTPConnection: EventLoopHandler {
     var flushPending = false
 
     init(state: LoopState, fd: Int32, peer: String) {
+        self.id = state.server.nextConnectionID.add(1, ordering: .relaxed).newValue
         self.state = state
         self.fd = fd
         self.peer = peer
@@ -191,8 +196,8 @@ final class HTTPConnection: EventLoopHandler {
     func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
         guard state.server.configuration.logging.access else { return }
         let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
-        let line = "{\"event\":\"access\",\"method\":\(String(decoding: jsonString(request.method), as: UTF8.self)),\"path\":\(String(decoding: jsonString(request.target), as: UTF8.self)),\"status\":\(status),\"bytes\":\(bytes),\"duration_ms\":\(milliseconds),\"peer\":\"\(peer)\"}\n"
-        _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
+        state.server.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
+                                               "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])
     }
 
     func write(_ response: RoutedResponse, headOnly: Bool, close: Bool) {
@@ -310,6 +315,12 @@ final class HTTPConnection: EventLoopHandler {
         guard !closed else { return }
         closed = true
         state.counters.adjust(mode, by: -1)
+        let log = state.server.log
+        if let closeReason {
+            log.log(closeReason.level, "close", ["conn": .int(id), "mode": .string("\(mode)"), "code": .int(closeReason.code ?? 0), "reason": .string(closeReason.reason)])
+        } else if log.enabled(.debug) {
+            log.log(.debug, "close", ["conn": .int(id), "mode": .string("\(mode)")])
+        }
         if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
         hold = nil
         for (key, subscription) in subscriptions {

@@ -22,6 +22,10 @@ public final class HTTPServer: @unchecked Sendable {
     /// Request headers some `auth: passthrough` endpoint forwards (a WebSocket keeps these of
     /// its upgrade request for later subscriptions).
     let passthroughHeaders: [String]
+    /// Structured logs (`logging.level`).
+    let log: EventLog
+    /// Connection ids for logs, in accept order.
+    let nextConnectionID = Atomic<Int>(0)
     /// Process-wide counters for `/metrics`.
     let metrics = ServerMetrics()
     /// Each loop's counters for `/metrics`, by loop index.
@@ -49,6 +53,7 @@ public final class HTTPServer: @unchecked Sendable {
         for _ in 0..<max(1, count) { loops.append(try EventLoop()) }
         self.loops = loops
         self.loopCounters = loops.map { _ in LoopCounters() }
+        self.log = EventLog(level: configuration.logging.level)
         let l = configuration.limits
         self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
                             maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
@@ -92,7 +97,7 @@ public final class HTTPServer: @unchecked Sendable {
             let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
             close(probe)
         }
-        try polling?.start(hub: hub, metrics: metrics)
+        try polling?.start(hub: hub, metrics: metrics, log: log)
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual

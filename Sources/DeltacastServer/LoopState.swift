@@ -134,6 +134,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             }
             let connection = HTTPConnection(state: self, fd: accepted.fd, peer: accepted.peer)
             connections[accepted.fd] = connection
+            if server.log.enabled(.debug) { server.log.log(.debug, "connect", ["conn": .int(connection.id), "peer": .string(accepted.peer)]) }
             do {
                 try loop.register(accepted.fd, events: epollIn | epollEdge, handler: connection)
             } catch {

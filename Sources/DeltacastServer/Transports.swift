@@ -478,6 +478,7 @@ extension HTTPConnection {
     }
 
     func closeWebSocket(code: UInt16, reason: String) {
+        if closeReason == nil { closeReason = (code == 1001 || code == 1000 ? .debug : .info, Int(code), reason) }
         guard let session = webSocket else { close(); return }
         if !session.closeSent {
             session.closeSent = true
@@ -505,6 +506,11 @@ extension HTTPConnection {
         state.addSubscriber(self, topic: topic.key)
         if since != nil {
             if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
+        }
+        let log = state.server.log
+        if log.enabled(.debug) {
+            let resume = since == nil ? "none" : backlog.first?.kind == .snapshot ? "snapshot" : "journal"
+            log.log(.debug, "subscribe", ["conn": .int(id), "topic": .string(topic.name), "mode": .string("\(mode)"), "resume": .string(resume)])
         }
         // The client's cursor counts only when it is a state of this topic's history; the
         // backlog (patches from it, or a snapshot) then brings it up to date.
@@ -568,7 +574,10 @@ extension HTTPConnection {
         if subscription.needsResync || conflating || queue.isAboveHighWatermark {
             // Slow consumer: drop, and owe one snapshot once the socket drains.
             if change.cursor != nil { subscription.needsResync = true }
-            if !conflating { state.counters.conflations.add(1, ordering: .relaxed) }
+            if !conflating {
+                state.counters.conflations.add(1, ordering: .relaxed)
+                state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
+            }
             conflating = true
             subscriptions[change.key] = subscription
             return
@@ -608,6 +617,7 @@ extension HTTPConnection {
     /// No progress writing for `limits.slow_consumer_timeout`: close (WebSocket: 1008).
     func slowConsumerTimedOut() {
         state.counters.slowConsumerCloses.add(1, ordering: .relaxed)
+        closeReason = (.warn, mode == .webSocket ? 1008 : nil, "slow consumer: no write progress for limits.slow_consumer_timeout")
         if mode == .webSocket, let session = webSocket, !session.closeSent {
             session.closeSent = true
             _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))

@@ -13,6 +13,7 @@ final class UpstreamPolling: @unchecked Sendable {
     private weak var hub: Hub?
     /// Created on the loop, used only there.
     private var poller: Poller?
+    private var log = EventLog(level: .info)
 
     init(configuration: Configuration) throws(SystemError) {
         self.configuration = configuration
@@ -20,8 +21,9 @@ final class UpstreamPolling: @unchecked Sendable {
     }
 
     /// Starts the upstream loop for `hub`'s topics.
-    func start(hub: Hub, metrics: ServerMetrics) throws(SystemError) {
+    func start(hub: Hub, metrics: ServerMetrics, log: EventLog) throws(SystemError) {
         self.hub = hub
+        self.log = log
         try loop.start(name: "deltacast-upstream")
         let upstream = configuration.upstream
         loop.execute { [self] in
@@ -99,7 +101,18 @@ final class UpstreamPolling: @unchecked Sendable {
         poller.start(key: topic.key, job: job, wanted: { [weak hub] in
             guard let hub else { return false }
             return !hub.evictIfIdle(topic)
-        }, handler: { result in Self.apply(result, to: topic) })
+        }, handler: { [log] result in
+            let before = topic.upstreamProblem
+            let verdict = Self.apply(result, to: topic)
+            let after = topic.upstreamProblem
+            if let after, before?.kind != after.kind {
+                log.log(after.kind == .forbidden ? .info : .warn, "upstream_error", ["topic": .string(topic.name), "kind": .string("\(after.kind)"),
+                                                                                     "http": .int(after.http ?? 0), "reason": .string(after.message)])
+            } else if before != nil && after == nil {
+                log.log(.info, "upstream_recovered", ["topic": .string(topic.name)])
+            }
+            return verdict
+        })
     }
 
     /// Turns one poll's result into the topic's new state or problem.

@@ -221,9 +221,50 @@ struct ServeProcess {
         #expect(process.terminationStatus == 0)
         #expect(rest.contains("deltacast: shutting down\ndeltacast: stopped"))
         // The access log: one JSON line per request, with method, path, status, bytes, duration.
-        let access = try #require(rest.split(separator: "\n").first { $0.hasPrefix("{\"event\":\"access\"") })
-        #expect(access.hasPrefix(#"{"event":"access","method":"GET","path":"/healthz","status":200,"bytes":15,"duration_ms":"#))
+        let access = try #require(rest.split(separator: "\n").first { $0.contains(#""event":"access""#) })
+        #expect(access.hasPrefix(#"{"time":"20"#))
+        #expect(access.contains(#"Z","level":"info","event":"access","conn":1,"method":"GET","path":"/healthz","status":200,"bytes":15,"duration_ms":"#))
         #expect(access.hasSuffix(#","peer":"127.0.0.1"}"#))
+    }
+
+    /// A full run at `debug` with the access log: every line is one JSON object with time, level
+    /// and event; connect, subscribe, close, access and upstream_error appear; and no bearer
+    /// token, cookie, admin token or ticket a client sent is written anywhere.
+    @Test func logsAreJSONLinesWithoutSecrets() throws {
+        let admin = "admin-secret-token-5d1e9a7c"
+        let serve = try ServeProcess("""
+            listen: 127.0.0.1:0
+            upstream: { base: http://127.0.0.1:9, timeout: 300ms }
+            endpoints:
+              - path: /live/{room}
+                source: publish
+              - path: /me
+                auth: passthrough
+            admin: { token: \(admin) }
+            logging: { level: debug, access: true }
+
+            """)
+        defer { if serve.process.isRunning { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() } }
+        let tail = TailCommandTests()
+        _ = try tail.curl(["-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/x"])
+        _ = try tail.curl(["-X", "POST", "-H", "Authorization: Bearer wrong-admin-secret-0000", "--data", "{}", serve.base + "/deltacast/publish?topic=/live/x"])
+        _ = try tail.curl(["-H", "Authorization: Bearer bearer-secret-8f3b", "-H", "Cookie: session=cookie-secret-77aa", serve.base + "/me"])
+        _ = try tail.curl(["-N", "--max-time", "1", "-H", "Accept: text/event-stream", serve.base + "/deltacast/sse?topic=/live/x&ticket=ticket-secret-42c9&token=query-secret-1b2b"])
+        kill(serve.process.processIdentifier, SIGTERM)
+        let rest = String(decoding: serve.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        serve.process.waitUntilExit()
+        let lines = rest.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(lines.count >= 8)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["time"] is String && object?["level"] is String && object?["event"] is String, "\(line)")
+        }
+        let events = Set(lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event"] as? String })
+        for event in ["connect", "subscribe", "close", "access", "upstream_error"] { #expect(events.contains(event), "\(event) in \(events)") }
+        for secret in ["admin-secret", "wrong-admin-secret", "bearer-secret", "cookie-secret", "ticket-secret", "query-secret"] {
+            #expect(!rest.contains(secret), "\(secret) was logged")
+        }
+        #expect(rest.contains(#""path":"/deltacast/sse?topic=/live/x&ticket=…&token=…""#))
     }
 }
 

@@ -1,0 +1,66 @@
+import DeltacastConfig
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Structured logs: one JSON object per line on standard output, `{"time":...,"level":...,
+/// "event":...}` then the event's fields (connection id, topic, transport, reason, code...).
+/// Lines below `logging.level` are not built at all. Nothing a client sends as a credential is
+/// ever a field: request targets are logged with every query value blanked except `topic` and
+/// `since`, and no header value is logged.
+struct EventLog: Sendable {
+    let level: LogLevel
+
+    init(level: LogLevel) { self.level = level }
+
+    /// Whether `level` is written.
+    func enabled(_ level: LogLevel) -> Bool { level >= self.level }
+
+    /// Writes one line when `level` is enabled. Values are strings or integers.
+    func log(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, LogValue> = [:]) {
+        guard enabled(level) else { return }
+        var line = "{\"time\":\"" + Self.timestamp() + "\",\"level\":\"\(level.rawValue)\",\"event\":" + Self.quoted(event)
+        for (key, value) in fields {
+            line += ",\"\(key)\":"
+            switch value {
+            case .string(let text): line += Self.quoted(text)
+            case .int(let number): line += String(number)
+            }
+        }
+        line += "}\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
+    }
+
+    /// A request target safe to log: the path, and of the query only `topic` and `since`
+    /// values (others, such as `ticket` or `token`, become `…`).
+    static func redacted(_ target: String) -> String {
+        guard let mark = target.firstIndex(of: "?") else { return target }
+        let query = target[target.index(after: mark)...].split(separator: "&").map { pair -> String in
+            let name = pair.prefix { $0 != "=" }
+            return name == "topic" || name == "since" || !pair.contains("=") ? String(pair) : name + "=…"
+        }
+        return String(target[..<mark]) + "?" + query.joined(separator: "&")
+    }
+
+    static func quoted(_ text: String) -> String { String(decoding: jsonString(text), as: UTF8.self) }
+
+    /// UTC, milliseconds: `2026-11-23T17:02:41.027Z`.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let milliseconds = Int(now.tv_nsec / 1_000_000)
+        let fraction = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+    }
+}
+
+/// A log field's value.
+enum LogValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+    case string(String), int(Int)
+    init(stringLiteral value: String) { self = .string(value) }
+    init(integerLiteral value: Int) { self = .int(value) }
+}

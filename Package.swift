@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
-            resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html")],
+            resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",

@@ -35,6 +35,8 @@ public final class Topic: @unchecked Sendable {
     private var journalBytes = 0
     private var loopCounts: [Int]
     private var problem: UpstreamProblem?
+    private var lastChangeAt: Int64 = 0
+    private var lastChangeBytes = 0
 
     /// When it was last used, in ``Hub/tick()`` units (LRU eviction under `max_topics`).
     var lastUsed: Int64 { usedTick.load(ordering: .relaxed) }
@@ -77,6 +79,34 @@ public final class Topic: @unchecked Sendable {
         touch(hub.tick(), now: Hub.now())
         return lock.withLock { _ in
             seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: epoch, seq: seq), body, contentType, problem != nil)
+        }
+    }
+
+    /// A topic's state for the status page and `deltacast top`.
+    public struct Status: Sendable {
+        /// The current cursor, nil before the first state.
+        public var cursor: Cursor?
+        /// Subscribers on every loop.
+        public var subscribers: Int
+        /// Milliseconds since the last change (nil before one).
+        public var millisecondsSinceChange: Int64?
+        /// The last change's event size in bytes.
+        public var lastChangeBytes: Int
+        /// The stored body's size in bytes.
+        public var bodyBytes: Int
+        /// What is wrong upstream, if anything.
+        public var problem: UpstreamProblem?
+        /// Changes the journal holds.
+        public var journalEntries: Int
+    }
+
+    /// This topic's state now.
+    public func status() -> Status {
+        let now = Hub.now()
+        return lock.withLock { _ in
+            Status(cursor: seq == 0 ? nil : Cursor(epoch: epoch, seq: seq), subscribers: loopCounts.reduce(0, +),
+                   millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
+                   bodyBytes: body.count, problem: problem, journalEntries: journal.count - journalStart)
         }
     }
 
@@ -225,6 +255,8 @@ public final class Topic: @unchecked Sendable {
             }
             appendToJournal(change)
             deliverLocked(change)
+            lastChangeAt = Hub.now()
+            lastChangeBytes = change.event.count
             let statistics = hub.statistics
             if change.kind == .patch {
                 statistics.patches.add(1, ordering: .relaxed)

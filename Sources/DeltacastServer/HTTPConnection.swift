@@ -157,6 +157,8 @@ final class HTTPConnection: EventLoopHandler {
                 if response.status == 401 { state.server.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.server.metrics.adminForbidden.add(1, ordering: .relaxed) }
             }
             finish(request, response)
+        case .status:
+            serveStatus(request)
         case .metrics:
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")

@@ -22,6 +22,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// Request headers some `auth: passthrough` endpoint forwards (a WebSocket keeps these of
     /// its upgrade request for later subscriptions).
     let passthroughHeaders: [String]
+    /// When the server was created (monotonic milliseconds).
+    let startedAt = Hub.now()
     /// Structured logs (`logging.level`).
     let log: EventLog
     /// Connection ids for logs, in accept order.

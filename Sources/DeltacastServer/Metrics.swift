@@ -1,5 +1,8 @@
 import DeltacastHub
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Counters of one event loop, written only by that loop (relaxed atomics, uncontended: cheap
 /// enough for the delivery path) and summed by a scrape on any loop.
@@ -152,5 +155,75 @@ extension HTTPServer {
         let latencies = metrics.pollSeconds.withLock { $0 }
         out.histogram("deltacast_upstream_poll_seconds", "Upstream request durations by endpoint.", latencies.keys.sorted().map { ([("endpoint", $0)], latencies[$0]!) })
         return out.text
+    }
+}
+
+extension HTTPServer {
+    /// The status page's and `deltacast top`'s view: the process, every endpoint with its
+    /// topics (subscribers, cursor, last change and its size, upstream health), upstream polls
+    /// by outcome with their median latency, and totals. Topics are listed by name (never by
+    /// credential), at most 200 per endpoint, busiest first.
+    func statusJSON() -> [UInt8] {
+        let counters = loopCounters
+        func sum(_ pick: (LoopCounters) -> Int) -> Int { counters.reduce(0) { $0 + pick($1) } }
+        let topics = hub.allTopics
+        let polls = metrics.polls.withLock { $0 }
+        let latencies = metrics.pollSeconds.withLock { $0 }
+        var out = "{\"uptime_s\":\(Int((Hub.now() - startedAt) / 1000)),\"rss_bytes\":\(Self.residentBytes())"
+        out += ",\"connections\":{\"open\":\(openConnections.load(ordering: .relaxed)),\"http\":\(sum { $0.connectionsHTTP.load(ordering: .relaxed) })"
+        out += ",\"websocket\":\(sum { $0.connectionsWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.connectionsSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.connectionsHeld.load(ordering: .relaxed) })}"
+        out += ",\"deliveries\":{\"websocket\":\(sum { $0.deliveriesWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.deliveriesSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.deliveriesLongPoll.load(ordering: .relaxed) })}"
+        out += ",\"bytes_saved\":\(hub.statistics.savedBytes),\"conflations\":\(sum { $0.conflations.load(ordering: .relaxed) }),\"slow_consumer_closes\":\(sum { $0.slowConsumerCloses.load(ordering: .relaxed) })"
+        out += ",\"endpoints\":["
+        for (index, endpoint) in configuration.endpoints.enumerated() {
+            if index > 0 { out += "," }
+            let pattern = endpoint.path.text
+            let own = topics.filter { $0.endpoint.path == endpoint.path }.map { ($0, $0.status()) }.sorted { $0.1.subscribers > $1.1.subscribers }
+            out += "{\"path\":" + EventLog.quoted(pattern) + ",\"source\":\"\(endpoint.source.rawValue)\",\"topic_count\":\(own.count)"
+            let outcomes = polls[pattern] ?? [:]
+            out += ",\"polls\":{" + outcomes.keys.sorted().map { "\"\($0)\":\(outcomes[$0]!)" }.joined(separator: ",") + "}"
+            if let histogram = latencies[pattern] {
+                let (cumulative, _, count) = histogram.snapshot()
+                let median = zip(histogram.bounds, cumulative).first { count > 0 && $0.1 * 2 >= count }?.0
+                out += ",\"poll_p50_le_ms\":" + (median.map { String(Int($0 * 1000)) } ?? "null")
+            }
+            out += ",\"topics\":["
+            for (offset, (topic, status)) in own.prefix(200).enumerated() {
+                if offset > 0 { out += "," }
+                out += "{\"name\":" + EventLog.quoted(topic.name) + ",\"subscribers\":\(status.subscribers)"
+                out += ",\"cursor\":" + (status.cursor.map { "\"\($0)\"" } ?? "null")
+                out += ",\"last_change_ms_ago\":" + (status.millisecondsSinceChange.map(String.init) ?? "null")
+                out += ",\"last_change_bytes\":\(status.lastChangeBytes),\"body_bytes\":\(status.bodyBytes),\"journal\":\(status.journalEntries)"
+                if let problem = status.problem {
+                    out += ",\"upstream\":\"error\",\"problem\":" + EventLog.quoted(problem.message)
+                } else {
+                    out += ",\"upstream\":\"ok\""
+                }
+                out += "}"
+            }
+            out += "]}"
+        }
+        return Array((out + "]}").utf8)
+    }
+
+    /// This process's resident set size (`/proc/self/statm`), bytes.
+    static func residentBytes() -> Int {
+        guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(file) }
+        var size = 0, resident = 0
+        guard withUnsafeMutablePointer(to: &size, { sizePointer in
+            withUnsafeMutablePointer(to: &resident) { fscanf_two(file, sizePointer, $0) }
+        }) else { return 0 }
+        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    private static func fscanf_two(_ file: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>) -> Bool {
+        var line = [CChar](repeating: 0, count: 128)
+        guard fgets(&line, 128, file) != nil else { return false }
+        let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
+        guard fields.count >= 2, let first = Int(fields[0]), let second = Int(fields[1]) else { return false }
+        a.pointee = first
+        b.pointee = second
+        return true
     }
 }

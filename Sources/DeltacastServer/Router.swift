@@ -64,6 +64,8 @@ public enum Route: Sendable {
     case echo
     /// `/metrics` (Prometheus text; the server fills it in).
     case metrics
+    /// `GET /deltacast/status` (admin token checked): JSON, or an SSE stream of it each second.
+    case status
 }
 
 /// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
@@ -105,6 +107,13 @@ public struct Router: Sendable {
         case "/metrics":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .metrics
+        case "/deltacast/status":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            if let refusal = checkAdmin(head) { return .respond(refusal) }
+            return .status
+        case "/deltacast/", "/deltacast":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            return .respond(StaticAsset.statusPage.response(to: head))
         case "/deltacast/negotiate":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .respond(negotiate())

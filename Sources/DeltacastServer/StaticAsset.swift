@@ -28,6 +28,10 @@ struct StaticAsset: Sendable {
         bytes: PackageResources.deltacast_js + Array("\nexport { Deltacast };\nexport default Deltacast;\n".utf8),
         contentType: "text/javascript; charset=utf-8", cacheControl: "public, max-age=86400")
 
+    /// The status page at `/deltacast/` (its data needs the admin token).
+    static let statusPage = StaticAsset(
+        bytes: PackageResources.status_html, contentType: "text/html; charset=utf-8", cacheControl: "no-cache")
+
     /// The demo dashboard (`deltacast demo` serves it at `/`).
     static let dashboard = StaticAsset(
         bytes: PackageResources.dashboard_html, contentType: "text/html; charset=utf-8", cacheControl: "no-cache")

@@ -643,3 +643,39 @@ extension HTTPConnection {
         finish(request, RoutedResponse(status: 202, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
     }
 }
+
+extension HTTPConnection {
+    /// `GET /deltacast/status`: the status JSON; with `Accept: text/event-stream`, an SSE
+    /// stream of it once a second (`event: status`), for the status page.
+    func serveStatus(_ request: HTTPRequestHead) {
+        let json = state.server.statusJSON()
+        guard request.headers.tokens("Accept").contains(where: { $0.lowercased().hasPrefix("text/event-stream") }) else {
+            return finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: json))
+        }
+        var headers: HTTPHeaders = ["Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close"]
+        addCORS(request, to: &headers)
+        logAccess(request, status: 200, bytes: 0)
+        guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return }
+        mode = .sse
+        sseMultiplexed = true
+        send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
+        send(ServerSentEvents.event(event: "status", data: json))
+        flush()
+        scheduleStatusTick()
+    }
+
+    private func scheduleStatusTick() {
+        state.loop.schedule(afterMilliseconds: 1000) { [weak self] in
+            guard let self, !self.closed else { return }
+            self.statusTick(self.state.server.statusJSON())
+        }
+    }
+
+    private func statusTick(_ json: [UInt8]) {
+        guard !closed, mode == .sse else { return }
+        // Skipped while the previous one is still queued: a slow page never piles them up.
+        if queue.isEmpty { send(ServerSentEvents.event(event: "status", data: json)) }
+        flush()
+        scheduleStatusTick()
+    }
+}

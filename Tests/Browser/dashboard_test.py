@@ -5,6 +5,8 @@ Starts `deltacast demo` (config/demo.yaml with free ports), opens the dashboard 
 transport (auto, and forced WebSocket, SSE and long-poll), waits for the live price table,
 changes the upstream through the simulator's control route, and asserts that the page shows
 the new values, the transport in use, the notifications badge and the flaky endpoint's state.
+Then opens the status page (/deltacast/, admin token in the URL fragment) and asserts that the
+prices topic's cursor moves when the upstream changes.
 Screenshots go to the directory given as the second argument.
 
 Usage: dashboard_test.py PATH/TO/deltacast ARTIFACT_DIR
@@ -44,7 +46,7 @@ def start_demo(binary):
     config = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     config.write(yaml)
     config.close()
-    demo = subprocess.Popen([binary, "demo", "-c", config.name], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    demo = subprocess.Popen([binary, "demo", "-c", config.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     line = demo.stdout.readline()
     match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
     if not match:
@@ -99,6 +101,19 @@ def main():
             driver.save_screenshot(os.path.join(artifacts, f"dashboard-{name}.png"))
             print(f"ok: {name}: transport {text(driver, 'transport')}, AAPL {price:.2f}, {len(rows)} rows, "
                   f"{text(driver, 'unread')} unread, inventory {text(driver, 'inventory-items')}, flaky {text(driver, 'flaky-status')}")
+        # The status page: behind the admin token (given in the URL fragment, never sent), it
+        # lists the topics and its numbers move when the upstream changes.
+        driver.get(f"http://127.0.0.1:{port}/deltacast/#token=demo-admin-token-0123456789")
+        wait = WebDriverWait(driver, 20)
+        row = '#endpoints tr[data-topic="/api/prices"] td.cursor'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row) and d.find_element(By.CSS_SELECTOR, row).text not in ("", "–"))
+        before = driver.find_element(By.CSS_SELECTOR, row).text
+        put_prices(upstream, 5000.5)
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text != before)
+        wait.until(lambda d: text(d, "state") == "● live" and text(d, "connections") not in ("", "–"))
+        driver.save_screenshot(os.path.join(artifacts, "status-page.png"))
+        print(f"ok: status page: /api/prices cursor {before} -> {driver.find_element(By.CSS_SELECTOR, row).text}, "
+              f"{text(driver, 'connections')} connections, {text(driver, 'deliveries')} deliveries")
     except Exception as error:  # report, keep the screenshot, fail
         driver.save_screenshot(os.path.join(artifacts, "dashboard-failure.png"))
         failures.append(f"{type(error).__name__}: {error}")
@@ -106,9 +121,13 @@ def main():
         driver.quit()
         demo.send_signal(signal.SIGTERM)
         try:
-            demo.wait(timeout=15)
+            _, errors = demo.communicate(timeout=20)
+            # A graceful shutdown exits 0 and prints nothing on stderr (no crash, no backtrace).
+            if demo.returncode != 0 or "Fatal error" in errors or "Backtrace" in errors:
+                failures.append(f"demo exited {demo.returncode} after SIGTERM: {errors[-3000:]}")
         except subprocess.TimeoutExpired:
             demo.kill()
+            failures.append("demo did not stop within 20 s of SIGTERM")
     if failures:
         print("FAILED:", *failures, sep="\n  ")
         sys.exit(1)

@@ -268,6 +268,27 @@ struct ServeProcess {
     }
 }
 
+@Suite struct TopCommandTests {
+    /// `deltacast top --once` prints the proxy's status (connections, an endpoint and its topic
+    /// with subscribers and cursor); a wrong token exits 1 with the proxy's answer.
+    @Test func topPrintsTheStatusAndRefusesAWrongToken() throws {
+        let token = "top-admin-token-0123456789"
+        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: \(token) }\n")
+        defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
+        _ = try TailCommandTests().curl(["-X", "POST", "-H", "Authorization: Bearer \(token)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/t"])
+        let top = try DeltacastProcess(["top", serve.base, "--token", token, "--once"])
+        #expect(top.status == 0)
+        #expect(top.stdout.contains("/live/{room}"))
+        #expect(top.stdout.contains("publish, 1 topics"))
+        #expect(top.stdout.contains("/live/t"))
+        let refused = try DeltacastProcess(["top", serve.base, "--token", "wrong-token-0000000000", "--once"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("deltacast top: GET /deltacast/status answered 403"))
+        let missing = try DeltacastProcess(["top", serve.base, "--once"], environment: ["DELTACAST_ADMIN_TOKEN": ""])
+        #expect(missing.status == 1 || missing.status == 2)
+    }
+}
+
 @Suite struct ListenConflictTests {
     /// A second `serve` on a port another process listens on exits 1 saying so, instead of
     /// sharing the port through SO_REUSEPORT.

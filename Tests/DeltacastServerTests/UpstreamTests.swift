@@ -634,3 +634,35 @@ final class ConvergenceClient {
         #expect(!metrics.body.contains("/m/1") && !metrics.body.contains("secret-token") && !metrics.body.contains(" #"))
     }
 }
+
+@Suite(.serialized) struct StatusTests {
+    /// `GET /deltacast/status`: 401 without the admin token; JSON with each endpoint's topics
+    /// (subscribers, cursor, upstream health); as SSE, an `event: status` each second whose
+    /// numbers move with the topic; the page itself at `/deltacast/`.
+    @Test func statusJSONAndStream() throws {
+        try withServer(pushConfig) { port in
+            #expect(try get(port, "/deltacast/status").status == 401)
+            try publish(port: port, "/live/s", document(1))
+            let stream = try EventStreamClient(port: port, path: "/live/s")
+            _ = stream.next()
+            let status = try get(port, "/deltacast/status", ["Authorization: Bearer \(adminToken)"])
+            #expect(status.status == 200)
+            guard case .object(let json) = try JSONParser.parse(Array(status.body.utf8)), case .array(let endpoints)? = json["endpoints"],
+                  case .object(let live)? = endpoints.first, case .array(let topics)? = live["topics"], case .object(let topic)? = topics.first else {
+                Issue.record("unexpected status: \(status.body)"); return
+            }
+            #expect(live.string("path") == "/live/{room}")
+            #expect(topic.string("name") == "/live/s" && topic["subscribers"] == .number(JSONNumber(1)))
+            #expect(topic.string("upstream") == "ok" && Cursor(topic.string("cursor") ?? "")?.seq == 1)
+            let page = try get(port, "/deltacast/")
+            #expect(page.status == 200 && page.body.contains("Deltacast status"))
+
+            let watcher = try EventStreamClient(port: port, path: "/deltacast/status", headers: ["Authorization: Bearer \(adminToken)"])
+            #expect(watcher.head.hasPrefix("HTTP/1.1 200"))
+            _ = watcher.next()  // retry:
+            #expect(watcher.next()?.data.contains(#""name":"/live/s","subscribers":1,"cursor":""#) == true)
+            try publish(port: port, "/live/s", document(2))
+            #expect(eventually(5) { watcher.next()?.data.contains("-2\",") == true })
+        }
+    }
+}

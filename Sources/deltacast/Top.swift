@@ -1,0 +1,102 @@
+import DeltacastConfig
+import DeltacastJSON
+import DeltacastLoop
+import Foundation
+
+/// `deltacast top URL`: the status page's numbers in a terminal, refreshed each second with
+/// plain ANSI (no dependency), for operators on a box without a browser.
+enum TopCommand: Command {
+    static let name = "top"
+    static let summary = "a terminal view of the proxy's status, refreshed each second"
+    static let usage = """
+        usage: deltacast top URL [--token TOKEN] [--once] [--interval SECONDS]
+
+        Reads GET /deltacast/status from the proxy at URL (e.g. http://127.0.0.1:8080) with the
+        admin token (--token, or the environment's DELTACAST_ADMIN_TOKEN) and shows connections,
+        deliveries, bytes saved, RSS, and every endpoint's topics with their subscribers, last
+        change and upstream health. Ctrl-C ends it; --once prints one view and exits.
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        let args = try CommandLineArguments(arguments, flags: ["--once"], options: ["--token", "--interval"])
+        guard args.positionals.count == 1 else { throw .init(message: "expected URL") }
+        guard let url = parseURL(args.positionals[0]), url.scheme == "http" else {
+            throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT")
+        }
+        let interval = Double(args.value("--interval") ?? "1") ?? 0
+        guard interval >= 0.2 && interval <= 3600 else { throw .init(message: "--interval takes 0.2...3600 seconds") }
+        guard let token = args.value("--token") ?? ProcessInfo.processInfo.environment["DELTACAST_ADMIN_TOKEN"] else {
+            throw .init(message: "the status needs the admin token: --token TOKEN or DELTACAST_ADMIN_TOKEN")
+        }
+        let once = args.has("--once")
+        while true {
+            let view: String
+            switch fetch(host: url.host, port: url.port, prefix: url.path, token: token) {
+            case .failure(let error):
+                printError("deltacast top: \(error.message)")
+                return .failure
+            case .success(let status):
+                view = render(status)
+            }
+            if once { print(view, terminator: ""); return .success }
+            print("\u{1B}[H\u{1B}[2J" + view, terminator: "")
+            fflush(nil)
+            usleep(UInt32(interval * 1_000_000))
+        }
+    }
+
+    static func fetch(host: String, port: Int, prefix: String, token: String) -> Result<JSONObject, TopError> {
+        guard let fd = try? Socket.connect(host: host, port: port, receiveTimeoutSeconds: 10) else { return .failure(TopError("cannot connect to \(host):\(port)")) }
+        defer { close(fd) }
+        let request = "GET \(prefix)/deltacast/status HTTP/1.1\r\nHost: \(host):\(port)\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
+        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            data += chunk[0..<n]
+            if data.count > 64 << 20 { return .failure(TopError("the status is larger than 64 MiB")) }
+        }
+        guard let end = FanoutBenchmark.find(data, [13, 10, 13, 10]) else { return .failure(TopError("no answer from \(host):\(port)")) }
+        let status = Int(String(decoding: data[9..<min(12, data.count)], as: UTF8.self)) ?? 0
+        let body = Array(data[(end + 4)...])
+        guard status == 200 else {
+            return .failure(TopError("GET /deltacast/status answered \(status): \(String(decoding: body, as: UTF8.self))"))
+        }
+        guard case .object(let object)? = try? JSONParser.parse(body) else { return .failure(TopError("the status is not a JSON object")) }
+        return .success(object)
+    }
+
+    struct TopError: Error { let message: String; init(_ message: String) { self.message = message } }
+
+    static func render(_ status: JSONObject) -> String {
+        func int(_ value: JSONValue?) -> Int { if case .number(let n)? = value { return n.intValue ?? Int(n.doubleValue) } else { return 0 } }
+        func text(_ value: JSONValue?) -> String { if case .string(let s)? = value { return s } else { return "–" } }
+        func object(_ value: JSONValue?) -> JSONObject { if case .object(let o)? = value { return o } else { return JSONObject() } }
+        func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+            let clipped = text.count > width ? String(text.prefix(width - 1)) + "…" : text
+            let fill = String(repeating: " ", count: max(0, width - clipped.count))
+            return right ? fill + clipped : clipped + fill
+        }
+        let connections = object(status["connections"]), deliveries = object(status["deliveries"])
+        var out = "\u{1B}[1mdeltacast top\u{1B}[0m  up \(int(status["uptime_s"])) s   RSS \(String(format: "%.1f", Double(int(status["rss_bytes"])) / 1_048_576)) MiB\n"
+        out += "connections \(int(connections["open"]))  (ws \(int(connections["websocket"])), sse \(int(connections["sse"])), long-poll \(int(connections["longpoll"])), http \(int(connections["http"])))\n"
+        out += "deliveries  ws \(int(deliveries["websocket"]))  sse \(int(deliveries["sse"]))  long-poll \(int(deliveries["longpoll"]))   bytes saved \(int(status["bytes_saved"]))   conflations \(int(status["conflations"]))   slow closes \(int(status["slow_consumer_closes"]))\n\n"
+        out += "\u{1B}[7m" + pad("topic", 40) + pad("subs", 7, right: true) + pad("cursor", 18, right: true) + pad("changed", 10, right: true) + pad("bytes", 9, right: true) + "  upstream\u{1B}[0m\n"
+        if case .array(let endpoints)? = status["endpoints"] {
+            for case .object(let endpoint) in endpoints {
+                let polls = object(endpoint["polls"]).map { "\($0.key) \(int($0.value))" }.joined(separator: ", ")
+                out += "\u{1B}[1m\(text(endpoint["path"]))\u{1B}[0m  \(text(endpoint["source"])), \(int(endpoint["topic_count"])) topics" + (polls.isEmpty ? "" : ", polls: \(polls)") + "\n"
+                if case .array(let topics)? = endpoint["topics"] {
+                    for case .object(let topic) in topics.prefix(20) {
+                        let ago: String = if case .number(let n)? = topic["last_change_ms_ago"] { String(format: "%.1fs", n.doubleValue / 1000) } else { "–" }
+                        let health = text(topic["upstream"]) == "ok" ? "ok" : "\u{1B}[31m" + text(topic["problem"]) + "\u{1B}[0m"
+                        out += "  " + pad(text(topic["name"]), 38) + pad(String(int(topic["subscribers"])), 7, right: true) + pad(text(topic["cursor"]), 18, right: true)
+                            + pad(ago, 10, right: true) + pad(String(int(topic["last_change_bytes"])), 9, right: true) + "  " + health + "\n"
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

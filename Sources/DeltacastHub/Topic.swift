@@ -36,6 +36,11 @@ public final class Topic: @unchecked Sendable {
     private var loopCounts: [Int]
     private var problem: UpstreamProblem?
     private var lastChangeAt: Int64 = 0
+    /// Subscribers by transport (0 WebSocket, 1 SSE, 2 long-poll), for the status page.
+    private var transportCounts = [0, 0, 0]
+    /// The poller's view: consecutive failures and when the next poll is due (monotonic ms).
+    private var pollFailures = 0
+    private var nextPollAt: Int64 = 0
     private var lastChangeBytes = 0
 
     /// When it was last used, in ``Hub/tick()`` units (LRU eviction under `max_topics`).
@@ -98,6 +103,19 @@ public final class Topic: @unchecked Sendable {
         public var problem: UpstreamProblem?
         /// Changes the journal holds.
         public var journalEntries: Int
+        /// Subscribers by transport: WebSocket, SSE, long-poll.
+        public var byTransport: [Int]
+        /// Consecutive failed polls (0 when healthy).
+        public var pollFailures: Int
+        /// Milliseconds until the next poll (nil when not polled).
+        public var nextPollIn: Int64?
+    }
+
+    /// Records the poller's state after a poll (for the status page): failures in a row and
+    /// the delay before the next poll.
+    public func recordPoll(failures: Int, nextInMilliseconds: Int64) {
+        let due = Hub.now() + nextInMilliseconds
+        lock.withLock { _ in pollFailures = failures; nextPollAt = due }
     }
 
     /// This topic's state now.
@@ -106,7 +124,8 @@ public final class Topic: @unchecked Sendable {
         return lock.withLock { _ in
             Status(cursor: seq == 0 ? nil : Cursor(epoch: epoch, seq: seq), subscribers: loopCounts.reduce(0, +),
                    millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
-                   bodyBytes: body.count, problem: problem, journalEntries: journal.count - journalStart)
+                   bodyBytes: body.count, problem: problem, journalEntries: journal.count - journalStart,
+                   byTransport: transportCounts, pollFailures: pollFailures, nextPollIn: nextPollAt == 0 ? nil : max(0, nextPollAt - now))
         }
     }
 
@@ -120,10 +139,11 @@ public final class Topic: @unchecked Sendable {
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
-    public func subscribe(loop: Int, since: Cursor?) -> (backlog: [Change], cursor: Cursor?) {
+    public func subscribe(loop: Int, since: Cursor?, transport: Int = -1) -> (backlog: [Change], cursor: Cursor?) {
         touch(hub.tick(), now: Hub.now())
         return lock.withLock { _ in
             loopCounts[loop] += 1
+            if (0..<3).contains(transport) { transportCounts[transport] += 1 }
             if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since) ?? []
             if let problem { backlog.append(problemChange(problem)) }
@@ -132,8 +152,11 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// Removes a subscriber registered on `loop`.
-    public func unsubscribe(loop: Int) {
-        lock.withLock { _ in loopCounts[loop] = max(0, loopCounts[loop] - 1) }
+    public func unsubscribe(loop: Int, transport: Int = -1) {
+        lock.withLock { _ in
+            loopCounts[loop] = max(0, loopCounts[loop] - 1)
+            if (0..<3).contains(transport) { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
+        }
         touch(hub.tick(), now: Hub.now())
     }
 

@@ -326,7 +326,7 @@ final class HTTPConnection: EventLoopHandler {
         if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
         hold = nil
         for (key, subscription) in subscriptions {
-            subscription.topic.unsubscribe(loop: state.index)
+            subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
             state.removeSubscriber(self, topic: key)
         }
         subscriptions = [:]

@@ -153,9 +153,17 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         let now = EventLoop.monotonicMilliseconds()
         let header = milliseconds(server.configuration.server.headerTimeout)
         let idle = milliseconds(server.configuration.server.idleTimeout)
+        var slowest: [(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)] = []
         for connection in Array(connections.values) {
             connection.checkDeadlines(now: now, headerTimeout: header, idleTimeout: idle)
+            let pending = connection.queue.pendingBytes
+            if pending > 0, connection.mode == .webSocket || connection.mode == .sse, slowest.count < 5 || pending > slowest[slowest.count - 1].pendingBytes {
+                slowest.append((connection.id, pending, "\(connection.mode)", now - connection.lastProgress))
+                slowest.sort { $0.pendingBytes > $1.pendingBytes }
+                if slowest.count > 5 { slowest.removeLast() }
+            }
         }
+        counters.slowest.withLock { $0 = slowest }
         if let drainDeadline {
             if now >= drainDeadline { for connection in Array(connections.values) { connection.close() } }
             if connections.isEmpty { finished.signal() }

@@ -17,6 +17,8 @@ final class LoopCounters: Sendable {
     let slowConsumerCloses = Atomic<Int>(0)
     let resumesFromJournal = Atomic<Int>(0)
     let resumesBySnapshot = Atomic<Int>(0)
+    /// This loop's five connections with the most bytes pending, refreshed by its sweep.
+    let slowest = Mutex<[(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)]>([])
 
     /// Moves `delta` connections into (or out of) `mode`'s gauge.
     func adjust(_ mode: HTTPConnection.Mode, by delta: Int) {
@@ -191,6 +193,8 @@ extension HTTPServer {
             for (offset, (topic, status)) in own.prefix(200).enumerated() {
                 if offset > 0 { out += "," }
                 out += "{\"name\":" + EventLog.quoted(topic.name) + ",\"subscribers\":\(status.subscribers)"
+                out += ",\"by_transport\":{\"websocket\":\(status.byTransport[0]),\"sse\":\(status.byTransport[1]),\"longpoll\":\(status.byTransport[2])}"
+                out += ",\"poll_failures\":\(status.pollFailures),\"next_poll_ms\":" + (status.nextPollIn.map(String.init) ?? "null")
                 out += ",\"cursor\":" + (status.cursor.map { "\"\($0)\"" } ?? "null")
                 out += ",\"last_change_ms_ago\":" + (status.millisecondsSinceChange.map(String.init) ?? "null")
                 out += ",\"last_change_bytes\":\(status.lastChangeBytes),\"body_bytes\":\(status.bodyBytes),\"journal\":\(status.journalEntries)"
@@ -203,6 +207,10 @@ extension HTTPServer {
             }
             out += "]}"
         }
+        let slowest = counters.flatMap { $0.slowest.withLock { $0 } }.sorted { $0.pendingBytes > $1.pendingBytes }.prefix(5)
+        out += "],\"slowest_consumers\":[" + slowest.map {
+            "{\"conn\":\($0.id),\"pending_bytes\":\($0.pendingBytes),\"mode\":\"\($0.mode)\",\"no_progress_ms\":\($0.idleMilliseconds)}"
+        }.joined(separator: ",")
         return Array((out + "]}").utf8)
     }
 

@@ -6,6 +6,8 @@ import DeltacastWire
 /// One topic a connection receives, and the cursor of the last change it was sent.
 struct Subscription {
     let topic: Topic
+    /// The transport it counts under in the topic (0 WebSocket, 1 SSE, 2 long-poll).
+    var transport = -1
     var cursor: Cursor?
     /// Changes were dropped (slow consumer): one snapshot is owed once the socket drains.
     var needsResync = false
@@ -502,7 +504,8 @@ extension HTTPConnection {
 
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
     private func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
-        let (backlog, cursor) = topic.subscribe(loop: state.index, since: since)
+        let transport = mode == .webSocket ? 0 : mode == .sse ? 1 : mode == .held ? 2 : -1
+        let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
         if since != nil {
             if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
@@ -516,7 +519,7 @@ extension HTTPConnection {
         // backlog (patches from it, or a snapshot) then brings it up to date.
         var held: Cursor?
         if let since, let cursor, since.epoch == cursor.epoch, since.seq <= cursor.seq { held = since }
-        subscriptions[topic.key] = Subscription(topic: topic, cursor: held)
+        subscriptions[topic.key] = Subscription(topic: topic, transport: transport, cursor: held)
         if sendBacklog {
             for change in backlog {
                 push(change)
@@ -527,7 +530,7 @@ extension HTTPConnection {
 
     private func detach(_ key: String) {
         guard let subscription = subscriptions.removeValue(forKey: key) else { return }
-        subscription.topic.unsubscribe(loop: state.index)
+        subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
         state.removeSubscriber(self, topic: key)
     }
 

@@ -33,6 +33,9 @@ final class UpstreamPolling: @unchecked Sendable {
                 guard let topic = hub?.existingTopic(key: key) else { return }
                 metrics.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(result, topic), seconds: Double(elapsed) / 1000)
             }
+            poller.scheduled = { [weak hub] key, failures, delay in
+                hub?.existingTopic(key: key)?.recordPoll(failures: failures, nextInMilliseconds: delay)
+            }
             self.poller = poller
         }
     }

@@ -97,6 +97,9 @@ public final class Poller: @unchecked Sendable {
     private var running = 0
     /// Called after every poll with the key and the request's duration (metrics, tests).
     public var observer: ((String, PollResult, Int64) -> Void)?
+    /// Called after every poll with the key, the consecutive failures and the delay before the
+    /// next poll in milliseconds (the status page's backoff state).
+    public var scheduled: ((String, Int, Int64) -> Void)?
 
     /// A poller using `client`, with at most `maxConcurrent` requests in flight.
     public init(client: UpstreamClient, maxConcurrent: Int) {
@@ -205,6 +208,7 @@ public final class Poller: @unchecked Sendable {
             delay = max(0, delay - elapsed)
             if entry.job.jitterMilliseconds > 0 { delay += Int64.random(in: 0...entry.job.jitterMilliseconds) }
         }
+        scheduled?(entry.key, entry.failures, delay)
         entry.timer = client.loop.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
     }
 

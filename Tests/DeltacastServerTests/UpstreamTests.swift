@@ -204,7 +204,12 @@ func header(_ head: String, _ name: String) -> String? {
         func change(to price: Int) throws -> String {
             try simulator.put("/r", document(price))
             var etag = ""
-            #expect(try eventually { etag = header(try get(port, "/r").head, "ETag") ?? ""; return try get(port, "/r").body == document(price) })
+            // ETag and body from the same response: they must describe the same state.
+            #expect(try eventually {
+                let response = try get(port, "/r")
+                etag = header(response.head, "ETag") ?? ""
+                return response.body == document(price)
+            })
             return etag.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
         }
         let start = try change(to: 1)
@@ -654,15 +659,26 @@ final class ConvergenceClient {
             #expect(live.string("path") == "/live/{room}")
             #expect(topic.string("name") == "/live/s" && topic["subscribers"] == .number(JSONNumber(1)))
             #expect(topic.string("upstream") == "ok" && Cursor(topic.string("cursor") ?? "")?.seq == 1)
+            #expect(topic["by_transport"] == (try JSONParser.parse(Array(#"{"websocket":0,"sse":1,"longpoll":0}"#.utf8))))
+            #expect(json["slowest_consumers"] != nil)
             let page = try get(port, "/deltacast/")
             #expect(page.status == 200 && page.body.contains("Deltacast status"))
 
             let watcher = try EventStreamClient(port: port, path: "/deltacast/status", headers: ["Authorization: Bearer \(adminToken)"])
             #expect(watcher.head.hasPrefix("HTTP/1.1 200"))
             _ = watcher.next()  // retry:
-            #expect(watcher.next()?.data.contains(#""name":"/live/s","subscribers":1,"cursor":""#) == true)
+            #expect(watcher.next()?.data.contains(#""name":"/live/s","subscribers":1,"by_transport":{"websocket":0,"sse":1,"longpoll":0}"#) == true)
             try publish(port: port, "/live/s", document(2))
             #expect(eventually(5) { watcher.next()?.data.contains("-2\",") == true })
+
+            // A reader that never reads shows up among the slowest consumers.
+            let stuck = try WebSocketClient(port: port, path: "/snap/big", subprotocol: nil, receiveBuffer: 4096)
+            for version in 1...80 { try publish(port: port, "/snap/big", TransportTests.bigDocument(version)) }
+            #expect(try eventually(5) {
+                let body = try get(port, "/deltacast/status", ["Authorization: Bearer \(adminToken)"]).body
+                return body.contains(#""slowest_consumers":[{"conn":"#) && body.contains(#""mode":"webSocket""#)
+            }, "\((try? get(port, "/deltacast/status", ["Authorization: Bearer \(adminToken)"]).body.suffix(300)) ?? "")")
+            _ = stuck
         }
     }
 }

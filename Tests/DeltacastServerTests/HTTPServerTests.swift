@@ -39,8 +39,9 @@ func startDeltacast(_ arguments: [String]) throws -> (Process, Int) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
     process.arguments = arguments
-    let out = Pipe()
+    let out = Pipe(), errors = Pipe()
     process.standardOutput = out
+    process.standardError = errors
     try process.run()
     var line = [UInt8]()
     while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
@@ -48,8 +49,12 @@ func startDeltacast(_ arguments: [String]) throws -> (Process, Int) {
     guard let port = Int(text.split(separator: ":").last?.filter(\.isNumber) ?? "") else {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "deltacast \(arguments[0]) did not print its port: \(text)"])
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey:
+            "deltacast \(arguments[0]) did not print its port (exit \(process.terminationStatus)): \(text) \(said.suffix(2000))"])
     }
+    // Keep draining its standard error so a chatty process never blocks on a full pipe.
+    Thread.detachNewThread { _ = errors.fileHandleForReading.readDataToEndOfFile() }
     return (process, port)
 }
 

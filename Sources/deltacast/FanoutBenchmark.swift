@@ -12,13 +12,13 @@ enum FanoutBenchmark {
         --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R (fanout)  --window W (throughput)
         --size BYTES (message size, default 200)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
         --subscribe URL --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message}, {message_json}: quoted, {message_escaped}: escaped, unquoted)]
-        [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)]
+        [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)] [--scrape-ms MS (GET /metrics every MS during the run)]
         """
 
     static func run(_ mode: LoadGenerator.Mode, _ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         let args = try CommandLineArguments(arguments, flags: [], options: [
             "--transport", "--subscribers", "--messages", "--rate", "--window", "--size", "--diff", "--sources",
-            "--subscribe", "--publish", "--publish-header", "--body", "--poll-style", "--pid", "--label", "--phase-seconds", "--connect-rate", "--pipeline",
+            "--subscribe", "--publish", "--publish-header", "--body", "--poll-style", "--pid", "--label", "--phase-seconds", "--connect-rate", "--pipeline", "--scrape-ms",
         ])
         let transport = args.value("--transport") ?? "ws"
         let subscribers = Int(args.value("--subscribers") ?? "1000") ?? 0
@@ -83,6 +83,7 @@ enum FanoutBenchmark {
         options.phaseSeconds = phase
         options.connectRate = Int(args.value("--connect-rate") ?? "0") ?? 0
         options.pipeline = max(1, min(Int(args.value("--pipeline") ?? "1") ?? 1, 64))
+        options.scrapeMilliseconds = max(0, min(Int(args.value("--scrape-ms") ?? "0") ?? 0, 60_000))
         do {
             let report = try LoadGenerator(options: options).measure()
             print(report.table)

@@ -2,6 +2,7 @@ import CSystemLinux
 import DeltacastLoop
 import DeltacastWire
 import Foundation
+import Synchronization
 
 /// The load generator behind `deltacast bench fanout|throughput|connections`: N subscribers of
 /// one channel on any server (Deltacast, Nchan, Pushpin: the subscribe URL, the publish URL,
@@ -59,6 +60,9 @@ final class LoadGenerator {
         var connectRate = 0
         /// Publish requests pipelined on the publisher's connection.
         var pipeline = 1
+        /// Milliseconds between `GET /metrics` scrapes of the subscribe host during the
+        /// measured phase (0: none), from a thread of its own.
+        var scrapeMilliseconds = 0
         var phaseSeconds = 60
     }
 
@@ -440,6 +444,24 @@ final class LoadGenerator {
         let rssIdle = rss()
         let cpuBefore = cpu(), ownBefore = FanoutBenchmark.ownCPUSeconds()
         let start = FanoutBenchmark.monotonicNanoseconds()
+        let scraping = Atomic<Bool>(o.scrapeMilliseconds > 0)
+        let scrapes = Atomic<Int>(0)
+        if o.scrapeMilliseconds > 0 {
+            let host = o.subscribe.host, port = o.subscribe.port, every = UInt32(o.scrapeMilliseconds * 1000)
+            Thread.detachNewThread {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while scraping.load(ordering: .relaxed) {
+                    if let fd = try? Socket.connect(host: host, port: port, receiveTimeoutSeconds: 5) {
+                        try? FanoutBenchmark.sendAll(fd, Array("GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".utf8))
+                        while read(fd, &buffer, buffer.count) > 0 {}
+                        close(fd)
+                        scrapes.add(1, ordering: .relaxed)
+                    }
+                    usleep(every)
+                }
+            }
+        }
+        defer { scraping.store(false, ordering: .relaxed) }
         switch o.mode {
         case .connections:
             break
@@ -474,7 +496,7 @@ final class LoadGenerator {
             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
             | \(o.label) | \(o.transport) | \(confirmed) | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(h.percentile(0.5) / 1000)) | \(f(h.percentile(0.9) / 1000)) | \(f(h.percentile(0.99) / 1000)) | \(f(h.maximum / 1000)) | \(f(perSecond, 0)) | \(f(cpuUsed)) | \(f(cpuPerDelivery, 2)) | \(f(perConnection, 0)) | \(f(ownCPU)) |
             """
-        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3))}"#
+        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3)),"scrapes":\#(scrapes.load(ordering: .relaxed))}"#
         return Report(table: table, json: json, lost: lost + (o.subscribers - confirmed))
     }
 }

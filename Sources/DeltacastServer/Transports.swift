@@ -68,7 +68,7 @@ extension HTTPConnection {
             }
             return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName))
         }
-        if request.headers.tokens("Accept").contains(where: { $0.lowercased().hasPrefix("text/event-stream") }) {
+        if Self.wantsEventStream(request) {
             guard configuration.transports.contains(.sse) else {
                 return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
             }
@@ -330,14 +330,26 @@ extension HTTPConnection {
 
     // MARK: SSE
 
-    private func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool) {
+    /// Answers `request` with an open event stream (close-delimited) and its `retry:` hint;
+    /// false when the connection is gone.
+    func beginEventStream(_ request: HTTPRequestHead, multiplexed: Bool) -> Bool {
         var headers: HTTPHeaders = ["Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close"]
         addCORS(request, to: &headers)
         logAccess(request, status: 200, bytes: 0)
-        guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return }
+        guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return false }
         mode = .sse
         sseMultiplexed = multiplexed
         send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
+        return true
+    }
+
+    /// Whether the request asks for `text/event-stream`.
+    static func wantsEventStream(_ request: HTTPRequestHead) -> Bool {
+        request.headers.tokens("Accept").contains { $0.lowercased().hasPrefix("text/event-stream") }
+    }
+
+    private func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool) {
+        guard beginEventStream(request, multiplexed: multiplexed) else { return }
         for (name, endpoint, since) in topics {
             if let error = refusal(name, endpoint: endpoint) {
                 send(ServerSentEvents.event(event: "error", data: error))
@@ -652,16 +664,10 @@ extension HTTPConnection {
     /// stream of it once a second (`event: status`), for the status page.
     func serveStatus(_ request: HTTPRequestHead) {
         let json = state.server.statusJSON()
-        guard request.headers.tokens("Accept").contains(where: { $0.lowercased().hasPrefix("text/event-stream") }) else {
+        guard Self.wantsEventStream(request) else {
             return finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: json))
         }
-        var headers: HTTPHeaders = ["Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close"]
-        addCORS(request, to: &headers)
-        logAccess(request, status: 200, bytes: 0)
-        guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return }
-        mode = .sse
-        sseMultiplexed = true
-        send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
+        guard beginEventStream(request, multiplexed: true) else { return }
         send(ServerSentEvents.event(event: "status", data: json))
         flush()
         scheduleStatusTick()

@@ -237,7 +237,7 @@ final class RawClient: @unchecked Sendable {
         let inFlight = try RawClient(port: port)
         idle.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         _ = idle.read(responses: 1)
-        inFlight.send("GET /healthz HTTP/1.1\r\nHo")  // half a request when shutdown begins
+        inFlight.send("GET /readyz HTTP/1.1\r\nHo")  // half a request when shutdown begins
         // With one loop, a probe answered after those bytes were sent means the loop has read them.
         let probe = try RawClient(port: port)
         probe.send("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -247,7 +247,9 @@ final class RawClient: @unchecked Sendable {
         #expect(idle.isClosedByPeer())                 // idle: closed at once
         inFlight.send("st: a\r\n\r\n")                  // the request in flight completes...
         let (texts, _) = inFlight.read(responses: 1)
-        #expect(texts.first?.hasPrefix("HTTP/1.1 200 OK") == true)
+        // ...and /readyz already says 503 (a load balancer stops sending traffic at once)...
+        #expect(texts.first?.hasPrefix("HTTP/1.1 503 Service Unavailable") == true)
+        #expect(texts.first?.hasSuffix(#"{"status":"draining"}"#) == true)
         #expect(texts.first?.contains("Connection: close") == true)   // ...and is told to go
         #expect(inFlight.isClosedByPeer())
         while !stopped.isFinished { usleep(10_000) }

@@ -97,7 +97,7 @@ final class LoadGenerator {
     var publishesInFlight: Int { unanswered.count }
     var publisher: Int32 = -1
     var publisherBuffer: [UInt8] = []
-    var firstSent: UInt64 = 0, lastReceipt: UInt64 = 0
+    var lastReceipt: UInt64 = 0
     var confirmedCount = 0
     let epoll = epoll_create1(0)
     var scratch = [UInt8](repeating: 0, count: 256 * 1024)
@@ -207,7 +207,6 @@ final class LoadGenerator {
             return
         }
         let bytes = message(published)
-        if published == 0 { firstSent = FanoutBenchmark.monotonicNanoseconds() }
         published += 1
         unanswered.append(bytes)
         try FanoutBenchmark.sendAll(publisher, bytes)

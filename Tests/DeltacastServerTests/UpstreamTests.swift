@@ -51,6 +51,7 @@ final class SimulatorProcess: @unchecked Sendable {
 /// A proxy configuration polling the simulator on `port`.
 func upstreamConfig(_ port: Int, timeout: String = "1s", _ endpoints: String, extra: String = "", headers: String = "{}") -> String {
     """
+    listen: 127.0.0.1:0
     upstream: { base: http://127.0.0.1:\(port), timeout: \(timeout), max_concurrent: 4, headers: \(headers) }
     endpoints:
     \(endpoints)

@@ -160,9 +160,7 @@ extension HTTPConnection {
         }
     }
 
-    private func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
+    private func milliseconds(_ duration: Duration) -> Int64 { LoopState.milliseconds(duration) }
 
     // MARK: Publish
 

@@ -29,12 +29,10 @@ final class UpstreamPolling: @unchecked Sendable {
         loop.execute { [self] in
             let client = UpstreamClient(loop: loop, maxConnections: upstream.maxConcurrent)
             let poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
-            poller.observer = { [weak hub] key, result, elapsed in
-                guard let topic = hub?.existingTopic(key: key) else { return }
-                metrics.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(result, topic), seconds: Double(elapsed) / 1000)
-            }
-            poller.scheduled = { [weak hub] key, failures, delay in
-                hub?.existingTopic(key: key)?.recordPoll(failures: failures, nextInMilliseconds: delay)
+            poller.observer = { [weak hub] report in
+                guard let topic = hub?.existingTopic(key: report.key) else { return }
+                metrics.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
+                if let next = report.nextInMilliseconds { topic.recordPoll(failures: report.failures, nextInMilliseconds: next) }
             }
             self.poller = poller
         }
@@ -97,10 +95,10 @@ final class UpstreamPolling: @unchecked Sendable {
             headers += topic.credentials
         }
         let upstream = configuration.upstream
-        let request = UpstreamRequest(url: path, headers: headers, timeoutMilliseconds: Int(Self.milliseconds(upstream.timeout)),
+        let request = UpstreamRequest(url: path, headers: headers, timeoutMilliseconds: Int(LoopState.milliseconds(upstream.timeout)),
                                       maxBody: topic.endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
-        let job = PollJob(request: request, intervalMilliseconds: Self.milliseconds(topic.endpoint.interval),
-                          jitterMilliseconds: Self.milliseconds(topic.endpoint.effectiveJitter))
+        let job = PollJob(request: request, intervalMilliseconds: LoopState.milliseconds(topic.endpoint.interval),
+                          jitterMilliseconds: LoopState.milliseconds(topic.endpoint.effectiveJitter))
         poller.start(key: topic.key, job: job, wanted: { [weak hub] in
             guard let hub else { return false }
             return !hub.evictIfIdle(topic)
@@ -145,9 +143,5 @@ final class UpstreamPolling: @unchecked Sendable {
             topic.upstreamFailed(UpstreamProblem(kind: kind, http: nil, message: failure.description))
             return .rejected
         }
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -95,11 +95,22 @@ public final class Poller: @unchecked Sendable {
     private var waiting: [Entry] = []
     private var waitingStart = 0
     private var running = 0
-    /// Called after every poll with the key and the request's duration (metrics, tests).
-    public var observer: ((String, PollResult, Int64) -> Void)?
-    /// Called after every poll with the key, the consecutive failures and the delay before the
-    /// next poll in milliseconds (the status page's backoff state).
-    public var scheduled: ((String, Int, Int64) -> Void)?
+    /// One poll as the owner's metrics and status page see it.
+    public struct Report {
+        /// The job's key.
+        public var key: String
+        /// What the poll produced.
+        public var result: PollResult
+        /// The request's duration, milliseconds.
+        public var milliseconds: Int64
+        /// Consecutive failed polls, this one included (0 after a success).
+        public var failures: Int
+        /// Milliseconds until the next poll; nil when the job was stopped meanwhile.
+        public var nextInMilliseconds: Int64?
+    }
+
+    /// Called after every poll, once its result was judged and the next poll scheduled.
+    public var observer: ((Report) -> Void)?
 
     /// A poller using `client`, with at most `maxConcurrent` requests in flight.
     public init(client: UpstreamClient, maxConcurrent: Int) {
@@ -180,8 +191,10 @@ public final class Poller: @unchecked Sendable {
             result = .status(response.status, body: response.body)
         }
         let verdict = entry.handler(result)
-        observer?(entry.key, result, elapsed)
-        guard !entry.stopped else { return }
+        guard !entry.stopped else {
+            observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: nil))
+            return
+        }
         var delay: Int64
         switch verdict {
         case .accepted:
@@ -208,7 +221,7 @@ public final class Poller: @unchecked Sendable {
             delay = max(0, delay - elapsed)
             if entry.job.jitterMilliseconds > 0 { delay += Int64.random(in: 0...entry.job.jitterMilliseconds) }
         }
-        scheduled?(entry.key, entry.failures, delay)
+        observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: delay))
         entry.timer = client.loop.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
     }
 

@@ -145,26 +145,12 @@ enum FanoutBenchmark {
     }
 
     static func find(_ bytes: [UInt8], _ pattern: [UInt8], from start: Int = 0) -> Int? {
-        guard bytes.count >= pattern.count + start else { return nil }
-        var index = start
-        while index <= bytes.count - pattern.count {
-            if bytes[index] == pattern[0] && bytes[index..<(index + pattern.count)].elementsEqual(pattern) { return index }
-            index += 1
-        }
-        return nil
+        bytes.withUnsafeBufferPointer { LoadGenerator.find($0, pattern, from: start) }
     }
 
     /// The decimal number right after `key` in `bytes` (no JSON parse on the receive path).
     static func number(after key: [UInt8], in bytes: some Collection<UInt8>) -> Int? {
-        let array = Array(bytes)
-        guard let at = find(array, key) else { return nil }
-        var value = 0, index = at + key.count, digits = 0
-        while index < array.count, array[index] >= 0x30, array[index] <= 0x39 {
-            value = value * 10 + Int(array[index] - 0x30)
-            index += 1
-            digits += 1
-        }
-        return digits > 0 ? value : nil
+        Array(bytes).withUnsafeBufferPointer { LoadGenerator.number($0, key, 0..<$0.count) }
     }
 
     static func monotonicNanoseconds() -> UInt64 {

@@ -142,6 +142,16 @@ func request(_ port: Int, path: String = "/doc", timeout: Int = 5000, maxBody: I
         #expect(message.lowercased().contains("connect"))
     }
 
+    @Test func responseHeadersAreCappedAtOneHundred() throws {
+        let headers = (0..<150).map { "X-Filler-\($0): \($0)" }
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", headers: ["ETag: \"first\""] + headers, body: Array("{}".utf8)) }
+        defer { server.stop() }
+        let response = try fetch(request(server.port))
+        #expect(response.failure == nil && response.body == Array("{}".utf8))
+        #expect(response.headers.count == 100)
+        #expect(response.header("ETag") == "\"first\"")  // the first ones are kept
+    }
+
     @Test func redirectsAreNotFollowedByDefault() throws {
         let server = try ScriptedServer { _, _ in ScriptedServer.response("302 Found", headers: ["Location: /login"], body: []) }
         defer { server.stop() }

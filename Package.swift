@@ -49,7 +49,7 @@ let package = Package(
             name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream"],
+            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream", "COpenSSL"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),

@@ -80,6 +80,21 @@ struct ConfigurationDecoder {
                 }
                 c.admin.token = token
             }
+            if let e = m["listen"] { c.admin.listen = hostPort(e.value) }
+        }
+        if let node = top["auth"], let m = mapping(node.value, section: "auth", what: "auth") {
+            decodeAuth(m, into: &c.auth)
+        }
+        if let node = top["tls"], let m = mapping(node.value, section: "tls", what: "tls") {
+            let certificate = m["certificate"].flatMap { string($0.value) }
+            let key = m["key"].flatMap { string($0.value) }
+            if certificate == nil && m["certificate"] == nil { fail("missing required key 'tls.certificate' (a PEM certificate chain file)", at: node.keyLocation) }
+            if key == nil && m["key"] == nil { fail("missing required key 'tls.key' (a PEM private key file)", at: node.keyLocation) }
+            if let certificate, let key {
+                var tls = Configuration.TLS(certificate: certificate, key: key)
+                if let e = m["handshake_timeout"] { tls.handshakeTimeout = duration(e.value, positive: true) ?? tls.handshakeTimeout }
+                c.tls = tls
+            }
         }
         if let node = top["limits"], let m = mapping(node.value, section: "limits", what: "limits") {
             decodeLimits(m, into: &c.limits)
@@ -95,7 +110,7 @@ struct ConfigurationDecoder {
             if let e = m["echo"] { c.diagnostics.echo = boolean(e.value) ?? false }
         }
         if let node = top["endpoints"] {
-            c.endpoints = endpoints(node.value, upstream: c.upstream)
+            c.endpoints = endpoints(node.value, upstream: c.upstream, authEnabled: c.auth.isEnabled, authLocation: top["auth"]?.keyLocation)
         } else {
             fail("missing required key 'endpoints'; declare at least one endpoint", at: root.location)
         }
@@ -119,6 +134,81 @@ struct ConfigurationDecoder {
         if let e = m["slow_consumer_timeout"] { l.slowConsumerTimeout = duration(e.value, positive: true) ?? l.slowConsumerTimeout }
         if let e = m["journal_entries"] { l.journalEntries = integer(e.value, range: 1...1_000_000) ?? l.journalEntries }
         if let e = m["journal_bytes"] { l.journalBytes = size(e.value) ?? l.journalBytes }
+        if let e = m["max_connections_per_user"] { l.maxConnectionsPerUser = integer(e.value, range: 1...10_000_000) ?? l.maxConnectionsPerUser }
+        if let e = m["subscribe_rate"] { l.subscribeRate = rate(e.value) ?? l.subscribeRate }
+        if let e = m["message_rate"] { l.messageRate = rate(e.value) ?? l.messageRate }
+        if let e = m["publish_rate"] { l.publishRate = rate(e.value) ?? l.publishRate }
+        if let e = m["ticket_rate"] { l.ticketRate = rate(e.value) ?? l.ticketRate }
+    }
+
+    private mutating func decodeAuth(_ m: [String: YAMLNode.Entry], into a: inout Configuration.Auth) {
+        if let node = m["jwt"], let j = mapping(node.value, section: "auth.jwt", what: "auth.jwt") {
+            guard let algorithmEntry = j["algorithm"] else {
+                fail("missing required key 'auth.jwt.algorithm'; expected one of: \(JWTAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))", at: node.keyLocation)
+                return
+            }
+            guard let algorithm = enumeration(algorithmEntry.value, JWTAlgorithm.self) else { return }
+            var jwt = Configuration.JWT(algorithm: algorithm)
+            if let e = j["secret"], let secret = string(e.value) {
+                if algorithm != .hs256 {
+                    fail("'secret' is for HS256; \(algorithm.rawValue) verifies with 'public_key'", at: e.keyLocation)
+                } else if secret.utf8.count < 32 {
+                    fail("HS256 secret is \(secret.utf8.count) bytes long; use at least 32 (RFC 7518 section 3.2)", at: e.value.location)
+                }
+                jwt.secret = secret
+            }
+            if let e = j["public_key"], let key = string(e.value) {
+                if algorithm == .hs256 {
+                    fail("'public_key' is for RS256 and ES256; HS256 verifies with 'secret'", at: e.keyLocation)
+                }
+                jwt.publicKey = key
+            }
+            if algorithm == .hs256 && j["secret"] == nil {
+                fail("missing required key 'auth.jwt.secret' for HS256", at: algorithmEntry.value.location)
+            }
+            if algorithm != .hs256 && j["public_key"] == nil {
+                fail("missing required key 'auth.jwt.public_key' for \(algorithm.rawValue) (a PEM file or PEM text)", at: algorithmEntry.value.location)
+            }
+            if let e = j["issuer"] { jwt.issuer = string(e.value) }
+            if let e = j["audience"] { jwt.audience = string(e.value) }
+            if let e = j["leeway"] {
+                jwt.leeway = duration(e.value, positive: false) ?? jwt.leeway
+                if jwt.leeway > .seconds(300) { fail("leeway \(formatDuration(jwt.leeway)) is more than 5m; a clock that far off needs fixing, not tolerating", at: e.value.location) }
+            }
+            a.jwt = jwt
+        }
+        if let node = m["api_keys"] {
+            guard case .sequence(let items) = node.value.content else {
+                return fail("expected a list of API keys ('- { key: ..., subject: ... }'), found \(node.value.kindDescription)", at: node.value.location)
+            }
+            var seen: Set<String> = []
+            for item in items {
+                guard let k = mapping(item, section: "auth.api_keys[]", what: "an API key") else { continue }
+                guard let keyEntry = k["key"], let key = string(keyEntry.value) else {
+                    if k["key"] == nil { fail("missing required key 'key' in API key", at: item.location) }
+                    continue
+                }
+                guard let subjectEntry = k["subject"], let subject = string(subjectEntry.value) else {
+                    if k["subject"] == nil { fail("missing required key 'subject' in API key", at: item.location) }
+                    continue
+                }
+                if key.count < 16 { fail("API key is \(key.count) characters long; use at least 16", at: keyEntry.value.location) }
+                if !seen.insert(key).inserted { fail("this API key is listed twice", at: keyEntry.value.location) }
+                let scopes = k["scopes"].flatMap { stringList($0.value) }?.map(\.0) ?? []
+                a.apiKeys.append(Configuration.APIKey(key: key, subject: subject, scopes: scopes))
+            }
+        }
+        if let e = m["ticket_ttl"] { a.ticketTTL = duration(e.value, positive: true) ?? a.ticketTTL }
+        if let e = m["expiry_grace"] { a.expiryGrace = duration(e.value, positive: false) ?? a.expiryGrace }
+        if let e = m["max_tickets"] { a.maxTickets = integer(e.value, range: 1...10_000_000) ?? a.maxTickets }
+    }
+
+    mutating func rate(_ node: YAMLNode) -> Rate? {
+        guard case .scalar(let text, _) = node.content, !node.isNull, let value = parseRate(text) else {
+            fail("invalid rate \(describe(node)); expected a positive count per second, minute or hour (e.g. 20/s, 30/m, 100/h)", at: node.location)
+            return nil
+        }
+        return value
     }
 
     private mutating func decodeServer(_ m: [String: YAMLNode.Entry], into s: inout Configuration.Server) {
@@ -138,7 +228,7 @@ struct ConfigurationDecoder {
 
     private static let reservedPaths = ["/deltacast", "/metrics", "/healthz", "/readyz", "/deltacast.js"]
 
-    private mutating func endpoints(_ node: YAMLNode, upstream: Configuration.Upstream) -> [Configuration.Endpoint] {
+    private mutating func endpoints(_ node: YAMLNode, upstream: Configuration.Upstream, authEnabled: Bool, authLocation: SourceLocation?) -> [Configuration.Endpoint] {
         guard case .sequence(let items) = node.content else {
             fail("expected a list of endpoints ('- path: ...'), found \(node.kindDescription)", at: node.location)
             return []
@@ -208,7 +298,32 @@ struct ConfigurationDecoder {
                 }
             }
             if let e = m["query"], let list = stringList(e.value) { endpoint.query = list.map(\.0) }
-            if let e = m["auth"] { endpoint.auth = enumeration(e.value, AuthMode.self) ?? .none }
+            endpoint.auth = authEnabled ? .token : .none
+            if let e = m["auth"] {
+                endpoint.auth = enumeration(e.value, AuthMode.self) ?? endpoint.auth
+                if endpoint.auth == .token && !authEnabled {
+                    fail("'auth: token' needs a credential to check: configure auth.jwt or auth.api_keys", at: e.value.location)
+                }
+            }
+            if let e = m["allow"], let text = string(e.value) {
+                do {
+                    let rule = try AuthorizationRule.parse(text)
+                    for name in rule.parameterNames where !path.parameterNames.contains(name) {
+                        fail("allow reads params.\(name), but the path '\(path)' has no {\(name)}", at: e.value.location)
+                    }
+                    endpoint.allow = rule
+                } catch {
+                    // Point at the character: past the opening quote when the scalar is quoted.
+                    var location = e.value.location
+                    if case .scalar(_, let style) = e.value.content, style != .plain { location.column += 1 }
+                    location.column += error.offset
+                    fail("invalid allow expression: \(error.message)", at: location)
+                }
+            }
+            if let e = m["scopes"], let list = stringList(e.value) { endpoint.scopes = list.map(\.0) }
+            if endpoint.auth != .token, let e = m["allow"] ?? m["scopes"] {
+                fail("'\(e.key)' needs 'auth: token' (this endpoint is 'auth: \(endpoint.auth.rawValue)')", at: e.keyLocation)
+            }
             if let e = m["forward_headers"], let list = stringList(e.value) {
                 for (name, location) in list where !isToken(name) {
                     fail("invalid header name '\(name)'", at: location)

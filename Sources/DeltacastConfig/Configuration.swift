@@ -14,6 +14,10 @@ public struct Configuration: Sendable {
     public var cors = CORS()
     /// Admin endpoints (`/deltacast/refresh`, `/deltacast/publish`).
     public var admin = Admin()
+    /// Client authentication: JWT and API keys, tickets, expiry.
+    public var auth = Auth()
+    /// Native TLS; nil serves plain HTTP.
+    public var tls: TLS?
     /// Resource limits: every queue and table the proxy holds has one.
     public var limits = Limits()
     /// Event loops, timeouts and heartbeats of the data plane.
@@ -72,8 +76,12 @@ public struct Configuration: Sendable {
         /// Query parameters that are part of the topic (and forwarded upstream); others are
         /// refused. Default none.
         public var query: [String] = []
-        /// Credential handling.
+        /// Credential handling. Default `token` when `auth` configures a key, else `none`.
         public var auth: AuthMode = .none
+        /// Who may read this endpoint's topics (`auth: token`), e.g. `params.user == claims.sub`.
+        public var allow: AuthorizationRule?
+        /// Scopes the token must carry (all of them), e.g. `[prices:read]`.
+        public var scopes: [String] = []
         /// Request headers forwarded upstream under `auth: passthrough`, and digested into the
         /// topic. Default `Authorization` and `Cookie`.
         public var forwardHeaders = ["Authorization", "Cookie"]
@@ -102,8 +110,71 @@ public struct Configuration: Sendable {
         /// Bearer token for `/deltacast/refresh` and `/deltacast/publish`; at least 16
         /// characters. Default none: the admin endpoints answer 403.
         public var token: String?
+        /// A separate address for the admin endpoints, the status page and `/metrics`; when
+        /// set, the main listener answers 404 for them. Default none: one listener.
+        public var listen: HostPort?
         /// Creates the defaults.
         public init() {}
+    }
+
+    /// Client authentication.
+    public struct Auth: Sendable {
+        /// JSON Web Tokens: one algorithm and its key.
+        public var jwt: JWT?
+        /// Static API keys (bearer tokens that never expire), each with a subject and scopes.
+        public var apiKeys: [APIKey] = []
+        /// How long a ticket from `POST /deltacast/ticket` stays valid (single use). Default
+        /// 30 s: long enough to open a stream, too short to matter in a log.
+        public var ticketTTL: Duration = .seconds(30)
+        /// Time after a token's `exp` before its subscriptions end (a chance to renew with an
+        /// `auth` message). Default 10 s.
+        public var expiryGrace: Duration = .seconds(10)
+        /// Tickets issued and not yet used or expired, in all; beyond → 503. Default 100,000.
+        public var maxTickets = 100_000
+        /// Whether any credential is configured (then endpoints default to `auth: token`).
+        public var isEnabled: Bool { jwt != nil || !apiKeys.isEmpty }
+        /// Creates the defaults.
+        public init() {}
+    }
+
+    /// JSON Web Token verification.
+    public struct JWT: Sendable {
+        /// The only `alg` accepted.
+        public var algorithm: JWTAlgorithm
+        /// HS256: the shared secret (32+ bytes; use `${VAR}`).
+        public var secret: String?
+        /// RS256/ES256: a PEM public key or certificate, as a file path or inline PEM text.
+        public var publicKey: String?
+        /// Required `iss`, if set.
+        public var issuer: String?
+        /// Required `aud` (or one of them), if set.
+        public var audience: String?
+        /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
+        public var leeway: Duration = JWT.defaultLeeway
+        /// 30 s: covers ordinary clock drift between the token issuer and the proxy.
+        public static let defaultLeeway: Duration = .seconds(30)
+    }
+
+    /// One static API key.
+    public struct APIKey: Sendable {
+        /// The key (16+ characters; use `${VAR}`).
+        public var key: String
+        /// The subject it stands for (`claims.sub`).
+        public var subject: String
+        /// Its scopes.
+        public var scopes: [String]
+    }
+
+    /// TLS via OpenSSL: TLS 1.2 and 1.3 only, ALPN `http/1.1`.
+    public struct TLS: Sendable {
+        /// PEM certificate chain file (leaf first). Reloaded on SIGHUP.
+        public var certificate: String
+        /// PEM private key file. Reloaded on SIGHUP.
+        public var key: String
+        /// Time a client has to finish the handshake. Default 10 s.
+        public var handshakeTimeout: Duration = TLS.defaultHandshakeTimeout
+        /// 10 s: as long as the header timeout; a slow mobile handshake takes well under it.
+        public static let defaultHandshakeTimeout: Duration = .seconds(10)
     }
 
     /// Limits. Past each one the proxy refuses with a named status, close code or error event.
@@ -132,6 +203,16 @@ public struct Configuration: Sendable {
         public var journalEntries = 256
         /// Patch bytes kept per topic for resumes. Default 8 MiB.
         public var journalBytes = 8 * 1024 * 1024
+        /// Push connections (WebSocket, SSE) one token subject may hold; beyond → 429. Default 100.
+        public var maxConnectionsPerUser = 100
+        /// Subscribes per connection (token bucket); beyond → `too_many`. Default 50/s.
+        public var subscribeRate = Rate(count: 50, period: .seconds(1))
+        /// Client WebSocket messages per connection; beyond → close 1008. Default 200/s.
+        public var messageRate = Rate(count: 200, period: .seconds(1))
+        /// Publishes and refreshes per admin token; beyond → 429. Default 10000/s.
+        public var publishRate = Rate(count: 10_000, period: .seconds(1))
+        /// Tickets issued per subject; beyond → 429. Default 60/m.
+        public var ticketRate = Rate(count: 60, period: .seconds(60))
         /// Creates the defaults.
         public init() {}
     }
@@ -194,7 +275,12 @@ public enum Source: String, Sendable, CaseIterable {
 
 /// How client credentials are treated.
 public enum AuthMode: String, Sendable, CaseIterable {
-    case none, passthrough
+    case none, token, passthrough
+}
+
+/// A JWT signature algorithm.
+public enum JWTAlgorithm: String, Sendable, CaseIterable {
+    case hs256 = "HS256", rs256 = "RS256", es256 = "ES256"
 }
 
 /// Log levels, least to most severe.

@@ -21,7 +21,7 @@ public enum ConfigurationReference {
     /// Every key, in the order of the reference table.
     public static let keys: [Key] = {
         let c = Configuration()
-        let u = c.upstream, l = c.limits, s = c.server
+        let u = c.upstream, l = c.limits, s = c.server, a = c.auth
         func d(_ value: Duration) -> String { formatDuration(value) }
         func z(_ value: Int) -> String { formatSize(value) }
         return [
@@ -44,7 +44,9 @@ public enum ConfigurationReference {
             Key(path: "endpoints[].ignore", type: "list", defaultValue: "none", meaning: "Pointer patterns of volatile fields that never count as a change."),
             Key(path: "endpoints[].params", type: "mapping", defaultValue: "`[^/]+` each", meaning: "Regular expression each path parameter must match in full."),
             Key(path: "endpoints[].query", type: "list", defaultValue: "none", meaning: "Query parameters that are part of the topic; others are ignored (a cache-buster does not split a topic)."),
-            Key(path: "endpoints[].auth", type: AuthMode.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: AuthMode.none.rawValue, meaning: "`passthrough`: forward client credentials; one topic per credential."),
+            Key(path: "endpoints[].auth", type: AuthMode.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: "`token` if `auth` has a key, else `none`", meaning: "`token`: a verified JWT or API key is required; `passthrough`: forward client credentials, one topic per credential."),
+            Key(path: "endpoints[].allow", type: "expression", defaultValue: "none", meaning: "Who may read a topic, e.g. `params.user == claims.sub`; operators `== != in && \\|\\| !`, references `params.` `claims.` `query.`."),
+            Key(path: "endpoints[].scopes", type: "list", defaultValue: "none", meaning: "Scopes the token must all carry (`scope`, `scp` or `scopes` claim)."),
             Key(path: "endpoints[].forward_headers", type: "list", defaultValue: "Authorization, Cookie", meaning: "Headers forwarded and digested under `auth: passthrough`."),
             Key(path: "endpoints[].linger", type: "duration", defaultValue: "30s", meaning: "Polling continues this long after the last subscriber or GET."),
             Key(path: "endpoints[].max_body", type: "size", defaultValue: "`upstream.max_body`", meaning: "Largest body for this endpoint."),
@@ -52,7 +54,27 @@ public enum ConfigurationReference {
             Key(path: "cors", type: "mapping", defaultValue: "", meaning: "Cross-origin policy."),
             Key(path: "cors.origins", type: "list", defaultValue: "none", meaning: "Allowed browser origins (`scheme://host[:port]`), or `*`."),
             Key(path: "admin", type: "mapping", defaultValue: "", meaning: "Admin endpoints."),
-            Key(path: "admin.token", type: "string", defaultValue: "none (admin off)", meaning: "Bearer token for refresh/publish, 16+ characters; use `${VAR}`."),
+            Key(path: "admin.token", type: "string", defaultValue: "none (admin off)", meaning: "Bearer token for refresh/publish/status, 16+ characters; use `${VAR}`."),
+            Key(path: "admin.listen", type: "host:port", defaultValue: "none", meaning: "Separate address for the admin endpoints, the status page and `/metrics` (then 404 on `listen`)."),
+            Key(path: "auth", type: "mapping", defaultValue: "", meaning: "Client authentication."),
+            Key(path: "auth.jwt", type: "mapping", defaultValue: "none", meaning: "JSON Web Token verification."),
+            Key(path: "auth.jwt.algorithm", type: JWTAlgorithm.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: "required", meaning: "The only `alg` accepted (`none` never is)."),
+            Key(path: "auth.jwt.secret", type: "string", defaultValue: "required for HS256", meaning: "HS256 shared secret, 32+ bytes; use `${VAR}`."),
+            Key(path: "auth.jwt.public_key", type: "path or PEM", defaultValue: "required for RS256/ES256", meaning: "RSA (2048+ bits) or P-256 public key or certificate: a PEM file, or PEM text from `${VAR}`."),
+            Key(path: "auth.jwt.issuer", type: "string", defaultValue: "none", meaning: "Required `iss`."),
+            Key(path: "auth.jwt.audience", type: "string", defaultValue: "none", meaning: "Required `aud` (one of them)."),
+            Key(path: "auth.jwt.leeway", type: "duration", defaultValue: d(Configuration.JWT.defaultLeeway), meaning: "Clock skew allowed for `exp` and `nbf`."),
+            Key(path: "auth.api_keys", type: "list", defaultValue: "none", meaning: "Static API keys: `- { key: ${KEY}, subject: NAME, scopes: [a, b] }`."),
+            Key(path: "auth.api_keys[].key", type: "string", defaultValue: "required", meaning: "The key, 16+ characters."),
+            Key(path: "auth.api_keys[].subject", type: "string", defaultValue: "required", meaning: "Its `claims.sub`."),
+            Key(path: "auth.api_keys[].scopes", type: "list", defaultValue: "none", meaning: "Its scopes."),
+            Key(path: "auth.ticket_ttl", type: "duration", defaultValue: d(a.ticketTTL), meaning: "Lifetime of a single-use ticket from `POST /deltacast/ticket`."),
+            Key(path: "auth.expiry_grace", type: "duration", defaultValue: d(a.expiryGrace), meaning: "After `exp`, time to renew with an `auth` message before `expired` and close 4401."),
+            Key(path: "auth.max_tickets", type: "integer", defaultValue: "\(a.maxTickets)", meaning: "Outstanding tickets in all; beyond → 503."),
+            Key(path: "tls", type: "mapping", defaultValue: "none (plain HTTP)", meaning: "Native TLS 1.2/1.3 (OpenSSL), ALPN `http/1.1`; SIGHUP reloads the files."),
+            Key(path: "tls.certificate", type: "path", defaultValue: "required", meaning: "PEM certificate chain, leaf first."),
+            Key(path: "tls.key", type: "path", defaultValue: "required", meaning: "PEM private key."),
+            Key(path: "tls.handshake_timeout", type: "duration", defaultValue: d(Configuration.TLS.defaultHandshakeTimeout), meaning: "Time to complete a handshake; slower → closed."),
             Key(path: "limits", type: "mapping", defaultValue: "", meaning: "Resource limits."),
             Key(path: "limits.max_connections", type: "integer", defaultValue: "\(l.maxConnections)", meaning: "Open connections in all; beyond → 503."),
             Key(path: "limits.max_connections_per_ip", type: "integer", defaultValue: "\(l.maxConnectionsPerIP)", meaning: "Open connections per client IP; beyond → 429."),
@@ -66,6 +88,11 @@ public enum ConfigurationReference {
             Key(path: "limits.slow_consumer_timeout", type: "duration", defaultValue: d(l.slowConsumerTimeout), meaning: "No write progress this long → closed."),
             Key(path: "limits.journal_entries", type: "integer", defaultValue: "\(l.journalEntries)", meaning: "Changes kept per topic for resumes."),
             Key(path: "limits.journal_bytes", type: "size", defaultValue: z(l.journalBytes), meaning: "Patch bytes kept per topic for resumes."),
+            Key(path: "limits.max_connections_per_user", type: "integer", defaultValue: "\(l.maxConnectionsPerUser)", meaning: "WebSocket and SSE connections per token subject; beyond → 429 or close 1008."),
+            Key(path: "limits.subscribe_rate", type: "rate", defaultValue: "\(l.subscribeRate)", meaning: "Subscribes per connection (burst = the count); beyond → `too_many`."),
+            Key(path: "limits.message_rate", type: "rate", defaultValue: "\(l.messageRate)", meaning: "Client WebSocket messages per connection; beyond → close 1008."),
+            Key(path: "limits.publish_rate", type: "rate", defaultValue: "\(l.publishRate)", meaning: "Publishes and refreshes per admin token; beyond → 429 + `Retry-After`."),
+            Key(path: "limits.ticket_rate", type: "rate", defaultValue: "\(l.ticketRate)", meaning: "Tickets per subject; beyond → 429 + `Retry-After`."),
             Key(path: "server", type: "mapping", defaultValue: "", meaning: "Data plane."),
             Key(path: "server.event_loops", type: "integer or `auto`", defaultValue: "auto", meaning: "Event-loop threads; `auto` = usable cores."),
             Key(path: "server.header_timeout", type: "duration", defaultValue: d(s.headerTimeout), meaning: "Time to receive a header block; slower → 408."),

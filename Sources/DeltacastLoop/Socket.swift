@@ -200,6 +200,38 @@ public struct OutboundQueue {
         return .drained
     }
 
+    /// Writes through `write` (a TLS session): the first buffer alone when it is the only one or
+    /// at least `scratch.count` bytes, else up to `scratch.count` bytes of several buffers
+    /// copied into `scratch`, so small changes share one TLS record. `write` returns the bytes
+    /// taken, -1 when it would block, or another negative value on failure. A retry after -1
+    /// passes the same bytes again, possibly followed by more (what TLS requires).
+    public mutating func flush(scratch: inout [UInt8], write: (UnsafeRawBufferPointer) -> Int) -> FlushResult {
+        while pendingBytes > 0 {
+            let written: Int
+            if buffers.count == 1 || buffers[0].count - firstOffset >= scratch.count {
+                let offset = firstOffset
+                written = buffers[0].withUnsafeBytes { write(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            } else {
+                var filled = 0
+                scratch.withUnsafeMutableBytes { target in
+                    for (index, buffer) in buffers.enumerated() where filled < target.count {
+                        let start = index == 0 ? firstOffset : 0
+                        let count = min(buffer.count - start, target.count - filled)
+                        buffer.withUnsafeBytes { source in
+                            (target.baseAddress! + filled).copyMemory(from: source.baseAddress! + start, byteCount: count)
+                        }
+                        filled += count
+                    }
+                }
+                written = scratch.withUnsafeBytes { write(UnsafeRawBufferPointer(rebasing: $0[0..<filled])) }
+            }
+            if written == -1 { return .wouldBlock }
+            if written < 0 { return .failed(EIO) }
+            consume(written)
+        }
+        return .drained
+    }
+
     private mutating func consume(_ count: Int) {
         var remaining = count
         pendingBytes -= count

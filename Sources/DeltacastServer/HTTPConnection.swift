@@ -57,8 +57,23 @@ final class HTTPConnection: EventLoopHandler {
     var conflating = false
     /// Queued in the loop's list of connections to flush at the end of this iteration.
     var flushPending = false
+    /// The TLS session, when `tls` is configured (nil on the plain and admin listeners).
+    let tls: TLSStream?
+    /// Accepted on `admin.listen`.
+    let onAdminListener: Bool
+    /// When the connection was accepted (TLS handshake deadline).
+    private let acceptedAt: Int64
+    /// The credential a push connection holds (WebSocket: renewable by an `auth` message).
+    var principal: Principal?
+    /// The subject this connection counts under in `limits.max_connections_per_user`.
+    var countedUser: String?
+    /// `limits.subscribe_rate` and `limits.message_rate` (WebSocket only; created on first use).
+    var subscribeBucket: TokenBucket?
+    var messageBucket: TokenBucket?
 
-    init(state: LoopState, fd: Int32, peer: String) {
+    init(state: LoopState, fd: Int32, peer: String, tls: TLSStream? = nil, admin: Bool = false) {
+        self.tls = tls
+        self.onAdminListener = admin
         self.id = state.server.nextConnectionID.add(1, ordering: .relaxed).newValue
         self.state = state
         self.fd = fd
@@ -67,6 +82,7 @@ final class HTTPConnection: EventLoopHandler {
         let limit = state.server.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
         self.lastActivity = EventLoop.monotonicMilliseconds()
+        self.acceptedAt = lastActivity
         self.lastWrite = lastActivity
         self.lastProgress = lastActivity
         state.counters.adjust(.http, by: 1)
@@ -76,13 +92,47 @@ final class HTTPConnection: EventLoopHandler {
     var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
 
     func handle(events: UInt32) {
-        if events & epollIn != 0 { readAvailable() }
+        if let tls, !tls.established {
+            guard continueHandshake(tls) else { return }
+            // Application data may already sit decrypted in the session: read it now.
+            readAvailable()
+        } else if events & epollIn != 0 {
+            readAvailable()
+        }
         if !closed { flush() }
+    }
+
+    /// Advances the TLS handshake; true once it is complete.
+    private func continueHandshake(_ tls: TLSStream) -> Bool {
+        switch tls.handshake() {
+        case .done:
+            return true
+        case .wantRead:
+            watch(epollIn | epollEdge)
+        case .wantWrite:
+            watch(epollIn | epollOut | epollEdge)
+        case .failed(let reason):
+            closeReason = (.debug, nil, "TLS handshake failed: \(reason)")
+            close()
+        }
+        return false
     }
 
     private func readAvailable() {
         while !closed && !closeAfterFlush {
             if queue.isAboveHighWatermark && mode != .sse { pausedForOutput = true; return }
+            if let tls {
+                // A TLS record may leave more decrypted bytes than one read: read to WANT_READ.
+                let count = state.loop.scratch.withUnsafeMutableBytes { tls.read(into: $0) }
+                if count > 0 {
+                    lastActivity = EventLoop.monotonicMilliseconds()
+                    received(state.loop.scratch[0..<count])
+                    continue
+                }
+                if count == -1 { return }
+                close()
+                return
+            }
             let count = state.loop.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 lastActivity = EventLoop.monotonicMilliseconds()
@@ -150,7 +200,8 @@ final class HTTPConnection: EventLoopHandler {
 
     private func respond(to request: HTTPRequestHead, body: [UInt8]) {
         let route = state.server.router.route(request, draining: state.drainDeadline != nil,
-                                              openConnections: state.server.openConnections.load(ordering: .relaxed))
+                                              openConnections: state.server.openConnections.load(ordering: .relaxed),
+                                              adminListener: onAdminListener)
         switch route {
         case .respond(let response):
             if response.status == 401 || response.status == 403, request.target.hasPrefix("/deltacast/publish") || request.target.hasPrefix("/deltacast/refresh") {
@@ -168,9 +219,13 @@ final class HTTPConnection: EventLoopHandler {
         case .multiplexed(let transport):
             serveMultiplexed(request, transport: transport)
         case .publish(let endpoint, let topic):
+            if let refusal = publishRefusal() { return finish(request, refusal) }
             publish(request, body: body, endpoint: endpoint, topicName: topic)
         case .refresh(let endpoint, let topic):
+            if let refusal = publishRefusal() { return finish(request, refusal) }
             refresh(request, endpoint: endpoint, topicName: topic)
+        case .ticket:
+            issueTicket(request)
         case .echo:
             upgrade(request, kind: .echo)
         }
@@ -222,7 +277,7 @@ final class HTTPConnection: EventLoopHandler {
     func flush() {
         guard !closed else { return }
         let before = queue.pendingBytes
-        let result = queue.flush(to: fd)
+        let result = writeQueue()
         let now = EventLoop.monotonicMilliseconds()
         if queue.pendingBytes < before { lastProgress = now; lastWrite = now }
         switch result {
@@ -247,6 +302,12 @@ final class HTTPConnection: EventLoopHandler {
         case .failed:
             close()
         }
+    }
+
+    /// Writes what the queue holds: `write`/`writev`, or through the TLS session.
+    func writeQueue() -> OutboundQueue.FlushResult {
+        guard let tls else { return queue.flush(to: fd) }
+        return queue.flush(scratch: &state.tlsScratch) { tls.write($0) }
     }
 
     private func watch(_ events: UInt32) {
@@ -278,6 +339,17 @@ final class HTTPConnection: EventLoopHandler {
         if !queue.isEmpty && now - lastProgress >= state.slowConsumerMilliseconds {
             slowConsumerTimedOut()
             return
+        }
+        if let tls, !tls.established {
+            if now - acceptedAt >= state.tlsHandshakeMilliseconds {
+                closeReason = (.info, nil, "TLS handshake not completed within tls.handshake_timeout")
+                close()
+            }
+            return
+        }
+        if let expiresAt = principal?.expiresAt, mode == .webSocket || mode == .sse {
+            checkExpiry(expiresAt)
+            if closed || closeAfterFlush { return }
         }
         switch mode {
         case .http:
@@ -330,7 +402,9 @@ final class HTTPConnection: EventLoopHandler {
             state.removeSubscriber(self, topic: key)
         }
         subscriptions = [:]
+        if let countedUser { state.server.releaseUser(countedUser); self.countedUser = nil }
         state.loop.deregister(fd)
+        tls?.shutdown()
         Glibc.close(fd)
         state.remove(self)
     }

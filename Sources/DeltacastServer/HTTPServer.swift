@@ -44,11 +44,29 @@ public final class HTTPServer: @unchecked Sendable {
     private let statesForDelivery = Mutex<[LoopState]>([])
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
+    /// The admin listener's port (after ``start()``, when `admin.listen` is set).
+    public private(set) var adminPort: Int?
+    /// Credential verification, when `auth` configures a key.
+    let authenticator: Authenticator?
+    /// Outstanding single-use tickets.
+    let tickets: TicketStore
+    /// Tickets per subject (`limits.ticket_rate`) and publishes per admin token (`limits.publish_rate`).
+    let ticketLimiter: KeyedRateLimiter
+    let publishLimiter: KeyedRateLimiter
+    /// Push connections per token subject (`limits.max_connections_per_user`).
+    let connectionsPerUser = Mutex<[String: Int]>([:])
+    /// The TLS context, when `tls` is configured (SIGHUP reloads it: ``reloadTLS()``).
+    public let tls: TLSContext?
 
     /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
     /// serves the demo dashboard page.
-    public init(configuration: Configuration, dashboard: Bool = false) throws(SystemError) {
+    public init(configuration: Configuration, dashboard: Bool = false) throws {
         self.configuration = configuration
+        self.authenticator = configuration.auth.isEnabled ? try Authenticator(configuration: configuration.auth) : nil
+        self.tickets = TicketStore(lifetimeMilliseconds: LoopState.milliseconds(configuration.auth.ticketTTL), capacity: configuration.auth.maxTickets)
+        self.ticketLimiter = KeyedRateLimiter(rate: configuration.limits.ticketRate)
+        self.publishLimiter = KeyedRateLimiter(rate: configuration.limits.publishRate)
+        self.tls = try configuration.tls.map { tls throws(TLSError) in try TLSContext(certificate: tls.certificate, key: tls.key) }
         self.router = Router(configuration: configuration, dashboard: dashboard)
         let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
         var loops: [EventLoop] = []
@@ -104,6 +122,11 @@ public final class HTTPServer: @unchecked Sendable {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
             let state = LoopState(server: self, loop: loop, index: index, listener: fd)
+            if index == 0, let admin = configuration.admin.listen {
+                let (adminFD, adminActual) = try Socket.listen(host: admin.host, port: admin.port, reusePort: false)
+                state.adminListener = adminFD
+                adminPort = adminActual
+            }
             loopStates.append(state)
             statesForDelivery.withLock { $0.append(state) }
             try loop.start(name: "deltacast-loop")
@@ -147,6 +170,36 @@ public final class HTTPServer: @unchecked Sendable {
             return 429
         }
         return nil
+    }
+
+    /// Counts a push connection for `subject`; false when it would pass
+    /// `limits.max_connections_per_user`.
+    func admitUser(_ subject: String) -> Bool {
+        connectionsPerUser.withLock { counts in
+            let count = counts[subject, default: 0] + 1
+            guard count <= configuration.limits.maxConnectionsPerUser else { return false }
+            counts[subject] = count
+            return true
+        }
+    }
+
+    func releaseUser(_ subject: String) {
+        connectionsPerUser.withLock { counts in
+            let count = counts[subject, default: 1] - 1
+            counts[subject] = count > 0 ? count : nil
+        }
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). Live connections keep their session; new
+    /// ones use the new files. On failure the old certificate stays and the error is logged.
+    public func reloadTLS() {
+        guard let tls else { return }
+        do {
+            let expiry = try tls.reload()
+            log.log(.info, "tls_reload", ["certificate": .string(configuration.tls?.certificate ?? ""), "not_after": .int(Int(expiry))])
+        } catch {
+            log.log(.error, "tls_reload_failed", ["reason": .string(error.message)])
+        }
     }
 
     /// Uncounts a closed connection.

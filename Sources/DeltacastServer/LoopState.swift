@@ -1,3 +1,4 @@
+import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
@@ -25,7 +26,14 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     let sseHeartbeatMilliseconds: Int64
     let sseRetryMilliseconds: Int
     let webSocketPingMilliseconds: Int64
+    let tlsHandshakeMilliseconds: Int64
+    let expiryGraceMilliseconds: Int64
     var listener: Int32
+    /// The `admin.listen` socket (loop 0 only), or -1.
+    var adminListener: Int32 = -1
+    private var adminHandler: AdminListener?
+    /// 16 KiB that several small buffers are copied into to leave in one TLS record.
+    var tlsScratch = [UInt8](repeating: 0, count: 16 * 1024)
     var connections: [Int32: HTTPConnection] = [:]
     var date = HTTPDate()
     var drainDeadline: Int64?
@@ -42,6 +50,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         sseHeartbeatMilliseconds = LoopState.milliseconds(settings.server.sseHeartbeat)
         sseRetryMilliseconds = Int(LoopState.milliseconds(settings.server.sseRetry))
         webSocketPingMilliseconds = LoopState.milliseconds(settings.server.websocketPing)
+        tlsHandshakeMilliseconds = LoopState.milliseconds(settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout)
+        expiryGraceMilliseconds = LoopState.milliseconds(settings.auth.expiryGrace)
     }
 
     func addSubscriber(_ connection: HTTPConnection, topic: String) {
@@ -96,6 +106,11 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     func begin() {
         try? loop.register(listener, events: epollIn | epollEdge, handler: self)
+        if adminListener >= 0 {
+            let handler = AdminListener(state: self)
+            adminHandler = handler
+            try? loop.register(adminListener, events: epollIn | epollEdge, handler: handler)
+        }
         scheduleSweep()
     }
 
@@ -121,8 +136,12 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     /// Accepts every pending connection (edge-triggered).
-    func handle(events: UInt32) {
-        while listener >= 0, let accepted = try? Socket.accept(listener) {
+    func handle(events: UInt32) { accept(from: listener, admin: false) }
+
+    /// Accepts every pending connection of `socket`; `admin` marks the `admin.listen` socket
+    /// (plain HTTP, admin routes only).
+    func accept(from socket: Int32, admin: Bool) {
+        while socket >= 0, let accepted = try? Socket.accept(socket) {
             if let status = server.admit(ip: accepted.peer) {
                 let response = RoutedResponse.error(status, status == 503 ? "too_many" : "too_many",
                     status == 503 ? "the server is at limits.max_connections" : "too many connections from \(accepted.peer) (limits.max_connections_per_ip)",
@@ -132,7 +151,13 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
                 close(accepted.fd)
                 continue
             }
-            let connection = HTTPConnection(state: self, fd: accepted.fd, peer: accepted.peer)
+            let tls = admin ? nil : server.tls?.session(fd: accepted.fd)
+            if server.tls != nil && !admin && tls == nil {
+                close(accepted.fd)
+                server.release(ip: accepted.peer)
+                continue
+            }
+            let connection = HTTPConnection(state: self, fd: accepted.fd, peer: accepted.peer, tls: tls, admin: admin)
             connections[accepted.fd] = connection
             if server.log.enabled(.debug) { server.log.log(.debug, "connect", ["conn": .int(connection.id), "peer": .string(accepted.peer)]) }
             do {
@@ -184,7 +209,19 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             Glibc.close(listener)
             listener = -1
         }
+        if adminListener >= 0 {
+            loop.deregister(adminListener)
+            Glibc.close(adminListener)
+            adminListener = -1
+        }
         for connection in Array(connections.values) { connection.drain() }
         if connections.isEmpty { finished.signal() }
     }
+}
+
+/// The `admin.listen` socket's readiness handler: accepts onto the loop that owns it.
+final class AdminListener: EventLoopHandler {
+    unowned let state: LoopState
+    init(state: LoopState) { self.state = state }
+    func handle(events: UInt32) { state.accept(from: state.adminListener, admin: true) }
 }

@@ -46,6 +46,10 @@ final class ServerMetrics: Sendable {
     let refusedPerIP = Atomic<Int>(0)
     let adminUnauthorized = Atomic<Int>(0)
     let adminForbidden = Atomic<Int>(0)
+    let refusedPerUser = Atomic<Int>(0)
+    let rateLimited = Atomic<Int>(0)
+    let unauthenticated = Atomic<Int>(0)
+    let forbidden = Atomic<Int>(0)
     /// Polls by endpoint pattern and outcome.
     let polls = Mutex<[String: [String: Int]]>([:])
     /// Poll durations by endpoint pattern.
@@ -150,6 +154,10 @@ extension HTTPServer {
             ([("reason", "max_connections_per_ip")], Double(metrics.refusedPerIP.load(ordering: .relaxed))),
             ([("reason", "admin_unauthorized")], Double(metrics.adminUnauthorized.load(ordering: .relaxed))),
             ([("reason", "admin_forbidden")], Double(metrics.adminForbidden.load(ordering: .relaxed))),
+            ([("reason", "max_connections_per_user")], Double(metrics.refusedPerUser.load(ordering: .relaxed))),
+            ([("reason", "rate_limited")], Double(metrics.rateLimited.load(ordering: .relaxed))),
+            ([("reason", "unauthenticated")], Double(metrics.unauthenticated.load(ordering: .relaxed))),
+            ([("reason", "forbidden")], Double(metrics.forbidden.load(ordering: .relaxed))),
         ])
         let polls = metrics.polls.withLock { $0 }
         out.family("deltacast_upstream_polls_total", "counter", "Upstream polls by endpoint and outcome.",

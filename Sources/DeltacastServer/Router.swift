@@ -66,6 +66,8 @@ public enum Route: Sendable {
     case metrics
     /// `GET /deltacast/status` (admin token checked): JSON, or an SSE stream of it each second.
     case status
+    /// `POST /deltacast/ticket`: a single-use ticket for the bearer token's principal.
+    case ticket
 }
 
 /// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
@@ -88,9 +90,19 @@ public struct Router: Sendable {
 
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
     /// `/metrics` (which issue 9 extends to the full set).
-    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0) -> Route {
+    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0, adminListener: Bool = false) -> Route {
         let path = String(head.target.prefix { $0 != "?" })
         let isRead = head.method == "GET" || head.method == "HEAD"
+        if configuration.admin.listen != nil {
+            // With a separate admin address, each listener serves only its own half.
+            let adminRoute = Router.adminPaths.contains(path)
+            if adminRoute && !adminListener {
+                return .respond(.error(404, "not_found", "\(path) is served on the admin address (admin.listen), not here"))
+            }
+            if adminListener && !adminRoute && path != "/healthz" && path != "/readyz" {
+                return .respond(.error(404, "not_found", "the admin address serves only \(Router.adminPaths.joined(separator: ", ")), /healthz and /readyz"))
+            }
+        }
         switch path {
         case "/healthz", "/readyz":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
@@ -126,6 +138,13 @@ public struct Router: Sendable {
             return .multiplexed(transport)
         case "/deltacast/echo" where configuration.diagnostics.echo:
             return .echo
+        case "/deltacast/ticket":
+            guard configuration.auth.isEnabled else {
+                return .respond(.error(404, "not_found", "tickets need client authentication: configure auth.jwt or auth.api_keys"))
+            }
+            if head.method == "OPTIONS" { return .respond(preflight(head, methods: "POST, OPTIONS")) }
+            guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST, OPTIONS")) }
+            return .ticket
         case "/deltacast/publish", "/deltacast/refresh":
             guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }
@@ -158,6 +177,9 @@ public struct Router: Sendable {
             return .topic(endpoint: index, topic: topic)
         }
     }
+
+    /// What `admin.listen` serves (and the main address then does not).
+    static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh"]
 
     /// The values of a query parameter, percent-decoded, in order.
     public static func queryValues(_ target: String, _ name: String) -> [String] {
@@ -211,10 +233,10 @@ public struct Router: Sendable {
         return difference == 0 ? nil : .error(403, "forbidden", "wrong admin token")
     }
 
-    private func preflight(_ head: HTTPRequestHead) -> RoutedResponse {
+    private func preflight(_ head: HTTPRequestHead, methods: String = "GET, HEAD, OPTIONS") -> RoutedResponse {
         guard let origin = head.headers["Origin"] else {
             var headers = HTTPHeaders()
-            headers.add(name: "Allow", value: "GET, HEAD, OPTIONS")
+            headers.add(name: "Allow", value: methods)
             return RoutedResponse(status: 204, headers: headers, body: [])
         }
         guard configuration.cors.origins.contains("*") || configuration.cors.origins.contains(origin) else {
@@ -222,7 +244,7 @@ public struct Router: Sendable {
         }
         var headers = HTTPHeaders()
         headers.add(name: "Access-Control-Allow-Origin", value: configuration.cors.origins.contains("*") ? "*" : origin)
-        headers.add(name: "Access-Control-Allow-Methods", value: "GET, HEAD, OPTIONS")
+        headers.add(name: "Access-Control-Allow-Methods", value: methods)
         if let requested = head.headers["Access-Control-Request-Headers"] {
             headers.add(name: "Access-Control-Allow-Headers", value: requested)
         }

@@ -62,18 +62,24 @@ extension HTTPConnection {
     // MARK: Mirrored paths
 
     func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+        // Checked on every plain GET and every stream, before anything about the topic shows.
+        let presented = credential(request)
+        let decision = access(configuration.endpoints[endpoint], topicName: topicName, credential: presented)
+        guard decision == .allowed else { return finish(request, refusalResponse(decision)) }
+        let protected = configuration.endpoints[endpoint].auth == .token
         if WebSocketHandshake.isUpgrade(request) {
             guard configuration.transports.contains(.websocket) else {
                 return finish(request, .error(403, "forbidden", "the websocket transport is disabled in this proxy's configuration (transports)"))
             }
-            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName))
+            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName), credential: protected ? presented : .anonymous)
         }
         if Self.wantsEventStream(request) {
             guard configuration.transports.contains(.sse) else {
                 return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
             }
+            if protected { guard bind(presented) else { return tooManyForUser(request) } }
             let since = lastEventID(request).first.flatMap { Cursor($0) } ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
-            return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false)
+            return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
         guard let current = topic.current() else {
@@ -192,7 +198,7 @@ extension HTTPConnection {
     func serveMultiplexed(_ request: HTTPRequestHead, transport: Transport) {
         switch transport {
         case .websocket:
-            upgrade(request, kind: .multiplexed)
+            upgrade(request, kind: .multiplexed, credential: credential(request))
         case .sse, .longpoll:
             let names = Router.queryValues(request.target, "topic")
             guard !names.isEmpty else {
@@ -209,18 +215,25 @@ extension HTTPConnection {
                     topics.append((name, nil, since))
                 }
             }
-            if transport == .sse { return startSSE(request, topics: topics, multiplexed: true) }
-            poll(request, topics: topics)
+            let presented = credential(request)
+            if case .invalid(let reason, explicit: true) = presented {
+                return finish(request, refusalResponse(.unauthenticated("invalid token: \(reason)")))
+            }
+            if transport == .sse {
+                guard bind(presented) else { return tooManyForUser(request) }
+                return startSSE(request, topics: topics, multiplexed: true, credential: presented)
+            }
+            poll(request, topics: topics, credential: presented)
         }
     }
 
     /// An error event for a topic that cannot be subscribed, or nil when it can.
-    private func refusal(_ name: String, endpoint: Int?) -> [UInt8]? {
-        guard endpoint == nil else {
+    private func refusal(_ name: String, endpoint: Int?, credential: Credential) -> [UInt8]? {
+        if let endpoint {
             if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.values.contains(where: { $0.topic.name == name }) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
-            return nil
+            return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)
         }
         switch state.server.router.matcher.match(name) {
         case .badParameter(let parameter, let pattern):
@@ -230,11 +243,11 @@ extension HTTPConnection {
         }
     }
 
-    private func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)]) {
+    private func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential) {
         var events: [[UInt8]] = []
         var watched: [(Topic, Cursor?)] = []
         for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
-            if let error = refusal(name, endpoint: endpoint) { events.append(error); continue }
+            if let error = refusal(name, endpoint: endpoint, credential: credential) { events.append(error); continue }
             guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
                 events.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
                 continue
@@ -346,10 +359,10 @@ extension HTTPConnection {
         request.headers.tokens("Accept").contains { $0.lowercased().hasPrefix("text/event-stream") }
     }
 
-    private func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool) {
+    private func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool, credential: Credential) {
         guard beginEventStream(request, multiplexed: multiplexed) else { return }
         for (name, endpoint, since) in topics {
-            if let error = refusal(name, endpoint: endpoint) {
+            if let error = refusal(name, endpoint: endpoint, credential: credential) {
                 send(ServerSentEvents.event(event: "error", data: error))
                 continue
             }
@@ -374,17 +387,21 @@ extension HTTPConnection {
 
     enum UpgradeKind { case single(endpoint: Int, topic: String), multiplexed, echo }
 
-    func upgrade(_ request: HTTPRequestHead, kind: UpgradeKind) {
+    func upgrade(_ request: HTTPRequestHead, kind: UpgradeKind, credential: Credential = .anonymous) {
         if let origin = request.headers["Origin"], !originAllowed(origin, host: request.headers["Host"]) {
             return finish(request, .error(403, "forbidden", "origin \(origin) is not in cors.origins"))
         }
-        let subprotocols: [String] = if case .multiplexed = kind { ["deltacast.v1"] } else { [] }
+        if case .invalid(let reason, explicit: true) = credential {
+            return finish(request, refusalResponse(.unauthenticated("invalid token: \(reason)")))
+        }
+        let subprotocols: [String] = if case .echo = kind { [] } else { ["deltacast.v1"] }
         switch WebSocketHandshake.negotiate(request, subprotocols: subprotocols) {
         case .reject(let status, let headers, let message):
             var response = RoutedResponse.error(status, status == 426 ? "upgrade_required" : "bad_request", message, headers: headers)
             response.close = true
             finish(request, response)
         case .accept(let headers, let deflate, _):
+            guard bind(credential) else { return tooManyForUser(request) }
             logAccess(request, status: 101, bytes: 0)
             guard send(HTTPResponseWriter.head(status: 101, headers: headers)) else { return }
             let sessionKind: WebSocketSession.Kind
@@ -443,6 +460,7 @@ extension HTTPConnection {
                 return
             case .message(let opcode, let payload):
                 if session.closeSent { continue }
+                if session.kind != .echo && !takeMessageToken() { return }
                 switch session.kind {
                 case .echo: sendMessage(opcode, payload)
                 case .single: break  // a single-topic stream only sends
@@ -474,7 +492,8 @@ extension HTTPConnection {
             var endpoint: Int?
             var topicName = name
             if case .matched(let index, let normalised, _) = state.server.router.matcher.match(name) { endpoint = index; topicName = normalised }
-            if let error = refusal(topicName, endpoint: endpoint) { return sendMessage(.text, error) }
+            if let error = refusal(topicName, endpoint: endpoint, credential: heldCredential) { return sendMessage(.text, error) }
+            if endpoint != nil, let error = takeSubscribeToken(topic: topicName) { return sendMessage(.text, error) }
             guard let topic = hubTopic(topicName, endpoint: endpoint!, request: nil) else {
                 return sendMessage(.text, DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
             }
@@ -484,8 +503,8 @@ extension HTTPConnection {
             var topicName = name
             if case .matched(_, let normalised, _) = state.server.router.matcher.match(name) { topicName = normalised }
             detach(named: topicName)
-        case .success(.auth):
-            break  // tokens are checked by the security issue (8); nothing to renew yet
+        case .success(.auth(let token)):
+            if let error = renew(token: token) { sendMessage(.text, error) }
         }
     }
 
@@ -537,6 +556,9 @@ extension HTTPConnection {
             }
         }
     }
+
+    /// Ends one subscription (its `error` event already queued).
+    func detachSubscription(_ key: String) { detach(key) }
 
     private func detach(_ key: String) {
         guard let subscription = subscriptions.removeValue(forKey: key) else { return }
@@ -634,7 +656,7 @@ extension HTTPConnection {
         if mode == .webSocket, let session = webSocket, !session.closeSent {
             session.closeSent = true
             _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))
-            _ = queue.flush(to: fd)
+            _ = writeQueue()
         }
         close()
     }

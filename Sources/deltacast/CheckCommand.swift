@@ -1,4 +1,5 @@
 import DeltacastConfig
+import DeltacastServer
 
 /// `deltacast check -c FILE`: validates a configuration without starting anything.
 enum CheckCommand: Command {
@@ -24,6 +25,19 @@ enum CheckCommand: Command {
         guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
         let (configuration, status) = loadConfiguration(path: path, command: name)
         guard let configuration else { return status }
+        // The key and certificate files are part of the configuration: load them too.
+        if configuration.auth.isEnabled {
+            do { _ = try Authenticator(configuration: configuration.auth) } catch {
+                printError("\(path): \(error)")
+                return .failure
+            }
+        }
+        if let tls = configuration.tls {
+            do { _ = try TLSContext(certificate: tls.certificate, key: tls.key) } catch {
+                printError("\(path): \(error)")
+                return .failure
+            }
+        }
         print("\(path): OK, \(summary(of: configuration))")
         return .success
     }
@@ -32,8 +46,8 @@ enum CheckCommand: Command {
     static func summary(of configuration: Configuration) -> String {
         let endpoints = configuration.endpoints.map { endpoint in
             endpoint.source == .publish
-                ? "\(endpoint.path) (publish, \(endpoint.diff.rawValue))"
-                : "\(endpoint.path) (poll \(formatDuration(endpoint.interval)), \(endpoint.diff.rawValue)\(endpoint.auth == .passthrough ? ", passthrough" : ""))"
+                ? "\(endpoint.path) (publish, \(endpoint.diff.rawValue)\(endpoint.auth == .none ? "" : ", " + endpoint.auth.rawValue))"
+                : "\(endpoint.path) (poll \(formatDuration(endpoint.interval)), \(endpoint.diff.rawValue)\(endpoint.auth == .none ? "" : ", " + endpoint.auth.rawValue))"
         }
         let count = configuration.endpoints.count
         return "\(count) endpoint\(count == 1 ? "" : "s"): \(endpoints.joined(separator: ", ")); listen \(configuration.listen); transports \(configuration.transports.map(\.rawValue).joined(separator: ", "))"

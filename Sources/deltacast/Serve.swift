@@ -16,12 +16,21 @@ func runServer(_ configuration: Configuration, command: String, dashboard: Bool 
         printError("deltacast \(command): cannot start: \(error)")
         return .failure
     }
-    print("deltacast: listening on http://\(HostPort(host: configuration.listen.host, port: port))")
+    print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
+    if let admin = configuration.admin.listen, let adminPort = server.adminPort {
+        print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
+    }
+    // SIGHUP re-reads the TLS certificate and key without dropping a connection.
+    signal(SIGHUP, SIG_IGN)
+    let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+    reload.setEventHandler { server.reloadTLS() }
+    reload.resume()
     started(port)
     fflush(nil)
     waitForTermination()
     print("deltacast: shutting down")
     fflush(nil)
+    reload.cancel()
     server.shutdown()
     print("deltacast: stopped")
     return .success

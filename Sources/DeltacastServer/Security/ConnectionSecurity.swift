@@ -1,0 +1,230 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastLoop
+import DeltacastWire
+
+/// What a request (or a WebSocket) presents to the proxy's own authentication.
+enum Credential {
+    case anonymous
+    case valid(Principal)
+    /// A credential was presented and refused; `explicit` when it can only have been meant for
+    /// the proxy (a ticket or a `token.` subprotocol), not forwarded upstream under passthrough.
+    case invalid(String, explicit: Bool)
+}
+
+extension HTTPConnection {
+    /// The credential `request` presents: `?ticket=` (redeemed: single use), then
+    /// `Authorization: Bearer`, then (WebSocket upgrades) a `token.<jwt>` subprotocol entry.
+    func credential(_ request: HTTPRequestHead) -> Credential {
+        guard let authenticator = state.server.authenticator else { return .anonymous }
+        let now = unixMilliseconds()
+        if let ticket = Router.queryValues(request.target, "ticket").first {
+            guard let principal = state.server.tickets.redeem(ticket, now: now) else {
+                return .invalid("unknown, used or expired ticket (a ticket is good for one connection, within auth.ticket_ttl)", explicit: true)
+            }
+            if let expiresAt = principal.expiresAt, expiresAt <= now { return .invalid("the token behind this ticket has expired", explicit: true) }
+            return .valid(principal)
+        }
+        var token: String?
+        var explicit = false
+        if let authorization = request.headers["Authorization"], authorization.lowercased().hasPrefix("bearer ") {
+            token = String(authorization.dropFirst(7).drop { $0 == " " })
+        } else if let entry = request.headers.tokens("Sec-WebSocket-Protocol").first(where: { $0.hasPrefix("token.") }) {
+            token = String(entry.dropFirst(6))
+            explicit = true
+        }
+        guard let token else { return .anonymous }
+        switch authenticator.authenticate(token, now: Double(now) / 1000) {
+        case .success(let principal): return .valid(principal)
+        case .failure(let failure): return .invalid(failure.reason, explicit: explicit)
+        }
+    }
+
+    /// Whether `credential` may read `topicName` of `endpoint` (only `auth: token` endpoints
+    /// ask).
+    func access(_ endpoint: Configuration.Endpoint, topicName: String, credential: Credential) -> AccessDecision {
+        guard endpoint.auth == .token else { return .allowed }
+        switch credential {
+        case .anonymous:
+            return .unauthenticated("\(topicName) needs a token: Authorization: Bearer, a token.<jwt> WebSocket subprotocol, an auth message, or ?ticket= from POST /deltacast/ticket")
+        case .invalid(let reason, _):
+            return .unauthenticated("invalid token: \(reason)")
+        case .valid(let principal):
+            if let expiresAt = principal.expiresAt, expiresAt <= unixMilliseconds() {
+                return .unauthenticated("the token has expired; send a fresh one in an auth message")
+            }
+            guard case .matched(_, _, let parameters) = state.server.router.matcher.match(topicName) else {
+                return .denied("\(topicName) matches no endpoint")
+            }
+            let query = topicName.firstIndex(of: "?").map { String(topicName[topicName.index(after: $0)...]) } ?? ""
+            return principal.access(endpoint, parameters: parameters, query: query)
+        }
+    }
+
+    /// The connection's own credential (a push stream's, renewable on a WebSocket).
+    var heldCredential: Credential { principal.map(Credential.valid) ?? .anonymous }
+
+    /// 401 (with `WWW-Authenticate`, RFC 6750) or 403 for a refused plain request or handshake.
+    func refusalResponse(_ decision: AccessDecision) -> RoutedResponse {
+        count(decision)
+        switch decision {
+        case .allowed:
+            return .error(500, "internal", "allowed")
+        case .unauthenticated(let reason):
+            let challenge = reason.hasPrefix("invalid token") || reason.contains("expired")
+                ? "Bearer realm=\"deltacast\", error=\"invalid_token\", error_description=\(String(decoding: jsonString(reason), as: UTF8.self))"
+                : "Bearer realm=\"deltacast\""
+            return .error(401, "unauthorized", reason, headers: ["WWW-Authenticate": challenge])
+        case .denied(let reason):
+            return .error(403, "forbidden", reason)
+        }
+    }
+
+    /// An `error` event for a refused subscription.
+    func refusalEvent(_ decision: AccessDecision, topic: String) -> [UInt8]? {
+        count(decision)
+        switch decision {
+        case .allowed: return nil
+        case .unauthenticated(let reason), .denied(let reason):
+            return DeltacastEvent.error(topic: topic, code: .forbidden, message: reason)
+        }
+    }
+
+    private func count(_ decision: AccessDecision) {
+        switch decision {
+        case .allowed: break
+        case .unauthenticated: state.server.metrics.unauthenticated.add(1, ordering: .relaxed)
+        case .denied: state.server.metrics.forbidden.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Makes `credential` this push connection's, counted under its subject
+    /// (`limits.max_connections_per_user`); false when the subject is at its limit.
+    func bind(_ credential: Credential) -> Bool {
+        guard case .valid(let principal) = credential else { return true }
+        if countedUser != principal.subject {
+            guard state.server.admitUser(principal.subject) else { return false }
+            if let countedUser { state.server.releaseUser(countedUser) }
+            countedUser = principal.subject
+        }
+        self.principal = principal
+        return true
+    }
+
+    /// The 429 for a subject past `limits.max_connections_per_user`.
+    func tooManyForUser(_ request: HTTPRequestHead) {
+        state.server.metrics.refusedPerUser.add(1, ordering: .relaxed)
+        var response = RoutedResponse.error(429, "too_many", "this subject holds limits.max_connections_per_user (\(state.server.configuration.limits.maxConnectionsPerUser)) push connections", headers: ["Retry-After": "5"])
+        response.close = true
+        finish(request, response)
+    }
+
+    /// `POST /deltacast/ticket`: trades the bearer token for a single-use ticket. 401 without a
+    /// valid bearer token, 429 past `limits.ticket_rate`, 503 past `auth.max_tickets`.
+    func issueTicket(_ request: HTTPRequestHead) {
+        guard let authorization = request.headers["Authorization"], authorization.lowercased().hasPrefix("bearer "),
+              let authenticator = state.server.authenticator else {
+            return finish(request, refusalResponse(.unauthenticated("POST /deltacast/ticket needs Authorization: Bearer TOKEN")))
+        }
+        let now = unixMilliseconds()
+        let principal: Principal
+        switch authenticator.authenticate(String(authorization.dropFirst(7).drop { $0 == " " }), now: Double(now) / 1000) {
+        case .failure(let failure): return finish(request, refusalResponse(.unauthenticated("invalid token: \(failure.reason)")))
+        case .success(let verified): principal = verified
+        }
+        if let wait = state.server.ticketLimiter.take(principal.subject, now: EventLoop.monotonicMilliseconds()) {
+            state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+            return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.server.configuration.limits.ticketRate))",
+                                          headers: ["Retry-After": "\((wait + 999) / 1000)"]))
+        }
+        guard let ticket = state.server.tickets.issue(for: principal, now: now) else {
+            return finish(request, .error(503, "too_many", "auth.max_tickets tickets are outstanding; try again shortly", headers: ["Retry-After": "1"]))
+        }
+        let seconds = state.server.configuration.auth.ticketTTL.components.seconds
+        let body = Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8)
+        finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
+    }
+
+    /// `limits.publish_rate` for the admin token: a 429 response when it is spent.
+    func publishRefusal() -> RoutedResponse? {
+        guard let wait = state.server.publishLimiter.take("admin", now: EventLoop.monotonicMilliseconds()) else { return nil }
+        state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+        return .error(429, "too_many", "the admin token is past limits.publish_rate (\(state.server.configuration.limits.publishRate))",
+                      headers: ["Retry-After": "\((wait + 999) / 1000)"])
+    }
+
+    /// A token's `exp` passed: after `auth.expiry_grace`, each token-protected subscription ends
+    /// with an `expired` error event and the stream ends (WebSocket close 4401), unless an
+    /// `auth` message renewed the token in time.
+    func checkExpiry(_ expiresAt: Int64) {
+        guard unixMilliseconds() >= expiresAt + state.expiryGraceMilliseconds else { return }
+        for (key, subscription) in subscriptions where subscription.topic.endpoint.auth == .token {
+            let event = DeltacastEvent.error(topic: subscription.topic.name, code: .expired, message: "the token expired and was not renewed within auth.expiry_grace")
+            send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
+            detachSubscription(key)
+        }
+        principal = nil
+        if mode == .webSocket {
+            closeWebSocket(code: 4401, reason: "token expired")
+        } else {
+            closeReason = (.info, nil, "token expired")
+            closeAfterFlush = true
+            flush()
+        }
+    }
+
+    /// An `auth` message: verifies the fresh token and makes it the connection's. Every current
+    /// subscription is checked again; those the new token may not read end with `forbidden`.
+    /// Others carry on untouched.
+    func renew(token: String) -> [UInt8]? {
+        guard let authenticator = state.server.authenticator else {
+            return DeltacastEvent.error(topic: nil, code: .badRequest, message: "this proxy has no client authentication (auth); auth messages are not needed")
+        }
+        let principal: Principal
+        switch authenticator.authenticate(token, now: Double(unixMilliseconds()) / 1000) {
+        case .failure(let failure):
+            return DeltacastEvent.error(topic: nil, code: .forbidden, message: "auth: invalid token: \(failure.reason); the previous token stays in force")
+        case .success(let verified):
+            principal = verified
+        }
+        guard bind(.valid(principal)) else {
+            closeWebSocket(code: 1008, reason: "too many connections for this subject")
+            return nil
+        }
+        for (key, subscription) in subscriptions {
+            let decision = access(subscription.topic.endpoint, topicName: subscription.topic.name, credential: .valid(principal))
+            if let event = refusalEvent(decision, topic: subscription.topic.name) {
+                send(WebSocketFrame.encode(.text, payload: event))
+                detachSubscription(key)
+            }
+        }
+        return nil
+    }
+
+    /// `limits.message_rate` on a WebSocket: false (and close 1008) when spent.
+    func takeMessageToken() -> Bool {
+        let rate = state.server.configuration.limits.messageRate
+        let now = EventLoop.monotonicMilliseconds()
+        var bucket = messageBucket ?? TokenBucket(rate: rate, now: now)
+        let wait = bucket.take(rate: rate, now: now)
+        messageBucket = bucket
+        guard wait == nil else {
+            state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+            closeWebSocket(code: 1008, reason: "more than limits.message_rate messages")
+            return false
+        }
+        return true
+    }
+
+    /// `limits.subscribe_rate`: the `too_many` event when spent.
+    func takeSubscribeToken(topic: String) -> [UInt8]? {
+        let rate = state.server.configuration.limits.subscribeRate
+        let now = EventLoop.monotonicMilliseconds()
+        var bucket = subscribeBucket ?? TokenBucket(rate: rate, now: now)
+        let wait = bucket.take(rate: rate, now: now)
+        subscribeBucket = bucket
+        guard let wait else { return nil }
+        state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+        return DeltacastEvent.error(topic: topic, code: .tooMany, message: "subscribes are limited to limits.subscribe_rate (\(rate)); retry in \(wait) ms")
+    }
+}

@@ -122,3 +122,41 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
 extension Configuration.Endpoint {
     var parameterNames: [String] { path.parameterNames }
 }
+
+@Suite struct AuthorizationRuleTests {
+    @Test func precedenceAndNormalForm() throws {
+        #expect(try AuthorizationRule.parse("params.user == claims.sub || 'admin' in claims.roles && !claims.banned").description
+                == "(params.user == claims.sub || ('admin' in claims.roles && !(claims.banned)))".replacingOccurrences(of: "'admin'", with: "\"admin\""))
+        #expect(try AuthorizationRule.parse("claims[\"https://x.test/roles\"] != null") == .compare(.reference(root: .claims, path: ["https://x.test/roles"]), .notEqual, .null))
+        #expect(try AuthorizationRule.parse("query.currency == 'EUR'").parameterNames == [])
+        #expect(try AuthorizationRule.parse("params.a == params.b").parameterNames == ["a", "b"])
+    }
+
+    @Test(arguments: [
+        ("params.user = claims.sub", 12, "'=' is not an operator; use '==' to compare"),
+        ("params.user ==", 14, "expected a value (params.NAME, claims.NAME, query.NAME, a string or a number), found the end of the expression"),
+        ("claims", 6, "'claims' needs a member, e.g. claims.sub"),
+        ("params.user.x == 1", 13, "params.user is a string; it has no members"),
+        ("(params.user == claims.sub", 26, "expected ')'"),
+        ("claims.sub == 'x", 14, "unterminated string"),
+        ("claims.sub == claims.a claims.b", 23, "unexpected 'c'; expected &&, || or the end of the expression"),
+        ("env.HOME == 'x'", 0, "unknown name 'env'; a reference starts with params., claims. or query."),
+    ])
+    func errorsNameTheCharacter(_ text: String, _ offset: Int, _ message: String) {
+        #expect(throws: AuthorizationRule.ParseError(offset: offset, message: message)) { try AuthorizationRule.parse(text) }
+    }
+
+    @Test func depthAndLengthAreBounded() {
+        #expect(throws: AuthorizationRule.ParseError.self) { try AuthorizationRule.parse(String(repeating: "(", count: 40) + "claims.a") }
+        #expect(throws: AuthorizationRule.ParseError.self) { try AuthorizationRule.parse(String(repeating: "!", count: 40) + "claims.a") }
+        #expect(throws: AuthorizationRule.ParseError.self) { try AuthorizationRule.parse(String(repeating: "claims.a || ", count: 100) + "claims.a") }
+    }
+
+    @Test func rates() {
+        #expect(parseRate("20/s") == Rate(count: 20, period: .seconds(1)))
+        #expect(parseRate("30/m")?.description == "30/m")
+        #expect(parseRate("0/s") == nil)
+        #expect(parseRate("5/d") == nil)
+        #expect(parseRate("5") == nil)
+    }
+}

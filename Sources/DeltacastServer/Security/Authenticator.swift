@@ -14,7 +14,8 @@ public struct Principal: Sendable {
     let claims: JSONValue
     /// From `scope` (space-separated), `scp` or `scopes`.
     let scopes: Set<String>
-    /// `exp` in Unix milliseconds; nil for an API key.
+    /// `exp` plus `auth.jwt.leeway`, in Unix milliseconds: when the proxy stops accepting the
+    /// token. Nil for an API key.
     public let expiresAt: Int64?
 }
 
@@ -115,7 +116,7 @@ public final class Authenticator: @unchecked Sendable {
         }
         guard case .string(let subject)? = payload["sub"], !subject.isEmpty else { throw .init(reason: "the token has no sub claim") }
         return Principal(subject: subject, claims: .object(payload), scopes: Self.scopes(payload),
-                         expiresAt: Int64(min(exp, 1e15) * 1000))
+                         expiresAt: Int64(min(exp + leeway, 1e15) * 1000))
     }
 
     private static func describe(_ value: JSONValue?) -> String {

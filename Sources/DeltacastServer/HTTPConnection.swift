@@ -61,6 +61,8 @@ final class HTTPConnection: EventLoopHandler {
     let tls: TLSStream?
     /// Accepted on `admin.listen`.
     let onAdminListener: Bool
+    /// Set while lingering after a WebSocket close (see ``beginLinger(now:)``): the deadline.
+    private var lingerUntil: Int64?
     /// When the connection was accepted (TLS handshake deadline).
     private let acceptedAt: Int64
     /// The credential a push connection holds (WebSocket: renewable by an `auth` message).
@@ -92,6 +94,7 @@ final class HTTPConnection: EventLoopHandler {
     var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
 
     func handle(events: UInt32) {
+        if lingerUntil != nil { return discardUntilPeerCloses() }
         if let tls, !tls.established {
             guard continueHandshake(tls) else { return }
             // Application data may already sit decrypted in the session: read it now.
@@ -283,7 +286,10 @@ final class HTTPConnection: EventLoopHandler {
         switch result {
         case .drained:
             lastProgress = now
-            if closeAfterFlush { close(); return }
+            if closeAfterFlush {
+                if mode == .webSocket, let session = webSocket, session.closeSent, !session.peerSentClose { beginLinger(now: now) } else { close() }
+                return
+            }
             if conflating {
                 // The snapshots owed go out now (this flush found the queue empty).
                 resync()
@@ -300,6 +306,44 @@ final class HTTPConnection: EventLoopHandler {
                 readAvailableIfPaused()
             }
         case .failed:
+            close()
+        }
+    }
+
+    /// After our WebSocket close frame: until the peer closes (or 2 s pass), the connection
+    /// is half-closed and what arrives is discarded. Closing at once would answer the peer's
+    /// in-flight frames with a reset, and a reset can destroy the close frame (and its code)
+    /// before the peer reads it.
+    private func beginLinger(now: Int64) {
+        guard lingerUntil == nil else { return }
+        lingerUntil = now + 2000
+        tls?.shutdown()
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        discardUntilPeerCloses()
+    }
+
+    private func discardUntilPeerCloses() {
+        while !closed {
+            let count = state.loop.scratch.withUnsafeMutableBytes { buffer -> Int in
+                if let tls { return tls.read(into: buffer) }
+                let count = read(fd, buffer.baseAddress, buffer.count)
+                return count < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : count
+            }
+            if count > 0 {
+                // The peer's close frame answers ours: the handshake is complete, close now.
+                guard let session = webSocket else { continue }
+                session.decoder.append(state.loop.scratch[0..<count])
+                do {
+                    while let event = try session.decoder.next() {
+                        if case .close = event { close(); return }
+                    }
+                } catch {
+                    close()
+                    return
+                }
+                continue
+            }
+            if count == -1 { return }
             close()
         }
     }
@@ -336,6 +380,10 @@ final class HTTPConnection: EventLoopHandler {
     /// Applies the header timeout (408, then close), the keep-alive idle timeout, heartbeats
     /// and the slow-consumer deadline.
     func checkDeadlines(now: Int64, headerTimeout: Int64, idleTimeout: Int64) {
+        if let lingerUntil {
+            if now >= lingerUntil { close() }
+            return
+        }
         if !queue.isEmpty && now - lastProgress >= state.slowConsumerMilliseconds {
             slowConsumerTimedOut()
             return

@@ -38,6 +38,8 @@ final class WebSocketSession {
     let deflate: PerMessageDeflate.Parameters?
     /// A close frame was sent: nothing more goes out, the peer's close ends it.
     var closeSent = false
+    /// The peer's close frame arrived.
+    var peerSentClose = false
     var lastPing: Int64
     var unansweredPings = 0
     /// The upgrade request's headers that passthrough endpoints forward (credentials for the
@@ -451,6 +453,7 @@ extension HTTPConnection {
             case .pong:
                 session.unansweredPings = 0
             case .close(let code, _):
+                session.peerSentClose = true
                 if !session.closeSent {
                     session.closeSent = true
                     send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? []))

@@ -14,6 +14,7 @@ import unittest
 
 import jwt
 import websockets
+import websockets.exceptions
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (ADMIN, AUDIENCE, ISSUER, SECRET, SSE, Proxy, ec_key, hs256, now, public_pem,

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Rate limits and quotas, each hit on purpose, with a second client showing it alone is
+affected; the separate admin listener. Against a real `deltacast serve` on loopback.
+Run: DELTACAST_BIN=.build/debug/deltacast python3 Tests/Security/limits_test.py
+"""
+import asyncio
+import json
+import os
+import sys
+import unittest
+
+import websockets
+import websockets.exceptions
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import ADMIN, AUDIENCE, ISSUER, SECRET, SSE, Proxy, hs256, request, run
+
+CONFIG = f"""
+listen: 127.0.0.1:0
+admin: {{ token: {ADMIN}, listen: 127.0.0.1:0 }}
+auth:
+  jwt: {{ algorithm: HS256, secret: "{SECRET}", issuer: "{ISSUER}", audience: {AUDIENCE} }}
+  max_tickets: 4
+limits:
+  subscribe_rate: 5/s
+  message_rate: 20/s
+  publish_rate: 5/s
+  ticket_rate: 3/m
+  max_connections_per_user: 2
+endpoints:
+  - path: /users/{{user}}/inbox
+    source: publish
+    allow: "params.user == claims.sub"
+  - path: /rooms/{{room}}
+    source: publish
+    auth: none
+"""
+
+
+class LimitTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.proxy = Proxy(CONFIG)
+        for index in range(12):
+            cls.publish(f"/rooms/r{index}", {"room": index})
+        for user in ["alice", "bob", "carol", "dave"]:
+            cls.publish(f"/users/{user}/inbox", {"user": user})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+
+    @classmethod
+    def publish(cls, topic, body):
+        # Publishes go to the admin listener; they are rate limited, so retry on 429.
+        for _ in range(50):
+            status = cls.proxy.publish(topic, body, admin_port=cls.proxy.admin_port)[0]
+            if status != 429:
+                return status
+            import time
+            time.sleep(0.25)
+        raise AssertionError("publish kept getting 429")
+
+    def ws_url(self):
+        return self.proxy.url("/deltacast/ws").replace("http", "ws")
+
+    def test_subscribe_rate_refuses_only_the_fast_connection(self):
+        async def scenario():
+            async with websockets.connect(self.ws_url(), subprotocols=["deltacast.v1"]) as fast, \
+                       websockets.connect(self.ws_url(), subprotocols=["deltacast.v1"]) as calm:
+                for index in range(12):
+                    await fast.send(json.dumps({"type": "subscribe", "topic": f"/rooms/r{index}"}))
+                events = [json.loads(await asyncio.wait_for(fast.recv(), 5)) for _ in range(12)]
+                refused = [e for e in events if e["type"] == "error"]
+                self.assertGreaterEqual(len(refused), 6)
+                self.assertTrue(all(e["code"] == "too_many" and "limits.subscribe_rate" in e["message"] for e in refused))
+                self.assertEqual(sum(e["type"] == "snapshot" for e in events), 12 - len(refused))
+                # The other connection's budget is its own.
+                for index in range(3):
+                    await calm.send(json.dumps({"type": "subscribe", "topic": f"/rooms/r{index}"}))
+                    self.assertEqual(json.loads(await asyncio.wait_for(calm.recv(), 5))["type"], "snapshot")
+        run(scenario())
+
+    def test_message_rate_closes_1008_and_spares_others(self):
+        async def scenario():
+            async with websockets.connect(self.ws_url(), subprotocols=["deltacast.v1"]) as flood, \
+                       websockets.connect(self.ws_url(), subprotocols=["deltacast.v1"]) as calm:
+                await calm.send(json.dumps({"type": "subscribe", "topic": "/rooms/r11"}))
+                self.assertEqual(json.loads(await asyncio.wait_for(calm.recv(), 5))["type"], "snapshot")
+                with self.assertRaises(websockets.exceptions.ConnectionClosed) as closed:
+                    for _ in range(200):
+                        await flood.send(json.dumps({"type": "unsubscribe", "topic": "/rooms/r0"}))
+                    await asyncio.wait_for(flood.recv(), 5)
+                self.assertEqual(closed.exception.rcvd.code, 1008)
+                self.assertIn("message_rate", closed.exception.rcvd.reason)
+                self.publish("/rooms/r11", {"room": 11, "after": "flood"})
+                self.assertEqual(json.loads(await asyncio.wait_for(calm.recv(), 5))["topic"], "/rooms/r11")
+        run(scenario())
+
+    def test_publish_rate_answers_429_with_retry_after(self):
+        import time
+        time.sleep(1.5)  # the other tests' publishes spent the bucket; let it refill
+        statuses = []
+        for index in range(12):
+            status, headers, body = self.proxy.publish("/rooms/burst", {"i": index}, admin_port=self.proxy.admin_port)
+            statuses.append(status)
+            if status == 429:
+                self.assertGreaterEqual(int(headers["Retry-After"]), 1)
+                self.assertIn("limits.publish_rate", json.loads(body)["message"])
+        self.assertIn(429, statuses)
+        self.assertIn(200, statuses)
+        # Readers are not publishers: a GET goes through meanwhile.
+        self.assertEqual(request(self.proxy.url("/rooms/r1"))[0], 200)
+
+    def test_tickets_per_user_and_the_outstanding_cap(self):
+        def ticket(user):
+            return request(self.proxy.url("/deltacast/ticket"), method="POST", headers={"Authorization": f"Bearer {hs256(sub=user)}"})
+        self.assertEqual([ticket("alice")[0] for _ in range(3)], [200, 200, 200])
+        status, headers, body = ticket("alice")
+        self.assertEqual(status, 429)
+        self.assertGreaterEqual(int(headers["Retry-After"]), 1)
+        self.assertIn("limits.ticket_rate", json.loads(body)["message"])
+        # Another user is not held back by alice's rate...
+        self.assertEqual(ticket("bob")[0], 200)
+        # ...but auth.max_tickets (4) bounds what is outstanding in all.
+        status, headers, body = ticket("carol")
+        self.assertEqual(status, 503)
+        self.assertEqual(json.loads(body)["error"], "too_many")
+        self.assertIn("Retry-After", headers)
+
+    def test_connections_per_user(self):
+        streams = [SSE(self.proxy, "/users/dave/inbox", headers={"Authorization": f"Bearer {hs256(sub='dave')}"}) for _ in range(2)]
+        try:
+            self.assertEqual([s.status for s in streams], [200, 200])
+            third = SSE(self.proxy, "/users/dave/inbox", headers={"Authorization": f"Bearer {hs256(sub='dave')}"})
+            self.assertEqual(third.status, 429)
+            self.assertIn("Retry-After", third.head)
+            self.assertIn(b"max_connections_per_user", third.body())
+            third.close()
+            other = SSE(self.proxy, "/users/carol/inbox", headers={"Authorization": f"Bearer {hs256(sub='carol')}"})
+            self.assertEqual(other.status, 200)
+            other.close()
+            # A WebSocket counts too, at the handshake.
+            async def scenario():
+                with self.assertRaises(websockets.exceptions.InvalidStatus) as caught:
+                    async with websockets.connect(self.ws_url(), subprotocols=["deltacast.v1", f"token.{hs256(sub='dave')}"]):
+                        pass
+                self.assertEqual(caught.exception.response.status_code, 429)
+            run(scenario())
+            streams.pop().close()
+            import time
+            deadline = time.time() + 5
+            while True:
+                again = SSE(self.proxy, "/users/dave/inbox", headers={"Authorization": f"Bearer {hs256(sub='dave')}"})
+                if again.status == 200 or time.time() > deadline:
+                    break
+                again.close()
+                time.sleep(0.1)
+            self.assertEqual(again.status, 200)
+            again.close()
+        finally:
+            for stream in streams:
+                stream.close()
+
+    def test_admin_listener_serves_only_admin_routes(self):
+        main, admin = self.proxy.port, self.proxy.admin_port
+        self.assertIsNotNone(admin)
+        self.assertEqual(request(f"http://127.0.0.1:{main}/metrics")[0], 404)
+        self.assertEqual(request(f"http://127.0.0.1:{main}/deltacast/publish?topic=/rooms/x", method="POST", body=b"{}",
+                                 headers={"Authorization": f"Bearer {ADMIN}"})[0], 404)
+        status, _, body = request(f"http://127.0.0.1:{admin}/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn(b"deltacast_refusals_total{reason=\"rate_limited\"}", body)
+        self.assertEqual(request(f"http://127.0.0.1:{admin}/rooms/r1")[0], 404)
+        self.assertEqual(request(f"http://127.0.0.1:{admin}/healthz")[0], 200)
+        self.assertEqual(request(f"http://127.0.0.1:{admin}/deltacast/status", headers={"Authorization": f"Bearer {ADMIN}"})[0], 200)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -8,7 +8,12 @@
  *     onState(state, event) {}, onStatus(status) {}, onError(error) {},
  *   });
  *   sub.state; sub.cursor; sub.unsubscribe(); dc.setToken(t); dc.close();
- *   dc.on('transport' | 'connected' | 'disconnected', fn);
+ *   dc.on('transport' | 'connected' | 'disconnected' | 'expired', fn);
+ *
+ * `token` is a string or a function returning one (or a promise): it is called before each
+ * connection and when the server reports `expired`. WebSocket carries it as a `token.<jwt>`
+ * subprotocol entry, SSE as a single-use ticket from POST /deltacast/ticket, long-poll as
+ * `Authorization: Bearer`.
  *
  * Every subscription shares one connection. The client negotiates, tries WebSocket, falls back
  * to SSE and then long-poll when a transport fails or never opens (openTimeout, 4 s), reconnects
@@ -184,7 +189,10 @@
   function Deltacast(baseURL, options) {
     options = options || {};
     this.baseURL = String(baseURL || '').replace(/\/+$/, '');
-    this.token = options.token || null;
+    // A token string, or a function returning one (or a promise of one), called before each
+    // connection and when the server says the token expired.
+    this._tokenSource = typeof options.token === 'function' ? options.token : null;
+    this.token = this._tokenSource ? null : (options.token || null);
     this.preferred = (options.transports || DEFAULT_TRANSPORTS).slice();
     this.openTimeout = options.openTimeout || 4000;
     this.initialBackoff = options.initialBackoff || 1000;
@@ -244,9 +252,19 @@
     if (this._subs.size === 0) this._stop();
   };
 
+  /** Renews the credential: a WebSocket sends an `auth` message (no subscription drops);
+   *  SSE and long-poll use it from their next request. */
   Deltacast.prototype.setToken = function (token) {
     this.token = token;
     if (this._conn && this._conn.kind === 'websocket' && this._conn.open) this._conn.send({ type: 'auth', token: token });
+  };
+
+  /** Asks the token function (if any) for a fresh token. */
+  Deltacast.prototype._refreshToken = function () {
+    var self = this;
+    if (!this._tokenSource) return Promise.resolve(this.token);
+    return Promise.resolve().then(function () { return self._tokenSource(); })
+      .then(function (token) { self.token = token || null; return self.token; });
   };
 
   Deltacast.prototype.close = function () {
@@ -290,11 +308,13 @@
       if (info) self._negotiated = info;
       self._open(0);
     };
-    if (this._negotiated || !this._fetch) return done(null);
-    this._fetch(this.baseURL + '/deltacast/negotiate', { headers: this._authHeaders() })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (info) { done(info && Array.isArray(info.transports) ? info : null); })
-      .catch(function () { if (generation === self._generation) self._retry(); });
+    this._refreshToken().then(function () {
+      if (generation !== self._generation) return;
+      if (self._negotiated || !self._fetch) return done(null);
+      return self._fetch(self.baseURL + '/deltacast/negotiate', { headers: self._authHeaders() })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (info) { done(info && Array.isArray(info.transports) ? info : null); });
+    }).catch(function () { if (generation === self._generation) self._retry(); });
   };
 
   Deltacast.prototype._authHeaders = function () {
@@ -380,7 +400,11 @@
     var self = this;
     var WS = this._WebSocket;
     if (!WS) throw new Error('no WebSocket');
-    var socket = new WS(this._url(this._negotiated ? this._negotiated.websocket : 'ws', false), ['deltacast.v1']);
+    // Browsers cannot set headers on a WebSocket: the token travels as a subprotocol entry
+    // (never echoed back); a token with other characters goes in an `auth` message instead.
+    var inProtocol = !!this.token && /^[A-Za-z0-9._~+-]+$/.test(this.token);
+    var socket = new WS(this._url(this._negotiated ? this._negotiated.websocket : 'ws', false),
+                        inProtocol ? ['deltacast.v1', 'token.' + this.token] : ['deltacast.v1']);
     var conn = {
       open: false,
       send: function (message) { try { socket.send(JSON.stringify(message)); } catch (e) { /* closing */ } },
@@ -389,7 +413,7 @@
     socket.onopen = function () {
       conn.open = true;
       cb.open();
-      if (self.token) conn.send({ type: 'auth', token: self.token });
+      if (self.token && !inProtocol) conn.send({ type: 'auth', token: self.token });
       self._subscribeMessages().forEach(conn.send);
     };
     socket.onmessage = function (message) {
@@ -412,9 +436,26 @@
   };
 
   Deltacast.prototype._openSSE = function (cb) {
+    var self = this;
     var ES = this._EventSource;
     if (!ES) throw new Error('no EventSource');
-    var source = new ES(this._url(this._negotiated ? this._negotiated.sse : 'sse', true) + '?' + this._topicQuery());
+    var url = this._url(this._negotiated ? this._negotiated.sse : 'sse', true) + '?' + this._topicQuery();
+    // EventSource cannot send a header either: trade the token for a single-use ticket, so the
+    // long-lived token never appears in a URL or an access log.
+    var conn = { open: true, source: null, closed: false, close: function () { conn.closed = true; if (conn.source) conn.source.close(); } };
+    if (!this.token) { conn.source = this._eventSource(ES, url, cb); return conn; }
+    if (!this._fetch) throw new Error('no fetch for a ticket');
+    this._fetch(this.baseURL + '/deltacast/ticket', { method: 'POST', headers: this._authHeaders(), cache: 'no-store' })
+      .then(function (r) { if (!r.ok) throw new Error('ticket answered ' + r.status); return r.json(); })
+      .then(function (answer) {
+        if (!conn.closed) conn.source = self._eventSource(ES, url + '&ticket=' + encodeURIComponent(answer.ticket), cb);
+      })
+      .catch(function () { if (!conn.closed) cb.failed(); });
+    return conn;
+  };
+
+  Deltacast.prototype._eventSource = function (ES, url, cb) {
+    var source = new ES(url);
     var handle = function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
@@ -426,7 +467,7 @@
     // cursors we applied, with backoff, so close and let the client decide.
     // An `event: error` from the server is a MessageEvent named "error" too: not a failure.
     source.onerror = function (e) { if (e && typeof e.data === 'string') return; source.close(); cb.failed(); };
-    return { open: true, close: function () { source.close(); } };
+    return source;
   };
 
   Deltacast.prototype._openPoll = function (cb) {
@@ -497,6 +538,14 @@
         if (handlers.onStatus) handlers.onStatus(event);
         break;
       case 'error':
+        if (event.code === 'expired') {
+          // The subscription survives: the server closes the stream, and the next connection
+          // resumes it from its cursor with a fresh token (the token function's, or setToken's).
+          this._emit('expired', event);
+          var self = this;
+          if (this._tokenSource) this._refreshToken().then(function (t) { if (t) self.setToken(t); }).catch(function () {});
+          break;
+        }
         sub.ended = true;
         this._subs.delete(sub.topic);
         if (handlers.onError) handlers.onError(event);

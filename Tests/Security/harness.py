@@ -60,7 +60,8 @@ class Proxy:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         ready.wait(20)
         if not self.port:
             self.stop()
@@ -81,6 +82,9 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.reader.join(5)
+        if self.process.stdout and not self.reader.is_alive():
+            self.process.stdout.close()
 
     def url(self, path):
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"

@@ -137,7 +137,6 @@ class TLSTests(unittest.TestCase):
                 self.assertNotIn(b"HTTP/1.1 200", received)
         self.assertEqual(self.handshake(self.verified())[0], "TLSv1.3")
 
-    @unittest.skipUnless(os.path.exists(SSLYZE), "sslyze is installed by .ci/run in .build/sslyze-venv")
     def test_sslyze_finds_nothing_high_or_critical(self):
         output = os.path.join(self.directory, "sslyze.json")
         subprocess.run([SSLYZE, f"localhost:{self.proxy.port}", f"--json_out={output}", "--quiet"], capture_output=True, timeout=600)

@@ -1,6 +1,7 @@
 import CSystemLinux
 import DeltacastLoop
 import DeltacastWire
+import DeltacastServer
 import Foundation
 import Synchronization
 
@@ -27,10 +28,13 @@ final class LoadGenerator {
         var host: String
         var port: Int
         var target: String
+        /// `https://` or `wss://`: TLS (the certificate is not verified: loopback benchmarks).
+        var tls: Bool
 
         /// `http://host:port/path?query` (or `ws://`).
         init?(_ url: String) {
             guard let scheme = url.range(of: "://") else { return nil }
+            tls = url.hasPrefix("https://") || url.hasPrefix("wss://")
             let rest = url[scheme.upperBound...]
             let authority = rest.prefix { $0 != "/" }
             target = rest.count > authority.count ? String(rest.dropFirst(authority.count)) : "/"
@@ -68,6 +72,8 @@ final class LoadGenerator {
 
     final class Subscriber {
         let fd: Int32
+        /// The TLS session (`https://`/`wss://` subscribe URLs).
+        var tls: TLSStream?
         var buffer: [UInt8] = []
         var handshaken = false
         var nextSeq = 0
@@ -144,8 +150,26 @@ final class LoadGenerator {
         inet_pton(AF_INET, options.subscribe.host == "localhost" ? "127.0.0.1" : options.subscribe.host, &address.sin_addr)
         let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard result == 0 else { close(fd); return nil }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         return fd
+    }
+
+    /// Sends the subscribe request (through TLS when the URL says so) while the socket still
+    /// blocks, then makes it non-blocking for the measured loop.
+    func open(_ subscriber: Subscriber) throws {
+        let request = Array(subscribeRequest(subscriber).utf8)
+        if options.subscribe.tls {
+            guard let tls = TLSStream.benchmarkClient(fd: subscriber.fd) else { throw HTTPBenchmark.Failure(description: "TLS handshake failed") }
+            subscriber.tls = tls
+            var offset = 0
+            while offset < request.count {
+                let n = request[offset...].withUnsafeBytes { tls.write($0) }
+                guard n > 0 else { throw HTTPBenchmark.Failure(description: "TLS write failed") }
+                offset += n
+            }
+        } else {
+            try FanoutBenchmark.sendAll(subscriber.fd, request)
+        }
+        _ = fcntl(subscriber.fd, F_SETFL, fcntl(subscriber.fd, F_GETFL) | O_NONBLOCK)
     }
 
     func subscribeRequest(_ subscriber: Subscriber) -> String {
@@ -266,6 +290,18 @@ final class LoadGenerator {
 
     func readable(_ subscriber: Subscriber) {
         while true {
+            if let tls = subscriber.tls {
+                // A record may hold more than one read returns: read until it would block.
+                let n = scratch.withUnsafeMutableBytes { tls.read(into: $0) }
+                if n == -1 { return }
+                if n <= 0 {
+                    if !subscriber.failed { subscriber.failed = true; epoll_ctl(epoll, EPOLL_CTL_DEL, subscriber.fd, nil) }
+                    return
+                }
+                subscriber.buffer.append(contentsOf: scratch[0..<n])
+                process(subscriber, now: FanoutBenchmark.monotonicNanoseconds())
+                continue
+            }
             let n = scratch.withUnsafeMutableBytes { read(subscriber.fd, $0.baseAddress, $0.count) }
             if n == 0 || (n < 0 && errno != EAGAIN) {
                 if !subscriber.failed { subscriber.failed = true; epoll_ctl(epoll, EPOLL_CTL_DEL, subscriber.fd, nil) }
@@ -418,7 +454,7 @@ final class LoadGenerator {
             let subscriber = Subscriber(fd: fd)
             watch(fd, tag: UInt64(subscribers.count))
             subscribers.append(subscriber)
-            do { try FanoutBenchmark.sendAll(fd, Array(subscribeRequest(subscriber).utf8)) } catch { subscriber.failed = true }
+            do { try open(subscriber) } catch { subscriber.failed = true }
             // Paced: every twentieth of a second's worth, let the loop take the answers.
             if o.connectRate > 0, (index + 1) % max(1, o.connectRate / 20) == 0 {
                 try run(until: FanoutBenchmark.monotonicNanoseconds() + 50_000_000, done: { false }, publishDue: { false })

@@ -120,12 +120,32 @@ public final class TLSContext: Sendable {
 
 /// One TLS session over a non-blocking socket: handshake, read and write report "would block"
 /// so the event loop waits for the right readiness.
-final class TLSStream {
+public final class TLSStream {
     let ssl: OpaquePointer
     private(set) var established = false
 
     init(ssl: OpaquePointer) { self.ssl = ssl }
     deinit { SSL_free(ssl) }
+
+    /// A client context that verifies nothing: for the load generator against a test
+    /// certificate on loopback, never for real traffic.
+    private static let benchmarkClientContext: UInt = {
+        let context = SSL_CTX_new(TLS_client_method())!
+        _ = deltacast_ssl_ctx_set_client_modes(context)
+        SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+        return UInt(bitPattern: context)
+    }()
+
+    /// A client session on a connected socket, handshaken while the socket still blocks (the
+    /// load generator makes its connections before it measures). Nil if the handshake fails.
+    public static func benchmarkClient(fd: Int32) -> TLSStream? {
+        guard let ssl = SSL_new(OpaquePointer(bitPattern: benchmarkClientContext)) else { return nil }
+        SSL_set_fd(ssl, fd)
+        let stream = TLSStream(ssl: ssl)
+        guard SSL_connect(ssl) == 1 else { ERR_clear_error(); return nil }
+        stream.established = true
+        return stream
+    }
 
     enum Progress: Equatable { case done, wantRead, wantWrite, failed(String) }
 
@@ -154,7 +174,7 @@ final class TLSStream {
     }
 
     /// Reads decrypted bytes: a count > 0; 0 at a clean close; -1 when it would block; -2 on error.
-    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         ERR_clear_error()
         let count = SSL_read(ssl, buffer.baseAddress, Int32(min(buffer.count, Int(Int32.max))))
         if count > 0 { return Int(count) }
@@ -166,7 +186,7 @@ final class TLSStream {
     }
 
     /// Writes: bytes taken (> 0); -1 when it would block; -2 on error.
-    func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+    public func write(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard bytes.count > 0 else { return 0 }
         ERR_clear_error()
         let count = SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, 1 << 30)))

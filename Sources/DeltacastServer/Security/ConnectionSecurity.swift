@@ -158,12 +158,17 @@ extension HTTPConnection {
     /// `auth` message renewed the token in time.
     func checkExpiry(_ expiresAt: Int64) {
         guard unixMilliseconds() >= expiresAt + state.expiryGraceMilliseconds else { return }
+        var ended = 0
         for (key, subscription) in subscriptions where subscription.topic.endpoint.auth == .token {
             let event = DeltacastEvent.error(topic: subscription.topic.name, code: .expired, message: "the token expired and was not renewed within auth.expiry_grace")
             send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
             detachSubscription(key)
+            ended += 1
         }
         principal = nil
+        if let countedUser { state.server.releaseUser(countedUser); self.countedUser = nil }
+        // A connection that only reads public topics carries on, anonymous from now on.
+        guard ended > 0 else { return }
         if mode == .webSocket {
             closeWebSocket(code: 4401, reason: "token expired")
         } else {

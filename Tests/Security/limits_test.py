@@ -176,5 +176,46 @@ class LimitTests(unittest.TestCase):
         self.assertEqual(request(f"http://127.0.0.1:{admin}/deltacast/status", headers={"Authorization": f"Bearer {ADMIN}"})[0], 200)
 
 
+class PerAddressTests(unittest.TestCase):
+    def test_connections_per_ip_refuse_only_that_address(self):
+        import socket
+        proxy = Proxy(f"""
+listen: 127.0.0.1:0
+limits: {{ max_connections_per_ip: 3 }}
+endpoints:
+  - path: /rooms/{{room}}
+    source: publish
+""")
+        held = []
+        try:
+            def connect(source):
+                sock = socket.socket()
+                sock.bind((source, 0))
+                sock.connect(("127.0.0.1", proxy.port))
+                sock.settimeout(5)
+                return sock
+
+            def ask(sock):
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                return sock.recv(4096)
+            held = [connect("127.0.0.1") for _ in range(3)]
+            for sock in held:
+                self.assertTrue(ask(sock).startswith(b"HTTP/1.1 200"))
+            refused = connect("127.0.0.1")
+            answer = refused.recv(4096)
+            refused.close()
+            self.assertTrue(answer.startswith(b"HTTP/1.1 429"), answer[:40])
+            self.assertIn(b"Retry-After", answer)
+            # Another address is not affected, and neither are the connections already held.
+            other = connect("127.0.0.2")
+            self.assertTrue(ask(other).startswith(b"HTTP/1.1 200"))
+            other.close()
+            self.assertTrue(ask(held[0]).startswith(b"HTTP/1.1 200"))
+        finally:
+            for sock in held:
+                sock.close()
+            proxy.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -57,21 +57,19 @@ final class HTTPConnection: EventLoopHandler {
     var conflating = false
     /// Queued in the loop's list of connections to flush at the end of this iteration.
     var flushPending = false
+    /// Accepted on `admin.listen`. (Declared beside the other flags: it fits in their padding.)
+    let onAdminListener: Bool
     /// The TLS session, when `tls` is configured (nil on the plain and admin listeners).
     let tls: TLSStream?
-    /// Accepted on `admin.listen`.
-    let onAdminListener: Bool
-    /// Set while lingering after a WebSocket close (see ``beginLinger(now:)``): the deadline.
-    private var lingerUntil: Int64?
-    /// When the connection was accepted (TLS handshake deadline).
-    private let acceptedAt: Int64
-    /// The credential a push connection holds (WebSocket: renewable by an `auth` message).
+    /// While lingering after a WebSocket close (see ``beginLinger(now:)``), the deadline; 0
+    /// otherwise (an optional would cost 8 more bytes per connection).
+    private var lingerUntil: Int64 = 0
+    /// The credential a push connection holds (WebSocket: renewable by an `auth` message); it
+    /// counts under its subject in `limits.max_connections_per_user` while held.
     var principal: Principal?
-    /// The subject this connection counts under in `limits.max_connections_per_user`.
-    var countedUser: String?
-    /// `limits.subscribe_rate` and `limits.message_rate` (WebSocket only; created on first use).
-    var subscribeBucket: TokenBucket?
-    var messageBucket: TokenBucket?
+    /// `limits.subscribe_rate` and `limits.message_rate` (WebSocket only; created on the
+    /// first client message, so other connections carry one nil pointer).
+    var buckets: ClientBuckets?
 
     init(state: LoopState, fd: Int32, peer: String, tls: TLSStream? = nil, admin: Bool = false) {
         self.tls = tls
@@ -84,7 +82,6 @@ final class HTTPConnection: EventLoopHandler {
         let limit = state.server.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
         self.lastActivity = EventLoop.monotonicMilliseconds()
-        self.acceptedAt = lastActivity
         self.lastWrite = lastActivity
         self.lastProgress = lastActivity
         state.counters.adjust(.http, by: 1)
@@ -94,7 +91,7 @@ final class HTTPConnection: EventLoopHandler {
     var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
 
     func handle(events: UInt32) {
-        if lingerUntil != nil { return discardUntilPeerCloses() }
+        if lingerUntil != 0 { return discardUntilPeerCloses() }
         if let tls, !tls.established {
             guard continueHandshake(tls) else { return }
             // Application data may already sit decrypted in the session: read it now.
@@ -315,7 +312,7 @@ final class HTTPConnection: EventLoopHandler {
     /// in-flight frames with a reset, and a reset can destroy the close frame (and its code)
     /// before the peer reads it.
     private func beginLinger(now: Int64) {
-        guard lingerUntil == nil else { return }
+        guard lingerUntil == 0 else { return }
         lingerUntil = now + 2000
         tls?.shutdown()
         Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -380,7 +377,7 @@ final class HTTPConnection: EventLoopHandler {
     /// Applies the header timeout (408, then close), the keep-alive idle timeout, heartbeats
     /// and the slow-consumer deadline.
     func checkDeadlines(now: Int64, headerTimeout: Int64, idleTimeout: Int64) {
-        if let lingerUntil {
+        if lingerUntil != 0 {
             if now >= lingerUntil { close() }
             return
         }
@@ -389,7 +386,8 @@ final class HTTPConnection: EventLoopHandler {
             return
         }
         if let tls, !tls.established {
-            if now - acceptedAt >= state.tlsHandshakeMilliseconds {
+            // Handshake reads do not move lastActivity: it is still the time of the accept.
+            if now - lastActivity >= state.tlsHandshakeMilliseconds {
                 closeReason = (.info, nil, "TLS handshake not completed within tls.handshake_timeout")
                 close()
             }
@@ -450,7 +448,7 @@ final class HTTPConnection: EventLoopHandler {
             state.removeSubscriber(self, topic: key)
         }
         subscriptions = [:]
-        if let countedUser { state.server.releaseUser(countedUser); self.countedUser = nil }
+        if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
         state.loop.deregister(fd)
         tls?.shutdown()
         Glibc.close(fd)

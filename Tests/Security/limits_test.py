@@ -97,6 +97,37 @@ class LimitTests(unittest.TestCase):
                 self.assertEqual(json.loads(await asyncio.wait_for(calm.recv(), 5))["topic"], "/rooms/r11")
         run(scenario())
 
+    def test_a_flooding_client_that_never_answers_the_close_is_cut_off(self):
+        import os, socket, struct, time
+        sock = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        sock.sendall(b"GET /deltacast/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"))
+        payload = b'{"type":"unsubscribe","topic":"/rooms/r0"}'
+        mask = os.urandom(4)
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        try:
+            sock.sendall(frame * 300)   # past limits.message_rate; this client never sends a close
+        except OSError:
+            pass
+        received = head.split(b"\r\n\r\n", 1)[1]
+        started = time.time()
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+        # The close frame (1008) arrived intact, and the server ended the connection itself
+        # after its linger (2 s, swept within a second) rather than waiting for the client.
+        close = received.find(b"\x88")
+        self.assertGreaterEqual(close, 0, received[:80])
+        self.assertEqual(struct.unpack(">H", received[close + 2:close + 4])[0], 1008)
+        self.assertLess(time.time() - started, 8)
+        sock.close()
+
     def test_publish_rate_answers_429_with_retry_after(self):
         import time
         time.sleep(1.5)  # the other tests' publishes spent the bucket; let it refill

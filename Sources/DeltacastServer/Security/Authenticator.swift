@@ -6,8 +6,9 @@ import Glibc
 #endif
 
 /// Who a verified credential stands for: the token's claims (an API key's are `sub` and
-/// `scope`), its scopes, and when it stops being valid.
-public struct Principal: Sendable {
+/// `scope`), its scopes, and when it stops being valid. A class: a push connection holds one
+/// pointer to it, not the claims inline (idle memory per connection is a budget).
+public final class Principal: Sendable {
     /// `claims.sub` (an API key's `subject`).
     public let subject: String
     /// The JWT payload; an API key gets `{"sub":..., "scope":...}`.
@@ -17,6 +18,13 @@ public struct Principal: Sendable {
     /// `exp` plus `auth.jwt.leeway`, in Unix milliseconds: when the proxy stops accepting the
     /// token. Nil for an API key.
     public let expiresAt: Int64?
+
+    init(subject: String, claims: JSONValue, scopes: Set<String>, expiresAt: Int64?) {
+        self.subject = subject
+        self.claims = claims
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+    }
 }
 
 /// Why a presented credential was refused (the 401's `error_description`, or an `error` event).

@@ -102,10 +102,9 @@ extension HTTPConnection {
     /// (`limits.max_connections_per_user`); false when the subject is at its limit.
     func bind(_ credential: Credential) -> Bool {
         guard case .valid(let principal) = credential else { return true }
-        if countedUser != principal.subject {
+        if self.principal?.subject != principal.subject {
             guard state.server.admitUser(principal.subject) else { return false }
-            if let countedUser { state.server.releaseUser(countedUser) }
-            countedUser = principal.subject
+            if let previous = self.principal { state.server.releaseUser(previous.subject) }
         }
         self.principal = principal
         return true
@@ -165,8 +164,7 @@ extension HTTPConnection {
             detachSubscription(key)
             ended += 1
         }
-        principal = nil
-        if let countedUser { state.server.releaseUser(countedUser); self.countedUser = nil }
+        if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
         // A connection that only reads public topics carries on, anonymous from now on.
         guard ended > 0 else { return }
         if mode == .webSocket {
@@ -208,12 +206,10 @@ extension HTTPConnection {
 
     /// `limits.message_rate` on a WebSocket: false (and close 1008) when spent.
     func takeMessageToken() -> Bool {
-        let rate = state.server.configuration.limits.messageRate
+        let limits = state.server.configuration.limits
         let now = EventLoop.monotonicMilliseconds()
-        var bucket = messageBucket ?? TokenBucket(rate: rate, now: now)
-        let wait = bucket.take(rate: rate, now: now)
-        messageBucket = bucket
-        guard wait == nil else {
+        if buckets == nil { buckets = ClientBuckets(limits, now: now) }
+        guard buckets!.message.take(rate: limits.messageRate, now: now) == nil else {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
             closeWebSocket(code: 1008, reason: "more than limits.message_rate messages")
             return false
@@ -223,13 +219,22 @@ extension HTTPConnection {
 
     /// `limits.subscribe_rate`: the `too_many` event when spent.
     func takeSubscribeToken(topic: String) -> [UInt8]? {
-        let rate = state.server.configuration.limits.subscribeRate
+        let limits = state.server.configuration.limits
+        let rate = limits.subscribeRate
         let now = EventLoop.monotonicMilliseconds()
-        var bucket = subscribeBucket ?? TokenBucket(rate: rate, now: now)
-        let wait = bucket.take(rate: rate, now: now)
-        subscribeBucket = bucket
-        guard let wait else { return nil }
+        if buckets == nil { buckets = ClientBuckets(limits, now: now) }
+        guard let wait = buckets!.subscribe.take(rate: rate, now: now) else { return nil }
         state.server.metrics.rateLimited.add(1, ordering: .relaxed)
         return DeltacastEvent.error(topic: topic, code: .tooMany, message: "subscribes are limited to limits.subscribe_rate (\(rate)); retry in \(wait) ms")
+    }
+}
+
+/// A WebSocket's two token buckets, allocated on its first message.
+final class ClientBuckets {
+    var subscribe: TokenBucket
+    var message: TokenBucket
+    init(_ limits: Configuration.Limits, now: Int64) {
+        subscribe = TokenBucket(rate: limits.subscribeRate, now: now)
+        message = TokenBucket(rate: limits.messageRate, now: now)
     }
 }

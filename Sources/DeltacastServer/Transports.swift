@@ -466,7 +466,11 @@ extension HTTPConnection {
                 if session.kind != .echo && !takeMessageToken() { return }
                 switch session.kind {
                 case .echo: sendMessage(opcode, payload)
-                case .single: break  // a single-topic stream only sends
+                case .single:
+                    // A single-topic stream only sends, but it takes a renewal like any other.
+                    if opcode == .text, case .success(.auth(let token)) = ClientMessage.parse(payload), let error = renew(token: token) {
+                        sendMessage(.text, error)
+                    }
                 case .multiplexed: clientMessage(opcode, payload)
                 }
             }

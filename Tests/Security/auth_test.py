@@ -348,6 +348,18 @@ class ExpiryTests(unittest.TestCase):
                 self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"], "snapshot")
         run(scenario())
 
+    def test_single_topic_websocket_renews_by_message_too(self):
+        async def scenario():
+            url = self.proxy.url("/users/alice/inbox").replace("http", "ws")
+            async with websockets.connect(url, subprotocols=["deltacast.v1", f"token.{self.short_token()}"]) as ws:
+                snapshot = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                self.assertEqual(snapshot["type"], "snapshot")
+                await ws.send(json.dumps({"type": "auth", "token": hs256(ttl=600)}))
+                await asyncio.sleep(5)
+                self.proxy.publish("/users/alice/inbox", {"n": 3, "note": "long enough that a change travels as a patch"})
+                self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"], "patch")
+        run(scenario())
+
     def test_sse_stream_ends_with_expired(self):
         stream = SSE(self.proxy, "/users/alice/inbox", headers={"Authorization": f"Bearer {self.short_token()}"})
         try:

@@ -24,6 +24,9 @@ static inline long deltacast_ssl_ctx_set_client_modes(SSL_CTX *ctx) {
 static inline unsigned long deltacast_ssl_server_options(void) {
     return SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION;
 }
+static inline long deltacast_ssl_set_sni(SSL *ssl, const char *name) {
+    return SSL_set_tlsext_host_name(ssl, name);
+}
 static inline int deltacast_evp_pkey_rsa(void) { return EVP_PKEY_RSA; }
 static inline int deltacast_evp_pkey_ec(void) { return EVP_PKEY_EC; }
 #endif

@@ -1,6 +1,7 @@
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop
+import DeltacastServer
 import DeltacastWire
 import Foundation
 
@@ -12,23 +13,26 @@ enum TailCommand: Command {
     static let summary = "subscribe to a topic like a client and print each event"
     static let usage = """
         usage: deltacast tail URL TOPIC [--transport ws|sse|poll] [--state] [--count N]
+                              [--token TOKEN] [--cacert FILE]
 
-        Subscribes to TOPIC on the proxy at URL (e.g. http://127.0.0.1:8080) and prints each
-        event as it arrives: an ISO 8601 UTC timestamp, then the event's JSON. When the
-        connection ends it reconnects after 1 s and resumes from the last cursor.
+        Subscribes to TOPIC on the proxy at URL (e.g. http://127.0.0.1:8080, or https://...)
+        and prints each event as it arrives: an ISO 8601 UTC timestamp, then the event's JSON.
+        When the connection ends it reconnects after 1 s and resumes from the last cursor.
           --transport ws|sse|poll   the transport (default: the first one the proxy offers)
           --state                   after each event, print the document with it applied
           --count N                 exit after N events (default: run until Ctrl-C)
+          --token TOKEN             sent as Authorization: Bearer (or $DELTACAST_TOKEN)
+          --cacert FILE             CA certificates for https (default: the system's store)
         """
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: ["--state"], options: ["--transport", "--count"])
+        let args = try CommandLineArguments(arguments, flags: ["--state"], options: ["--transport", "--count", "--token", "--cacert"])
         guard args.positionals.count == 2 else { throw .init(message: "expected URL and TOPIC") }
         if let transport = args.value("--transport"), !["ws", "sse", "poll"].contains(transport) {
             throw .init(message: "invalid transport '\(transport)'; expected ws, sse or poll")
         }
-        guard let url = parseURL(args.positionals[0]), url.scheme == "http" else {
-            throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT[/prefix]")
+        guard let url = parseURL(args.positionals[0]) else {
+            throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT[/prefix] or https://...")
         }
         let topic = args.positionals[1]
         guard topic.hasPrefix("/") else { throw .init(message: "invalid topic '\(topic)'; it is a path starting with /") }
@@ -37,8 +41,11 @@ enum TailCommand: Command {
             guard let value = Int(text), value > 0 else { throw .init(message: "invalid --count '\(text)'; expected a positive integer") }
             count = value
         }
+        let token = args.value("--token") ?? ProcessInfo.processInfo.environment["DELTACAST_TOKEN"]
         var tail = Tail(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port, prefix: url.path,
-                        topic: topic, printState: args.flags.contains("--state"), remaining: count)
+                        topic: topic, printState: args.flags.contains("--state"), remaining: count,
+                        tls: url.scheme == "https" ? (serverName: url.host, caFile: args.value("--cacert")) : nil,
+                        authorization: token.map { "Authorization: Bearer \($0)\r\n" } ?? "")
         return tail.run(transport: args.value("--transport"))
     }
 }
@@ -50,6 +57,10 @@ struct Tail {
     let topic: String
     let printState: Bool
     var remaining: Int?
+    /// For https: the name the certificate must carry, and the CA file (nil: the system's).
+    let tls: (serverName: String, caFile: String?)?
+    /// `Authorization: Bearer ...\r\n`, or empty.
+    let authorization: String
     var cursor: Cursor?
     var state: JSONValue?
 
@@ -101,7 +112,7 @@ struct Tail {
         let fd = try connect(timeout: 90)
         defer { close(fd) }
         let key = Base64.encode((0..<16).map { _ in UInt8.random(in: 0...255) })
-        try sendAll(fd, Array("GET \(prefix)/deltacast/ws HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: deltacast.v1\r\n\r\n".utf8))
+        try sendAll(fd, Array("GET \(prefix)/deltacast/ws HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: deltacast.v1\r\n\(authorization)\r\n".utf8))
         var reader = Reader(fd: fd)
         let head = try reader.head()
         guard head.hasPrefix("HTTP/1.1 101") else { throw .refused("WebSocket refused: \(head.split(separator: "\r\n").first ?? "")") }
@@ -133,7 +144,7 @@ struct Tail {
         defer { close(fd) }
         var target = "\(prefix)/deltacast/sse?topic=\(Self.percentEncoded(topic))"
         if let cursor { target += "&since=\(cursor)" }
-        try sendAll(fd, Array("GET \(target) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\n\r\n".utf8))
+        try sendAll(fd, Array("GET \(target) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\n\(authorization)\r\n".utf8))
         var reader = Reader(fd: fd)
         let head = try reader.head()
         guard head.hasPrefix("HTTP/1.1 200") else { throw .refused("SSE refused: \(head.split(separator: "\r\n").first ?? "")") }
@@ -214,16 +225,24 @@ struct Tail {
 
     // MARK: Plumbing
 
-    private func connect(timeout: Int) throws(End) -> Int32 {
-        do { return try Socket.connect(host: host, port: port, receiveTimeoutSeconds: timeout) } catch {
+    private func connect(timeout: Int) throws(End) -> TailConnection {
+        let fd: Int32
+        do { fd = try Socket.connect(host: host, port: port, receiveTimeoutSeconds: timeout) } catch {
             throw .lost("cannot connect to \(host):\(port): \(error)")
+        }
+        guard let tls else { return TailConnection(fd: fd, tls: nil) }
+        do {
+            return TailConnection(fd: fd, tls: try TLSStream.client(fd: fd, host: tls.serverName, caFile: tls.caFile))
+        } catch {
+            Glibc.close(fd)
+            throw .refused("TLS to \(tls.serverName):\(port): \(error)")
         }
     }
 
     private func request(_ line: String) throws(End) -> (Int, [UInt8]) {
         let fd = try connect(timeout: 90)
         defer { close(fd) }
-        try sendAll(fd, Array("\(line) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n".utf8))
+        try sendAll(fd, Array("\(line) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n\(authorization)\r\n".utf8))
         var reader = Reader(fd: fd)
         let head = try reader.head()
         let status = Int(head.dropFirst(9).prefix(3)) ?? 0
@@ -232,10 +251,12 @@ struct Tail {
         return (status, body)
     }
 
-    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws(End) {
+    private func sendAll(_ connection: TailConnection, _ bytes: [UInt8]) throws(End) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = bytes[offset...].withUnsafeBytes { raw in
+                connection.tls.map { $0.write(raw) } ?? send(connection.fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { throw .lost("connection lost while sending") }
             offset += n
         }
@@ -259,12 +280,24 @@ struct Tail {
     }
 }
 
+/// A blocking socket, through TLS for https.
+struct TailConnection {
+    let fd: Int32
+    let tls: TLSStream?
+}
+
+/// Closes the socket (after TLS close_notify).
+func close(_ connection: TailConnection) {
+    connection.tls?.shutdown()
+    Glibc.close(connection.fd)
+}
+
 /// Reads a response head, then raw bytes, from a blocking socket.
 struct Reader {
-    let fd: Int32
+    let fd: TailConnection
     private var buffer: [UInt8] = []
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: TailConnection) { self.fd = fd }
 
     mutating func head() throws(Tail.End) -> String {
         while true {
@@ -284,7 +317,13 @@ struct Reader {
 
     func more() throws(Tail.End) -> [UInt8] {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = read(fd, &chunk, chunk.count)
+        let n = chunk.withUnsafeMutableBytes { raw -> Int in
+            guard let tls = fd.tls else { return read(fd.fd, raw.baseAddress, raw.count) }
+            let n = tls.read(into: raw)
+            // A TLS read that would block on a blocking socket means SO_RCVTIMEO passed.
+            if n < 0 { errno = n == -1 ? EAGAIN : EIO; return -1 }
+            return n
+        }
         if n == 0 { throw .lost("the proxy closed the connection") }
         if n < 0 { throw .lost(errno == EAGAIN ? "no data for 90 s" : "read failed: errno \(errno)") }
         return Array(chunk[0..<n])

@@ -407,4 +407,44 @@ struct ServeProcess {
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("the proxy refused /nowhere: not_found"))
     }
+
+    /// Against a TLS proxy with API-key authentication: `tail https://...` verifies the
+    /// certificate (`--cacert`), sends the token, and says plainly what went wrong without them.
+    @Test func tailSpeaksTLSAndSendsItsToken() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-tail-tls-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cert = directory.appendingPathComponent("cert.pem").path, key = directory.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        let admin = "tail-admin-token-0123456789"
+        let serve = try ServeProcess("""
+            listen: 127.0.0.1:0
+            tls: { certificate: \(cert), key: \(key) }
+            auth: { api_keys: [{ key: tail-key-0123456789abcdef, subject: tail }] }
+            admin: { token: \(admin) }
+            endpoints:
+              - path: /live/{room}
+                source: publish
+            """)
+        defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
+        #expect(serve.base.hasPrefix("https://127.0.0.1:"))
+        _ = try curl(["--cacert", cert, "-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/x"])
+        for transport in ["ws", "sse", "poll"] {
+            let ok = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", transport, "--count", "1", "--cacert", cert, "--token", "tail-key-0123456789abcdef"])
+            #expect(ok.status == 0, "\(transport): \(ok.stderr)")
+            #expect(ok.stdout.contains(#"{"type":"snapshot","topic":"/live/x""#), "\(transport)")
+        }
+        let untrusted = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", "sse", "--count", "1", "--token", "tail-key-0123456789abcdef"])
+        #expect(untrusted.status == 1)
+        #expect(untrusted.stderr.contains("certificate verification failed: self-signed certificate"))
+        let anonymous = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", "ws", "--count", "1", "--cacert", cert])
+        #expect(anonymous.status == 1)
+        #expect(anonymous.stderr.contains("forbidden"), "\(anonymous.stderr)")
+    }
 }

@@ -226,16 +226,11 @@ struct Tail {
     // MARK: Plumbing
 
     private func connect(timeout: Int) throws(End) -> TailConnection {
-        let fd: Int32
-        do { fd = try Socket.connect(host: host, port: port, receiveTimeoutSeconds: timeout) } catch {
-            throw .lost("cannot connect to \(host):\(port): \(error)")
-        }
-        guard let tls else { return TailConnection(fd: fd, tls: nil) }
         do {
-            return TailConnection(fd: fd, tls: try TLSStream.client(fd: fd, host: tls.serverName, caFile: tls.caFile))
+            return try TailConnection.open(host: host, port: port, timeout: timeout, tls: tls)
         } catch {
-            Glibc.close(fd)
-            throw .refused("TLS to \(tls.serverName):\(port): \(error)")
+            if case .tls(let message) = error { throw .refused(message) }
+            throw .lost(error.message)
         }
     }
 
@@ -252,14 +247,7 @@ struct Tail {
     }
 
     private func sendAll(_ connection: TailConnection, _ bytes: [UInt8]) throws(End) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { raw in
-                connection.tls.map { $0.write(raw) } ?? send(connection.fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
-            }
-            if n <= 0 { throw .lost("connection lost while sending") }
-            offset += n
-        }
+        guard connection.send(bytes) else { throw .lost("connection lost while sending") }
     }
 
     static func mask() -> [UInt8] { (0..<4).map { _ in UInt8.random(in: 0...255) } }
@@ -280,10 +268,54 @@ struct Tail {
     }
 }
 
-/// A blocking socket, through TLS for https.
+/// A blocking socket, through TLS for https (`tail` and `top`).
 struct TailConnection {
     let fd: Int32
     let tls: TLSStream?
+
+    enum Failure: Error {
+        case connect(String), tls(String)
+        var message: String { switch self { case .connect(let text), .tls(let text): text } }
+    }
+
+    /// Connects (with `SO_RCVTIMEO` of `timeout` seconds) and, for https, verifies the server.
+    static func open(host: String, port: Int, timeout: Int, tls: (serverName: String, caFile: String?)?) throws(Failure) -> TailConnection {
+        let fd: Int32
+        do { fd = try Socket.connect(host: host, port: port, receiveTimeoutSeconds: timeout) } catch {
+            throw .connect("cannot connect to \(host):\(port): \(error)")
+        }
+        guard let tls else { return TailConnection(fd: fd, tls: nil) }
+        do {
+            return TailConnection(fd: fd, tls: try TLSStream.client(fd: fd, host: tls.serverName, caFile: tls.caFile))
+        } catch {
+            Glibc.close(fd)
+            throw .tls("TLS to \(tls.serverName):\(port): \(error)")
+        }
+    }
+
+    /// Sends every byte; false when the connection failed.
+    func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { raw in
+                tls.map { $0.write(raw) } ?? Glibc.send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL))
+            }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+
+    /// Reads what is there: > 0 bytes, 0 at the end, -1 on an error or timeout (errno says).
+    func read(into chunk: inout [UInt8]) -> Int {
+        chunk.withUnsafeMutableBytes { raw -> Int in
+            guard let tls else { return Glibc.read(fd, raw.baseAddress, raw.count) }
+            let n = tls.read(into: raw)
+            // A TLS read that would block on a blocking socket means SO_RCVTIMEO passed.
+            if n < 0 { errno = n == -1 ? EAGAIN : EIO; return -1 }
+            return n
+        }
+    }
 }
 
 /// Closes the socket (after TLS close_notify).
@@ -317,13 +349,7 @@ struct Reader {
 
     func more() throws(Tail.End) -> [UInt8] {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { raw -> Int in
-            guard let tls = fd.tls else { return read(fd.fd, raw.baseAddress, raw.count) }
-            let n = tls.read(into: raw)
-            // A TLS read that would block on a blocking socket means SO_RCVTIMEO passed.
-            if n < 0 { errno = n == -1 ? EAGAIN : EIO; return -1 }
-            return n
-        }
+        let n = fd.read(into: &chunk)
         if n == 0 { throw .lost("the proxy closed the connection") }
         if n < 0 { throw .lost(errno == EAGAIN ? "no data for 90 s" : "read failed: errno \(errno)") }
         return Array(chunk[0..<n])

@@ -1,6 +1,7 @@
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop
+import DeltacastServer
 import Foundation
 
 /// `deltacast top URL`: the status page's numbers in a terminal, refreshed each second with
@@ -9,19 +10,21 @@ enum TopCommand: Command {
     static let name = "top"
     static let summary = "a terminal view of the proxy's status, refreshed each second"
     static let usage = """
-        usage: deltacast top URL [--token TOKEN] [--once] [--interval SECONDS]
+        usage: deltacast top URL [--token TOKEN] [--once] [--interval SECONDS] [--cacert FILE]
 
         Reads GET /deltacast/status from the proxy at URL (e.g. http://127.0.0.1:8080) with the
         admin token (--token, or the environment's DELTACAST_ADMIN_TOKEN) and shows connections,
         deliveries, bytes saved, RSS, and every endpoint's topics with their subscribers, last
-        change and upstream health. Ctrl-C ends it; --once prints one view and exits.
+        change and upstream health. Ctrl-C ends it; --once prints one view and exits. An
+        https:// URL is verified against --cacert FILE, or the system's CA store.
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: ["--once"], options: ["--token", "--interval"])
+        let args = try CommandLineArguments(arguments, flags: ["--once"], options: ["--token", "--interval", "--cacert"])
         guard args.positionals.count == 1 else { throw .init(message: "expected URL") }
-        guard let url = parseURL(args.positionals[0]), url.scheme == "http" else {
-            throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT")
+        guard let url = parseURL(args.positionals[0]) else {
+            throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT or https://...")
         }
+        let tls = url.scheme == "https" ? (serverName: url.host, caFile: args.value("--cacert")) : nil
         let interval = Double(args.value("--interval") ?? "1") ?? 0
         guard interval >= 0.2 && interval <= 3600 else { throw .init(message: "--interval takes 0.2...3600 seconds") }
         guard let token = args.value("--token") ?? ProcessInfo.processInfo.environment["DELTACAST_ADMIN_TOKEN"] else {
@@ -30,7 +33,7 @@ enum TopCommand: Command {
         let once = args.has("--once")
         while true {
             let view: String
-            switch fetch(host: url.host, port: url.port, prefix: url.path, token: token) {
+            switch fetch(host: url.host, port: url.port, prefix: url.path, token: token, tls: tls) {
             case .failure(let error):
                 printError("deltacast top: \(error.message)")
                 return .failure
@@ -44,15 +47,16 @@ enum TopCommand: Command {
         }
     }
 
-    static func fetch(host: String, port: Int, prefix: String, token: String) -> Result<JSONObject, TopError> {
-        guard let fd = try? Socket.connect(host: host, port: port, receiveTimeoutSeconds: 10) else { return .failure(TopError("cannot connect to \(host):\(port)")) }
-        defer { close(fd) }
+    static func fetch(host: String, port: Int, prefix: String, token: String, tls: (serverName: String, caFile: String?)? = nil) -> Result<JSONObject, TopError> {
+        let connection: TailConnection
+        do { connection = try TailConnection.open(host: host, port: port, timeout: 10, tls: tls) } catch { return .failure(TopError(error.message)) }
+        defer { close(connection) }
         let request = "GET \(prefix)/deltacast/status HTTP/1.1\r\nHost: \(host):\(port)\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
-        _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = connection.send(Array(request.utf8))
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = read(fd, &chunk, chunk.count)
+            let n = connection.read(into: &chunk)
             if n <= 0 { break }
             data += chunk[0..<n]
             if data.count > 64 << 20 { return .failure(TopError("the status is larger than 64 MiB")) }

@@ -410,7 +410,7 @@ struct ServeProcess {
 
     /// Against a TLS proxy with API-key authentication: `tail https://...` verifies the
     /// certificate (`--cacert`), sends the token, and says plainly what went wrong without them.
-    @Test func tailSpeaksTLSAndSendsItsToken() throws {
+    @Test func tailAndTopSpeakTLSAndTailSendsItsToken() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-tail-tls-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -446,5 +446,12 @@ struct ServeProcess {
         let anonymous = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", "ws", "--count", "1", "--cacert", cert])
         #expect(anonymous.status == 1)
         #expect(anonymous.stderr.contains("forbidden"), "\(anonymous.stderr)")
+        // `top` reads the status over the same verified TLS.
+        let top = try DeltacastProcess(["top", serve.base, "--once", "--token", admin, "--cacert", cert])
+        #expect(top.status == 0, "\(top.stderr)")
+        #expect(top.stdout.contains("/live/x"))
+        let untrustedTop = try DeltacastProcess(["top", serve.base, "--once", "--token", admin])
+        #expect(untrustedTop.status == 1)
+        #expect(untrustedTop.stderr.contains("certificate verification failed"))
     }
 }

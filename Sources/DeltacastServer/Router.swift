@@ -222,10 +222,10 @@ public struct Router: Sendable {
         guard let expected = configuration.admin.token else {
             return .error(403, "forbidden", "admin endpoints are disabled: set admin.token in the configuration")
         }
-        guard let authorization = head.headers["Authorization"], authorization.lowercased().hasPrefix("bearer ") else {
+        guard let bearer = head.headers.bearerToken else {
             return .error(401, "unauthorized", "this admin endpoint needs Authorization: Bearer TOKEN", headers: ["WWW-Authenticate": "Bearer"])
         }
-        let given = Array(authorization.dropFirst(7).utf8)
+        let given = Array(bearer.utf8)
         let wanted = Array(expected.utf8)
         // Constant time in the token's length: no early exit on the first differing byte.
         var difference = given.count ^ wanted.count

@@ -40,6 +40,14 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         values(name).flatMap { $0.split(separator: ",") }.map { $0.trimmingOWS }.filter { !$0.isEmpty }
     }
 
+    /// The credential of `Authorization: Bearer TOKEN` (RFC 6750: the scheme in any case,
+    /// one or more spaces), or nil.
+    public var bearerToken: String? {
+        guard let value = self["Authorization"], value.count > 7, value.prefix(7).lowercased() == "bearer " else { return nil }
+        let token = value.dropFirst(7).drop { $0 == " " }
+        return token.isEmpty ? nil : String(token)
+    }
+
     /// The number of fields.
     public var count: Int { fields.count }
 

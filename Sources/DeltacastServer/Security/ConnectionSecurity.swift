@@ -27,8 +27,8 @@ extension HTTPConnection {
         }
         var token: String?
         var explicit = false
-        if let authorization = request.headers["Authorization"], authorization.lowercased().hasPrefix("bearer ") {
-            token = String(authorization.dropFirst(7).drop { $0 == " " })
+        if let bearer = request.headers.bearerToken {
+            token = bearer
         } else if let entry = request.headers.tokens("Sec-WebSocket-Protocol").first(where: { $0.hasPrefix("token.") }) {
             token = String(entry.dropFirst(6))
             explicit = true
@@ -53,6 +53,8 @@ extension HTTPConnection {
             if let expiresAt = principal.expiresAt, expiresAt <= unixMilliseconds() {
                 return .unauthenticated("the token has expired; send a fresh one in an auth message")
             }
+            // Scopes alone need no parameters: the topic is matched again only for a rule.
+            guard endpoint.allow != nil else { return principal.access(endpoint, parameters: [:], query: "") }
             guard case .matched(_, _, let parameters) = state.server.router.matcher.match(topicName) else {
                 return .denied("\(topicName) matches no endpoint")
             }
@@ -121,13 +123,12 @@ extension HTTPConnection {
     /// `POST /deltacast/ticket`: trades the bearer token for a single-use ticket. 401 without a
     /// valid bearer token, 429 past `limits.ticket_rate`, 503 past `auth.max_tickets`.
     func issueTicket(_ request: HTTPRequestHead) {
-        guard let authorization = request.headers["Authorization"], authorization.lowercased().hasPrefix("bearer "),
-              let authenticator = state.server.authenticator else {
+        guard let bearer = request.headers.bearerToken, let authenticator = state.server.authenticator else {
             return finish(request, refusalResponse(.unauthenticated("POST /deltacast/ticket needs Authorization: Bearer TOKEN")))
         }
         let now = unixMilliseconds()
         let principal: Principal
-        switch authenticator.authenticate(String(authorization.dropFirst(7).drop { $0 == " " }), now: Double(now) / 1000) {
+        switch authenticator.authenticate(bearer, now: Double(now) / 1000) {
         case .failure(let failure): return finish(request, refusalResponse(.unauthenticated("invalid token: \(failure.reason)")))
         case .success(let verified): principal = verified
         }
@@ -206,10 +207,8 @@ extension HTTPConnection {
 
     /// `limits.message_rate` on a WebSocket: false (and close 1008) when spent.
     func takeMessageToken() -> Bool {
-        let limits = state.server.configuration.limits
-        let now = EventLoop.monotonicMilliseconds()
-        if buckets == nil { buckets = ClientBuckets(limits, now: now) }
-        guard buckets!.message.take(rate: limits.messageRate, now: now) == nil else {
+        let (buckets, now) = clientBuckets()
+        guard buckets.message.take(rate: state.server.configuration.limits.messageRate, now: now) == nil else {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
             closeWebSocket(code: 1008, reason: "more than limits.message_rate messages")
             return false
@@ -217,13 +216,20 @@ extension HTTPConnection {
         return true
     }
 
+    /// This connection's buckets (made on first use) and the time to take from them at.
+    private func clientBuckets() -> (ClientBuckets, Int64) {
+        let now = EventLoop.monotonicMilliseconds()
+        if let buckets { return (buckets, now) }
+        let made = ClientBuckets(state.server.configuration.limits, now: now)
+        buckets = made
+        return (made, now)
+    }
+
     /// `limits.subscribe_rate`: the `too_many` event when spent.
     func takeSubscribeToken(topic: String) -> [UInt8]? {
-        let limits = state.server.configuration.limits
-        let rate = limits.subscribeRate
-        let now = EventLoop.monotonicMilliseconds()
-        if buckets == nil { buckets = ClientBuckets(limits, now: now) }
-        guard let wait = buckets!.subscribe.take(rate: rate, now: now) else { return nil }
+        let rate = state.server.configuration.limits.subscribeRate
+        let (buckets, now) = clientBuckets()
+        guard let wait = buckets.subscribe.take(rate: rate, now: now) else { return nil }
         state.server.metrics.rateLimited.add(1, ordering: .relaxed)
         return DeltacastEvent.error(topic: topic, code: .tooMany, message: "subscribes are limited to limits.subscribe_rate (\(rate)); retry in \(wait) ms")
     }

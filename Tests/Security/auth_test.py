@@ -348,6 +348,20 @@ class ExpiryTests(unittest.TestCase):
                 self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"], "snapshot")
         run(scenario())
 
+    def test_a_connection_reading_only_public_topics_outlives_its_token(self):
+        async def scenario():
+            async with self.connect(self.short_token()) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "topic": "/public"}))
+                self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"], "snapshot")
+                await asyncio.sleep(5)   # past exp + grace
+                self.proxy.publish("/public", {"v": 3, "after": "expiry"})
+                self.assertEqual(json.loads(await asyncio.wait_for(ws.recv(), 5))["topic"], "/public")
+                # ...but as an anonymous connection now: a protected topic needs a fresh token.
+                await ws.send(json.dumps({"type": "subscribe", "topic": "/users/alice/inbox"}))
+                refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                self.assertEqual(refused["code"], "forbidden")
+        run(scenario())
+
     def test_single_topic_websocket_renews_by_message_too(self):
         async def scenario():
             url = self.proxy.url("/users/alice/inbox").replace("http", "ws")
@@ -439,6 +453,25 @@ endpoints:
         self.assertEqual(get(self.es, "/users/alice/inbox", jwt.encode(self.claims(), other, algorithm="ES256"))[0], 401)
         # RS256 tokens are refused by an ES256 proxy, whatever their signature.
         self.assertEqual(get(self.es, "/users/alice/inbox", jwt.encode(self.claims(), self.rsa, algorithm="RS256"))[0], 401)
+
+    def test_short_rsa_key_is_a_startup_error(self):
+        import subprocess, tempfile
+        directory = tempfile.mkdtemp()
+        key_path, config_path = os.path.join(directory, "short.pem"), os.path.join(directory, "c.yaml")
+        from cryptography.hazmat.primitives.asymmetric import rsa as rsa_module
+        with open(key_path, "w") as handle:
+            handle.write(public_pem(rsa_module.generate_private_key(public_exponent=65537, key_size=1024)))
+        with open(config_path, "w") as handle:
+            handle.write(f"""
+auth:
+  jwt: {{ algorithm: RS256, public_key: {key_path} }}
+endpoints:
+  - path: /x
+    source: publish
+""")
+        result = subprocess.run([os.environ.get("DELTACAST_BIN", ".build/debug/deltacast"), "check", "-c", config_path], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("the RSA key has 1024 bits; RS256 needs 2048 or more", result.stderr)
 
     def test_unusable_key_is_a_startup_error(self):
         import subprocess, tempfile

@@ -178,6 +178,15 @@ class LimitTests(unittest.TestCase):
                         pass
                 self.assertEqual(caught.exception.response.status_code, 429)
             run(scenario())
+            # Renewing a connection into a subject already at its limit closes it with 1008.
+            async def renewal():
+                async with websockets.connect(self.ws_url(), subprotocols=["deltacast.v1"]) as ws:
+                    await ws.send(json.dumps({"type": "auth", "token": hs256(sub="dave")}))
+                    with self.assertRaises(websockets.exceptions.ConnectionClosed) as closed:
+                        await asyncio.wait_for(ws.recv(), 5)
+                    self.assertEqual(closed.exception.rcvd.code, 1008)
+                    self.assertIn("too many connections", closed.exception.rcvd.reason)
+            run(renewal())
             streams.pop().close()
             import time
             deadline = time.time() + 5

@@ -218,7 +218,8 @@ public final class Authenticator: @unchecked Sendable {
         case .rs256 where type != deltacast_evp_pkey_rsa():
             EVP_PKEY_free(key); throw .init(reason: "auth.jwt.public_key: RS256 needs an RSA key")
         case .rs256 where EVP_PKEY_get_bits(key) < 2048:
-            EVP_PKEY_free(key); throw .init(reason: "auth.jwt.public_key: the RSA key has \(EVP_PKEY_get_bits(key)) bits; RS256 needs 2048 or more")
+            let bits = EVP_PKEY_get_bits(key)   // read before the key is freed
+            EVP_PKEY_free(key); throw .init(reason: "auth.jwt.public_key: the RSA key has \(bits) bits; RS256 needs 2048 or more")
         case .es256:
             var name = [CChar](repeating: 0, count: 64)
             var length = 0

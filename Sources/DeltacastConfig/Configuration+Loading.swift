@@ -115,7 +115,7 @@ struct ConfigurationDecoder {
             fail("missing required key 'endpoints'; declare at least one endpoint", at: root.location)
         }
         if c.upstream.base == nil, top["upstream"].map({ mapping($0.value)?["base"] == nil }) ?? true,
-           let polling = c.endpoints.first(where: { $0.source == .poll }) {
+           let polling = c.endpoints.first(where: { $0.source == .poll && $0.upstreamOrigin == nil }) {
             fail("missing required key 'upstream.base': endpoint '\(polling.path)' polls an upstream", at: top["upstream"]?.keyLocation ?? polling.location)
         }
         return c
@@ -256,12 +256,13 @@ struct ConfigurationDecoder {
             if let e = m["upstream"] {
                 if endpoint.source == .publish {
                     fail("an endpoint with 'source: publish' has no upstream; remove 'upstream'", at: e.keyLocation)
-                } else if let template = pathPattern(e.value) {
-                    if Set(template.parameterNames) != Set(path.parameterNames) {
-                        fail("upstream template parameters {\(template.parameterNames.joined(separator: "}, {"))} do not match the path's {\(path.parameterNames.joined(separator: "}, {"))}", at: e.value.location)
-                    }
-                    endpoint.upstream = template
+                } else {
+                    upstreamTemplate(e.value, path: path, into: &endpoint)
                 }
+            }
+            if let e = m["headers"] {
+                if endpoint.source == .publish { fail("an endpoint with 'source: publish' has no upstream; remove 'headers'", at: e.keyLocation) }
+                endpoint.headers = headers(e.value)
             }
             if let e = m["interval"] {
                 if endpoint.source == .publish {
@@ -274,13 +275,16 @@ struct ConfigurationDecoder {
             if let e = m["diff"] { endpoint.diff = enumeration(e.value, DiffMode.self) ?? .jsonPatch }
             if let e = m["array_keys"], let pairs = stringMapping(e.value) {
                 for (pointer, field, location) in pairs {
-                    if !pointer.hasPrefix("/") { fail("array key path '\(pointer)' must be a JSON Pointer starting with '/'", at: location) }
+                    if !pointer.isEmpty && !pointer.hasPrefix("/") {
+                        fail("array key path '\(pointer)' must be a JSON Pointer: \"\" for a root array, or starting with '/'", at: location)
+                    }
                     endpoint.arrayKeys.append((pointer, field))
                 }
             }
             if let e = m["ignore"], let list = stringList(e.value) {
                 for (pointer, location) in list where !pointer.hasPrefix("/") {
-                    fail("ignore path '\(pointer)' must be a JSON Pointer starting with '/'", at: location)
+                    fail(pointer.isEmpty ? "ignore path '' is the whole document: nothing would ever count as a change"
+                                         : "ignore path '\(pointer)' must be a JSON Pointer starting with '/'", at: location)
                 }
                 endpoint.ignore = list.map(\.0)
             }
@@ -297,7 +301,12 @@ struct ConfigurationDecoder {
                     }
                 }
             }
-            if let e = m["query"], let list = stringList(e.value) { endpoint.query = list.map(\.0) }
+            if let e = m["query"], let list = stringList(e.value) {
+                for (name, location) in list where endpoint.upstreamQuery.contains(where: { $0.name == name }) {
+                    fail("query parameter '\(name)' is fixed by the upstream template; a client cannot also set it", at: location)
+                }
+                endpoint.query = list.map(\.0)
+            }
             endpoint.auth = authEnabled ? .token : .none
             if let e = m["auth"] {
                 endpoint.auth = enumeration(e.value, AuthMode.self) ?? endpoint.auth
@@ -339,8 +348,76 @@ struct ConfigurationDecoder {
 
     private mutating func pathPattern(_ node: YAMLNode) -> PathPattern? {
         guard let text = string(node) else { return nil }
+        return pathPattern(text, at: node.location)
+    }
+
+    /// An endpoint's `upstream`: `[http(s)://host[:port]]/path[?name=value&...]`, where `{param}`
+    /// may stand for a whole path segment or inside a query value. Every parameter it uses is
+    /// one of the path's, and every one of the path's is used (else two topics would poll the
+    /// same URL).
+    private mutating func upstreamTemplate(_ node: YAMLNode, path: PathPattern, into endpoint: inout Configuration.Endpoint) {
+        guard var text = string(node) else { return }
+        let location = node.location
+        if text.contains("#") { return fail("upstream '\(text)' has a fragment ('#'); an upstream URL never sends one", at: location) }
+        if text.hasPrefix("http://") || text.hasPrefix("https://") {
+            let schemeEnd = text.index(text.startIndex, offsetBy: text.hasPrefix("https") ? 8 : 7)
+            let pathStart = text[schemeEnd...].firstIndex { $0 == "/" || $0 == "?" } ?? text.endIndex
+            guard let origin = parseURL(String(text[..<pathStart])) else {
+                return fail("invalid upstream URL '\(text)'; expected http(s)://host[:port]/path", at: location)
+            }
+            endpoint.upstreamOrigin = origin
+            text = String(text[pathStart...])
+            if text.isEmpty || text.hasPrefix("?") { text = "/" + text }
+        } else if !text.hasPrefix("/") {
+            return fail("upstream '\(text)' must be a path starting with '/' or an absolute http(s):// URL", at: location)
+        }
+        let pathText = String(text.prefix { $0 != "?" })
+        guard let template = pathPattern(pathText, at: location) else { return }
+        var used = template.parameterNames
+        var query: [(name: String, value: String)] = []
+        if pathText.count < text.count {
+            for pair in text.dropFirst(pathText.count + 1).split(separator: "&", omittingEmptySubsequences: true) {
+                let name = String(pair.prefix { $0 != "=" })
+                let value = String(pair.dropFirst(name.count + 1))
+                if name.isEmpty || name.contains("{") || name.contains("}") || name.contains(" ") {
+                    return fail("invalid query parameter '\(pair)' in upstream '\(text)'; expected name=value, with {param} only in the value", at: location)
+                }
+                guard let names = Self.templateParameters(value) else {
+                    return fail("invalid query value '\(value)' in upstream '\(text)'; a parameter is written {name}, and a space is %20", at: location)
+                }
+                used += names
+                query.append((name, value))
+            }
+        }
+        let declared = Set(path.parameterNames)
+        if let unknown = used.first(where: { !declared.contains($0) }) {
+            return fail("upstream template uses {\(unknown)}, but the path '\(path)' has no {\(unknown)}", at: location)
+        }
+        if let unused = path.parameterNames.first(where: { !used.contains($0) }) {
+            return fail("upstream template does not use the path's {\(unused)}; every topic would poll the same URL", at: location)
+        }
+        endpoint.upstream = template
+        endpoint.upstreamQuery = query
+    }
+
+    /// The `{name}` parameters in a query value, or nil when a brace is unbalanced or a name is
+    /// not letters, digits and '_'.
+    static func templateParameters(_ value: String) -> [String]? {
+        var names: [String] = []
+        var rest = Substring(value)
+        while let open = rest.firstIndex(where: { $0 == "{" || $0 == "}" }) {
+            guard rest[open] == "{", let close = rest[open...].firstIndex(of: "}") else { return nil }
+            let name = rest[rest.index(after: open)..<close]
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil)) }) else { return nil }
+            names.append(String(name))
+            rest = rest[rest.index(after: close)...]
+        }
+        return value.contains(" ") ? nil : names
+    }
+
+    private mutating func pathPattern(_ text: String, at location: SourceLocation) -> PathPattern? {
         guard text.hasPrefix("/") else {
-            fail("path '\(text)' must start with '/'", at: node.location)
+            fail("path '\(text)' must start with '/'", at: location)
             return nil
         }
         var segments: [PathPattern.Segment] = []
@@ -349,16 +426,16 @@ struct ConfigurationDecoder {
             if piece.hasPrefix("{") && piece.hasSuffix("}") && piece.count > 2 {
                 let name = String(piece.dropFirst().dropLast())
                 guard name.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil)) }) else {
-                    fail("invalid parameter name '{\(name)}' in path '\(text)'; use letters, digits and '_'", at: node.location)
+                    fail("invalid parameter name '{\(name)}' in path '\(text)'; use letters, digits and '_'", at: location)
                     return nil
                 }
                 if !names.insert(name).inserted {
-                    fail("parameter '{\(name)}' appears twice in path '\(text)'", at: node.location)
+                    fail("parameter '{\(name)}' appears twice in path '\(text)'", at: location)
                     return nil
                 }
                 segments.append(.parameter(name))
             } else if piece.contains("{") || piece.contains("}") || piece.contains("?") || piece.contains("#") || piece.contains(" ") {
-                fail("invalid path segment '\(piece)' in '\(text)'; a parameter is a whole segment like '{name}'", at: node.location)
+                fail("invalid path segment '\(piece)' in '\(text)'; a parameter is a whole segment like '{name}'", at: location)
                 return nil
             } else {
                 segments.append(.literal(String(piece)))

@@ -55,9 +55,19 @@ public struct Configuration: Sendable {
     public struct Endpoint: Sendable {
         /// Path pattern clients use, e.g. `/api/users/{user}/notifications`.
         public var path: PathPattern
-        /// Where the proxy fetches it, relative to `upstream.base`, with the same `{params}`.
-        /// Default: the same as `path`.
+        /// The path the proxy fetches, relative to `upstream.base` (or to ``upstreamOrigin``),
+        /// with the same `{params}`. Default: the same as `path`.
         public var upstream: PathPattern
+        /// A fixed query string of the `upstream` template (`?format=json&customer={id}`), in
+        /// file order; values may hold `{param}`s. Client query parameters listed in ``query``
+        /// follow them (see ``upstreamURL(base:parameters:topic:)``).
+        public var upstreamQuery: [(name: String, value: String)] = []
+        /// An absolute `upstream: http(s)://host[:port]/path` overrides `upstream.base` for this
+        /// endpoint: one proxy can front several legacy services. Nil uses `upstream.base`.
+        public var upstreamOrigin: URLValue?
+        /// Headers sent with this endpoint's requests, after `upstream.headers` (a header of the
+        /// same name replaces the shared one), in file order.
+        public var headers: [(name: String, value: String)] = []
         /// Where state comes from: polling the upstream, or `POST /deltacast/publish`.
         public var source: Source = .poll
         /// Time between polls while the topic is watched. Default 1 s.

@@ -82,7 +82,7 @@ public final class HTTPServer: @unchecked Sendable {
             for name in endpoint.forwardHeaders where !forwarded.contains(where: { $0.lowercased() == name.lowercased() }) { forwarded.append(name) }
         }
         self.passthroughHeaders = forwarded
-        let polls = configuration.upstream.base != nil && configuration.endpoints.contains { $0.source == .poll }
+        let polls = configuration.endpoints.contains { $0.polls(base: configuration.upstream.base) }
         let polling = polls ? try UpstreamPolling(configuration: configuration) : nil
         self.polling = polling
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in

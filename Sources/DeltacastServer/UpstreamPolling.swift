@@ -76,17 +76,14 @@ final class UpstreamPolling: @unchecked Sendable {
     }
 
     private func startPolling(_ topic: Topic) {
-        guard let poller, let hub, let base = configuration.upstream.base else { return }
-        guard case .matched(_, _, let parameters) = hub.matcher.match(topic.name) else { return }
-        var path = base.description
-        for segment in topic.endpoint.upstream.segments {
-            switch segment {
-            case .literal(let text): path += "/" + text
-            case .parameter(let name): path += "/" + (parameters[name] ?? "")
-            }
-        }
-        if let query = topic.name.firstIndex(of: "?") { path += topic.name[query...] }
+        guard let poller, let hub else { return }
+        guard case .matched(_, _, let parameters) = hub.matcher.match(topic.name),
+              let url = topic.endpoint.upstreamURL(base: configuration.upstream.base, parameters: parameters, topic: topic.name) else { return }
         var headers = configuration.upstream.headers
+        for header in topic.endpoint.headers {
+            headers.removeAll { $0.name.lowercased() == header.name.lowercased() }
+            headers.append(header)
+        }
         if topic.endpoint.auth == .passthrough {
             // The client's credentials replace the proxy's own, even when the client sent none:
             // an anonymous client must never be served what the service token can read.
@@ -95,7 +92,7 @@ final class UpstreamPolling: @unchecked Sendable {
             headers += topic.credentials
         }
         let upstream = configuration.upstream
-        let request = UpstreamRequest(url: path, headers: headers, timeoutMilliseconds: Int(LoopState.milliseconds(upstream.timeout)),
+        let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(LoopState.milliseconds(upstream.timeout)),
                                       maxBody: topic.endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
         let job = PollJob(request: request, intervalMilliseconds: LoopState.milliseconds(topic.endpoint.interval),
                           jitterMilliseconds: LoopState.milliseconds(topic.endpoint.effectiveJitter))

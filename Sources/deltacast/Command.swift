@@ -29,6 +29,20 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
+/// How to run this same executable from where the user stands, for hints the commands print:
+/// `deltacast` when that name on `PATH` is this binary; otherwise its path, relative to the
+/// working directory when it lies below it (`.build/debug/deltacast` after `swift run`).
+func invocation() -> String {
+    let fileManager = FileManager.default
+    let executable = (try? fileManager.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let onPath = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
+        .map { URL(fileURLWithPath: String($0)).appendingPathComponent("deltacast").path }
+        .first { fileManager.isExecutableFile(atPath: $0) }
+    if let onPath, URL(fileURLWithPath: onPath).resolvingSymlinksInPath().path == executable { return "deltacast" }
+    let directory = fileManager.currentDirectoryPath + "/"
+    return executable.hasPrefix(directory) ? String(executable.dropFirst(directory.count)) : executable
+}
+
 /// Reads a configuration file into a validated ``Configuration``, printing every error.
 func loadConfiguration(path: String, command: String) -> (Configuration?, ExitStatus) {
     guard let data = FileManager.default.contents(atPath: path) else {

@@ -43,7 +43,7 @@ enum DemoCommand: Command {
                 Or try:
                   curl -i \(proxy)/api/prices                      # cached body, ETag; polled once a second whoever asks
                   curl -N -H 'Accept: text/event-stream' \(proxy)/api/prices   # snapshot, then JSON Patches
-                  deltacast tail \(proxy)/api/prices --transport ws
+                  \(invocation()) tail \(proxy)/api/prices --transport ws
                   curl -N -H 'Accept: text/event-stream' -H 'Authorization: Bearer user-42' \(proxy)/api/users/42/notifications
                   curl -i -H 'Authorization: Bearer user-7' \(proxy)/api/users/42/notifications   # 401: not user 42's token
                   curl -N -H 'Accept: text/event-stream' \(proxy)/api/flaky       # status events while it fails

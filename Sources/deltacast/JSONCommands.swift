@@ -24,7 +24,8 @@ enum DiffCommand: Command {
 
         Prints the JSON Patch (or, with --merge, the JSON Merge Patch) that turns OLD into NEW,
         as the proxy computes it, then on standard error its size against NEW's.
-          --array-key PATH=FIELD   match elements of the array at PATH by FIELD (`*` for any segment)
+          --array-key PATH=FIELD   match elements of the array at PATH by FIELD (`*` for any segment;
+                                   an empty PATH, `=id`, is the document itself when it is an array)
           --ignore PATH            a volatile path whose changes alone are not a change
           --merge                  produce a merge patch (RFC 7396)
         Exit 0 with the patch ([] or {} when nothing changed); 1 when a file is not valid JSON
@@ -36,8 +37,8 @@ enum DiffCommand: Command {
         var options = DiffOptions()
         for spec in args.values("--array-key") {
             guard let equals = spec.lastIndex(of: "="), !spec[spec.index(after: equals)...].isEmpty,
-                  let pattern = try? JSONPointerPattern(String(spec[..<equals])), !pattern.tokens.isEmpty else {
-                throw .init(message: "invalid --array-key '\(spec)'; expected PATH=FIELD such as /items=id")
+                  let pattern = try? JSONPointerPattern(String(spec[..<equals])) else {
+                throw .init(message: "invalid --array-key '\(spec)'; expected PATH=FIELD such as /items=id, or =id for a root array")
             }
             options.arrayKeys.append((pattern, String(spec[spec.index(after: equals)...])))
         }

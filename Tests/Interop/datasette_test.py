@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Real upstream shapes against Datasette (PyPI), a third-party JSON API over SQLite, and the
+built-in simulator:
+
+- `deltacast discover` proposes array keys (a root array's too) and the volatile `query_ms`;
+- the proxy polls an absolute upstream URL with a fixed query string and keys a bare array
+  with `array_keys: { "": id }`: a row that moves sends a move and one replace, not a snapshot;
+- `{param}` in a query value picks one row, and a value that tries to add a query pair cannot;
+- per-endpoint headers replace `upstream.headers` of the same name.
+
+Run: DELTACAST_BIN=.build/release/deltacast python3 Tests/Interop/datasette_test.py
+"""
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
+from harness import BINARY, SSE, Proxy, request  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url, seconds=30):
+    """Polls `url` until it answers 200 (a bounded loop: the server is starting)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds}s")
+
+
+class DatasetteTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="deltacast-datasette-")
+        cls.database = os.path.join(cls.directory, "market.db")
+        with sqlite3.connect(cls.database) as db:
+            db.execute("create table prices (id integer primary key, symbol text, price real)")
+            db.executemany("insert into prices values (?, ?, ?)", [(i, f"S{i}", 100.0 + i) for i in range(1, 6)])
+        cls.port = free_port()
+        cls.datasette = subprocess.Popen(
+            [sys.executable, "-m", "datasette", "serve", cls.database, "-h", "127.0.0.1", "-p", str(cls.port),
+             "--setting", "sql_time_limit_ms", "5000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.base = f"http://127.0.0.1:{cls.port}"
+        wait_for(cls.base + "/market/prices.json")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.datasette.terminate()
+        cls.datasette.wait(10)
+
+    def sql(self, statement, *args):
+        with sqlite3.connect(self.database) as db:
+            db.execute(statement, args)
+
+    def discover(self, url, *extra):
+        result = subprocess.run([BINARY, "discover", url, "--samples", "3", "--interval", "100ms", *extra],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def test_discover_proposes_the_row_key_and_ignores_query_ms(self):
+        out = self.discover(self.base + "/market/prices.json?_shape=objects&_size=max", "--path", "/prices")
+        self.assertIn("  - path: /prices\n", out)
+        self.assertIn(f"    upstream: {self.base}/market/prices.json?_shape=objects&_size=max\n", out)
+        self.assertIn("    array_keys: { /rows: id }\n", out)
+        self.assertIn("    ignore: [/query_ms]\n", out)
+        self.assertIn("# conditional requests: no: it sends neither ETag nor Last-Modified", out)
+        self.assertRegex(out, r"# array_keys /rows → id: present, unique and a string or whole number in all 15 elements")
+
+    def test_discover_keys_a_bare_array_with_the_root_pointer(self):
+        out = self.discover(self.base + "/market/prices.json?_shape=array")
+        self.assertIn('    array_keys: { "": id }\n', out)
+        self.assertIn("# array_keys the root array → id:", out)
+        self.assertIn("nothing changed in 2 intervals", out)
+
+    def test_discover_proposal_is_a_valid_endpoint_block(self):
+        out = self.discover(self.base + "/market/prices.json?_shape=objects", "--path", "/prices")
+        path = os.path.join(self.directory, "proposed.yaml")
+        with open(path, "w") as handle:
+            handle.write("listen: 127.0.0.1:0\nendpoints:\n" + out)
+        result = subprocess.run([BINARY, "check", "-c", path], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_discover_fails_clearly_on_an_error_status(self):
+        result = subprocess.run([BINARY, "discover", self.base + "/missing-database.json", "--samples", "2", "--interval", "0ms"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("answered 404; discover needs a 2xx answer", result.stderr)
+
+    def test_a_keyed_root_array_and_a_fixed_query_reach_clients_as_small_patches(self):
+        proxy = Proxy(f"""
+listen: 127.0.0.1:0
+endpoints:
+  - path: /prices
+    upstream: {self.base}/market/prices.json?_shape=array&_sort=price
+    interval: 100ms
+    array_keys: {{ "": id }}
+""")
+        try:
+            stream = SSE(proxy, "/prices")
+            name, snapshot = stream.event()
+            self.assertEqual(name, "snapshot")
+            self.assertEqual([row["id"] for row in snapshot["data"]], [1, 2, 3, 4, 5])
+            # Row 5 becomes the cheapest: sorted by price it moves to the front.
+            self.sql("update prices set price = 1.5 where id = 5")
+            name, patch = stream.event()
+            self.assertEqual(name, "patch")
+            self.assertEqual(patch["patch"], [{"op": "move", "from": "/4", "path": "/0"},
+                                              {"op": "replace", "path": "/0/price", "value": 1.5}])
+            stream.close()
+        finally:
+            proxy.stop()
+            self.sql("update prices set price = 105.0 where id = 5")
+
+    def test_a_parameter_in_a_query_value_selects_one_row_and_cannot_add_a_pair(self):
+        proxy = Proxy(f"""
+listen: 127.0.0.1:0
+upstream: {{ base: {self.base}/market }}
+endpoints:
+  - path: /rows/{{id}}
+    upstream: /prices.json?_shape=array&id={{id}}
+    interval: 1s
+""")
+        try:
+            status, _, body = request(proxy.url("/rows/3"))
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body), [{"id": 3, "symbol": "S3", "price": 103.0}])
+            # `&` in the segment is encoded into the value: Datasette sees id = "3&_shape=objects",
+            # which matches no row, and the shape stays an array.
+            status, _, body = request(proxy.url("/rows/3&_shape=objects"))
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body), [])
+        finally:
+            proxy.stop()
+
+
+class SimulatorTest(unittest.TestCase):
+    def setUp(self):
+        self.simulator = subprocess.Popen([BINARY, "simulate"], stdout=subprocess.PIPE, text=True)
+        self.upstream = self.simulator.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+    def tearDown(self):
+        self.simulator.terminate()
+        self.simulator.wait(10)
+        self.simulator.stdout.close()
+
+    def test_discover_sees_conditional_requests_and_the_volatile_timestamp(self):
+        request(self.upstream + "/_sim/freeze", method="POST")
+        result = subprocess.run([BINARY, "discover", self.upstream + "/api/prices", "--samples", "4", "--interval", "50ms"],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("    array_keys: { /items: id }\n", result.stdout)
+        self.assertIn("    ignore: [/generatedAt]\n", result.stdout)
+        self.assertIn("# conditional requests: yes: If-None-Match → 304 Not Modified", result.stdout)
+        self.assertIn("# ignore /generatedAt: changed in all 3 intervals and nothing else changed", result.stdout)
+
+    def test_discover_refuses_out_of_range_options(self):
+        for option, value, message in [("--samples", "1", "--samples expects a whole number in 2...50"),
+                                       ("--interval", "5m", "--interval expects a duration up to 1m"),
+                                       ("--timeout", "0ms", "--timeout expects a duration up to 1m")]:
+            result = subprocess.run([BINARY, "discover", self.upstream + "/api/prices", option, value], capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2, option)
+            self.assertIn(message, result.stderr)
+        result = subprocess.run([BINARY, "discover", "http://127.0.0.1:1/nothing", "--samples", "2"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("deltacast discover: http://127.0.0.1:1/nothing:", result.stderr)
+
+    def test_an_endpoint_header_replaces_the_shared_one_of_the_same_name(self):
+        proxy = Proxy(f"""
+listen: 127.0.0.1:0
+upstream:
+  base: http://127.0.0.1:1
+  headers: {{ Authorization: Bearer shared-token }}
+endpoints:
+  - path: /whoami
+    upstream: {self.upstream}/api/whoami
+    headers: {{ Authorization: Bearer endpoint-token }}
+  - path: /shared
+    upstream: {self.upstream}/api/whoami?via=shared
+""")
+        try:
+            status, _, body = request(proxy.url("/whoami"))
+            self.assertEqual((status, json.loads(body)), (200, {"token": "endpoint-token"}))
+            status, _, body = request(proxy.url("/shared"))
+            self.assertEqual((status, json.loads(body)), (200, {"token": "shared-token"}))
+        finally:
+            proxy.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

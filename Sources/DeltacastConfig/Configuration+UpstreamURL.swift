@@ -65,3 +65,23 @@ extension Configuration.Endpoint {
 extension String {
     fileprivate func leftPadded() -> String { count == 1 ? "0" + self : self }
 }
+
+extension Configuration.Endpoint {
+    /// Whether a reload must replace this endpoint's topics rather than keep them: its `source`,
+    /// `auth` mode or forwarded headers differ, which changes what a topic is (its key or where
+    /// its state comes from).
+    public func changesTopicIdentity(from old: Configuration.Endpoint) -> Bool {
+        source != old.source || auth != old.auth || forwardHeaders.map { $0.lowercased() } != old.forwardHeaders.map { $0.lowercased() }
+    }
+
+    /// Whether every setting equals `other`'s (the declaration's place in the file aside).
+    public func hasSameSettings(as other: Configuration.Endpoint) -> Bool {
+        path == other.path && upstream == other.upstream && upstreamOrigin == other.upstreamOrigin
+            && upstreamQuery.map { [$0.name, $0.value] } == other.upstreamQuery.map { [$0.name, $0.value] }
+            && headers.map { [$0.name, $0.value] } == other.headers.map { [$0.name, $0.value] }
+            && source == other.source && interval == other.interval && jitter == other.jitter && diff == other.diff
+            && arrayKeys.map { [$0.path, $0.field] } == other.arrayKeys.map { [$0.path, $0.field] } && ignore == other.ignore
+            && params == other.params && query == other.query && auth == other.auth && allow == other.allow
+            && scopes == other.scopes && forwardHeaders == other.forwardHeaders && linger == other.linger && maxBody == other.maxBody
+    }
+}

@@ -9,10 +9,23 @@ import Glibc
 /// (`limits.max_topics`, least recently used without subscribers evicted first), and owns the
 /// shared encoder for changes. Changes reach the event loops through `deliver`.
 public final class Hub: Sendable {
-    /// The configuration it was built for.
-    public let configuration: Configuration
-    /// Maps targets to endpoints and topic names.
-    public let matcher: EndpointMatcher
+    /// The configuration in force, with what is derived from it; replaced whole by a reload.
+    private struct Settings {
+        var configuration: Configuration
+        var matcher: EndpointMatcher
+        /// Endpoint indices by path pattern (a reload's endpoints are matched by path).
+        var indexByPath: [String: Int]
+        init(_ configuration: Configuration) {
+            self.configuration = configuration
+            matcher = EndpointMatcher(endpoints: configuration.endpoints)
+            indexByPath = Dictionary(configuration.endpoints.enumerated().map { ($1.path.text, $0) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+    private let settings: Mutex<Settings>
+    /// The configuration in force (the latest reload's).
+    public var configuration: Configuration { settings.withLock { $0.configuration } }
+    /// Maps targets to endpoints and topic names, for the configuration in force.
+    public var matcher: EndpointMatcher { settings.withLock { $0.matcher } }
     /// Event loops that may have subscribers (indices 0..<loopCount).
     public let loopCount: Int
     /// Counters and histograms for `/metrics`.
@@ -29,8 +42,7 @@ public final class Hub: Sendable {
     /// every new topic (the poller starts polling it), outside the table's lock.
     public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
                 created: @escaping @Sendable (Topic) -> Void = { _ in }) {
-        self.configuration = configuration
-        self.matcher = EndpointMatcher(endpoints: configuration.endpoints)
+        self.settings = Mutex(Settings(configuration))
         self.loopCount = loopCount
         self.deliver = deliver
         self.created = created
@@ -38,8 +50,7 @@ public final class Hub: Sendable {
 
     /// The headers of `request` an `auth: passthrough` endpoint forwards (its
     /// `forward_headers`), in configuration order; empty for other endpoints.
-    public func credentials(endpoint index: Int, header: (String) -> String?) -> [(name: String, value: String)] {
-        let endpoint = configuration.endpoints[index]
+    public func credentials(endpoint: Configuration.Endpoint, header: (String) -> String?) -> [(name: String, value: String)] {
         guard endpoint.auth == .passthrough else { return [] }
         return endpoint.forwardHeaders.compactMap { name in header(name).map { (name, $0) } }
     }
@@ -47,7 +58,7 @@ public final class Hub: Sendable {
     /// The table key of a topic: its name, plus for `auth: passthrough` a salted digest of the
     /// forwarded credentials (DESIGN.md "Topics"), so one credential's data never reaches another.
     public func key(name: String, endpoint index: Int, credentials: [(name: String, value: String)]) -> String {
-        guard configuration.endpoints[index].auth == .passthrough else { return name }
+        guard settings.withLock({ $0.configuration.endpoints[index].auth }) == .passthrough else { return name }
         var material = salt
         for credential in credentials {
             material += Array(credential.name.lowercased().utf8) + [0] + Array(credential.value.utf8) + [0]
@@ -63,6 +74,16 @@ public final class Hub: Sendable {
     public enum TopicError: Error, Equatable {
         /// `limits.max_topics` topics exist and every one has subscribers.
         case tooMany(Int)
+        /// A reload removed the endpoint (the caller matched against the previous configuration).
+        case endpointRemoved(String)
+    }
+
+    /// The topic named `name` of `endpoint` (matched by its path pattern against the
+    /// configuration in force, so a caller still holding the previous configuration during a
+    /// reload gets the current endpoint, or ``TopicError/endpointRemoved(_:)``).
+    public func topic(named name: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
+        guard let index = settings.withLock({ $0.indexByPath[endpoint.path.text] }) else { throw .endpointRemoved(endpoint.path.text) }
+        return try topic(named: name, endpoint: index, credentials: credentials)
     }
 
     /// The topic named `name` of endpoint `index` (for the holder of `credentials` under
@@ -71,6 +92,7 @@ public final class Hub: Sendable {
     public func topic(named name: String, endpoint index: Int, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
         let key = key(name: name, endpoint: index, credentials: credentials)
         let now = Hub.now()
+        let configuration = configuration
         let result = topics.withLock { table -> Result<(Topic, Bool), TopicError> in
             if let existing = table[key] { existing.touch(tick(), now: now); return .success((existing, false)) }
             if table.count >= configuration.limits.maxTopics {
@@ -104,6 +126,67 @@ public final class Hub: Sendable {
             table[topic.key] = nil
             return true
         }
+    }
+
+    /// What a reload did to the topic table.
+    public struct Reconfiguration: Sendable {
+        /// Endpoint paths new in this configuration.
+        public var added: [String] = []
+        /// Endpoint paths gone (or replaced: `source`, `auth` or `forward_headers` changed).
+        public var removed: [String] = []
+        /// Endpoint paths whose other settings changed.
+        public var changed: [String] = []
+        /// Endpoints exactly as before.
+        public var unchanged = 0
+        /// Topics that ended (their subscribers got `error` `not_found`): stop polling them.
+        public var endedTopics: [Topic] = []
+        /// Topics whose endpoint settings changed: poll them with the new ones.
+        public var changedTopics: [Topic] = []
+    }
+
+    /// Puts `new` in force. Endpoints are matched by path pattern: topics of unchanged
+    /// endpoints are untouched (same epoch, journal and state); topics of changed ones take
+    /// the new settings (the next change is diffed with them); topics of removed or replaced
+    /// endpoints leave the table, and their subscribers get an `error` event, `not_found`.
+    public func reconfigure(_ new: Configuration) -> Reconfiguration {
+        var result = Reconfiguration()
+        let newByPath = Dictionary(new.endpoints.map { ($0.path.text, $0) }, uniquingKeysWith: { first, _ in first })
+        let old = settings.withLock { settings in
+            let old = settings.configuration
+            settings = Settings(new)
+            return old
+        }
+        let oldByPath = Dictionary(old.endpoints.map { ($0.path.text, $0) }, uniquingKeysWith: { first, _ in first })
+        for endpoint in new.endpoints {
+            guard let previous = oldByPath[endpoint.path.text] else { result.added.append(endpoint.path.text); continue }
+            if endpoint.changesTopicIdentity(from: previous) {
+                result.removed.append(endpoint.path.text)
+                result.added.append(endpoint.path.text)
+            } else if endpoint.hasSameSettings(as: previous) {
+                result.unchanged += 1
+            } else {
+                result.changed.append(endpoint.path.text)
+            }
+        }
+        result.removed += old.endpoints.map(\.path.text).filter { newByPath[$0] == nil }
+        let removed = Set(result.removed), changed = Set(result.changed)
+        let ended = topics.withLock { table -> [Topic] in
+            let gone = table.values.filter { removed.contains($0.endpoint.path.text) }
+            for topic in gone { table[topic.key] = nil }
+            return gone
+        }
+        for topic in ended {
+            let replaced = newByPath[topic.endpoint.path.text] != nil
+            topic.end(code: .notFound, message: replaced
+                      ? "a configuration reload replaced this endpoint (source, auth or forward_headers changed); subscribe again"
+                      : "a configuration reload removed this endpoint")
+        }
+        result.endedTopics = ended
+        for topic in allTopics where changed.contains(topic.endpoint.path.text) {
+            topic.reconfigure(newByPath[topic.endpoint.path.text]!)
+            result.changedTopics.append(topic)
+        }
+        return result
     }
 
     /// Every topic now (admin refresh, metrics).

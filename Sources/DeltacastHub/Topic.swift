@@ -12,15 +12,18 @@ public final class Topic: @unchecked Sendable {
     public let name: String
     /// The hub's key for it: the name, plus a credential digest under `auth: passthrough`.
     public let key: String
-    /// The endpoint it belongs to.
-    public let endpoint: Configuration.Endpoint
+    /// The endpoint it belongs to (a reload may change its settings, never its path).
+    public var endpoint: Configuration.Endpoint { lock.withLock { _ in configured.endpoint } }
     /// The client credentials forwarded upstream (`auth: passthrough`), else empty.
     public let credentials: [(name: String, value: String)]
     /// This topic's history (random, `[a-z0-9]{8}`).
     public let epoch: String
     unowned let hub: Hub
     private let lock = Mutex<Void>(())
-    private let diffOptions: DiffOptions
+    /// The endpoint and the diff options made from it; replaced by ``reconfigure(_:)``.
+    private var configured: (endpoint: Configuration.Endpoint, diffOptions: DiffOptions)
+    /// Set once ``end(code:message:)`` ran: nobody may subscribe any more.
+    private var ended: Change?
     private let usedTick = Atomic<Int64>(0)
     private let activeAt = Atomic<Int64>(0)
 
@@ -55,6 +58,7 @@ public final class Topic: @unchecked Sendable {
     /// Whether a polled topic has had no subscriber and no use for its endpoint's `linger`
     /// (publish topics are never idle: they keep their state until evicted by `max_topics`).
     public func isIdle(now: Int64) -> Bool {
+        let endpoint = endpoint
         guard endpoint.source == .poll, subscriberCount == 0 else { return false }
         let linger = endpoint.linger.components
         return now - activeAt.load(ordering: .relaxed) >= linger.seconds * 1000 + linger.attoseconds / 1_000_000_000_000_000
@@ -63,15 +67,37 @@ public final class Topic: @unchecked Sendable {
     init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {
         self.name = name
         self.key = key
-        self.endpoint = endpoint
+        self.configured = (endpoint, Topic.diffOptions(endpoint))
         self.credentials = credentials
         self.hub = hub
         self.epoch = Topic.randomEpoch()
         self.loopCounts = [Int](repeating: 0, count: hub.loopCount)
+    }
+
+    static func diffOptions(_ endpoint: Configuration.Endpoint) -> DiffOptions {
         var options = DiffOptions()
         options.arrayKeys = endpoint.arrayKeys.compactMap { key in (try? JSONPointerPattern(key.path)).map { ($0, key.field) } }
         options.ignore = endpoint.ignore.compactMap { try? JSONPointerPattern($0) }
-        self.diffOptions = options
+        return options
+    }
+
+    /// A reload changed the endpoint's settings: the next change is diffed with the new ones.
+    /// Epoch, journal and state stay.
+    public func reconfigure(_ endpoint: Configuration.Endpoint) {
+        let options = Topic.diffOptions(endpoint)
+        lock.withLock { _ in configured = (endpoint, options) }
+    }
+
+    /// Ends the topic (its endpoint is gone): every subscriber gets one `error` event with
+    /// `code`, which ends the subscription, and so does anyone who subscribes later.
+    public func end(code: DeltacastEvent.ErrorCode, message: String) {
+        lock.withLock { _ in
+            guard ended == nil else { return }
+            let change = hub.makeChange(topic: name, key: key, kind: .error, cursor: nil, base: nil,
+                                        event: DeltacastEvent.error(topic: name, code: code, message: message))
+            ended = change
+            deliverLocked(change)
+        }
     }
 
     static func randomEpoch() -> String {
@@ -144,6 +170,7 @@ public final class Topic: @unchecked Sendable {
         return lock.withLock { _ in
             loopCounts[loop] += 1
             if (0..<3).contains(transport) { transportCounts[transport] += 1 }
+            if let ended { return ([ended], nil) }
             if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since) ?? []
             if let problem { backlog.append(problemChange(problem)) }
@@ -244,6 +271,7 @@ public final class Topic: @unchecked Sendable {
             var patchBytes: [UInt8]?
             var merge = false
             // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
+            let (endpoint, diffOptions) = configured
             let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
             if needsDiff, seq > 0, let old = document, let new = parsed {
                 let started = Hub.nanoseconds()

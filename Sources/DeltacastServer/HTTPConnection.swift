@@ -78,8 +78,8 @@ final class HTTPConnection: EventLoopHandler {
         self.state = state
         self.fd = fd
         self.peer = peer
-        self.parser = HTTPRequestParser(limits: state.server.limits)
-        let limit = state.server.configuration.limits.sendBuffer
+        self.parser = HTTPRequestParser(limits: state.generation.parserLimits)
+        let limit = state.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
         self.lastActivity = EventLoop.monotonicMilliseconds()
         self.lastWrite = lastActivity
@@ -158,7 +158,7 @@ final class HTTPConnection: EventLoopHandler {
         case .held:
             // The next pipelined request waits until the held one is answered; bounded.
             parser.append(bytes)
-            if parser.bufferedByteCount > state.server.limits.maximumHeaderBytes + state.server.limits.maximumBody { close() }
+            if parser.bufferedByteCount > state.generation.parserLimits.maximumHeaderBytes + state.generation.parserLimits.maximumBody { close() }
         case .sse:
             break  // an SSE client has nothing to say; reading only notices when it leaves
         case .webSocket:
@@ -199,12 +199,13 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func respond(to request: HTTPRequestHead, body: [UInt8]) {
-        let route = state.server.router.route(request, draining: state.drainDeadline != nil,
+        let route = state.generation.router.route(request, draining: state.drainDeadline != nil,
                                               openConnections: state.server.openConnections.load(ordering: .relaxed),
                                               adminListener: onAdminListener)
         switch route {
         case .respond(let response):
-            if response.status == 401 || response.status == 403, request.target.hasPrefix("/deltacast/publish") || request.target.hasPrefix("/deltacast/refresh") {
+            if response.status == 401 || response.status == 403,
+               ["/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"].contains(where: { request.target.hasPrefix($0) }) {
                 if response.status == 401 { state.server.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.server.metrics.adminForbidden.add(1, ordering: .relaxed) }
             }
             finish(request, response)
@@ -226,6 +227,16 @@ final class HTTPConnection: EventLoopHandler {
             refresh(request, endpoint: endpoint, topicName: topic)
         case .ticket:
             issueTicket(request)
+        case .reload:
+            if let refusal = publishRefusal() { return finish(request, refusal) }
+            switch state.server.reloadFromSource() {
+            case .success(let report):
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: "application/json")
+                finish(request, RoutedResponse(status: 200, headers: headers, body: Array(report.json.utf8)))
+            case .failure(let error):
+                finish(request, .error(400, "bad_request", error.message))
+            }
         case .echo:
             upgrade(request, kind: .echo)
         }
@@ -242,7 +253,7 @@ final class HTTPConnection: EventLoopHandler {
 
     func addCORS(_ request: HTTPRequestHead, to headers: inout HTTPHeaders) {
         if let origin = request.headers["Origin"], request.method != "OPTIONS" {
-            let origins = state.server.configuration.cors.origins
+            let origins = state.configuration.cors.origins
             if origins.contains("*") || origins.contains(origin) {
                 headers.add(name: "Access-Control-Allow-Origin", value: origins.contains("*") ? "*" : origin)
                 headers.add(name: "Vary", value: "Origin")
@@ -251,7 +262,7 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
-        guard state.server.configuration.logging.access else { return }
+        guard state.configuration.logging.access else { return }
         let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
         state.server.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
                                                "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])

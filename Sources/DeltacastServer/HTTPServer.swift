@@ -15,13 +15,20 @@ import Glibc
 /// `@unchecked Sendable`: `loops`, `router` and the limits are immutable after `init`;
 /// connection counts are behind `Atomic`/`Mutex`; everything else belongs to one loop.
 public final class HTTPServer: @unchecked Sendable {
-    let configuration: Configuration
-    let router: Router
+    /// The configuration in force and what is derived from it (a reload replaces it whole).
+    let currentGeneration: Mutex<ServerGeneration>
+    var generation: ServerGeneration { currentGeneration.withLock { $0 } }
+    /// The configuration in force.
+    public var configuration: Configuration { generation.configuration }
+    /// Whether `GET /` serves the demo dashboard.
+    let dashboard: Bool
+    /// Re-reads the configuration file (SIGHUP and `POST /deltacast/reload`); nil when the
+    /// server was not started from a file. Errors come back as their text (`file:line:col: ...`).
+    public var configurationSource: (@Sendable () -> Result<Configuration, ReloadError>)?
+    /// Reloads are applied one at a time.
+    let reloading = Mutex<Void>(())
     /// Topics and their changes.
     public private(set) var hub: Hub!
-    /// Request headers some `auth: passthrough` endpoint forwards (a WebSocket keeps these of
-    /// its upgrade request for later subscriptions).
-    let passthroughHeaders: [String]
     /// When the server was created (monotonic milliseconds).
     let startedAt = Hub.now()
     /// Structured logs (`logging.level`).
@@ -32,27 +39,22 @@ public final class HTTPServer: @unchecked Sendable {
     let metrics = ServerMetrics()
     /// Each loop's counters for `/metrics`, by loop index.
     let loopCounters: [LoopCounters]
-    /// The upstream poller, when any endpoint polls.
-    let polling: UpstreamPolling?
+    /// The upstream poller (its loop starts with the server, whether or not anything polls
+    /// yet: a reload may add polling endpoints).
+    let polling: UpstreamPolling
     let loops: [EventLoop]
-    let limits: HTTPRequestParser.Limits
     let openConnections = Atomic<Int>(0)
     let connectionsPerIP = Mutex<[String: Int]>([:])
     let draining = Atomic<Bool>(false)
     private var loopStates: [LoopState] = []
     /// The loop states as the hub's delivery closure reads them (from any thread).
-    private let statesForDelivery = Mutex<[LoopState]>([])
+    let statesForDelivery = Mutex<[LoopState]>([])
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
     /// The admin listener's port (after ``start()``, when `admin.listen` is set).
     public private(set) var adminPort: Int?
-    /// Credential verification, when `auth` configures a key.
-    let authenticator: Authenticator?
     /// Outstanding single-use tickets.
     let tickets: TicketStore
-    /// Tickets per subject (`limits.ticket_rate`) and publishes per admin token (`limits.publish_rate`).
-    let ticketLimiter: KeyedRateLimiter
-    let publishLimiter: KeyedRateLimiter
     /// Push connections per token subject (`limits.max_connections_per_user`).
     let connectionsPerUser = Mutex<[String: Int]>([:])
     /// The TLS context, when `tls` is configured (SIGHUP reloads it: ``reloadTLS()``).
@@ -61,34 +63,23 @@ public final class HTTPServer: @unchecked Sendable {
     /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
     /// serves the demo dashboard page.
     public init(configuration: Configuration, dashboard: Bool = false) throws {
-        self.configuration = configuration
-        self.authenticator = configuration.auth.isEnabled ? try Authenticator(configuration: configuration.auth) : nil
+        let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
+        self.currentGeneration = Mutex(generation)
+        self.dashboard = dashboard
         self.tickets = TicketStore(lifetimeMilliseconds: LoopState.milliseconds(configuration.auth.ticketTTL), capacity: configuration.auth.maxTickets)
-        self.ticketLimiter = KeyedRateLimiter(rate: configuration.limits.ticketRate)
-        self.publishLimiter = KeyedRateLimiter(rate: configuration.limits.publishRate)
         self.tls = try configuration.tls.map { tls throws(TLSError) in try TLSContext(certificate: tls.certificate, key: tls.key) }
-        self.router = Router(configuration: configuration, dashboard: dashboard)
         let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
         var loops: [EventLoop] = []
         for _ in 0..<max(1, count) { loops.append(try EventLoop()) }
         self.loops = loops
         self.loopCounters = loops.map { _ in LoopCounters() }
         self.log = EventLog(level: configuration.logging.level)
-        let l = configuration.limits
-        self.limits = .init(maximumRequestLine: l.maxRequestLine, maximumHeaderBytes: l.maxHeaderBytes,
-                            maximumHeaderCount: l.maxHeaders, maximumBody: l.maxMessage)
-        var forwarded: [String] = []
-        for endpoint in configuration.endpoints where endpoint.auth == .passthrough {
-            for name in endpoint.forwardHeaders where !forwarded.contains(where: { $0.lowercased() == name.lowercased() }) { forwarded.append(name) }
-        }
-        self.passthroughHeaders = forwarded
-        let polls = configuration.endpoints.contains { $0.polls(base: configuration.upstream.base) }
-        let polling = polls ? try UpstreamPolling(configuration: configuration) : nil
+        let polling = try UpstreamPolling(configuration: configuration)
         self.polling = polling
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
-        }, created: { topic in polling?.topicCreated(topic) })
+        }, created: { topic in polling.topicCreated(topic) })
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -117,11 +108,11 @@ public final class HTTPServer: @unchecked Sendable {
             let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
             close(probe)
         }
-        try polling?.start(hub: hub, metrics: metrics, log: log)
+        try polling.start(hub: hub, metrics: metrics, log: log)
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
-            let state = LoopState(server: self, loop: loop, index: index, listener: fd)
+            let state = LoopState(server: self, loop: loop, index: index, listener: fd, generation: generation)
             if index == 0, let admin = configuration.admin.listen {
                 let (adminFD, adminActual) = try Socket.listen(host: admin.host, port: admin.port, reusePort: false)
                 state.adminListener = adminFD
@@ -147,7 +138,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         for state in loopStates { state.finished.wait() }
         for loop in loops { loop.stop(); loop.join() }
-        polling?.stop()
+        polling.stop()
     }
 
     /// Counts a new connection from `ip`; returns the status to refuse it with, if any.

@@ -22,12 +22,15 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     private var deflaters: [Int: Deflater] = [:]
     /// This loop's counters for `/metrics`.
     let counters: LoopCounters
-    let slowConsumerMilliseconds: Int64
-    let sseHeartbeatMilliseconds: Int64
-    let sseRetryMilliseconds: Int
-    let webSocketPingMilliseconds: Int64
-    let tlsHandshakeMilliseconds: Int64
-    let expiryGraceMilliseconds: Int64
+    /// The configuration this loop serves with: the server's, handed over by each reload.
+    private(set) var generation: ServerGeneration
+    var configuration: Configuration { generation.configuration }
+    private(set) var slowConsumerMilliseconds: Int64 = 0
+    private(set) var sseHeartbeatMilliseconds: Int64 = 0
+    private(set) var sseRetryMilliseconds = 0
+    private(set) var webSocketPingMilliseconds: Int64 = 0
+    private(set) var tlsHandshakeMilliseconds: Int64 = 0
+    private(set) var expiryGraceMilliseconds: Int64 = 0
     var listener: Int32
     /// The `admin.listen` socket (loop 0 only), or -1.
     var adminListener: Int32 = -1
@@ -39,19 +42,35 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     var drainDeadline: Int64?
     let finished = Latch()
 
-    init(server: HTTPServer, loop: EventLoop, index: Int, listener: Int32) {
+    init(server: HTTPServer, loop: EventLoop, index: Int, listener: Int32, generation: ServerGeneration) {
         self.server = server
         self.loop = loop
         self.index = index
         self.listener = listener
         self.counters = server.loopCounters[index]
-        let settings = server.configuration
+        self.generation = generation
+        takeTimings()
+    }
+
+    private func takeTimings() {
+        let settings = configuration
         slowConsumerMilliseconds = LoopState.milliseconds(settings.limits.slowConsumerTimeout)
         sseHeartbeatMilliseconds = LoopState.milliseconds(settings.server.sseHeartbeat)
         sseRetryMilliseconds = Int(LoopState.milliseconds(settings.server.sseRetry))
         webSocketPingMilliseconds = LoopState.milliseconds(settings.server.websocketPing)
         tlsHandshakeMilliseconds = LoopState.milliseconds(settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout)
         expiryGraceMilliseconds = LoopState.milliseconds(settings.auth.expiryGrace)
+    }
+
+    /// A reload: new requests and renewals use `next`; subscriptions to `changedEndpoints`
+    /// are checked against their new `allow` and `scopes`, and refused ones end (`forbidden`).
+    func apply(_ next: ServerGeneration, changedEndpoints: Set<String>) {
+        generation = next
+        takeTimings()
+        guard !changedEndpoints.isEmpty else { return }
+        for connection in Array(connections.values) where !connection.subscriptions.isEmpty {
+            connection.recheckAccess(endpoints: changedEndpoints)
+        }
     }
 
     func addSubscriber(_ connection: HTTPConnection, topic: String) {
@@ -116,7 +135,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     /// Sweep period: a quarter of the shortest timeout, between 50 ms and 1 s.
     private var sweepMilliseconds: Int64 {
-        let shortest = min(server.configuration.server.headerTimeout, server.configuration.server.idleTimeout)
+        let shortest = min(configuration.server.headerTimeout, configuration.server.idleTimeout)
         let milliseconds = shortest.components.seconds * 1000 + shortest.components.attoseconds / 1_000_000_000_000_000
         return min(1000, max(50, milliseconds / 4))
     }
@@ -176,8 +195,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     private func sweep() {
         let now = EventLoop.monotonicMilliseconds()
-        let header = milliseconds(server.configuration.server.headerTimeout)
-        let idle = milliseconds(server.configuration.server.idleTimeout)
+        let header = milliseconds(configuration.server.headerTimeout)
+        let idle = milliseconds(configuration.server.idleTimeout)
         var slowest: [(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)] = []
         for connection in Array(connections.values) {
             connection.checkDeadlines(now: now, headerTimeout: header, idleTimeout: idle)

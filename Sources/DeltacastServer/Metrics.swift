@@ -50,6 +50,9 @@ final class ServerMetrics: Sendable {
     let rateLimited = Atomic<Int>(0)
     let unauthenticated = Atomic<Int>(0)
     let forbidden = Atomic<Int>(0)
+    /// Configuration reloads that took effect, and that changed nothing (a broken file).
+    let reloadsSucceeded = Atomic<Int>(0)
+    let reloadsFailed = Atomic<Int>(0)
     /// Polls by endpoint pattern and outcome.
     let polls = Mutex<[String: [String: Int]]>([:])
     /// Poll durations by endpoint pattern.
@@ -158,6 +161,10 @@ extension HTTPServer {
             ([("reason", "rate_limited")], Double(metrics.rateLimited.load(ordering: .relaxed))),
             ([("reason", "unauthenticated")], Double(metrics.unauthenticated.load(ordering: .relaxed))),
             ([("reason", "forbidden")], Double(metrics.forbidden.load(ordering: .relaxed))),
+        ])
+        out.family("deltacast_config_reloads_total", "counter", "Configuration reloads (SIGHUP, POST /deltacast/reload) by result; an error changed nothing.", [
+            ([("result", "ok")], Double(metrics.reloadsSucceeded.load(ordering: .relaxed))),
+            ([("result", "error")], Double(metrics.reloadsFailed.load(ordering: .relaxed))),
         ])
         let polls = metrics.polls.withLock { $0 }
         out.family("deltacast_upstream_polls_total", "counter", "Upstream polls by endpoint and outcome.",

@@ -68,6 +68,8 @@ public enum Route: Sendable {
     case status
     /// `POST /deltacast/ticket`: a single-use ticket for the bearer token's principal.
     case ticket
+    /// `POST /deltacast/reload` (admin token checked): re-read the configuration file.
+    case reload
 }
 
 /// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
@@ -145,6 +147,10 @@ public struct Router: Sendable {
             if head.method == "OPTIONS" { return .respond(preflight(head, methods: "POST, OPTIONS")) }
             guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST, OPTIONS")) }
             return .ticket
+        case "/deltacast/reload":
+            guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST")) }
+            if let refusal = checkAdmin(head) { return .respond(refusal) }
+            return .reload
         case "/deltacast/publish", "/deltacast/refresh":
             guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }
@@ -179,7 +185,7 @@ public struct Router: Sendable {
     }
 
     /// What `admin.listen` serves (and the main address then does not).
-    static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh"]
+    static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"]
 
     /// The values of a query parameter, percent-decoded, in order.
     public static func queryValues(_ target: String, _ name: String) -> [String] {

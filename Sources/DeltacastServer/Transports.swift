@@ -59,7 +59,7 @@ final class WebSocketSession {
 }
 
 extension HTTPConnection {
-    private var configuration: Configuration { state.server.configuration }
+    private var configuration: Configuration { state.configuration }
 
     // MARK: Mirrored paths
 
@@ -153,13 +153,16 @@ extension HTTPConnection {
     private func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
         guard configuration.endpoints[endpoint].auth == .passthrough else { return [] }
         let headers = request?.headers ?? webSocket?.credentialHeaders ?? HTTPHeaders()
-        return state.server.hub.credentials(endpoint: endpoint) { headers[$0] }
+        return state.server.hub.credentials(endpoint: configuration.endpoints[endpoint]) { headers[$0] }
     }
 
     private func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?, credentialsFrom source: HTTPRequestHead? = nil) -> Topic? {
         do {
-            return try state.server.hub.topic(named: name, endpoint: endpoint,
+            return try state.server.hub.topic(named: name, endpoint: configuration.endpoints[endpoint],
                                               credentials: credentials(endpoint: endpoint, request: source ?? request))
+        } catch .endpointRemoved(let path) {
+            if let request { finish(request, .error(404, "not_found", "the endpoint \(path) was removed by a configuration reload")) }
+            return nil
         } catch {
             if let request {
                 finish(request, .error(503, "too_many", "the proxy holds limits.max_topics topics, all watched", headers: ["Retry-After": "5"]))
@@ -211,7 +214,7 @@ extension HTTPConnection {
             var topics: [(String, Int?, Cursor?)] = []
             for (offset, name) in names.enumerated() {
                 let since = offset < sinces.count ? Cursor(sinces[offset]) : nil
-                if case .matched(let index, let topic, _) = state.server.router.matcher.match(name) {
+                if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name) {
                     topics.append((topic, index, since))
                 } else {
                     topics.append((name, nil, since))
@@ -237,7 +240,7 @@ extension HTTPConnection {
             }
             return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)
         }
-        switch state.server.router.matcher.match(name) {
+        switch state.generation.router.matcher.match(name) {
         case .badParameter(let parameter, let pattern):
             return DeltacastEvent.error(topic: name, code: .badRequest, message: "invalid value for parameter '\(parameter)'; it must match \(pattern)")
         default:
@@ -414,7 +417,7 @@ extension HTTPConnection {
             }
             let decoder = WebSocketFrameDecoder(role: .server, maximumMessage: configuration.limits.maxMessage, deflate: deflate)
             var credentialHeaders = HTTPHeaders()
-            for name in state.server.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
+            for name in state.generation.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
             webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds(),
                                          credentialHeaders: credentialHeaders)
             mode = .webSocket
@@ -498,7 +501,7 @@ extension HTTPConnection {
         case .success(.subscribe(let name, let since)):
             var endpoint: Int?
             var topicName = name
-            if case .matched(let index, let normalised, _) = state.server.router.matcher.match(name) { endpoint = index; topicName = normalised }
+            if case .matched(let index, let normalised, _) = state.generation.router.matcher.match(name) { endpoint = index; topicName = normalised }
             if let error = refusal(topicName, endpoint: endpoint, credential: heldCredential) { return sendMessage(.text, error) }
             if endpoint != nil, let error = takeSubscribeToken(topic: topicName) { return sendMessage(.text, error) }
             guard let topic = hubTopic(topicName, endpoint: endpoint!, request: nil) else {
@@ -508,7 +511,7 @@ extension HTTPConnection {
             attach(topic, since: since, sendBacklog: true)
         case .success(.unsubscribe(let name)):
             var topicName = name
-            if case .matched(_, let normalised, _) = state.server.router.matcher.match(name) { topicName = normalised }
+            if case .matched(_, let normalised, _) = state.generation.router.matcher.match(name) { topicName = normalised }
             detach(named: topicName)
         case .success(.auth(let token)):
             if let error = renew(token: token) { sendMessage(.text, error) }
@@ -580,13 +583,13 @@ extension HTTPConnection {
 
     /// The upstream refused this connection's credentials for a topic (the `error` event is
     /// queued): the subscription ends; a single-topic stream ends with it.
-    private func endSubscription(_ key: String) {
+    private func endSubscription(_ key: String, reason: String = "forbidden by the upstream") {
         detach(key)
         switch mode {
         case .sse where !sseMultiplexed:
             closeAfterFlush = true
         case .webSocket where webSocket?.kind == .single:
-            closeWebSocket(code: 1008, reason: "forbidden by the upstream")
+            closeWebSocket(code: 1008, reason: reason)
         default:
             break
         }
@@ -605,7 +608,13 @@ extension HTTPConnection {
             return
         }
         push(change)
-        if change.kind == .error { endSubscription(change.key); flush(); return }
+        if change.kind == .error {
+            // An error from a topic the hub no longer holds: a reload removed its endpoint.
+            let removed = !state.server.hub.holds(subscription.topic)
+            endSubscription(change.key, reason: removed ? "endpoint removed by a configuration reload" : "forbidden by the upstream")
+            flush()
+            return
+        }
         state.flushSoon(self)
     }
 
@@ -674,10 +683,10 @@ extension HTTPConnection {
     /// that name under passthrough). 202 with how many topics were nudged; 404 when none is
     /// polled now (nobody watches it); 409 for a `source: publish` endpoint.
     func refresh(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
-        guard state.server.configuration.endpoints[endpoint].source == .poll else {
+        guard state.configuration.endpoints[endpoint].source == .poll else {
             return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
         }
-        let count = state.server.polling?.refresh(name: topicName) ?? 0
+        let count = state.server.polling.refresh(name: topicName)
         guard count > 0 else {
             return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
         }

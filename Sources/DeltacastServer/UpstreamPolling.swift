@@ -9,7 +9,8 @@ import DeltacastUpstream
 /// becomes a new state, a recovery, or an upstream problem for the topic.
 final class UpstreamPolling: @unchecked Sendable {
     let loop: EventLoop
-    private let configuration: Configuration
+    /// The configuration in force; read and replaced on `loop` only.
+    private var configuration: Configuration
     private weak var hub: Hub?
     /// Created on the loop, used only there.
     private var poller: Poller?
@@ -75,27 +76,46 @@ final class UpstreamPolling: @unchecked Sendable {
         return topics.count
     }
 
-    private func startPolling(_ topic: Topic) {
-        guard let poller, let hub else { return }
-        guard case .matched(_, _, let parameters) = hub.matcher.match(topic.name),
-              let url = topic.endpoint.upstreamURL(base: configuration.upstream.base, parameters: parameters, topic: topic.name) else { return }
+    /// A reload (callable from any thread): later polls use `new`'s upstream settings; topics
+    /// that `ended` stop polling; `changed` topics poll with their endpoint's new request and
+    /// interval from their next poll on.
+    func reconfigure(_ new: Configuration, ended: [Topic], changed: [Topic]) {
+        loop.execute { [self] in
+            configuration = new
+            guard let poller else { return }
+            for topic in ended { poller.stop(key: topic.key) }
+            for topic in changed where topic.endpoint.source == .poll {
+                if let job = job(for: topic) { poller.update(key: topic.key, job: job) }
+            }
+        }
+    }
+
+    /// The poll job of `topic` under the configuration in force.
+    private func job(for topic: Topic) -> PollJob? {
+        let endpoint = topic.endpoint
+        guard let hub, case .matched(_, _, let parameters) = hub.matcher.match(topic.name),
+              let url = endpoint.upstreamURL(base: configuration.upstream.base, parameters: parameters, topic: topic.name) else { return nil }
         var headers = configuration.upstream.headers
-        for header in topic.endpoint.headers {
+        for header in endpoint.headers {
             headers.removeAll { $0.name.lowercased() == header.name.lowercased() }
             headers.append(header)
         }
-        if topic.endpoint.auth == .passthrough {
+        if endpoint.auth == .passthrough {
             // The client's credentials replace the proxy's own, even when the client sent none:
             // an anonymous client must never be served what the service token can read.
-            let forwarded = Set(topic.endpoint.forwardHeaders.map { $0.lowercased() })
+            let forwarded = Set(endpoint.forwardHeaders.map { $0.lowercased() })
             headers.removeAll { forwarded.contains($0.name.lowercased()) }
             headers += topic.credentials
         }
         let upstream = configuration.upstream
         let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(LoopState.milliseconds(upstream.timeout)),
-                                      maxBody: topic.endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
-        let job = PollJob(request: request, intervalMilliseconds: LoopState.milliseconds(topic.endpoint.interval),
-                          jitterMilliseconds: LoopState.milliseconds(topic.endpoint.effectiveJitter))
+                                      maxBody: endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
+        return PollJob(request: request, intervalMilliseconds: LoopState.milliseconds(endpoint.interval),
+                       jitterMilliseconds: LoopState.milliseconds(endpoint.effectiveJitter))
+    }
+
+    private func startPolling(_ topic: Topic) {
+        guard let poller, let hub, let job = job(for: topic) else { return }
         poller.start(key: topic.key, job: job, wanted: { [weak hub] in
             guard let hub else { return false }
             return !hub.evictIfIdle(topic)

@@ -133,6 +133,23 @@ public final class Poller: @unchecked Sendable {
         due(entry)
     }
 
+    /// Gives `key` a new job (a configuration reload): the next poll uses the new request and
+    /// interval, counted from the last poll's start. Validators stay only when the URL did.
+    /// Returns false when `key` is not polled.
+    @discardableResult
+    public func update(key: String, job: PollJob) -> Bool {
+        client.loop.assertInLoop()
+        guard let entry = entries[key] else { return false }
+        if entry.job.request.url != job.request.url { entry.etag = nil; entry.lastModified = nil }
+        entry.job = job
+        if let timer = entry.timer {
+            client.loop.cancelTimer(timer)
+            let delay = max(0, entry.lastStart + job.intervalMilliseconds - EventLoop.monotonicMilliseconds())
+            entry.timer = client.loop.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
+        }
+        return true
+    }
+
     /// Stops polling `key` (a request in flight completes and is ignored).
     public func stop(key: String) {
         guard let entry = entries.removeValue(forKey: key) else { return }

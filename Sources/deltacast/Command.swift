@@ -1,5 +1,6 @@
 import Foundation
 import DeltacastConfig
+import DeltacastServer
 
 /// Exit statuses of the `deltacast` command.
 enum ExitStatus: Int32 {
@@ -45,20 +46,28 @@ func invocation() -> String {
 
 /// Reads a configuration file into a validated ``Configuration``, printing every error.
 func loadConfiguration(path: String, command: String) -> (Configuration?, ExitStatus) {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        printError("deltacast \(command): cannot read '\(path)': no such file or not readable")
+    switch readConfiguration(path: path) {
+    case .success(let configuration):
+        return (configuration, .success)
+    case .failure(let error):
+        printError(error.message.hasPrefix("cannot read") || error.message.hasSuffix("is not UTF-8 text") ? "deltacast \(command): \(error.message)" : error.message)
         return (nil, .failure)
+    }
+}
+
+/// Reads and validates a configuration file; the error's message is what `check` prints:
+/// every error as `file:line:col: message` with the line and a caret, then a count.
+func readConfiguration(path: String) -> Result<Configuration, ReloadError> {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        return .failure(ReloadError(message: "cannot read '\(path)': no such file or not readable"))
     }
     guard let text = String(data: data, encoding: .utf8) else {
-        printError("deltacast \(command): '\(path)' is not UTF-8 text")
-        return (nil, .failure)
+        return .failure(ReloadError(message: "'\(path)' is not UTF-8 text"))
     }
     do {
-        return (try Configuration.load(text: text, file: path, environment: ProcessInfo.processInfo.environment), .success)
+        return .success(try Configuration.load(text: text, file: path, environment: ProcessInfo.processInfo.environment))
     } catch {
-        printError(error.description)
-        printError("\n\(error.errors.count) error\(error.errors.count == 1 ? "" : "s") in \(path)")
-        return (nil, .failure)
+        return .failure(ReloadError(message: error.description + "\n\n\(error.errors.count) error\(error.errors.count == 1 ? "" : "s") in \(path)"))
     }
 }
 

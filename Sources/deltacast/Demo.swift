@@ -35,7 +35,7 @@ enum DemoCommand: Command {
         }
         defer { simulator.stop() }
         let token = configuration.admin.token ?? "(no admin.token: publish is off)"
-        return runServer(configuration, command: name, dashboard: true) { port in
+        return runServer(configuration, path: path, command: name, dashboard: true) { port in
             let proxy = "http://\(HostPort(host: configuration.listen.host, port: port))"
             print("""
                 deltacast demo: the simulated legacy API is at http://\(HostPort(host: base.host, port: simulator.port)); the proxy polls it.

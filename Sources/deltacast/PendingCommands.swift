@@ -18,7 +18,7 @@ enum ServeCommand: Command {
         guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
         let (configuration, status) = loadConfiguration(path: path, command: name)
         guard let configuration else { return status }
-        return runServer(configuration, command: name)
+        return runServer(configuration, path: path, command: name)
     }
 }
 

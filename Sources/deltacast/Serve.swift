@@ -5,7 +5,10 @@ import Foundation
 
 /// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
 /// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
-func runServer(_ configuration: Configuration, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
+///
+/// With `path`, SIGHUP and `POST /deltacast/reload` re-read that file and apply it without
+/// dropping a connection (a broken file changes nothing); SIGHUP also re-reads the TLS files.
+func runServer(_ configuration: Configuration, path: String?, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
     raiseOpenFileLimit()
     let server: HTTPServer
     let port: Int
@@ -20,10 +23,15 @@ func runServer(_ configuration: Configuration, command: String, dashboard: Bool 
     if let admin = configuration.admin.listen, let adminPort = server.adminPort {
         print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
     }
-    // SIGHUP re-reads the TLS certificate and key without dropping a connection.
+    if let path { server.configurationSource = { readConfiguration(path: path) } }
+    // SIGHUP re-reads the configuration file, and the TLS certificate and key, without
+    // dropping a connection.
     signal(SIGHUP, SIG_IGN)
     let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-    reload.setEventHandler { server.reloadTLS() }
+    reload.setEventHandler {
+        server.reloadFromSource()
+        server.reloadTLS()
+    }
     reload.resume()
     started(port)
     fflush(nil)

@@ -156,8 +156,8 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(hub.key(name: "/users/1", endpoint: 0, credentials: [("Authorization", "bearer alice")]) != a.key)
         // Endpoints without passthrough ignore credentials.
         #expect(hub.key(name: "/open/1", endpoint: 1, credentials: alice) == "/open/1")
-        #expect(hub.credentials(endpoint: 0) { $0 == "Authorization" ? "Bearer x" : nil }.map(\.value) == ["Bearer x"])
-        #expect(hub.credentials(endpoint: 1) { _ in "Bearer x" }.isEmpty)
+        #expect(hub.credentials(endpoint: hub.configuration.endpoints[0]) { $0 == "Authorization" ? "Bearer x" : nil }.map(\.value) == ["Bearer x"])
+        #expect(hub.credentials(endpoint: hub.configuration.endpoints[1]) { _ in "Bearer x" }.isEmpty)
     }
 
     @Test func idleTopicsAreEvictedOnlyWithoutSubscribersAfterLinger() throws {

@@ -16,7 +16,7 @@ extension HTTPConnection {
     /// The credential `request` presents: `?ticket=` (redeemed: single use), then
     /// `Authorization: Bearer`, then (WebSocket upgrades) a `token.<jwt>` subprotocol entry.
     func credential(_ request: HTTPRequestHead) -> Credential {
-        guard let authenticator = state.server.authenticator else { return .anonymous }
+        guard let authenticator = state.generation.authenticator else { return .anonymous }
         let now = unixMilliseconds()
         if let ticket = Router.queryValues(request.target, "ticket").first {
             guard let principal = state.server.tickets.redeem(ticket, now: now) else {
@@ -55,7 +55,7 @@ extension HTTPConnection {
             }
             // Scopes alone need no parameters: the topic is matched again only for a rule.
             guard endpoint.allow != nil else { return principal.access(endpoint, parameters: [:], query: "") }
-            guard case .matched(_, _, let parameters) = state.server.router.matcher.match(topicName) else {
+            guard case .matched(_, _, let parameters) = state.generation.router.matcher.match(topicName) else {
                 return .denied("\(topicName) matches no endpoint")
             }
             let query = topicName.firstIndex(of: "?").map { String(topicName[topicName.index(after: $0)...]) } ?? ""
@@ -115,7 +115,7 @@ extension HTTPConnection {
     /// The 429 for a subject past `limits.max_connections_per_user`.
     func tooManyForUser(_ request: HTTPRequestHead) {
         state.server.metrics.refusedPerUser.add(1, ordering: .relaxed)
-        var response = RoutedResponse.error(429, "too_many", "this subject holds limits.max_connections_per_user (\(state.server.configuration.limits.maxConnectionsPerUser)) push connections", headers: ["Retry-After": "5"])
+        var response = RoutedResponse.error(429, "too_many", "this subject holds limits.max_connections_per_user (\(state.configuration.limits.maxConnectionsPerUser)) push connections", headers: ["Retry-After": "5"])
         response.close = true
         finish(request, response)
     }
@@ -123,7 +123,7 @@ extension HTTPConnection {
     /// `POST /deltacast/ticket`: trades the bearer token for a single-use ticket. 401 without a
     /// valid bearer token, 429 past `limits.ticket_rate`, 503 past `auth.max_tickets`.
     func issueTicket(_ request: HTTPRequestHead) {
-        guard let bearer = request.headers.bearerToken, let authenticator = state.server.authenticator else {
+        guard let bearer = request.headers.bearerToken, let authenticator = state.generation.authenticator else {
             return finish(request, refusalResponse(.unauthenticated("POST /deltacast/ticket needs Authorization: Bearer TOKEN")))
         }
         let now = unixMilliseconds()
@@ -132,24 +132,24 @@ extension HTTPConnection {
         case .failure(let failure): return finish(request, refusalResponse(.unauthenticated("invalid token: \(failure.reason)")))
         case .success(let verified): principal = verified
         }
-        if let wait = state.server.ticketLimiter.take(principal.subject, now: EventLoop.monotonicMilliseconds()) {
+        if let wait = state.generation.ticketLimiter.take(principal.subject, now: EventLoop.monotonicMilliseconds()) {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
-            return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.server.configuration.limits.ticketRate))",
+            return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.configuration.limits.ticketRate))",
                                           headers: ["Retry-After": "\((wait + 999) / 1000)"]))
         }
         guard let ticket = state.server.tickets.issue(for: principal, now: now) else {
             return finish(request, .error(503, "too_many", "auth.max_tickets tickets are outstanding; try again shortly", headers: ["Retry-After": "1"]))
         }
-        let seconds = state.server.configuration.auth.ticketTTL.components.seconds
+        let seconds = state.configuration.auth.ticketTTL.components.seconds
         let body = Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8)
         finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
     }
 
     /// `limits.publish_rate` for the admin token: a 429 response when it is spent.
     func publishRefusal() -> RoutedResponse? {
-        guard let wait = state.server.publishLimiter.take("admin", now: EventLoop.monotonicMilliseconds()) else { return nil }
+        guard let wait = state.generation.publishLimiter.take("admin", now: EventLoop.monotonicMilliseconds()) else { return nil }
         state.server.metrics.rateLimited.add(1, ordering: .relaxed)
-        return .error(429, "too_many", "the admin token is past limits.publish_rate (\(state.server.configuration.limits.publishRate))",
+        return .error(429, "too_many", "the admin token is past limits.publish_rate (\(state.configuration.limits.publishRate))",
                       headers: ["Retry-After": "\((wait + 999) / 1000)"])
     }
 
@@ -181,7 +181,7 @@ extension HTTPConnection {
     /// subscription is checked again; those the new token may not read end with `forbidden`.
     /// Others carry on untouched.
     func renew(token: String) -> [UInt8]? {
-        guard let authenticator = state.server.authenticator else {
+        guard let authenticator = state.generation.authenticator else {
             return DeltacastEvent.error(topic: nil, code: .badRequest, message: "this proxy has no client authentication (auth); auth messages are not needed")
         }
         let principal: Principal
@@ -205,10 +205,36 @@ extension HTTPConnection {
         return nil
     }
 
+    /// A reload changed the endpoints named in `endpoints`: each push subscription to one of
+    /// them is checked against its new `allow` and `scopes`; a refused one ends with its
+    /// `error` event (`forbidden`), and a single-topic stream ends with it. Others carry on.
+    func recheckAccess(endpoints: Set<String>) {
+        guard mode == .webSocket || mode == .sse else { return }
+        let credential: Credential = principal.map { .valid($0) } ?? .anonymous
+        var ended = 0
+        for (key, subscription) in subscriptions {
+            let endpoint = subscription.topic.endpoint
+            guard endpoints.contains(endpoint.path.text),
+                  let event = refusalEvent(access(endpoint, topicName: subscription.topic.name, credential: credential), topic: subscription.topic.name)
+            else { continue }
+            send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
+            detachSubscription(key)
+            ended += 1
+        }
+        guard ended > 0 else { return }
+        if mode == .webSocket, webSocket?.kind == .single {
+            closeWebSocket(code: 1008, reason: "forbidden by the reloaded configuration")
+        } else if mode == .sse, !sseMultiplexed {
+            closeReason = (.info, nil, "forbidden by the reloaded configuration")
+            closeAfterFlush = true
+            flush()
+        }
+    }
+
     /// `limits.message_rate` on a WebSocket: false (and close 1008) when spent.
     func takeMessageToken() -> Bool {
         let (buckets, now) = clientBuckets()
-        guard buckets.message.take(rate: state.server.configuration.limits.messageRate, now: now) == nil else {
+        guard buckets.message.take(rate: state.configuration.limits.messageRate, now: now) == nil else {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
             closeWebSocket(code: 1008, reason: "more than limits.message_rate messages")
             return false
@@ -220,14 +246,14 @@ extension HTTPConnection {
     private func clientBuckets() -> (ClientBuckets, Int64) {
         let now = EventLoop.monotonicMilliseconds()
         if let buckets { return (buckets, now) }
-        let made = ClientBuckets(state.server.configuration.limits, now: now)
+        let made = ClientBuckets(state.configuration.limits, now: now)
         buckets = made
         return (made, now)
     }
 
     /// `limits.subscribe_rate`: the `too_many` event when spent.
     func takeSubscribeToken(topic: String) -> [UInt8]? {
-        let rate = state.server.configuration.limits.subscribeRate
+        let rate = state.configuration.limits.subscribeRate
         let (buckets, now) = clientBuckets()
         guard let wait = buckets.subscribe.take(rate: rate, now: now) else { return nil }
         state.server.metrics.rateLimited.add(1, ordering: .relaxed)

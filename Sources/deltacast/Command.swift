@@ -35,13 +35,26 @@ func printError(_ text: String) {
 /// working directory when it lies below it (`.build/debug/deltacast` after `swift run`).
 func invocation() -> String {
     let fileManager = FileManager.default
-    let executable = (try? fileManager.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let argument = CommandLine.arguments[0]
+    let resolved = (try? fileManager.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? argument
+    // As the user's shell or `swift run` named it (symlinks kept: `.build/debug`, not the triple).
+    let named = argument.contains("/") ? URL(fileURLWithPath: argument).standardizedFileURL.path : resolved
     let onPath = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
         .map { URL(fileURLWithPath: String($0)).appendingPathComponent("deltacast").path }
         .first { fileManager.isExecutableFile(atPath: $0) }
-    if let onPath, URL(fileURLWithPath: onPath).resolvingSymlinksInPath().path == executable { return "deltacast" }
+    if let onPath, URL(fileURLWithPath: onPath).resolvingSymlinksInPath().path == URL(fileURLWithPath: resolved).resolvingSymlinksInPath().path {
+        return "deltacast"
+    }
     let directory = fileManager.currentDirectoryPath + "/"
-    return executable.hasPrefix(directory) ? String(executable.dropFirst(directory.count)) : executable
+    var shown = named.hasPrefix(directory) ? String(named.dropFirst(directory.count)) : named
+    // `swift run` names `.build/TRIPLE/debug/deltacast`; `.build/debug` is the same folder, shorter.
+    let parts = shown.split(separator: "/", omittingEmptySubsequences: false)
+    let short = parts.count == 4 ? ".build/\(parts[2])/deltacast" : shown
+    if parts.count == 4, parts[0] == ".build",
+       URL(fileURLWithPath: short).resolvingSymlinksInPath().path == URL(fileURLWithPath: shown).resolvingSymlinksInPath().path {
+        shown = short
+    }
+    return shown
 }
 
 /// Reads a configuration file into a validated ``Configuration``, printing every error.

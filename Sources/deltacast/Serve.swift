@@ -28,14 +28,23 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
     // dropping a connection.
     signal(SIGHUP, SIG_IGN)
     let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+    let systemd = SystemdNotifier()
     reload.setEventHandler {
-        server.reloadFromSource()
+        systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())")
+        let outcome = server.reloadFromSource()
         server.reloadTLS()
+        if case .failure(let error) = outcome {
+            systemd.notify("READY=1\nSTATUS=reload failed, running the previous configuration: \(error.message.prefix { $0 != "\n" })")
+        } else {
+            systemd.notify("READY=1\nSTATUS=serving on port \(port)")
+        }
     }
     reload.resume()
     started(port)
     fflush(nil)
+    systemd.notify("READY=1\nSTATUS=serving on port \(port)\nMAINPID=\(getpid())")
     waitForTermination()
+    systemd.notify("STOPPING=1")
     print("deltacast: shutting down")
     fflush(nil)
     reload.cancel()

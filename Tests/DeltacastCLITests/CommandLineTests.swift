@@ -336,6 +336,13 @@ struct ServeProcess {
         demo.process.waitUntilExit()
         #expect(demo.process.terminationStatus == 0)
         #expect(rest.contains("the simulated legacy API is at http://127.0.0.1:\(upstreamPort)"))
+        // The hint names the binary as it can be run from here (no `deltacast` on PATH).
+        let root = DeltacastProcess.repositoryRoot.standardizedFileURL.path + "/"
+        let executable = DeltacastProcess.executable.standardizedFileURL.path
+        var expected = executable.hasPrefix(root) ? String(executable.dropFirst(root.count)) : executable
+        let parts = expected.split(separator: "/")
+        if parts.count == 4, parts[0] == ".build" { expected = ".build/\(parts[2])/deltacast" }
+        #expect(rest.contains("\n  \(expected) tail http://127.0.0.1:"), "\(rest)")
         #expect(rest.contains("deltacast: stopped"))
     }
 

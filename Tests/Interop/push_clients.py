@@ -6,10 +6,14 @@
 - `curl -N` reading the SSE stream of a mirrored path.
 
 Usage: push_clients.py PATH-TO-deltacast. Exits non-zero on the first failed check.
+With DELTACAST_NGINX=1, every client goes through the real nginx configured by
+examples/deploy/nginx (Tests/Deploy/nginx-front.sh): wss:// and https://, TLS terminated by
+nginx with a test CA the clients trust.
 """
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -18,6 +22,11 @@ import urllib.request
 import websockets
 
 TOKEN = "interop-admin-token-0123456789"
+# Where clients connect: the proxy itself, or nginx's TLS server in front of it (see main).
+HTTP = "http://127.0.0.1:{port}"
+WS = "ws://127.0.0.1:{port}"
+CONTEXT = None
+CURL_TLS = []
 CONFIG = f"""
 listen: 127.0.0.1:0
 endpoints:
@@ -35,9 +44,9 @@ def document(price):
 
 def publish(port, topic, body):
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/deltacast/publish?topic={topic}", data=json.dumps(body).encode(),
+        HTTP.format(port=port) + f"/deltacast/publish?topic={topic}", data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=CONTEXT) as response:
         return json.load(response)
 
 
@@ -70,8 +79,8 @@ def apply_patch(state, operations):
 async def multiplexed(port, compression):
     topic = f"/live/mux-{compression or 'plain'}"
     publish(port, topic, document(1))
-    async with websockets.connect(f"ws://127.0.0.1:{port}/deltacast/ws", subprotocols=["deltacast.v1"],
-                                  compression=compression, open_timeout=5) as socket:
+    async with websockets.connect(WS.format(port=port) + "/deltacast/ws", subprotocols=["deltacast.v1"],
+                                  compression=compression, open_timeout=5, ssl=CONTEXT) as socket:
         check(socket.subprotocol == "deltacast.v1", f"[{compression}] subprotocol deltacast.v1 agreed")
         extensions = socket.response.headers.get("Sec-WebSocket-Extensions", "")
         check(("permessage-deflate" in extensions) == (compression == "deflate"),
@@ -97,7 +106,7 @@ async def multiplexed(port, compression):
 
 async def mirrored(port):
     publish(port, "/live/single", document(1))
-    async with websockets.connect(f"ws://127.0.0.1:{port}/live/single", open_timeout=5) as socket:
+    async with websockets.connect(WS.format(port=port) + "/live/single", open_timeout=5, ssl=CONTEXT) as socket:
         snapshot = json.loads(await asyncio.wait_for(socket.recv(), 5))
         check(snapshot["type"] == "snapshot", "mirrored path WebSocket starts with a snapshot")
         publish(port, "/live/single", document(2))
@@ -107,8 +116,8 @@ async def mirrored(port):
 
 def curl_sse(port):
     publish(port, "/live/curl", document(1))
-    reader = subprocess.Popen(["curl", "-sN", "--max-time", "3", "-H", "Accept: text/event-stream",
-                               f"http://127.0.0.1:{port}/live/curl"], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(["curl", "-sN", *CURL_TLS, "--max-time", "3", "-H", "Accept: text/event-stream",
+                               HTTP.format(port=port) + "/live/curl"], stdout=subprocess.PIPE, text=True)
     import time
     time.sleep(0.5)
     publish(port, "/live/curl", document(2))
@@ -125,14 +134,27 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
         config.write(CONFIG)
     server = subprocess.Popen([binary, "serve", "-c", config.name], stdout=subprocess.PIPE, text=True)
+    cleanups = []
     try:
         line = server.stdout.readline()
         port = int(line.rsplit(":", 1)[1])
+        if os.environ.get("DELTACAST_NGINX") == "1":
+            global HTTP, WS, CONTEXT, CURL_TLS
+            directory = tempfile.mkdtemp(prefix="deltacast-nginx-")
+            front = os.path.join(os.path.dirname(__file__), "..", "Deploy", "nginx-front.sh")
+            _, tls_port = subprocess.run([front, str(port), directory], check=True, capture_output=True, text=True).stdout.split()
+            cleanups.append(lambda: subprocess.run(["kill", open(os.path.join(directory, "nginx.pid")).read().strip()]))
+            HTTP, WS, port = "https://127.0.0.1:{port}", "wss://127.0.0.1:{port}", int(tls_port)
+            CONTEXT = ssl.create_default_context(cafile=os.path.join(directory, "ca.pem"))
+            CURL_TLS = ["--cacert", os.path.join(directory, "ca.pem")]
+            print(f"ok: through nginx (examples/deploy/nginx), TLS on port {port}")
         asyncio.run(multiplexed(port, None))
         asyncio.run(multiplexed(port, "deflate"))
         asyncio.run(mirrored(port))
         curl_sse(port)
     finally:
+        for cleanup in cleanups:
+            cleanup()
         server.terminate()
         server.wait(timeout=15)
         os.unlink(config.name)

@@ -1,7 +1,7 @@
 // Shared by the node suites: start `deltacast simulate` and `deltacast serve` as processes,
 // steer the simulator, a minimal EventSource for node (which has none), and a TCP proxy that
 // can refuse transports or cut connections, placed between the client and the proxy.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import fs from 'node:fs';
@@ -55,11 +55,20 @@ export async function startSimulator() {
   return { child, port, base, control, put: (p, doc) => control('PUT', '/_sim/docs' + p, JSON.stringify(doc)) };
 }
 
-/** `deltacast serve` with `yaml` (a temp file). */
+/**
+ * `deltacast serve` with `yaml` (a temp file). With DELTACAST_NGINX=1 the port returned is the
+ * real nginx's, configured by examples/deploy/nginx (Tests/Deploy/nginx-front.sh), in front.
+ */
 export async function startProxy(yaml) {
   const file = path.join(os.tmpdir(), `deltacast-node-${process.pid}-${Math.random().toString(36).slice(2)}.yaml`);
   fs.writeFileSync(file, yaml);
-  try { return await startDeltacast(['serve', '-c', file]); } finally { fs.unlinkSync(file); }
+  let proxy;
+  try { proxy = await startDeltacast(['serve', '-c', file]); } finally { fs.unlinkSync(file); }
+  if (process.env.DELTACAST_NGINX !== '1') return proxy;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deltacast-nginx-'));
+  const [plain] = execFileSync(path.join(root, 'Tests', 'Deploy', 'nginx-front.sh'), [String(proxy.port), dir], { encoding: 'utf8' }).trim().split(' ');
+  process.on('exit', () => { try { process.kill(Number(fs.readFileSync(path.join(dir, 'nginx.pid'), 'utf8')), 'SIGTERM'); } catch {} });
+  return { child: proxy.child, port: Number(plain), direct: proxy.port };
 }
 
 export function proxyConfig(upstreamPort, endpoints) {

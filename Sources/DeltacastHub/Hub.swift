@@ -26,6 +26,8 @@ public final class Hub: Sendable {
     public var configuration: Configuration { settings.withLock { $0.configuration } }
     /// Maps targets to endpoints and topic names, for the configuration in force.
     public var matcher: EndpointMatcher { settings.withLock { $0.matcher } }
+    /// The limits in force (journal bounds, `max_topics`).
+    public var limits: Configuration.Limits { settings.withLock { $0.configuration.limits } }
     /// Event loops that may have subscribers (indices 0..<loopCount).
     public let loopCount: Int
     /// Counters and histograms for `/metrics`.
@@ -58,7 +60,11 @@ public final class Hub: Sendable {
     /// The table key of a topic: its name, plus for `auth: passthrough` a salted digest of the
     /// forwarded credentials (DESIGN.md "Topics"), so one credential's data never reaches another.
     public func key(name: String, endpoint index: Int, credentials: [(name: String, value: String)]) -> String {
-        guard settings.withLock({ $0.configuration.endpoints[index].auth }) == .passthrough else { return name }
+        key(name: name, auth: settings.withLock { $0.configuration.endpoints[index].auth }, credentials: credentials)
+    }
+
+    private func key(name: String, auth: AuthMode, credentials: [(name: String, value: String)]) -> String {
+        guard auth == .passthrough else { return name }
         var material = salt
         for credential in credentials {
             material += Array(credential.name.lowercased().utf8) + [0] + Array(credential.value.utf8) + [0]
@@ -82,25 +88,34 @@ public final class Hub: Sendable {
     /// configuration in force, so a caller still holding the previous configuration during a
     /// reload gets the current endpoint, or ``TopicError/endpointRemoved(_:)``).
     public func topic(named name: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
-        guard let index = settings.withLock({ $0.indexByPath[endpoint.path.text] }) else { throw .endpointRemoved(endpoint.path.text) }
-        return try topic(named: name, endpoint: index, credentials: credentials)
+        let current = settings.withLock { settings in
+            settings.indexByPath[endpoint.path.text].map { (settings.configuration.endpoints[$0], settings.configuration.limits.maxTopics) }
+        }
+        guard let (endpoint, maxTopics) = current else { throw .endpointRemoved(endpoint.path.text) }
+        return try topic(named: name, endpoint: endpoint, maxTopics: maxTopics, credentials: credentials)
     }
 
     /// The topic named `name` of endpoint `index` (for the holder of `credentials` under
     /// `auth: passthrough`), created when missing. Looking a topic up counts as using it: it
     /// will not be evicted for `linger` from now.
     public func topic(named name: String, endpoint index: Int, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
-        let key = key(name: name, endpoint: index, credentials: credentials)
+        let (endpoint, maxTopics) = settings.withLock { ($0.configuration.endpoints[index], $0.configuration.limits.maxTopics) }
+        return try topic(named: name, endpoint: endpoint, maxTopics: maxTopics, credentials: credentials)
+    }
+
+    /// Finds or creates the topic; `endpoint` and `maxTopics` come from one read of the settings.
+    private func topic(named name: String, endpoint: Configuration.Endpoint, maxTopics: Int,
+                       credentials: [(name: String, value: String)]) throws(TopicError) -> Topic {
+        let key = key(name: name, auth: endpoint.auth, credentials: credentials)
         let now = Hub.now()
-        let configuration = configuration
         let result = topics.withLock { table -> Result<(Topic, Bool), TopicError> in
             if let existing = table[key] { existing.touch(tick(), now: now); return .success((existing, false)) }
-            if table.count >= configuration.limits.maxTopics {
+            if table.count >= maxTopics {
                 let idle = table.values.filter { $0.subscriberCount == 0 }.min { $0.lastUsed < $1.lastUsed }
-                guard let idle else { return .failure(.tooMany(configuration.limits.maxTopics)) }
+                guard let idle else { return .failure(.tooMany(maxTopics)) }
                 table[idle.key] = nil
             }
-            let topic = Topic(name: name, key: key, endpoint: configuration.endpoints[index], credentials: credentials, hub: self)
+            let topic = Topic(name: name, key: key, endpoint: endpoint, credentials: credentials, hub: self)
             topic.touch(tick(), now: now)
             table[key] = topic
             return .success((topic, true))

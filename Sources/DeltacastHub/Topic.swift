@@ -362,7 +362,7 @@ public final class Topic: @unchecked Sendable {
     private func appendToJournal(_ change: Change) {
         journal.append(change)
         journalBytes += change.event.count
-        let limits = hub.configuration.limits
+        let limits = hub.limits
         while journal.count - journalStart > limits.journalEntries || (journalBytes > limits.journalBytes && journal.count - journalStart > 1) {
             journalBytes -= journal[journalStart].event.count
             journalStart += 1

@@ -92,16 +92,27 @@ enum SimulateCommand: Command {
 }
 
 /// Blocks until SIGTERM or SIGINT.
-func waitForTermination() {
-    let stop = DispatchSemaphore(value: 0)
-    var sources: [any DispatchSourceSignal] = []
-    for signalNumber in [SIGTERM, SIGINT] {
-        signal(signalNumber, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-        source.setEventHandler { stop.signal() }
-        source.resume()
-        sources.append(source)
+func waitForTermination() { TerminationSignals().wait() }
+
+/// SIGTERM and SIGINT, caught from the moment this is made (so a signal that arrives while
+/// the server starts is not lost to the default action) until ``wait()`` returns.
+final class TerminationSignals {
+    private let stop = DispatchSemaphore(value: 0)
+    private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { [stop] in stop.signal() }
+            source.resume()
+            sources.append(source)
+        }
     }
-    stop.wait()
-    _ = sources
+
+    /// Blocks until one of the signals arrives.
+    func wait() {
+        stop.wait()
+        for source in sources { source.cancel() }
+    }
 }

@@ -10,20 +10,19 @@ import Foundation
 /// dropping a connection (a broken file changes nothing); SIGHUP also re-reads the TLS files.
 func runServer(_ configuration: Configuration, path: String?, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
     raiseOpenFileLimit()
+    // Signals are caught before the listening line is printed: whoever waits for that line may
+    // signal at once.
+    let termination = TerminationSignals()
     let server: HTTPServer
     let port: Int
     do {
         server = try HTTPServer(configuration: configuration, dashboard: dashboard)
+        if let path { server.configurationSource = { readConfiguration(path: path) } }
         port = try server.start()
     } catch {
         printError("deltacast \(command): cannot start: \(error)")
         return .failure
     }
-    print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
-    if let admin = configuration.admin.listen, let adminPort = server.adminPort {
-        print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
-    }
-    if let path { server.configurationSource = { readConfiguration(path: path) } }
     // SIGHUP re-reads the configuration file, and the TLS certificate and key, without
     // dropping a connection.
     signal(SIGHUP, SIG_IGN)
@@ -40,10 +39,14 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
         }
     }
     reload.resume()
+    print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
+    if let admin = configuration.admin.listen, let adminPort = server.adminPort {
+        print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
+    }
     started(port)
     fflush(nil)
     systemd.notify("READY=1\nSTATUS=serving on port \(port)\nMAINPID=\(getpid())")
-    waitForTermination()
+    termination.wait()
     systemd.notify("STOPPING=1")
     print("deltacast: shutting down")
     fflush(nil)

@@ -16,6 +16,7 @@ enum DemoCommand: Command {
           -c, --config FILE   the proxy configuration (default config/demo.yaml)
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        ProcessSignals.block()
         let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
         guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
         let path = args.value("--config") ?? "config/demo.yaml"
@@ -69,6 +70,7 @@ enum SimulateCommand: Command {
           --listen HOST:PORT   default 127.0.0.1:0 (any free port)
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        ProcessSignals.block()
         let args = try CommandLineArguments(arguments, flags: [], options: ["--listen"], aliases: [:])
         guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
         let listen = args.value("--listen") ?? "127.0.0.1:0"
@@ -91,28 +93,37 @@ enum SimulateCommand: Command {
     }
 }
 
-/// Blocks until SIGTERM or SIGINT.
-func waitForTermination() { TerminationSignals().wait() }
+/// Blocks until SIGTERM or SIGINT (SIGHUP is taken and ignored). Call
+/// ``ProcessSignals/block()`` first.
+func waitForTermination() { ProcessSignals.wait(onHangUp: {}) }
 
-/// SIGTERM and SIGINT, caught from the moment this is made (so a signal that arrives while
-/// the server starts is not lost to the default action) until ``wait()`` returns.
-final class TerminationSignals {
-    private let stop = DispatchSemaphore(value: 0)
-    private var sources: [any DispatchSourceSignal] = []
-
-    init() {
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [stop] in stop.signal() }
-            source.resume()
-            sources.append(source)
-        }
+/// SIGTERM, SIGINT and SIGHUP for the long-running commands (serve, demo, simulate): blocked in
+/// every thread from the command's first line (threads inherit the mask), so one that arrives
+/// while the server starts stays pending instead of killing the process or being lost, and
+/// taken by `sigwait` on the thread that waits. (A Dispatch signal source registers
+/// asynchronously after `resume()`: a SIGHUP sent right after the ready line could be missed.)
+enum ProcessSignals {
+    private static var set: sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signalNumber in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, signalNumber) }
+        return set
     }
 
-    /// Blocks until one of the signals arrives.
-    func wait() {
-        stop.wait()
-        for source in sources { source.cancel() }
+    /// Blocks the three signals in the calling thread and every thread it creates afterwards.
+    static func block() {
+        var signals = set
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+    }
+
+    /// Waits for SIGTERM or SIGINT; each SIGHUP before it calls `onHangUp` on this thread.
+    static func wait(onHangUp: () -> Void) {
+        var signals = set
+        while true {
+            var received: Int32 = 0
+            guard sigwait(&signals, &received) == 0 else { continue }
+            if received == SIGHUP { onHangUp(); continue }
+            return
+        }
     }
 }

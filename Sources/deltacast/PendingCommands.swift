@@ -13,6 +13,7 @@ enum ServeCommand: Command {
           -c, --config FILE   the configuration file
         """
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        ProcessSignals.block()
         let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
         guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
         guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }

@@ -10,9 +10,8 @@ import Foundation
 /// dropping a connection (a broken file changes nothing); SIGHUP also re-reads the TLS files.
 func runServer(_ configuration: Configuration, path: String?, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
     raiseOpenFileLimit()
-    // Signals are caught before the listening line is printed: whoever waits for that line may
-    // signal at once.
-    let termination = TerminationSignals()
+    // The caller blocked SIGTERM, SIGINT and SIGHUP (ProcessSignals.block()) before any thread
+    // started: whoever waits for the listening line may signal at once.
     let server: HTTPServer
     let port: Int
     do {
@@ -23,12 +22,17 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
         printError("deltacast \(command): cannot start: \(error)")
         return .failure
     }
-    // SIGHUP re-reads the configuration file, and the TLS certificate and key, without
-    // dropping a connection.
-    signal(SIGHUP, SIG_IGN)
-    let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+    print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
+    if let admin = configuration.admin.listen, let adminPort = server.adminPort {
+        print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
+    }
+    started(port)
+    fflush(nil)
     let systemd = SystemdNotifier()
-    reload.setEventHandler {
+    systemd.notify("READY=1\nSTATUS=serving on port \(port)\nMAINPID=\(getpid())")
+    // SIGHUP re-reads the configuration file, and the TLS certificate and key, without
+    // dropping a connection; SIGTERM or SIGINT ends the wait.
+    ProcessSignals.wait {
         systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())")
         let outcome = server.reloadFromSource()
         server.reloadTLS()
@@ -38,19 +42,9 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
             systemd.notify("READY=1\nSTATUS=serving on port \(port)")
         }
     }
-    reload.resume()
-    print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
-    if let admin = configuration.admin.listen, let adminPort = server.adminPort {
-        print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
-    }
-    started(port)
-    fflush(nil)
-    systemd.notify("READY=1\nSTATUS=serving on port \(port)\nMAINPID=\(getpid())")
-    termination.wait()
     systemd.notify("STOPPING=1")
     print("deltacast: shutting down")
     fflush(nil)
-    reload.cancel()
     server.shutdown()
     print("deltacast: stopped")
     return .success

@@ -22,7 +22,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
-from harness import BINARY, SSE, Proxy, request  # noqa: E402
+from harness import BINARY, SSE, Proxy, Simulator, request  # noqa: E402
 
 
 def free_port():
@@ -153,13 +153,11 @@ endpoints:
 
 class SimulatorTest(unittest.TestCase):
     def setUp(self):
-        self.simulator = subprocess.Popen([BINARY, "simulate"], stdout=subprocess.PIPE, text=True)
-        self.upstream = self.simulator.stdout.readline().strip().rsplit(" ", 1)[-1]
+        self.simulator = Simulator()
+        self.upstream = self.simulator.url
 
     def tearDown(self):
-        self.simulator.terminate()
-        self.simulator.wait(10)
-        self.simulator.stdout.close()
+        self.simulator.stop()
 
     def test_discover_sees_conditional_requests_and_the_volatile_timestamp(self):
         request(self.upstream + "/_sim/freeze", method="POST")

@@ -19,7 +19,6 @@ import os
 import re
 import resource
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -28,7 +27,7 @@ import urllib.request
 import websockets
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
-from harness import ADMIN, BINARY, SSE, Proxy, request  # noqa: E402
+from harness import ADMIN, SSE, Proxy, Simulator, request  # noqa: E402
 
 KEY = "reload-test-api-key-alice-0123"
 SUBSCRIBERS = {"websocket": 400, "sse": 400, "longpoll": 200}
@@ -72,14 +71,12 @@ class ReloadTest(unittest.TestCase):
     def setUpClass(cls):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-        cls.simulator = subprocess.Popen([BINARY, "simulate"], stdout=subprocess.PIPE, text=True)
-        cls.upstream = cls.simulator.stdout.readline().strip().rsplit(" ", 1)[-1]
+        cls.simulator = Simulator()
+        cls.upstream = cls.simulator.url
 
     @classmethod
     def tearDownClass(cls):
-        cls.simulator.terminate()
-        cls.simulator.wait(10)
-        cls.simulator.stdout.close()
+        cls.simulator.stop()
 
     def setUp(self):
         request(self.upstream + "/_sim/reset", method="POST")

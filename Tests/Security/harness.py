@@ -96,6 +96,19 @@ class Proxy:
                        body=json.dumps(body).encode(), headers={"Authorization": f"Bearer {ADMIN}"})
 
 
+class Simulator:
+    """`deltacast simulate` on a free port; `url` is its base URL."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([BINARY, "simulate"], stdout=subprocess.PIPE, text=True)
+        self.url = self.process.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.process.stdout.close()
+
+
 def insecure_context():
     context = ssl.create_default_context()
     context.check_hostname = False

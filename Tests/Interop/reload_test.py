@@ -278,6 +278,31 @@ class ReloadTest(unittest.TestCase):
         self.wait_log(r'"event":"config_restart_required".*"keys":"listen"')
         self.wait_log(r'"event":"config_reload"')
 
+    def test_new_credentials_cors_and_limits_apply_to_new_requests(self):
+        self.publish("/secure/c", {"v": 1})
+        newcomer = "reload-test-api-key-bob-0123456"
+        status, _, _ = request(self.proxy.url("/secure/c"), headers={"Authorization": f"Bearer {newcomer}"})
+        self.assertEqual(status, 401)
+        status, headers, _ = request(self.proxy.url("/secure/c"), headers={"Authorization": f"Bearer {KEY}", "Origin": "https://dash.example"})
+        self.assertEqual((status, headers.get("Access-Control-Allow-Origin")), (200, None))
+        text = config(self.upstream).replace(
+            "    - { key: " + KEY + ", subject: alice, scopes: [read] }",
+            "    - { key: " + KEY + ", subject: alice, scopes: [read] }\n    - { key: " + newcomer + ", subject: bob, scopes: [read] }")
+        text += "cors: { origins: [https://dash.example] }\n"
+        text = text.replace("limits: {", "limits: { max_topics_per_connection: 1,")
+        self.write(text)
+        status, report = self.reload()
+        self.assertEqual((status, report["restart_required"]), (200, []))
+        status, _, body = request(self.proxy.url("/secure/c"), headers={"Authorization": f"Bearer {newcomer}"})
+        self.assertEqual((status, json.loads(body)), (200, {"v": 1}))
+        status, headers, _ = request(self.proxy.url("/secure/c"), headers={"Authorization": f"Bearer {KEY}", "Origin": "https://dash.example"})
+        self.assertEqual((status, headers.get("Access-Control-Allow-Origin")), (200, "https://dash.example"))
+        status, _, body = request(self.proxy.url("/deltacast/poll?topic=/live/x&topic=/live/y&wait=0"))
+        events = json.loads(body)
+        self.assertIn({"type": "error", "topic": None, "code": "too_many",
+                       "message": "at most 1 topics per request (limits.max_topics_per_connection)"}, [
+            {k: e.get(k) for k in ("type", "topic", "code", "message")} for e in events if e["type"] == "error"])
+
     def test_fifty_reloads_in_one_second_harm_nothing(self):
         self.publish("/live/f", document(1))
         stream = SSE(self.proxy, "/live/f")

@@ -85,3 +85,18 @@ extension Configuration.Endpoint {
             && scopes == other.scopes && forwardHeaders == other.forwardHeaders && linger == other.linger && maxBody == other.maxBody
     }
 }
+
+extension Duration {
+    /// Whole milliseconds (truncated), the unit every timer and deadline of the proxy counts in.
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension Configuration.CORS {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, or nil when the
+    /// origin is not allowed: `*` when any is, else the origin itself when it is listed.
+    public func allowOriginHeader(for origin: String) -> String? {
+        origins.contains("*") ? "*" : origins.contains(origin) ? origin : nil
+    }
+}

@@ -134,7 +134,7 @@ public enum ConfigurationReference {
 
 /// `250ms`, `5s`, `2m`, `1h`: the largest unit that divides the duration exactly.
 public func formatDuration(_ duration: Duration) -> String {
-    let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    let milliseconds = duration.wholeMilliseconds
     if milliseconds % 3_600_000 == 0 && milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
     if milliseconds % 60_000 == 0 && milliseconds > 0 { return "\(milliseconds / 60_000)m" }
     if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }

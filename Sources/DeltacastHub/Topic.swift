@@ -60,8 +60,7 @@ public final class Topic: @unchecked Sendable {
     public func isIdle(now: Int64) -> Bool {
         let endpoint = endpoint
         guard endpoint.source == .poll, subscriberCount == 0 else { return false }
-        let linger = endpoint.linger.components
-        return now - activeAt.load(ordering: .relaxed) >= linger.seconds * 1000 + linger.attoseconds / 1_000_000_000_000_000
+        return now - activeAt.load(ordering: .relaxed) >= endpoint.linger.wholeMilliseconds
     }
 
     init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {

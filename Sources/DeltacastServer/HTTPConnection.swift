@@ -253,9 +253,8 @@ final class HTTPConnection: EventLoopHandler {
 
     func addCORS(_ request: HTTPRequestHead, to headers: inout HTTPHeaders) {
         if let origin = request.headers["Origin"], request.method != "OPTIONS" {
-            let origins = state.configuration.cors.origins
-            if origins.contains("*") || origins.contains(origin) {
-                headers.add(name: "Access-Control-Allow-Origin", value: origins.contains("*") ? "*" : origin)
+            if let allowed = state.configuration.cors.allowOriginHeader(for: origin) {
+                headers.add(name: "Access-Control-Allow-Origin", value: allowed)
                 headers.add(name: "Vary", value: "Origin")
             }
         }

@@ -66,7 +66,7 @@ public final class HTTPServer: @unchecked Sendable {
         let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
         self.currentGeneration = Mutex(generation)
         self.dashboard = dashboard
-        self.tickets = TicketStore(lifetimeMilliseconds: LoopState.milliseconds(configuration.auth.ticketTTL), capacity: configuration.auth.maxTickets)
+        self.tickets = TicketStore(lifetimeMilliseconds: configuration.auth.ticketTTL.wholeMilliseconds, capacity: configuration.auth.maxTickets)
         self.tls = try configuration.tls.map { tls throws(TLSError) in try TLSContext(certificate: tls.certificate, key: tls.key) }
         let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
         var loops: [EventLoop] = []
@@ -203,9 +203,36 @@ public final class HTTPServer: @unchecked Sendable {
     }
 }
 
-/// A counting semaphore on a pthread condition (no Dispatch on the loop threads).
+/// A one-shot latch on a pthread mutex and condition variable: ``wait()`` blocks until
+/// ``signal()`` was called once (no Dispatch on the loop threads, which signal it).
 final class Latch: @unchecked Sendable {
-    private let state = Mutex<Bool>(false)
-    func signal() { state.withLock { $0 = true } }
-    func wait() { while !state.withLock({ $0 }) { usleep(2000) } }
+    // `@unchecked Sendable`: `signalled` is read and written only with `mutex` held.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var signalled = false
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    func signal() {
+        pthread_mutex_lock(mutex)
+        signalled = true
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    func wait() {
+        pthread_mutex_lock(mutex)
+        while !signalled { pthread_cond_wait(condition, mutex) }
+        pthread_mutex_unlock(mutex)
+    }
 }

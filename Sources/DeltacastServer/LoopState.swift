@@ -54,12 +54,12 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     private func takeTimings() {
         let settings = configuration
-        slowConsumerMilliseconds = LoopState.milliseconds(settings.limits.slowConsumerTimeout)
-        sseHeartbeatMilliseconds = LoopState.milliseconds(settings.server.sseHeartbeat)
-        sseRetryMilliseconds = Int(LoopState.milliseconds(settings.server.sseRetry))
-        webSocketPingMilliseconds = LoopState.milliseconds(settings.server.websocketPing)
-        tlsHandshakeMilliseconds = LoopState.milliseconds(settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout)
-        expiryGraceMilliseconds = LoopState.milliseconds(settings.auth.expiryGrace)
+        slowConsumerMilliseconds = settings.limits.slowConsumerTimeout.wholeMilliseconds
+        sseHeartbeatMilliseconds = settings.server.sseHeartbeat.wholeMilliseconds
+        sseRetryMilliseconds = Int(settings.server.sseRetry.wholeMilliseconds)
+        webSocketPingMilliseconds = settings.server.websocketPing.wholeMilliseconds
+        tlsHandshakeMilliseconds = (settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout).wholeMilliseconds
+        expiryGraceMilliseconds = settings.auth.expiryGrace.wholeMilliseconds
     }
 
     /// A reload: new requests and renewals use `next`; subscriptions to `changedEndpoints`
@@ -136,7 +136,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// Sweep period: a quarter of the shortest timeout, between 50 ms and 1 s.
     private var sweepMilliseconds: Int64 {
         let shortest = min(configuration.server.headerTimeout, configuration.server.idleTimeout)
-        let milliseconds = shortest.components.seconds * 1000 + shortest.components.attoseconds / 1_000_000_000_000_000
+        let milliseconds = shortest.wholeMilliseconds
         return min(1000, max(50, milliseconds / 4))
     }
 
@@ -195,8 +195,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     private func sweep() {
         let now = EventLoop.monotonicMilliseconds()
-        let header = milliseconds(configuration.server.headerTimeout)
-        let idle = milliseconds(configuration.server.idleTimeout)
+        let header = configuration.server.headerTimeout.wholeMilliseconds
+        let idle = configuration.server.idleTimeout.wholeMilliseconds
         var slowest: [(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)] = []
         for connection in Array(connections.values) {
             connection.checkDeadlines(now: now, headerTimeout: header, idleTimeout: idle)
@@ -214,11 +214,6 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    private func milliseconds(_ duration: Duration) -> Int64 { LoopState.milliseconds(duration) }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-    }
 
     /// Stops accepting; closes idle connections; the rest close after their response.
     func beginDrain(deadline: Int64) {

@@ -245,11 +245,11 @@ public struct Router: Sendable {
             headers.add(name: "Allow", value: methods)
             return RoutedResponse(status: 204, headers: headers, body: [])
         }
-        guard configuration.cors.origins.contains("*") || configuration.cors.origins.contains(origin) else {
+        guard let allowed = configuration.cors.allowOriginHeader(for: origin) else {
             return .error(403, "forbidden", "origin \(origin) is not in cors.origins")
         }
         var headers = HTTPHeaders()
-        headers.add(name: "Access-Control-Allow-Origin", value: configuration.cors.origins.contains("*") ? "*" : origin)
+        headers.add(name: "Access-Control-Allow-Origin", value: allowed)
         headers.add(name: "Access-Control-Allow-Methods", value: methods)
         if let requested = head.headers["Access-Control-Request-Headers"] {
             headers.add(name: "Access-Control-Allow-Headers", value: requested)

@@ -91,13 +91,13 @@ extension HTTPConnection {
             if let problem = topic.upstreamProblem { return finish(request, Self.problemResponse(problem)) }
             // The first poll is under way (shared by every cold request); its own timeout ends
             // it first, so this hold's deadline is a backstop.
-            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: milliseconds(configuration.upstream.timeout) + 2000)
+            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: configuration.upstream.timeout.wholeMilliseconds + 2000)
         }
         let etag = "\"\(current.cursor)\""
         if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
             if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
                 return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
-                                 milliseconds: min(Int64(wait) * 1000, milliseconds(configuration.server.maxWait)))
+                                 milliseconds: min(Int64(wait) * 1000, configuration.server.maxWait.wholeMilliseconds))
             }
             return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
         }
@@ -170,8 +170,6 @@ extension HTTPConnection {
             return nil
         }
     }
-
-    private func milliseconds(_ duration: Duration) -> Int64 { LoopState.milliseconds(duration) }
 
     // MARK: Publish
 
@@ -275,7 +273,7 @@ extension HTTPConnection {
             return finish(request, pollResponse(events))
         }
         let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
-        beginHold(.multiplexed, request: request, topics: watched, milliseconds: min(Int64(max(0, wait)) * 1000, milliseconds(configuration.server.maxWait)))
+        beginHold(.multiplexed, request: request, topics: watched, milliseconds: min(Int64(max(0, wait)) * 1000, configuration.server.maxWait.wholeMilliseconds))
     }
 
     private func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
@@ -432,8 +430,7 @@ extension HTTPConnection {
 
     /// Same origin (the Origin's host is the Host header), `*`, or listed in `cors.origins`.
     private func originAllowed(_ origin: String, host: String?) -> Bool {
-        let origins = configuration.cors.origins
-        if origins.contains("*") || origins.contains(origin) { return true }
+        if configuration.cors.allowOriginHeader(for: origin) != nil { return true }
         guard let host else { return false }
         return origin == "http://" + host || origin == "https://" + host
     }

@@ -108,10 +108,10 @@ final class UpstreamPolling: @unchecked Sendable {
             headers += topic.credentials
         }
         let upstream = configuration.upstream
-        let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(LoopState.milliseconds(upstream.timeout)),
+        let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(upstream.timeout.wholeMilliseconds),
                                       maxBody: endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
-        return PollJob(request: request, intervalMilliseconds: LoopState.milliseconds(endpoint.interval),
-                       jitterMilliseconds: LoopState.milliseconds(endpoint.effectiveJitter))
+        return PollJob(request: request, intervalMilliseconds: endpoint.interval.wholeMilliseconds,
+                       jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds)
     }
 
     private func startPolling(_ topic: Topic) {

@@ -110,7 +110,7 @@ enum DiscoverCommand: Command {
         guard let value = parseDuration(text), value <= .seconds(60), allowZero || value > .zero else {
             throw .init(message: "\(option) expects a duration up to 1m such as 500ms or 2s, got '\(text)'")
         }
-        return Int(value.components.seconds * 1000 + value.components.attoseconds / 1_000_000_000_000_000)
+        return Int(value.wholeMilliseconds)
     }
 }
 

@@ -3,6 +3,29 @@ import DeltacastServer
 import Dispatch
 import Foundation
 
+/// `deltacast serve -c FILE`.
+enum ServeCommand: Command {
+    static let name = "serve"
+    static let summary = "run the proxy with a configuration file"
+    static let usage = """
+        usage: deltacast serve -c FILE
+
+        Runs the proxy until SIGTERM or SIGINT, then shuts down gracefully: WebSocket, SSE and
+        long-poll push, cached GETs, polling the upstream, publish and refresh, probes.
+        SIGHUP (or POST /deltacast/reload) re-reads the file without dropping a connection.
+          -c, --config FILE   the configuration file
+        """
+    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        ProcessSignals.block()
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
+        guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
+        guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
+        let (configuration, status) = loadConfiguration(path: path, command: name)
+        guard let configuration else { return status }
+        return runServer(configuration, path: path, command: name)
+    }
+}
+
 /// Starts the server for `configuration`, prints where it listens, and blocks until SIGTERM or
 /// SIGINT, then shuts down gracefully (in-flight responses finish, within the deadline).
 ///

@@ -102,7 +102,7 @@ struct TokenBucket {
 
     /// Takes one token: nil when allowed, else the milliseconds until one is available.
     mutating func take(rate: Rate, now: Int64) -> Int64? {
-        let periodMilliseconds = Double(LoopState.milliseconds(rate.period))
+        let periodMilliseconds = Double(rate.period.wholeMilliseconds)
         let capacity = Double(rate.count)
         tokens = min(capacity, tokens + Double(now - updated) * capacity / periodMilliseconds)
         updated = now
@@ -112,7 +112,7 @@ struct TokenBucket {
 
     /// Whether the bucket would be full at `now` (it can be forgotten).
     func isFull(rate: Rate, now: Int64) -> Bool {
-        tokens + Double(now - updated) * Double(rate.count) / Double(LoopState.milliseconds(rate.period)) >= Double(rate.count)
+        tokens + Double(now - updated) * Double(rate.count) / Double(rate.period.wholeMilliseconds) >= Double(rate.count)
     }
 }
 

@@ -1,28 +1,6 @@
 import DeltacastConfig
 
-/// Commands whose capability a later issue builds. They say so plainly instead of pretending,
-/// and exit 69 (EX_UNAVAILABLE). `serve` still validates its configuration first.
-enum ServeCommand: Command {
-    static let name = "serve"
-    static let summary = "run the proxy with a configuration file"
-    static let usage = """
-        usage: deltacast serve -c FILE
-
-        Runs the proxy until SIGTERM or SIGINT, then shuts down gracefully: WebSocket, SSE and
-        long-poll push, cached GETs, polling the upstream, publish and refresh, probes.
-          -c, --config FILE   the configuration file
-        """
-    static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        ProcessSignals.block()
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--config"], aliases: ["-c": "--config"])
-        guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
-        guard let path = args.value("--config") else { throw .init(message: "missing '-c FILE'") }
-        let (configuration, status) = loadConfiguration(path: path, command: name)
-        guard let configuration else { return status }
-        return runServer(configuration, path: path, command: name)
-    }
-}
-
+/// `deltacast bench KIND`: dispatches to one of the benchmarks.
 enum BenchCommand: Command {
     static let name = "bench"
     static let summary = "run a benchmark: json, http, fanout, throughput, connections, upstream"

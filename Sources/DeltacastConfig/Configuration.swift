@@ -273,6 +273,33 @@ public enum Transport: String, Sendable, CaseIterable {
     case websocket, sse, longpoll
 }
 
+/// One value per transport (subscriber counts, deliveries), addressed by ``Transport``.
+public struct PerTransport<Value: Sendable>: Sendable {
+    public var websocket: Value
+    public var sse: Value
+    public var longpoll: Value
+
+    /// The same value for every transport.
+    public init(repeating value: Value) { websocket = value; sse = value; longpoll = value }
+
+    public subscript(transport: Transport) -> Value {
+        get {
+            switch transport {
+            case .websocket: websocket
+            case .sse: sse
+            case .longpoll: longpoll
+            }
+        }
+        set {
+            switch transport {
+            case .websocket: websocket = newValue
+            case .sse: sse = newValue
+            case .longpoll: longpoll = newValue
+            }
+        }
+    }
+}
+
 /// How an endpoint expresses changes.
 public enum DiffMode: String, Sendable, CaseIterable {
     case jsonPatch = "json-patch", mergePatch = "merge-patch", snapshot

@@ -39,8 +39,8 @@ public final class Topic: @unchecked Sendable {
     private var loopCounts: [Int]
     private var problem: UpstreamProblem?
     private var lastChangeAt: Int64 = 0
-    /// Subscribers by transport (0 WebSocket, 1 SSE, 2 long-poll), for the status page.
-    private var transportCounts = [0, 0, 0]
+    /// Subscribers by transport, for the status page.
+    private var transportCounts = PerTransport(repeating: 0)
     /// The poller's view: consecutive failures and when the next poll is due (monotonic ms).
     private var pollFailures = 0
     private var nextPollAt: Int64 = 0
@@ -129,7 +129,7 @@ public final class Topic: @unchecked Sendable {
         /// Changes the journal holds.
         public var journalEntries: Int
         /// Subscribers by transport: WebSocket, SSE, long-poll.
-        public var byTransport: [Int]
+        public var byTransport: PerTransport<Int>
         /// Consecutive failed polls (0 when healthy).
         public var pollFailures: Int
         /// Milliseconds until the next poll (nil when not polled).
@@ -164,11 +164,11 @@ public final class Topic: @unchecked Sendable {
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
-    public func subscribe(loop: Int, since: Cursor?, transport: Int = -1) -> (backlog: [Change], cursor: Cursor?) {
+    public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
         touch(hub.tick(), now: Hub.now())
         return lock.withLock { _ in
             loopCounts[loop] += 1
-            if (0..<3).contains(transport) { transportCounts[transport] += 1 }
+            if let transport { transportCounts[transport] += 1 }
             if let ended { return ([ended], nil) }
             if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since) ?? []
@@ -178,10 +178,10 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// Removes a subscriber registered on `loop`.
-    public func unsubscribe(loop: Int, transport: Int = -1) {
+    public func unsubscribe(loop: Int, transport: Transport? = nil) {
         lock.withLock { _ in
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
-            if (0..<3).contains(transport) { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
+            if let transport { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
         }
         touch(hub.tick(), now: Hub.now())
     }

@@ -33,7 +33,18 @@ final class HTTPConnection: EventLoopHandler {
     private var registeredEvents = epollIn | epollEdge
 
     /// What the connection carries now.
-    enum Mode { case http, webSocket, sse, held }
+    enum Mode {
+        case http, webSocket, sse, held
+        /// The push transport the mode serves, nil for plain requests.
+        var transport: Transport? {
+            switch self {
+            case .http: nil
+            case .webSocket: .websocket
+            case .sse: .sse
+            case .held: .longpoll
+            }
+        }
+    }
     var mode = Mode.http {
         didSet {
             guard oldValue != mode else { return }

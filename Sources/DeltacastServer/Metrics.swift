@@ -1,3 +1,4 @@
+import DeltacastConfig
 import DeltacastHub
 import Synchronization
 #if canImport(Glibc)
@@ -30,12 +31,12 @@ final class LoopCounters: Sendable {
         }
     }
 
-    /// Counts one delivery of `bytes` on `transport` (0 WebSocket, 1 SSE, 2 long-poll).
-    func delivered(transport: Int, count: Int = 1, bytes: Int) {
+    /// Counts `count` deliveries of `bytes` in all on `transport`.
+    func delivered(transport: Transport, count: Int = 1, bytes: Int) {
         switch transport {
-        case 0: deliveriesWebSocket.add(count, ordering: .relaxed); bytesWebSocket.add(bytes, ordering: .relaxed)
-        case 1: deliveriesSSE.add(count, ordering: .relaxed); bytesSSE.add(bytes, ordering: .relaxed)
-        default: deliveriesLongPoll.add(count, ordering: .relaxed); bytesLongPoll.add(bytes, ordering: .relaxed)
+        case .websocket: deliveriesWebSocket.add(count, ordering: .relaxed); bytesWebSocket.add(bytes, ordering: .relaxed)
+        case .sse: deliveriesSSE.add(count, ordering: .relaxed); bytesSSE.add(bytes, ordering: .relaxed)
+        case .longpoll: deliveriesLongPoll.add(count, ordering: .relaxed); bytesLongPoll.add(bytes, ordering: .relaxed)
         }
     }
 }
@@ -208,7 +209,7 @@ extension HTTPServer {
             for (offset, (topic, status)) in own.prefix(200).enumerated() {
                 if offset > 0 { out += "," }
                 out += "{\"name\":" + EventLog.quoted(topic.name) + ",\"subscribers\":\(status.subscribers)"
-                out += ",\"by_transport\":{\"websocket\":\(status.byTransport[0]),\"sse\":\(status.byTransport[1]),\"longpoll\":\(status.byTransport[2])}"
+                out += ",\"by_transport\":{\"websocket\":\(status.byTransport.websocket),\"sse\":\(status.byTransport.sse),\"longpoll\":\(status.byTransport.longpoll)}"
                 out += ",\"poll_failures\":\(status.pollFailures),\"next_poll_ms\":" + (status.nextPollIn.map(String.init) ?? "null")
                 out += ",\"cursor\":" + (status.cursor.map { "\"\($0)\"" } ?? "null")
                 out += ",\"last_change_ms_ago\":" + (status.millisecondsSinceChange.map(String.init) ?? "null")

@@ -6,8 +6,8 @@ import DeltacastWire
 /// One topic a connection receives, and the cursor of the last change it was sent.
 struct Subscription {
     let topic: Topic
-    /// The transport it counts under in the topic (0 WebSocket, 1 SSE, 2 long-poll).
-    var transport = -1
+    /// The transport it counts under in the topic (nil: a plain request).
+    var transport: Transport?
     var cursor: Cursor?
     /// Changes were dropped (slow consumer): one snapshot is owed once the socket drains.
     var needsResync = false
@@ -277,7 +277,7 @@ extension HTTPConnection {
     }
 
     private func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
-        state.counters.delivered(transport: 2, count: events.count, bytes: events.reduce(0) { $0 + $1.count })
+        state.counters.delivered(transport: .longpoll, count: events.count, bytes: events.reduce(0) { $0 + $1.count })
         var body: [UInt8] = [0x5B]
         for (index, event) in events.enumerated() {
             if index > 0 { body.append(0x2C) }
@@ -540,7 +540,7 @@ extension HTTPConnection {
 
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
     private func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
-        let transport = mode == .webSocket ? 0 : mode == .sse ? 1 : mode == .held ? 2 : -1
+        let transport = mode.transport
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
         if since != nil {
@@ -640,7 +640,7 @@ extension HTTPConnection {
         case .http, .held: return
         }
         if queue.enqueue(bytes) {
-            state.counters.delivered(transport: mode == .webSocket ? 0 : 1, bytes: bytes.count)
+            state.counters.delivered(transport: mode == .webSocket ? .websocket : .sse, bytes: bytes.count)
         } else {
             // Past the hard limit: conflate like above rather than close.
             subscription.cursor = previous

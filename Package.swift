@@ -49,13 +49,18 @@ let package = Package(
             name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastUpstream", "COpenSSL"],
+            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "COpenSSL"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
+        // Composition: the upstream poller as the server's topic source (the server does not
+        // import DeltacastUpstream).
+        .target(
+            name: "DeltacastPolling", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer"],
+            swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastUpstream", "DeltacastServer"],
+            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -86,7 +91,7 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastConfig", "DeltacastLoop"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],

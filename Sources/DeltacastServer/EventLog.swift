@@ -1,4 +1,4 @@
-import DeltacastConfig
+public import DeltacastConfig
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,16 +8,18 @@ import Glibc
 /// Lines below `logging.level` are not built at all. Nothing a client sends as a credential is
 /// ever a field: request targets are logged with every query value blanked except `topic` and
 /// `since`, and no header value is logged.
-struct EventLog: Sendable {
-    let level: LogLevel
+public struct EventLog: Sendable {
+    /// The lowest level written.
+    public let level: LogLevel
 
-    init(level: LogLevel) { self.level = level }
+    /// A log writing `level` and above.
+    public init(level: LogLevel) { self.level = level }
 
     /// Whether `level` is written.
-    func enabled(_ level: LogLevel) -> Bool { level >= self.level }
+    public func enabled(_ level: LogLevel) -> Bool { level >= self.level }
 
     /// Writes one line when `level` is enabled. Values are strings or integers.
-    func log(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, LogValue> = [:]) {
+    public func log(_ level: LogLevel, _ event: String, _ fields: KeyValuePairs<String, LogValue> = [:]) {
         guard enabled(level) else { return }
         var line = "{\"time\":\"" + Self.timestamp() + "\",\"level\":\"\(level.rawValue)\",\"event\":" + Self.quoted(event)
         for (key, value) in fields {
@@ -59,8 +61,8 @@ struct EventLog: Sendable {
 }
 
 /// A log field's value.
-enum LogValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+public enum LogValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
     case string(String), int(Int)
-    init(stringLiteral value: String) { self = .string(value) }
-    init(integerLiteral value: Int) { self = .int(value) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .int(value) }
 }

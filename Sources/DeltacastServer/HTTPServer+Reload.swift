@@ -65,7 +65,7 @@ extension HTTPServer {
             let restart = previous.restartRequired(for: new)
             currentGeneration.withLock { $0 = next }
             let change = hub.reconfigure(new)
-            polling.reconfigure(new, ended: change.endedTopics, changed: change.changedTopics)
+            topicSource?.reconfigure(new, ended: change.endedTopics, changed: change.changedTopics)
             let changedPaths = Set(change.changed)
             for state in statesForDelivery.withLock({ $0 }) {
                 state.loop.execute { state.apply(next, changedEndpoints: changedPaths) }

@@ -39,9 +39,9 @@ public final class HTTPServer: @unchecked Sendable {
     let metrics = ServerMetrics()
     /// Each loop's counters for `/metrics`, by loop index.
     let loopCounters: [LoopCounters]
-    /// The upstream poller (its loop starts with the server, whether or not anything polls
-    /// yet: a reload may add polling endpoints).
-    let polling: UpstreamPolling
+    /// Where poll topics get their state (the upstream poller, composed by the executable);
+    /// nil serves publish endpoints only.
+    let topicSource: (any TopicSource)?
     let loops: [EventLoop]
     let openConnections = Atomic<Int>(0)
     let connectionsPerIP = Mutex<[String: Int]>([:])
@@ -61,8 +61,9 @@ public final class HTTPServer: @unchecked Sendable {
     public let tls: TLSContext?
 
     /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
-    /// serves the demo dashboard page.
-    public init(configuration: Configuration, dashboard: Bool = false) throws {
+    /// serves the demo dashboard page; `topicSource` fills the topics of `source: poll`
+    /// endpoints (without one, they never get a state).
+    public init(configuration: Configuration, dashboard: Bool = false, topicSource: (any TopicSource)? = nil) throws {
         let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
         self.currentGeneration = Mutex(generation)
         self.dashboard = dashboard
@@ -74,12 +75,11 @@ public final class HTTPServer: @unchecked Sendable {
         self.loops = loops
         self.loopCounters = loops.map { _ in LoopCounters() }
         self.log = EventLog(level: configuration.logging.level)
-        let polling = try UpstreamPolling(configuration: configuration)
-        self.polling = polling
+        self.topicSource = topicSource
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
-        }, created: { topic in polling.topicCreated(topic) })
+        }, created: { topic in topicSource?.topicCreated(topic) })
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -108,7 +108,7 @@ public final class HTTPServer: @unchecked Sendable {
             let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
             close(probe)
         }
-        try polling.start(hub: hub, metrics: metrics, log: log)
+        try topicSource?.start(hub: hub, reports: ServerReports(metrics: metrics, log: log))
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
@@ -138,7 +138,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         for state in loopStates { state.finished.wait() }
         for loop in loops { loop.stop(); loop.join() }
-        polling.stop()
+        topicSource?.stop()
     }
 
     /// Counts a new connection from `ip`; returns the status to refuse it with, if any.

@@ -42,7 +42,7 @@ final class LoopCounters: Sendable {
 }
 
 /// Process-wide counters that are not per loop: refusals and upstream polls.
-final class ServerMetrics: Sendable {
+public final class ServerMetrics: Sendable {
     let refusedConnectionLimit = Atomic<Int>(0)
     let refusedPerIP = Atomic<Int>(0)
     let adminUnauthorized = Atomic<Int>(0)

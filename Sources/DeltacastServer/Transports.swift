@@ -683,7 +683,7 @@ extension HTTPConnection {
         guard state.configuration.endpoints[endpoint].source == .poll else {
             return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
         }
-        let count = state.server.polling.refresh(name: topicName)
+        let count = state.server.topicSource?.refresh(name: topicName) ?? 0
         guard count > 0 else {
             return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
         }

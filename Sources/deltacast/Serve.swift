@@ -1,5 +1,6 @@
 import DeltacastConfig
 import DeltacastServer
+import DeltacastPolling
 import Dispatch
 import Foundation
 
@@ -38,7 +39,7 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
     let server: HTTPServer
     let port: Int
     do {
-        server = try HTTPServer(configuration: configuration, dashboard: dashboard)
+        server = try HTTPServer(configuration: configuration, dashboard: dashboard, topicSource: UpstreamPolling(configuration: configuration))
         if let path { server.configurationSource = { readConfiguration(path: path) } }
         port = try server.start()
     } catch {

@@ -2,6 +2,7 @@ import CSystemLinux
 import DeltacastConfig
 import DeltacastLoop
 import DeltacastServer
+import DeltacastPolling
 import Foundation
 
 /// `deltacast bench upstream`: what the proxy saves the legacy API and what it costs in latency.
@@ -41,7 +42,7 @@ enum UpstreamBenchmark {
                 server: { event_loops: 1 }
                 limits: { max_connections_per_ip: 20000 }
                 """, file: "bench-upstream.yaml", environment: [:])
-            let server = try HTTPServer(configuration: configuration)
+            let server = try HTTPServer(configuration: configuration, topicSource: UpstreamPolling(configuration: configuration))
             let port = try server.start()
             defer { server.shutdown() }
             let push = try measure(simulator: simulator, port: port, clients: clients, seconds: duration, interval: interval, push: true)

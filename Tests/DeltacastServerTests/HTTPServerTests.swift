@@ -4,11 +4,12 @@ import Synchronization
 import Testing
 @testable import DeltacastServer
 import DeltacastLoop
+import DeltacastPolling
 
 /// Starts a real server on loopback (port 0) with `yaml` and runs `body` against it.
 func withServer(_ yaml: String, server extra: String = "", dashboard: Bool = false, _ body: (Int) throws -> Void) throws {
     let configuration = try Configuration.load(text: "listen: 127.0.0.1:0\nserver: { event_loops: 2\(extra) }\n" + yaml, file: "test.yaml", environment: [:])
-    let server = try HTTPServer(configuration: configuration, dashboard: dashboard)
+    let server = try HTTPServer(configuration: configuration, dashboard: dashboard, topicSource: UpstreamPolling(configuration: configuration))
     let port = try server.start()
     defer { server.shutdown() }
     try body(port)

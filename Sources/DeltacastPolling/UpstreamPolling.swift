@@ -1,13 +1,14 @@
-import DeltacastConfig
-import DeltacastHub
-import DeltacastLoop
+public import DeltacastConfig
+public import DeltacastHub
+public import DeltacastLoop
+public import DeltacastServer
 import DeltacastUpstream
 
 /// Connects the hub's topics to the upstream (DESIGN.md "Polling"): every new topic of a
 /// `source: poll` endpoint gets a poll job on the upstream event loop, which runs while the
 /// topic is wanted (subscribers, or a use within `linger`) and evicts it after; each result
 /// becomes a new state, a recovery, or an upstream problem for the topic.
-final class UpstreamPolling: @unchecked Sendable {
+public final class UpstreamPolling: TopicSource, @unchecked Sendable {
     let loop: EventLoop
     /// The configuration in force; read and replaced on `loop` only.
     private var configuration: Configuration
@@ -16,15 +17,16 @@ final class UpstreamPolling: @unchecked Sendable {
     private var poller: Poller?
     private var log = EventLog(level: .info)
 
-    init(configuration: Configuration) throws(SystemError) {
+    /// A poller for `configuration`'s upstream (its loop starts with ``start(hub:reports:)``).
+    public init(configuration: Configuration) throws(SystemError) {
         self.configuration = configuration
         self.loop = try EventLoop()
     }
 
     /// Starts the upstream loop for `hub`'s topics.
-    func start(hub: Hub, metrics: ServerMetrics, log: EventLog) throws(SystemError) {
+    public func start(hub: Hub, reports: ServerReports) throws(SystemError) {
         self.hub = hub
-        self.log = log
+        self.log = reports.log
         try loop.start(name: "deltacast-upstream")
         let upstream = configuration.upstream
         loop.execute { [self] in
@@ -32,7 +34,7 @@ final class UpstreamPolling: @unchecked Sendable {
             let poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
             poller.observer = { [weak hub] report in
                 guard let topic = hub?.existingTopic(key: report.key) else { return }
-                metrics.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
+                reports.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
                 if let next = report.nextInMilliseconds { topic.recordPoll(failures: report.failures, nextInMilliseconds: next) }
             }
             self.poller = poller
@@ -56,20 +58,20 @@ final class UpstreamPolling: @unchecked Sendable {
     }
 
     /// Stops polling and the loop (requests in flight are abandoned). Blocks until it ended.
-    func stop() {
+    public func stop() {
         loop.stop()
         loop.join()
     }
 
     /// A topic was created: poll it if its endpoint polls (callable from any thread).
-    func topicCreated(_ topic: Topic) {
+    public func topicCreated(_ topic: Topic) {
         guard topic.endpoint.source == .poll else { return }
         loop.execute { [self] in startPolling(topic) }
     }
 
     /// Re-polls every topic named `name` now (one per credential under passthrough); returns
     /// how many there are.
-    func refresh(name: String) -> Int {
+    public func refresh(name: String) -> Int {
         let topics = hub?.allTopics.filter { $0.name == name } ?? []
         let keys = topics.map(\.key)
         loop.execute { [self] in for key in keys { poller?.refresh(key: key) } }
@@ -79,7 +81,7 @@ final class UpstreamPolling: @unchecked Sendable {
     /// A reload (callable from any thread): later polls use `new`'s upstream settings; topics
     /// that `ended` stop polling; `changed` topics poll with their endpoint's new request and
     /// interval from their next poll on.
-    func reconfigure(_ new: Configuration, ended: [Topic], changed: [Topic]) {
+    public func reconfigure(_ new: Configuration, ended: [Topic], changed: [Topic]) {
         loop.execute { [self] in
             configuration = new
             guard let poller else { return }

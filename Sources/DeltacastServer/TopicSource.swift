@@ -1,0 +1,34 @@
+public import DeltacastConfig
+public import DeltacastHub
+public import DeltacastLoop
+
+/// Where the topics of `source: poll` endpoints get their state. The server does not know how:
+/// the executable plugs in the upstream poller (`deltacast serve` composes Hub, poller and
+/// server), and a server without a source serves publish endpoints only.
+public protocol TopicSource: AnyObject, Sendable {
+    /// Starts (before the server accepts connections); `hub` holds the topics, `reports`
+    /// takes poll outcomes for `/metrics` and log lines.
+    func start(hub: Hub, reports: ServerReports) throws(SystemError)
+    /// A topic was created: poll it if its endpoint polls. Called from any thread.
+    func topicCreated(_ topic: Topic)
+    /// Re-polls every topic named `name` now (one per credential under passthrough); returns
+    /// how many there are (`POST /deltacast/refresh`).
+    func refresh(name: String) -> Int
+    /// A reload put `configuration` in force: `ended` topics stop, `changed` ones take their
+    /// endpoint's new settings.
+    func reconfigure(_ configuration: Configuration, ended: [Topic], changed: [Topic])
+    /// Stops; blocks until it has.
+    func stop()
+}
+
+/// What a topic source reports back to the server: poll outcomes (for `/metrics`) and log lines.
+public struct ServerReports: Sendable {
+    let metrics: ServerMetrics
+    /// The server's structured log.
+    public let log: EventLog
+
+    /// Records one poll: its endpoint pattern, outcome label and duration.
+    public func recordPoll(endpoint: String, outcome: String, seconds: Double) {
+        metrics.recordPoll(endpoint: endpoint, outcome: outcome, seconds: seconds)
+    }
+}

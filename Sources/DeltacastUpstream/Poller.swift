@@ -46,7 +46,7 @@ public struct PollJob: Sendable {
 /// `maxConcurrent` requests in flight: jobs that come due past it wait in a FIFO queue, which
 /// holds each job at most once.
 ///
-/// Everything runs on the client's loop.
+/// Everything runs on the clock's thread (the client's event loop in production).
 public final class Poller: @unchecked Sendable {
     /// Backoff rules.
     public enum Backoff {
@@ -88,8 +88,9 @@ public final class Poller: @unchecked Sendable {
         }
     }
 
-    /// The HTTP client.
-    public let client: UpstreamClient
+    /// Where requests go, and the clock and timers the schedule runs on.
+    private let fetcher: any UpstreamFetching
+    private let clock: any PollClock
     private let maxConcurrent: Int
     private var entries: [String: Entry] = [:]
     private var waiting: [Entry] = []
@@ -112,21 +113,24 @@ public final class Poller: @unchecked Sendable {
     /// Called after every poll, once its result was judged and the next poll scheduled.
     public var observer: ((Report) -> Void)?
 
-    /// A poller using `client`, with at most `maxConcurrent` requests in flight.
-    public init(client: UpstreamClient, maxConcurrent: Int) {
-        self.client = client
+    /// A poller using `client` on its loop, with at most `maxConcurrent` requests in flight.
+    public convenience init(client: UpstreamClient, maxConcurrent: Int) {
+        self.init(fetcher: client, clock: client.loop, maxConcurrent: maxConcurrent)
+    }
+
+    /// A poller sending through `fetcher` on `clock`'s thread (a test double for either seam).
+    public init(fetcher: any UpstreamFetching, clock: any PollClock, maxConcurrent: Int) {
+        self.fetcher = fetcher
+        self.clock = clock
         self.maxConcurrent = max(1, maxConcurrent)
     }
 
-    /// Jobs being polled.
-    public var jobCount: Int { entries.count }
-    /// Jobs due but waiting for a free slot under `max_concurrent`.
-    public var queuedCount: Int { waiting.count - waitingStart }
+    /// Whether `key` is being polled.
+    public func isPolling(_ key: String) -> Bool { entries[key] != nil }
 
     /// Starts polling `key` now, then every interval while `wanted()` says so; `handler`
     /// judges each result. Starting a key that is polled already does nothing.
     public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, handler: @escaping (PollResult) -> PollVerdict) {
-        client.loop.assertInLoop()
         guard entries[key] == nil else { return }
         let entry = Entry(key: key, job: job, wanted: wanted, handler: handler)
         entries[key] = entry
@@ -138,14 +142,13 @@ public final class Poller: @unchecked Sendable {
     /// Returns false when `key` is not polled.
     @discardableResult
     public func update(key: String, job: PollJob) -> Bool {
-        client.loop.assertInLoop()
         guard let entry = entries[key] else { return false }
         if entry.job.request.url != job.request.url { entry.etag = nil; entry.lastModified = nil }
         entry.job = job
         if let timer = entry.timer {
-            client.loop.cancelTimer(timer)
-            let delay = max(0, entry.lastStart + job.intervalMilliseconds - EventLoop.monotonicMilliseconds())
-            entry.timer = client.loop.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
+            clock.cancel(timer)
+            let delay = max(0, entry.lastStart + job.intervalMilliseconds - clock.nowMilliseconds)
+            entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
         }
         return true
     }
@@ -154,7 +157,7 @@ public final class Poller: @unchecked Sendable {
     public func stop(key: String) {
         guard let entry = entries.removeValue(forKey: key) else { return }
         entry.stopped = true
-        if let timer = entry.timer { client.loop.cancelTimer(timer) }
+        if let timer = entry.timer { clock.cancel(timer) }
     }
 
     /// Polls `key` now (after the request in flight, if any). False when it is not polled.
@@ -162,7 +165,7 @@ public final class Poller: @unchecked Sendable {
     public func refresh(key: String) -> Bool {
         guard let entry = entries[key] else { return false }
         if entry.inFlight || entry.queued { entry.refreshAfter = true; return true }
-        if let timer = entry.timer { client.loop.cancelTimer(timer); entry.timer = nil }
+        if let timer = entry.timer { clock.cancel(timer); entry.timer = nil }
         due(entry)
         return true
     }
@@ -182,11 +185,11 @@ public final class Poller: @unchecked Sendable {
     private func send(_ entry: Entry) {
         running += 1
         entry.inFlight = true
-        entry.lastStart = EventLoop.monotonicMilliseconds()
+        entry.lastStart = clock.nowMilliseconds
         var request = entry.job.request
         if let etag = entry.etag { request.headers.append(("If-None-Match", etag)) }
         if let lastModified = entry.lastModified { request.headers.append(("If-Modified-Since", lastModified)) }
-        client.fetch(request) { [unowned self] response in
+        fetcher.fetch(request) { [unowned self] response in
             self.completed(entry, response)
         }
     }
@@ -194,7 +197,7 @@ public final class Poller: @unchecked Sendable {
     private func completed(_ entry: Entry, _ response: UpstreamResponse) {
         running -= 1
         entry.inFlight = false
-        let elapsed = EventLoop.monotonicMilliseconds() - entry.lastStart
+        let elapsed = clock.nowMilliseconds - entry.lastStart
         startWaiting()
         guard !entry.stopped else { return }
         let result: PollResult
@@ -239,7 +242,7 @@ public final class Poller: @unchecked Sendable {
             if entry.job.jitterMilliseconds > 0 { delay += Int64.random(in: 0...entry.job.jitterMilliseconds) }
         }
         observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: delay))
-        entry.timer = client.loop.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
+        entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
     }
 
     private func startWaiting() {

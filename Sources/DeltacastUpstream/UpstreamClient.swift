@@ -60,6 +60,14 @@ public struct UpstreamResponse: Sendable {
     /// Set when there is no usable response.
     public var failure: UpstreamFailure?
 
+    /// A response (status 0 with a `failure`).
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8], failure: UpstreamFailure?) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.failure = failure
+    }
+
     /// The first value of a header (case-insensitive name).
     public func header(_ name: String) -> String? {
         let lowered = name.lowercased()

@@ -394,7 +394,11 @@ struct ServeProcess {
             try tail.run()
             tails.append((transport, tail, pipe))
         }
-        usleep(500_000)
+        // Publish once all three are subscribed (the long-poller counts while it is held).
+        let deadline = Date().addingTimeInterval(20)
+        while !(try curl(["-s", "\(base)/metrics"]).contains("deltacast_subscriptions 3\n")) && Date() < deadline {
+            usleep(20_000)
+        }
         try publish(2)
         for (transport, tail, pipe) in tails {
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

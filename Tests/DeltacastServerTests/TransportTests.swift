@@ -38,6 +38,15 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
     return try JSONPatch.apply(operations, to: state)
 }
 
+/// Waits until the server holds `count` long-polls (its `/metrics` gauge says so), so a test
+/// knows a request is held before it changes anything.
+func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
+    try eventually(10) {
+        let metrics = try httpRequest(port: port, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").body
+        return metrics.contains("deltacast_connections{mode=\"longpoll\"} \(count)\n")
+    }
+}
+
 @Suite(.serialized) struct TransportTests {
     @Test func publishNeedsTheAdminTokenAndValidJSONAndKeepsStateOnRefusal() throws {
         try withServer(pushConfig) { port in
@@ -82,7 +91,7 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
             let etag = try #require(try httpRequest(port: port, "GET /live/a HTTP/1.1\r\nHost: a\r\n\r\n").head.split(separator: "\r\n").first { $0.hasPrefix("ETag: ") }?.dropFirst(6))
             let held = try RawClient(port: port)
             held.send("GET /live/a HTTP/1.1\r\nHost: a\r\nIf-None-Match: \(etag)\r\nPrefer: wait=10\r\n\r\n")
-            usleep(200_000)
+            #expect(try awaitHeldLongPolls(port, 1), "the legacy poll is held before the change")
             try publish(port: port, "/live/a", document(5))
             let answer = held.read(responses: 1).texts.first ?? ""
             #expect(answer.hasPrefix("HTTP/1.1 200") && answer.hasSuffix(document(5)))
@@ -240,7 +249,7 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
             let cursor = snapshot.string("cursor")!
             let held = try RawClient(port: port)
             held.send("GET /deltacast/poll?topic=/live/p&since=\(cursor)&wait=10 HTTP/1.1\r\nHost: a\r\n\r\n")
-            usleep(200_000)
+            #expect(try awaitHeldLongPolls(port, 1), "the poll is held before the change")
             try publish(port: port, "/live/p", document(2))
             let answer = held.read(responses: 1).texts.first ?? ""
             #expect(answer.hasPrefix("HTTP/1.1 200") && answer.contains(#""type":"patch""#) && answer.contains(#""base":"\#(cursor)""#))
@@ -326,7 +335,7 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
         let cursor = try #require(socket.handshake.isEmpty ? nil : try httpRequest(port: port, "GET /live/z HTTP/1.1\r\nHost: a\r\n\r\n").head.split(separator: "\"").dropFirst().first)
         let poll = try RawClient(port: port)
         poll.send("GET /deltacast/poll?topic=/live/z&since=\(cursor)&wait=30 HTTP/1.1\r\nHost: a\r\n\r\n")
-        usleep(200_000)
+        #expect(try awaitHeldLongPolls(port, 1), "the poll is held before the shutdown")
         let stopped = Thread { server.shutdown() }
         stopped.start()
         #expect(socket.closeCode() == 1001)
@@ -382,7 +391,9 @@ func apply(_ event: JSONObject, to state: JSONValue) throws -> JSONValue {
             try publish(port: port, "/snap/y", Self.bigDocument(0))
             let stuck = try WebSocketClient(port: port, path: "/snap/y", subprotocol: nil, timeoutSeconds: 5, receiveBuffer: 4096)
             for version in 1...100 { try publish(port: port, "/snap/y", Self.bigDocument(version)) }
-            usleep(2_500_000)
+            #expect(try eventually(10) {
+                try httpRequest(port: port, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").body.contains("deltacast_slow_consumer_closes_total 1\n")
+            }, "closed for want of progress")
             // What was already in flight arrives, then the connection ends (no timeout).
             var events = 0
             var ended = false

@@ -241,7 +241,8 @@ public struct Configuration: Sendable {
         public var sseHeartbeat: Duration = .seconds(15)
         /// SSE `retry:` hint. Default 2 s.
         public var sseRetry: Duration = .seconds(2)
-        /// WebSocket ping interval; two missed pongs close the connection. Default 30 s.
+        /// A ping goes out after this long without a frame from the peer (a peer that keeps
+        /// sending is not interrupted); two unanswered pings close the connection. Default 30 s.
         public var websocketPing: Duration = .seconds(30)
         /// Longest long-poll hold a client may ask for (`wait`, `Prefer: wait`). Default 60 s.
         public var maxWait: Duration = .seconds(60)

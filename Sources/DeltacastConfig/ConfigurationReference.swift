@@ -101,7 +101,7 @@ public enum ConfigurationReference {
             Key(path: "server.shutdown_timeout", type: "duration", defaultValue: d(s.shutdownTimeout), meaning: "Graceful shutdown deadline."),
             Key(path: "server.sse_heartbeat", type: "duration", defaultValue: d(s.sseHeartbeat), meaning: "SSE comment-line interval."),
             Key(path: "server.sse_retry", type: "duration", defaultValue: d(s.sseRetry), meaning: "SSE `retry:` hint."),
-            Key(path: "server.websocket_ping", type: "duration", defaultValue: d(s.websocketPing), meaning: "WebSocket ping interval; two missed pongs close."),
+            Key(path: "server.websocket_ping", type: "duration", defaultValue: d(s.websocketPing), meaning: "A ping after this long without a frame from the peer; two missed pongs close."),
             Key(path: "server.max_wait", type: "duration", defaultValue: d(s.maxWait), meaning: "Longest long-poll hold a client may request."),
             Key(path: "logging", type: "mapping", defaultValue: "", meaning: "Logging."),
             Key(path: "logging.level", type: LogLevel.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: c.logging.level.rawValue, meaning: "Lowest level written."),

@@ -40,6 +40,8 @@ final class WebSocketSession {
     var closeSent = false
     /// The peer's close frame arrived.
     var peerSentClose = false
+    /// When the peer last sent anything, or the last ping went out: a ping follows
+    /// `server.websocket_ping` of silence.
     var lastPing: Int64
     var unansweredPings = 0
     /// The upgrade request's headers that passthrough endpoints forward (credentials for the
@@ -438,6 +440,9 @@ extension HTTPConnection {
     func webSocketReceived(_ bytes: ArraySlice<UInt8>) {
         guard let session = webSocket else { return }
         session.decoder.append(bytes)
+        // Anything from the peer proves it alive: the next ping waits a whole interval of silence.
+        session.lastPing = EventLoop.monotonicMilliseconds()
+        session.unansweredPings = 0
         while !closed, webSocket != nil {
             let event: WebSocketEvent?
             do {

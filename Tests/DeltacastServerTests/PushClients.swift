@@ -61,12 +61,15 @@ final class WebSocketClient: @unchecked Sendable {
 
     func sendText(_ text: String) { send(.text, Array(text.utf8)) }
 
-    /// The next event, or nil on timeout or EOF. Pings are answered.
+    /// Pings the server sent (each answered by ``next()``).
+    private(set) var pingsReceived = 0
+
+    /// The next event, or nil on timeout or EOF. Pings are answered (and counted).
     func next() -> WebSocketEvent? {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             if let event = try? decoder.next() {
-                if case .ping(let payload) = event { send(.pong, payload); continue }
+                if case .ping(let payload) = event { pingsReceived += 1; send(.pong, payload); continue }
                 return event
             }
             let n = read(fd, &buffer, buffer.count)

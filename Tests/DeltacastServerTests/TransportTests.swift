@@ -470,6 +470,17 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
             while let event = try? decoder.next() { events.append(event) }
             #expect(events.filter { if case .ping = $0 { true } else { false } }.count == 2)
             #expect(events.last == .close(code: 1008, reason: "no pong to two pings"))
+
+            // A peer that keeps talking is not pinged: its messages prove it alive (long
+            // transfers are not interrupted by pings they would have to answer).
+            let chatty = try WebSocketClient(port: port, path: "/deltacast/ws")
+            for _ in 0..<10 {
+                chatty.sendText(#"{"type":"unsubscribe","topic":"/live/beat"}"#)
+                usleep(300_000)  // pacing the talker over 3 ping intervals, not waiting for a result
+            }
+            chatty.sendText(#"{"type":"subscribe","topic":"/live/beat"}"#)
+            #expect(chatty.nextJSON()?.string("type") == "snapshot")
+            #expect(chatty.pingsReceived == 0)
         }
     }
 

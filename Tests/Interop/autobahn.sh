@@ -23,5 +23,5 @@ for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.1; done
 port=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$out" | head -1)
 [ -n "$port" ] || { echo "deltacast serve did not start" >&2; cat "$out" >&2; exit 1; }
 cases=()
-for section in 1 2 3 4 5 6 7 9 10 12 13; do cases+=(-i "$section.*"); done
+for section in ${AUTOBAHN_SECTIONS:-1 2 3 4 5 6 7 9 10 12 13}; do cases+=(-i "$section.*"); done
 kosoku -p 2 "${cases[@]}" -o "$reports" "ws://127.0.0.1:$port/deltacast/echo"

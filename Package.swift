@@ -3,6 +3,8 @@
 // Dispatch, Glibc, Swift Testing, and C system libraries through the C* targets below.
 import PackageDescription
 
+// Each target declares exactly the modules it imports (DESIGN.md's graph; the README's layout).
+
 /// Settings every Swift target shares: Swift 6 language mode (strict concurrency) and the
 /// upcoming features that make code clearer to read.
 let sharedSwiftSettings: [SwiftSetting] = [
@@ -43,13 +45,13 @@ let package = Package(
         .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastWire", dependencies: ["DeltacastJSON", "CZlib"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop", "DeltacastConfig"],
+            name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .target(
             name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "COpenSSL"],
+            name: "DeltacastServer", dependencies: ["DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "COpenSSL"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
@@ -60,7 +62,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastHub", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling"],
+            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -91,7 +93,7 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastLoop"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
@@ -103,6 +105,7 @@ let package = Package(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
+            // Imports none of ours: it runs the built executable, so it depends on it being built.
             name: "DeltacastCLITests", dependencies: ["deltacast"],
             swiftSettings: sharedSwiftSettings),
     ]

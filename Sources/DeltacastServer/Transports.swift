@@ -36,24 +36,22 @@ final class WebSocketSession {
     let kind: Kind
     var decoder: WebSocketFrameDecoder
     let deflate: PerMessageDeflate.Parameters?
+    /// Pings, pongs and the closing handshake (a value type the connection drives).
+    var control: WebSocketProtocolState
     /// A close frame was sent: nothing more goes out, the peer's close ends it.
-    var closeSent = false
+    var closeSent: Bool { control.closeSent }
     /// The peer's close frame arrived.
-    var peerSentClose = false
-    /// When the peer last sent anything, or the last ping went out: a ping follows
-    /// `server.websocket_ping` of silence.
-    var lastPing: Int64
-    var unansweredPings = 0
+    var peerSentClose: Bool { control.peerSentClose }
     /// The upgrade request's headers that passthrough endpoints forward (credentials for the
     /// topics this connection subscribes to later).
     let credentialHeaders: HTTPHeaders
 
-    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64, credentialHeaders: HTTPHeaders) {
+    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64, pingInterval: Int64, credentialHeaders: HTTPHeaders) {
         self.kind = kind
         self.credentialHeaders = credentialHeaders
         self.decoder = decoder
         self.deflate = deflate
-        self.lastPing = now
+        self.control = WebSocketProtocolState(pingInterval: pingInterval, now: now)
     }
 
     /// Whether shared broadcast frames (compressed with a 15-bit window) may be sent compressed.
@@ -419,6 +417,7 @@ extension HTTPConnection {
             var credentialHeaders = HTTPHeaders()
             for name in state.generation.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
             webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds(),
+                                         pingInterval: state.webSocketPingMilliseconds,
                                          credentialHeaders: credentialHeaders)
             mode = .webSocket
             if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
@@ -441,8 +440,7 @@ extension HTTPConnection {
         guard let session = webSocket else { return }
         session.decoder.append(bytes)
         // Anything from the peer proves it alive: the next ping waits a whole interval of silence.
-        session.lastPing = EventLoop.monotonicMilliseconds()
-        session.unansweredPings = 0
+        session.control.heard(now: EventLoop.monotonicMilliseconds())
         while !closed, webSocket != nil {
             let event: WebSocketEvent?
             do {
@@ -452,22 +450,17 @@ extension HTTPConnection {
                 return
             }
             guard let event else { break }
-            switch event {
-            case .ping(let payload):
-                if !session.closeSent { send(WebSocketFrame.encode(.pong, payload: payload)) }
-            case .pong:
-                session.unansweredPings = 0
-            case .close(let code, _):
-                session.peerSentClose = true
-                if !session.closeSent {
-                    session.closeSent = true
-                    send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? []))
-                }
+            switch session.control.received(event) {
+            case .none, .ping, .close:
+                break
+            case .pong(let payload):
+                send(WebSocketFrame.encode(.pong, payload: payload))
+            case .answerClose(let reply, let code):
+                if reply { send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? [])) }
                 closeAfterFlush = true
                 flush()
                 return
             case .message(let opcode, let payload):
-                if session.closeSent { continue }
                 if session.kind != .echo && !takeMessageToken() { return }
                 switch session.kind {
                 case .echo: sendMessage(opcode, payload)
@@ -523,8 +516,7 @@ extension HTTPConnection {
     func closeWebSocket(code: UInt16, reason: String) {
         if closeReason == nil { closeReason = (code == 1001 || code == 1000 ? .debug : .info, Int(code), reason) }
         guard let session = webSocket else { close(); return }
-        if !session.closeSent {
-            session.closeSent = true
+        if session.control.beginClose() {
             // The close frame must go out even past the high watermark (it is tiny).
             _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason)))
         }
@@ -533,12 +525,19 @@ extension HTTPConnection {
     }
 
     func webSocketHeartbeat(now: Int64) {
-        guard let session = webSocket, !session.closeSent, now - session.lastPing >= state.webSocketPingMilliseconds else { return }
-        if session.unansweredPings >= 2 { return closeWebSocket(code: 1008, reason: "no pong to two pings") }
-        session.unansweredPings += 1
-        session.lastPing = now
-        send(WebSocketFrame.encode(.ping, payload: []))
-        flush()
+        guard let session = webSocket else { return }
+        switch session.control.tick(now: now) {
+        case .ping:
+            send(WebSocketFrame.encode(.ping, payload: []))
+            flush()
+        case .close(let code, let reason):
+            if closeReason == nil { closeReason = (.info, Int(code), reason) }
+            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason)))
+            closeAfterFlush = true
+            flush()
+        default:
+            break
+        }
     }
 
     // MARK: Subscriptions and delivery
@@ -671,8 +670,7 @@ extension HTTPConnection {
     func slowConsumerTimedOut() {
         state.counters.slowConsumerCloses.add(1, ordering: .relaxed)
         closeReason = (.warn, mode == .webSocket ? 1008 : nil, "slow consumer: no write progress for limits.slow_consumer_timeout")
-        if mode == .webSocket, let session = webSocket, !session.closeSent {
-            session.closeSent = true
+        if mode == .webSocket, let session = webSocket, session.control.beginClose() {
             _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))
             _ = writeQueue()
         }

@@ -31,6 +31,12 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def discover(*arguments):
+    """`deltacast discover ARGUMENTS` as a process: (exit status, standard output, standard error)."""
+    result = subprocess.run([BINARY, "discover", *arguments], capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
 def wait_for(url, seconds=30):
     """Polls `url` until it answers 200 (a bounded loop: the server is starting)."""
     deadline = time.time() + seconds
@@ -70,10 +76,9 @@ class DatasetteTest(unittest.TestCase):
             db.execute(statement, args)
 
     def discover(self, url, *extra):
-        result = subprocess.run([BINARY, "discover", url, "--samples", "3", "--interval", "100ms", *extra],
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return result.stdout
+        status, out, error = discover(url, "--samples", "3", "--interval", "100ms", *extra)
+        self.assertEqual(status, 0, error)
+        return out
 
     def test_discover_proposes_the_row_key_and_ignores_query_ms(self):
         out = self.discover(self.base + "/market/prices.json?_shape=objects&_size=max", "--path", "/prices")
@@ -99,10 +104,9 @@ class DatasetteTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def test_discover_fails_clearly_on_an_error_status(self):
-        result = subprocess.run([BINARY, "discover", self.base + "/missing-database.json", "--samples", "2", "--interval", "0ms"],
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.returncode, 1)
-        self.assertIn("answered 404; discover needs a 2xx answer", result.stderr)
+        status, _, error = discover(self.base + "/missing-database.json", "--samples", "2", "--interval", "0ms")
+        self.assertEqual(status, 1)
+        self.assertIn("answered 404; discover needs a 2xx answer", error)
 
     def test_a_keyed_root_array_and_a_fixed_query_reach_clients_as_small_patches(self):
         proxy = Proxy(f"""
@@ -161,24 +165,23 @@ class SimulatorTest(unittest.TestCase):
 
     def test_discover_sees_conditional_requests_and_the_volatile_timestamp(self):
         request(self.upstream + "/_sim/freeze", method="POST")
-        result = subprocess.run([BINARY, "discover", self.upstream + "/api/prices", "--samples", "4", "--interval", "50ms"],
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("    array_keys: { /items: id }\n", result.stdout)
-        self.assertIn("    ignore: [/generatedAt]\n", result.stdout)
-        self.assertIn("# conditional requests: yes: If-None-Match → 304 Not Modified", result.stdout)
-        self.assertIn("# ignore /generatedAt: changed in all 3 intervals and nothing else changed", result.stdout)
+        status, out, error = discover(self.upstream + "/api/prices", "--samples", "4", "--interval", "50ms")
+        self.assertEqual(status, 0, error)
+        self.assertIn("    array_keys: { /items: id }\n", out)
+        self.assertIn("    ignore: [/generatedAt]\n", out)
+        self.assertIn("# conditional requests: yes: If-None-Match → 304 Not Modified", out)
+        self.assertIn("# ignore /generatedAt: changed in all 3 intervals and nothing else changed", out)
 
     def test_discover_refuses_out_of_range_options(self):
         for option, value, message in [("--samples", "1", "--samples expects a whole number in 2...50"),
                                        ("--interval", "5m", "--interval expects a duration up to 1m"),
                                        ("--timeout", "0ms", "--timeout expects a duration up to 1m")]:
-            result = subprocess.run([BINARY, "discover", self.upstream + "/api/prices", option, value], capture_output=True, text=True)
-            self.assertEqual(result.returncode, 2, option)
-            self.assertIn(message, result.stderr)
-        result = subprocess.run([BINARY, "discover", "http://127.0.0.1:1/nothing", "--samples", "2"], capture_output=True, text=True, timeout=30)
-        self.assertEqual(result.returncode, 1)
-        self.assertIn("deltacast discover: http://127.0.0.1:1/nothing:", result.stderr)
+            status, _, error = discover(self.upstream + "/api/prices", option, value)
+            self.assertEqual(status, 2, option)
+            self.assertIn(message, error)
+        status, _, error = discover("http://127.0.0.1:1/nothing", "--samples", "2")
+        self.assertEqual(status, 1)
+        self.assertIn("deltacast discover: http://127.0.0.1:1/nothing:", error)
 
     def test_an_endpoint_header_replaces_the_shared_one_of_the_same_name(self):
         proxy = Proxy(f"""

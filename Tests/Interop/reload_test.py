@@ -273,10 +273,11 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(status, 405)
 
     def test_sighup_reloads_and_says_what_needs_a_restart(self):
-        self.write(config(self.upstream).replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1"))
+        self.write(config(self.upstream).replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1") + "logging: { level: warn }\n")
         self.proxy.signal(signal.SIGHUP)
-        self.wait_log(r'"event":"config_restart_required".*"keys":"listen"')
-        self.wait_log(r'"event":"config_reload"')
+        self.wait_log(r'"event":"config_restart_required".*"keys":"listen logging.level"')
+        # The level in force is still info: the reload's own info line is written.
+        self.wait_log(r'"level":"info","event":"config_reload"')
 
     def test_new_credentials_cors_and_limits_apply_to_new_requests(self):
         self.publish("/secure/c", {"v": 1})

@@ -52,6 +52,9 @@ final class ServerGeneration: Sendable {
         if old.tls?.certificate != new.tls?.certificate || old.tls?.key != new.tls?.key { keys.append("tls") }
         if old.server.eventLoops != new.server.eventLoops { keys.append("server.event_loops") }
         if old.upstream.maxConcurrent != new.upstream.maxConcurrent { keys.append("upstream.max_concurrent") }
+        if old.logging.level != new.logging.level { keys.append("logging.level") }
+        if old.auth.ticketTTL != new.auth.ticketTTL { keys.append("auth.ticket_ttl") }
+        if old.auth.maxTickets != new.auth.maxTickets { keys.append("auth.max_tickets") }
         return keys
     }
 }

@@ -93,7 +93,7 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
@@ -105,8 +105,8 @@ let package = Package(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            // Imports none of ours: it runs the built executable, so it depends on it being built.
-            name: "DeltacastCLITests", dependencies: ["deltacast"],
+            // It runs the built executable, so it depends on it being built.
+            name: "DeltacastCLITests", dependencies: ["deltacast", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
     ]
 )

@@ -1,14 +1,11 @@
 import Foundation
 import Testing
+import DeltacastTestSupport
 
 /// Runs the built `deltacast` executable as a user would, and captures what it prints.
 struct DeltacastProcess {
-    static let executable: URL = {
-        // The test bundle sits in the build products directory, beside the executable.
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
-    }()
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let executable = TestPaths.executable
+    static let repositoryRoot = TestPaths.repositoryRoot
 
     var status: Int32
     var stdout: String
@@ -173,32 +170,15 @@ struct DeltacastProcess {
     }
 }
 
-/// A `deltacast serve` process started with `yaml`, and the first line it printed.
-struct ServeProcess {
-    let process = Process()
-    let out = Pipe()
-    let firstLine: String
-    init(_ yaml: String, command: String = "serve") throws {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
-        try yaml.write(to: config, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: config) }
-        process.executableURL = DeltacastProcess.executable
-        process.arguments = [command, "-c", config.path]
-        process.currentDirectoryURL = DeltacastProcess.repositoryRoot
-        process.standardOutput = out
-        try process.run()
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        firstLine = String(decoding: line, as: UTF8.self)
-    }
-    /// `http://127.0.0.1:PORT` from "deltacast: listening on ...".
-    var base: String { String(firstLine.dropFirst("deltacast: listening on ".count).dropLast()) }
+/// A `deltacast serve` (or `demo`) process started with `yaml`, and the first line it printed.
+func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastChild {
+    try DeltacastChild([command], configuration: yaml)
 }
 
 @Suite struct ServeCommandTests {
     /// `deltacast serve` listens, answers probes to curl, and on SIGTERM shuts down and exits 0.
     @Test func serveAnswersHealthAndStopsOnSIGTERM() throws {
-        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nlogging: { access: true }\n")
+        let serve = try startServe("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nlogging: { access: true }\n")
         let process = serve.process, out = serve.out
         defer { if process.isRunning { process.terminate() } }
         // The first line says where it listens.
@@ -232,7 +212,7 @@ struct ServeProcess {
     /// token, cookie, admin token or ticket a client sent is written anywhere.
     @Test func logsAreJSONLinesWithoutSecrets() throws {
         let admin = "admin-secret-token-5d1e9a7c"
-        let serve = try ServeProcess("""
+        let serve = try startServe("""
             listen: 127.0.0.1:0
             upstream: { base: http://127.0.0.1:9, timeout: 300ms }
             endpoints:
@@ -273,7 +253,7 @@ struct ServeProcess {
     /// with subscribers and cursor); a wrong token exits 1 with the proxy's answer.
     @Test func topPrintsTheStatusAndRefusesAWrongToken() throws {
         let token = "top-admin-token-0123456789"
-        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: \(token) }\n")
+        let serve = try startServe("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: \(token) }\n")
         defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
         _ = try TailCommandTests().curl(["-X", "POST", "-H", "Authorization: Bearer \(token)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/t"])
         let top = try DeltacastProcess(["top", serve.base, "--token", token, "--once"])
@@ -296,7 +276,7 @@ struct ServeProcess {
         let (probe, port) = try DemoCommandTests().freePort()
         close(probe)
         let yaml = "listen: 127.0.0.1:\(port)\nendpoints:\n  - path: /live/{room}\n    source: publish\n"
-        let first = try ServeProcess(yaml)
+        let first = try startServe(yaml)
         defer { kill(first.process.processIdentifier, SIGKILL); first.process.waitUntilExit() }
         #expect(first.firstLine.hasPrefix("deltacast: listening on http://127.0.0.1:\(port)"))
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-conflict-\(getpid()).yaml")
@@ -319,7 +299,7 @@ struct ServeProcess {
         var yaml = try String(contentsOf: DeltacastProcess.repositoryRoot.appendingPathComponent("config/demo.yaml"), encoding: .utf8)
         yaml = yaml.replacingOccurrences(of: "listen: 127.0.0.1:8080", with: "listen: 127.0.0.1:0")
             .replacingOccurrences(of: "base: http://127.0.0.1:9000", with: "base: http://127.0.0.1:\(upstreamPort)")
-        let demo = try ServeProcess(yaml, command: "demo")
+        let demo = try startServe(yaml, command: "demo")
         defer { if demo.process.isRunning { kill(demo.process.processIdentifier, SIGKILL); demo.process.waitUntilExit() } }
         #expect(demo.firstLine.hasPrefix("deltacast: listening on http://127.0.0.1:"))
         let prices = try TailCommandTests().curl(["-i", demo.base + "/api/prices"])
@@ -376,7 +356,7 @@ struct ServeProcess {
     /// `deltacast tail` over each transport prints the snapshot, then the patch, each with the
     /// state after it, and with `--count 2` exits 0.
     @Test func tailPrintsEventsAndStateOverEveryTransport() throws {
-        let serve = try ServeProcess("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: tail-admin-token-0123456789 }\n")
+        let serve = try startServe("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: tail-admin-token-0123456789 }\n")
         defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
         let base = serve.base
         let document = { (price: Int) in #"{"items":[{"id":1,"p":\#(price)}],"note":"long enough for one price to travel as a patch"}"# }
@@ -434,7 +414,7 @@ struct ServeProcess {
         try openssl.run()
         openssl.waitUntilExit()
         let admin = "tail-admin-token-0123456789"
-        let serve = try ServeProcess("""
+        let serve = try startServe("""
             listen: 127.0.0.1:0
             tls: { certificate: \(cert), key: \(key) }
             auth: { api_keys: [{ key: tail-key-0123456789abcdef, subject: tail }] }

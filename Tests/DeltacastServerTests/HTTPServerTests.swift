@@ -5,6 +5,7 @@ import Testing
 @testable import DeltacastServer
 import DeltacastLoop
 import DeltacastPolling
+import DeltacastTestSupport
 
 /// Starts a real server on loopback (port 0) with `yaml` and runs `body` against it.
 func withServer(_ yaml: String, server extra: String = "", dashboard: Bool = false, _ body: (Int) throws -> Void) throws {
@@ -28,35 +29,14 @@ let endpoints = """
 /// server each need a descriptor per connection, and a process may hold at most 20,000) and
 /// returns it with the port it printed. The caller kills it.
 func startServeProcess(_ yaml: String) throws -> (Process, Int) {
-    let config = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml")
-    try yaml.write(to: config, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(at: config) }
-    return try startDeltacast(["serve", "-c", config.path])
+    try startDeltacast(["serve"], configuration: yaml)
 }
 
 /// Runs the built `deltacast` with `arguments` and returns it with the port its first line
 /// names ("...listening on http://127.0.0.1:PORT").
-func startDeltacast(_ arguments: [String]) throws -> (Process, Int) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("deltacast")
-    process.arguments = arguments
-    let out = Pipe(), errors = Pipe()
-    process.standardOutput = out
-    process.standardError = errors
-    try process.run()
-    var line = [UInt8]()
-    while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-    let text = String(decoding: line, as: UTF8.self)
-    guard let port = Int(text.split(separator: ":").last?.filter(\.isNumber) ?? "") else {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey:
-            "deltacast \(arguments[0]) did not print its port (exit \(process.terminationStatus)): \(text) \(said.suffix(2000))"])
-    }
-    // Keep draining its standard error so a chatty process never blocks on a full pipe.
-    Thread.detachNewThread { _ = errors.fileHandleForReading.readDataToEndOfFile() }
-    return (process, port)
+func startDeltacast(_ arguments: [String], configuration: String? = nil) throws -> (Process, Int) {
+    let child = try DeltacastChild(arguments, configuration: configuration)
+    return (child.process, child.port!)
 }
 
 /// A `serve` configuration for tests that hold 10,000 connections: caps raised, timeouts long.

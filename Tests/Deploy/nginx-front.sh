@@ -9,6 +9,7 @@
 # `kill $(cat DIR/nginx.pid)`. Besides the example's TLS server, a plain-HTTP server includes
 # the same location rules (for clients that cannot be given a CA).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # nginx lives in /usr/sbin, which a non-login PATH may lack
 target=$1
 dir=$2
 here=$(cd "$(dirname "$0")/../.." && pwd)

@@ -60,9 +60,13 @@ let package = Package(
         .target(
             name: "DeltacastPolling", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer"],
             swiftSettings: sharedSwiftSettings),
+        // The simulated legacy API: the demo's upstream, and the tests' and benchmarks'.
+        .target(
+            name: "DeltacastSimulator", dependencies: ["DeltacastLoop", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling"],
+            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling", "DeltacastSimulator"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(

@@ -1,4 +1,5 @@
 import DeltacastConfig
+import DeltacastSimulator
 import Dispatch
 import Foundation
 

@@ -1,5 +1,6 @@
 import CSystemLinux
 import DeltacastConfig
+import DeltacastSimulator
 import DeltacastLoop
 import DeltacastServer
 import DeltacastPolling

@@ -1,6 +1,6 @@
 import DeltacastLoop
 import DeltacastWire
-import Synchronization
+public import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,11 +27,11 @@ import Glibc
 ///   `DELETE /_sim/fail/PATH` ends it.
 /// - `GET /_sim/stats` → requests, 304s and body bytes per path; `POST /_sim/reset` zeroes them
 ///   and forgets documents and failures; `POST /_sim/freeze` stops the built-ins changing.
-final class LegacySimulator: @unchecked Sendable {
+public final class LegacySimulator: @unchecked Sendable {
     let loop: EventLoop
     private let listener: Int32
     /// The bound port.
-    let port: Int
+    public let port: Int
 
     struct Document { var body: [UInt8]; var contentType: String; var version: Int; var token: String? }
     struct Failure { var mode: String; var status: Int; var retryAfter: String?; var size: Int; var delay: Int64; var remaining: Int? }
@@ -47,8 +47,8 @@ final class LegacySimulator: @unchecked Sendable {
     /// For `bench upstream`, readable from any thread: when each prices version appeared and
     /// when it was first served (monotonic ns), the last 4,096 versions; and totals of upstream
     /// requests and body bytes over every resource.
-    let versionTimes = Mutex<[Int: (created: UInt64, served: UInt64?)]>([:])
-    let totals = Mutex<(requests: Int, bytes: Int)>((0, 0))
+    public let versionTimes = Mutex<[Int: (created: UInt64, served: UInt64?)]>([:])
+    public let totals = Mutex<(requests: Int, bytes: Int)>((0, 0))
     /// Part of every ETag, so a restarted simulator never repeats one for other content.
     private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     /// Delayed (`slow`) requests being answered now, and the most at once.
@@ -66,7 +66,7 @@ final class LegacySimulator: @unchecked Sendable {
     private var ticks = 0
 
     /// Binds `host:port` (0: any free port). Call ``start()`` to serve.
-    init(host: String = "127.0.0.1", port: Int) throws {
+    public init(host: String = "127.0.0.1", port: Int) throws {
         loop = try EventLoop()
         (listener, self.port) = try Socket.listen(host: host, port: port, reusePort: false)
         let symbols = ["AAPL", "MSFT", "GOOG", "AMZN", "META", "NVDA", "TSLA", "ORCL", "IBM", "INTC",
@@ -79,7 +79,7 @@ final class LegacySimulator: @unchecked Sendable {
         encodeInventory()
     }
 
-    func start() throws {
+    public func start() throws {
         try loop.start(name: "deltacast-simulator")
         loop.execute { [self] in
             try? loop.register(listener, events: EventLoop.readable, handler: Acceptor(simulator: self))
@@ -87,7 +87,7 @@ final class LegacySimulator: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    public func stop() {
         loop.stop()
         loop.join()
         close(listener)
@@ -260,7 +260,7 @@ final class LegacySimulator: @unchecked Sendable {
         }
     }
 
-    static func nanoseconds() -> UInt64 {
+    public static func nanoseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)

@@ -272,6 +272,17 @@ class ReloadTest(unittest.TestCase):
         status, _, _ = request(self.proxy.url("/deltacast/reload"), headers={"Authorization": f"Bearer {ADMIN}"})
         self.assertEqual(status, 405)
 
+    def test_a_key_file_that_cannot_be_read_changes_nothing(self):
+        text = config(self.upstream).replace("auth:\n", "auth:\n  jwt: { algorithm: RS256, public_key: /nonexistent/deltacast-key.pem }\n")
+        self.write(text)
+        status, _, body = request(self.proxy.url("/deltacast/reload"), method="POST", headers={"Authorization": f"Bearer {ADMIN}"})
+        self.assertEqual(status, 400)
+        self.assertIn("/nonexistent/deltacast-key.pem", json.loads(body)["message"])
+        # The API key of the running configuration still works.
+        self.publish("/secure/k", {"v": 1})
+        status, _, _ = request(self.proxy.url("/secure/k"), headers={"Authorization": f"Bearer {KEY}"})
+        self.assertEqual(status, 200)
+
     def test_sighup_reloads_and_says_what_needs_a_restart(self):
         self.write(config(self.upstream).replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1") + "logging: { level: warn }\n")
         self.proxy.signal(signal.SIGHUP)

@@ -58,9 +58,9 @@ public final class Topic: @unchecked Sendable {
     /// Whether a polled topic has had no subscriber and no use for its endpoint's `linger`
     /// (publish topics are never idle: they keep their state until evicted by `max_topics`).
     public func isIdle(now: Int64) -> Bool {
-        let endpoint = endpoint
-        guard endpoint.source == .poll, subscriberCount == 0 else { return false }
-        return now - activeAt.load(ordering: .relaxed) >= endpoint.linger.wholeMilliseconds
+        let (source, linger) = lock.withLock { _ in (configured.endpoint.source, configured.endpoint.linger) }
+        guard source == .poll, subscriberCount == 0 else { return false }
+        return now - activeAt.load(ordering: .relaxed) >= linger.wholeMilliseconds
     }
 
     init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {

@@ -122,6 +122,16 @@ final class RawClient: @unchecked Sendable {
         }
     }
 
+    /// A server built in-process, not from a file, has nothing to re-read: 400 saying so.
+    @Test func reloadWithoutAConfigurationFileIsRefused() throws {
+        try withServer("endpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: \(adminToken) }\n") { port in
+            let response = try httpRequest(port: port, "POST /deltacast/reload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(adminToken)\r\nContent-Length: 0\r\n\r\n")
+            #expect(response.status == 400)
+            #expect(response.body.contains("this server was not started from a configuration file; nothing to reload"))
+            #expect(try httpRequest(port: port, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").body.contains("deltacast_config_reloads_total{result=\"error\"} 1\n"))
+        }
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         try withServer(endpoints) { port in
             let client = try RawClient(port: port)

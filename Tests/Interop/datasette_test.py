@@ -172,6 +172,13 @@ class SimulatorTest(unittest.TestCase):
         self.assertIn("# conditional requests: yes: If-None-Match → 304 Not Modified", out)
         self.assertIn("# ignore /generatedAt: changed in all 3 intervals and nothing else changed", out)
 
+    def test_discover_proposes_snapshots_for_a_body_that_is_not_json(self):
+        request(self.upstream + "/_sim/docs/report.txt", method="PUT", body=b"quarterly report\n", headers={"Content-Type": "text/plain"})
+        status, out, error = discover(self.upstream + "/report.txt", "--samples", "2", "--interval", "0ms")
+        self.assertEqual(status, 0, error)
+        self.assertIn("    diff: snapshot\n", out)
+        self.assertIn("# the body is not JSON (17 bytes): the proxy sends each new version whole", out)
+
     def test_discover_refuses_out_of_range_options(self):
         for option, value, message in [("--samples", "1", "--samples expects a whole number in 2...50"),
                                        ("--interval", "5m", "--interval expects a duration up to 1m"),

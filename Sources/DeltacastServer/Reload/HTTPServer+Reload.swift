@@ -39,7 +39,7 @@ extension HTTPServer {
     @discardableResult
     public func reloadFromSource() -> Result<ReloadReport, ReloadError> {
         guard let configurationSource else {
-            return .failure(ReloadError(message: "this server was not started from a configuration file; nothing to reload"))
+            return failedReload(ReloadError(message: "this server was not started from a configuration file; nothing to reload"))
         }
         switch configurationSource() {
         case .success(let configuration): return reload(configuration)

@@ -1,0 +1,120 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastLoop
+import DeltacastWire
+
+/// A held long-poll: what answers it and its timer. A class, so an idle connection carries
+/// one pointer for it rather than a whole request head.
+final class Hold {
+    enum Kind {
+        /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
+        case mirrored
+        /// A cold `GET /path` waiting for the topic's first state: 504 on expiry.
+        case cold
+        /// `GET /deltacast/poll`: a JSON array of events, 204 on expiry.
+        case multiplexed
+    }
+    let kind: Kind
+    let request: HTTPRequestHead
+    var timer: UInt64?
+    init(kind: Kind, request: HTTPRequestHead) { self.kind = kind; self.request = request }
+}
+
+extension HTTPConnection {
+    func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential) {
+        var events: [[UInt8]] = []
+        var watched: [(Topic, Cursor?)] = []
+        for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
+            if let error = refusal(name, endpoint: endpoint, credential: credential) { events.append(error); continue }
+            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
+                events.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
+                continue
+            }
+            let problem = topic.upstreamProblem
+            if let problem, problem.kind == .forbidden {
+                events.append(DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
+                continue
+            }
+            if let changes = topic.changes(since: since) {
+                events += changes.map(\.event)
+                if let problem { events.append(DeltacastEvent.status(topic: name, error: (problem.http, problem.message))) }
+            }
+            watched.append((topic, since))
+        }
+        if requested.count > configuration.limits.maxTopicsPerConnection {
+            events.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
+        }
+        if !events.isEmpty || watched.isEmpty {
+            return finish(request, pollResponse(events))
+        }
+        let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
+        beginHold(.multiplexed, request: request, topics: watched, milliseconds: min(Int64(max(0, wait)) * 1000, configuration.server.maxWait.wholeMilliseconds))
+    }
+
+    func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
+        state.counters.delivered(transport: .longpoll, count: events.count, bytes: events.reduce(0) { $0 + $1.count })
+        var body: [UInt8] = [0x5B]
+        for (index, event) in events.enumerated() {
+            if index > 0 { body.append(0x2C) }
+            body += event
+        }
+        body.append(0x5D)
+        return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body)
+    }
+
+    // MARK: Holding (long-poll)
+
+    func beginHold(_ kind: Hold.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
+        mode = .held
+        for (topic, since) in topics { attach(topic, since: since, sendBacklog: false) }
+        let hold = Hold(kind: kind, request: request)
+        hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
+        self.hold = hold
+    }
+
+    /// Answers a held request when its wait ends (or the server shuts down).
+    func expireHold() {
+        guard let hold else { return }
+        let response: RoutedResponse = switch hold.kind {
+        case .mirrored: RoutedResponse(status: 304, headers: ["Cache-Control": "no-cache"], body: [])
+        case .cold: .error(504, "upstream_timeout", "the upstream did not provide a first state in time")
+        case .multiplexed: RoutedResponse(status: 204, headers: ["Cache-Control": "no-store"], body: [])
+        }
+        release(hold, with: response)
+    }
+
+    func release(_ hold: Hold, with response: RoutedResponse) {
+        if let timer = hold.timer { state.loop.cancelTimer(timer) }
+        self.hold = nil
+        detachAll()
+        finish(hold.request, response)
+        flush()
+        if !closed && !closeAfterFlush { resumeHTTP() }
+    }
+
+    /// A held request's topic changed: answer it.
+    func answerHold(_ hold: Hold, change: Change) {
+        switch hold.kind {
+        case .mirrored, .cold:
+            guard let topic = subscriptions.values.first?.topic else { return }
+            guard let current = topic.current() else {
+                // No good state: a cold GET gets the first poll's failure at once.
+                if hold.kind == .cold, change.cursor == nil, let problem = topic.upstreamProblem {
+                    release(hold, with: Self.problemResponse(problem))
+                }
+                return
+            }
+            let etag = "\"\(current.cursor)\""
+            release(hold, with: RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+        case .multiplexed:
+            var events: [[UInt8]] = []
+            for subscription in subscriptions.values {
+                if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
+            }
+            // Status and error events are not in the journal: they travel with what woke us.
+            if change.cursor == nil { events.append(change.event) }
+            release(hold, with: pollResponse(events))
+        }
+    }
+
+}

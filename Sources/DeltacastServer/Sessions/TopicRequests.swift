@@ -1,0 +1,213 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastLoop
+import DeltacastWire
+
+/// Plain requests about topics: mirrored GETs (200/304, or a held wait), publishes, refreshes,
+/// and the routing of the multiplexed transports to their sessions.
+extension HTTPConnection {
+    var configuration: Configuration { state.configuration }
+
+    // MARK: Mirrored paths
+
+    func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+        // Checked on every plain GET and every stream, before anything about the topic shows.
+        let presented = credential(request)
+        let decision = access(configuration.endpoints[endpoint], topicName: topicName, credential: presented)
+        guard decision == .allowed else { return finish(request, refusalResponse(decision)) }
+        let protected = configuration.endpoints[endpoint].auth == .token
+        if WebSocketHandshake.isUpgrade(request) {
+            guard configuration.transports.contains(.websocket) else {
+                return finish(request, .error(403, "forbidden", "the websocket transport is disabled in this proxy's configuration (transports)"))
+            }
+            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName), credential: protected ? presented : .anonymous)
+        }
+        if Self.wantsEventStream(request) {
+            guard configuration.transports.contains(.sse) else {
+                return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
+            }
+            if protected { guard bind(presented) else { return tooManyForUser(request) } }
+            let since = lastEventID(request).first.flatMap { Cursor($0) } ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
+            return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
+        }
+        guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
+        guard let current = topic.current() else {
+            if topic.endpoint.source == .publish {
+                return finish(request, .error(404, "not_found", "nothing has been published to \(topicName) yet"))
+            }
+            if let problem = topic.upstreamProblem { return finish(request, Self.problemResponse(problem)) }
+            // The first poll is under way (shared by every cold request); its own timeout ends
+            // it first, so this hold's deadline is a backstop.
+            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: configuration.upstream.timeout.wholeMilliseconds + 2000)
+        }
+        let etag = "\"\(current.cursor)\""
+        if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
+            if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
+                return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
+                                 milliseconds: min(Int64(wait) * 1000, configuration.server.maxWait.wholeMilliseconds))
+            }
+            return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
+        }
+        finish(request, RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+    }
+
+    /// The answer to a plain GET while the upstream gives no good state.
+    static func problemResponse(_ problem: UpstreamProblem) -> RoutedResponse {
+        let code = switch problem.kind {
+        case .forbidden: "forbidden"
+        case .timeout: "upstream_timeout"
+        default: "upstream_error"
+        }
+        return .error(problem.responseStatus, code, problem.message, headers: problem.kind == .forbidden ? [:] : ["Retry-After": "1"])
+    }
+
+    func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
+        headers.add(name: "ETag", value: etag)
+        headers.add(name: "Cache-Control", value: "no-cache")
+        if stale { headers.add(name: "Deltacast-Stale", value: "true") }
+        return headers
+    }
+
+    /// Whether an `If-None-Match` list names `etag` (weak comparison, or `*`).
+    static func etagMatches(_ header: String, _ etag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            var text = candidate.trimmingOWS
+            if text == "*" { return true }
+            if text.hasPrefix("W/") { text.removeFirst(2) }
+            return text == etag
+        }
+    }
+
+    /// `Prefer: wait=N` (RFC 7240), in seconds.
+    static func preferWait(_ request: HTTPRequestHead) -> Int? {
+        for token in request.headers.values("Prefer").flatMap({ $0.split(separator: ",") }) {
+            let parts = token.split(separator: "=", maxSplits: 1).map { $0.trimmingOWS }
+            if parts.count == 2, parts[0].lowercased() == "wait", let seconds = Int(parts[1]), seconds >= 0 { return seconds }
+        }
+        return nil
+    }
+
+    func lastEventID(_ request: HTTPRequestHead) -> [String] {
+        let value = request.headers["Last-Event-ID"] ?? Router.queryValues(request.target, "last_event_id").first
+        guard let value, !value.isEmpty else { return [] }
+        return value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    /// The credentials this connection holds for `endpoint` (`auth: passthrough`): from the
+    /// request, or for a WebSocket from its upgrade request.
+    func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
+        guard configuration.endpoints[endpoint].auth == .passthrough else { return [] }
+        let headers = request?.headers ?? webSocket?.credentialHeaders ?? HTTPHeaders()
+        return state.server.hub.credentials(endpoint: configuration.endpoints[endpoint]) { headers[$0] }
+    }
+
+    func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?, credentialsFrom source: HTTPRequestHead? = nil) -> Topic? {
+        do {
+            return try state.server.hub.topic(named: name, endpoint: configuration.endpoints[endpoint],
+                                              credentials: credentials(endpoint: endpoint, request: source ?? request))
+        } catch .endpointRemoved(let path) {
+            if let request { finish(request, .error(404, "not_found", "the endpoint \(path) was removed by a configuration reload")) }
+            return nil
+        } catch {
+            if let request {
+                finish(request, .error(503, "too_many", "the proxy holds limits.max_topics topics, all watched", headers: ["Retry-After": "5"]))
+            }
+            return nil
+        }
+    }
+
+    // MARK: Publish
+
+    func publish(_ request: HTTPRequestHead, body: [UInt8], endpoint: Int, topicName: String) {
+        guard configuration.endpoints[endpoint].source == .publish else {
+            return finish(request, .error(409, "conflict", "\(topicName) is polled from the upstream (source: poll); only source: publish endpoints accept publishes"))
+        }
+        guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
+        do {
+            // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
+            var contentType = request.headers["Content-Type"] ?? "application/json"
+            if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
+            let outcome = try topic.update(body: body, contentType: contentType)
+            let (cursor, changed): (Cursor, Bool) = switch outcome {
+            case .changed(let cursor): (cursor, true)
+            case .unchanged(let cursor): (cursor, false)
+            }
+            var headers: HTTPHeaders = ["Content-Type": "application/json", "ETag": "\"\(cursor)\""]
+            headers.add(name: "Cache-Control", value: "no-store")
+            finish(request, RoutedResponse(status: 200, headers: headers,
+                                           body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8)))
+        } catch {
+            finish(request, .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged"))
+        }
+    }
+
+    // MARK: Multiplexed transports
+
+    func serveMultiplexed(_ request: HTTPRequestHead, transport: Transport) {
+        switch transport {
+        case .websocket:
+            upgrade(request, kind: .multiplexed, credential: credential(request))
+        case .sse, .longpoll:
+            let names = Router.queryValues(request.target, "topic")
+            guard !names.isEmpty else {
+                return finish(request, .error(400, "bad_request", "name at least one topic: ?topic=/path"))
+            }
+            var sinces = Router.queryValues(request.target, "since")
+            if transport == .sse { let resumed = lastEventID(request); if !resumed.isEmpty { sinces = resumed } }
+            var topics: [(String, Int?, Cursor?)] = []
+            for (offset, name) in names.enumerated() {
+                let since = offset < sinces.count ? Cursor(sinces[offset]) : nil
+                if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name) {
+                    topics.append((topic, index, since))
+                } else {
+                    topics.append((name, nil, since))
+                }
+            }
+            let presented = credential(request)
+            if case .invalid(let reason, explicit: true) = presented {
+                return finish(request, refusalResponse(.unauthenticated("invalid token: \(reason)")))
+            }
+            if transport == .sse {
+                guard bind(presented) else { return tooManyForUser(request) }
+                return startSSE(request, topics: topics, multiplexed: true, credential: presented)
+            }
+            poll(request, topics: topics, credential: presented)
+        }
+    }
+
+    /// An error event for a topic that cannot be subscribed, or nil when it can.
+    func refusal(_ name: String, endpoint: Int?, credential: Credential) -> [UInt8]? {
+        if let endpoint {
+            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.values.contains(where: { $0.topic.name == name }) {
+                return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
+            }
+            return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)
+        }
+        switch state.generation.router.matcher.match(name) {
+        case .badParameter(let parameter, let pattern):
+            return DeltacastEvent.error(topic: name, code: .badRequest, message: "invalid value for parameter '\(parameter)'; it must match \(pattern)")
+        default:
+            return DeltacastEvent.error(topic: name, code: .notFound, message: "no endpoint is configured at \(name)")
+        }
+    }
+
+}
+
+extension HTTPConnection {
+    /// `POST /deltacast/refresh?topic=...`: re-polls the topic now (every credential's topic of
+    /// that name under passthrough). 202 with how many topics were nudged; 404 when none is
+    /// polled now (nobody watches it); 409 for a `source: publish` endpoint.
+    func refresh(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+        guard state.configuration.endpoints[endpoint].source == .poll else {
+            return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
+        }
+        let count = state.server.topicSource?.refresh(name: topicName) ?? 0
+        guard count > 0 else {
+            return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
+        }
+        let body = Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"refreshed\":\(count)}".utf8)
+        finish(request, RoutedResponse(status: 202, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
+    }
+}

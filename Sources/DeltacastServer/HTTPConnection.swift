@@ -24,9 +24,8 @@ final class HTTPConnection: EventLoopHandler {
     private var requestBody: [UInt8] = []
     var closeAfterFlush = false
     private(set) var closed = false
-    /// When the first byte of the request being received arrived (header timeout), or nil.
-    private var requestStartedAt: Int64?
-    var lastActivity: Int64
+    /// Every deadline's bookkeeping (header, idle, heartbeat, slow consumer, linger…).
+    var deadlines: ConnectionDeadlines
     /// When the current request's head was complete (for the access log's duration).
     private var headReceivedAt: Int64 = 0
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
@@ -54,27 +53,16 @@ final class HTTPConnection: EventLoopHandler {
     }
     /// Push state (Transports.swift).
     var webSocket: WebSocketSession?
-    /// By topic key (the name, plus a credential digest under `auth: passthrough`).
-    var subscriptions: [String: Subscription] = [:]
-    /// Topic keys in the order of a multiplexed SSE stream (its `id:` lists their cursors so).
-    var sseTopics: [String] = []
+    /// The topics it receives, their cursors, and conflation.
+    var subscriptions = SubscriptionSet()
     var sseMultiplexed = false
     var hold: Hold?
-    /// When bytes last left (heartbeats) and when the queue last shrank (slow consumers).
-    var lastWrite: Int64
-    var lastProgress: Int64
-    /// Set when a push did not fit: pending changes are dropped until the queue drains, then
-    /// every topic marked `needsResync` gets one snapshot.
-    var conflating = false
     /// Queued in the loop's list of connections to flush at the end of this iteration.
     var flushPending = false
     /// Accepted on `admin.listen`. (Declared beside the other flags: it fits in their padding.)
     let onAdminListener: Bool
     /// The TLS session, when `tls` is configured (nil on the plain and admin listeners).
     let tls: TLSStream?
-    /// While lingering after a WebSocket close (see ``beginLinger(now:)``), the deadline; 0
-    /// otherwise (an optional would cost 8 more bytes per connection).
-    private var lingerUntil: Int64 = 0
     /// The credential a push connection holds (WebSocket: renewable by an `auth` message); it
     /// counts under its subject in `limits.max_connections_per_user` while held.
     var principal: Principal?
@@ -92,9 +80,7 @@ final class HTTPConnection: EventLoopHandler {
         self.parser = HTTPRequestParser(limits: state.generation.parserLimits)
         let limit = state.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
-        self.lastActivity = EventLoop.monotonicMilliseconds()
-        self.lastWrite = lastActivity
-        self.lastProgress = lastActivity
+        self.deadlines = ConnectionDeadlines(now: EventLoop.monotonicMilliseconds())
         state.counters.adjust(.http, by: 1)
     }
 
@@ -102,7 +88,7 @@ final class HTTPConnection: EventLoopHandler {
     var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
 
     func handle(events: UInt32) {
-        if lingerUntil != 0 { return discardUntilPeerCloses() }
+        if deadlines.isLingering { return discardUntilPeerCloses() }
         if let tls, !tls.established {
             guard continueHandshake(tls) else { return }
             // Application data may already sit decrypted in the session: read it now.
@@ -136,7 +122,7 @@ final class HTTPConnection: EventLoopHandler {
                 // A TLS record may leave more decrypted bytes than one read: read to WANT_READ.
                 let count = state.loop.scratch.withUnsafeMutableBytes { tls.read(into: $0) }
                 if count > 0 {
-                    lastActivity = EventLoop.monotonicMilliseconds()
+                    deadlines.read(now: EventLoop.monotonicMilliseconds())
                     received(state.loop.scratch[0..<count])
                     continue
                 }
@@ -146,7 +132,7 @@ final class HTTPConnection: EventLoopHandler {
             }
             let count = state.loop.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
-                lastActivity = EventLoop.monotonicMilliseconds()
+                deadlines.read(now: EventLoop.monotonicMilliseconds())
                 received(state.loop.scratch[0..<count])
                 // A short read emptied the socket; with edge-triggered epoll, new data raises a
                 // new event, so the read that would only return EAGAIN is skipped.
@@ -163,7 +149,7 @@ final class HTTPConnection: EventLoopHandler {
     private func received(_ bytes: ArraySlice<UInt8>) {
         switch mode {
         case .http:
-            if requestStartedAt == nil && head == nil { requestStartedAt = lastActivity }
+            if head == nil { deadlines.requestBegan(now: deadlines.lastActivity) }
             parser.append(bytes)
             process()
         case .held:
@@ -188,7 +174,7 @@ final class HTTPConnection: EventLoopHandler {
                     head = received
                     requestBody = []
                     headReceivedAt = EventLoop.monotonicMilliseconds()
-                    requestStartedAt = nil
+                    deadlines.headReceived()
                     if received.expectsContinue {
                         _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
                     }
@@ -200,7 +186,7 @@ final class HTTPConnection: EventLoopHandler {
                     let body = requestBody
                     requestBody = []
                     respond(to: request, body: body)
-                    if mode == .http && !parser.isIdle { requestStartedAt = EventLoop.monotonicMilliseconds() }
+                    if mode == .http && !parser.isIdle { deadlines.nextRequestBuffered(now: EventLoop.monotonicMilliseconds()) }
                 }
             }
         } catch {
@@ -300,15 +286,14 @@ final class HTTPConnection: EventLoopHandler {
         let before = queue.pendingBytes
         let result = writeQueue()
         let now = EventLoop.monotonicMilliseconds()
-        if queue.pendingBytes < before { lastProgress = now; lastWrite = now }
+        deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
-            lastProgress = now
             if closeAfterFlush {
                 if mode == .webSocket, let session = webSocket, session.closeSent, !session.peerSentClose { beginLinger(now: now) } else { close() }
                 return
             }
-            if conflating {
+            if subscriptions.conflating {
                 // The snapshots owed go out now (this flush found the queue empty).
                 resync()
                 if !queue.isEmpty { flush(); return }
@@ -320,7 +305,7 @@ final class HTTPConnection: EventLoopHandler {
             watch(epollIn | epollOut | epollEdge)
             // Partly drained: below the low watermark, a paused reader may go on.
             if queue.isBelowLowWatermark {
-                if conflating { resync() }
+                if subscriptions.conflating { resync() }
                 readAvailableIfPaused()
             }
         case .failed:
@@ -333,8 +318,7 @@ final class HTTPConnection: EventLoopHandler {
     /// in-flight frames with a reset, and a reset can destroy the close frame (and its code)
     /// before the peer reads it.
     private func beginLinger(now: Int64) {
-        guard lingerUntil == 0 else { return }
-        lingerUntil = now + 2000
+        guard deadlines.beginLinger(now: now) else { return }
         tls?.shutdown()
         Glibc.shutdown(fd, Int32(SHUT_WR))
         discardUntilPeerCloses()
@@ -395,46 +379,45 @@ final class HTTPConnection: EventLoopHandler {
         flush()
     }
 
-    /// Applies the header timeout (408, then close), the keep-alive idle timeout, heartbeats
-    /// and the slow-consumer deadline.
-    func checkDeadlines(now: Int64, headerTimeout: Int64, idleTimeout: Int64) {
-        if lingerUntil != 0 {
-            if now >= lingerUntil { close() }
-            return
-        }
-        if !queue.isEmpty && now - lastProgress >= state.slowConsumerMilliseconds {
-            slowConsumerTimedOut()
-            return
-        }
-        if let tls, !tls.established {
-            // Handshake reads do not move lastActivity: it is still the time of the accept.
-            if now - lastActivity >= state.tlsHandshakeMilliseconds {
-                closeReason = (.info, nil, "TLS handshake not completed within tls.handshake_timeout")
-                close()
-            }
-            return
-        }
-        if let expiresAt = principal?.expiresAt, mode == .webSocket || mode == .sse {
-            checkExpiry(expiresAt)
-            if closed || closeAfterFlush { return }
-        }
+    /// What the connection is doing, for its deadlines.
+    private var phase: ConnectionDeadlines.Phase {
+        if let tls, !tls.established { return .tlsHandshake }
         switch mode {
-        case .http:
-            if let started = requestStartedAt, head == nil, now - started >= headerTimeout {
-                write(.error(408, "request_timeout", "the request header was not received within \(headerTimeout) ms"), headOnly: false, close: true)
-                flush()
-                if !closed { close() }
-                return
-            }
-            if isIdle && now - lastActivity >= idleTimeout { close() }
-        case .held:
-            break  // its own timer answers it
-        case .sse:
-            if now - lastWrite >= state.sseHeartbeatMilliseconds {
-                send(ServerSentEvents.comment("heartbeat"))
-                flush()
-            }
-        case .webSocket:
+        case .http: return .request(idle: isIdle, awaitingHead: head == nil)
+        case .held: return .held
+        case .sse: return .eventStream
+        case .webSocket: return .webSocket
+        }
+    }
+
+    /// Performs what ``ConnectionDeadlines`` says is due (the loop's sweep calls this).
+    func checkDeadlines(now: Int64, wallClock: Int64, limits: ConnectionDeadlines.Limits) {
+        var action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: principal?.expiresAt, limits: limits)
+        if action == .tokenExpired {
+            expireToken()
+            if closed || closeAfterFlush { return }
+            // Only public topics remained: the stream carries on, anonymous, and its other
+            // deadlines apply.
+            action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: nil, limits: limits)
+        }
+        switch action {
+        case .none, .tokenExpired:
+            break
+        case .lingerEnded, .idle:
+            close()
+        case .slowConsumer:
+            slowConsumerTimedOut()
+        case .handshakeTimedOut:
+            closeReason = (.info, nil, "TLS handshake not completed within tls.handshake_timeout")
+            close()
+        case .requestTimedOut:
+            write(.error(408, "request_timeout", "the request header was not received within \(limits.headerTimeout) ms"), headOnly: false, close: true)
+            flush()
+            if !closed { close() }
+        case .heartbeat:
+            send(ServerSentEvents.comment("heartbeat"))
+            flush()
+        case .webSocketTick:
             webSocketHeartbeat(now: now)
         }
     }
@@ -464,11 +447,7 @@ final class HTTPConnection: EventLoopHandler {
         }
         if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
         hold = nil
-        for (key, subscription) in subscriptions {
-            subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
-            state.removeSubscriber(self, topic: key)
-        }
-        subscriptions = [:]
+        detachAll()
         if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
         state.loop.deregister(fd)
         tls?.shutdown()

@@ -25,12 +25,10 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// The configuration this loop serves with: the server's, handed over by each reload.
     private(set) var generation: ServerGeneration
     var configuration: Configuration { generation.configuration }
-    private(set) var slowConsumerMilliseconds: Int64 = 0
-    private(set) var sseHeartbeatMilliseconds: Int64 = 0
+    /// The connections' deadlines, from the configuration (``ConnectionDeadlines``).
+    private(set) var deadlineLimits = ConnectionDeadlines.Limits(headerTimeout: 0, idleTimeout: 0, slowConsumer: 0, tlsHandshake: 0, sseHeartbeat: 0, expiryGrace: 0)
     private(set) var sseRetryMilliseconds = 0
     private(set) var webSocketPingMilliseconds: Int64 = 0
-    private(set) var tlsHandshakeMilliseconds: Int64 = 0
-    private(set) var expiryGraceMilliseconds: Int64 = 0
     var listener: Int32
     /// The `admin.listen` socket (loop 0 only), or -1.
     var adminListener: Int32 = -1
@@ -54,12 +52,13 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     private func takeTimings() {
         let settings = configuration
-        slowConsumerMilliseconds = settings.limits.slowConsumerTimeout.wholeMilliseconds
-        sseHeartbeatMilliseconds = settings.server.sseHeartbeat.wholeMilliseconds
+        deadlineLimits = ConnectionDeadlines.Limits(
+            headerTimeout: settings.server.headerTimeout.wholeMilliseconds, idleTimeout: settings.server.idleTimeout.wholeMilliseconds,
+            slowConsumer: settings.limits.slowConsumerTimeout.wholeMilliseconds,
+            tlsHandshake: (settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout).wholeMilliseconds,
+            sseHeartbeat: settings.server.sseHeartbeat.wholeMilliseconds, expiryGrace: settings.auth.expiryGrace.wholeMilliseconds)
         sseRetryMilliseconds = Int(settings.server.sseRetry.wholeMilliseconds)
         webSocketPingMilliseconds = settings.server.websocketPing.wholeMilliseconds
-        tlsHandshakeMilliseconds = (settings.tls?.handshakeTimeout ?? Configuration.TLS.defaultHandshakeTimeout).wholeMilliseconds
-        expiryGraceMilliseconds = settings.auth.expiryGrace.wholeMilliseconds
     }
 
     /// A reload: new requests and renewals use `next`; subscriptions to `changedEndpoints`
@@ -195,14 +194,13 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     private func sweep() {
         let now = EventLoop.monotonicMilliseconds()
-        let header = configuration.server.headerTimeout.wholeMilliseconds
-        let idle = configuration.server.idleTimeout.wholeMilliseconds
+        let wallClock = unixMilliseconds()
         var slowest: [(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)] = []
         for connection in Array(connections.values) {
-            connection.checkDeadlines(now: now, headerTimeout: header, idleTimeout: idle)
+            connection.checkDeadlines(now: now, wallClock: wallClock, limits: deadlineLimits)
             let pending = connection.queue.pendingBytes
             if pending > 0, connection.mode == .webSocket || connection.mode == .sse, slowest.count < 5 || pending > slowest[slowest.count - 1].pendingBytes {
-                slowest.append((connection.id, pending, "\(connection.mode)", now - connection.lastProgress))
+                slowest.append((connection.id, pending, "\(connection.mode)", now - connection.deadlines.lastProgress))
                 slowest.sort { $0.pendingBytes > $1.pendingBytes }
                 if slowest.count > 5 { slowest.removeLast() }
             }

@@ -222,3 +222,20 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         close(pair[0])
     }
 }
+
+/// The loop's timers (held long-polls, status ticks, sweeps) on explicit times.
+@Suite struct TimerHeapTests {
+    @Test func timersFireInDeadlineOrderAndACancelledOneNever() {
+        var heap = TimerHeap()
+        let fired = Mutex<[String]>([])
+        _ = heap.insert(deadline: 3_000) { fired.withLock { $0.append("hold 3 s") } }
+        let cancelled = heap.insert(deadline: 1_000) { fired.withLock { $0.append("answered hold") } }
+        _ = heap.insert(deadline: 2_000) { fired.withLock { $0.append("sweep") } }
+        heap.cancel(cancelled)   // the held request was answered by a change first
+        #expect(heap.nextDeadline() == 2_000)
+        #expect(heap.popDue(now: 1_999).isEmpty)
+        for callback in heap.popDue(now: 5_000) { callback() }
+        #expect(fired.withLock { $0 } == ["sweep", "hold 3 s"])
+        #expect(heap.nextDeadline() == nil)
+    }
+}

@@ -153,13 +153,12 @@ extension HTTPConnection {
                       headers: ["Retry-After": "\((wait + 999) / 1000)"])
     }
 
-    /// A token's `exp` passed: after `auth.expiry_grace`, each token-protected subscription ends
+    /// A token's `exp` passed `auth.expiry_grace` ago (``ConnectionDeadlines``): each token-protected subscription ends
     /// with an `expired` error event and the stream ends (WebSocket close 4401), unless an
     /// `auth` message renewed the token in time.
-    func checkExpiry(_ expiresAt: Int64) {
-        guard unixMilliseconds() >= expiresAt + state.expiryGraceMilliseconds else { return }
+    func expireToken() {
         var ended = 0
-        for (key, subscription) in subscriptions where subscription.topic.endpoint.auth == .token {
+        for (key, subscription) in subscriptions.entries where subscription.topic.endpoint.auth == .token {
             let event = DeltacastEvent.error(topic: subscription.topic.name, code: .expired, message: "the token expired and was not renewed within auth.expiry_grace")
             send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
             detachSubscription(key)
@@ -195,7 +194,7 @@ extension HTTPConnection {
             closeWebSocket(code: 1008, reason: "too many connections for this subject")
             return nil
         }
-        for (key, subscription) in subscriptions {
+        for (key, subscription) in subscriptions.entries {
             let decision = access(subscription.topic.endpoint, topicName: subscription.topic.name, credential: .valid(principal))
             if let event = refusalEvent(decision, topic: subscription.topic.name) {
                 send(WebSocketFrame.encode(.text, payload: event))
@@ -212,7 +211,7 @@ extension HTTPConnection {
         guard mode == .webSocket || mode == .sse else { return }
         let credential: Credential = principal.map { .valid($0) } ?? .anonymous
         var ended = 0
-        for (key, subscription) in subscriptions {
+        for (key, subscription) in subscriptions.entries {
             let endpoint = subscription.topic.endpoint
             guard endpoints.contains(endpoint.path.text),
                   let event = refusalEvent(access(endpoint, topicName: subscription.topic.name, credential: credential), topic: subscription.topic.name)

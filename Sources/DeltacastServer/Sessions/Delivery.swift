@@ -3,19 +3,9 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-/// One topic a connection receives, and the cursor of the last change it was sent.
-struct Subscription {
-    let topic: Topic
-    /// The transport it counts under in the topic (nil: a plain request).
-    var transport: Transport?
-    var cursor: Cursor?
-    /// Changes were dropped (slow consumer): one snapshot is owed once the socket drains.
-    var needsResync = false
-}
-
+/// Subscribing, unsubscribing, and the delivery of changes to a push connection; the rules of
+/// cursors and conflation are ``SubscriptionSet``'s.
 extension HTTPConnection {
-    // MARK: Subscriptions and delivery
-
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
         let transport = mode.transport
@@ -29,11 +19,7 @@ extension HTTPConnection {
             let resume = since == nil ? "none" : backlog.first?.kind == .snapshot ? "snapshot" : "journal"
             log.log(.debug, "subscribe", ["conn": .int(id), "topic": .string(topic.name), "mode": .string("\(mode)"), "resume": .string(resume)])
         }
-        // The client's cursor counts only when it is a state of this topic's history; the
-        // backlog (patches from it, or a snapshot) then brings it up to date.
-        var held: Cursor?
-        if let since, let cursor, since.epoch == cursor.epoch, since.seq <= cursor.seq { held = since }
-        subscriptions[topic.key] = Subscription(topic: topic, transport: transport, cursor: held)
+        subscriptions.insert(topic, transport: transport, since: since, current: cursor, listed: mode == .sse)
         if sendBacklog {
             for change in backlog {
                 push(change)
@@ -46,14 +32,14 @@ extension HTTPConnection {
     func detachSubscription(_ key: String) { detach(key) }
 
     func detach(_ key: String) {
-        guard let subscription = subscriptions.removeValue(forKey: key) else { return }
+        guard let subscription = subscriptions.remove(key) else { return }
         subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
         state.removeSubscriber(self, topic: key)
     }
 
     /// Detaches the subscription to the topic clients know as `name`.
     func detach(named name: String) {
-        for (key, subscription) in subscriptions where subscription.topic.name == name { detach(key) }
+        for key in subscriptions.keys(topicNamed: name) { detach(key) }
     }
 
     /// The upstream refused this connection's credentials for a topic (the `error` event is
@@ -71,13 +57,15 @@ extension HTTPConnection {
     }
 
     func detachAll() {
-        for name in Array(subscriptions.keys) { detach(name) }
+        for (key, subscription) in subscriptions.removeAll() {
+            subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
+            state.removeSubscriber(self, topic: key)
+        }
     }
 
     /// A change of a topic this connection receives (called by the loop).
     func deliver(_ change: Change) {
-        guard !closed, let subscription = subscriptions[change.key] else { return }
-        if let cursor = change.cursor, let held = subscription.cursor, cursor.seq <= held.seq { return }
+        guard !closed, !subscriptions.isDuplicate(change) else { return }
         if mode == .held {
             if let hold { answerHold(hold, change: change) }
             return
@@ -85,7 +73,7 @@ extension HTTPConnection {
         push(change)
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
-            let removed = !state.server.hub.holds(subscription.topic)
+            let removed = subscriptions[change.key].map { !state.server.hub.holds($0.topic) } ?? false
             endSubscription(change.key, reason: removed ? "endpoint removed by a configuration reload" : "forbidden by the upstream")
             flush()
             return
@@ -93,50 +81,36 @@ extension HTTPConnection {
         state.flushSoon(self)
     }
 
-    /// Queues a change in this connection's framing, unless it is conflating.
+    /// Queues a change in this connection's framing, unless it is conflating (``SubscriptionSet``).
     func push(_ change: Change) {
-        guard var subscription = subscriptions[change.key] else { return }
-        if change.kind == .patch, subscription.cursor != change.base { subscription.needsResync = true }
-        if subscription.needsResync || conflating || queue.isAboveHighWatermark {
-            // Slow consumer: drop, and owe one snapshot once the socket drains.
-            if change.cursor != nil { subscription.needsResync = true }
-            if !conflating {
+        switch subscriptions.admit(change, queueFull: queue.isAboveHighWatermark) {
+        case .ignore:
+            return
+        case .drop(let started):
+            if started {
                 state.counters.conflations.add(1, ordering: .relaxed)
                 state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
             }
-            conflating = true
-            subscriptions[change.key] = subscription
-            return
-        }
-        let previous = subscription.cursor
-        if let cursor = change.cursor { subscription.cursor = cursor }
-        subscriptions[change.key] = subscription
-        let bytes: [UInt8]
-        switch mode {
-        case .webSocket: bytes = change.webSocketFrame(deflate: webSocket?.usesSharedDeflate ?? false)
-        case .sse: bytes = sseFrame(change)
-        case .http, .held: return
-        }
-        if queue.enqueue(bytes) {
-            state.counters.delivered(transport: mode == .webSocket ? .websocket : .sse, bytes: bytes.count)
-        } else {
-            // Past the hard limit: conflate like above rather than close.
-            subscription.cursor = previous
-            if change.cursor != nil { subscription.needsResync = true }
-            subscriptions[change.key] = subscription
-            conflating = true
+        case .send(let previous):
+            let bytes: [UInt8]
+            switch mode {
+            case .webSocket: bytes = change.webSocketFrame(deflate: webSocket?.usesSharedDeflate ?? false)
+            case .sse: bytes = sseFrame(change)
+            case .http, .held: return
+            }
+            if queue.enqueue(bytes) {
+                state.counters.delivered(transport: mode == .webSocket ? .websocket : .sse, bytes: bytes.count)
+            } else {
+                // Past the hard limit: conflate rather than close.
+                subscriptions.refused(change, restoring: previous)
+            }
         }
     }
 
     /// After a slow consumer's queue drained: one fresh snapshot per topic that lost changes.
     func resync() {
-        conflating = false
-        for (key, subscription) in subscriptions where subscription.needsResync {
-            var fresh = subscription
-            fresh.needsResync = false
-            fresh.cursor = nil
-            subscriptions[key] = fresh
-            for change in subscription.topic.changes(since: nil) ?? [] { push(change) }
+        for topic in subscriptions.takeOwed() {
+            for change in topic.changes(since: nil) ?? [] { push(change) }
         }
     }
 

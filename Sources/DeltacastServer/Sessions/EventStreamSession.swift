@@ -35,7 +35,6 @@ extension HTTPConnection {
                 send(ServerSentEvents.event(event: "error", data: DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched")))
                 continue
             }
-            if !sseTopics.contains(topic.key) { sseTopics.append(topic.key) }
             attach(topic, since: since, sendBacklog: true)
         }
         flush()
@@ -44,7 +43,7 @@ extension HTTPConnection {
     func sseFrame(_ change: Change) -> [UInt8] {
         guard sseMultiplexed else { return change.sseEvent }
         guard change.cursor != nil else { return change.sseBody }
-        let ids = sseTopics.map { subscriptions[$0]?.cursor?.description ?? "" }.joined(separator: ",")
+        let ids = subscriptions.listedCursors
         return Array("id: \(ids)\n".utf8) + change.sseBody
     }
 

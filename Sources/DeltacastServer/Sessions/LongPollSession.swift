@@ -18,6 +18,22 @@ final class Hold {
     let request: HTTPRequestHead
     var timer: UInt64?
     init(kind: Kind, request: HTTPRequestHead) { self.kind = kind; self.request = request }
+
+    /// How long to hold, milliseconds: what the client asked for (seconds, negative as 0), at
+    /// most `server.max_wait`.
+    static func wait(seconds: Int, maximum: Int64) -> Int64 {
+        min(Int64(max(0, seconds)) * 1000, maximum)
+    }
+
+    /// The answer when the wait ends with no change: 304 (the client's copy is current), 504 (no
+    /// first state came), or 204 (nothing happened to the polled topics).
+    var expiryResponse: RoutedResponse {
+        switch kind {
+        case .mirrored: RoutedResponse(status: 304, headers: ["Cache-Control": "no-cache"], body: [])
+        case .cold: .error(504, "upstream_timeout", "the upstream did not provide a first state in time")
+        case .multiplexed: RoutedResponse(status: 204, headers: ["Cache-Control": "no-store"], body: [])
+        }
+    }
 }
 
 extension HTTPConnection {
@@ -48,7 +64,7 @@ extension HTTPConnection {
             return finish(request, pollResponse(events))
         }
         let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
-        beginHold(.multiplexed, request: request, topics: watched, milliseconds: min(Int64(max(0, wait)) * 1000, configuration.server.maxWait.wholeMilliseconds))
+        beginHold(.multiplexed, request: request, topics: watched, milliseconds: Hold.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
     }
 
     func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
@@ -75,12 +91,7 @@ extension HTTPConnection {
     /// Answers a held request when its wait ends (or the server shuts down).
     func expireHold() {
         guard let hold else { return }
-        let response: RoutedResponse = switch hold.kind {
-        case .mirrored: RoutedResponse(status: 304, headers: ["Cache-Control": "no-cache"], body: [])
-        case .cold: .error(504, "upstream_timeout", "the upstream did not provide a first state in time")
-        case .multiplexed: RoutedResponse(status: 204, headers: ["Cache-Control": "no-store"], body: [])
-        }
-        release(hold, with: response)
+        release(hold, with: hold.expiryResponse)
     }
 
     func release(_ hold: Hold, with response: RoutedResponse) {
@@ -96,7 +107,7 @@ extension HTTPConnection {
     func answerHold(_ hold: Hold, change: Change) {
         switch hold.kind {
         case .mirrored, .cold:
-            guard let topic = subscriptions.values.first?.topic else { return }
+            guard let topic = subscriptions.entries.values.first?.topic else { return }
             guard let current = topic.current() else {
                 // No good state: a cold GET gets the first poll's failure at once.
                 if hold.kind == .cold, change.cursor == nil, let problem = topic.upstreamProblem {
@@ -108,7 +119,7 @@ extension HTTPConnection {
             release(hold, with: RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
         case .multiplexed:
             var events: [[UInt8]] = []
-            for subscription in subscriptions.values {
+            for subscription in subscriptions.entries.values {
                 if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
             }
             // Status and error events are not in the journal: they travel with what woke us.

@@ -44,7 +44,7 @@ extension HTTPConnection {
         if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
             if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
                 return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
-                                 milliseconds: min(Int64(wait) * 1000, configuration.server.maxWait.wholeMilliseconds))
+                                 milliseconds: Hold.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
             }
             return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
         }
@@ -180,7 +180,7 @@ extension HTTPConnection {
     /// An error event for a topic that cannot be subscribed, or nil when it can.
     func refusal(_ name: String, endpoint: Int?, credential: Credential) -> [UInt8]? {
         if let endpoint {
-            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.values.contains(where: { $0.topic.name == name }) {
+            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.contains(topicNamed: name) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
             return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)

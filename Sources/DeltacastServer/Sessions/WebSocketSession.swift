@@ -86,7 +86,7 @@ extension HTTPConnection {
         guard let session = webSocket else { return }
         session.decoder.append(bytes)
         // Anything from the peer proves it alive: the next ping waits a whole interval of silence.
-        session.control.heard(now: lastActivity)   // the read that brought these bytes set it
+        session.control.heard(now: deadlines.lastActivity)   // the read that brought these bytes set it
         while !closed, webSocket != nil {
             let event: WebSocketEvent?
             do {

@@ -1,0 +1,91 @@
+import Testing
+@testable import DeltacastServer
+
+/// Every connection deadline on explicit times: no socket, no sleep. The times are the ones a
+/// user configures (`server.header_timeout` and so on), in milliseconds.
+@Suite struct ConnectionDeadlinesTests {
+    let limits = ConnectionDeadlines.Limits(headerTimeout: 10_000, idleTimeout: 60_000, slowConsumer: 30_000,
+                                            tlsHandshake: 10_000, sseHeartbeat: 15_000, expiryGrace: 5_000)
+
+    func due(_ deadlines: ConnectionDeadlines, at now: Int64, _ phase: ConnectionDeadlines.Phase, queueEmpty: Bool = true,
+             wallClock: Int64 = 0, tokenExpiresAt: Int64? = nil) -> ConnectionDeadlines.Action {
+        deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queueEmpty, tokenExpiresAt: tokenExpiresAt, limits: limits)
+    }
+
+    @Test func aRequestHeadNotCompleteWithinTheHeaderTimeoutGets408() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        // Connected but silent: the idle timeout applies, not the header timeout.
+        #expect(due(deadlines, at: 59_999, .request(idle: true, awaitingHead: true)) == .none)
+        deadlines.read(now: 1_000)
+        deadlines.requestBegan(now: 1_000)
+        deadlines.read(now: 9_000)
+        deadlines.requestBegan(now: 9_000)   // more bytes of the same head do not restart it
+        #expect(due(deadlines, at: 10_999, .request(idle: false, awaitingHead: true)) == .none)
+        #expect(due(deadlines, at: 11_000, .request(idle: false, awaitingHead: true)) == .requestTimedOut)
+        // The head completed in time: the body and the response take what they take.
+        deadlines.headReceived()
+        #expect(due(deadlines, at: 50_000, .request(idle: false, awaitingHead: false)) == .none)
+        // A pipelined request already buffered starts its own header timeout.
+        deadlines.nextRequestBuffered(now: 50_000)
+        #expect(due(deadlines, at: 60_000, .request(idle: false, awaitingHead: true)) == .requestTimedOut)
+    }
+
+    @Test func anIdleKeepAliveConnectionClosesAfterTheIdleTimeout() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        deadlines.read(now: 5_000)
+        #expect(due(deadlines, at: 64_999, .request(idle: true, awaitingHead: true)) == .none)
+        #expect(due(deadlines, at: 65_000, .request(idle: true, awaitingHead: true)) == .idle)
+        // Mid-response (not idle), the idle timeout does not apply.
+        #expect(due(deadlines, at: 200_000, .request(idle: false, awaitingHead: false)) == .none)
+    }
+
+    @Test func aSlowConsumerIsClosedWhenNoBytesLeaveForTheTimeout() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        #expect(due(deadlines, at: 29_999, .webSocket, queueEmpty: false) == .webSocketTick)
+        #expect(due(deadlines, at: 30_000, .webSocket, queueEmpty: false) == .slowConsumer)
+        // Any progress restarts it; an empty queue never times out.
+        deadlines.wrote(progress: true, drained: false, now: 25_000)
+        #expect(due(deadlines, at: 54_999, .eventStream, queueEmpty: false) != .slowConsumer)
+        #expect(due(deadlines, at: 55_000, .eventStream, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 500_000, .held, queueEmpty: true) == .none)
+        // A flush that wrote nothing (the socket was full) is not progress.
+        deadlines.wrote(progress: false, drained: false, now: 60_000)
+        #expect(due(deadlines, at: 60_000, .eventStream, queueEmpty: false) == .slowConsumer)
+    }
+
+    @Test func anEventStreamSendsAHeartbeatAfterSilence() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        #expect(due(deadlines, at: 14_999, .eventStream) == .none)
+        #expect(due(deadlines, at: 15_000, .eventStream) == .heartbeat)
+        deadlines.wrote(progress: true, drained: true, now: 15_000)
+        #expect(due(deadlines, at: 29_999, .eventStream) == .none)
+        #expect(due(deadlines, at: 30_000, .eventStream) == .heartbeat)
+    }
+
+    @Test func aTLSHandshakeMustCompleteInTime() {
+        let deadlines = ConnectionDeadlines(now: 100)
+        #expect(due(deadlines, at: 10_099, .tlsHandshake) == .none)
+        #expect(due(deadlines, at: 10_100, .tlsHandshake) == .handshakeTimedOut)
+    }
+
+    @Test func anExpiredTokenEndsAStreamAfterTheGrace() {
+        let deadlines = ConnectionDeadlines(now: 0)
+        let exp: Int64 = 1_700_000_000_000
+        #expect(due(deadlines, at: 1, .webSocket, wallClock: exp + 4_999, tokenExpiresAt: exp) == .webSocketTick)
+        #expect(due(deadlines, at: 1, .webSocket, wallClock: exp + 5_000, tokenExpiresAt: exp) == .tokenExpired)
+        #expect(due(deadlines, at: 1, .eventStream, wallClock: exp + 5_000, tokenExpiresAt: exp) == .tokenExpired)
+        // Plain requests and held polls are checked when they arrive, not by the sweep.
+        #expect(due(deadlines, at: 1, .held, wallClock: exp + 5_000, tokenExpiresAt: exp) == .none)
+        #expect(due(deadlines, at: 1, .eventStream, wallClock: exp + 5_000, tokenExpiresAt: nil) == .none)
+    }
+
+    @Test func aLingeringWebSocketClosesTwoSecondsAfterOurCloseFrameAndNothingElseApplies() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        let began = deadlines.beginLinger(now: 40_000)
+        let again = deadlines.beginLinger(now: 41_000)
+        #expect(began && !again)   // once
+        #expect(deadlines.isLingering)
+        #expect(due(deadlines, at: 41_999, .webSocket, queueEmpty: false) == .none)   // not a slow consumer now
+        #expect(due(deadlines, at: 42_000, .webSocket) == .lingerEnded)
+    }
+}

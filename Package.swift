@@ -50,10 +50,17 @@ let package = Package(
         .target(
             name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
+        // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
+        .target(name: "DeltacastTLS", dependencies: ["COpenSSL"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "COpenSSL"],
+            name: "DeltacastServer", dependencies: ["DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastTLS", "COpenSSL"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
+            swiftSettings: sharedSwiftSettings),
+        // A push client: connections (verifying TLS), the handshakes, an SSE parser, blocking
+        // WebSocket and SSE clients. `tail`, `top`, the benchmarks and the tests use it.
+        .target(
+            name: "DeltacastClient", dependencies: ["COpenSSL", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // Composition: the upstream poller as the server's topic source (the server does not
         // import DeltacastUpstream).
@@ -66,7 +73,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "deltacast",
-            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling", "DeltacastSimulator"],
+            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling", "DeltacastSimulator", "DeltacastClient", "DeltacastTLS"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -97,13 +104,16 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],

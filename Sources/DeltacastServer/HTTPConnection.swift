@@ -1,6 +1,7 @@
 import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop
+import DeltacastTLS
 import DeltacastWire
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 public import DeltacastConfig
 public import DeltacastLoop
 public import DeltacastHub
+public import DeltacastTLS
 import DeltacastWire
 import Synchronization
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import DeltacastConfig
 import DeltacastServer
+import DeltacastTLS
 
 /// `deltacast check -c FILE`: validates a configuration without starting anything.
 enum CheckCommand: Command {

@@ -1,7 +1,9 @@
 import CSystemLinux
+import DeltacastClient
 import DeltacastLoop
-import DeltacastWire
 import DeltacastServer
+import DeltacastTLS
+import DeltacastWire
 import Foundation
 import Synchronization
 
@@ -156,7 +158,7 @@ final class LoadGenerator {
     /// Sends the subscribe request (through TLS when the URL says so) while the socket still
     /// blocks, then makes it non-blocking for the measured loop.
     func open(_ subscriber: Subscriber) throws {
-        let request = Array(subscribeRequest(subscriber).utf8)
+        let request = subscribeRequest(subscriber)
         if options.subscribe.tls {
             guard let tls = TLSStream.benchmarkClient(fd: subscriber.fd) else { throw HTTPBenchmark.Failure(description: "TLS handshake failed") }
             subscriber.tls = tls
@@ -172,21 +174,23 @@ final class LoadGenerator {
         _ = fcntl(subscriber.fd, F_SETFL, fcntl(subscriber.fd, F_GETFL) | O_NONBLOCK)
     }
 
-    func subscribeRequest(_ subscriber: Subscriber) -> String {
-        let host = "Host: \(options.subscribe.host):\(options.subscribe.port)\r\n"
+    /// The subscribe request: a WebSocket upgrade (no subprotocol, so Nchan and Pushpin accept
+    /// it too), an event stream, or the next long-poll (Nchan's caching headers, or our cursor).
+    func subscribeRequest(_ subscriber: Subscriber) -> [UInt8] {
+        let host = "\(options.subscribe.host):\(options.subscribe.port)"
+        let target = options.subscribe.target
         switch options.transport {
         case "ws":
-            return "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            return PushRequest.webSocketUpgrade(target: target, host: host, key: PushRequest.webSocketKey(), subprotocols: [])
         case "sse":
-            return "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)Accept: text/event-stream\r\n\r\n"
+            return PushRequest.eventStream(target: target, host: host)
         default:
             if options.pollStyle == "nchan" {
-                var request = "GET \(options.subscribe.target) HTTP/1.1\r\n\(host)"
-                if !subscriber.lastModified.isEmpty { request += "If-Modified-Since: \(subscriber.lastModified)\r\nIf-None-Match: \(subscriber.etag)\r\n" }
-                return request + "\r\n"
+                let headers = subscriber.lastModified.isEmpty ? [] : ["If-Modified-Since: \(subscriber.lastModified)", "If-None-Match: \(subscriber.etag)"]
+                return PushRequest.get(target: target, host: host, headers: headers)
             }
-            let separator = options.subscribe.target.contains("?") ? "&" : "?"
-            return "GET \(options.subscribe.target)\(separator)since=\(subscriber.cursor)&wait=30 HTTP/1.1\r\n\(host)\r\n"
+            let separator = target.contains("?") ? "&" : "?"
+            return PushRequest.get(target: "\(target)\(separator)since=\(subscriber.cursor)&wait=30", host: host)
         }
     }
 
@@ -383,7 +387,7 @@ final class LoadGenerator {
         }
         if consumed > 0 {
             subscriber.buffer.removeFirst(consumed)
-            if options.transport == "poll" { try? FanoutBenchmark.sendAll(subscriber.fd, Array(subscribeRequest(subscriber).utf8)) }
+            if options.transport == "poll" { try? FanoutBenchmark.sendAll(subscriber.fd, subscribeRequest(subscriber)) }
         }
     }
 

@@ -1,3 +1,4 @@
+import DeltacastClient
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop
@@ -24,7 +25,7 @@ enum TopCommand: Command {
         guard let url = parseURL(args.positionals[0]) else {
             throw .init(message: "invalid URL '\(args.positionals[0])'; expected http://HOST:PORT or https://...")
         }
-        let tls = url.scheme == "https" ? (serverName: url.host, caFile: args.value("--cacert")) : nil
+        let tls = url.scheme == "https" ? ClientConnection.TLSOptions(serverName: url.host, caFile: args.value("--cacert")) : nil
         let interval = Double(args.value("--interval") ?? "1") ?? 0
         guard interval >= 0.2 && interval <= 3600 else { throw .init(message: "--interval takes 0.2...3600 seconds") }
         guard let token = args.value("--token") ?? ProcessInfo.processInfo.environment["DELTACAST_ADMIN_TOKEN"] else {
@@ -47,27 +48,22 @@ enum TopCommand: Command {
         }
     }
 
-    static func fetch(host: String, port: Int, prefix: String, token: String, tls: (serverName: String, caFile: String?)? = nil) -> Result<JSONObject, TopError> {
-        let connection: TailConnection
-        do { connection = try TailConnection.open(host: host, port: port, timeout: 10, tls: tls) } catch { return .failure(TopError(error.message)) }
-        defer { close(connection) }
-        let request = "GET \(prefix)/deltacast/status HTTP/1.1\r\nHost: \(host):\(port)\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
-        _ = connection.send(Array(request.utf8))
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = connection.read(into: &chunk)
-            if n <= 0 { break }
-            data += chunk[0..<n]
-            if data.count > 64 << 20 { return .failure(TopError("the status is larger than 64 MiB")) }
+    static func fetch(host: String, port: Int, prefix: String, token: String, tls: ClientConnection.TLSOptions? = nil) -> Result<JSONObject, TopError> {
+        let connection: ClientConnection
+        do { connection = try ClientConnection(host: host, port: port, timeout: 10, tls: tls) } catch { return .failure(TopError(error.message)) }
+        defer { connection.close() }
+        let response: ClientResponse
+        do {
+            response = try connection.exchange(PushRequest.get(target: "\(prefix)/deltacast/status", host: "\(host):\(port)", headers: ["Authorization: Bearer \(token)"], close: true))
+        } catch .failed(EFBIG) {
+            return .failure(TopError("the status is larger than 64 MiB"))
+        } catch {
+            return .failure(TopError("no answer from \(host):\(port): \(error)"))
         }
-        guard let end = FanoutBenchmark.find(data, [13, 10, 13, 10]) else { return .failure(TopError("no answer from \(host):\(port)")) }
-        let status = Int(String(decoding: data[9..<min(12, data.count)], as: UTF8.self)) ?? 0
-        let body = Array(data[(end + 4)...])
-        guard status == 200 else {
-            return .failure(TopError("GET /deltacast/status answered \(status): \(String(decoding: body, as: UTF8.self))"))
+        guard response.status == 200 else {
+            return .failure(TopError("GET /deltacast/status answered \(response.status): \(String(decoding: response.body, as: UTF8.self))"))
         }
-        guard case .object(let object)? = try? JSONParser.parse(body) else { return .failure(TopError("the status is not a JSON object")) }
+        guard case .object(let object)? = try? JSONParser.parse(response.body) else { return .failure(TopError("the status is not a JSON object")) }
         return .success(object)
     }
 

@@ -1,9 +1,10 @@
 import CSystemLinux
+import DeltacastClient
 import DeltacastConfig
-import DeltacastSimulator
 import DeltacastLoop
-import DeltacastServer
 import DeltacastPolling
+import DeltacastServer
+import DeltacastSimulator
 import Foundation
 
 /// `deltacast bench upstream`: what the proxy saves the legacy API and what it costs in latency.
@@ -91,7 +92,7 @@ enum UpstreamBenchmark {
             event.data.u64 = UInt64(clients.count)
             epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
             clients.append(client)
-            if push { try FanoutBenchmark.sendAll(fd, Array("GET /api/prices HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".utf8)) }
+            if push { try FanoutBenchmark.sendAll(fd, PushRequest.eventStream(target: "/api/prices", host: "bench")) }
         }
         defer { for client in clients { close(client.fd) } }
         // Counting starts once every client is connected (and, for push, subscribed).
@@ -117,9 +118,7 @@ enum UpstreamBenchmark {
             if now >= end { break }
             if !push {
                 for client in clients where !client.waiting && client.due <= now {
-                    var request = "GET /api/prices HTTP/1.1\r\nHost: bench\r\n"
-                    if let etag = client.etag { request += "If-None-Match: \(etag)\r\n" }
-                    try FanoutBenchmark.sendAll(client.fd, Array((request + "\r\n").utf8))
+                    try FanoutBenchmark.sendAll(client.fd, PushRequest.get(target: "/api/prices", host: "bench", headers: client.etag.map { ["If-None-Match: \($0)"] } ?? []))
                     client.waiting = true
                     client.due += intervalNs
                 }

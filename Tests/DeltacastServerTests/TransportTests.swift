@@ -1,3 +1,4 @@
+import DeltacastClient
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastWire

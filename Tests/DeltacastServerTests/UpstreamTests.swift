@@ -1,3 +1,4 @@
+import DeltacastClient
 import DeltacastJSON
 import DeltacastWire
 import Foundation

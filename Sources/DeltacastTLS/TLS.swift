@@ -1,5 +1,5 @@
 import COpenSSL
-import Synchronization
+public import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,9 +10,9 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public var description: String { message }
 
-    init(message: String) { self.message = message }
+    package init(message: String) { self.message = message }
 
-    init(_ what: String) {
+    package init(_ what: String) {
         var reasons: [String] = []
         while true {
             let code = ERR_get_error()
@@ -34,7 +34,7 @@ public final class TLSContext: Sendable {
     /// The current `SSL_CTX *` (as an address: raw pointers are not Sendable).
     private let current: Mutex<UInt>
     /// When the current certificate expires (Unix seconds), for logs and the status page.
-    let notAfter: Mutex<Int64>
+    public let notAfter: Mutex<Int64>
 
     /// Mozilla's "intermediate" TLS 1.2 list: ECDHE key exchange, AES-GCM and ChaCha20 only.
     static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
@@ -69,7 +69,7 @@ public final class TLSContext: Sendable {
     }
 
     /// A server-side session for an accepted socket.
-    func session(fd: Int32) -> TLSStream? {
+    public func session(fd: Int32) -> TLSStream? {
         let ssl: OpaquePointer? = current.withLock { SSL_new(OpaquePointer(bitPattern: $0)) }
         guard let ssl else { return nil }
         SSL_set_fd(ssl, fd)
@@ -123,62 +123,16 @@ public final class TLSContext: Sendable {
 /// One TLS session over a non-blocking socket: handshake, read and write report "would block"
 /// so the event loop waits for the right readiness.
 public final class TLSStream {
-    let ssl: OpaquePointer
-    private(set) var established = false
+    package let ssl: OpaquePointer
+    package var established = false
 
-    init(ssl: OpaquePointer) { self.ssl = ssl }
+    package init(ssl: OpaquePointer) { self.ssl = ssl }
     deinit { SSL_free(ssl) }
 
-    /// A client context that verifies nothing: for the load generator against a test
-    /// certificate on loopback, never for real traffic.
-    private static let benchmarkClientContext: UInt = {
-        let context = SSL_CTX_new(TLS_client_method())!
-        _ = deltacast_ssl_ctx_set_client_modes(context)
-        SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
-        return UInt(bitPattern: context)
-    }()
-
-    /// A client session on a connected socket, handshaken while the socket still blocks (the
-    /// load generator makes its connections before it measures). Nil if the handshake fails.
-    public static func benchmarkClient(fd: Int32) -> TLSStream? {
-        guard let ssl = SSL_new(OpaquePointer(bitPattern: benchmarkClientContext)) else { return nil }
-        SSL_set_fd(ssl, fd)
-        let stream = TLSStream(ssl: ssl)
-        guard SSL_connect(ssl) == 1 else { ERR_clear_error(); return nil }
-        stream.established = true
-        return stream
-    }
-
-    /// A verifying client session on a connected, blocking socket (`deltacast tail`): the
-    /// system's CA store or `caFile`, the host name checked against the certificate, SNI sent.
-    /// Throws the verification error in words (e.g. "certificate has expired").
-    public static func client(fd: Int32, host: String, caFile: String?) throws(TLSError) -> TLSStream {
-        ERR_clear_error()
-        guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError("SSL_CTX_new") }
-        defer { SSL_CTX_free(context) }   // the session keeps its own reference
-        _ = deltacast_ssl_ctx_set_min_tls12(context)
-        let loaded = caFile.map { SSL_CTX_load_verify_locations(context, $0, nil) } ?? SSL_CTX_set_default_verify_paths(context)
-        guard loaded == 1 else { throw TLSError("cannot load the CA certificates \(caFile ?? "(system store)")") }
-        SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        guard let ssl = SSL_new(context) else { throw TLSError("SSL_new") }
-        let stream = TLSStream(ssl: ssl)
-        SSL_set_fd(ssl, fd)
-        // SNI carries names only (RFC 6066); SSL_set1_host checks a name or an IP address.
-        if !host.allSatisfy({ $0.isNumber || $0 == "." || $0 == ":" }) { _ = deltacast_ssl_set_sni(ssl, host) }
-        _ = SSL_set1_host(ssl, host)
-        guard SSL_connect(ssl) == 1 else {
-            let result = SSL_get_verify_result(ssl)
-            if result != X509_V_OK { ERR_clear_error(); throw TLSError(message: "certificate verification failed: \(String(cString: X509_verify_cert_error_string(result)))") }
-            throw TLSError("TLS handshake with \(host) failed")
-        }
-        stream.established = true
-        return stream
-    }
-
-    enum Progress: Equatable { case done, wantRead, wantWrite, failed(String) }
+    public enum Progress: Equatable { case done, wantRead, wantWrite, failed(String) }
 
     /// Advances the handshake.
-    func handshake() -> Progress {
+    public func handshake() -> Progress {
         ERR_clear_error()
         let result = SSL_do_handshake(ssl)
         if result == 1 { established = true; return .done }

@@ -71,9 +71,17 @@ let package = Package(
         .target(
             name: "DeltacastSimulator", dependencies: ["DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
+        // Argument parsing and exit statuses, shared by the commands and the benchmarks.
+        .target(name: "DeltacastCommandLine", swiftSettings: sharedSwiftSettings),
+        // `deltacast bench`: the load generator and every benchmark.
+        .target(
+            name: "DeltacastBench",
+            dependencies: ["CSystemLinux", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        // The executable: a thin list of commands.
         .executableTarget(
             name: "deltacast",
-            dependencies: ["CSystemLinux", "DeltacastJSON", "DeltacastConfig", "DeltacastLoop", "DeltacastWire", "DeltacastUpstream", "DeltacastServer", "DeltacastPolling", "DeltacastSimulator", "DeltacastClient", "DeltacastTLS"],
+            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(

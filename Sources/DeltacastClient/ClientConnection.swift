@@ -1,5 +1,5 @@
-public import DeltacastTLS
 import DeltacastLoop
+public import DeltacastTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -138,12 +138,27 @@ public struct ResponseReader {
     }
 }
 
-/// Finding byte patterns (a head's end, an event's end) in received bytes.
+/// Finding byte patterns (a head's end, an event's end) in received bytes, without copying:
+/// the receive paths of the clients and the load generator.
 public enum ByteSearch {
     /// The offset of the first `pattern` in `bytes` at or after `start`.
+    public static func first(of pattern: [UInt8], in bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0) -> Int? {
+        guard !pattern.isEmpty, bytes.count >= pattern.count else { return nil }
+        var index = start
+        while index <= bytes.count - pattern.count {
+            if bytes[index] == pattern[0] {
+                var match = true
+                for offset in 1..<pattern.count where bytes[index + offset] != pattern[offset] { match = false; break }
+                if match { return index }
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// The offset of the first `pattern` in `bytes` at or after `start`.
     public static func first(of pattern: [UInt8], in bytes: [UInt8], from start: Int = 0) -> Int? {
-        guard bytes.count >= pattern.count, start <= bytes.count - pattern.count else { return nil }
-        return (start...(bytes.count - pattern.count)).first { bytes[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+        bytes.withUnsafeBufferPointer { first(of: pattern, in: $0, from: start) }
     }
 }
 

@@ -1,6 +1,6 @@
 public import DeltacastConfig
-public import DeltacastLoop
 public import DeltacastHub
+public import DeltacastLoop
 public import DeltacastTLS
 import DeltacastWire
 import Synchronization

@@ -1,6 +1,6 @@
 public import DeltacastConfig
-public import DeltacastWire
 public import DeltacastHub
+public import DeltacastWire
 
 /// A response the router decided on, before framing.
 public struct RoutedResponse: Sendable {

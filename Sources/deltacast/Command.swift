@@ -1,17 +1,7 @@
-import Foundation
+import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastServer
-
-/// Exit statuses of the `deltacast` command.
-enum ExitStatus: Int32 {
-    /// Success.
-    case success = 0
-    /// The input was wrong: an invalid configuration, a file that is not JSON, a patch that
-    /// does not apply.
-    case failure = 1
-    /// The command line itself was wrong (unknown option, missing value).
-    case usage = 2
-}
+import Foundation
 
 /// One subcommand of `deltacast`.
 protocol Command {
@@ -23,11 +13,6 @@ protocol Command {
     static var usage: String { get }
     /// Runs it with the arguments after its name.
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus
-}
-
-/// Writes to standard error.
-func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
 /// How to run this same executable from where the user stands, for hints the commands print:

@@ -1,3 +1,4 @@
+import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastSimulator
 import Dispatch

@@ -1,3 +1,4 @@
+import DeltacastCommandLine
 import DeltacastJSON
 import Foundation
 

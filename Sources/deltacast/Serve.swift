@@ -1,6 +1,8 @@
+import DeltacastCommandLine
 import DeltacastConfig
-import DeltacastServer
+import DeltacastLoop
 import DeltacastPolling
+import DeltacastServer
 import Dispatch
 import Foundation
 
@@ -33,7 +35,7 @@ enum ServeCommand: Command {
 /// With `path`, SIGHUP and `POST /deltacast/reload` re-read that file and apply it without
 /// dropping a connection (a broken file changes nothing); SIGHUP also re-reads the TLS files.
 func runServer(_ configuration: Configuration, path: String?, command: String, dashboard: Bool = false, started: (Int) -> Void = { _ in }) -> ExitStatus {
-    raiseOpenFileLimit()
+    ProcessLimits.raiseOpenFiles()
     // The caller blocked SIGTERM, SIGINT and SIGHUP (ProcessSignals.block()) before any thread
     // started: whoever waits for the listening line may signal at once.
     let server: HTTPServer

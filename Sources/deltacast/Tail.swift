@@ -1,4 +1,5 @@
 import DeltacastClient
+import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop

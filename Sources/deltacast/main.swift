@@ -1,3 +1,4 @@
+import DeltacastCommandLine
 import Foundation
 
 /// The `deltacast` command: dispatches to a subcommand.

@@ -1,4 +1,5 @@
 import CSystemLinux
+import DeltacastCommandLine
 import DeltacastLoop
 import DeltacastWire
 import Foundation
@@ -34,7 +35,7 @@ enum FanoutBenchmark {
               ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase) else {
             throw .init(message: "expected:\n" + usage)
         }
-        raiseOpenFileLimit()
+        ProcessLimits.raiseOpenFiles()
         var server: Process?
         var directory: URL?
         defer {
@@ -144,10 +145,6 @@ enum FanoutBenchmark {
         }
     }
 
-    static func find(_ bytes: [UInt8], _ pattern: [UInt8], from start: Int = 0) -> Int? {
-        bytes.withUnsafeBufferPointer { LoadGenerator.find($0, pattern, from: start) }
-    }
-
     /// The decimal number right after `key` in `bytes` (no JSON parse on the receive path).
     static func number(after key: [UInt8], in bytes: some Collection<UInt8>) -> Int? {
         Array(bytes).withUnsafeBufferPointer { LoadGenerator.number($0, key, 0..<$0.count) }
@@ -163,15 +160,5 @@ enum FanoutBenchmark {
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-    }
-}
-
-/// Takes the whole hard limit of open files (20,000 here): each connection is a descriptor.
-func raiseOpenFileLimit() {
-    var limit = rlimit()
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    if getrlimit(resource, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(resource, &limit)
     }
 }

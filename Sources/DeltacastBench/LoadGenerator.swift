@@ -272,14 +272,14 @@ final class LoadGenerator {
             break
         }
         // One response at a time: Content-Length or chunked framing.
-        while let headEnd = FanoutBenchmark.find(publisherBuffer, [13, 10, 13, 10]) {
+        while let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: publisherBuffer) {
             let head = String(decoding: publisherBuffer[..<headEnd], as: UTF8.self)
             guard head.hasPrefix("HTTP/1.1 2") || head.hasPrefix("HTTP/1.0 2") else { throw HTTPBenchmark.Failure(description: "publish refused: \(head)") }
             var total: Int
             if let line = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }) {
                 total = headEnd + 4 + (Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0)
             } else if head.lowercased().contains("transfer-encoding: chunked") {
-                guard let end = FanoutBenchmark.find(publisherBuffer, Array("0\r\n\r\n".utf8), from: headEnd + 4) else { return }
+                guard let end = ByteSearch.first(of: Array("0\r\n\r\n".utf8), in: publisherBuffer, from: headEnd + 4) else { return }
                 total = end + 5
             } else if head.lowercased().contains("connection: close") || head.hasPrefix("HTTP/1.0") {
                 return  // close-delimited: complete at EOF
@@ -320,7 +320,7 @@ final class LoadGenerator {
 
     func process(_ subscriber: Subscriber, now: UInt64) {
         if !subscriber.handshaken && options.transport != "poll" {
-            guard let end = FanoutBenchmark.find(subscriber.buffer, [13, 10, 13, 10]) else { return }
+            guard let end = ByteSearch.first(of: [13, 10, 13, 10], in: subscriber.buffer) else { return }
             let ok = subscriber.buffer.starts(with: Array(options.transport == "ws" ? "HTTP/1.1 101".utf8 : "HTTP/1.1 200".utf8))
             if !ok { subscriber.failed = true; return }
             subscriber.handshaken = true
@@ -351,12 +351,12 @@ final class LoadGenerator {
                     consumed = payload.upperBound
                 }
             case "sse":
-                while let end = Self.find(bytes, [10, 10], from: consumed) {
+                while let end = ByteSearch.first(of: [10, 10], in: bytes, from: consumed) {
                     record(bytes, consumed..<end, subscriber, now)
                     consumed = end + 2
                 }
             default:
-                guard let headEnd = Self.find(bytes, [13, 10, 13, 10], from: 0) else { return }
+                guard let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: bytes, from: 0) else { return }
                 let head = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<headEnd]), as: UTF8.self)
                 let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                     .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
@@ -365,8 +365,8 @@ final class LoadGenerator {
                 if head.hasPrefix("HTTP/1.1 200") {
                     // A long-poll answer may carry several messages: record each `"seq":`.
                     var from = body.lowerBound
-                    while let at = Self.find(bytes, Array(#""seq":"#.utf8), from: from), at < body.upperBound {
-                        let next = Self.find(bytes, Array(#""seq":"#.utf8), from: at + 6).map { min($0, body.upperBound) } ?? body.upperBound
+                    while let at = ByteSearch.first(of: Array(#""seq":"#.utf8), in: bytes, from: from), at < body.upperBound {
+                        let next = ByteSearch.first(of: Array(#""seq":"#.utf8), in: bytes, from: at + 6).map { min($0, body.upperBound) } ?? body.upperBound
                         record(bytes, at..<next, subscriber, now)
                         from = next
                     }
@@ -410,29 +410,15 @@ final class LoadGenerator {
         }
     }
 
-    static func find(_ bytes: UnsafeBufferPointer<UInt8>, _ pattern: [UInt8], from start: Int) -> Int? {
-        guard bytes.count >= pattern.count else { return nil }
-        var index = start
-        while index <= bytes.count - pattern.count {
-            if bytes[index] == pattern[0] {
-                var match = true
-                for offset in 1..<pattern.count where bytes[index + offset] != pattern[offset] { match = false; break }
-                if match { return index }
-            }
-            index += 1
-        }
-        return nil
-    }
-
     static func lastFind(_ bytes: UnsafeBufferPointer<UInt8>, _ pattern: [UInt8], in range: Range<Int>) -> Int? {
         var found: Int?
         var from = range.lowerBound
-        while let at = find(bytes, pattern, from: from), at < range.upperBound { found = at; from = at + 1 }
+        while let at = ByteSearch.first(of: pattern, in: bytes, from: from), at < range.upperBound { found = at; from = at + 1 }
         return found
     }
 
     static func number(_ bytes: UnsafeBufferPointer<UInt8>, _ key: [UInt8], _ range: Range<Int>) -> Int? {
-        guard let at = find(bytes, key, from: range.lowerBound), at + key.count < range.upperBound else { return nil }
+        guard let at = ByteSearch.first(of: key, in: bytes, from: range.lowerBound), at + key.count < range.upperBound else { return nil }
         var value = 0, index = at + key.count, digits = 0
         while index < range.upperBound, bytes[index] >= 0x30, bytes[index] <= 0x39 {
             value = value &* 10 &+ Int(bytes[index] - 0x30)

@@ -1,18 +1,19 @@
 /// A tiny command-line parser: flags, options with values, positionals. Unknown options and
 /// missing values are usage errors (exit 2), as users of every Unix tool expect.
-struct CommandLineArguments {
+public struct CommandLineArguments {
     /// A usage error: the message and the usage of the command it belongs to.
-    struct UsageError: Error {
-        var message: String
+    public struct UsageError: Error {
+        public var message: String
+        public init(message: String) { self.message = message }
     }
 
-    private(set) var flags: Set<String> = []
-    private(set) var options: [String: [String]] = [:]
-    private(set) var positionals: [String] = []
+    public private(set) var flags: Set<String> = []
+    public private(set) var options: [String: [String]] = [:]
+    public private(set) var positionals: [String] = []
 
     /// Parses `arguments` given the flags and value-taking options the command knows
     /// (with their leading dashes, e.g. `--merge`, `-c`). Aliases map to a canonical name.
-    init(_ arguments: [String], flags knownFlags: Set<String>, options knownOptions: Set<String>,
+    public init(_ arguments: [String], flags knownFlags: Set<String>, options knownOptions: Set<String>,
          aliases: [String: String] = [:]) throws(UsageError) {
         var index = 0
         var onlyPositionals = false
@@ -50,9 +51,9 @@ struct CommandLineArguments {
     }
 
     /// The last value given for `option`.
-    func value(_ option: String) -> String? { options[option]?.last }
+    public func value(_ option: String) -> String? { options[option]?.last }
     /// Every value given for a repeatable option, in order.
-    func values(_ option: String) -> [String] { options[option] ?? [] }
+    public func values(_ option: String) -> [String] { options[option] ?? [] }
     /// Whether `flag` was given.
-    func has(_ flag: String) -> Bool { flags.contains(flag) }
+    public func has(_ flag: String) -> Bool { flags.contains(flag) }
 }

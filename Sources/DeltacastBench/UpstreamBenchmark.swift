@@ -1,5 +1,6 @@
 import CSystemLinux
 import DeltacastClient
+import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastLoop
 import DeltacastPolling
@@ -27,7 +28,7 @@ enum UpstreamBenchmark {
         guard (1...9_000).contains(clients), (5...3600).contains(duration), (100...60_000).contains(interval) else {
             throw .init(message: "--clients 1...9000, --duration 5...3600 seconds, --interval-ms 100...60000")
         }
-        raiseOpenFileLimit()
+        ProcessLimits.raiseOpenFiles()
         do {
             let simulator = try LegacySimulator(port: 0)
             try simulator.start()
@@ -135,7 +136,7 @@ enum UpstreamBenchmark {
                     client.buffer += scratch[0..<n]
                     if push {
                         var from = 0
-                        while let end = FanoutBenchmark.find(client.buffer, [10, 10], from: from) {
+                        while let end = ByteSearch.first(of: [10, 10], in: client.buffer, from: from) {
                             let event = client.buffer[from..<end]
                             if let version = FanoutBenchmark.number(after: patchKey, in: event) ?? FanoutBenchmark.number(after: versionKey, in: event) {
                                 saw(version, client, received)
@@ -145,7 +146,7 @@ enum UpstreamBenchmark {
                         client.buffer.removeFirst(from)
                     } else {
                         // One Content-Length framed response at a time (one request in flight).
-                        guard let headEnd = FanoutBenchmark.find(client.buffer, [13, 10, 13, 10]) else { continue }
+                        guard let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: client.buffer) else { continue }
                         let head = String(decoding: client.buffer[..<headEnd], as: UTF8.self)
                         let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                             .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0

@@ -1,3 +1,4 @@
+import DeltacastCommandLine
 import DeltacastLoop
 import Foundation
 

@@ -1,0 +1,29 @@
+public import DeltacastCommandLine
+
+/// `deltacast bench KIND`: the benchmarks, each measured side by side in one run.
+public enum Benchmarks {
+    /// The kinds and their options, for `deltacast bench --help`.
+    public static let usage = """
+        usage: deltacast bench KIND [options]
+
+        Kinds: json [--rounds N] (parser, diff and patch sizes),
+        http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk),
+        fanout | throughput | connections: the load generator, against a `deltacast serve` it starts
+        (pinned to CPU 0; run it under `taskset -c 1`) or any server given by URLs
+        (examples/bench/run.sh runs Nchan and Pushpin side by side). Options:
+        \(FanoutBenchmark.usage)
+        upstream [--clients N] [--duration S] [--interval-ms MS] (direct polling of the simulated
+        API vs push through the proxy, same clients, one run).
+        """
+
+    /// Runs the benchmark `arguments` name, with its options.
+    public static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        guard let kind = arguments.first else { throw .init(message: "expected a benchmark kind") }
+        let options = Array(arguments.dropFirst())
+        if kind == "json" { return try JSONBenchmark.run(options) }
+        if kind == "http" { return try HTTPBenchmark.run(options) }
+        if let mode = LoadGenerator.Mode(rawValue: kind) { return try FanoutBenchmark.run(mode, options) }
+        if kind == "upstream" { return try UpstreamBenchmark.run(options) }
+        throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, throughput, connections, upstream")
+    }
+}

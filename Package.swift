@@ -92,7 +92,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
 
         .target(
-            name: "DeltacastTestSupport", path: "Tests/DeltacastTestSupport",
+            name: "DeltacastTestSupport", dependencies: ["DeltacastLoop"], path: "Tests/DeltacastTestSupport",
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastConfigTests", dependencies: ["DeltacastConfig", "DeltacastTestSupport"],

@@ -185,14 +185,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
         let text = serve.firstLine
         #expect(text.hasPrefix("deltacast: listening on http://127.0.0.1:"))
         let url = String(text.dropFirst("deltacast: listening on ".count).dropLast()) + "/healthz"
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        curl.arguments = ["-s", "-i", "--max-time", "10", url]
-        let curlOut = Pipe()
-        curl.standardOutput = curlOut
-        try curl.run()
-        let response = String(decoding: curlOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
+        let response = try curl(["-i", url])
         #expect(response.hasPrefix("HTTP/1.1 200 OK"))
         #expect(response.hasSuffix("{\"status\":\"ok\"}"))
         kill(process.processIdentifier, SIGTERM)
@@ -225,11 +218,10 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
 
             """)
         defer { if serve.process.isRunning { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() } }
-        let tail = TailCommandTests()
-        _ = try tail.curl(["-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/x"])
-        _ = try tail.curl(["-X", "POST", "-H", "Authorization: Bearer wrong-admin-secret-0000", "--data", "{}", serve.base + "/deltacast/publish?topic=/live/x"])
-        _ = try tail.curl(["-H", "Authorization: Bearer bearer-secret-8f3b", "-H", "Cookie: session=cookie-secret-77aa", serve.base + "/me"])
-        _ = try tail.curl(["-N", "--max-time", "1", "-H", "Accept: text/event-stream", serve.base + "/deltacast/sse?topic=/live/x&ticket=ticket-secret-42c9&token=query-secret-1b2b"])
+        _ = try curl(["-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/x"])
+        _ = try curl(["-X", "POST", "-H", "Authorization: Bearer wrong-admin-secret-0000", "--data", "{}", serve.base + "/deltacast/publish?topic=/live/x"])
+        _ = try curl(["-H", "Authorization: Bearer bearer-secret-8f3b", "-H", "Cookie: session=cookie-secret-77aa", serve.base + "/me"])
+        _ = try curl(["-N", "--max-time", "1", "-H", "Accept: text/event-stream", serve.base + "/deltacast/sse?topic=/live/x&ticket=ticket-secret-42c9&token=query-secret-1b2b"])
         kill(serve.process.processIdentifier, SIGTERM)
         let rest = String(decoding: serve.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         serve.process.waitUntilExit()
@@ -255,7 +247,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
         let token = "top-admin-token-0123456789"
         let serve = try startServe("listen: 127.0.0.1:0\nendpoints:\n  - path: /live/{room}\n    source: publish\nadmin: { token: \(token) }\n")
         defer { kill(serve.process.processIdentifier, SIGKILL); serve.process.waitUntilExit() }
-        _ = try TailCommandTests().curl(["-X", "POST", "-H", "Authorization: Bearer \(token)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/t"])
+        _ = try curl(["-X", "POST", "-H", "Authorization: Bearer \(token)", "--data", #"{"a":1}"#, serve.base + "/deltacast/publish?topic=/live/t"])
         let top = try DeltacastProcess(["top", serve.base, "--token", token, "--once"])
         #expect(top.status == 0)
         #expect(top.stdout.contains("/live/{room}"))
@@ -273,7 +265,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
     /// A second `serve` on a port another process listens on exits 1 saying so, instead of
     /// sharing the port through SO_REUSEPORT.
     @Test func aSecondServeOnTheSamePortRefusesToStart() throws {
-        let (probe, port) = try DemoCommandTests().freePort()
+        let (probe, port) = try freeLoopbackPort()
         close(probe)
         let yaml = "listen: 127.0.0.1:\(port)\nendpoints:\n  - path: /live/{room}\n    source: publish\n"
         let first = try startServe(yaml)
@@ -294,7 +286,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
     /// the proxy start in one process; prices are served and pushed, a stranger's token gets
     /// the upstream's 401, and SIGTERM stops both.
     @Test func demoServesTheSimulatedAPIThroughTheProxy() throws {
-        let (probe, upstreamPort) = try freePort()
+        let (probe, upstreamPort) = try freeLoopbackPort()
         close(probe)
         var yaml = try String(contentsOf: DeltacastProcess.repositoryRoot.appendingPathComponent("config/demo.yaml"), encoding: .utf8)
         yaml = yaml.replacingOccurrences(of: "listen: 127.0.0.1:8080", with: "listen: 127.0.0.1:0")
@@ -302,14 +294,14 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
         let demo = try startServe(yaml, command: "demo")
         defer { if demo.process.isRunning { kill(demo.process.processIdentifier, SIGKILL); demo.process.waitUntilExit() } }
         #expect(demo.firstLine.hasPrefix("deltacast: listening on http://127.0.0.1:"))
-        let prices = try TailCommandTests().curl(["-i", demo.base + "/api/prices"])
+        let prices = try curl(["-i", demo.base + "/api/prices"])
         #expect(prices.hasPrefix("HTTP/1.1 200 OK"))
         #expect(prices.contains(#"{"id":"AAPL","price":"#))
-        let stream = try TailCommandTests().curl(["-N", "--max-time", "3", "-H", "Accept: text/event-stream", demo.base + "/api/prices"])
+        let stream = try curl(["-N", "--max-time", "3", "-H", "Accept: text/event-stream", demo.base + "/api/prices"])
         #expect(stream.contains("event: snapshot") && stream.contains("event: patch"))
-        let stranger = try TailCommandTests().curl(["-i", "-H", "Authorization: Bearer user-7", demo.base + "/api/users/42/notifications"])
+        let stranger = try curl(["-i", "-H", "Authorization: Bearer user-7", demo.base + "/api/users/42/notifications"])
         #expect(stranger.hasPrefix("HTTP/1.1 401"))
-        let owner = try TailCommandTests().curl(["-H", "Authorization: Bearer user-42", demo.base + "/api/users/42/notifications"])
+        let owner = try curl(["-H", "Authorization: Bearer user-42", demo.base + "/api/users/42/notifications"])
         #expect(owner.contains(#""user":"42""#))
         kill(demo.process.processIdentifier, SIGTERM)
         let rest = String(decoding: demo.out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -325,34 +317,9 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
         #expect(rest.contains("\n  \(expected) tail http://127.0.0.1:"), "\(rest)")
         #expect(rest.contains("deltacast: stopped"))
     }
-
-    /// A free loopback port: a bound socket (the caller closes it) and its number.
-    func freePort() throws -> (Int32, Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
-    }
 }
 
 @Suite struct TailCommandTests {
-    /// Runs curl with `arguments` and returns its output.
-    func curl(_ arguments: [String]) throws -> String {
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        curl.arguments = ["-s", "--max-time", "10"] + arguments
-        let out = Pipe()
-        curl.standardOutput = out
-        try curl.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        curl.waitUntilExit()
-        return text
-    }
-
     /// `deltacast tail` over each transport prints the snapshot, then the patch, each with the
     /// state after it, and with `--count 2` exits 0.
     @Test func tailPrintsEventsAndStateOverEveryTransport() throws {
@@ -361,7 +328,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
         let base = serve.base
         let document = { (price: Int) in #"{"items":[{"id":1,"p":\#(price)}],"note":"long enough for one price to travel as a patch"}"# }
         let publish = { (price: Int) throws in
-            _ = try self.curl(["-X", "POST", "-H", "Authorization: Bearer tail-admin-token-0123456789", "--data", document(price), "\(base)/deltacast/publish?topic=/live/t"])
+            _ = try curl(["-X", "POST", "-H", "Authorization: Bearer tail-admin-token-0123456789", "--data", document(price), "\(base)/deltacast/publish?topic=/live/t"])
         }
         try publish(1)
         var tails: [(String, Process, Pipe)] = []

@@ -50,64 +50,6 @@ let manyConnectionsConfig = """
     server: { idle_timeout: 10m, header_timeout: 10m }
     """
 
-/// A raw loopback client: sends bytes, reads until the peer closes or `count` responses came.
-/// `@unchecked Sendable`: one descriptor, used by one thread at a time in these tests.
-final class RawClient: @unchecked Sendable {
-    let fd: Int32
-    init(port: Int) throws {
-        fd = try Socket.connect(port: port)
-    }
-    deinit { close(fd) }
-    func send(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
-    /// Reads until `responses` complete responses (Content-Length framed) arrived, or EOF.
-    func read(responses: Int) -> (texts: [String], closed: Bool) {
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var closed = false
-        while true {
-            let parsed = Self.split(data)
-            if parsed.count >= responses { return (parsed, false) }
-            let n = Glibc.read(fd, &buffer, buffer.count)
-            if n <= 0 { closed = true; break }
-            data += buffer[0..<n]
-        }
-        return (Self.split(data), closed)
-    }
-    /// Reads one response head (for HEAD, whose body is announced but not sent).
-    func readHead() -> String {
-        var data: [UInt8] = []
-        var byte: UInt8 = 0
-        while !(data.count >= 4 && Array(data.suffix(4)) == [13, 10, 13, 10]) {
-            guard Glibc.read(fd, &byte, 1) == 1 else { break }
-            data.append(byte)
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    /// Whether the server closed the connection (read returns 0).
-    func isClosedByPeer() -> Bool {
-        var byte: UInt8 = 0
-        return Glibc.read(fd, &byte, 1) == 0
-    }
-    /// Splits bytes into complete responses framed by Content-Length.
-    static func split(_ data: [UInt8]) -> [String] {
-        var results: [String] = []
-        var start = 0
-        let separator: [UInt8] = [13, 10, 13, 10]
-        while start < data.count {
-            guard let headEnd = (start..<max(start, data.count - 3)).first(where: { Array(data[$0..<$0 + 4]) == separator }) else { break }
-            let head = String(decoding: data[start..<headEnd], as: UTF8.self)
-            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
-            let end = headEnd + 4 + length
-            guard end <= data.count else { break }
-            results.append(String(decoding: data[start..<end], as: UTF8.self))
-            start = end
-        }
-        return results
-    }
-}
-
 @Suite(.serialized) struct HTTPServerTests {
     @Test func keepAliveServesManyRequestsOnOneConnection() throws {
         try withServer(endpoints) { port in

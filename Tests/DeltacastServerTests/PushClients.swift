@@ -1,5 +1,6 @@
 import DeltacastClient
 import DeltacastJSON
+import DeltacastTestSupport
 import DeltacastLoop
 import DeltacastWire
 import Foundation

@@ -4,6 +4,7 @@ import DeltacastJSON
 import DeltacastWire
 import Foundation
 import Synchronization
+import DeltacastTestSupport
 import Testing
 import DeltacastLoop
 #if canImport(Glibc)

@@ -3,6 +3,7 @@ import DeltacastJSON
 import DeltacastWire
 import Foundation
 import Synchronization
+import DeltacastTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -59,17 +60,6 @@ func upstreamConfig(_ port: Int, timeout: String = "1s", _ endpoints: String, ex
     admin: { token: \(adminToken) }
     \(extra)
     """
-}
-
-/// Waits until `condition` holds, checking every 20 ms, for at most `seconds`.
-@discardableResult
-func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(20_000)
-    }
-    return try condition()
 }
 
 /// `GET target` on the proxy with extra header lines.

@@ -342,10 +342,7 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
             tails.append((transport, tail, pipe))
         }
         // Publish once all three are subscribed (the long-poller counts while it is held).
-        let deadline = Date().addingTimeInterval(20)
-        while !(try curl(["-s", "\(base)/metrics"]).contains("deltacast_subscriptions 3\n")) && Date() < deadline {
-            usleep(20_000)
-        }
+        #expect(try eventually(20) { try curl(["\(base)/metrics"]).contains("deltacast_subscriptions 3\n") })
         try publish(2)
         for (transport, tail, pipe) in tails {
             let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

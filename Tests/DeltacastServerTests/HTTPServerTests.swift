@@ -126,16 +126,15 @@ let manyConnectionsConfig = """
             let slow = try RawClient(port: port)
             let other = try RawClient(port: port)
             let answerBox = Mutex<[String]>([])
-            let reader = Thread { let texts = slow.read(responses: 1).texts; answerBox.withLock { $0 = texts } }
-            reader.start()
+            let reader = BackgroundWork { let texts = slow.read(responses: 1).texts; answerBox.withLock { $0 = texts } }
             for byte in "GET /healthz HTTP/1.1\r\nHo" {
                 slow.send(String(byte))
                 other.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
                 #expect(other.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200") == true)
-                if !reader.isExecuting && reader.isFinished { break }
+                if reader.isFinished { break }
                 usleep(100_000)  // pacing the slow client, not waiting for a result
             }
-            while !reader.isFinished { usleep(10_000) }
+            #expect(reader.wait(), "the slow client's read ends")
             let answer = answerBox.withLock { $0 }
             #expect(answer.first?.hasPrefix("HTTP/1.1 408 Request Timeout") == true, "\(answer)")
             #expect(slow.isClosedByPeer())
@@ -175,8 +174,7 @@ let manyConnectionsConfig = """
         let probe = try RawClient(port: port)
         probe.send("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         _ = probe.read(responses: 1)
-        let stopped = Thread { server.shutdown() }
-        stopped.start()
+        let stopped = BackgroundWork { server.shutdown() }
         #expect(idle.isClosedByPeer())                 // idle: closed at once
         inFlight.send("st: a\r\n\r\n")                  // the request in flight completes...
         let (texts, _) = inFlight.read(responses: 1)
@@ -185,7 +183,7 @@ let manyConnectionsConfig = """
         #expect(texts.first?.hasSuffix(#"{"status":"draining"}"#) == true)
         #expect(texts.first?.contains("Connection: close") == true)   // ...and is told to go
         #expect(inFlight.isClosedByPeer())
-        while !stopped.isFinished { usleep(10_000) }
+        #expect(stopped.wait(), "the shutdown completes")
         #expect((try? RawClient(port: port)) == nil)   // no longer accepting
     }
 

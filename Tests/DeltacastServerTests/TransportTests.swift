@@ -338,13 +338,12 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
         let poll = try RawClient(port: port)
         poll.send("GET /deltacast/poll?topic=/live/z&since=\(cursor)&wait=30 HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(try awaitHeldLongPolls(port, 1), "the poll is held before the shutdown")
-        let stopped = Thread { server.shutdown() }
-        stopped.start()
+        let stopped = BackgroundWork { server.shutdown() }
         #expect(socket.closeCode() == 1001)
         #expect(stream.next()?.retry == "2000")
         #expect(stream.next() == nil)
         #expect(poll.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 204") == true)
-        while !stopped.isFinished { usleep(10_000) }
+        #expect(stopped.wait(), "the shutdown completes")
     }
 
     /// A big document for the snapshot endpoint: each publish is delivered whole (~64 KiB).

@@ -100,3 +100,30 @@ public func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) r
     return try condition()
 }
 
+
+/// Work on its own thread that a test waits for (a blocking read, a shutdown) without polling.
+public final class BackgroundWork: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let finishedFlag = NSLock()
+    private var finishedValue = false
+
+    /// Starts `body` on a new thread.
+    public init(_ body: @escaping @Sendable () -> Void) {
+        Thread.detachNewThread { [self] in
+            body()
+            finishedFlag.withLock { finishedValue = true }
+            done.signal()
+        }
+    }
+
+    /// Whether `body` has returned.
+    public var isFinished: Bool { finishedFlag.withLock { finishedValue } }
+
+    /// Waits for `body` to return, at most `seconds`; false on timeout.
+    @discardableResult
+    public func wait(seconds: Double = 60) -> Bool {
+        guard done.wait(timeout: .now() + seconds) == .success else { return false }
+        done.signal()   // later waits return at once
+        return true
+    }
+}

@@ -70,15 +70,12 @@ func fetch(_ request: UpstreamRequest) throws -> UpstreamResponse {
     try loop.start(name: "upstream-test")
     defer { loop.stop(); loop.join() }
     let result = Mutex<UpstreamResponse?>(nil)
+    let completed = DispatchSemaphore(value: 0)
     loop.execute {
         let client = UpstreamClient(loop: loop, maxConnections: 4)
-        client.fetch(request) { response in _ = client; result.withLock { $0 = response } }
+        client.fetch(request) { response in _ = client; result.withLock { $0 = response }; completed.signal() }
     }
-    let deadline = Date().addingTimeInterval(20)
-    while Date() < deadline {
-        if let response = result.withLock({ $0 }) { return response }
-        usleep(5000)
-    }
+    if completed.wait(timeout: .now() + 20) == .success, let response = result.withLock({ $0 }) { return response }
     throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "no completion within 20 s"])
 }
 
@@ -167,16 +164,16 @@ func request(_ port: Int, path: String = "/doc", timeout: Int = 5000, maxBody: I
         try loop.start(name: "upstream-test")
         defer { loop.stop(); loop.join() }
         let done = Atomic<Int>(0)
+        let finished = DispatchSemaphore(value: 0)
         loop.execute {
             let client = UpstreamClient(loop: loop, maxConnections: 4)
             func next(_ remaining: Int) {
                 guard remaining > 0 else { return }
-                client.fetch(request(server.port)) { _ in done.add(1, ordering: .relaxed); next(remaining - 1) }
+                client.fetch(request(server.port)) { _ in done.add(1, ordering: .relaxed); next(remaining - 1); if remaining == 1 { finished.signal() } }
             }
             next(5)
         }
-        let deadline = Date().addingTimeInterval(20)
-        while done.load(ordering: .relaxed) < 5, Date() < deadline { usleep(5000) }
+        _ = finished.wait(timeout: .now() + 20)
         #expect(done.load(ordering: .relaxed) == 5)
         #expect(server.heads.withLock { $0.count } == 5)
         #expect(server.connections == 1)

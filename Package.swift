@@ -48,7 +48,7 @@ let package = Package(
             name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastHub", dependencies: ["DeltacastJSON", "DeltacastWire", "DeltacastConfig"],
+            name: "DeltacastHub", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
         .target(name: "DeltacastTLS", dependencies: ["COpenSSL"], swiftSettings: sharedSwiftSettings),

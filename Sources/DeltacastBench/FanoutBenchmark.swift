@@ -150,12 +150,6 @@ enum FanoutBenchmark {
         Array(bytes).withUnsafeBufferPointer { LoadGenerator.number($0, key, 0..<$0.count) }
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-
     static func ownCPUSeconds() -> Double {
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)

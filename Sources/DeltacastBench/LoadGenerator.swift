@@ -121,7 +121,7 @@ final class LoadGenerator {
     // MARK: Messages
 
     func message(_ seq: Int) -> [UInt8] {
-        let head = #"{"seq":\#(seq),"sent":\#(FanoutBenchmark.monotonicNanoseconds()),"pad":""#
+        let head = #"{"seq":\#(seq),"sent":\#(MonotonicClock.nanoseconds()),"pad":""#
         let pad = String(repeating: "x", count: max(0, options.size - head.utf8.count - 2))
         let text = head + pad + "\"}"
         var escaped = ""
@@ -207,7 +207,7 @@ final class LoadGenerator {
     func run(until deadline: UInt64, done: () -> Bool, publishDue: () -> Bool) throws {
         var events = [epoll_event](repeating: epoll_event(), count: 1024)
         while !done() {
-            let now = FanoutBenchmark.monotonicNanoseconds()
+            let now = MonotonicClock.nanoseconds()
             if now >= deadline { return }
             while publishesInFlight < (warmingUp ? 1 : options.pipeline) && publisher >= 0 && publishDue() { try publishNext() }
             let timeout = Int32(options.mode == .fanout ? 1 : 20)
@@ -227,7 +227,7 @@ final class LoadGenerator {
         if warmingUp {
             // The warm-up (seq 0) is repeated until every subscriber has one: some servers
             // finish a subscription after its handshake (Pushpin asks its origin first).
-            lastWarmUp = FanoutBenchmark.monotonicNanoseconds()
+            lastWarmUp = MonotonicClock.nanoseconds()
             published = 1
             let bytes = message(0)
             unanswered.append(bytes)
@@ -303,7 +303,7 @@ final class LoadGenerator {
                     return
                 }
                 subscriber.buffer.append(contentsOf: scratch[0..<n])
-                process(subscriber, now: FanoutBenchmark.monotonicNanoseconds())
+                process(subscriber, now: MonotonicClock.nanoseconds())
                 continue
             }
             let n = scratch.withUnsafeMutableBytes { read(subscriber.fd, $0.baseAddress, $0.count) }
@@ -313,7 +313,7 @@ final class LoadGenerator {
             }
             guard n > 0 else { return }
             subscriber.buffer.append(contentsOf: scratch[0..<n])
-            process(subscriber, now: FanoutBenchmark.monotonicNanoseconds())
+            process(subscriber, now: MonotonicClock.nanoseconds())
             if n < scratch.count { return }
         }
     }
@@ -438,7 +438,7 @@ final class LoadGenerator {
         func rss() -> Double { o.pids.map(HTTPBenchmark.rssBytes).reduce(0, +) }
         func cpu() -> Double { o.pids.map(HTTPBenchmark.cpuSeconds).reduce(0, +) }
         let rssBefore = rss()
-        let connectStart = FanoutBenchmark.monotonicNanoseconds()
+        let connectStart = MonotonicClock.nanoseconds()
         for index in 0..<o.subscribers {
             guard let fd = connect(index: index) else { connectFailures += 1; continue }
             let subscriber = Subscriber(fd: fd)
@@ -447,28 +447,28 @@ final class LoadGenerator {
             do { try open(subscriber) } catch { subscriber.failed = true }
             // Paced: every twentieth of a second's worth, let the loop take the answers.
             if o.connectRate > 0, (index + 1) % max(1, o.connectRate / 20) == 0 {
-                try run(until: FanoutBenchmark.monotonicNanoseconds() + 50_000_000, done: { false }, publishDue: { false })
+                try run(until: MonotonicClock.nanoseconds() + 50_000_000, done: { false }, publishDue: { false })
             }
         }
         if o.publish != nil { try connectPublisher() }
         // Handshakes (WebSocket 101, SSE 200), then the warm-up message confirms each subscriber.
-        let handshakeDeadline = FanoutBenchmark.monotonicNanoseconds() + phase
+        let handshakeDeadline = MonotonicClock.nanoseconds() + phase
         try run(until: handshakeDeadline, done: { o.transport == "poll" || subscribers.allSatisfy { $0.handshaken || $0.failed } }, publishDue: { false })
         if o.transport == "poll" { usleep(500_000) }  // long-polls are parked before the warm-up
         counts = [Int32](repeating: 0, count: o.mode == .connections ? 1 : o.messages + 1)
         warmingUp = true
-        try run(until: FanoutBenchmark.monotonicNanoseconds() + UInt64(min(o.phaseSeconds, 20)) * 1_000_000_000,
+        try run(until: MonotonicClock.nanoseconds() + UInt64(min(o.phaseSeconds, 20)) * 1_000_000_000,
                 done: { confirmedCount + subscribers.filter(\.failed).count >= subscribers.count },
-                publishDue: { FanoutBenchmark.monotonicNanoseconds() - lastWarmUp > 250_000_000 })
+                publishDue: { MonotonicClock.nanoseconds() - lastWarmUp > 250_000_000 })
         warmingUp = false
         // Let the last warm-up's answer and deliveries settle before measuring.
-        try run(until: FanoutBenchmark.monotonicNanoseconds() + 300_000_000, done: { false }, publishDue: { false })
-        let connectSeconds = Double(FanoutBenchmark.monotonicNanoseconds() - connectStart) / 1e9
+        try run(until: MonotonicClock.nanoseconds() + 300_000_000, done: { false }, publishDue: { false })
+        let connectSeconds = Double(MonotonicClock.nanoseconds() - connectStart) / 1e9
         let confirmed = confirmedCount
         usleep(300_000)
         let rssIdle = rss()
         let cpuBefore = cpu(), ownBefore = FanoutBenchmark.ownCPUSeconds()
-        let start = FanoutBenchmark.monotonicNanoseconds()
+        let start = MonotonicClock.nanoseconds()
         let scraping = Atomic<Bool>(o.scrapeMilliseconds > 0)
         let scrapes = Atomic<Int>(0)
         if o.scrapeMilliseconds > 0 {
@@ -493,14 +493,14 @@ final class LoadGenerator {
         case .fanout:
             let interval = 1_000_000_000 / UInt64(o.rate)
             try run(until: start + UInt64(o.messages) * interval + phase, done: { received >= o.messages * confirmed },
-                    publishDue: { published <= o.messages && FanoutBenchmark.monotonicNanoseconds() >= start + UInt64(published - 1) * interval })
+                    publishDue: { published <= o.messages && MonotonicClock.nanoseconds() >= start + UInt64(published - 1) * interval })
         case .throughput:
             try run(until: start + phase, done: { received >= o.messages * confirmed },
                     publishDue: { published <= o.messages && published - 1 - completedPrefix < o.window })
         }
         // Past the phase's limit nothing more is published; what was published must still arrive.
         let sent = max(0, published - 1)
-        try run(until: FanoutBenchmark.monotonicNanoseconds() + 10_000_000_000, done: { received >= sent * confirmed }, publishDue: { false })
+        try run(until: MonotonicClock.nanoseconds() + 10_000_000_000, done: { received >= sent * confirmed }, publishDue: { false })
         let cpuUsed = cpu() - cpuBefore, ownCPU = FanoutBenchmark.ownCPUSeconds() - ownBefore
         let rssAfter = rss()
         // Every message published (all M unless the phase's time limit stopped the publisher).

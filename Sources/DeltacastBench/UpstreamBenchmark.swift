@@ -79,7 +79,7 @@ enum UpstreamBenchmark {
 
     static func measure(simulator: LegacySimulator, port: Int, clients count: Int, seconds: Int, interval: Int, push: Bool) throws -> Measurement {
         var result = Measurement()
-        let start = LegacySimulator.nanoseconds()
+        let start = MonotonicClock.nanoseconds()
         let intervalNs = UInt64(interval) * 1_000_000
         let epoll = epoll_create1(0)
         defer { close(epoll) }
@@ -98,7 +98,7 @@ enum UpstreamBenchmark {
         defer { for client in clients { close(client.fd) } }
         // Counting starts once every client is connected (and, for push, subscribed).
         let before = simulator.totals.withLock { $0 }
-        let measuredFrom = LegacySimulator.nanoseconds()
+        let measuredFrom = MonotonicClock.nanoseconds()
         let end = measuredFrom + UInt64(seconds) * 1_000_000_000
         var events = [epoll_event](repeating: epoll_event(), count: 512)
         var scratch = [UInt8](repeating: 0, count: 256 * 1024)
@@ -115,7 +115,7 @@ enum UpstreamBenchmark {
         }
 
         while true {
-            let now = LegacySimulator.nanoseconds()
+            let now = MonotonicClock.nanoseconds()
             if now >= end { break }
             if !push {
                 for client in clients where !client.waiting && client.due <= now {
@@ -131,7 +131,7 @@ enum UpstreamBenchmark {
                 while true {
                     let n = scratch.withUnsafeMutableBytes { read(client.fd, $0.baseAddress, $0.count) }
                     guard n > 0 else { break }
-                    let received = LegacySimulator.nanoseconds()
+                    let received = MonotonicClock.nanoseconds()
                     if received >= measuredFrom { result.clientBytes += n }
                     client.buffer += scratch[0..<n]
                     if push {

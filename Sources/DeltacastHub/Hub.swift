@@ -1,4 +1,5 @@
 public import DeltacastConfig
+import DeltacastLoop
 import DeltacastWire
 import Synchronization
 #if canImport(Glibc)
@@ -107,7 +108,7 @@ public final class Hub: Sendable {
     private func topic(named name: String, endpoint: Configuration.Endpoint, maxTopics: Int,
                        credentials: [(name: String, value: String)]) throws(TopicError) -> Topic {
         let key = key(name: name, auth: endpoint.auth, credentials: credentials)
-        let now = Hub.now()
+        let now = MonotonicClock.milliseconds()
         let result = topics.withLock { table -> Result<(Topic, Bool), TopicError> in
             if let existing = table[key] { existing.touch(tick(), now: now); return .success((existing, false)) }
             if table.count >= maxTopics {
@@ -134,7 +135,7 @@ public final class Hub: Sendable {
     /// Evicts `topic` when it has been idle (no subscriber, no use) for its endpoint's `linger`;
     /// returns whether it is gone. A later request recreates it with a new epoch.
     public func evictIfIdle(_ topic: Topic) -> Bool {
-        let now = Hub.now()
+        let now = MonotonicClock.milliseconds()
         return topics.withLock { table in
             guard table[topic.key] === topic else { return true }
             guard topic.isIdle(now: now) else { return false }
@@ -221,19 +222,6 @@ public final class Hub: Sendable {
     /// (a clock in milliseconds would tie).
     func tick() -> Int64 { clock.add(1, ordering: .relaxed).newValue }
 
-    /// Nanoseconds on the monotonic clock.
-    static func nanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-
-    /// Milliseconds on the monotonic clock.
-    public static func now() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
 }
 
 /// The shared compressor, only used under the hub's lock.

@@ -1,5 +1,6 @@
 public import DeltacastConfig
 import DeltacastJSON
+import DeltacastLoop
 public import DeltacastWire
 import Synchronization
 
@@ -106,7 +107,7 @@ public final class Topic: @unchecked Sendable {
 
     /// The current state: cursor, stored body and its content type; nil before the first one.
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
-        touch(hub.tick(), now: Hub.now())
+        touch(hub.tick(), now: MonotonicClock.milliseconds())
         return lock.withLock { _ in
             seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: epoch, seq: seq), body, contentType, problem != nil)
         }
@@ -139,13 +140,13 @@ public final class Topic: @unchecked Sendable {
     /// Records the poller's state after a poll (for the status page): failures in a row and
     /// the delay before the next poll.
     public func recordPoll(failures: Int, nextInMilliseconds: Int64) {
-        let due = Hub.now() + nextInMilliseconds
+        let due = MonotonicClock.milliseconds() + nextInMilliseconds
         lock.withLock { _ in pollFailures = failures; nextPollAt = due }
     }
 
     /// This topic's state now.
     public func status() -> Status {
-        let now = Hub.now()
+        let now = MonotonicClock.milliseconds()
         return lock.withLock { _ in
             Status(cursor: seq == 0 ? nil : Cursor(epoch: epoch, seq: seq), subscribers: loopCounts.reduce(0, +),
                    millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
@@ -165,7 +166,7 @@ public final class Topic: @unchecked Sendable {
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
     public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
-        touch(hub.tick(), now: Hub.now())
+        touch(hub.tick(), now: MonotonicClock.milliseconds())
         return lock.withLock { _ in
             loopCounts[loop] += 1
             if let transport { transportCounts[transport] += 1 }
@@ -183,7 +184,7 @@ public final class Topic: @unchecked Sendable {
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
             if let transport { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
         }
-        touch(hub.tick(), now: Hub.now())
+        touch(hub.tick(), now: MonotonicClock.milliseconds())
     }
 
     /// Subscribers on every loop together.
@@ -192,7 +193,7 @@ public final class Topic: @unchecked Sendable {
     /// What a client holding `since` has missed (long-poll): nil when nothing is newer (or no
     /// state exists yet), else the missed patches or one snapshot.
     public func changes(since: Cursor?) -> [Change]? {
-        touch(hub.tick(), now: Hub.now())
+        touch(hub.tick(), now: MonotonicClock.milliseconds())
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }
 
@@ -273,9 +274,9 @@ public final class Topic: @unchecked Sendable {
             let (endpoint, diffOptions) = configured
             let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
             if needsDiff, seq > 0, let old = document, let new = parsed {
-                let started = Hub.nanoseconds()
+                let started = MonotonicClock.nanoseconds()
                 let result = JSONDiff.diff(old, new, options: diffOptions)
-                hub.statistics.diffSeconds.observe(Double(Hub.nanoseconds() - started) / 1e9)
+                hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
                 if !result.isChange { hub.statistics.unchanged.add(1, ordering: .relaxed); return .unchanged(base) }
                 switch endpoint.diff {
                 case .jsonPatch:
@@ -305,7 +306,7 @@ public final class Topic: @unchecked Sendable {
             }
             appendToJournal(change)
             deliverLocked(change)
-            lastChangeAt = Hub.now()
+            lastChangeAt = MonotonicClock.milliseconds()
             lastChangeBytes = change.event.count
             let statistics = hub.statistics
             if change.kind == .patch {

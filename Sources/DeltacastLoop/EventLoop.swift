@@ -56,13 +56,6 @@ public final class EventLoop: @unchecked Sendable {
     /// Error or hang-up (`EPOLLERR | EPOLLHUP`).
     public static let failed = EPOLLERR.rawValue | EPOLLHUP.rawValue
 
-    /// Milliseconds on the monotonic clock.
-    public static func monotonicMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-    }
-
     /// Whether the caller runs on this loop's thread.
     public var inLoop: Bool {
         guard let thread else { return false }
@@ -115,7 +108,7 @@ public final class EventLoop: @unchecked Sendable {
     @discardableResult
     public func schedule(afterMilliseconds milliseconds: Int64, _ callback: @escaping () -> Void) -> UInt64 {
         assertInLoop()
-        return timers.insert(deadline: Self.monotonicMilliseconds() + milliseconds, callback)
+        return timers.insert(deadline: MonotonicClock.milliseconds() + milliseconds, callback)
     }
 
     /// Cancels a timer that has not fired.
@@ -148,7 +141,7 @@ public final class EventLoop: @unchecked Sendable {
         if thread == nil { thread = pthread_self() }
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopping {
-            let timeout = timers.nextDeadline().map { Int32(clamping: max(0, $0 - Self.monotonicMilliseconds())) } ?? 1000
+            let timeout = timers.nextDeadline().map { Int32(clamping: max(0, $0 - MonotonicClock.milliseconds())) } ?? 1000
             let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
             if count < 0 && errno != EINTR { preconditionFailure("\(SystemError("epoll_wait"))") }
             for index in 0..<max(0, Int(count)) {
@@ -161,7 +154,7 @@ public final class EventLoop: @unchecked Sendable {
                 handlers[fd]?.handle(events: events[index].events)
             }
             runPending()
-            for callback in timers.popDue(now: Self.monotonicMilliseconds()) { callback() }
+            for callback in timers.popDue(now: MonotonicClock.milliseconds()) { callback() }
         }
         runPending()
     }

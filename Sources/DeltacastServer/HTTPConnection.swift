@@ -81,7 +81,7 @@ final class HTTPConnection: EventLoopHandler {
         self.parser = HTTPRequestParser(limits: state.generation.parserLimits)
         let limit = state.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
-        self.deadlines = ConnectionDeadlines(now: EventLoop.monotonicMilliseconds())
+        self.deadlines = ConnectionDeadlines(now: MonotonicClock.milliseconds())
         state.counters.adjust(.http, by: 1)
     }
 
@@ -123,7 +123,7 @@ final class HTTPConnection: EventLoopHandler {
                 // A TLS record may leave more decrypted bytes than one read: read to WANT_READ.
                 let count = state.loop.scratch.withUnsafeMutableBytes { tls.read(into: $0) }
                 if count > 0 {
-                    deadlines.read(now: EventLoop.monotonicMilliseconds())
+                    deadlines.read(now: MonotonicClock.milliseconds())
                     received(state.loop.scratch[0..<count])
                     continue
                 }
@@ -133,7 +133,7 @@ final class HTTPConnection: EventLoopHandler {
             }
             let count = state.loop.scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
-                deadlines.read(now: EventLoop.monotonicMilliseconds())
+                deadlines.read(now: MonotonicClock.milliseconds())
                 received(state.loop.scratch[0..<count])
                 // A short read emptied the socket; with edge-triggered epoll, new data raises a
                 // new event, so the read that would only return EAGAIN is skipped.
@@ -174,7 +174,7 @@ final class HTTPConnection: EventLoopHandler {
                 case .head(let received):
                     head = received
                     requestBody = []
-                    headReceivedAt = EventLoop.monotonicMilliseconds()
+                    headReceivedAt = MonotonicClock.milliseconds()
                     deadlines.headReceived()
                     if received.expectsContinue {
                         _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
@@ -187,7 +187,7 @@ final class HTTPConnection: EventLoopHandler {
                     let body = requestBody
                     requestBody = []
                     respond(to: request, body: body)
-                    if mode == .http && !parser.isIdle { deadlines.nextRequestBuffered(now: EventLoop.monotonicMilliseconds()) }
+                    if mode == .http && !parser.isIdle { deadlines.nextRequestBuffered(now: MonotonicClock.milliseconds()) }
                 }
             }
         } catch {
@@ -260,7 +260,7 @@ final class HTTPConnection: EventLoopHandler {
 
     func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
         guard state.configuration.logging.access else { return }
-        let milliseconds = EventLoop.monotonicMilliseconds() - headReceivedAt
+        let milliseconds = MonotonicClock.milliseconds() - headReceivedAt
         state.server.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
                                                "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])
     }
@@ -286,7 +286,7 @@ final class HTTPConnection: EventLoopHandler {
         guard !closed else { return }
         let before = queue.pendingBytes
         let result = writeQueue()
-        let now = EventLoop.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds()
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:

@@ -31,7 +31,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Topics and their changes.
     public private(set) var hub: Hub!
     /// When the server was created (monotonic milliseconds).
-    let startedAt = Hub.now()
+    let startedAt = MonotonicClock.milliseconds()
     /// Structured logs (`logging.level`).
     let log: EventLog
     /// Connection ids for logs, in accept order.
@@ -133,7 +133,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Blocks until done.
     public func shutdown() {
         draining.store(true, ordering: .relaxed)
-        let deadline = EventLoop.monotonicMilliseconds() + Int64(configuration.server.shutdownTimeout.components.seconds * 1000)
+        let deadline = MonotonicClock.milliseconds() + Int64(configuration.server.shutdownTimeout.components.seconds * 1000)
         for state in loopStates {
             state.loop.execute { state.beginDrain(deadline: deadline) }
         }

@@ -193,7 +193,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     private func sweep() {
-        let now = EventLoop.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds()
         let wallClock = unixMilliseconds()
         var slowest: [(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)] = []
         for connection in Array(connections.values) {

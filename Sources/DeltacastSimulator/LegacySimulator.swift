@@ -138,7 +138,7 @@ public final class LegacySimulator: @unchecked Sendable {
         }
         pricesVersion += 1
         let version = pricesVersion
-        let now = Self.nanoseconds()
+        let now = MonotonicClock.nanoseconds()
         versionTimes.withLock { table in
             table[version] = (now, nil)
             table[version - 4096] = nil
@@ -260,15 +260,9 @@ public final class LegacySimulator: @unchecked Sendable {
         }
     }
 
-    public static func nanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
-
     private func pricesBody() -> [UInt8] {
         let version = pricesVersion
-        let now = Self.nanoseconds()
+        let now = MonotonicClock.nanoseconds()
         versionTimes.withLock { table in
             if table[version] == nil { table[version] = (now, now) } else if table[version]!.served == nil { table[version]!.served = now }
         }

@@ -19,7 +19,7 @@ public protocol UpstreamFetching: AnyObject {
 }
 
 extension EventLoop: PollClock {
-    public var nowMilliseconds: Int64 { EventLoop.monotonicMilliseconds() }
+    public var nowMilliseconds: Int64 { MonotonicClock.milliseconds() }
     public func cancel(_ id: UInt64) { cancelTimer(id) }
 }
 

@@ -1,3 +1,4 @@
+import DeltacastLoop
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -39,9 +40,5 @@ struct SystemdNotifier {
     }
 
     /// `MONOTONIC_USEC=...`: the monotonic clock now, as `Type=notify-reload` wants with `RELOADING=1`.
-    static func monotonicMicroseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
-    }
+    static func monotonicMicroseconds() -> UInt64 { MonotonicClock.nanoseconds() / 1000 }
 }

@@ -1,6 +1,6 @@
+import DeltacastTestSupport
 import Foundation
 import Testing
-import DeltacastTestSupport
 
 /// Runs the built `deltacast` executable as a user would, and captures what it prints.
 struct DeltacastProcess {

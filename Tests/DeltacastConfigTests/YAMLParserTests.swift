@@ -1,6 +1,6 @@
+import DeltacastTestSupport
 import Foundation
 import Testing
-import DeltacastTestSupport
 @testable import DeltacastConfig
 
 /// The folder holding this file's fixtures.

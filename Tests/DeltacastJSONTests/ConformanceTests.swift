@@ -1,6 +1,6 @@
+import DeltacastJSON
 import Foundation
 import Testing
-import DeltacastJSON
 
 let jsonFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 

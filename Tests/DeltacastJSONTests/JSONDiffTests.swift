@@ -1,6 +1,6 @@
-import Testing
-import DeltacastTestSupport
 import DeltacastJSON
+import DeltacastTestSupport
+import Testing
 
 /// Random documents and mutations of them.
 struct DocumentGenerator {

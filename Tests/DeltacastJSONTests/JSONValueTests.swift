@@ -1,5 +1,5 @@
-import Testing
 import DeltacastJSON
+import Testing
 
 @Suite struct JSONParserTests {
     @Test func numbersKeepTheirText() throws {

@@ -1,7 +1,7 @@
 import DeltacastClient
 import DeltacastJSON
-import DeltacastTestSupport
 import DeltacastLoop
+import DeltacastTestSupport
 import DeltacastWire
 import Foundation
 #if canImport(Glibc)

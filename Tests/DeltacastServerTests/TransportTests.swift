@@ -1,12 +1,12 @@
 import DeltacastClient
 import DeltacastConfig
 import DeltacastJSON
+import DeltacastLoop
+import DeltacastTestSupport
 import DeltacastWire
 import Foundation
 import Synchronization
-import DeltacastTestSupport
 import Testing
-import DeltacastLoop
 #if canImport(Glibc)
 import Glibc
 #endif

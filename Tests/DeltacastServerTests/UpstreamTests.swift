@@ -1,9 +1,9 @@
 import DeltacastClient
 import DeltacastJSON
+import DeltacastTestSupport
 import DeltacastWire
 import Foundation
 import Synchronization
-import DeltacastTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

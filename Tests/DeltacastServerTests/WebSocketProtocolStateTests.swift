@@ -1,5 +1,5 @@
-import Testing
 import DeltacastWire
+import Testing
 @testable import DeltacastServer
 
 /// The WebSocket control state on explicit times: no socket, no sleep.

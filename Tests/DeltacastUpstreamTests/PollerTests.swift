@@ -1,5 +1,5 @@
-import Testing
 import DeltacastUpstream
+import Testing
 
 /// A clock that moves only when told: callbacks run, in due order, as ``advance(by:)`` passes them.
 final class ManualClock: PollClock {

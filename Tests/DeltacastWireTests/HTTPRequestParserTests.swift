@@ -1,5 +1,5 @@
-import Testing
 import DeltacastWire
+import Testing
 
 /// Feeds `pieces` in order and returns a readable log of events, body chunks merged, ending
 /// with `error STATUS reason` if the parser refused.

@@ -1,5 +1,6 @@
 import DeltacastConfig
 import DeltacastHub
+import DeltacastLoop
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -187,7 +188,7 @@ extension HTTPServer {
         let topics = hub.allTopics
         let polls = metrics.polls.withLock { $0 }
         let latencies = metrics.pollSeconds.withLock { $0 }
-        var out = "{\"uptime_s\":\(Int((Hub.now() - startedAt) / 1000)),\"rss_bytes\":\(Self.residentBytes())"
+        var out = "{\"uptime_s\":\(Int((MonotonicClock.milliseconds() - startedAt) / 1000)),\"rss_bytes\":\(Self.residentBytes())"
         out += ",\"connections\":{\"open\":\(openConnections.load(ordering: .relaxed)),\"http\":\(sum { $0.connectionsHTTP.load(ordering: .relaxed) })"
         out += ",\"websocket\":\(sum { $0.connectionsWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.connectionsSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.connectionsHeld.load(ordering: .relaxed) })}"
         out += ",\"deliveries\":{\"websocket\":\(sum { $0.deliveriesWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.deliveriesSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.deliveriesLongPoll.load(ordering: .relaxed) })}"

@@ -132,7 +132,7 @@ extension HTTPConnection {
         case .failure(let failure): return finish(request, refusalResponse(.unauthenticated("invalid token: \(failure.reason)")))
         case .success(let verified): principal = verified
         }
-        if let wait = state.generation.ticketLimiter.take(principal.subject, now: EventLoop.monotonicMilliseconds()) {
+        if let wait = state.generation.ticketLimiter.take(principal.subject, now: MonotonicClock.milliseconds()) {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
             return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.configuration.limits.ticketRate))",
                                           headers: ["Retry-After": "\((wait + 999) / 1000)"]))
@@ -147,7 +147,7 @@ extension HTTPConnection {
 
     /// `limits.publish_rate` for the admin token: a 429 response when it is spent.
     func publishRefusal() -> RoutedResponse? {
-        guard let wait = state.generation.publishLimiter.take("admin", now: EventLoop.monotonicMilliseconds()) else { return nil }
+        guard let wait = state.generation.publishLimiter.take("admin", now: MonotonicClock.milliseconds()) else { return nil }
         state.server.metrics.rateLimited.add(1, ordering: .relaxed)
         return .error(429, "too_many", "the admin token is past limits.publish_rate (\(state.configuration.limits.publishRate))",
                       headers: ["Retry-After": "\((wait + 999) / 1000)"])
@@ -243,7 +243,7 @@ extension HTTPConnection {
 
     /// This connection's buckets (made on first use) and the time to take from them at.
     private func clientBuckets() -> (ClientBuckets, Int64) {
-        let now = EventLoop.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds()
         if let buckets { return (buckets, now) }
         let made = ClientBuckets(state.configuration.limits, now: now)
         buckets = made

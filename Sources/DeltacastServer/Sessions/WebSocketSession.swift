@@ -62,7 +62,7 @@ extension HTTPConnection {
             let decoder = WebSocketFrameDecoder(role: .server, maximumMessage: configuration.limits.maxMessage, deflate: deflate)
             var credentialHeaders = HTTPHeaders()
             for name in state.generation.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
-            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: EventLoop.monotonicMilliseconds(),
+            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: MonotonicClock.milliseconds(),
                                          pingInterval: state.webSocketPingMilliseconds,
                                          credentialHeaders: credentialHeaders)
             mode = .webSocket

@@ -50,10 +50,15 @@ let package = Package(
         .target(
             name: "DeltacastHub", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
+        // Cluster mode on Redis: the RESP2 codec, a Redis client on an event loop, leases,
+        // the shared history (between the Hub and the Server).
+        .target(
+            name: "DeltacastCluster", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
         .target(name: "DeltacastTLS", dependencies: ["COpenSSL"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastConfig", "DeltacastHub", "DeltacastTLS", "COpenSSL"],
+            name: "DeltacastServer", dependencies: ["COpenSSL", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
@@ -81,7 +86,7 @@ let package = Package(
         // The executable: a thin list of commands.
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
+            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(

@@ -109,6 +109,9 @@ struct ConfigurationDecoder {
         if let node = top["diagnostics"], let m = mapping(node.value, section: "diagnostics", what: "diagnostics") {
             if let e = m["echo"] { c.diagnostics.echo = boolean(e.value) ?? false }
         }
+        if let node = top["cluster"], let m = mapping(node.value, section: "cluster", what: "cluster") {
+            decodeCluster(m, at: node.keyLocation, into: &c)
+        }
         if let node = top["endpoints"] {
             c.endpoints = endpoints(node.value, upstream: c.upstream, authEnabled: c.auth.isEnabled, authLocation: top["auth"]?.keyLocation)
         } else {
@@ -119,6 +122,42 @@ struct ConfigurationDecoder {
             fail("missing required key 'upstream.base': endpoint '\(polling.path)' polls an upstream", at: top["upstream"]?.keyLocation ?? polling.location)
         }
         return c
+    }
+
+    private mutating func decodeCluster(_ m: [String: YAMLNode.Entry], at location: SourceLocation, into c: inout Configuration) {
+        guard let e = m["redis"] else {
+            fail("missing required key 'cluster.redis' (redis://[:password@]host:port[/db])", at: location)
+            return
+        }
+        guard let text = string(e.value) else { return }
+        let redis: Configuration.RedisURL
+        switch Configuration.RedisURL.parse(text) {
+        case .success(let parsed): redis = parsed
+        case .failure(let message): fail("invalid cluster.redis: \(message.text)", at: e.value.location); return
+        }
+        var cluster = Configuration.Cluster(redis: redis, node: Configuration.Cluster.defaultNodeName())
+        if let e = m["node"], let node = string(e.value) {
+            if node.isEmpty || node.count > 64 || !node.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
+                fail("invalid cluster.node '\(node)'; use 1-64 letters, digits, '.', '_' or '-'", at: e.value.location)
+            } else {
+                cluster.node = node
+            }
+        }
+        if let e = m["lease"], let lease = duration(e.value, positive: true) {
+            if lease < .seconds(1) || lease > .seconds(600) {
+                fail("cluster.lease is \(lease); use 1s to 10m (a leader renews it every third of it)", at: e.value.location)
+            } else {
+                cluster.lease = lease
+            }
+        }
+        if let e = m["key_prefix"], let prefix = string(e.value) {
+            if prefix.isEmpty || prefix.count > 64 || !prefix.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ":._-".contains($0)) }) {
+                fail("invalid cluster.key_prefix '\(prefix)'; use 1-64 letters, digits, ':', '.', '_' or '-' (no braces: they are the hash tags)", at: e.value.location)
+            } else {
+                cluster.keyPrefix = prefix
+            }
+        }
+        c.cluster = cluster
     }
 
     private mutating func decodeLimits(_ m: [String: YAMLNode.Entry], into l: inout Configuration.Limits) {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Deltacast's whole configuration, validated and typed. Every default lives here, next to the
 /// reason for it; ``ConfigurationReference`` renders them into the README's reference table.
 public struct Configuration: Sendable {
@@ -26,6 +30,8 @@ public struct Configuration: Sendable {
     public var logging = Logging()
     /// Test-only routes.
     public var diagnostics = Diagnostics()
+    /// Cluster mode on Redis; nil runs one independent process.
+    public var cluster: Cluster?
 
     /// Creates the default configuration (no endpoints).
     public init() {}
@@ -185,6 +191,113 @@ public struct Configuration: Sendable {
         public var handshakeTimeout: Duration = TLS.defaultHandshakeTimeout
         /// 10 s: as long as the header timeout; a slow mobile handshake takes well under it.
         public static let defaultHandshakeTimeout: Duration = .seconds(10)
+    }
+
+    /// Cluster mode: several proxies share one poll per topic and one history through Redis.
+    public struct Cluster: Sendable, Equatable {
+        /// The Redis server (`redis://[[user]:password@]host[:port][/db]`).
+        public var redis: RedisURL
+        /// This node's name, unique in the cluster. Default: the host name and the process id.
+        public var node: String
+        /// The poll leadership lease; nil: 3 × the shortest poll interval, at least 1 s.
+        public var lease: Duration?
+        /// Every key and channel starts with it. Default `deltacast`.
+        public var keyPrefix = "deltacast"
+
+        public init(redis: RedisURL, node: String, lease: Duration? = nil, keyPrefix: String = "deltacast") {
+            self.redis = redis
+            self.node = node
+            self.lease = lease
+            self.keyPrefix = keyPrefix
+        }
+
+        /// The host name and the process id (`web-3-41234`): unique per process.
+        public static func defaultNodeName() -> String {
+            var buffer = [CChar](repeating: 0, count: 256)
+            let host = gethostname(&buffer, buffer.count) == 0 ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "node"
+            let cleaned = String(host.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "-" }.prefix(48))
+            return "\(cleaned.isEmpty ? "node" : cleaned)-\(getpid())"
+        }
+
+        /// The lease in force: as configured, else 3 × the shortest interval of a polled
+        /// endpoint, at least 1 s (and 3 s with no polled endpoint).
+        public func effectiveLease(endpoints: [Endpoint]) -> Duration {
+            if let lease { return lease }
+            guard let shortest = endpoints.filter({ $0.source == .poll }).map(\.interval).min() else { return .seconds(3) }
+            return max(.seconds(1), shortest * 3)
+        }
+    }
+
+    /// Why a value is invalid, in words (`file:line:col` is added by the loader).
+    public struct ConfigurationMessage: Error, Sendable, Equatable {
+        public let text: String
+        public init(_ text: String) { self.text = text }
+    }
+
+    /// A `redis://` URL, parsed.
+    public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        /// The ACL user (`AUTH user password`), or nil for `AUTH password`.
+        public var user: String?
+        public var password: String?
+        public var database: Int
+
+        public init(host: String, port: Int = 6379, user: String? = nil, password: String? = nil, database: Int = 0) {
+            self.host = host; self.port = port; self.user = user; self.password = password; self.database = database
+        }
+
+        /// The URL without its password (for logs and the status page).
+        public var description: String { "redis://\(password == nil ? "" : (user ?? "") + ":***@")\(host):\(port)/\(database)" }
+
+        /// Parses `redis://[[user]:password@]host[:port][/db]`; the error says what is wrong.
+        public static func parse(_ text: String) -> Result<RedisURL, ConfigurationMessage> {
+            if text.hasPrefix("rediss://") {
+                return .failure(ConfigurationMessage("TLS to Redis (rediss://) is not supported; reach Redis over a private network or a local TLS tunnel, and use redis://"))
+            }
+            guard text.hasPrefix("redis://") else { return .failure(ConfigurationMessage("'\(text)' is not a redis:// URL; expected redis://[:password@]host:port[/db]")) }
+            var rest = Substring(text.dropFirst("redis://".count))
+            var user: String?, password: String?
+            if let at = rest.lastIndex(of: "@") {
+                let credentials = rest[..<at]
+                rest = rest[rest.index(after: at)...]
+                guard let colon = credentials.firstIndex(of: ":") else {
+                    return .failure(ConfigurationMessage("the credentials in a redis URL are ':password@' or 'user:password@'"))
+                }
+                user = colon == credentials.startIndex ? nil : String(credentials[..<colon])
+                password = String(credentials[credentials.index(after: colon)...])
+                if password!.isEmpty { return .failure(ConfigurationMessage("the redis URL has an empty password")) }
+            }
+            var database = 0
+            if let slash = rest.firstIndex(of: "/") {
+                let text = rest[rest.index(after: slash)...]
+                guard let number = Int(text), number >= 0, number <= 1_000_000 else {
+                    return .failure(ConfigurationMessage("'\(text)' is not a database number; expected /0, /1, ..."))
+                }
+                database = number
+                rest = rest[..<slash]
+            }
+            if rest.contains("?") || rest.contains("#") { return .failure(ConfigurationMessage("a redis URL takes no query or fragment")) }
+            var host = String(rest), port = 6379
+            if host.hasPrefix("[") {
+                guard let close = host.firstIndex(of: "]") else { return .failure(ConfigurationMessage("an IPv6 address in a redis URL needs its closing ]")) }
+                let after = host[host.index(after: close)...]
+                if after.hasPrefix(":") {
+                    guard let number = Int(after.dropFirst()), (1...65535).contains(number) else { return .failure(ConfigurationMessage("'\(after.dropFirst())' is not a port (1-65535)")) }
+                    port = number
+                } else if !after.isEmpty {
+                    return .failure(ConfigurationMessage("unexpected '\(after)' after the IPv6 address"))
+                }
+                host = String(host[host.index(after: host.startIndex)..<close])
+            } else if let colon = host.lastIndex(of: ":") {
+                let portText = host[host.index(after: colon)...]
+                guard let number = Int(portText), (1...65535).contains(number) else { return .failure(ConfigurationMessage("'\(portText)' is not a port (1-65535)")) }
+                port = number
+                host = String(host[..<colon])
+            }
+            guard !host.isEmpty else { return .failure(ConfigurationMessage("the redis URL names no host")) }
+            return .success(RedisURL(host: host, port: port, user: user, password: password, database: database))
+        }
     }
 
     /// Limits. Past each one the proxy refuses with a named status, close code or error event.

@@ -6,6 +6,16 @@ import Synchronization
 import Glibc
 #endif
 
+/// Cluster mode's side of a topic's state (DeltacastCluster implements it): new states are
+/// committed to the shared history before any node applies them, and only the leader polls.
+public protocol TopicReplication: AnyObject, Sendable {
+    /// A new full body for `topic` (its poll, or a publish): commits the change cluster-wide
+    /// and applies it here; blocks for at most the Redis command timeout.
+    func update(_ topic: Topic, body: [UInt8], contentType: String) throws(Topic.UpdateError) -> Topic.UpdateOutcome
+    /// Whether this node should poll `topic` now (it holds the topic's lease).
+    func mayPoll(_ topic: Topic) -> Bool
+}
+
 /// The topic table: finds or creates topics by name, bounds how many exist
 /// (`limits.max_topics`, least recently used without subscribers evicted first), and owns the
 /// shared encoder for changes. Changes reach the event loops through `deliver`.
@@ -36,15 +46,21 @@ public final class Hub: Sendable {
     let deliver: @Sendable (Int, Change) -> Void
     let created: @Sendable (Topic) -> Void
     private let topics = Mutex<[String: Topic]>([:])
-    /// Mixed into credential digests, so a digest says nothing outside this process.
-    private let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
+    /// Mixed into credential digests, so a digest says nothing outside this process (in
+    /// cluster mode, outside the cluster: every node shares one, so one credential is one topic
+    /// everywhere).
+    private let salt: [UInt8]
+    /// Cluster mode: where new states are committed (nil: one process, the topic applies them).
+    public let replication: (any TopicReplication)?
     private let deflater = Mutex<DeflaterBox>(DeflaterBox())
 
     /// A hub for `loopCount` loops; `deliver(loop, change)` must hand the change to that loop
     /// (it is called with a topic's lock held, so it must only enqueue). `created` hears of
     /// every new topic (the poller starts polling it), outside the table's lock.
     public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
-                created: @escaping @Sendable (Topic) -> Void = { _ in }) {
+                created: @escaping @Sendable (Topic) -> Void = { _ in }, salt: [UInt8]? = nil, replication: (any TopicReplication)? = nil) {
+        self.salt = salt ?? (0..<16).map { _ in UInt8.random(in: 0...255) }
+        self.replication = replication
         self.settings = Mutex(Settings(configuration))
         self.loopCount = loopCount
         self.deliver = deliver

@@ -17,8 +17,8 @@ public final class Topic: @unchecked Sendable {
     public var endpoint: Configuration.Endpoint { lock.withLock { _ in configured.endpoint } }
     /// The client credentials forwarded upstream (`auth: passthrough`), else empty.
     public let credentials: [(name: String, value: String)]
-    /// This topic's history (random, `[a-z0-9]{8}`).
-    public let epoch: String
+    /// This topic's history (random, `[a-z0-9]{8}`; in cluster mode, the cluster's).
+    public var epoch: String { lock.withLock { _ in currentEpoch } }
     unowned let hub: Hub
     private let lock = Mutex<Void>(())
     /// The endpoint and the diff options made from it; replaced by ``reconfigure(_:)``.
@@ -29,7 +29,10 @@ public final class Topic: @unchecked Sendable {
     private let activeAt = Atomic<Int64>(0)
 
     // Guarded by `lock`.
+    private var currentEpoch: String
     private var seq = 0
+    /// Cluster mode: Redis cannot be reached (subscribers were told).
+    private var clusterUnavailable = false
     private var document: JSONValue?
     private var body: [UInt8] = []
     private var contentType = "application/json"
@@ -70,7 +73,7 @@ public final class Topic: @unchecked Sendable {
         self.configured = (endpoint, Topic.diffOptions(endpoint))
         self.credentials = credentials
         self.hub = hub
-        self.epoch = Topic.randomEpoch()
+        self.currentEpoch = Topic.randomEpoch()
         self.loopCounts = [Int](repeating: 0, count: hub.loopCount)
     }
 
@@ -100,7 +103,7 @@ public final class Topic: @unchecked Sendable {
         }
     }
 
-    static func randomEpoch() -> String {
+    public static func randomEpoch() -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
         return String((0..<8).map { _ in alphabet.randomElement()! })
     }
@@ -109,7 +112,7 @@ public final class Topic: @unchecked Sendable {
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
         touch(hub.tick(), now: MonotonicClock.milliseconds())
         return lock.withLock { _ in
-            seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: epoch, seq: seq), body, contentType, problem != nil)
+            seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: currentEpoch, seq: seq), body, contentType, problem != nil)
         }
     }
 
@@ -148,7 +151,7 @@ public final class Topic: @unchecked Sendable {
     public func status() -> Status {
         let now = MonotonicClock.milliseconds()
         return lock.withLock { _ in
-            Status(cursor: seq == 0 ? nil : Cursor(epoch: epoch, seq: seq), subscribers: loopCounts.reduce(0, +),
+            Status(cursor: seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq), subscribers: loopCounts.reduce(0, +),
                    millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
                    bodyBytes: body.count, problem: problem, journalEntries: journal.count - journalStart,
                    byTransport: transportCounts, pollFailures: pollFailures, nextPollIn: nextPollAt == 0 ? nil : max(0, nextPollAt - now))
@@ -159,7 +162,7 @@ public final class Topic: @unchecked Sendable {
     public var upstreamProblem: UpstreamProblem? { lock.withLock { _ in problem } }
 
     /// The current cursor, nil before the first state.
-    public var cursor: Cursor? { lock.withLock { _ in seq == 0 ? nil : Cursor(epoch: epoch, seq: seq) } }
+    public var cursor: Cursor? { lock.withLock { _ in seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq) } }
 
     /// Registers a subscriber on `loop` and returns what it must receive first: nothing when it
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
@@ -174,7 +177,8 @@ public final class Topic: @unchecked Sendable {
             if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since) ?? []
             if let problem { backlog.append(problemChange(problem)) }
-            return (backlog, seq == 0 ? nil : Cursor(epoch: epoch, seq: seq))
+            if clusterUnavailable { backlog.append(clusterChange(available: false)) }
+            return (backlog, seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq))
         }
     }
 
@@ -199,7 +203,7 @@ public final class Topic: @unchecked Sendable {
 
     private func changesLocked(since: Cursor?) -> [Change]? {
         guard seq > 0 else { return nil }
-        if let since, since.epoch == epoch, since.seq <= seq {
+        if let since, since.epoch == currentEpoch, since.seq <= seq {
             if since.seq == seq { return nil }
             let live = journal[journalStart...]
             if let first = live.first?.cursor, first.seq <= since.seq + 1 {
@@ -211,15 +215,8 @@ public final class Topic: @unchecked Sendable {
 
     private func snapshotLocked() -> Change {
         if let snapshot { return snapshot }
-        let data: [UInt8]
-        if document != nil {
-            data = body
-        } else {
-            var text: [UInt8] = []
-            JSONValue.writeString(String(decoding: body, as: UTF8.self), to: &text)
-            data = text
-        }
-        let cursor = Cursor(epoch: epoch, seq: seq)
+        let data = Topic.snapshotData(body, json: document != nil)
+        let cursor = Cursor(epoch: currentEpoch, seq: seq)
         let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
                                     event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data))
         snapshot = change
@@ -230,9 +227,14 @@ public final class Topic: @unchecked Sendable {
     public enum UpdateError: Error, Equatable, CustomStringConvertible {
         /// The body is not valid JSON for a JSON content type.
         case invalidJSON(String)
+        /// Cluster mode: the change could not be committed (Redis unreachable); nothing changed.
+        case clusterUnavailable(String)
         /// What is wrong.
         public var description: String {
-            switch self { case .invalidJSON(let message): "body is not valid JSON: \(message)" }
+            switch self {
+            case .invalidJSON(let message): "body is not valid JSON: \(message)"
+            case .clusterUnavailable(let message): "the cluster's shared history cannot be written: \(message)"
+            }
         }
     }
 
@@ -249,6 +251,9 @@ public final class Topic: @unchecked Sendable {
     /// travel as snapshots whose `data` is a string.
     @discardableResult
     public func update(body newBody: [UInt8], contentType newType: String) throws(UpdateError) -> UpdateOutcome {
+        // Cluster mode: the change is committed to the shared history first, and reaches this
+        // topic (and every other node's) from there.
+        if let replication = hub.replication { return try replication.update(self, body: newBody, contentType: newType) }
         // A byte-identical body costs no parse and no diff.
         let identical = lock.withLock { _ in seq > 0 && newBody == body && newType == contentType }
         if identical, let cursor {
@@ -265,38 +270,27 @@ public final class Topic: @unchecked Sendable {
             recoveredLocked()
             if seq > 0 && newBody == body && newType == contentType {
                 hub.statistics.unchanged.add(1, ordering: .relaxed)
-                return .unchanged(Cursor(epoch: epoch, seq: seq))
+                return .unchanged(Cursor(epoch: currentEpoch, seq: seq))
             }
-            let base = Cursor(epoch: epoch, seq: seq)
+            let base = Cursor(epoch: currentEpoch, seq: seq)
             var patchBytes: [UInt8]?
             var merge = false
-            // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
-            let (endpoint, diffOptions) = configured
-            let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
-            if needsDiff, seq > 0, let old = document, let new = parsed {
-                let started = MonotonicClock.nanoseconds()
-                let result = JSONDiff.diff(old, new, options: diffOptions)
-                hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
-                if !result.isChange { hub.statistics.unchanged.add(1, ordering: .relaxed); return .unchanged(base) }
-                switch endpoint.diff {
-                case .jsonPatch:
-                    let bytes = JSONPatch.serialized(result.operations)
-                    if bytes.count < newBody.count { patchBytes = bytes }
-                case .mergePatch:
-                    if let mergePatch = JSONMergePatch.diff(old, new) {
-                        let bytes = mergePatch.serialized()
-                        if bytes.count < newBody.count { patchBytes = bytes; merge = true }
-                    }
-                case .snapshot:
-                    break
-                }
+            switch diffLocked(parsed, newBody: newBody) {
+            case .unchanged:
+                hub.statistics.unchanged.add(1, ordering: .relaxed)
+                return .unchanged(base)
+            case .patch(let bytes, let isMerge):
+                patchBytes = bytes
+                merge = isMerge
+            case .snapshot:
+                break
             }
             seq += 1
             document = parsed
             body = newBody
             contentType = newType
             snapshot = nil
-            let cursor = Cursor(epoch: epoch, seq: seq)
+            let cursor = Cursor(epoch: currentEpoch, seq: seq)
             let change: Change
             if let patchBytes {
                 change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
@@ -320,6 +314,171 @@ public final class Topic: @unchecked Sendable {
             }
             return .changed(cursor)
         }
+    }
+
+    // MARK: Cluster mode
+
+    /// A change computed against the current state and not applied: cluster mode commits it
+    /// to the shared history, and every node applies it from there (``replicate(epoch:seq:body:contentType:entries:)``).
+    public struct PreparedChange: Sendable {
+        /// The state it follows (seq 0: none).
+        public let base: Cursor
+        /// The state it makes.
+        public let cursor: Cursor
+        /// Its event (a patch, or a snapshot), as every subscriber will receive it.
+        public let event: [UInt8]
+        public let body: [UInt8]
+        public let contentType: String
+    }
+
+    /// Diffs `newBody` against the current state like ``update(body:contentType:)`` but changes
+    /// nothing: nil when nothing a client can see would change. `epoch` replaces the topic's
+    /// (a history that vanished from the cluster starts afresh with a snapshot at seq 1).
+    public func prepare(body newBody: [UInt8], contentType newType: String, newEpoch: String? = nil) throws(UpdateError) -> PreparedChange? {
+        let isJSON = Topic.isJSON(contentType: newType)
+        var parsed: JSONValue?
+        if isJSON {
+            do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
+        }
+        return lock.withLock { _ -> PreparedChange? in
+            if let newEpoch {
+                let cursor = Cursor(epoch: newEpoch, seq: 1)
+                return PreparedChange(base: Cursor(epoch: newEpoch, seq: 0), cursor: cursor,
+                                      event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil)),
+                                      body: newBody, contentType: newType)
+            }
+            if seq > 0 && newBody == body && newType == contentType { return nil }
+            let base = Cursor(epoch: currentEpoch, seq: seq)
+            let cursor = Cursor(epoch: currentEpoch, seq: seq + 1)
+            switch diffLocked(parsed, newBody: newBody) {
+            case .unchanged:
+                return nil
+            case .patch(let bytes, let merge):
+                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: bytes, merge: merge),
+                                      body: newBody, contentType: newType)
+            case .snapshot:
+                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil)),
+                                      body: newBody, contentType: newType)
+            }
+        }
+    }
+
+    /// What applying the shared history did.
+    public enum Replication: Equatable, Sendable {
+        /// Already at that state.
+        case current
+        /// The entries were applied in order (how many).
+        case applied(Int)
+        /// The history could not be followed (another epoch, or a gap the entries do not
+        /// cover): the topic jumped to the state, and subscribers got one snapshot.
+        case reset
+        /// The shared seq is behind this topic's in the same epoch (an old Redis snapshot was
+        /// reloaded): nothing was applied. The caller rotates the epoch: a reused seq must never
+        /// reach a client as a patch.
+        case wentBackwards
+    }
+
+    /// Applies the cluster's state: the journal `entries` after this topic's seq (each a seq
+    /// and its event bytes, in order), then the stored `body` at `seq` of `epoch`.
+    public func replicate(epoch: String, seq newSeq: Int, body newBody: [UInt8]?, contentType newType: String, entries: [(seq: Int, event: [UInt8])]) -> Replication {
+        var parsed: JSONValue?
+        if let newBody, Topic.isJSON(contentType: newType) { parsed = try? JSONParser.parse(newBody) }
+        return lock.withLock { _ -> Replication in
+            if epoch == currentEpoch && newSeq == seq { return .current }
+            if epoch == currentEpoch && newSeq < seq { return .wentBackwards }
+            let follows = epoch == currentEpoch && seq > 0 && entries.first?.seq == seq + 1 && entries.last?.seq == newSeq
+                && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
+            if follows {
+                for entry in entries {
+                    let isPatch = entry.event.starts(with: Array(#"{"type":"patch""#.utf8))
+                    let cursor = Cursor(epoch: epoch, seq: entry.seq)
+                    let change = hub.makeChange(topic: name, key: key, kind: isPatch ? .patch : .snapshot, cursor: cursor,
+                                                base: isPatch ? Cursor(epoch: epoch, seq: entry.seq - 1) : nil, event: entry.event)
+                    seq = entry.seq
+                    appendToJournal(change)
+                    deliverLocked(change)
+                    lastChangeAt = MonotonicClock.milliseconds()
+                    lastChangeBytes = change.event.count
+                }
+                if let newBody { body = newBody; document = parsed; contentType = newType }
+                snapshot = nil
+                return .applied(entries.count)
+            }
+            guard let newBody else { return .current }   // nothing to jump to
+            currentEpoch = epoch
+            seq = newSeq
+            body = newBody
+            document = parsed
+            contentType = newType
+            snapshot = nil
+            journal = []
+            journalStart = 0
+            journalBytes = 0
+            // The shared journal's entries that end at this state become this node's journal:
+            // a client resuming here gets exactly its missed patches.
+            let usable = entries.last?.seq == newSeq && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
+            if usable {
+                for entry in entries where entry.seq > 0 {
+                    let isPatch = entry.event.starts(with: Array(#"{"type":"patch""#.utf8))
+                    appendToJournal(hub.makeChange(topic: name, key: key, kind: isPatch ? .patch : .snapshot, cursor: Cursor(epoch: epoch, seq: entry.seq),
+                                                   base: isPatch ? Cursor(epoch: epoch, seq: entry.seq - 1) : nil, event: entry.event))
+                }
+            }
+            let change = snapshotLocked()
+            deliverLocked(change)
+            lastChangeAt = MonotonicClock.milliseconds()
+            lastChangeBytes = change.event.count
+            return .reset
+        }
+    }
+
+    /// Cluster mode: whether Redis can be reached. Subscribers get one `status` event per
+    /// change of it (`"cluster":"unavailable"`, then `"cluster":"ok"`).
+    public func setClusterAvailable(_ available: Bool) {
+        lock.withLock { _ in
+            guard clusterUnavailable == available else { return }
+            clusterUnavailable = !available
+            deliverLocked(clusterChange(available: available))
+        }
+    }
+
+    private func clusterChange(available: Bool) -> Change {
+        hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil, event: DeltacastEvent.clusterStatus(topic: name, available: available))
+    }
+
+    /// A snapshot's `data`: the body itself when it is JSON, else the body as a JSON string.
+    static func snapshotData(_ body: [UInt8], json: Bool) -> [UInt8] {
+        if json { return body }
+        var text: [UInt8] = []
+        JSONValue.writeString(String(decoding: body, as: UTF8.self), to: &text)
+        return text
+    }
+
+    private enum Diffed { case unchanged, patch([UInt8], merge: Bool), snapshot }
+
+    /// The change from the stored document to `new` (under the lock).
+    private func diffLocked(_ new: JSONValue?, newBody: [UInt8]) -> Diffed {
+        let (endpoint, diffOptions) = configured
+        // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
+        let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
+        guard needsDiff, seq > 0, let old = document, let new else { return .snapshot }
+        let started = MonotonicClock.nanoseconds()
+        let result = JSONDiff.diff(old, new, options: diffOptions)
+        hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
+        if !result.isChange { return .unchanged }
+        switch endpoint.diff {
+        case .jsonPatch:
+            let bytes = JSONPatch.serialized(result.operations)
+            if bytes.count < newBody.count { return .patch(bytes, merge: false) }
+        case .mergePatch:
+            if let mergePatch = JSONMergePatch.diff(old, new) {
+                let bytes = mergePatch.serialized()
+                if bytes.count < newBody.count { return .patch(bytes, merge: true) }
+            }
+        case .snapshot:
+            break
+        }
+        return .snapshot
     }
 
     /// Records an upstream failure; the state stays. Subscribers get a `status` event with

@@ -248,3 +248,38 @@ public struct OutboundQueue {
         }
     }
 }
+
+extension Socket {
+    /// Starts a non-blocking TCP connect to `host` (a name or an address, resolved with
+    /// `getaddrinfo`) and `port`. Returns the descriptor; the connection is complete when it
+    /// becomes writable and ``connectError(_:)`` says 0. Used by clients on an event loop.
+    public static func startConnect(host: String, port: Int) throws(SystemError) -> Int32 {
+        _ = ignoreSIGPIPE
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else { throw SystemError("getaddrinfo(\(host))", errno: EHOSTUNREACH) }
+        defer { freeaddrinfo(list) }
+        let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let result = Glibc.connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen)
+        if result != 0 && errno != EINPROGRESS {
+            let error = SystemError("connect(\(host):\(port))")
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// The outcome of a non-blocking connect once the socket is writable: 0, or the errno.
+    public static func connectError(_ fd: Int32) -> Int32 {
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else { return errno }
+        return error
+    }
+}

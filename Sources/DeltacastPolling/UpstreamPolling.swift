@@ -121,6 +121,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         poller.start(key: topic.key, job: job, wanted: { [weak hub] in
             guard let hub else { return false }
             return !hub.evictIfIdle(topic)
+        }, permitted: { [weak hub] in
+            hub?.replication?.mayPoll(topic) ?? true
         }, handler: { [log] result in
             let before = topic.upstreamProblem
             let verdict = Self.apply(result, to: topic)
@@ -145,6 +147,9 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             do {
                 try topic.update(body: body, contentType: contentType)
                 return .accepted
+            } catch .clusterUnavailable {
+                // Not committed: the next poll tries again (validators dropped, so it gets a body).
+                return .rejected
             } catch {
                 topic.upstreamFailed(UpstreamProblem(kind: .invalidBody, http: status, message: "upstream \(error)"))
                 return .rejected

@@ -199,7 +199,7 @@ final class HTTPConnection: EventLoopHandler {
     private func respond(to request: HTTPRequestHead, body: [UInt8]) {
         let route = state.generation.router.route(request, draining: state.drainDeadline != nil,
                                               openConnections: state.server.openConnections.load(ordering: .relaxed),
-                                              adminListener: onAdminListener)
+                                              adminListener: onAdminListener, clusterAvailable: state.server.cluster?.isAvailable ?? true)
         switch route {
         case .respond(let response):
             if response.status == 401 || response.status == 403,

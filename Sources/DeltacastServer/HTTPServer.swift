@@ -1,3 +1,4 @@
+public import DeltacastCluster
 public import DeltacastConfig
 public import DeltacastHub
 public import DeltacastLoop
@@ -60,11 +61,13 @@ public final class HTTPServer: @unchecked Sendable {
     let connectionsPerUser = Mutex<[String: Int]>([:])
     /// The TLS context, when `tls` is configured (SIGHUP reloads it: ``reloadTLS()``).
     public let tls: TLSContext?
+    /// Cluster mode's link to Redis (`cluster`), nil for one process.
+    public let cluster: Cluster?
 
     /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
     /// serves the demo dashboard page; `topicSource` fills the topics of `source: poll`
     /// endpoints (without one, they never get a state).
-    public init(configuration: Configuration, dashboard: Bool = false, topicSource: (any TopicSource)? = nil) throws {
+    public init(configuration: Configuration, dashboard: Bool = false, topicSource: (any TopicSource)? = nil, cluster: Cluster? = nil) throws {
         let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
         self.currentGeneration = Mutex(generation)
         self.dashboard = dashboard
@@ -77,10 +80,14 @@ public final class HTTPServer: @unchecked Sendable {
         self.loopCounters = loops.map { _ in LoopCounters() }
         self.log = EventLog(level: configuration.logging.level)
         self.topicSource = topicSource
+        self.cluster = cluster
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
-        }, created: { topic in topicSource?.topicCreated(topic) })
+        }, created: { topic in
+            cluster?.topicCreated(topic)
+            topicSource?.topicCreated(topic)
+        }, salt: cluster?.salt, replication: cluster)
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -110,6 +117,11 @@ public final class HTTPServer: @unchecked Sendable {
             close(probe)
         }
         try topicSource?.start(hub: hub, reports: ServerReports(metrics: metrics, log: log))
+        if let cluster {
+            let log = log
+            cluster.onUnavailable = { reason in log.log(.warn, "cluster_unavailable", ["reason": .string(reason)]) }
+            cluster.attach(hub: hub) { [topicSource] topic in _ = topicSource?.refresh(name: topic.name) }
+        }
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)
             boundPort = actual
@@ -140,6 +152,7 @@ public final class HTTPServer: @unchecked Sendable {
         for state in loopStates { state.finished.wait() }
         for loop in loops { loop.stop(); loop.join() }
         topicSource?.stop()
+        cluster?.stop()
     }
 
     /// Counts a new connection from `ip`; returns the status to refuse it with, if any.

@@ -92,7 +92,7 @@ public struct Router: Sendable {
 
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
     /// `/metrics` (which issue 9 extends to the full set).
-    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0, adminListener: Bool = false) -> Route {
+    public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0, adminListener: Bool = false, clusterAvailable: Bool = true) -> Route {
         let path = String(head.target.prefix { $0 != "?" })
         let isRead = head.method == "GET" || head.method == "HEAD"
         if configuration.admin.listen != nil {
@@ -110,6 +110,10 @@ public struct Router: Sendable {
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             if path == "/readyz" && draining {
                 return .respond(json(503, "{\"status\":\"draining\"}"))
+            }
+            if path == "/readyz" && !clusterAvailable {
+                // It still serves what it holds: a load balancer keeps it, an operator looks.
+                return .respond(json(200, "{\"status\":\"degraded\",\"cluster\":\"unavailable\"}"))
             }
             return .respond(json(200, path == "/healthz" ? "{\"status\":\"ok\"}" : "{\"status\":\"ready\"}"))
         case "/deltacast.js", "/deltacast.mjs":

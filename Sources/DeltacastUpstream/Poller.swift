@@ -69,6 +69,7 @@ public final class Poller: @unchecked Sendable {
         let key: String
         var job: PollJob
         let wanted: () -> Bool
+        let permitted: () -> Bool
         let handler: (PollResult) -> PollVerdict
         var timer: UInt64?
         var inFlight = false
@@ -80,10 +81,11 @@ public final class Poller: @unchecked Sendable {
         var lastModified: String?
         var lastStart: Int64 = 0
 
-        init(key: String, job: PollJob, wanted: @escaping () -> Bool, handler: @escaping (PollResult) -> PollVerdict) {
+        init(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, handler: @escaping (PollResult) -> PollVerdict) {
             self.key = key
             self.job = job
             self.wanted = wanted
+            self.permitted = permitted
             self.handler = handler
         }
     }
@@ -129,10 +131,13 @@ public final class Poller: @unchecked Sendable {
     public func isPolling(_ key: String) -> Bool { entries[key] != nil }
 
     /// Starts polling `key` now, then every interval while `wanted()` says so; `handler`
-    /// judges each result. Starting a key that is polled already does nothing.
-    public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, handler: @escaping (PollResult) -> PollVerdict) {
+    /// judges each result. When `permitted()` says no at a due time (cluster mode: another
+    /// node leads the topic), no request is sent and the next due time is one interval later.
+    /// Starting a key that is polled already does nothing.
+    public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool = { true },
+                      handler: @escaping (PollResult) -> PollVerdict) {
         guard entries[key] == nil else { return }
-        let entry = Entry(key: key, job: job, wanted: wanted, handler: handler)
+        let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, handler: handler)
         entries[key] = entry
         due(entry)
     }
@@ -174,6 +179,13 @@ public final class Poller: @unchecked Sendable {
         entry.timer = nil
         guard !entry.stopped else { return }
         guard entry.wanted() else { stop(key: entry.key); return }
+        guard entry.permitted() else {
+            // Another node polls it: what this node's validators describe may be old.
+            entry.etag = nil
+            entry.lastModified = nil
+            entry.timer = clock.schedule(afterMilliseconds: entry.job.intervalMilliseconds) { [unowned self] in self.due(entry) }
+            return
+        }
         if running >= maxConcurrent {
             entry.queued = true
             waiting.append(entry)

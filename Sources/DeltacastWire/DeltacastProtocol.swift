@@ -62,6 +62,12 @@ public enum DeltacastEvent {
         return output
     }
 
+    /// `{"type":"status","topic":T,"cluster":"unavailable"}` (Redis cannot be reached: what the
+    /// node holds may be behind) or `"cluster":"ok"` once it can again.
+    public static func clusterStatus(topic: String, available: Bool) -> [UInt8] {
+        header("status", topic) + Array(",\"cluster\":\"\(available ? "ok" : "unavailable")\"}".utf8)
+    }
+
     /// Error codes of `error` events.
     public enum ErrorCode: String, Sendable {
         case forbidden, notFound = "not_found", badRequest = "bad_request", tooMany = "too_many", expired

@@ -1,3 +1,4 @@
+import DeltacastCluster
 import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastLoop
@@ -41,7 +42,9 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
     let server: HTTPServer
     let port: Int
     do {
-        server = try HTTPServer(configuration: configuration, dashboard: dashboard, topicSource: UpstreamPolling(configuration: configuration))
+        // Cluster mode reaches Redis first: the shared salt names passthrough topics.
+        let cluster = try configuration.cluster.map { settings throws(Cluster.StartError) in try Cluster(settings: settings, configuration: configuration) }
+        server = try HTTPServer(configuration: configuration, dashboard: dashboard, topicSource: UpstreamPolling(configuration: configuration), cluster: cluster)
         if let path { server.configurationSource = { readConfiguration(path: path) } }
         port = try server.start()
     } catch {
@@ -49,6 +52,9 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
         return .failure
     }
     print("deltacast: listening on \(configuration.tls == nil ? "http" : "https")://\(HostPort(host: configuration.listen.host, port: port))")
+    if let cluster = configuration.cluster {
+        print("deltacast: cluster node \(cluster.node) on \(cluster.redis)")
+    }
     if let admin = configuration.admin.listen, let adminPort = server.adminPort {
         print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
     }

@@ -1,3 +1,4 @@
+import DeltacastCluster
 import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop
@@ -111,6 +112,30 @@ struct PrometheusText {
         }
     }
 
+    /// Cluster mode's series.
+    mutating func cluster(_ cluster: Cluster) {
+        let m = cluster.metrics
+        family("deltacast_cluster_redis_up", "gauge", "1 while Redis answers, 0 while it cannot be reached.", [([], cluster.isAvailable ? 1 : 0)])
+        family("deltacast_cluster_redis_outages_total", "counter", "Times Redis became unreachable.", [([], Double(m.redisDown.load(ordering: .relaxed)))])
+        family("deltacast_cluster_leases_held", "gauge", "Topics this node leads (polls) now.", [([], Double(cluster.leasesHeld))])
+        family("deltacast_cluster_lease_takeovers_total", "counter", "Leaderships this node took (a topic it began to poll).", [([], Double(m.leaseAcquisitions.load(ordering: .relaxed)))])
+        family("deltacast_cluster_commits_total", "counter", "Changes this node committed to the shared history, by result.", [
+            ([("result", "ok")], Double(m.commits.load(ordering: .relaxed))),
+            ([("result", "conflict")], Double(m.conflicts.load(ordering: .relaxed))),
+            ([("result", "fenced")], Double(m.fenced.load(ordering: .relaxed))),
+        ])
+        family("deltacast_cluster_gap_fills_total", "counter", "Times this node found itself behind and read the missed changes from the journal.", [([], Double(m.gapFills.load(ordering: .relaxed)))])
+        family("deltacast_cluster_resets_total", "counter", "Times a topic jumped to the shared state with a snapshot (new epoch, or a gap past the journal).", [([], Double(m.resets.load(ordering: .relaxed)))])
+        family("deltacast_cluster_epoch_rotations_total", "counter", "New epochs this node started (history lost, or a seq gone backwards).", [([], Double(m.epochRotations.load(ordering: .relaxed)))])
+        let (cumulative, sum, count) = m.scriptSeconds.snapshot()
+        text += "# HELP deltacast_cluster_commit_seconds Commit script round trips.\n# TYPE deltacast_cluster_commit_seconds histogram\n"
+        for (bound, value) in zip(ClusterHistogram.bounds, cumulative) {
+            text += "deltacast_cluster_commit_seconds_bucket" + Self.labels([("le", Self.format(bound))]) + " \(value)\n"
+        }
+        text += "deltacast_cluster_commit_seconds_bucket{le=\"+Inf\"} \(count)\n"
+        text += "deltacast_cluster_commit_seconds_sum " + Self.format(sum) + "\ndeltacast_cluster_commit_seconds_count \(count)\n"
+    }
+
     static func format(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
@@ -173,6 +198,7 @@ extension HTTPServer {
                    polls.keys.sorted().flatMap { endpoint in polls[endpoint]!.keys.sorted().map { ([("endpoint", endpoint), ("outcome", $0)], Double(polls[endpoint]![$0]!)) } })
         let latencies = metrics.pollSeconds.withLock { $0 }
         out.histogram("deltacast_upstream_poll_seconds", "Upstream request durations by endpoint.", latencies.keys.sorted().map { ([("endpoint", $0)], latencies[$0]!) })
+        if let cluster { out.cluster(cluster) }
         return out.text
     }
 }
@@ -228,7 +254,14 @@ extension HTTPServer {
         out += "],\"slowest_consumers\":[" + slowest.map {
             "{\"conn\":\($0.id),\"pending_bytes\":\($0.pendingBytes),\"mode\":\"\($0.mode)\",\"no_progress_ms\":\($0.idleMilliseconds)}"
         }.joined(separator: ",")
-        return Array((out + "]}").utf8)
+        out += "]"
+        if let cluster {
+            let status = cluster.status()
+            out += ",\"cluster\":{\"node\":" + EventLog.quoted(status.node) + ",\"redis\":\"\(status.redis ? "up" : "down")\""
+            out += ",\"nodes\":[" + status.nodes.map(EventLog.quoted).joined(separator: ",") + "]"
+            out += ",\"leaders\":[" + status.leaders.prefix(1000).map { "{\"topic\":" + EventLog.quoted($0.topic) + ",\"node\":" + EventLog.quoted($0.node) + "}" }.joined(separator: ",") + "]}"
+        }
+        return Array((out + "}").utf8)
     }
 
     /// This process's resident set size (`/proc/self/statm`), bytes.

@@ -55,6 +55,7 @@ final class ServerGeneration: Sendable {
         if old.logging.level != new.logging.level { keys.append("logging.level") }
         if old.auth.ticketTTL != new.auth.ticketTTL { keys.append("auth.ticket_ttl") }
         if old.auth.maxTickets != new.auth.maxTickets { keys.append("auth.max_tickets") }
+        if old.cluster != new.cluster { keys.append("cluster") }
         return keys
     }
 }

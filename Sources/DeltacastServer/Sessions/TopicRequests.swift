@@ -138,6 +138,8 @@ extension HTTPConnection {
             headers.add(name: "Cache-Control", value: "no-store")
             finish(request, RoutedResponse(status: 200, headers: headers,
                                            body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8)))
+        } catch .clusterUnavailable(let reason) {
+            finish(request, .error(503, "unavailable", "\(reason); the state of \(topicName) is unchanged", headers: ["Retry-After": "1"]))
         } catch {
             finish(request, .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged"))
         }

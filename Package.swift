@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
+        .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
     ],
     targets: [
         // C system libraries. `providers` makes a missing -dev package name itself.
@@ -113,6 +114,9 @@ let package = Package(
         .executableTarget(
             name: "FuzzWebSocket", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzRESP", dependencies: ["DeltacastCluster"],
+            swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
@@ -124,6 +128,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],

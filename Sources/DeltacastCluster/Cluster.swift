@@ -222,8 +222,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// restart or `SCRIPT FLUSH`).
     func eval(_ script: ClusterScript, keys: [String], arguments: [[UInt8]], _ callback: @escaping RedisConnection.Callback) {
         let tail = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
-        commands.send([Array("EVALSHA".utf8), Array(script.sha.utf8)] + tail) { [commands] result in
+        commands.send([Array("EVALSHA".utf8), Array(script.sha.utf8)] + tail) { [commands, self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
+                self.metrics.scriptLoads.add(1, ordering: .relaxed)
                 commands.send([Array("EVAL".utf8), Array(script.source.utf8)] + tail, callback)
             } else {
                 callback(result)
@@ -440,6 +441,9 @@ public final class ClusterMetrics: Sendable {
     public let epochRotations = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let redisDown = Atomic<Int>(0)
+    /// Scripts sent whole because Redis did not know their SHA-1 (`NOSCRIPT`: a new or
+    /// restarted Redis, or `SCRIPT FLUSH`); a few per Redis start.
+    public let scriptLoads = Atomic<Int>(0)
     public let scriptSeconds = ClusterHistogram()
 }
 

@@ -55,3 +55,41 @@ import Testing
         #expect(e.arrayKeys.map(\.path) == ["", "/*/tags"])
     }
 }
+
+/// `cluster.redis`: every accepted form, and the refusals with their words.
+@Suite struct RedisURLTests {
+    @Test func acceptedForms() throws {
+        #expect(try Configuration.RedisURL.parse("redis://127.0.0.1").get() == .init(host: "127.0.0.1"))
+        #expect(try Configuration.RedisURL.parse("redis://cache.internal:6380/2").get() == .init(host: "cache.internal", port: 6380, database: 2))
+        #expect(try Configuration.RedisURL.parse("redis://:s3cret@10.0.0.5:6379/0").get() == .init(host: "10.0.0.5", password: "s3cret"))
+        #expect(try Configuration.RedisURL.parse("redis://proxy:p@ss@[::1]:7000").get() == .init(host: "::1", port: 7000, user: "proxy", password: "p@ss"))
+        // The password never shows in logs or the status page.
+        #expect("\(try Configuration.RedisURL.parse("redis://:s3cret@h:1/3").get())" == "redis://:***@h:1/3")
+    }
+
+    @Test(arguments: [
+        ("http://127.0.0.1:6379", "'http://127.0.0.1:6379' is not a redis:// URL; expected redis://[:password@]host:port[/db]"),
+        ("redis://", "the redis URL names no host"),
+        ("redis://h:0", "'0' is not a port (1-65535)"),
+        ("redis://h/x", "'x' is not a database number; expected /0, /1, ..."),
+        ("redis://h?timeout=1", "a redis URL takes no query or fragment"),
+        ("redis://:@h", "the redis URL has an empty password"),
+        ("redis://[::1", "an IPv6 address in a redis URL needs its closing ]"),
+    ])
+    func refusals(_ text: String, _ message: String) {
+        guard case .failure(let error) = Configuration.RedisURL.parse(text) else { Issue.record("\(text) accepted"); return }
+        #expect(error.text == message)
+    }
+
+    @Test func theLeaseDefaultsToThreeShortestIntervalsAndAtLeastOneSecond() throws {
+        let fast = try Configuration.load(text: "cluster: { redis: redis://h }\nupstream: { base: http://u }\nendpoints:\n  - path: /a\n    interval: 200ms\n  - path: /b\n    interval: 2s\n", file: "c.yaml", environment: [:])
+        #expect(fast.cluster?.effectiveLease(endpoints: fast.endpoints) == .seconds(1))
+        let slow = try Configuration.load(text: "cluster: { redis: redis://h, node: web-1 }\nupstream: { base: http://u }\nendpoints:\n  - path: /a\n    interval: 2s\n", file: "c.yaml", environment: [:])
+        #expect(slow.cluster?.effectiveLease(endpoints: slow.endpoints) == .seconds(6))
+        #expect(slow.cluster?.node == "web-1" && slow.cluster?.keyPrefix == "deltacast")
+        let publishOnly = try Configuration.load(text: "cluster: { redis: redis://h }\nendpoints:\n  - path: /a\n    source: publish\n", file: "c.yaml", environment: [:])
+        #expect(publishOnly.cluster?.effectiveLease(endpoints: publishOnly.endpoints) == .seconds(3))
+        #expect(publishOnly.cluster?.node.isEmpty == false)
+    }
+}
+

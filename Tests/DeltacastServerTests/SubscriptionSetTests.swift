@@ -45,6 +45,11 @@ import Testing
         #expect(!set.isDuplicate(second))
         #expect(set.admit(second, queueFull: false) == .send(previous: first.cursor))
         #expect(set.isDuplicate(second))         // sent now
+        // A new history (cluster mode: Redis lost the topic's) starts again at seq 1: not a duplicate.
+        let restarted = Change(topic: topic.name, key: topic.key, kind: .snapshot, cursor: Cursor(epoch: "fresh001", seq: 1), base: nil,
+                               event: Array("{}".utf8), deflater: nil)
+        #expect(!set.isDuplicate(restarted))
+        #expect(set.admit(restarted, queueFull: false) == .send(previous: second.cursor))
         // A change of a topic this connection does not receive is never for it.
         let other = try published.hub.topic(named: "/live/b", endpoint: 0)
         _ = other.subscribe(loop: 0, since: nil)

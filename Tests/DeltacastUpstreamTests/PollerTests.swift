@@ -127,6 +127,23 @@ final class ScriptedUpstream: UpstreamFetching {
         #expect(upstream.requests[2].headers.isEmpty)
     }
 
+    /// Cluster mode: a node that does not hold the topic's lease sends nothing; its validators
+    /// are dropped (another node's polls moved the state on); once it leads it polls at the
+    /// next due time, unconditionally.
+    @Test func aJobThatIsNotPermittedSendsNoRequestAndForgetsItsValidators() {
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 4)
+        var leader = true
+        poller.start(key: "a", job: job(), wanted: { true }, permitted: { leader }, handler: { _ in .accepted })
+        upstream.answer(headers: [("ETag", "\"v1\"")])
+        leader = false
+        clock.advance(by: 5_000)
+        #expect(upstream.requests.count == 1)      // five due times, no request
+        leader = true
+        clock.advance(by: 1_000)
+        #expect(upstream.requests.count == 2)
+        #expect(upstream.requests[1].headers.isEmpty)   // no If-None-Match from before
+    }
+
     @Test func atMostMaxConcurrentInFlightTheRestWaitInOrderOnceEach() {
         let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 2)
         for key in ["a", "b", "c", "d"] {

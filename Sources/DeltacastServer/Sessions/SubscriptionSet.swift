@@ -65,10 +65,12 @@ struct SubscriptionSet {
         return entries.map { ($0.key, $0.value) }
     }
 
-    /// Whether `change` is for no subscription here, or at or before the cursor already sent.
+    /// Whether `change` is for no subscription here, or at or before the cursor already sent
+    /// in the same epoch (a change of another epoch is a new history: cluster mode starts one
+    /// when Redis lost its own, and its seqs start again at 1).
     func isDuplicate(_ change: Change) -> Bool {
         guard let subscription = entries[change.key] else { return true }
-        if let cursor = change.cursor, let held = subscription.cursor, cursor.seq <= held.seq { return true }
+        if let cursor = change.cursor, let held = subscription.cursor, cursor.epoch == held.epoch, cursor.seq <= held.seq { return true }
         return false
     }
 

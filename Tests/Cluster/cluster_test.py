@@ -1,0 +1,673 @@
+#!/usr/bin/env python3
+"""Cluster mode against real parts: a `redis-server` this suite starts on a free loopback port
+(no persistence), three `deltacast serve` nodes, and the simulator as the upstream. Clients on
+every transport (WebSocket through `websockets`, raw SSE, raw long-poll) apply what they
+receive and must end equal to the upstream; every event's cursor is checked: nothing lost,
+nothing twice, nothing out of order, whatever node a client talks to.
+
+Run: DELTACAST_BIN=.build/release/deltacast python3 Tests/Cluster/cluster_test.py
+"""
+import asyncio
+import copy
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
+from harness import ADMIN, Proxy, Simulator, request  # noqa: E402
+
+INTERVAL = 0.3   # seconds: the upstream poll interval of /doc/{name}
+LEASE = "1s"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Redis:
+    """`redis-server` on a free loopback port, without persistence; a raw RESP client."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="deltacast-redis-")
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no", "--dir", self.directory],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.command("PING") == "PONG":
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def command(self, *arguments):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            payload = f"*{len(arguments)}\r\n".encode()
+            for argument in arguments:
+                data = argument if isinstance(argument, bytes) else str(argument).encode()
+                payload += f"${len(data)}\r\n".encode() + data + b"\r\n"
+            connection.sendall(payload)
+            reader = connection.makefile("rb")
+            return self._reply(reader)
+
+    def _reply(self, reader):
+        line = reader.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            length = int(rest)
+            if length < 0:
+                return None
+            data = reader.read(length + 2)[:-2]
+            return data.decode(errors="replace")
+        if kind == b"*":
+            count = int(rest)
+            return None if count < 0 else [self._reply(reader) for _ in range(count)]
+        raise RuntimeError(f"bad reply {line!r}")
+
+
+def node_config(simulator, redis, name, extra=""):
+    return f"""
+listen: 127.0.0.1:0
+upstream: {{ base: {simulator.url}, timeout: 1s }}
+admin: {{ token: {ADMIN} }}
+limits: {{ max_connections_per_ip: 5000, max_connections: 5000, journal_entries: 64 }}
+server: {{ event_loops: 1 }}
+cluster: {{ redis: redis://127.0.0.1:{redis.port}/0, node: {name}, lease: {LEASE} }}
+endpoints:
+  - path: /doc/{{name}}
+    upstream: /doc/{{name}}
+    interval: {int(INTERVAL * 1000)}ms
+    linger: 5s
+    array_keys: {{ /items: id }}
+  - path: /live/{{room}}
+    source: publish
+{extra}"""
+
+
+def document(version, rows=12):
+    """A keyed document; each version changes two rows and moves one."""
+    items = [{"id": i, "v": i * 7, "name": f"row {i} with a description long enough to make patches the smaller"} for i in range(rows)]
+    for step in range(1, version + 1):
+        for i in (step % rows, (step * 5 + 3) % rows):
+            items[i]["v"] += step
+        if step % 4 == 1:
+            items.append(items.pop(step % len(items)))
+    return {"version": version, "items": items}
+
+
+def put(simulator, path, body):
+    status, _, _ = request(f"{simulator.url}/_sim/docs{path}", method="PUT", body=json.dumps(body).encode(),
+                           headers={"Content-Type": "application/json"})
+    assert status in (200, 201, 204), status
+
+
+def stats(simulator, path):
+    status, _, body = request(f"{simulator.url}/_sim/stats")
+    return json.loads(body)["requests"].get(path, 0)
+
+
+# JSON Patch (RFC 6902), applied by the clients: a client library no one on this project wrote
+# would do; this one is short and strict.
+def _pointer(path):
+    return [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]] if path else []
+
+
+def _parent(document, parts):
+    for part in parts[:-1]:
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+def apply_patch(document, operations):
+    document = copy.deepcopy(document)
+    for operation in operations:
+        op, parts = operation["op"], _pointer(operation["path"])
+        if not parts:
+            if op in ("add", "replace"):
+                document = copy.deepcopy(operation["value"])
+                continue
+            raise ValueError(f"{op} at the root")
+        if op in ("move", "copy"):
+            source = _pointer(operation["from"])
+            holder = _parent(document, source)
+            key = int(source[-1]) if isinstance(holder, list) else source[-1]
+            value = holder[key]
+            if op == "move":
+                del holder[key]
+            else:
+                value = copy.deepcopy(value)
+            operation = {"op": "add", "path": operation["path"], "value": value}
+            op = "add"
+        holder = _parent(document, parts)
+        last = parts[-1]
+        if isinstance(holder, list):
+            index = len(holder) if last == "-" else int(last)
+            if op == "add":
+                holder.insert(index, copy.deepcopy(operation["value"]))
+            elif op == "remove":
+                del holder[index]
+            elif op == "replace":
+                holder[index] = copy.deepcopy(operation["value"])
+            elif op == "test":
+                assert holder[index] == operation["value"]
+        else:
+            if op in ("add", "replace"):
+                if op == "replace" and last not in holder:
+                    raise KeyError(last)
+                holder[last] = copy.deepcopy(operation["value"])
+            elif op == "remove":
+                del holder[last]
+            elif op == "test":
+                assert holder[last] == operation["value"]
+    return document
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class Client:
+    """One subscriber's view: the document it built and the cursor it holds. Every event is
+    checked against the cursor: a patch must follow it exactly; a cursor never repeats or goes
+    back within an epoch."""
+
+    def __init__(self, name):
+        self.name = name
+        self.state = None
+        self.cursor = None
+        self.snapshots = 0
+        self.patches = 0
+        self.errors = []
+        self.statuses = []
+
+    def handle(self, event):
+        kind = event.get("type")
+        if kind == "status":
+            self.statuses.append(event)
+            return True
+        if kind == "error":
+            self.errors.append(f"error event {event}")
+            return False
+        cursor = event["cursor"]
+        epoch, seq = cursor.rsplit("-", 1)
+        if self.cursor:
+            held_epoch, held_seq = self.cursor.rsplit("-", 1)
+            if held_epoch == epoch and int(seq) <= int(held_seq):
+                self.errors.append(f"{self.name}: {kind} {cursor} repeats or goes back from {self.cursor}")
+                return False
+        if kind == "snapshot":
+            self.state, self.cursor = event["data"], cursor
+            self.snapshots += 1
+        elif kind == "patch":
+            if event["base"] != self.cursor:
+                self.errors.append(f"{self.name}: patch {cursor} from {event['base']} does not follow {self.cursor}")
+                return False
+            self.state = merge_patch(self.state, event["merge"]) if "merge" in event else apply_patch(self.state, event["patch"])
+            self.cursor = cursor
+            self.patches += 1
+        return True
+
+
+async def http_get(port, target, timeout=15):
+    """(status, body bytes) of one GET on a new connection."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    parts = head.split(b" ")
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionError(f"no response (the node went away?): {data[:80]!r}")
+    return int(parts[1]), body
+
+
+async def follow(client, transport, ports, topic, until, slow=False, hops=0, rng=None):
+    """Subscribes `client` on `transport`, reconnecting `hops` times to random nodes (with its
+    cursor), until `until()` says stop. `ports()` lists the nodes up now."""
+    rng = rng or random.Random(0)
+    hop_after = [rng.uniform(0.3, 2.5) for _ in range(hops)]
+    while not until():
+        port = rng.choice(ports())
+        started = time.time()
+        leave = hop_after.pop() if hop_after else None
+        try:
+            if transport == "websocket":
+                async with websockets.connect(f"ws://127.0.0.1:{port}/deltacast/ws", subprotocols=["deltacast.v1"],
+                                              open_timeout=5, close_timeout=1, max_queue=None) as socket_:
+                    message = {"type": "subscribe", "topic": topic}
+                    if client.cursor:
+                        message["since"] = client.cursor
+                    await socket_.send(json.dumps(message))
+                    while not until() and (leave is None or time.time() - started < leave):
+                        try:
+                            raw = await asyncio.wait_for(socket_.recv(), 0.5)
+                        except asyncio.TimeoutError:
+                            continue
+                        if slow:
+                            await asyncio.sleep(0.05)
+                        if not client.handle(json.loads(raw)):
+                            return
+            elif transport == "sse":
+                target = f"/deltacast/sse?topic={topic}" + (f"&since={client.cursor}" if client.cursor else "")
+                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+                try:
+                    writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+                    await writer.drain()
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                    while not until() and (leave is None or time.time() - started < leave):
+                        try:
+                            block = await asyncio.wait_for(reader.readuntil(b"\n\n"), 0.5)
+                        except asyncio.TimeoutError:
+                            continue
+                        data = [line[6:] for line in block.decode().split("\n") if line.startswith("data: ")]
+                        if data:
+                            if slow:
+                                await asyncio.sleep(0.05)
+                            if not client.handle(json.loads("\n".join(data))):
+                                return
+                finally:
+                    writer.close()
+            else:
+                while not until() and (leave is None or time.time() - started < leave):
+                    target = f"/deltacast/poll?topic={topic}&since={client.cursor or ''}&wait=1"
+                    status, body = await http_get(port, target)
+                    if status == 200:
+                        for event in json.loads(body):
+                            if not client.handle(event):
+                                return
+                    elif status != 204:
+                        raise ConnectionError(f"poll answered {status}")
+                    if slow:
+                        await asyncio.sleep(0.1)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, websockets.exceptions.WebSocketException, ConnectionError):
+            await asyncio.sleep(0.1)   # a node went away: the next loop picks another
+
+
+class ClusterCase(unittest.TestCase):
+    simulator = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.simulator = Simulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.simulator.stop()
+
+    def setUp(self):
+        self.redis = Redis()
+        self.nodes = []
+        for index in range(3):
+            self.nodes.append(self.start_node(index))
+
+    def start_node(self, index, extra=""):
+        node = Proxy(node_config(self.simulator, self.redis, f"node{index + 1}", extra))
+        node.name = f"node{index + 1}"
+        return node
+
+    def tearDown(self):
+        for node in self.nodes:
+            if node.process.poll() is None:
+                try:
+                    node.process.send_signal(signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            node.stop()
+        self.redis.close()
+
+    @property
+    def ports(self):
+        return [node.port for node in self.nodes if node.process.poll() is None]
+
+    def tag_keys(self, topic_key):
+        import hashlib
+        tag = hashlib.sha1(topic_key.encode()).hexdigest()[:16]
+        return {name: f"deltacast:{{{tag}}}:{name}" for name in ("meta", "log", "doc", "lease", "fence")}
+
+    def leader(self, topic):
+        holder = self.redis.command("GET", self.tag_keys(topic)["lease"])
+        return next((node for node in self.nodes if node.name == holder), None)
+
+    def wait(self, condition, seconds=15, message="condition"):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        self.fail(f"{message} did not hold within {seconds} s")
+
+    def metric(self, node, name):
+        _, _, body = request(node.url("/metrics"))
+        for line in body.decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def run_clients(self, topic, path, versions, per_transport, hops=0, slow_every=0, during=None, pause=0.4, settle=20):
+        """Runs clients while the upstream goes through `versions`; `during(i)` runs after the
+        i-th version (faults). Returns the clients once every one converged (or the time ran out)."""
+        final = document(versions[-1])
+        clients, tasks = [], []
+        finished = {"done": False}
+
+        async def main():
+            rng = random.Random(42)
+            for transport in ("websocket", "sse", "longpoll"):
+                for index in range(per_transport):
+                    client = Client(f"{transport}-{index}")
+                    clients.append(client)
+                    slow = slow_every and index % slow_every == 0
+                    tasks.append(asyncio.ensure_future(follow(client, transport, lambda: self.ports, topic,
+                                                              lambda c=client: finished["done"] or (c.state == final and feeding_done["done"]),
+                                                              slow=slow, hops=hops, rng=random.Random(rng.random()))))
+            feeding_done = {"done": False}
+            await asyncio.sleep(1.0)
+            for index, version in enumerate(versions):
+                await asyncio.get_running_loop().run_in_executor(None, put, self.simulator, path, document(version))
+                await asyncio.sleep(pause)
+                if during:
+                    await asyncio.get_running_loop().run_in_executor(None, during, index)
+            feeding_done["done"] = True
+            deadline = time.time() + settle
+            while time.time() < deadline and any(client.state != final for client in clients):
+                await asyncio.sleep(0.1)
+            finished["done"] = True
+            await asyncio.wait(tasks, timeout=10)
+
+        asyncio.run(main())
+        return clients, final
+
+    def assert_converged(self, clients, final):
+        problems = [error for client in clients for error in client.errors]
+        self.assertEqual(problems, [], "\n".join(problems[:10]))
+        behind = [f"{client.name} at {client.cursor}" for client in clients if client.state != final]
+        self.assertEqual(behind, [], f"{len(behind)} clients did not reach the final state: {behind[:10]}")
+
+
+class ClusterTests(ClusterCase):
+    def test_1_every_client_converges_and_the_upstream_sees_one_poll_per_interval(self):
+        """300 clients over three nodes and three transports, each hopping twice to a random node
+        with its cursor, one in ten reading slowly, while the upstream changes 15 times."""
+        put(self.simulator, "/doc/one", document(0))
+        before = stats(self.simulator, "/doc/one")
+        started = time.time()
+        clients, final = self.run_clients("/doc/one", "/doc/one", list(range(1, 16)), per_transport=100, hops=2, slow_every=10)
+        elapsed = time.time() - started
+        self.assert_converged(clients, final)
+        polls = stats(self.simulator, "/doc/one") - before
+        # One poll per interval cluster-wide (a leader change may add one); three nodes each
+        # polling would triple it.
+        self.assertLessEqual(polls, elapsed / INTERVAL * 1.2 + 5, f"{polls} upstream requests in {elapsed:.1f} s")
+        self.assertGreater(polls, elapsed / INTERVAL * 0.3, f"{polls} upstream requests in {elapsed:.1f} s")
+        leaders = {node.name: self.metric(node, "deltacast_cluster_leases_held") for node in self.nodes}
+        self.assertEqual(sum(leaders.values()), 1, leaders)
+        print(f"\n  300 clients converged; {polls} upstream requests in {elapsed:.1f} s at {INTERVAL * 1000:.0f} ms; "
+              f"{sum(c.snapshots for c in clients)} snapshots, {sum(c.patches for c in clients)} patches", file=sys.stderr)
+
+    def test_2_a_killed_leader_is_replaced_and_no_change_is_lost_or_repeated(self):
+        put(self.simulator, "/doc/two", document(0))
+        killed = {}
+
+        def kill_leader(index):
+            if index == 3:
+                leader = self.leader("/doc/two")
+                self.assertIsNotNone(leader)
+                killed["at"] = time.time()
+                killed["name"] = leader.name
+                leader.process.kill()
+                leader.process.wait()
+
+        clients, final = self.run_clients("/doc/two", "/doc/two", list(range(1, 13)), per_transport=10, hops=1, during=kill_leader)
+        self.assert_converged(clients, final)
+        new = self.leader("/doc/two")
+        self.assertIsNotNone(new)
+        self.assertNotEqual(new.name, killed["name"])
+        # The journal's seqs are contiguous: nobody wrote a seq twice or skipped one.
+        entries = self.redis.command("XRANGE", self.tag_keys("/doc/two")["log"], "-", "+")
+        seqs = [int(entry[0].split("-")[0]) for entry in entries]
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))))
+
+    def test_3_a_paused_leader_cannot_write_when_it_wakes(self):
+        put(self.simulator, "/doc/three", document(0))
+        keys = self.tag_keys("/doc/three")
+        paused = {}
+
+        def pause_leader(index):
+            if index == 2:
+                leader = self.leader("/doc/three")
+                paused["node"] = leader
+                paused["fence"] = self.redis.command("GET", keys["fence"])
+                leader.process.send_signal(signal.SIGSTOP)
+                # Past the lease: another node takes over and polls.
+                self.wait(lambda: self.leader("/doc/three") not in (None, leader), 10, "a takeover")
+            if index == 5:
+                paused["node"].process.send_signal(signal.SIGCONT)
+
+        clients, final = self.run_clients("/doc/three", "/doc/three", list(range(1, 10)), per_transport=8, during=pause_leader)
+        self.assert_converged(clients, final)
+        self.assertGreater(int(self.redis.command("GET", keys["fence"])), int(paused["fence"]))
+        entries = self.redis.command("XRANGE", keys["log"], "-", "+")
+        seqs = [int(entry[0].split("-")[0]) for entry in entries]
+        self.assertEqual(len(seqs), len(set(seqs)))
+        # The fence itself: a commit with the old token is refused, and changes nothing.
+        meta = self.redis.command("HGETALL", keys["meta"])
+        script = self.redis.command("SCRIPT", "LOAD", COMMIT_PROBE)
+        self.assertIsInstance(script, str)
+        reply = self.redis.command("EVALSHA", script, 5, keys["meta"], keys["log"], keys["doc"], keys["lease"], keys["fence"],
+                                   paused["node"].name, paused["fence"], meta[1], meta[3], "{}", "{}", "application/json", 64, "deltacast:changes", "x")
+        self.assertIsInstance(reply, RuntimeError)
+        self.assertTrue(str(reply).startswith("FENCED"), reply)
+        self.assertEqual(self.redis.command("HGETALL", keys["meta"]), meta)
+
+    def test_4_redis_restarted_or_flushed_gets_new_epochs_and_delivery_resumes(self):
+        put(self.simulator, "/doc/four", document(0))
+        epochs = set()
+
+        def fault(index):
+            cursor = self.redis.command("HGET", self.tag_keys("/doc/four")["meta"], "epoch")
+            epochs.add(cursor)
+            if index == 2:
+                self.redis.stop()
+                self.redis.start()
+            if index == 6:
+                self.redis.command("FLUSHALL")
+
+        clients, final = self.run_clients("/doc/four", "/doc/four", list(range(1, 11)), per_transport=8, during=fault, pause=0.8)
+        self.assert_converged(clients, final)
+        epochs.add(self.redis.command("HGET", self.tag_keys("/doc/four")["meta"], "epoch"))
+        epochs.discard(None)
+        self.assertGreaterEqual(len(epochs), 3, f"epochs seen: {epochs}")
+        self.assertTrue(all(client.snapshots >= 2 for client in clients), [client.snapshots for client in clients])
+        loads = sum(self.metric(node, "deltacast_cluster_script_loads_total") for node in self.nodes)
+        self.assertLessEqual(loads, 3 * 4 * 3, "scripts are run by their SHA-1, loaded once per Redis start")
+
+    def test_5_a_seq_rolled_back_rotates_the_epoch_and_no_seq_is_reused(self):
+        put(self.simulator, "/doc/five", document(0))
+        keys = self.tag_keys("/doc/five")
+        rolled = {}
+
+        def roll_back(index):
+            if index == 3:
+                seq = int(self.redis.command("HGET", keys["meta"], "seq"))
+                rolled["epoch"] = self.redis.command("HGET", keys["meta"], "epoch")
+                rolled["seq"] = seq
+                self.redis.command("HSET", keys["meta"], "seq", seq - 2)
+
+        clients, final = self.run_clients("/doc/five", "/doc/five", list(range(1, 9)), per_transport=8, during=roll_back, pause=0.6)
+        self.assert_converged(clients, final)
+        self.assertNotEqual(self.redis.command("HGET", keys["meta"], "epoch"), rolled["epoch"])
+        rotations = sum(self.metric(node, "deltacast_cluster_epoch_rotations_total") for node in self.nodes)
+        self.assertGreaterEqual(rotations, 1)
+
+    def test_6_a_killed_pubsub_connection_is_noticed_and_the_gap_filled(self):
+        put(self.simulator, "/doc/six", document(0))
+
+        def kill_pubsub(index):
+            if index in (2, 5):
+                self.redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+
+        clients, final = self.run_clients("/doc/six", "/doc/six", list(range(1, 9)), per_transport=8, during=kill_pubsub)
+        self.assert_converged(clients, final)
+
+    def test_7_redis_down_degrades_and_recovery_brings_everyone_to_the_final_state(self):
+        put(self.simulator, "/doc/seven", document(0))
+        seen = {}
+
+        def outage(index):
+            if index == 2:
+                self.redis.stop()
+                self.wait(lambda: all(json.loads(request(node.url("/readyz"))[2]).get("status") == "degraded" for node in self.nodes),
+                          10, "/readyz degraded on every node")
+                seen["ready"] = [request(node.url("/readyz"))[0] for node in self.nodes]
+            if index == 5:
+                self.redis.start()
+
+        clients, final = self.run_clients("/doc/seven", "/doc/seven", list(range(1, 9)), per_transport=8, during=outage, pause=0.6)
+        self.assert_converged(clients, final)
+        self.assertEqual(seen["ready"], [200, 200, 200])   # still serving what it holds
+        streaming = [client for client in clients if not client.name.startswith("longpoll")]
+        told = [client for client in streaming if any(status.get("cluster") == "unavailable" for status in client.statuses)]
+        self.assertGreaterEqual(len(told), len(streaming) // 2, "subscribers are told once when Redis is unreachable")
+
+    def test_8_odd_cursors_on_another_node_get_one_snapshot(self):
+        put(self.simulator, "/doc/eight", document(0))
+        for version in range(1, 5):
+            put(self.simulator, "/doc/eight", document(version))
+            self.wait(lambda: json.loads(request(self.nodes[0].url("/doc/eight"))[2]) == document(version), 10, f"version {version}")
+        cursor = request(self.nodes[0].url("/doc/eight"))[1]["ETag"].strip('"')
+        epoch, seq = cursor.rsplit("-", 1)
+        behind = f"{epoch}-{int(seq) - 2}"
+        # Only node1 has followed the topic; the shared journal now keeps one entry.
+        self.redis.command("XTRIM", self.tag_keys("/doc/eight")["log"], "MAXLEN", 1)
+
+        def poll(node, since):
+            status, body = asyncio.run(http_get(node.port, f"/deltacast/poll?topic=/doc/eight&since={since}&wait=0"))
+            self.assertEqual(status, 200)
+            return [(event["type"], event["cursor"]) for event in json.loads(body)]
+
+        # Node 1's own journal still covers the cursor: exactly the two missed patches.
+        self.assertEqual(poll(self.nodes[0], behind), [("patch", f"{epoch}-{int(seq) - 1}"), ("patch", cursor)])
+        # Nodes 2 and 3 meet the topic now; the shared journal no longer covers it: one snapshot.
+        for node in self.nodes[1:]:
+            self.assertEqual(poll(node, behind), [("snapshot", cursor)], "trimmed")
+        for since, why in [(f"{epoch}-{int(seq) + 50}", "future"), (f"zzzz9999-{seq}", "foreign epoch")]:
+            for node in self.nodes:
+                self.assertEqual(poll(node, since), [("snapshot", cursor)], why)
+
+    def test_9_a_long_poller_alternating_between_nodes_sees_every_change_once_in_order(self):
+        put(self.simulator, "/doc/nine", document(0))
+        client = Client("alternating")
+
+        async def main():
+            index = 0
+            deadline = time.time() + 30
+            versions = iter(range(1, 11))
+            version = 0
+            while time.time() < deadline:
+                port = self.ports[index % 3]
+                index += 1
+                status, body = await http_get(port, f"/deltacast/poll?topic=/doc/nine&since={client.cursor or ''}&wait=1")
+                if status == 200:
+                    for event in json.loads(body):
+                        self.assertTrue(client.handle(event), client.errors)
+                if client.state == document(version):
+                    nxt = next(versions, None)
+                    if nxt is None:
+                        return
+                    version = nxt
+                    put(self.simulator, "/doc/nine", document(version))
+
+        asyncio.run(main())
+        self.assertEqual(client.errors, [])
+        self.assertEqual(client.state, document(10))
+        self.assertEqual(client.snapshots, 1)
+        self.assertEqual(client.patches, 10)
+
+    def test_10_a_rolling_restart_loses_no_change(self):
+        put(self.simulator, "/doc/ten", document(0))
+
+        def restart(index):
+            if index < 3:
+                node = self.nodes[index]
+                node.stop()
+                self.nodes[index] = self.start_node(index)
+
+        clients, final = self.run_clients("/doc/ten", "/doc/ten", list(range(1, 10)), per_transport=10, hops=3, during=restart, pause=0.5)
+        self.assert_converged(clients, final)
+
+    def test_11_publish_on_any_node_reaches_every_node(self):
+        results = []
+        for index, node in enumerate(self.nodes * 2):
+            status, _, body = node.publish("/live/a", {"n": index})
+            self.assertEqual(status, 200, body)
+            results.append(json.loads(body)["cursor"])
+        seqs = [int(cursor.rsplit("-", 1)[1]) for cursor in results]
+        self.assertEqual(seqs, list(range(1, 7)))
+        for node in self.nodes:
+            status, headers, body = request(node.url("/live/a"))
+            self.assertEqual((status, json.loads(body), headers["ETag"]), (200, {"n": 5}, f'"{results[-1]}"'))
+
+
+# The commit script as the nodes load it (the text must match ClusterScripts.swift's; its
+# FENCED check is what this suite probes directly).
+COMMIT_PROBE = None
+
+
+def _load_commit_source():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "Sources", "DeltacastCluster", "ClusterScripts.swift")
+    text = open(path).read()
+    start = text.index('static let commitSource = """') + len('static let commitSource = """')
+    body = text[start:text.index('"""', start)]
+    lines = [line[8:] if line.startswith("        ") else line for line in body.strip("\n").split("\n")]
+    return "\n".join(lines)
+
+
+COMMIT_PROBE = _load_commit_source()
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -409,6 +409,22 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Hears when Redis becomes unreachable (the server logs it).
     public var onUnavailable: (@Sendable (String) -> Void)?
 
+    // MARK: Tickets
+
+    /// Stores a single-use ticket for `milliseconds` (`SET NX PX`); false when Redis did not.
+    public func storeTicket(_ ticket: String, _ value: [UInt8], milliseconds: Int64) -> Bool {
+        let reply = commands.call([Array("SET".utf8), Array((settings.keyPrefix + ":ticket:" + ticket).utf8), value,
+                                   Array("PX".utf8), Array(String(max(1, milliseconds)).utf8), Array("NX".utf8)])
+        if case .success(.simple("OK")) = reply { return true }
+        return false
+    }
+
+    /// Takes a ticket (`GETDEL`: the first node to ask gets it, every later one nothing).
+    public func takeTicket(_ ticket: String) -> [UInt8]? {
+        if case .success(.bulk(let bytes?)) = commands.call(["GETDEL", settings.keyPrefix + ":ticket:" + ticket]) { return bytes }
+        return nil
+    }
+
     // MARK: Status
 
     /// This node's view for the status page and `deltacast top`: the live nodes, and who leads

@@ -27,6 +27,7 @@ import websockets
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
 from harness import ADMIN, Proxy, Simulator, request  # noqa: E402
 
+API_KEY = "cluster-test-api-key-alice-0123"
 INTERVAL = 0.3   # seconds: the upstream poll interval of /doc/{name}
 LEASE = "1s"
 
@@ -107,14 +108,26 @@ admin: {{ token: {ADMIN} }}
 limits: {{ max_connections_per_ip: 5000, max_connections: 5000, journal_entries: 64 }}
 server: {{ event_loops: 1 }}
 cluster: {{ redis: redis://127.0.0.1:{redis.port}/0, node: {name}, lease: {LEASE} }}
+auth:
+  api_keys:
+    - {{ key: {API_KEY}, subject: alice, scopes: [read] }}
 endpoints:
   - path: /doc/{{name}}
     upstream: /doc/{{name}}
+    auth: none
     interval: {int(INTERVAL * 1000)}ms
     linger: 5s
     array_keys: {{ /items: id }}
   - path: /live/{{room}}
     source: publish
+    auth: none
+  - path: /secure/{{room}}
+    source: publish
+    auth: token
+  - path: /me
+    upstream: /api/whoami
+    auth: passthrough
+    interval: {int(INTERVAL * 1000)}ms
 {extra}"""
 
 
@@ -627,6 +640,33 @@ class ClusterTests(ClusterCase):
         self.assertEqual(client.state, document(10))
         self.assertEqual(client.snapshots, 1)
         self.assertEqual(client.patches, 10)
+
+    def test_9_a_ticket_from_one_node_works_once_on_another(self):
+        status, _, body = request(self.nodes[0].url("/deltacast/ticket"), method="POST", headers={"Authorization": f"Bearer {API_KEY}"})
+        self.assertEqual(status, 200, body)
+        ticket = json.loads(body)["ticket"]
+        self.nodes[2].publish("/secure/a", {"n": 1})
+        status, _, body = request(self.nodes[1].url(f"/secure/a?ticket={ticket}"))
+        self.assertEqual((status, json.loads(body)), (200, {"n": 1}))
+        status, headers, body = request(self.nodes[2].url(f"/secure/a?ticket={ticket}"))
+        self.assertEqual(status, 401, body)
+        self.assertIn("unknown, used or expired ticket", json.loads(body)["message"])
+        status, _, _ = request(self.nodes[0].url(f"/secure/a?ticket={ticket}"))
+        self.assertEqual(status, 401)
+
+    def test_9_one_credential_is_one_topic_on_every_node_and_never_stored(self):
+        for token in ("tok-alice-7f3a", "tok-bob-91c2"):
+            for node in self.nodes:
+                status, _, body = request(node.url("/me"), headers={"Authorization": f"Bearer {token}"})
+                self.assertEqual((status, json.loads(body)["token"]), (200, token))
+        leases = self.redis.command("KEYS", "deltacast:*:lease")
+        self.assertEqual(len(leases), 2, leases)   # two credentials, two topics, shared by three nodes
+        for key in self.redis.command("KEYS", "*"):
+            kind = self.redis.command("TYPE", key)
+            values = {"string": lambda: [self.redis.command("GET", key)], "hash": lambda: self.redis.command("HGETALL", key),
+                      "stream": lambda: [str(entry) for entry in self.redis.command("XRANGE", key, "-", "+")]}.get(kind, lambda: [])()
+            for value in values:
+                self.assertNotIn("Bearer tok-", str(value), f"{key} holds a credential")
 
     def test_10_a_rolling_restart_loses_no_change(self):
         put(self.simulator, "/doc/ten", document(0))

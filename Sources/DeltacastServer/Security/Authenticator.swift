@@ -25,6 +25,23 @@ public final class Principal: Sendable {
         self.scopes = scopes
         self.expiresAt = expiresAt
     }
+
+    /// As a ticket stored in Redis carries it (cluster mode): `{"sub","claims","scopes","exp"}`.
+    var serialized: [UInt8] {
+        let object: JSONValue = ["sub": .string(subject), "claims": claims, "scopes": .array(scopes.sorted().map { .string($0) }),
+                                 "exp": expiresAt.map { .number(JSONNumber(Int($0))) } ?? .null]
+        return object.serialized()
+    }
+
+    /// The principal ``serialized`` wrote, or nil for anything else.
+    static func deserialized(_ bytes: [UInt8]) -> Principal? {
+        guard case .object(let object)? = try? JSONParser.parse(bytes), case .string(let subject)? = object["sub"],
+              let claims = object["claims"], case .array(let scopes)? = object["scopes"] else { return nil }
+        var expiresAt: Int64?
+        if case .number(let number)? = object["exp"] { expiresAt = number.intValue.map(Int64.init) }
+        return Principal(subject: subject, claims: claims, scopes: Set(scopes.compactMap { if case .string(let text) = $0 { text } else { nil } }),
+                         expiresAt: expiresAt)
+    }
 }
 
 /// Why a presented credential was refused (the 401's `error_description`, or an `error` event).

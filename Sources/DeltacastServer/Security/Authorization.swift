@@ -1,3 +1,4 @@
+import DeltacastCluster
 import COpenSSL
 import DeltacastConfig
 import DeltacastJSON
@@ -153,10 +154,14 @@ final class TicketStore: Sendable {
     private let tickets = Mutex<[String: Entry]>([:])
     private let lifetime: Int64
     private let capacity: Int
+    /// Cluster mode: tickets live in Redis too, so one issued on any node is redeemed, once, on
+    /// any node. `auth.max_tickets` still bounds what each node issues.
+    private let cluster: Cluster?
 
-    init(lifetimeMilliseconds: Int64, capacity: Int) {
+    init(lifetimeMilliseconds: Int64, capacity: Int, cluster: Cluster? = nil) {
         self.lifetime = lifetimeMilliseconds
         self.capacity = capacity
+        self.cluster = cluster
     }
 
     /// A new ticket for `principal`, or nil when `auth.max_tickets` are outstanding.
@@ -169,15 +174,22 @@ final class TicketStore: Sendable {
             guard table.count < capacity else { return nil }
             table[ticket] = Entry(principal: principal, expires: now + lifetime)
             return ticket
+        }.flatMap { ticket in
+            guard let cluster else { return ticket }
+            // Not stored cluster-wide: refuse it rather than hand out a ticket other nodes deny.
+            return cluster.storeTicket(ticket, principal.serialized, milliseconds: lifetime) ? ticket : nil
         }
     }
 
     /// Redeems a ticket: its principal once, then never again.
     func redeem(_ ticket: String, now: Int64) -> Principal? {
-        tickets.withLock { table in
+        let local = tickets.withLock { table -> Principal? in
             guard let entry = table.removeValue(forKey: ticket), entry.expires > now else { return nil }
             return entry.principal
         }
+        guard let cluster else { return local }
+        // Taken atomically in Redis (GETDEL): whichever node redeems it first wins, once.
+        return cluster.takeTicket(ticket).flatMap(Principal.deserialized)
     }
 
     var count: Int { tickets.withLock { $0.count } }

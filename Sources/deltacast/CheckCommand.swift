@@ -52,6 +52,10 @@ enum CheckCommand: Command {
                 : "\(endpoint.path) (poll \(formatDuration(endpoint.interval)), \(endpoint.diff.rawValue)\(endpoint.auth == .none ? "" : ", " + endpoint.auth.rawValue))"
         }
         let count = configuration.endpoints.count
-        return "\(count) endpoint\(count == 1 ? "" : "s"): \(endpoints.joined(separator: ", ")); listen \(configuration.listen); transports \(configuration.transports.map(\.rawValue).joined(separator: ", "))"
+        var summary = "\(count) endpoint\(count == 1 ? "" : "s"): \(endpoints.joined(separator: ", ")); listen \(configuration.listen); transports \(configuration.transports.map(\.rawValue).joined(separator: ", "))"
+        if let cluster = configuration.cluster {
+            summary += "; cluster node \(cluster.node) on \(cluster.redis), lease \(formatDuration(cluster.effectiveLease(endpoints: configuration.endpoints))), keys \(cluster.keyPrefix):*"
+        }
+        return summary
     }
 }

@@ -693,6 +693,122 @@ class ClusterTests(ClusterCase):
             self.assertEqual((status, json.loads(body), headers["ETag"]), (200, {"n": 5}, f'"{results[-1]}"'))
 
 
+class ExampleClusterTests(unittest.TestCase):
+    """examples/cluster as shipped (only addresses changed): three nodes behind the real nginx
+    with examples/cluster/nginx.conf, round robin, no stickiness. A long-poller whose every
+    request lands on the next node, an SSE stream and a WebSocket all see every change of the
+    simulator's /api/prices once, in order."""
+
+    def setUp(self):
+        root = os.path.join(os.path.dirname(__file__), "..", "..")
+        self.redis = Redis()
+        self.simulator_port = free_port()
+        self.simulator = subprocess.Popen([BINARY_PATH(), "simulate", "--listen", f"127.0.0.1:{self.simulator_port}"],
+                                          stdout=subprocess.PIPE, text=True)
+        self.simulator.stdout.readline()
+        self.directory = tempfile.mkdtemp(prefix="deltacast-cluster-example-")
+        self.ports = [free_port() for _ in range(3)]
+        self.nodes = []
+        for index, port in enumerate(self.ports):
+            with open(os.path.join(root, "examples", "cluster", f"node{index + 1}.yaml")) as handle:
+                text = handle.read()
+            for old, new in ((f"127.0.0.1:808{index + 1}", f"127.0.0.1:{port}"), ("127.0.0.1:9000", f"127.0.0.1:{self.simulator_port}"),
+                             ("127.0.0.1:6379", f"127.0.0.1:{self.redis.port}")):
+                self.assertIn(old, text, "examples/cluster no longer has the lines this test adapts")
+                text = text.replace(old, new)
+            self.nodes.append(Proxy(text, env={"DELTACAST_ADMIN_TOKEN": "example-admin-token-0123456789"}))
+        self.front = free_port()
+        with open(os.path.join(root, "examples", "cluster", "nginx.conf")) as handle:
+            conf = handle.read()
+        for index, port in enumerate(self.ports):
+            conf = conf.replace(f"server 127.0.0.1:808{index + 1} ", f"server 127.0.0.1:{port} ")
+        conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{self.front};")
+        with open(os.path.join(self.directory, "cluster.conf"), "w") as handle:
+            handle.write(conf)
+        d = self.directory
+        with open(os.path.join(d, "nginx.conf"), "w") as handle:
+            handle.write(f"""worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client-body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/cluster.conf;
+}}
+""")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        user = ["-g", "user root;"] if os.getuid() == 0 else []
+        subprocess.run([nginx, "-t", "-q", "-c", f"{d}/nginx.conf", "-p", d] + user, check=True)
+        subprocess.run([nginx, "-c", f"{d}/nginx.conf", "-p", d] + user, check=True)
+        deadline = time.time() + 10
+        while time.time() < deadline and request(f"http://127.0.0.1:{self.front}/healthz")[0] != 200:
+            time.sleep(0.05)
+
+    def tearDown(self):
+        try:
+            with open(os.path.join(self.directory, "nginx.pid")) as handle:
+                os.kill(int(handle.read().strip()), signal.SIGQUIT)
+        except (OSError, ValueError):
+            pass
+        for node in self.nodes:
+            node.stop()
+        self.simulator.terminate()
+        self.simulator.wait(10)
+        self.simulator.stdout.close()
+        self.redis.close()
+
+    def test_clients_behind_round_robin_see_every_change_once_in_order(self):
+        front = self.front
+        poller, stream, socket_client = Client("longpoll"), Client("sse"), Client("websocket")
+
+        async def long_poll():
+            while poller.patches < 4:
+                status, body = await http_get(front, f"/deltacast/poll?topic=/api/prices&since={poller.cursor or ''}&wait=5")
+                if status == 200:
+                    for event in json.loads(body):
+                        self.assertTrue(poller.handle(event), poller.errors)
+
+        async def sse():
+            reader, writer = await asyncio.open_connection("127.0.0.1", front)
+            writer.write(b"GET /api/prices HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            while stream.patches < 4:
+                block = await reader.readuntil(b"\n\n")
+                data = [line[6:] for line in block.decode().split("\n") if line.startswith("data: ")]
+                if data:
+                    self.assertTrue(stream.handle(json.loads("\n".join(data))), stream.errors)
+            writer.close()
+
+        async def websocket():
+            async with websockets.connect(f"ws://127.0.0.1:{front}/api/prices") as connection:
+                while socket_client.patches < 4:
+                    self.assertTrue(socket_client.handle(json.loads(await connection.recv())), socket_client.errors)
+
+        async def main():
+            await asyncio.wait_for(asyncio.gather(long_poll(), sse(), websocket()), 60)
+
+        asyncio.run(main())
+        for client in (poller, stream, socket_client):
+            self.assertEqual(client.errors, [])
+            self.assertGreaterEqual(client.patches, 4)
+        # The long-poller's requests went round the nodes: each one answered some.
+        answered = []
+        for node in self.nodes:
+            _, _, body = request(node.url("/metrics"))
+            line = next(line for line in body.decode().splitlines() if line.startswith('deltacast_deliveries_total{transport="longpoll"}'))
+            answered.append(float(line.rsplit(" ", 1)[1]))
+        self.assertTrue(all(count > 0 for count in answered), answered)
+
+
+def BINARY_PATH():
+    return os.environ.get("DELTACAST_BIN", ".build/debug/deltacast")
+
+
 # The commit script as the nodes load it (the text must match ClusterScripts.swift's; its
 # FENCED check is what this suite probes directly).
 COMMIT_PROBE = None
@@ -700,7 +816,8 @@ COMMIT_PROBE = None
 
 def _load_commit_source():
     path = os.path.join(os.path.dirname(__file__), "..", "..", "Sources", "DeltacastCluster", "ClusterScripts.swift")
-    text = open(path).read()
+    with open(path) as handle:
+        text = handle.read()
     start = text.index('static let commitSource = """') + len('static let commitSource = """')
     body = text[start:text.index('"""', start)]
     lines = [line[8:] if line.startswith("        ") else line for line in body.strip("\n").split("\n")]

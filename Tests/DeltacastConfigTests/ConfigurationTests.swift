@@ -90,10 +90,14 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
         }
     }
 
-    @Test(arguments: ["config/deltacast.yaml", "config/demo.yaml", "examples/minimal.yaml", "examples/passthrough.yaml", "examples/publish-only.yaml"])
+    @Test(arguments: ["config/deltacast.yaml", "config/demo.yaml", "examples/minimal.yaml", "examples/passthrough.yaml", "examples/publish-only.yaml",
+                      "examples/cluster/node1.yaml", "examples/cluster/node2.yaml", "examples/cluster/node3.yaml"])
     func everyShippedConfigurationValidates(_ path: String) throws {
         let text = try String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)
-        _ = try Configuration.load(text: text, file: path, environment: [:])
+        let configuration = try Configuration.load(text: text, file: path, environment: ["DELTACAST_ADMIN_TOKEN": "example-admin-token-0123456789"])
+        if path.hasPrefix("examples/cluster/") {
+            #expect(configuration.cluster?.node == "node" + path.dropFirst("examples/cluster/node".count).prefix(1))
+        }
     }
 
     @Test func readmeReferenceMatchesTheTypedConfiguration() throws {

@@ -82,7 +82,18 @@ enum TopCommand: Command {
         let connections = object(status["connections"]), deliveries = object(status["deliveries"])
         var out = "\u{1B}[1mdeltacast top\u{1B}[0m  up \(int(status["uptime_s"])) s   RSS \(String(format: "%.1f", Double(int(status["rss_bytes"])) / 1_048_576)) MiB\n"
         out += "connections \(int(connections["open"]))  (ws \(int(connections["websocket"])), sse \(int(connections["sse"])), long-poll \(int(connections["longpoll"])), http \(int(connections["http"])))\n"
-        out += "deliveries  ws \(int(deliveries["websocket"]))  sse \(int(deliveries["sse"]))  long-poll \(int(deliveries["longpoll"]))   bytes saved \(int(status["bytes_saved"]))   conflations \(int(status["conflations"]))   slow closes \(int(status["slow_consumer_closes"]))\n\n"
+        out += "deliveries  ws \(int(deliveries["websocket"]))  sse \(int(deliveries["sse"]))  long-poll \(int(deliveries["longpoll"]))   bytes saved \(int(status["bytes_saved"]))   conflations \(int(status["conflations"]))   slow closes \(int(status["slow_consumer_closes"]))\n"
+        // Cluster mode: this node, Redis, the live nodes, and who leads (polls) each topic.
+        var leaders: [String: String] = [:]
+        if case .object(let cluster)? = status["cluster"] {
+            let nodes: [String] = if case .array(let list)? = cluster["nodes"] { list.map { text($0) } } else { [] }
+            let redis = text(cluster["redis"]) == "up" ? "redis up" : "\u{1B}[31mredis DOWN\u{1B}[0m"
+            out += "cluster     node \(text(cluster["node"]))   \(redis)   nodes \(nodes.joined(separator: ", "))\n"
+            if case .array(let list)? = cluster["leaders"] {
+                for case .object(let entry) in list { leaders[text(entry["topic"])] = text(entry["node"]) }
+            }
+        }
+        out += "\n"
         out += "\u{1B}[7m" + pad("topic", 40) + pad("subs", 7, right: true) + pad("cursor", 18, right: true) + pad("changed", 10, right: true) + pad("bytes", 9, right: true) + "  upstream\u{1B}[0m\n"
         if case .array(let endpoints)? = status["endpoints"] {
             for case .object(let endpoint) in endpoints {
@@ -92,8 +103,9 @@ enum TopCommand: Command {
                     for case .object(let topic) in topics.prefix(20) {
                         let ago: String = if case .number(let n)? = topic["last_change_ms_ago"] { String(format: "%.1fs", n.doubleValue / 1000) } else { "–" }
                         let health = text(topic["upstream"]) == "ok" ? "ok" : "\u{1B}[31m" + text(topic["problem"]) + "\u{1B}[0m"
+                        let leader = leaders[text(topic["name"])].map { "  led by \($0)" } ?? ""
                         out += "  " + pad(text(topic["name"]), 38) + pad(String(int(topic["subscribers"])), 7, right: true) + pad(text(topic["cursor"]), 18, right: true)
-                            + pad(ago, 10, right: true) + pad(String(int(topic["last_change_bytes"])), 9, right: true) + "  " + health + "\n"
+                            + pad(ago, 10, right: true) + pad(String(int(topic["last_change_bytes"])), 9, right: true) + "  " + health + leader + "\n"
                     }
                 }
             }

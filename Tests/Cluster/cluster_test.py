@@ -680,6 +680,22 @@ class ClusterTests(ClusterCase):
         clients, final = self.run_clients("/doc/ten", "/doc/ten", list(range(1, 10)), per_transport=10, hops=3, during=restart, pause=0.5)
         self.assert_converged(clients, final)
 
+    def test_12_the_status_page_shows_the_nodes_and_who_leads_each_topic(self):
+        put(self.simulator, "/doc/twelve", document(0))
+        for node in self.nodes:
+            self.assertEqual(request(node.url("/doc/twelve"))[0], 200)
+        self.wait(lambda: self.leader("/doc/twelve") is not None, 10, "a leader")
+        leader = self.leader("/doc/twelve").name
+
+        def status(node):
+            _, _, body = request(node.url("/deltacast/status"), headers={"Authorization": f"Bearer {ADMIN}"})
+            return json.loads(body)["cluster"]
+
+        self.wait(lambda: all(status(node)["nodes"] == ["node1", "node2", "node3"] and
+                              {"topic": "/doc/twelve", "node": leader} in status(node)["leaders"] for node in self.nodes), 10, "every node's view")
+        self.assertEqual([status(node)["node"] for node in self.nodes], ["node1", "node2", "node3"])
+        self.assertTrue(all(status(node)["redis"] == "up" for node in self.nodes))
+
     def test_11_publish_on_any_node_reaches_every_node(self):
         results = []
         for index, node in enumerate(self.nodes * 2):

@@ -12,7 +12,7 @@ enum FanoutBenchmark {
     static let usage = """
         --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R (fanout)  --window W (throughput)
         --size BYTES (message size, default 200)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
-        --subscribe URL --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message}, {message_json}: quoted, {message_escaped}: escaped, unquoted)]
+        --subscribe URL [--subscribe URL]... (subscribers go round them) --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message}, {message_json}: quoted, {message_escaped}: escaped, unquoted)]
         [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)] [--scrape-ms MS (GET /metrics every MS during the run)]
         """
 
@@ -43,6 +43,7 @@ enum FanoutBenchmark {
             if let directory { try? FileManager.default.removeItem(at: directory) }
         }
         let subscribe: LoadGenerator.Endpoint, publish: LoadGenerator.Endpoint
+        var all: [LoadGenerator.Endpoint] = []
         var headers = args.values("--publish-header")
         var pids = args.values("--pid").compactMap { Int32($0) }
         if let url = args.value("--subscribe") {
@@ -51,6 +52,7 @@ enum FanoutBenchmark {
             }
             subscribe = parsed
             publish = target
+            all = args.values("--subscribe").compactMap(LoadGenerator.Endpoint.init)
         } else {
             do {
                 let started = try startDeltacast(diff: diff)
@@ -67,6 +69,7 @@ enum FanoutBenchmark {
             headers.append("Authorization: Bearer \(token)")
         }
         var options = LoadGenerator.Options(subscribe: subscribe)
+        options.subscribeAll = all
         options.mode = mode
         options.transport = transport
         options.pollStyle = args.value("--poll-style") ?? "deltacast"

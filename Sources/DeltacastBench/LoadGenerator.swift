@@ -56,6 +56,9 @@ final class LoadGenerator {
         var window = 8
         var size = 200
         var subscribe: Endpoint
+        /// Every subscribe URL (`--subscribe` given several times: subscribers go round them,
+        /// e.g. the nodes of a cluster); `subscribe` is the first.
+        var subscribeAll: [Endpoint] = []
         var publish: Endpoint?
         var publishHeaders: [String] = []
         var bodyTemplate = "{message}"
@@ -78,6 +81,8 @@ final class LoadGenerator {
         var tls: TLSStream?
         var buffer: [UInt8] = []
         var handshaken = false
+        /// Which subscribe URL it uses (an index into `subscribeAll`).
+        var endpoint = 0
         var nextSeq = 0
         var confirmed = false
         var failed = false
@@ -146,10 +151,11 @@ final class LoadGenerator {
             inet_pton(AF_INET, "127.0.0.\(1 + index % options.sources)", &local.sin_addr)
             _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         }
+        let target = endpoint(index)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(options.subscribe.port).bigEndian
-        inet_pton(AF_INET, options.subscribe.host == "localhost" ? "127.0.0.1" : options.subscribe.host, &address.sin_addr)
+        address.sin_port = UInt16(target.port).bigEndian
+        inet_pton(AF_INET, target.host == "localhost" ? "127.0.0.1" : target.host, &address.sin_addr)
         let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard result == 0 else { close(fd); return nil }
         return fd
@@ -177,8 +183,9 @@ final class LoadGenerator {
     /// The subscribe request: a WebSocket upgrade (no subprotocol, so Nchan and Pushpin accept
     /// it too), an event stream, or the next long-poll (Nchan's caching headers, or our cursor).
     func subscribeRequest(_ subscriber: Subscriber) -> [UInt8] {
-        let host = "\(options.subscribe.host):\(options.subscribe.port)"
-        let target = options.subscribe.target
+        let url = endpoint(subscriber.endpoint)
+        let host = "\(url.host):\(url.port)"
+        let target = url.target
         switch options.transport {
         case "ws":
             return PushRequest.webSocketUpgrade(target: target, host: host, key: PushRequest.webSocketKey(), subprotocols: [])
@@ -192,6 +199,11 @@ final class LoadGenerator {
             let separator = target.contains("?") ? "&" : "?"
             return PushRequest.get(target: "\(target)\(separator)since=\(subscriber.cursor)&wait=30", host: host)
         }
+    }
+
+    /// The subscribe URL of subscriber `index` (round robin over `subscribeAll`).
+    func endpoint(_ index: Int) -> Endpoint {
+        options.subscribeAll.isEmpty ? options.subscribe : options.subscribeAll[index % options.subscribeAll.count]
     }
 
     func watch(_ fd: Int32, tag: UInt64) {
@@ -442,6 +454,7 @@ final class LoadGenerator {
         for index in 0..<o.subscribers {
             guard let fd = connect(index: index) else { connectFailures += 1; continue }
             let subscriber = Subscriber(fd: fd)
+            subscriber.endpoint = index
             watch(fd, tag: UInt64(subscribers.count))
             subscribers.append(subscriber)
             do { try open(subscriber) } catch { subscriber.failed = true }
@@ -493,7 +506,7 @@ final class LoadGenerator {
         case .fanout:
             let interval = 1_000_000_000 / UInt64(o.rate)
             try run(until: start + UInt64(o.messages) * interval + phase, done: { received >= o.messages * confirmed },
-                    publishDue: { published <= o.messages && MonotonicClock.nanoseconds() >= start + UInt64(published - 1) * interval })
+                    publishDue: { published <= o.messages && MonotonicClock.nanoseconds() >= start + UInt64(max(0, published - 1)) * interval })
         case .throughput:
             try run(until: start + phase, done: { received >= o.messages * confirmed },
                     publishDue: { published <= o.messages && published - 1 - completedPrefix < o.window })

@@ -143,12 +143,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }.joined()
     }
 
-    struct Keys { let meta, log, doc, lease, fence, tag: String }
+    struct Keys { let meta, log, doc, lease, fence, claim, tag: String }
 
     func keys(_ topic: Topic) -> Keys {
         let tag = Self.tag(topic.key)
         let base = "\(settings.keyPrefix):{\(tag)}:"
-        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", lease: base + "lease", fence: base + "fence", tag: tag)
+        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", lease: base + "lease", fence: base + "fence", claim: base + "claim", tag: tag)
     }
 
     // MARK: TopicReplication
@@ -168,6 +168,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             if !isAvailable { sync(topic) }
             if topic.endpoint.source == .poll { lease(topic) }
         }
+    }
+
+    public func catchUp(_ topic: Topic) {
+        guard isAvailable else { return }
+        syncBlocking(topic)
     }
 
     public func update(_ topic: Topic, body: [UInt8], contentType: String) throws(Topic.UpdateError) -> Topic.UpdateOutcome {
@@ -324,10 +329,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private func lease(_ topic: Topic) {
         let keys = keys(topic)
         let preferred = preferredNode(keys.tag) == settings.node
-        let take = preferred || freeStreak[topic.key, default: 0] >= 1 || leases.withLock({ $0[topic.key] != nil })
+        let mode = preferred ? "claim" : freeStreak[topic.key, default: 0] >= 1 || leases.withLock({ $0[topic.key] != nil }) ? "take" : "peek"
         let sent = MonotonicClock.milliseconds()
-        eval(.acquire, keys: [keys.lease, keys.fence],
-             arguments: [Array(settings.node.utf8), Array(String(leaseMilliseconds).utf8), Array((take ? "take" : "peek").utf8)]) { [weak self] result in
+        eval(.acquire, keys: [keys.lease, keys.fence, keys.claim],
+             arguments: [Array(settings.node.utf8), Array(String(leaseMilliseconds).utf8), Array(mode.utf8)]) { [weak self] result in
             guard let self, case .success(let reply) = result, let fields = reply.elements, fields.count == 2,
                   let fence = fields[0].integer, let holder = fields[1].text else { return }
             self.holders.withLock { $0[topic.key] = holder }

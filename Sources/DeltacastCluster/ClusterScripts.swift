@@ -9,17 +9,29 @@ import DeltacastWire
 enum ClusterScript: CaseIterable {
     case acquire, commit, sync, rotate
 
-    /// Takes or renews the lease. ARGV: node, lease ms, `take` or `peek`. Returns
+    /// Takes, renews or looks at the lease. KEYS: lease, fence, claim. ARGV: node, lease ms,
+    /// `claim` (the node rendezvous hashing prefers: take it, or ask the holder to hand it over),
+    /// `take` (take it if free) or `peek`. A holder that finds another node's claim releases the
+    /// lease, so leadership moves to the preferred nodes that have the topic. Returns
     /// `{fence, holder}`: the fence token when this node holds the lease (0 otherwise) and the
     /// holder ('' when free).
     static let acquireSource = """
         local holder = redis.call('GET', KEYS[1])
         if holder == ARGV[1] then
+          local claim = redis.call('GET', KEYS[3])
+          if claim and claim ~= ARGV[1] and ARGV[3] ~= 'claim' then
+            redis.call('DEL', KEYS[1])
+            return {0, ''}
+          end
           redis.call('PEXPIRE', KEYS[1], ARGV[2])
           return {tonumber(redis.call('GET', KEYS[2]) or '0'), holder}
         end
-        if holder then return {0, holder} end
-        if ARGV[3] ~= 'take' then return {0, ''} end
+        if holder then
+          if ARGV[3] == 'claim' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+          return {0, holder}
+        end
+        if ARGV[3] == 'peek' then return {0, ''} end
+        if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return {redis.call('INCR', KEYS[2]), ARGV[1]}
         """

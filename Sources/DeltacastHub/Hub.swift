@@ -14,6 +14,10 @@ public protocol TopicReplication: AnyObject, Sendable {
     func update(_ topic: Topic, body: [UInt8], contentType: String) throws(Topic.UpdateError) -> Topic.UpdateOutcome
     /// Whether this node should poll `topic` now (it holds the topic's lease).
     func mayPoll(_ topic: Topic) -> Bool
+    /// A client holds a cursor of `topic` newer than this node's state (it was served by a
+    /// node that is ahead): bring the topic up to date before answering it. Blocks for at most
+    /// one Redis round trip.
+    func catchUp(_ topic: Topic)
 }
 
 /// The topic table: finds or creates topics by name, bounds how many exist

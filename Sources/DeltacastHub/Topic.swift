@@ -170,6 +170,7 @@ public final class Topic: @unchecked Sendable {
     /// Also returns the topic's cursor at that moment (nil before the first state).
     public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
         touch(hub.tick(), now: MonotonicClock.milliseconds())
+        catchUpIfBehind(since)
         return lock.withLock { _ in
             loopCounts[loop] += 1
             if let transport { transportCounts[transport] += 1 }
@@ -198,7 +199,16 @@ public final class Topic: @unchecked Sendable {
     /// state exists yet), else the missed patches or one snapshot.
     public func changes(since: Cursor?) -> [Change]? {
         touch(hub.tick(), now: MonotonicClock.milliseconds())
+        catchUpIfBehind(since)
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
+    }
+
+    /// Cluster mode: a cursor of this epoch past this node's seq was issued by a node that is
+    /// ahead; this one catches up first rather than answer with an older state.
+    private func catchUpIfBehind(_ since: Cursor?) {
+        guard let replication = hub.replication, let since else { return }
+        let behind = lock.withLock { _ in since.epoch == currentEpoch && since.seq > seq }
+        if behind { replication.catchUp(self) }
     }
 
     private func changesLocked(since: Cursor?) -> [Change]? {

@@ -680,6 +680,20 @@ class ClusterTests(ClusterCase):
         clients, final = self.run_clients("/doc/ten", "/doc/ten", list(range(1, 10)), per_transport=10, hops=3, during=restart, pause=0.5)
         self.assert_converged(clients, final)
 
+    def test_13_leadership_spreads_over_the_nodes(self):
+        # Once the nodes know each other (a tick), rendezvous hashing spreads 30 topics.
+        self.wait(lambda: len(self.redis.command("ZRANGE", "deltacast:nodes", 0, -1)) == 3, 10, "three live nodes")
+        time.sleep(0.5)
+        for index in range(30):
+            put(self.simulator, f"/doc/spread{index}", document(0))
+            for node in self.nodes:
+                self.assertEqual(request(node.url(f"/doc/spread{index}"))[0], 200)
+        self.wait(lambda: all(self.leader(f"/doc/spread{index}") for index in range(30)), 10, "a leader for every topic")
+        led = {node.name: 0 for node in self.nodes}
+        for index in range(30):
+            led[self.leader(f"/doc/spread{index}").name] += 1
+        self.assertTrue(all(count >= 3 for count in led.values()), led)
+
     def test_12_the_status_page_shows_the_nodes_and_who_leads_each_topic(self):
         put(self.simulator, "/doc/twelve", document(0))
         for node in self.nodes:

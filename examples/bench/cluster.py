@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Cluster mode, measured in one run on this machine (README "Running a cluster").
+
+  python3 examples/bench/cluster.py [BINARY]      # default .build/release/deltacast
+
+Starts redis-server (no persistence) on a free loopback port, one single-process node and a
+three-node cluster (each node one event loop; all servers pinned to CPU 0, the load generator
+to CPU 1, as in the other benchmarks), then:
+
+1. the Redis hop's added latency: `bench fanout` (1,000 WebSocket subscribers, 100 changes at
+   10/s) against the single node, a cluster node (publish and subscribe on the same node), and
+   across nodes (publish to node 1, subscribers on node 2);
+2. Redis commands per change with 1,000 and with 5,000 subscribers (INFO stats, the background
+   ticks of the same span subtracted): constant, not per subscriber;
+3. fan-out of 10,000 WebSocket subscribers: all on the single node, and spread over 3 nodes;
+4. upstream requests per interval cluster-wide with 3 nodes x 1,000 SSE subscribers of the
+   simulator's /api/prices (polled every second).
+
+Prints a Markdown table and writes one JSON line per run to $OUT/cluster.jsonl.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/deltacast"
+ADMIN = "bench-admin-token-0123456789"
+OUT = os.environ.get("OUT", os.path.join(tempfile.gettempdir(), "deltacast-bench-cluster"))
+os.makedirs(OUT, exist_ok=True)
+started = []
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_command(port, *arguments):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        payload = f"*{len(arguments)}\r\n".encode() + b"".join(f"${len(str(a))}\r\n{a}\r\n".encode() for a in arguments)
+        connection.sendall(payload)
+        reader = connection.makefile("rb")
+        header = reader.readline()
+        if header.startswith(b"$"):
+            return reader.read(int(header[1:]) + 2)[:-2]
+        return header[1:-2]
+
+
+def redis_commands_processed(port):
+    text = redis_command(port, "INFO", "stats").decode()
+    return next(int(line.split(":")[1]) for line in text.splitlines() if line.startswith("total_commands_processed:"))
+
+
+def start(arguments, config=None):
+    if config is not None:
+        path = os.path.join(OUT, f"node-{len(started)}.yaml")
+        with open(path, "w") as handle:
+            handle.write(config)
+        arguments = arguments + ["-c", path]
+    process = subprocess.Popen(["taskset", "-c", "0", BINARY] + arguments, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    started.append(process)
+    first = process.stdout.readline().strip()
+    threading.Thread(target=lambda: process.stdout.read(), daemon=True).start()
+    return process, int(first.rsplit(":", 1)[1])
+
+
+def node_config(name, redis_port, simulator):
+    cluster = f"cluster: {{ redis: redis://127.0.0.1:{redis_port}/0, node: {name} }}\n" if redis_port else ""
+    return f"""listen: 127.0.0.1:0
+upstream: {{ base: {simulator} }}
+admin: {{ token: {ADMIN} }}
+server: {{ event_loops: 1 }}
+limits: {{ max_connections: 19000, max_connections_per_ip: 19000 }}
+{cluster}endpoints:
+  - path: /bench/{{room}}
+    source: publish
+  - path: /api/prices
+    interval: 1s
+    array_keys: {{ /items: id }}
+"""
+
+
+runs = [0]
+
+
+def fanout(label, subscribe_ports, publish_port, subscribers, pids):
+    # A fresh topic per run: a topic with a state would greet the subscribers with the last
+    # run's message before the warm-up.
+    runs[0] += 1
+    topic = f"/bench/run{runs[0]}"
+    command = ["taskset", "-c", "1", BINARY, "bench", "fanout", "--transport", "ws", "--subscribers", str(subscribers),
+               "--messages", "100", "--rate", "10", "--connect-rate", "4000", "--label", label,
+               "--publish", f"http://127.0.0.1:{publish_port}/deltacast/publish?topic={topic}",
+               "--publish-header", f"Authorization: Bearer {ADMIN}"]
+    for port in subscribe_ports:
+        command += ["--subscribe", f"http://127.0.0.1:{port}{topic}"]
+    for pid in pids:
+        command += ["--pid", str(pid)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    line = next((line for line in run.stdout.splitlines() if line.startswith("{")), None)
+    if line is None:
+        raise RuntimeError(f"bench fanout ({label}) printed no result:\n{run.stdout}\n{run.stderr}")
+    result = json.loads(line)
+    with open(os.path.join(OUT, "cluster.jsonl"), "a") as handle:
+        handle.write(json.dumps(result) + "\n")
+    return result
+
+
+def main():
+    redis_port = free_port()
+    redis = subprocess.Popen(["taskset", "-c", "0", "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    started.append(redis)
+    time.sleep(0.5)
+    simulator, simulator_port = start(["simulate"])
+    upstream = f"http://127.0.0.1:{simulator_port}"
+    single, single_port = start(["serve"], node_config("single", None, upstream))
+    nodes = [start(["serve"], node_config(f"node{i + 1}", redis_port, upstream)) for i in range(3)]
+    node_ports = [port for _, port in nodes]
+    node_pids = [process.pid for process, _ in nodes]
+    rows = []
+
+    # 1. Latency of the Redis hop (1,000 subscribers; same run).
+    base = fanout("single node", [single_port], single_port, 1000, [single.pid])
+    same = fanout("cluster, same node", [node_ports[0]], node_ports[0], 1000, node_pids)
+    across = fanout("cluster, across nodes", [node_ports[1]], node_ports[0], 1000, node_pids)
+    for result in (base, same, across):
+        rows.append((result["server"], "1,000 ws", f'{result["p50_ms"]:.1f} / {result["p99_ms"]:.1f}', f'{result["cpu_us_per_delivery"]:.2f}',
+                     f'{result["lost"]} / {result["duplicated"]} / {result["reordered"]}'))
+
+    # 2. Redis commands per change, with the ticks' own commands of an equal quiet span removed.
+    def per_change(subscribers):
+        quiet_before = redis_commands_processed(redis_port)
+        time.sleep(10)
+        quiet = redis_commands_processed(redis_port) - quiet_before
+        before = redis_commands_processed(redis_port)
+        started_at = time.time()
+        result = fanout(f"cluster, {subscribers} subscribers", node_ports, node_ports[0], subscribers, node_pids)
+        span = time.time() - started_at
+        used = redis_commands_processed(redis_port) - before - quiet * span / 10
+        return used / max(1, result["published"]), quiet / 10
+
+    per_1000, idle_rate = per_change(1000)
+    per_5000, _ = per_change(5000)
+
+    # 3. 10,000 subscribers: one node vs spread over three.
+    one = fanout("single node, 10,000", [single_port], single_port, 10000, [single.pid])
+    three = fanout("cluster of 3, 10,000", node_ports, node_ports[0], 10000, node_pids)
+    for result in (one, three):
+        rows.append((result["server"], "10,000 ws", f'{result["p50_ms"]:.1f} / {result["p99_ms"]:.1f}', f'{result["cpu_us_per_delivery"]:.2f}',
+                     f'{result["lost"]} / {result["duplicated"]} / {result["reordered"]}'))
+
+    # 4. Upstream requests per interval with 3 nodes x 1,000 SSE subscribers.
+    connections = []
+    for port in node_ports:
+        for _ in range(1000):
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(b"GET /api/prices HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n")
+            connections.append(connection)
+    time.sleep(3)
+
+    def requests():
+        with urllib.request.urlopen(f"{upstream}/_sim/stats") as response:
+            return json.load(response)["requests"].get("/api/prices", 0)
+
+    before, t0 = requests(), time.time()
+    time.sleep(20)
+    polled, span = requests() - before, time.time() - t0
+    for connection in connections:
+        connection.close()
+
+    print("\n| run | subscribers | p50 / p99 ms | server CPU µs per delivery | lost / dup / reordered |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nRedis hop, p99: same node {same['p99_ms'] / base['p99_ms']:.2f}x the single node, across nodes {across['p99_ms'] / base['p99_ms']:.2f}x; "
+          f"p50 +{same['p50_ms'] - base['p50_ms']:.1f} ms / +{across['p50_ms'] - base['p50_ms']:.1f} ms.")
+    print(f"Redis commands per change: {per_1000:.1f} with 1,000 subscribers, {per_5000:.1f} with 5,000 "
+          f"(background ticks: {idle_rate:.0f} commands/s for 3 nodes, subtracted).")
+    print(f"10,000 subscribers over 3 nodes vs 1 node: p99 {three['p99_ms'] / one['p99_ms']:.2f}x, CPU per delivery "
+          f"{three['cpu_us_per_delivery'] / one['cpu_us_per_delivery']:.2f}x (all servers share CPU 0).")
+    print(f"Upstream: {polled} requests for /api/prices in {span:.1f} s at a 1 s interval with 3 nodes x 1,000 subscribers "
+          f"({polled / span:.2f} per second cluster-wide).")
+
+
+try:
+    main()
+finally:
+    for process in reversed(started):
+        process.terminate()
+    for process in started:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -124,13 +124,13 @@ let package = Package(
             name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastHubTests", dependencies: ["DeltacastHub", "DeltacastConfig", "DeltacastJSON", "DeltacastWire"],
+            name: "DeltacastHubTests", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster"],
+            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster", "DeltacastConfig", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],

@@ -206,8 +206,9 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     /// The connection failed: fail what waits, report once, and try again after the backoff.
     private func down(_ reason: String) {
         guard state != .stopped else { return }
-        fail(reason)
+        // Reported before the waiting commands fail: whoever hears of a failure can also know why.
         if !reportedDown { reportedDown = true; onDown?(reason) }
+        fail(reason)
         state = .waiting
         let wait = backoff / 2 + Int64.random(in: 0...(backoff / 2))
         backoff = min(backoff * 2, limits.backoffCeiling)
@@ -308,8 +309,8 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
                 // Replies come in order: the connection cannot skip one. Start afresh.
                 let callback = self.pending[self.pendingStart].callback
                 self.pending[self.pendingStart].callback = nil
-                callback?(.failure(.timedOut))
                 self.down("a command got no reply within \(self.limits.commandTimeout) ms")
+                callback?(.failure(.timedOut))
                 return
             }
             self.armTimer()

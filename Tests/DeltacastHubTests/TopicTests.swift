@@ -205,3 +205,95 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(matcher.match("/open/..a") != .badParameter(name: "id", pattern: "[^/]+"))
     }
 }
+
+/// Cluster mode's side of a topic, without Redis: a change prepared but not applied, and the
+/// shared history applied as it arrives (in order, after a gap, in a new epoch, backwards).
+@Suite struct TopicReplicationTests {
+    /// A leader's topic that has made `count` states by itself (prepared, then replicated as
+    /// Redis would return them).
+    func history(_ hub: Hub, states: Int) throws -> (Topic, [(seq: Int, event: [UInt8])]) {
+        let leader = try hub.topic(named: "/live/a", endpoint: 0)
+        var entries: [(seq: Int, event: [UInt8])] = []
+        for price in 1...states {
+            let prepared = try #require(try leader.prepare(body: body(price), contentType: "application/json"))
+            entries.append((prepared.cursor.seq, prepared.event))
+            #expect(leader.replicate(epoch: prepared.cursor.epoch, seq: prepared.cursor.seq, body: prepared.body, contentType: "application/json",
+                                     entries: [(prepared.cursor.seq, prepared.event)]) != .current)
+        }
+        return (leader, entries)
+    }
+
+    @Test func aPreparedChangeChangesNothingUntilItIsReplicated() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        _ = topic.subscribe(loop: 0, since: nil)
+        let first = try #require(try topic.prepare(body: body(1), contentType: "application/json"))
+        #expect(first.base.seq == 0 && first.cursor.seq == 1 && first.cursor.epoch == topic.epoch)
+        #expect(String(decoding: first.event, as: UTF8.self).hasPrefix(#"{"type":"snapshot""#))
+        #expect(topic.cursor == nil && collector.changes.isEmpty)
+        #expect(topic.replicate(epoch: topic.epoch, seq: 1, body: first.body, contentType: "application/json", entries: [(1, first.event)]) == .reset)
+        let second = try #require(try topic.prepare(body: body(2), contentType: "application/json"))
+        #expect(String(decoding: second.event, as: UTF8.self).hasPrefix(#"{"type":"patch""#))
+        #expect(second.base == Cursor(epoch: topic.epoch, seq: 1))
+        #expect(try topic.prepare(body: body(1), contentType: "application/json") == nil)   // identical: no change
+        #expect(try topic.prepare(body: body(1, generatedAt: 9), contentType: "application/json") == nil)   // only an ignored field
+        // A new epoch (the shared history vanished) starts with a snapshot at seq 1.
+        let fresh = try #require(try topic.prepare(body: body(2), contentType: "application/json", newEpoch: "fresh001"))
+        #expect(fresh.cursor == Cursor(epoch: "fresh001", seq: 1) && fresh.base.seq == 0)
+    }
+
+    @Test func entriesThatFollowAreDeliveredInOrderAndJournaled() throws {
+        let (hub, _) = try makeHub(publishEndpoints)
+        let (leader, entries) = try history(hub, states: 4)
+        // A follower on another "node" (another hub) meets the topic at seq 2, then gets 3 and 4.
+        let (other, collector) = try makeHub(publishEndpoints)
+        let follower = try other.topic(named: "/live/a", endpoint: 0)
+        _ = follower.subscribe(loop: 1, since: nil)
+        #expect(follower.replicate(epoch: leader.epoch, seq: 2, body: body(2), contentType: "application/json", entries: Array(entries[0...1])) == .reset)
+        #expect(follower.replicate(epoch: leader.epoch, seq: 4, body: body(4), contentType: "application/json", entries: Array(entries[2...3])) == .applied(2))
+        let delivered = collector.changes
+        #expect(delivered.map(\.kind) == [.snapshot, .patch, .patch])
+        #expect(delivered.map { $0.cursor?.seq } == [2, 3, 4])
+        #expect(delivered.last?.event == entries[3].event)   // the leader's bytes, as they were committed
+        // The journal serves a resume from seq 1 (it loaded the shared journal when it met the topic).
+        #expect(follower.changes(since: Cursor(epoch: leader.epoch, seq: 1))?.map { $0.cursor?.seq } == [2, 3, 4])
+        #expect(follower.replicate(epoch: leader.epoch, seq: 4, body: nil, contentType: "application/json", entries: []) == .current)
+        #expect(follower.current()?.body == body(4))
+    }
+
+    @Test func aGapPastTheEntriesOrANewEpochJumpsWithOneSnapshot() throws {
+        let (hub, _) = try makeHub(publishEndpoints)
+        let (leader, entries) = try history(hub, states: 5)
+        let (other, collector) = try makeHub(publishEndpoints)
+        let follower = try other.topic(named: "/live/a", endpoint: 0)
+        _ = follower.subscribe(loop: 0, since: nil)
+        _ = follower.replicate(epoch: leader.epoch, seq: 1, body: body(1), contentType: "application/json", entries: [entries[0]])
+        // Entries 2 and 3 were trimmed from the shared journal: only 4 and 5 come.
+        #expect(follower.replicate(epoch: leader.epoch, seq: 5, body: body(5), contentType: "application/json", entries: Array(entries[3...4])) == .reset)
+        #expect(collector.changes.map(\.kind) == [.snapshot, .snapshot])
+        #expect(collector.changes.last?.cursor == Cursor(epoch: leader.epoch, seq: 5))
+        // A cursor before the gap gets a snapshot; one the loaded entries cover gets patches.
+        #expect(follower.changes(since: Cursor(epoch: leader.epoch, seq: 2))?.map(\.kind) == [.snapshot])
+        #expect(follower.changes(since: Cursor(epoch: leader.epoch, seq: 3))?.map(\.kind) == [.patch, .patch])
+        // A new epoch: a snapshot, and the epoch is the cluster's from now on.
+        #expect(follower.replicate(epoch: "epoch002", seq: 1, body: body(9), contentType: "application/json", entries: []) == .reset)
+        #expect(follower.epoch == "epoch002" && follower.cursor == Cursor(epoch: "epoch002", seq: 1))
+        // The same epoch with a lower seq (an old Redis snapshot): nothing applied; the caller rotates.
+        #expect(follower.replicate(epoch: "epoch002", seq: 0, body: body(1), contentType: "application/json", entries: []) == .wentBackwards)
+        #expect(follower.cursor == Cursor(epoch: "epoch002", seq: 1))
+    }
+
+    @Test func subscribersAreToldOnceWhenTheClusterIsUnavailableAndNewOnesOnSubscribing() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        _ = topic.subscribe(loop: 0, since: nil)
+        topic.setClusterAvailable(false)
+        topic.setClusterAvailable(false)
+        #expect(collector.changes.map { String(decoding: $0.event, as: UTF8.self) } == [#"{"type":"status","topic":"/live/a","cluster":"unavailable"}"#])
+        let backlog = topic.subscribe(loop: 1, since: nil).backlog
+        #expect(backlog.map { String(decoding: $0.event, as: UTF8.self) } == [#"{"type":"status","topic":"/live/a","cluster":"unavailable"}"#])
+        topic.setClusterAvailable(true)
+        #expect(collector.changes.last.map { String(decoding: $0.event, as: UTF8.self) } == #"{"type":"status","topic":"/live/a","cluster":"ok"}"#)
+        #expect(topic.subscribe(loop: 1, since: nil).backlog.isEmpty)
+    }
+}

@@ -374,7 +374,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         guard ticking else { return }
         loop.schedule(afterMilliseconds: tickMilliseconds) { [weak self] in self?.tick() }
         guard commands.isReady, let hub else { return }
-        let now = Int64(unixMilliseconds())
+        let now = WallClock.milliseconds()
         commands.send(["ZADD", settings.keyPrefix + ":nodes", String(now), settings.node], nil)
         commands.send(["ZREMRANGEBYSCORE", settings.keyPrefix + ":nodes", "-inf", String(now - 3 * leaseMilliseconds)], nil)
         commands.send(["ZRANGE", settings.keyPrefix + ":nodes", "0", "-1"]) { [weak self] result in
@@ -465,35 +465,8 @@ public final class ClusterMetrics: Sendable {
     /// Scripts sent whole because Redis did not know their SHA-1 (`NOSCRIPT`: a new or
     /// restarted Redis, or `SCRIPT FLUSH`); a few per Redis start.
     public let scriptLoads = Atomic<Int>(0)
-    public let scriptSeconds = ClusterHistogram()
-}
-
-/// Seconds, in Prometheus buckets.
-public final class ClusterHistogram: Sendable {
-    public static let bounds: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
-    private let state = Mutex<(counts: [Int], sum: Double, count: Int)>(([Int](repeating: 0, count: 11), 0, 0))
-    public func observe(_ value: Double) {
-        state.withLock { state in
-            let index = Self.bounds.firstIndex { value <= $0 } ?? Self.bounds.count
-            state.counts[index] += 1
-            state.sum += value
-            state.count += 1
-        }
-    }
-    /// Cumulative counts per bound (then +Inf), the sum and the count.
-    public func snapshot() -> (cumulative: [Int], sum: Double, count: Int) {
-        state.withLock { state in
-            var running = 0
-            return (state.counts.map { running += $0; return running }, state.sum, state.count)
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch.
-func unixMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    /// Commit script round trips, seconds.
+    public let scriptSeconds = Histogram(bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
 }
 
 func usleepMilliseconds(_ milliseconds: Int) { usleep(UInt32(milliseconds * 1000)) }

@@ -148,9 +148,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     func dateValue() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return date.value(secondsSince1970: Int(now.tv_sec))
+        date.value(secondsSince1970: Int(WallClock.milliseconds() / 1000))
     }
 
     /// Accepts every pending connection (edge-triggered).

@@ -237,14 +237,5 @@ struct Tail {
         text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "&=?+"))) ?? text
     }
 
-    static func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var moment = tm()
-        var seconds = now.tv_sec
-        gmtime_r(&seconds, &moment)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let millis = now.tv_nsec / 1_000_000
-        return "\(moment.tm_year + 1900)-\(two(moment.tm_mon + 1))-\(two(moment.tm_mday))T\(two(moment.tm_hour)):\(two(moment.tm_min)):\(two(moment.tm_sec)).\(millis < 10 ? "00" : millis < 100 ? "0" : "")\(millis)Z"
-    }
+    static func timestamp() -> String { WallClock.timestamp() }
 }

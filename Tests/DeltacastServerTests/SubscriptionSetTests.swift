@@ -24,6 +24,13 @@ import Testing
             hub = Hub(configuration: configuration, loopCount: 1) { _, change in emitted.changes.withLock { $0.append(change) } }
             self.emitted = emitted
         }
+        /// The topic `name`, with a subscriber on loop 0 (so its changes are emitted).
+        func subscribed(_ name: String = "/live/a") throws -> Topic {
+            let topic = try hub.topic(named: name, endpoint: 0)
+            _ = topic.subscribe(loop: 0, since: nil)
+            return topic
+        }
+
         /// Publishes a document with `price` and returns the change every subscriber got.
         func publish(_ topic: Topic, price: Int) throws -> Change {
             let before = emitted.changes.withLock { $0.count }
@@ -35,8 +42,7 @@ import Testing
 
     @Test func aChangeAtOrBeforeTheCursorSentIsADuplicate() throws {
         let published = try Published()
-        let topic = try published.hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil)
+        let topic = try published.subscribed("/live/a")
         let first = try published.publish(topic, price: 1)
         let second = try published.publish(topic, price: 2)
         var set = SubscriptionSet()
@@ -51,8 +57,7 @@ import Testing
         #expect(!set.isDuplicate(restarted))
         #expect(set.admit(restarted, queueFull: false) == .send(previous: second.cursor))
         // A change of a topic this connection does not receive is never for it.
-        let other = try published.hub.topic(named: "/live/b", endpoint: 0)
-        _ = other.subscribe(loop: 0, since: nil)
+        let other = try published.subscribed("/live/b")
         let foreign = try published.publish(other, price: 9)
         #expect(set.isDuplicate(foreign))
         #expect(set.admit(foreign, queueFull: false) == .ignore)
@@ -60,8 +65,7 @@ import Testing
 
     @Test func aCursorFromAnotherEpochOrTheFutureIsNotHeld() throws {
         let published = try Published()
-        let topic = try published.hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil)
+        let topic = try published.subscribed("/live/a")
         let current = try published.publish(topic, price: 1).cursor!
         var set = SubscriptionSet()
         set.insert(topic, transport: .sse, since: Cursor(epoch: current.epoch, seq: current.seq + 5), current: current)
@@ -74,8 +78,7 @@ import Testing
 
     @Test func aFullQueueDropsChangesAndOwesOneSnapshotOnceItDrains() throws {
         let published = try Published()
-        let topic = try published.hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil)
+        let topic = try published.subscribed("/live/a")
         var set = SubscriptionSet()
         let snapshot = try published.publish(topic, price: 1)
         set.insert(topic, transport: .websocket, since: nil, current: nil)
@@ -102,8 +105,7 @@ import Testing
 
     @Test func aPatchThatDoesNotApplyToTheCursorSentIsReplacedByASnapshot() throws {
         let published = try Published()
-        let topic = try published.hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil)
+        let topic = try published.subscribed("/live/a")
         let first = try published.publish(topic, price: 1)
         _ = try published.publish(topic, price: 2)   // never seen by this subscriber
         let third = try published.publish(topic, price: 3)
@@ -116,8 +118,7 @@ import Testing
 
     @Test func bytesPastTheHardLimitRestoreTheCursorAndConflate() throws {
         let published = try Published()
-        let topic = try published.hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil)
+        let topic = try published.subscribed("/live/a")
         let first = try published.publish(topic, price: 1)
         let second = try published.publish(topic, price: 2)
         var set = SubscriptionSet()

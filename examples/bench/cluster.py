@@ -14,7 +14,9 @@ to CPU 1, as in the other benchmarks), then:
    ticks of the same span subtracted): constant, not per subscriber;
 3. fan-out of 10,000 WebSocket subscribers: all on the single node, and spread over 3 nodes;
 4. upstream requests per interval cluster-wide with 3 nodes x 1,000 SSE subscribers of the
-   simulator's /api/prices (polled every second).
+   simulator's /api/prices (polled every second);
+5. takeover: the leader of /api/prices is SIGKILLed; the time until the upstream sees the next
+   poll (from another node).
 
 Prints a Markdown table and writes one JSON line per run to $OUT/cluster.jsonl.
 """
@@ -172,6 +174,18 @@ def main():
     before, t0 = requests(), time.time()
     time.sleep(20)
     polled, span = requests() - before, time.time() - t0
+
+    # 5. Takeover: SIGKILL the leader of /api/prices; time until the upstream sees the next poll.
+    import hashlib
+    tag = hashlib.sha1(b"/api/prices").hexdigest()[:16]
+    holder = redis_command(redis_port, "GET", f"deltacast:{{{tag}}}:lease").decode()
+    victim = nodes[int(holder.replace("node", "")) - 1][0]
+    last = requests()
+    killed_at = time.time()
+    victim.kill()
+    while requests() == last and time.time() - killed_at < 30:
+        time.sleep(0.02)
+    takeover = time.time() - killed_at
     for connection in connections:
         connection.close()
 
@@ -187,6 +201,7 @@ def main():
           f"{three['cpu_us_per_delivery'] / one['cpu_us_per_delivery']:.2f}x (all servers share CPU 0).")
     print(f"Upstream: {polled} requests for /api/prices in {span:.1f} s at a 1 s interval with 3 nodes x 1,000 subscribers "
           f"({polled / span:.2f} per second cluster-wide).")
+    print(f"Takeover: the leader ({holder}) SIGKILLed, the next upstream poll came {takeover:.2f} s later (lease 3 s + interval 1 s = 4 s at most).")
 
 
 try:

@@ -1,4 +1,5 @@
 public import DeltacastConfig
+import DeltacastLoop
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,17 +48,7 @@ public struct EventLog: Sendable {
     static func quoted(_ text: String) -> String { String(decoding: jsonString(text), as: UTF8.self) }
 
     /// UTC, milliseconds: `2026-11-23T17:02:41.027Z`.
-    static func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var seconds = now.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let milliseconds = Int(now.tv_nsec / 1_000_000)
-        let fraction = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
-    }
+    static func timestamp() -> String { WallClock.timestamp() }
 }
 
 /// A log field's value.

@@ -128,13 +128,7 @@ struct PrometheusText {
         family("deltacast_cluster_resets_total", "counter", "Times a topic jumped to the shared state with a snapshot (new epoch, or a gap past the journal).", [([], Double(m.resets.load(ordering: .relaxed)))])
         family("deltacast_cluster_script_loads_total", "counter", "Scripts sent whole after NOSCRIPT (a new or restarted Redis).", [([], Double(m.scriptLoads.load(ordering: .relaxed)))])
         family("deltacast_cluster_epoch_rotations_total", "counter", "New epochs this node started (history lost, or a seq gone backwards).", [([], Double(m.epochRotations.load(ordering: .relaxed)))])
-        let (cumulative, sum, count) = m.scriptSeconds.snapshot()
-        text += "# HELP deltacast_cluster_commit_seconds Commit script round trips.\n# TYPE deltacast_cluster_commit_seconds histogram\n"
-        for (bound, value) in zip(ClusterHistogram.bounds, cumulative) {
-            text += "deltacast_cluster_commit_seconds_bucket" + Self.labels([("le", Self.format(bound))]) + " \(value)\n"
-        }
-        text += "deltacast_cluster_commit_seconds_bucket{le=\"+Inf\"} \(count)\n"
-        text += "deltacast_cluster_commit_seconds_sum " + Self.format(sum) + "\ndeltacast_cluster_commit_seconds_count \(count)\n"
+        histogram("deltacast_cluster_commit_seconds", "Commit script round trips.", [([], m.scriptSeconds)])
     }
 
     static func format(_ value: Double) -> String {

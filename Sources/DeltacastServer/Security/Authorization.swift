@@ -1,6 +1,7 @@
 import DeltacastCluster
 import COpenSSL
 import DeltacastConfig
+import DeltacastLoop
 import DeltacastJSON
 import Synchronization
 #if canImport(Glibc)
@@ -196,8 +197,4 @@ final class TicketStore: Sendable {
 }
 
 /// Wall-clock time in Unix milliseconds (token `exp`, ticket lifetimes).
-func unixMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-}
+func unixMilliseconds() -> Int64 { WallClock.milliseconds() }

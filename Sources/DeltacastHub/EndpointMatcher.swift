@@ -35,6 +35,10 @@ public struct EndpointMatcher: Sendable {
         case noMatch
         /// The path has an endpoint's shape but a parameter does not match its pattern.
         case badParameter(name: String, pattern: String)
+        /// A parameter that would smuggle structure into the upstream URL once an upstream
+        /// decodes it: an encoded slash or backslash, a NUL or control byte, or a dot segment
+        /// encoded twice. `reason` says which.
+        case unsafeParameter(name: String, reason: String)
     }
 
     /// Matches a request target or topic (`/path?query`).
@@ -46,17 +50,20 @@ public struct EndpointMatcher: Sendable {
         for (index, endpoint, regexes) in endpoints where endpoint.path.segments.count == pieces.count {
             var parameters: [String: String] = [:]
             var bad: (String, String)?
+            var unsafe: (String, String)?
             var literalMismatch = false
             for (piece, segment) in zip(pieces, endpoint.path.segments) {
                 switch segment {
                 case .literal(let text): if piece != text { literalMismatch = true }
                 case .parameter(let name):
                     parameters[name] = String(piece)
+                    if unsafe == nil, let reason = Self.smuggles(piece) { unsafe = (name, reason) }
                     if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !regexes[name]!.matches(piece)) { bad = (name, regexes[name]!.text) }
                 }
                 if literalMismatch { break }
             }
             if literalMismatch { continue }
+            if let unsafe { return .unsafeParameter(name: unsafe.0, reason: unsafe.1) }
             if let bad { return .badParameter(name: bad.0, pattern: bad.1) }
             return .matched(index: index, topic: Self.topicName(path: String(path), query: query, allowed: endpoint.query), parameters: parameters)
         }
@@ -69,6 +76,35 @@ public struct EndpointMatcher: Sendable {
     static func isDotSegment(_ piece: Substring) -> Bool {
         let decoded = piece.lowercased().replacing("%2e", with: ".")
         return decoded == "." || decoded == ".."
+    }
+
+    /// Why `piece` would change the upstream URL's structure after an upstream decodes it
+    /// (once or twice), or nil. The proxy forwards a parameter as the client sent it; an
+    /// upstream that decodes before routing would otherwise see `../../admin` or a header break.
+    static func smuggles(_ piece: Substring) -> String? {
+        var text = String(piece)
+        for round in 1...2 {
+            guard text.contains("%"), let decoded = percentDecoded(text) else { return nil }
+            if decoded.contains(where: { $0 == 0x2F }) { return round == 1 ? "an encoded slash (%2F)" : "a slash encoded twice (%252F)" }
+            if decoded.contains(where: { $0 == 0x5C }) { return round == 1 ? "an encoded backslash (%5C)" : "a backslash encoded twice (%255C)" }
+            if decoded.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "an encoded NUL or control byte" }
+            text = String(decoding: decoded, as: UTF8.self)
+            if round == 2, isDotSegment(Substring(text)) { return "a dot segment encoded twice (%252E)" }
+        }
+        return nil
+    }
+
+    /// `%XX` escapes decoded; nil when an escape is malformed (the pattern check refuses it).
+    static func percentDecoded(_ text: String) -> [UInt8]? {
+        var out: [UInt8] = []
+        var bytes = Array(text.utf8)[...]
+        while let byte = bytes.popFirst() {
+            guard byte == 0x25 else { out.append(byte); continue }
+            guard bytes.count >= 2, let value = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            out.append(value)
+            bytes = bytes.dropFirst(2)
+        }
+        return out
     }
 
     static func topicName(path: String, query: Substring, allowed: [String]) -> String {

@@ -166,6 +166,8 @@ public struct Router: Sendable {
                 return .respond(.error(404, "not_found", "no endpoint is configured at \(topicName)"))
             case .badParameter(let name, let pattern):
                 return .respond(.error(400, "bad_request", "invalid value for parameter '\(name)' in \(topicName); it must match \(pattern)"))
+            case .unsafeParameter(let name, let reason):
+                return .respond(.error(400, "bad_request", "parameter '\(name)' in \(topicName) holds \(reason); it is not forwarded upstream"))
             case .matched(let index, let topic, _):
                 if path == "/deltacast/refresh" { return .refresh(endpoint: index, topic: topic) }
                 return .publish(endpoint: index, topic: topic)
@@ -181,6 +183,8 @@ public struct Router: Sendable {
             return .respond(.error(404, "not_found", "no endpoint is configured at \(path)"))
         case .badParameter(let name, let pattern):
             return .respond(.error(400, "bad_request", "invalid value for parameter '\(name)' in \(path); it must match \(pattern)"))
+        case .unsafeParameter(let name, let reason):
+            return .respond(.error(400, "bad_request", "parameter '\(name)' in \(path) holds \(reason); it is not forwarded upstream"))
         case .matched(let index, let topic, _):
             if head.method == "OPTIONS" { return .respond(preflight(head)) }
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD, OPTIONS")) }

@@ -297,3 +297,21 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(topic.subscribe(loop: 1, since: nil).backlog.isEmpty)
     }
 }
+
+/// Path parameters that an upstream decoding before routing would read as structure.
+@Suite struct SmuggledParameterTests {
+    @Test func encodedStructureIsNamedAndPlainEscapesPass() throws {
+        let matcher = EndpointMatcher(endpoints: try Configuration.load(text: "endpoints:\n  - path: /a/{id}\n    source: publish\n", file: "m.yaml", environment: [:]).endpoints)
+        #expect(matcher.match("/a/..%2Fadmin") == .unsafeParameter(name: "id", reason: "an encoded slash (%2F)"))
+        #expect(matcher.match("/a/%5c") == .unsafeParameter(name: "id", reason: "an encoded backslash (%5C)"))
+        #expect(matcher.match("/a/x%7F") == .unsafeParameter(name: "id", reason: "an encoded NUL or control byte"))
+        #expect(matcher.match("/a/%252E%252e") == .unsafeParameter(name: "id", reason: "a dot segment encoded twice (%252E)"))
+        #expect(matcher.match("/a/%255c") == .unsafeParameter(name: "id", reason: "a backslash encoded twice (%255C)"))
+        // Ordinary escapes (a space, UTF-8, a percent sign itself) are values, not structure.
+        for value in ["caf%C3%A9", "a%20b", "100%25", "%2541"] {
+            guard case .matched = matcher.match("/a/\(value)") else { Issue.record("\(value) refused"); continue }
+        }
+        // A single-encoded dot segment was already refused as a value that walks the path.
+        #expect(matcher.match("/a/%2e%2E") == .badParameter(name: "id", pattern: "[^/]+"))
+    }
+}

@@ -135,6 +135,38 @@ func header(_ head: String, _ name: String) -> String? {
     /// Invariant 1 (convergence): the upstream mutates a keyed document at random while 60
     /// clients (20 WebSocket, 20 SSE, 20 long-poll; a third of them slow readers) disconnect and
     /// resume at random points; once it stops, every client's applied state equals its body.
+    /// A path parameter that would smuggle structure into the upstream URL is refused with 400
+    /// and never reaches the upstream; a legitimate one still does.
+    @Test func pathParametersThatSmuggleStructureAreRefusedBeforeTheUpstream() throws {
+        let simulator = try SimulatorProcess()
+        try simulator.put("/v1/items/42", #"{"id":42}"#)
+        let (process, port) = try startServeProcess(upstreamConfig(simulator.port, """
+              - path: /api/items/{id}
+                upstream: /v1/items/{id}
+                interval: 1s
+            """))
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        let cases: [(String, String)] = [
+            ("..%2F..%2Fadmin", "an encoded slash (%2F)"),
+            ("..%2f..%2fadmin", "an encoded slash (%2F)"),
+            ("x%5C..%5Cadmin", "an encoded backslash (%5C)"),
+            ("42%00", "an encoded NUL or control byte"),
+            ("42%0d%0aX-Injected:%201", "an encoded NUL or control byte"),
+            ("%252e%252e", "a dot segment encoded twice (%252E)"),
+            ("..%252Fadmin", "a slash encoded twice (%252F)"),
+        ]
+        for (value, reason) in cases {
+            let response = try get(port, "/api/items/\(value)")
+            #expect(response.status == 400, "\(value)")
+            #expect(response.body.contains("parameter 'id' in /api/items/\(value) holds \(reason); it is not forwarded upstream"), "\(response.body)")
+        }
+        // The upstream saw none of them, and still serves a plain one.
+        let stats = try simulator.control("GET", "/_sim/stats")
+        #expect(!stats.contains("admin") && !stats.contains("%00") && !stats.contains("%25"), "\(stats)")
+        #expect(try get(port, "/api/items/42").status == 200)
+        #expect(try simulator.requests("/v1/items/42") >= 1)
+    }
+
     @Test func everyClientConvergesOnTheUpstreamsFinalBody() throws {
         let simulator = try SimulatorProcess()
         var generator = SystemRandomNumberGenerator()

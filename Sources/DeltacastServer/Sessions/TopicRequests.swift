@@ -190,6 +190,8 @@ extension HTTPConnection {
         switch state.generation.router.matcher.match(name) {
         case .badParameter(let parameter, let pattern):
             return DeltacastEvent.error(topic: name, code: .badRequest, message: "invalid value for parameter '\(parameter)'; it must match \(pattern)")
+        case .unsafeParameter(let parameter, let reason):
+            return DeltacastEvent.error(topic: name, code: .badRequest, message: "parameter '\(parameter)' holds \(reason); it is not forwarded upstream")
         default:
             return DeltacastEvent.error(topic: name, code: .notFound, message: "no endpoint is configured at \(name)")
         }

@@ -24,7 +24,12 @@ public final class EventLoop: @unchecked Sendable {
     private var handlers: [Int32: any EventLoopHandler] = [:]
     private var timers = TimerHeap()
     private var stopping = false
-    private var thread: pthread_t?
+    /// The thread ``start(name:)`` created, for ``join()`` (both called by the owner).
+    private var joinable: pthread_t?
+    /// The thread running the loop (0 before ``run()``): written by that thread, read by
+    /// ``inLoop`` from any thread, hence atomic (the thread sanitizer found the plain field
+    /// written by `start` and `run` at once).
+    private let loopThread = Atomic<UInt>(0)
     /// A per-loop read buffer shared by every connection of this loop (64 KiB), so idle
     /// connections hold no read buffer of their own.
     public var scratch = [UInt8](repeating: 0, count: 64 * 1024)
@@ -58,14 +63,14 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Whether the caller runs on this loop's thread.
     public var inLoop: Bool {
-        guard let thread else { return false }
-        return pthread_equal(thread, pthread_self()) != 0
+        let thread = loopThread.load(ordering: .acquiring)
+        return thread != 0 && pthread_equal(pthread_t(thread), pthread_self()) != 0
     }
 
     /// Traps in debug builds when called off the loop's thread.
     @inline(__always)
     public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
-        assert(thread == nil || inLoop, "called off its event loop", file: file, line: line)
+        assert(loopThread.load(ordering: .acquiring) == 0 || inLoop, "called off its event loop", file: file, line: line)
     }
 
     /// Runs `task` on the loop's thread soon; callable from any thread.
@@ -124,7 +129,7 @@ public final class EventLoop: @unchecked Sendable {
             return nil
         }, box.toOpaque())
         guard result == 0 else { box.release(); throw SystemError("pthread_create", errno: result) }
-        thread = handle
+        joinable = handle
         _ = name
     }
 
@@ -133,12 +138,12 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Waits for the loop's thread to end (after ``stop()``).
     public func join() {
-        if let thread { pthread_join(thread, nil) }
+        if let joinable { pthread_join(joinable, nil) }
     }
 
     /// Runs the loop on the calling thread until ``stop()``.
     public func run() {
-        if thread == nil { thread = pthread_self() }
+        loopThread.store(UInt(pthread_self()), ordering: .releasing)
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopping {
             let timeout = timers.nextDeadline().map { Int32(clamping: max(0, $0 - MonotonicClock.milliseconds())) } ?? 1000

@@ -157,7 +157,19 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// Accepts every pending connection of `socket`; `admin` marks the `admin.listen` socket
     /// (plain HTTP, admin routes only).
     func accept(from socket: Int32, admin: Bool) {
-        while socket >= 0, let accepted = try? Socket.accept(socket) {
+        while socket >= 0 {
+            let accepted: (fd: Int32, peer: String)
+            do {
+                guard let next = try Socket.accept(socket) else { return }
+                accepted = next
+            } catch {
+                // Out of descriptors (EMFILE, ENFILE) or buffers: the listener is edge-triggered,
+                // so nothing wakes this loop again until a new client arrives. Try again in
+                // 100 ms (never in a busy loop); the clients waiting in the backlog are
+                // accepted as soon as descriptors free up.
+                acceptFailed(error, socket: socket, admin: admin)
+                return
+            }
             if let status = server.admit(ip: accepted.peer) {
                 let response = RoutedResponse.error(status, status == 503 ? "too_many" : "too_many",
                     status == 503 ? "the server is at limits.max_connections" : "too many connections from \(accepted.peer) (limits.max_connections_per_ip)",
@@ -181,6 +193,22 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             } catch {
                 connection.close()
             }
+        }
+    }
+
+    /// A retry of `accept` is scheduled (one at a time).
+    private var acceptRetryPending = false
+
+    private func acceptFailed(_ error: SystemError, socket: Int32, admin: Bool) {
+        counters.acceptFailures.add(1, ordering: .relaxed)
+        guard !acceptRetryPending else { return }
+        acceptRetryPending = true
+        server.log.log(.warn, "accept_failed", ["reason": .string(error.description), "retry_ms": .int(100)])
+        loop.schedule(afterMilliseconds: 100) { [weak self] in
+            guard let self else { return }
+            self.acceptRetryPending = false
+            let current = admin ? self.adminListener : self.listener
+            if current >= 0 && current == socket { self.accept(from: socket, admin: admin) }
         }
     }
 

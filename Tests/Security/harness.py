@@ -32,14 +32,14 @@ AUDIENCE = "deltacast"
 class Proxy:
     """`deltacast serve` with a configuration text; logs are collected for inspection."""
 
-    def __init__(self, config, env=None):
+    def __init__(self, config, env=None, prefix=()):
         self.directory = tempfile.mkdtemp(prefix="deltacast-security-")
         self.config_path = os.path.join(self.directory, "deltacast.yaml")
         with open(self.config_path, "w") as handle:
             handle.write(config)
         environment = dict(os.environ)
         environment.update(env or {})
-        self.process = subprocess.Popen([BINARY, "serve", "-c", self.config_path], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(list(prefix) + [BINARY, "serve", "-c", self.config_path], stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, env=environment, text=True)
         self.lines = []
         self.port = None

@@ -257,5 +257,69 @@ endpoints:
             proxy.stop()
 
 
+class DescriptorExhaustionTests(unittest.TestCase):
+    """At the process's file limit (64 here, with prlimit), accept fails: the proxy retries every
+    100 ms instead of spinning, clients already connected carry on, and the clients waiting in
+    the backlog are served once descriptors free up."""
+
+    def test_out_of_descriptors_no_spin_old_clients_carry_on_new_ones_served_later(self):
+        import socket
+        import time
+        proxy = Proxy("listen: 127.0.0.1:0\nserver: { event_loops: 1 }\nendpoints:\n  - path: /rooms/{room}\n    source: publish\n",
+                      prefix=["prlimit", "--nofile=64:64"])
+        try:
+            first = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+
+            def ask(connection, path="/healthz"):
+                connection.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                return int(head.split(b" ")[1]), body.decode()
+
+            self.assertEqual(ask(first)[0], 200)
+            # 100 more clients: the first ~50 are accepted, the rest wait in the backlog.
+            others = [socket.create_connection(("127.0.0.1", proxy.port), timeout=10) for _ in range(100)]
+            for other in others:
+                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+
+            def failures():
+                body = ask(first, "/metrics")[1]
+                return int(float(next(line.split(" ")[1] for line in body.splitlines() if line.startswith("deltacast_accept_failures_total "))))
+
+            deadline = time.time() + 10
+            while failures() == 0 and time.time() < deadline:
+                time.sleep(0.05)
+            before = failures()
+            self.assertGreater(before, 0, "accept never hit the descriptor limit")
+            time.sleep(2)
+            # Bounded retries: about one every 100 ms (a spinning accept would count thousands).
+            self.assertLessEqual(failures() - before, 30)
+            self.assertIn("accept_failed", proxy.log)
+            # The client connected before carries on.
+            self.assertEqual(ask(first)[0], 200)
+            # Free descriptors: every waiting client is served.
+            import select
+            readable, _, _ = select.select(others, [], [], 1)
+            served = [other for other in others if other in readable]
+            waiting = [other for other in others if other not in readable]
+            for connection in served:
+                self.assertTrue(connection.recv(65536).startswith(b"HTTP/1.1 200"))
+            self.assertTrue(served and waiting, f"{len(served)} served, {len(waiting)} waiting")
+            for connection in served:
+                connection.close()
+            for connection in waiting:
+                connection.settimeout(10)
+                self.assertTrue(connection.recv(65536).startswith(b"HTTP/1.1 200"))
+                connection.close()
+            first.close()
+        finally:
+            proxy.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -137,6 +137,32 @@ final class ScriptedRedis: @unchecked Sendable {
         guard case .failure(.unavailable) = redis.call(["GET", "k"]) else { Issue.record("a command was answered without a session"); return }
     }
 
+    @Test func commandsPastThePendingLimitFailAtOnce() throws {
+        let server = try ScriptedRedis { command, _ in command.first == "GET" ? nil : RESPEncoder.encode(.simple("OK")) }
+        let loop = try EventLoop()
+        try loop.start(name: "redis-test")
+        var limits = RedisConnection.Limits()
+        limits.commandTimeout = 5_000
+        limits.maximumPending = 3
+        let redis = RedisConnection(loop: loop, address: .init(host: "127.0.0.1", port: server.port), name: "test", limits: limits)
+        redis.start()
+        defer { redis.stop(); loop.stop(); loop.join() }
+        #expect(redis.call(["PING"]) == .success(.simple("OK")))   // connected, nothing waiting
+        let results = Mutex<[String]>([])
+        let done = DispatchSemaphore(value: 0)
+        loop.execute {
+            // Three wait for replies that never come; the fourth is refused at once.
+            for index in 0..<4 {
+                redis.send(["GET", "k\(index)"]) { result in
+                    if case .failure(let failure) = result { results.withLock { $0.append("\(index): \(failure)") } }
+                    if index == 3 { done.signal() }
+                }
+            }
+        }
+        #expect(done.wait(timeout: .now() + 2) == .success)
+        #expect(results.withLock { $0 } == ["3: redis unavailable: more than 3 commands or 67108864 bytes wait for Redis"])
+    }
+
     @Test func nothingListeningIsUnavailableNotAHang() throws {
         let (probe, port) = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
         close(probe)   // the port is free now: connections are refused

@@ -30,7 +30,7 @@ final class HTTPConnection: EventLoopHandler {
     /// When the current request's head was complete (for the access log's duration).
     private var headReceivedAt: Int64 = 0
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
-    private var registeredEvents = epollIn | epollEdge
+    private var registeredEvents = connectionEvents
 
     /// What the connection carries now.
     enum Mode {
@@ -97,8 +97,21 @@ final class HTTPConnection: EventLoopHandler {
         } else if events & epollIn != 0 {
             readAvailable()
         }
+        if !closed && events & epollPeerClosed != 0 { peerStoppedSending() }
         if !closed { flush() }
     }
+
+    /// The peer shut down its side (a FIN, perhaps in the same read as its last request): a
+    /// plain request still gets its answer, then the connection closes; a stream ends now,
+    /// as on a read of 0 bytes.
+    private func peerStoppedSending() {
+        guard mode == .http else { return close() }
+        peerFinished = true
+        if queue.isEmpty && head == nil && parser.isIdle { close() }
+    }
+
+    /// The peer sent its FIN: once every buffered request is answered and written, close.
+    private var peerFinished = false
 
     /// Advances the TLS handshake; true once it is complete.
     private func continueHandshake(_ tls: TLSStream) -> Bool {
@@ -106,9 +119,9 @@ final class HTTPConnection: EventLoopHandler {
         case .done:
             return true
         case .wantRead:
-            watch(epollIn | epollEdge)
+            watch(connectionEvents)
         case .wantWrite:
-            watch(epollIn | epollOut | epollEdge)
+            watch(connectionEvents | epollOut)
         case .failed(let reason):
             closeReason = (.debug, nil, "TLS handshake failed: \(reason)")
             close()
@@ -290,6 +303,7 @@ final class HTTPConnection: EventLoopHandler {
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
+            if peerFinished && mode == .http && head == nil && parser.isIdle { close(); return }
             if closeAfterFlush {
                 if mode == .webSocket, let session = webSocket, session.closeSent, !session.peerSentClose { beginLinger(now: now) } else { close() }
                 return
@@ -299,11 +313,11 @@ final class HTTPConnection: EventLoopHandler {
                 resync()
                 if !queue.isEmpty { flush(); return }
             }
-            watch(epollIn | epollEdge)
+            watch(connectionEvents)
             // Reading may have paused on the high watermark: bytes may wait with no new edge.
             readAvailableIfPaused()
         case .wouldBlock:
-            watch(epollIn | epollOut | epollEdge)
+            watch(connectionEvents | epollOut)
             // Partly drained: below the low watermark, a paused reader may go on.
             if queue.isBelowLowWatermark {
                 if subscriptions.conflating { resync() }

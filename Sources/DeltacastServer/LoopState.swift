@@ -7,6 +7,11 @@ import Glibc
 #endif
 
 let epollIn: UInt32 = 0x001, epollOut: UInt32 = 0x004, epollEdge: UInt32 = 0x8000_0000
+/// The peer shut down its writing side (`EPOLLRDHUP`): a FIN that arrived with the last bytes
+/// raises no event of its own under edge triggering, so connections ask for this one.
+let epollPeerClosed: UInt32 = 0x2000
+/// What a client connection is watched for while it has nothing to write.
+let connectionEvents = epollIn | epollEdge | epollPeerClosed
 
 /// What one event loop owns: its listener, its connections, and the timer that sweeps their
 /// deadlines (one timer per loop, none per connection). Touched only on `loop`.
@@ -189,7 +194,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             connections[accepted.fd] = connection
             if server.log.enabled(.debug) { server.log.log(.debug, "connect", ["conn": .int(connection.id), "peer": .string(accepted.peer)]) }
             do {
-                try loop.register(accepted.fd, events: epollIn | epollEdge, handler: connection)
+                try loop.register(accepted.fd, events: connectionEvents, handler: connection)
             } catch {
                 connection.close()
             }

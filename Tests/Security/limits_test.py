@@ -257,6 +257,65 @@ endpoints:
             proxy.stop()
 
 
+class HostileClientTests(unittest.TestCase):
+    """Clients that reset mid-frame or mid-stream, or half-close: each gets what it asked for
+    or nothing, the process never dies of SIGPIPE, and a well-behaved client is unaffected."""
+
+    def test_resets_and_half_closes_harm_no_one(self):
+        import socket
+        import struct
+        proxy = Proxy("listen: 127.0.0.1:0\nadmin: { token: " + ADMIN + " }\nendpoints:\n  - path: /rooms/{room}\n    source: publish\n")
+        try:
+            def reset(connection):
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.close()
+
+            proxy.publish("/rooms/a", {"n": 0})
+            watcher = SSE(proxy, "/rooms/a")
+            self.assertEqual(watcher.event()[0], "snapshot")
+            # 50 SSE subscribers reset while big changes are being written to them (EPIPE/ECONNRESET
+            # on write: with SIGPIPE's default action this would kill the process).
+            victims = []
+            for _ in range(50):
+                victim = socket.create_connection(("127.0.0.1", proxy.port))
+                victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                victim.sendall(b"GET /rooms/a HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
+                victims.append(victim)
+            big = "x" * 200_000
+            for index in range(1, 6):
+                self.assertEqual(proxy.publish("/rooms/a", {"n": index, "pad": big})[0], 200)
+                if index == 2:
+                    for victim in victims:
+                        reset(victim)
+            # A WebSocket that resets in the middle of a frame's payload.
+            ws = socket.create_connection(("127.0.0.1", proxy.port))
+            ws.sendall(b"GET /deltacast/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: deltacast.v1\r\n\r\n")
+            self.assertTrue(ws.recv(4096).startswith(b"HTTP/1.1 101"))
+            ws.sendall(bytes([0x81, 0x80 | 100, 1, 2, 3, 4]) + b"half")
+            reset(ws)
+            # A client that half-closes after its request still gets the whole answer.
+            polite = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            polite.sendall(b"GET /rooms/a HTTP/1.1\r\nHost: a\r\n\r\n")
+            polite.shutdown(socket.SHUT_WR)
+            answer = b""
+            while True:
+                chunk = polite.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            self.assertTrue(answer.rstrip().endswith(b'}') and b'"n": 5' in answer[:400], answer[:200])
+            self.assertEqual(len(answer.partition(b"\r\n\r\n")[2]), int(answer.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+            # The process lives, and the well-behaved subscriber got every change in order.
+            self.assertIsNone(proxy.process.poll())
+            self.assertEqual(request(proxy.url("/healthz"))[0], 200)
+            seen = [watcher.event()[1]["cursor"] for _ in range(5)]
+            self.assertEqual([int(cursor.rsplit("-", 1)[1]) for cursor in seen], [2, 3, 4, 5, 6])
+        finally:
+            proxy.stop()
+
+
 class DescriptorExhaustionTests(unittest.TestCase):
     """At the process's file limit (64 here, with prlimit), accept fails: the proxy retries every
     100 ms instead of spinning, clients already connected carry on, and the clients waiting in

@@ -315,6 +315,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         guard fields.count == 3, let seq = Int(fields[2]) else { return }
         guard let key = tags.withLock({ $0[String(fields[0])] }), let topic = hub?.existingTopic(key: key) else { return }
         let cursor = topic.cursor
+        // The committing node (and any node a tick already brought there) has this state: no
+        // round trip for nothing.
+        if let cursor, cursor.epoch == String(fields[1]), cursor.seq >= seq { return }
         let gap = cursor.map { $0.epoch == String(fields[1]) && seq > $0.seq + 1 } ?? false
         sync(topic, gapFill: gap)
     }

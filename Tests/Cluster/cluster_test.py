@@ -682,8 +682,11 @@ class ClusterTests(ClusterCase):
 
     def test_13_leadership_spreads_over_the_nodes(self):
         # Once the nodes know each other (a tick), rendezvous hashing spreads 30 topics.
-        self.wait(lambda: len(self.redis.command("ZRANGE", "deltacast:nodes", 0, -1)) == 3, 10, "three live nodes")
-        time.sleep(0.5)
+        def knows_all(node):
+            _, _, body = request(node.url("/deltacast/status"), headers={"Authorization": f"Bearer {ADMIN}"})
+            return json.loads(body)["cluster"]["nodes"] == ["node1", "node2", "node3"]
+
+        self.wait(lambda: all(knows_all(node) for node in self.nodes), 10, "every node knowing the three")
         for index in range(30):
             put(self.simulator, f"/doc/spread{index}", document(0))
             for node in self.nodes:
@@ -693,6 +696,16 @@ class ClusterTests(ClusterCase):
         for index in range(30):
             led[self.leader(f"/doc/spread{index}").name] += 1
         self.assertTrue(all(count >= 3 for count in led.values()), led)
+
+    def test_14_a_node_that_cannot_reach_redis_at_start_says_so_and_exits(self):
+        absent = free_port()   # nothing listens there
+        config = node_config(self.simulator, self.redis, "lonely").replace(f"127.0.0.1:{self.redis.port}", f"127.0.0.1:{absent}")
+        path = os.path.join(tempfile.mkdtemp(prefix="deltacast-lonely-"), "node.yaml")
+        with open(path, "w") as handle:
+            handle.write(config)
+        run = subprocess.run([BINARY_PATH(), "serve", "-c", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"cannot reach Redis at redis://127.0.0.1:{absent}/0 within 10 s", run.stderr)
 
     def test_12_the_status_page_shows_the_nodes_and_who_leads_each_topic(self):
         put(self.simulator, "/doc/twelve", document(0))

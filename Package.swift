@@ -26,6 +26,11 @@ let package = Package(
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
         .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
+        .executable(name: "FuzzPatch", targets: ["FuzzPatch"]),
+        .executable(name: "FuzzAllow", targets: ["FuzzAllow"]),
+        .executable(name: "FuzzJWT", targets: ["FuzzJWT"]),
+        .executable(name: "FuzzQuery", targets: ["FuzzQuery"]),
+        .executable(name: "FuzzCursor", targets: ["FuzzCursor"]),
     ],
     targets: [
         // C system libraries. `providers` makes a missing -dev package name itself.
@@ -116,6 +121,21 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "FuzzRESP", dependencies: ["DeltacastCluster"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzPatch", dependencies: ["DeltacastJSON"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzAllow", dependencies: ["DeltacastConfig"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzJWT", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastServer"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzQuery", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastServer", "DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .executableTarget(
+            name: "FuzzCursor", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],

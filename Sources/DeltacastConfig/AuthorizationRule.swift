@@ -37,25 +37,45 @@ public indirect enum AuthorizationRule: Sendable, Hashable, CustomStringConverti
     case and(AuthorizationRule, AuthorizationRule)
     case or(AuthorizationRule, AuthorizationRule)
 
-    /// The expression, normalised.
+    /// The expression, normalised: parentheses only where the tree needs them (`&&` binds
+    /// tighter than `||`, both group to the left), so the text parses back to the same rule
+    /// within the same nesting limit as the text it came from.
     public var description: String {
         switch self {
         case .compare(let a, let op, let b): "\(Self.text(a)) \(op.rawValue) \(Self.text(b))"
         case .truthy(let a): Self.text(a)
-        case .not(let inner): "!(\(inner))"
-        case .and(let a, let b): "(\(a) && \(b))"
-        case .or(let a, let b): "(\(a) || \(b))"
+        case .not(let inner): "!" + inner.grouped(unless: inner.precedence == 2)
+        case .and(let a, let b): a.grouped(unless: a.precedence >= 1) + " && " + b.grouped(unless: b.precedence == 2)
+        case .or(let a, let b): a.description + " || " + b.grouped(unless: b.precedence >= 1)
         }
     }
 
+    /// 0 for `||`, 1 for `&&`, 2 for what binds tightest (a comparison, a value, a negation).
+    private var precedence: Int {
+        switch self {
+        case .or: 0
+        case .and: 1
+        case .compare, .truthy, .not: 2
+        }
+    }
+
+    private func grouped(unless bare: Bool) -> String { bare ? description : "(\(description))" }
+
     private static func text(_ operand: Operand) -> String {
         switch operand {
-        case .reference(let root, let path): ([root.rawValue] + path).joined(separator: ".")
-        case .string(let text): "\"\(text)\""
+        case .reference(let root, let path):
+            path.reduce(root.rawValue) { text, name in
+                !name.isEmpty && name.allSatisfy(RuleParser.isNameCharacter) ? text + "." + name : text + "[" + quoted(name) + "]"
+            }
+        case .string(let text): quoted(text)
         case .number(let text): text
         case .bool(let value): "\(value)"
         case .null: "null"
         }
+    }
+
+    private static func quoted(_ text: String) -> String {
+        "\"" + text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
     }
 
     /// Every reference to a path parameter, so the decoder can check the endpoint has it.
@@ -152,7 +172,7 @@ private struct RuleParser {
         return .truthy(left)
     }
 
-    private static func isNameCharacter(_ character: Character) -> Bool {
+    static func isNameCharacter(_ character: Character) -> Bool {
         character == "_" || character == "-" || (character.isASCII && (character.isLetter || character.isNumber))
     }
 

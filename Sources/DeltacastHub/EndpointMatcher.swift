@@ -82,6 +82,11 @@ public struct EndpointMatcher: Sendable {
     /// (once or twice), or nil. The proxy forwards a parameter as the client sent it; an
     /// upstream that decodes before routing would otherwise see `../../admin` or a header break.
     static func smuggles(_ piece: Substring) -> String? {
+        // Some upstreams (IIS, anything on Windows paths) take a bare backslash as a separator.
+        if piece.contains("\\") { return "a backslash" }
+        // A topic named in a query string or a JSON message arrives decoded: a raw NUL or
+        // control byte there would reach the upstream request line as it is.
+        if piece.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "a NUL or control byte" }
         var text = String(piece)
         for round in 1...2 {
             guard text.contains("%"), let decoded = percentDecoded(text) else { return nil }
@@ -95,7 +100,7 @@ public struct EndpointMatcher: Sendable {
     }
 
     /// `%XX` escapes decoded; nil when an escape is malformed (the pattern check refuses it).
-    static func percentDecoded(_ text: String) -> [UInt8]? {
+    @_spi(Fuzzing) public static func percentDecoded(_ text: String) -> [UInt8]? {
         var out: [UInt8] = []
         var bytes = Array(text.utf8)[...]
         while let byte = bytes.popFirst() {

@@ -205,6 +205,27 @@ public struct Router: Sendable {
         }
     }
 
+    /// The cursors a reconnecting event stream resumes from: `Last-Event-ID`, or
+    /// `?last_event_id=` for clients that cannot set headers; one per topic, in order.
+    @_spi(Fuzzing) public static func resumeCursors(_ request: HTTPRequestHead) -> [Cursor?] {
+        let value = request.headers["Last-Event-ID"] ?? queryValues(request.target, "last_event_id").first
+        return Cursor.list(lastEventID: value ?? "")
+    }
+
+    /// The topics a multiplexed event stream or long-poll names: every `?topic=` in order, each
+    /// with the `since` at the same position (nil where there is none or it is not a cursor).
+    /// For an event stream a `Last-Event-ID` replaces the `since` list as a whole: it is what
+    /// the browser echoes on a reconnect, newer than the URL's. Empty when no topic is named.
+    @_spi(Fuzzing) public static func multiplexedTopics(_ request: HTTPRequestHead, transport: Transport) -> [(name: String, since: Cursor?)] {
+        let names = queryValues(request.target, "topic")
+        var sinces = queryValues(request.target, "since").map { Cursor($0) }
+        if transport == .sse {
+            let resumed = resumeCursors(request)
+            if !resumed.isEmpty { sinces = resumed }
+        }
+        return names.enumerated().map { offset, name in (name, offset < sinces.count ? sinces[offset] : nil) }
+    }
+
     /// Percent-decodes (and turns `+` into a space, as forms do); invalid escapes stay as they are.
     static func percentDecoded(_ text: Substring) -> String {
         var bytes: [UInt8] = []

@@ -23,6 +23,13 @@ public struct Cursor: Sendable, Hashable, CustomStringConvertible {
 
     /// `EPOCH-SEQ`.
     public var description: String { "\(epoch)-\(seq)" }
+
+    /// A `Last-Event-ID` (or `?last_event_id=`) value: one cursor per topic, comma-separated,
+    /// in the order the topics were named; nil where a piece is not a cursor. Empty for "".
+    public static func list(lastEventID value: String) -> [Cursor?] {
+        guard !value.isEmpty else { return [] }
+        return value.split(separator: ",", omittingEmptySubsequences: false).map { Cursor($0) }
+    }
 }
 
 /// The Deltacast v1 events, serialised exactly as DESIGN.md shows them: one JSON object,

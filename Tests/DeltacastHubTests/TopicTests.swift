@@ -307,6 +307,12 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(matcher.match("/a/x%7F") == .unsafeParameter(name: "id", reason: "an encoded NUL or control byte"))
         #expect(matcher.match("/a/%252E%252e") == .unsafeParameter(name: "id", reason: "a dot segment encoded twice (%252E)"))
         #expect(matcher.match("/a/%255c") == .unsafeParameter(name: "id", reason: "a backslash encoded twice (%255C)"))
+        // FuzzQuery found a bare backslash forwarded as it came.
+        #expect(matcher.match("/a/x\\..\\admin") == .unsafeParameter(name: "id", reason: "a backslash"))
+        // And a raw NUL or CR LF, which a topic named in `?topic=` or a subscribe message
+        // carries already decoded.
+        #expect(matcher.match("/a/x\u{0}y") == .unsafeParameter(name: "id", reason: "a NUL or control byte"))
+        #expect(matcher.match("/a/x\r\nHost: y") == .unsafeParameter(name: "id", reason: "a NUL or control byte"))
         // Ordinary escapes (a space, UTF-8, a percent sign itself) are values, not structure.
         for value in ["caf%C3%A9", "a%20b", "100%25", "%2541"] {
             guard case .matched = matcher.match("/a/\(value)") else { Issue.record("\(value) refused"); continue }

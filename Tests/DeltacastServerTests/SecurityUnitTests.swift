@@ -1,6 +1,6 @@
 import DeltacastConfig
 import Testing
-@testable import DeltacastServer
+@_spi(Fuzzing) @testable import DeltacastServer
 
 /// The security pieces that have a seam a socket cannot reach cheaply: the token bucket's
 /// clock, the keyed limiter's table cap, the ticket store's cap, base64url edge cases and
@@ -48,6 +48,27 @@ import Testing
         #expect(Base64URL.decode(Array("a".utf8)[...]) == nil)      // impossible length
         #expect(Base64URL.decode(Array("aGl".utf8)[...]) == nil)    // non-zero leftover bits
         #expect(Base64URL.encode(Array("hi?>".utf8)) == "aGk_Pg")
+    }
+
+    /// FuzzJWT found a signed token whose `exp` is finite but huge (or not finite) crashing the
+    /// conversion that wrote the refusal's message. Each is refused with a reason.
+    @Test(arguments: [("-1e300", "token expired more than 10^15 s ago"), ("1e999", "exp is not a finite number"),
+                      ("1900000000, \"nbf\": 1e300", "token is not valid for another more than 10^15 s (nbf)")])
+    func extremeTimeClaimsAreRefusedWithAReason(_ exp: String, _ reason: String) throws {
+        let secret = "unit-secret-0123456789-0123456789-abcdef"
+        let configuration = try Configuration.load(text: """
+            auth:
+              jwt: { algorithm: HS256, secret: \(secret) }
+            endpoints:
+              - { path: /a, source: publish }
+            """, file: "t.yaml", environment: [:])
+        let authenticator = try Authenticator(configuration: configuration.auth)
+        let signed = Base64URL.encode(Array(#"{"alg":"HS256"}"#.utf8)) + "." + Base64URL.encode(Array("{\"sub\": \"a\", \"exp\": \(exp)}".utf8))
+        let signature = try #require(Authenticator.hmacSHA256(key: Array(secret.utf8), Array(signed.utf8)))
+        guard case .failure(let failure) = authenticator.authenticate(signed + "." + Base64URL.encode(signature), now: 1_800_000_000) else {
+            Issue.record("accepted"); return
+        }
+        #expect(failure.reason == reason)
     }
 
     @Test func es256SignatureBecomesMinimalDER() {

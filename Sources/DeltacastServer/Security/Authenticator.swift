@@ -119,10 +119,11 @@ public final class Authenticator: @unchecked Sendable {
         let leeway = Double(jwt.leeway.components.seconds)
         guard case .number(let expNumber)? = payload["exp"] else { throw .init(reason: "the token has no numeric exp claim; tokens must expire") }
         let exp = expNumber.doubleValue
-        guard exp.isFinite, now < exp + leeway else { throw .init(reason: "token expired \(Int(now - exp)) s ago") }
+        guard exp.isFinite else { throw .init(reason: "exp is not a finite number") }
+        guard now < exp + leeway else { throw .init(reason: "token expired \(Self.seconds(now - exp)) s ago") }
         if let nbfValue = payload["nbf"] {
             guard case .number(let nbf) = nbfValue, nbf.doubleValue.isFinite else { throw .init(reason: "nbf is not a number") }
-            guard now + leeway >= nbf.doubleValue else { throw .init(reason: "token is not valid for another \(Int(nbf.doubleValue - now)) s (nbf)") }
+            guard now + leeway >= nbf.doubleValue else { throw .init(reason: "token is not valid for another \(Self.seconds(nbf.doubleValue - now)) s (nbf)") }
         }
         if let issuer = jwt.issuer {
             guard case .string(let iss)? = payload["iss"], iss == issuer else {
@@ -142,6 +143,12 @@ public final class Authenticator: @unchecked Sendable {
         guard case .string(let subject)? = payload["sub"], !subject.isEmpty else { throw .init(reason: "the token has no sub claim") }
         return Principal(subject: subject, claims: .object(payload), scopes: Self.scopes(payload),
                          expiresAt: Int64(min(exp + leeway, 1e15) * 1000))
+    }
+
+    /// Whole seconds for a message; a claim can be any finite double (`exp: -1e300` once
+    /// crashed the conversion to Int, found by FuzzJWT).
+    static func seconds(_ value: Double) -> String {
+        abs(value) < 1e15 ? String(Int(value)) : "more than 10^15"
     }
 
     private static func describe(_ value: JSONValue?) -> String {
@@ -165,14 +172,7 @@ public final class Authenticator: @unchecked Sendable {
     private func checkSignature(_ signature: [UInt8], of data: [UInt8], algorithm: JWTAlgorithm) -> Bool {
         switch algorithm {
         case .hs256:
-            var digest = [UInt8](repeating: 0, count: 32)
-            var length: UInt32 = 0
-            let ok = secret.withUnsafeBytes { key in
-                data.withUnsafeBytes { bytes in
-                    HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &digest, &length) != nil
-                }
-            }
-            guard ok, signature.count == 32 else { return false }
+            guard let digest = Self.hmacSHA256(key: secret, data), signature.count == 32 else { return false }
             return CRYPTO_memcmp(digest, signature, 32) == 0
         case .rs256, .es256:
             guard let publicKey else { return false }
@@ -199,6 +199,18 @@ public final class Authenticator: @unchecked Sendable {
         }
         let body = integer(r) + integer(s)
         return [0x30, UInt8(body.count)] + body
+    }
+
+    /// HMAC-SHA256 of `data` under `key` (the HS256 signature), or nil if OpenSSL fails.
+    @_spi(Fuzzing) public static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8]? {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = key.withUnsafeBytes { key in
+            data.withUnsafeBytes { bytes in
+                HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &digest, &length) != nil
+            }
+        }
+        return ok ? digest : nil
     }
 
     static func sha256(_ bytes: [UInt8]) -> [UInt8] {
@@ -267,7 +279,7 @@ func readFile(_ path: String, limit: Int) -> [UInt8]? {
 }
 
 /// Base64url without padding (RFC 4648 section 5), as JWS uses it.
-enum Base64URL {
+@_spi(Fuzzing) public enum Base64URL {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
     private static let values: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
@@ -276,7 +288,7 @@ enum Base64URL {
     }()
 
     /// Decodes; nil on any character outside the alphabet, on padding, or on a bad length.
-    static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+    public static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
         guard text.count % 4 != 1 else { return nil }
         var output: [UInt8] = []
         output.reserveCapacity(text.count * 3 / 4)
@@ -298,7 +310,7 @@ enum Base64URL {
     }
 
     /// Encodes without padding.
-    static func encode(_ bytes: [UInt8]) -> String {
+    public static func encode(_ bytes: [UInt8]) -> String {
         var output: [UInt8] = []
         var index = 0
         while index < bytes.count {

@@ -27,7 +27,7 @@ extension HTTPConnection {
                 return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
             }
             if protected { guard bind(presented) else { return tooManyForUser(request) } }
-            let since = lastEventID(request).first.flatMap { Cursor($0) } ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
+            let since = (Router.resumeCursors(request).first ?? nil) ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
             return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
@@ -89,12 +89,6 @@ extension HTTPConnection {
         return nil
     }
 
-    func lastEventID(_ request: HTTPRequestHead) -> [String] {
-        let value = request.headers["Last-Event-ID"] ?? Router.queryValues(request.target, "last_event_id").first
-        guard let value, !value.isEmpty else { return [] }
-        return value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-    }
-
     /// The credentials this connection holds for `endpoint` (`auth: passthrough`): from the
     /// request, or for a WebSocket from its upgrade request.
     func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
@@ -152,20 +146,15 @@ extension HTTPConnection {
         case .websocket:
             upgrade(request, kind: .multiplexed, credential: credential(request))
         case .sse, .longpoll:
-            let names = Router.queryValues(request.target, "topic")
-            guard !names.isEmpty else {
+            let requested = Router.multiplexedTopics(request, transport: transport)
+            guard !requested.isEmpty else {
                 return finish(request, .error(400, "bad_request", "name at least one topic: ?topic=/path"))
             }
-            var sinces = Router.queryValues(request.target, "since")
-            if transport == .sse { let resumed = lastEventID(request); if !resumed.isEmpty { sinces = resumed } }
-            var topics: [(String, Int?, Cursor?)] = []
-            for (offset, name) in names.enumerated() {
-                let since = offset < sinces.count ? Cursor(sinces[offset]) : nil
+            let topics: [(String, Int?, Cursor?)] = requested.map { name, since in
                 if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name) {
-                    topics.append((topic, index, since))
-                } else {
-                    topics.append((name, nil, since))
+                    return (topic, index, since)
                 }
+                return (name, nil, since)
             }
             let presented = credential(request)
             if case .invalid(let reason, explicit: true) = presented {

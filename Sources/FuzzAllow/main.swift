@@ -1,0 +1,1 @@
+// fuzz entry in FuzzEntry.swift

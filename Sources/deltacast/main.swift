@@ -10,8 +10,9 @@ let commands: [any Command.Type] = [
 
 @MainActor func generalUsage() -> String {
     var text = "usage: deltacast COMMAND [options]\n\nCommands:\n"
+    let width = commands.map { $0.name.count }.max()! + 2
     for command in commands {
-        text += "  \(command.name.padding(toLength: 8, withPad: " ", startingAt: 0))\(command.summary)\n"
+        text += "  \(command.name.padding(toLength: width, withPad: " ", startingAt: 0))\(command.summary)\n"
     }
     text += "\nOptions:\n  --help     show help (also: deltacast COMMAND --help)\n  --version  print the version\n"
     return text

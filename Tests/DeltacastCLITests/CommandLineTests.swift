@@ -86,8 +86,10 @@ struct DeltacastProcess {
         #expect(version.stdout.hasPrefix("deltacast "))
         let help = try DeltacastProcess(["--help"])
         #expect(help.status == 0)
-        for command in ["serve", "check", "demo", "tail", "bench", "diff", "patch"] {
-            #expect(help.stdout.contains("  \(command) "))
+        // Every command's name stands apart from its summary (the long ones once ran into it:
+        // "simulaterun", "discoverpoll").
+        for command in ["serve", "check", "demo", "simulate", "tail", "top", "bench", "diff", "patch", "discover"] {
+            #expect(help.stdout.contains("\n  \(command)  "), "\(command) in \(help.stdout)")
         }
     }
 

@@ -437,11 +437,12 @@ final class HTTPConnection: EventLoopHandler {
         }
     }
 
-    /// Shutdown: WebSocket close 1001, SSE ends after a final `retry:`, long-polls answered.
+    /// Shutdown: WebSocket close 1012 (service restart: reconnect, to the next process or
+    /// another node), SSE ends after a final `retry:`, long-polls answered.
     func drain() {
         switch mode {
         case .http: if isIdle { close() }
-        case .webSocket: closeWebSocket(code: 1001, reason: "server shutting down")
+        case .webSocket: closeWebSocket(code: 1012, reason: "service restart")
         case .sse:
             send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
             closeAfterFlush = true

@@ -56,10 +56,13 @@ public enum WebSocketFrame {
         return [UInt8(code >> 8), UInt8(code & 0xFF)] + reasonBytes
     }
 
-    /// Whether a close code may appear on the wire (RFC 6455 §7.4).
-    public static func isValidCloseCode(_ code: UInt16) -> Bool {
+    /// Whether a close code may appear on the wire (RFC 6455 §7.4). `fromServer` adds 1012
+    /// (service restart), 1013 (try again later) and 1014 (bad gateway), which IANA's registry
+    /// added for servers to send; a client sending one is still a protocol error (Autobahn 7.9).
+    public static func isValidCloseCode(_ code: UInt16, fromServer: Bool = false) -> Bool {
         switch code {
         case 1000...1003, 1007...1011, 3000...4999: return true
+        case 1012...1014: return fromServer
         default: return false
         }
     }
@@ -271,7 +274,7 @@ public struct WebSocketFrameDecoder {
             if payload.isEmpty { return .close(code: nil, reason: "") }
             guard payload.count >= 2 else { throw WebSocketError(code: 1002, reason: "close frame with a 1-byte payload") }
             let code = UInt16(payload[0]) << 8 | UInt16(payload[1])
-            guard WebSocketFrame.isValidCloseCode(code) else { throw WebSocketError(code: 1002, reason: "invalid close code \(code)") }
+            guard WebSocketFrame.isValidCloseCode(code, fromServer: role == .client) else { throw WebSocketError(code: 1002, reason: "invalid close code \(code)") }
             guard let reason = String(validating: payload[2...], as: UTF8.self) else {
                 throw WebSocketError(code: 1007, reason: "close reason is not valid UTF-8")
             }

@@ -325,7 +325,7 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
         }
     }
 
-    @Test func shutdownClosesWebSocketsWith1001EndsSSEAndAnswersLongPolls() throws {
+    @Test func shutdownClosesWebSocketsWith1012EndsSSEAndAnswersLongPolls() throws {
         let configuration = try Configuration.load(text: "listen: 127.0.0.1:0\nserver: { event_loops: 2, shutdown_timeout: 5s }\n" + pushConfig, file: "t.yaml", environment: [:])
         let server = try HTTPServer(configuration: configuration)
         let port = try server.start()
@@ -339,7 +339,7 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
         poll.send("GET /deltacast/poll?topic=/live/z&since=\(cursor)&wait=30 HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(try awaitHeldLongPolls(port, 1), "the poll is held before the shutdown")
         let stopped = BackgroundWork { server.shutdown() }
-        #expect(socket.closeCode() == 1001)
+        #expect(socket.closeCode() == 1012)
         #expect(stream.next()?.retry == "2000")
         #expect(stream.next() == nil)
         #expect(poll.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 204") == true)

@@ -137,6 +137,7 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
         ("close with a 1-byte payload", clientFrame(.close, [0x03]), "error 1002"),
         ("close code 1005 on the wire", clientFrame(.close, [0x03, 0xED]), "error 1002"),
         ("close code 999", clientFrame(.close, [0x03, 0xE7]), "error 1002"),
+        ("close code 1012 from a client", clientFrame(.close, [0x03, 0xF4]), "error 1002"),
         ("close reason not UTF-8", clientFrame(.close, [0x03, 0xE8, 0xFF]), "error 1007"),
         ("message over the limit", clientFrame(.binary, [UInt8](repeating: 0, count: 2000)), "error 1009"),
         ("fragments over the limit together", clientFrame(.binary, [UInt8](repeating: 0, count: 600), fin: false) + clientFrame(.continuation, [UInt8](repeating: 0, count: 600)), "error 1009"),
@@ -144,6 +145,17 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
     func violationsGetTheirCloseCode(_ name: String, _ bytes: [UInt8], _ expected: String) {
         #expect(decodeLog(bytes, maximumMessage: 1024).last == expected, "\(name)")
         #expect(decodeLog(bytes, step: 1, maximumMessage: 1024).last == expected, "\(name), byte by byte")
+    }
+
+    /// 1012 (service restart), 1013 and 1014 are for servers to send (IANA's registry): what
+    /// Deltacast sends on a graceful shutdown, so its own client must accept them.
+    @Test func aClientAcceptsTheServerOnlyCloseCodes() throws {
+        for code: UInt16 in [1012, 1013, 1014] {
+            var decoder = WebSocketFrameDecoder(role: .client)
+            decoder.append(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: "service restart"))[...])
+            guard case .close(let received, let reason)? = try decoder.next() else { Issue.record("no close for \(code)"); continue }
+            #expect(received == code && reason == "service restart")
+        }
     }
 
     @Test func invalidUTF8FailsAtTheFirstBadFragmentNotAtTheEnd() {

@@ -160,7 +160,7 @@ extension HTTPConnection {
     }
 
     func closeWebSocket(code: UInt16, reason: String) {
-        if closeReason == nil { closeReason = (code == 1001 || code == 1000 ? .debug : .info, Int(code), reason) }
+        if closeReason == nil { closeReason = (code == 1001 || code == 1000 || code == 1012 ? .debug : .info, Int(code), reason) }
         guard let session = webSocket else { close(); return }
         if session.control.beginClose() {
             // The close frame must go out even past the high watermark (it is tiny).

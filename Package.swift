@@ -54,7 +54,7 @@ let package = Package(
             name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastHub", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastHub", dependencies: ["COpenSSL", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // Cluster mode on Redis: the RESP2 codec, a Redis client on an event loop, leases,
         // the shared history (between the Hub and the Server).
@@ -87,7 +87,7 @@ let package = Package(
         // `deltacast bench`: the load generator and every benchmark.
         .target(
             name: "DeltacastBench",
-            dependencies: ["CSystemLinux", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastWire"],
+            dependencies: ["CSystemLinux", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // The executable: a thin list of commands.
         .executableTarget(

@@ -1,4 +1,5 @@
 import DeltacastCommandLine
+import DeltacastHub
 import DeltacastJSON
 import Foundation
 
@@ -119,6 +120,13 @@ enum JSONBenchmark {
             results.append(("patch size, \(label)", String(format: "%d bytes = %.3f%% of %d", result.serializedSize, share, small.count)))
             json["patch_\(key)_percent"] = share
         }
+
+        // 4. What `digest: true` adds to each change: the RFC 8785 form of the whole document
+        //    and its SHA-256, once per change (never per subscriber).
+        let digest = time(options.rounds * 3) { _ = Topic.digest(old, body: small) }
+        results.append(("digest of a change (RFC 8785 + SHA-256), \(small.count) bytes", String(format: "%.2f ms = %.2fx the parse + diff above", digest * 1000, digest / parseDiff)))
+        json["digest_1MB_ms"] = digest * 1000
+        json["digest_vs_parse_diff"] = digest / parseDiff
 
         let width = results.map(\.0.count).max() ?? 0
         for (label, value) in results { print(label.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value) }

@@ -380,6 +380,7 @@ struct ConfigurationDecoder {
             }
             if let e = m["linger"] { endpoint.linger = duration(e.value, positive: false) ?? endpoint.linger }
             if let e = m["max_body"] { endpoint.maxBody = size(e.value) }
+            if let e = m["digest"] { endpoint.digest = boolean(e.value) ?? false }
             result.append(endpoint)
         }
         return result

@@ -83,6 +83,7 @@ extension Configuration.Endpoint {
             && arrayKeys.map { [$0.path, $0.field] } == other.arrayKeys.map { [$0.path, $0.field] } && ignore == other.ignore
             && params == other.params && query == other.query && auth == other.auth && allow == other.allow
             && scopes == other.scopes && forwardHeaders == other.forwardHeaders && linger == other.linger && maxBody == other.maxBody
+            && digest == other.digest
     }
 }
 

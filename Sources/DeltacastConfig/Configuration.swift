@@ -105,6 +105,9 @@ public struct Configuration: Sendable {
         public var linger: Duration = .seconds(30)
         /// Largest body accepted for this endpoint. Default: `upstream.max_body`.
         public var maxBody: Int?
+        /// Whether snapshots and patches carry `digest`, the SHA-256 (hex) of the document they
+        /// result in, serialized as RFC 8785 (JSON Canonicalization Scheme). Default false.
+        public var digest = false
         /// Where the endpoint was declared (its `path` key), for messages.
         public var location: SourceLocation
 

@@ -51,6 +51,7 @@ public enum ConfigurationReference {
             Key(path: "endpoints[].forward_headers", type: "list", defaultValue: "Authorization, Cookie", meaning: "Headers forwarded and digested under `auth: passthrough`."),
             Key(path: "endpoints[].linger", type: "duration", defaultValue: "30s", meaning: "Polling continues this long after the last subscriber or GET."),
             Key(path: "endpoints[].max_body", type: "size", defaultValue: "`upstream.max_body`", meaning: "Largest body for this endpoint."),
+            Key(path: "endpoints[].digest", type: "bool", defaultValue: "false", meaning: "Snapshots and patches carry the SHA-256 of the resulting document (RFC 8785 form); the client library checks it and resynchronises on drift."),
             Key(path: "transports", type: "list", defaultValue: Transport.allCases.map(\.rawValue).joined(separator: ", "), meaning: "Enabled transports: " + Transport.allCases.map(\.rawValue).joined(separator: ", ") + "."),
             Key(path: "cors", type: "mapping", defaultValue: "", meaning: "Cross-origin policy."),
             Key(path: "cors.origins", type: "list", defaultValue: "none", meaning: "Allowed browser origins (`scheme://host[:port]`), or `*`."),

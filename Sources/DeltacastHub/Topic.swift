@@ -1,5 +1,5 @@
 public import DeltacastConfig
-import DeltacastJSON
+public import DeltacastJSON
 import DeltacastLoop
 public import DeltacastWire
 import Synchronization
@@ -37,6 +37,8 @@ public final class Topic: @unchecked Sendable {
     private var body: [UInt8] = []
     private var contentType = "application/json"
     private var snapshot: Change?
+    /// The current document's digest (`digest: true`), computed once per state.
+    private var currentDigest: String?
     private var journal: [Change] = []
     private var journalStart = 0
     private var journalBytes = 0
@@ -88,7 +90,10 @@ public final class Topic: @unchecked Sendable {
     /// Epoch, journal and state stay.
     public func reconfigure(_ endpoint: Configuration.Endpoint) {
         let options = Topic.diffOptions(endpoint)
-        lock.withLock { _ in configured = (endpoint, options) }
+        lock.withLock { _ in
+            if endpoint.digest != configured.endpoint.digest { snapshot = nil; currentDigest = nil }
+            configured = (endpoint, options)
+        }
     }
 
     /// Ends the topic (its endpoint is gone): every subscriber gets one `error` event with
@@ -228,7 +233,7 @@ public final class Topic: @unchecked Sendable {
         let data = Topic.snapshotData(body, json: document != nil)
         let cursor = Cursor(epoch: currentEpoch, seq: seq)
         let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
-                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data))
+                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()))
         snapshot = change
         return change
     }
@@ -300,11 +305,12 @@ public final class Topic: @unchecked Sendable {
             body = newBody
             contentType = newType
             snapshot = nil
+            currentDigest = nil
             let cursor = Cursor(epoch: currentEpoch, seq: seq)
             let change: Change
             if let patchBytes {
                 change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
-                                        event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: patchBytes, merge: merge))
+                                        event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: patchBytes, merge: merge, digest: digestLocked()))
             } else {
                 change = snapshotLocked()
             }
@@ -351,10 +357,11 @@ public final class Topic: @unchecked Sendable {
             do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> PreparedChange? in
+            let digest = configured.endpoint.digest ? Topic.digest(parsed, body: newBody) : nil
             if let newEpoch {
                 let cursor = Cursor(epoch: newEpoch, seq: 1)
                 return PreparedChange(base: Cursor(epoch: newEpoch, seq: 0), cursor: cursor,
-                                      event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil)),
+                                      event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil), digest: digest),
                                       body: newBody, contentType: newType)
             }
             if seq > 0 && newBody == body && newType == contentType { return nil }
@@ -364,10 +371,10 @@ public final class Topic: @unchecked Sendable {
             case .unchanged:
                 return nil
             case .patch(let bytes, let merge):
-                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: bytes, merge: merge),
+                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: bytes, merge: merge, digest: digest),
                                       body: newBody, contentType: newType)
             case .snapshot:
-                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil)),
+                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil), digest: digest),
                                       body: newBody, contentType: newType)
             }
         }
@@ -412,6 +419,7 @@ public final class Topic: @unchecked Sendable {
                 }
                 if let newBody { body = newBody; document = parsed; contentType = newType }
                 snapshot = nil
+                currentDigest = nil
                 return .applied(entries.count)
             }
             guard let newBody else { return .current }   // nothing to jump to
@@ -421,6 +429,7 @@ public final class Topic: @unchecked Sendable {
             document = parsed
             contentType = newType
             snapshot = nil
+            currentDigest = nil
             journal = []
             journalStart = 0
             journalBytes = 0
@@ -454,6 +463,22 @@ public final class Topic: @unchecked Sendable {
 
     private func clusterChange(available: Bool) -> Change {
         hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil, event: DeltacastEvent.clusterStatus(topic: name, available: available))
+    }
+
+    /// The current document's digest when the endpoint asks for one (under the lock).
+    private func digestLocked() -> String? {
+        guard configured.endpoint.digest, seq > 0 else { return nil }
+        if let currentDigest { return currentDigest }
+        let digest = Topic.digest(document, body: body)
+        currentDigest = digest
+        return digest
+    }
+
+    /// SHA-256 (hex) of the RFC 8785 form of what a client holds for this body: the document,
+    /// or for a non-JSON body the string it travels as.
+    public static func digest(_ document: JSONValue?, body: [UInt8]) -> String {
+        let value = document ?? .string(String(decoding: body, as: UTF8.self))
+        return SHA256Digest.hex(value.canonicalized())
     }
 
     /// A snapshot's `data`: the body itself when it is JSON, else the body as a JSON string.

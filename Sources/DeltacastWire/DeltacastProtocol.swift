@@ -36,19 +36,23 @@ public struct Cursor: Sendable, Hashable, CustomStringConvertible {
 /// the same bytes on every transport.
 public enum DeltacastEvent {
     /// `{"type":"snapshot","topic":T,"cursor":C,"data":D}`; `data` is the serialised document.
-    public static func snapshot(topic: String, cursor: Cursor, data: [UInt8]) -> [UInt8] {
+    /// With `digest` (an endpoint's `digest: true`), `"digest":"HEX"` follows `data`.
+    public static func snapshot(topic: String, cursor: Cursor, data: [UInt8], digest: String? = nil) -> [UInt8] {
         var output = header("snapshot", topic)
         output += Array(",\"cursor\":\"\(cursor)\",\"data\":".utf8)
         output += data
+        if let digest { output += Array(",\"digest\":\"\(digest)\"".utf8) }
         output.append(0x7D)
         return output
     }
 
     /// `{"type":"patch",...,"patch":[...]}` (or `"merge":{...}` when `merge`).
-    public static func patch(topic: String, cursor: Cursor, base: Cursor, patch: [UInt8], merge: Bool = false) -> [UInt8] {
+    /// With `digest`, `"digest":"HEX"` (of the document the patch results in) follows.
+    public static func patch(topic: String, cursor: Cursor, base: Cursor, patch: [UInt8], merge: Bool = false, digest: String? = nil) -> [UInt8] {
         var output = header("patch", topic)
         output += Array(",\"cursor\":\"\(cursor)\",\"base\":\"\(base)\",\"\(merge ? "merge" : "patch")\":".utf8)
         output += patch
+        if let digest { output += Array(",\"digest\":\"\(digest)\"".utf8) }
         output.append(0x7D)
         return output
     }
@@ -106,6 +110,9 @@ public enum ClientMessage: Sendable, Equatable {
     case unsubscribe(topic: String)
     /// A fresh credential for the connection.
     case auth(token: String)
+    /// The client's state of a topic did not match a change's `digest` (at `cursor`): it is
+    /// resubscribing without `since`. The proxy counts it (`deltacast_client_drift_total`).
+    case drift(topic: String, cursor: Cursor?)
 
     /// Parses one text message; the error says what is wrong, for a `bad_request` event.
     public static func parse(_ bytes: [UInt8]) -> Result<ClientMessage, ClientMessageError> {
@@ -139,13 +146,20 @@ public enum ClientMessage: Sendable, Equatable {
             default: return .failure(ClientMessageError(topic: topic, message: "\"since\" must be a cursor string"))
             }
             return .success(.subscribe(topic: topic, since: since))
+        case "drift":
+            guard let topic, topic.hasPrefix("/") else {
+                return .failure(ClientMessageError(topic: topic, message: "drift needs a \"topic\" path starting with /"))
+            }
+            var cursor: Cursor?
+            if case .string(let text)? = object["cursor"] { cursor = Cursor(text) }
+            return .success(.drift(topic: topic, cursor: cursor))
         case "auth":
             guard case .string(let token)? = object["token"] else {
                 return .failure(ClientMessageError(topic: nil, message: "auth needs a string \"token\""))
             }
             return .success(.auth(token: token))
         default:
-            return .failure(ClientMessageError(topic: topic, message: "unknown message type \"\(type)\"; expected subscribe, unsubscribe or auth"))
+            return .failure(ClientMessageError(topic: topic, message: "unknown message type \"\(type)\"; expected subscribe, unsubscribe, auth or drift"))
         }
     }
 }

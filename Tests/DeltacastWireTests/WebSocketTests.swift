@@ -238,7 +238,9 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
         (#"{"type":"auth","token":"t"}"#, "auth"),
         ("not json", "error message is not valid JSON: line 1, column 1 (byte 0): expected 'null'"),
         ("[]", "error message must be a JSON object"),
-        (#"{"type":"dance","topic":"/a"}"#, #"error unknown message type "dance"; expected subscribe, unsubscribe or auth"#),
+        (#"{"type":"drift","topic":"/a","cursor":"abcd-4"}"#, "drift /a abcd-4"),
+        (#"{"type":"drift"}"#, #"error drift needs a "topic" path starting with /"#),
+        (#"{"type":"dance","topic":"/a"}"#, #"error unknown message type "dance"; expected subscribe, unsubscribe, auth or drift"#),
         (#"{"type":"subscribe"}"#, #"error subscribe needs a "topic" path starting with /"#),
         (#"{"type":"subscribe","topic":"/a","since":5}"#, #"error "since" must be a cursor string"#),
     ])
@@ -247,6 +249,7 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
         case .success(.subscribe(let topic, let since)): "subscribe \(topic) \(since?.description ?? "none")"
         case .success(.unsubscribe(let topic)): "unsubscribe \(topic)"
         case .success(.auth): "auth"
+        case .success(.drift(let topic, let cursor)): "drift \(topic) \(cursor?.description ?? "none")"
         case .failure(let error): "error \(error.message)"
         }
         #expect(rendered == expected)

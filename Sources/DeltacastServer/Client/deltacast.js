@@ -8,7 +8,7 @@
  *     onState(state, event) {}, onStatus(status) {}, onError(error) {},
  *   });
  *   sub.state; sub.cursor; sub.unsubscribe(); dc.setToken(t); dc.close();
- *   dc.on('transport' | 'connected' | 'disconnected' | 'expired', fn);
+ *   dc.on('transport' | 'connected' | 'disconnected' | 'expired' | 'drift', fn);
  *
  * `token` is a string or a function returning one (or a promise): it is called before each
  * connection and when the server reports `expired`. WebSocket carries it as a `token.<jwt>`
@@ -19,7 +19,9 @@
  * to SSE and then long-poll when a transport fails or never opens (openTimeout, 4 s), reconnects
  * with exponential backoff and full jitter (1 s doubling to 30 s, reset after 10 s connected),
  * resumes every topic from its cursor, applies JSON Patch (RFC 6902) and Merge Patch (RFC 7396),
- * and never applies a patch whose base is not its cursor: it resubscribes for a snapshot.
+ * and never applies a patch whose base is not its cursor: it resubscribes for a snapshot. Where
+ * the endpoint has `digest: true`, it checks each resulting state against the event's SHA-256
+ * of its RFC 8785 form; a mismatch (drift) is never delivered: it is reported and repaired.
  */
 (function (global) {
   'use strict';
@@ -164,6 +166,69 @@
     return result;
   }
 
+  /** RFC 8785 (JSON Canonicalization Scheme) of a parsed value: what an event's `digest`
+   *  covers. JSON.stringify already writes strings and numbers as the RFC asks, and the
+   *  default sort compares UTF-16 code units, as the RFC orders member names. */
+  function canonicalJSON(value) {
+    if (value === null || typeof value !== 'object') return JSON.stringify(value);
+    if (Array.isArray(value)) return '[' + value.map(canonicalJSON).join(',') + ']';
+    return '{' + Object.keys(value).sort().map(function (key) {
+      return JSON.stringify(key) + ':' + canonicalJSON(value[key]);
+    }).join(',') + '}';
+  }
+
+  function utf8(text) {
+    if (typeof TextEncoder !== 'undefined') return new TextEncoder().encode(text);
+    var binary = unescape(encodeURIComponent(text));
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
+  var SHA256_K = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2];
+
+  /** SHA-256 (FIPS 180-4) of a string's UTF-8, as lowercase hex. Synchronous and everywhere:
+   *  crypto.subtle is asynchronous and absent from plain-http pages. */
+  function sha256Hex(text) {
+    var bytes = utf8(text);
+    var blocks = ((bytes.length + 8) >> 6) + 1;
+    var words = new Int32Array(blocks * 16);
+    for (var i = 0; i < bytes.length; i++) words[i >> 2] |= bytes[i] << (24 - (i & 3) * 8);
+    words[bytes.length >> 2] |= 0x80 << (24 - (bytes.length & 3) * 8);
+    words[blocks * 16 - 1] = bytes.length * 8;
+    words[blocks * 16 - 2] = Math.floor(bytes.length / 0x20000000);
+    var h = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    var w = new Int32Array(64);
+    for (var block = 0; block < blocks; block++) {
+      for (var t = 0; t < 64; t++) {
+        if (t < 16) { w[t] = words[block * 16 + t]; continue; }
+        var x = w[t - 15], y = w[t - 2];
+        var s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+        var s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+        w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
+      }
+      var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+      for (t = 0; t < 64; t++) {
+        var S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+        var t1 = (k + S1 + ((e & f) ^ (~e & g)) + SHA256_K[t] + w[t]) | 0;
+        var S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+        var t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+        k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+      }
+      h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
+      h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + k) | 0;
+    }
+    return h.map(function (v) { return ('0000000' + (v >>> 0).toString(16)).slice(-8); }).join('');
+  }
+
   function parseCursor(cursor) {
     var m = /^([a-z0-9]{4,12})-([0-9]+)$/.exec(cursor || '');
     return m ? { epoch: m[1], seq: Number(m[2]) } : null;
@@ -212,9 +277,13 @@
     this._timer = null;
     this.transport = null;
     this.connected = false;
+    this.drifts = 0;
+    this._drift = [];   // drifted topics to name in the next SSE or long-poll request
   }
 
   Deltacast.applyPatch = applyPatch;
+  Deltacast.canonicalJSON = canonicalJSON;
+  Deltacast.sha256Hex = sha256Hex;
   Deltacast.applyMerge = applyMerge;
   Deltacast.version = 'deltacast.v1';
 
@@ -432,6 +501,7 @@
       parts.push('topic=' + encodeURIComponent(sub.topic));
       parts.push('since=' + encodeURIComponent(sub.cursor || ''));
     });
+    this._drift.splice(0).forEach(function (topic) { parts.push('drift=' + encodeURIComponent(topic)); });
     return parts.join('&');
   };
 
@@ -515,6 +585,9 @@
       case 'snapshot': {
         var held = parseCursor(sub.cursor), incoming = parseCursor(event.cursor);
         if (held && incoming && held.epoch === incoming.epoch && incoming.seq <= held.seq && sub.state !== undefined) return;
+        // A snapshot that disagrees with its own digest is reported and kept: asking again
+        // would only bring the same bytes (a canonicalization difference, not drift).
+        if (typeof event.digest === 'string' && sha256Hex(canonicalJSON(event.data)) !== event.digest) this._drifted(sub, event, false);
         sub.state = event.data;
         sub.cursor = event.cursor;
         if (handlers.onState) handlers.onState(sub.state, event);
@@ -524,11 +597,16 @@
         var at = parseCursor(sub.cursor), to = parseCursor(event.cursor);
         if (at && to && at.epoch === to.epoch && to.seq <= at.seq) return;   // already applied
         if (event.base !== sub.cursor || sub.state === undefined) return this._resync(sub);
+        var next;
         try {
-          sub.state = 'merge' in event ? applyMerge(sub.state, event.merge) : applyPatch(sub.state, event.patch);
+          next = 'merge' in event ? applyMerge(sub.state, event.merge) : applyPatch(sub.state, event.patch);
         } catch (e) {
           return this._resync(sub);
         }
+        // The state this patch made is not the server's: the state we held had drifted. Keep
+        // the last delivered state, report, and start over from a snapshot.
+        if (typeof event.digest === 'string' && sha256Hex(canonicalJSON(next)) !== event.digest) return this._drifted(sub, event, true);
+        sub.state = next;
         sub.cursor = event.cursor;
         if (handlers.onState) handlers.onState(sub.state, event);
         break;
@@ -561,6 +639,20 @@
     } else {
       this._restart();
     }
+  };
+
+  /** A state that does not match the server's digest: counted (`dc.drifts`), emitted as
+   *  'drift', told to the proxy (deltacast_client_drift_total) and, for a patch, repaired by
+   *  resubscribing without a cursor. */
+  Deltacast.prototype._drifted = function (sub, event, resubscribe) {
+    this.drifts++;
+    this._emit('drift', { topic: sub.topic, cursor: event.cursor, type: event.type });
+    if (this._conn && this._conn.kind === 'websocket' && this._conn.open) {
+      this._conn.send({ type: 'drift', topic: sub.topic, cursor: event.cursor });
+    } else {
+      this._drift.push(sub.topic);
+    }
+    if (resubscribe) this._resync(sub);
   };
 
   global.Deltacast = Deltacast;

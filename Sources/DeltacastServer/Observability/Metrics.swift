@@ -20,6 +20,8 @@ final class LoopCounters: Sendable {
     let slowConsumerCloses = Atomic<Int>(0)
     /// `accept` failures (out of descriptors): each one waits 100 ms before the next try.
     let acceptFailures = Atomic<Int>(0)
+    /// Client libraries that found their state of a topic differing from a change's digest.
+    let clientDrifts = Atomic<Int>(0)
     let resumesFromJournal = Atomic<Int>(0)
     let resumesBySnapshot = Atomic<Int>(0)
     /// This loop's five connections with the most bytes pending, refreshed by its sweep.
@@ -172,6 +174,7 @@ extension HTTPServer {
         out.histogram("deltacast_patch_bytes", "Sizes of patch events.", [([], statistics.patchBytes)])
         out.histogram("deltacast_snapshot_bytes", "Sizes of snapshot events.", [([], statistics.snapshotBytes)])
         out.family("deltacast_conflations_total", "counter", "Times a slow consumer's pending changes were dropped for a later snapshot.", [([], sum { $0.conflations.load(ordering: .relaxed) })])
+        out.family("deltacast_client_drift_total", "counter", "Clients whose state of a topic did not match a change's digest (endpoints with digest: true); each resubscribed for a snapshot.", [([], sum { $0.clientDrifts.load(ordering: .relaxed) })])
         out.family("deltacast_accept_failures_total", "counter", "accept() failures (out of file descriptors); the listener is retried every 100 ms, never in a busy loop.", [([], sum { $0.acceptFailures.load(ordering: .relaxed) })])
         out.family("deltacast_slow_consumer_closes_total", "counter", "Connections closed for making no write progress (limits.slow_consumer_timeout).", [([], sum { $0.slowConsumerCloses.load(ordering: .relaxed) })])
         out.family("deltacast_resumes_total", "counter", "Subscriptions that came with a cursor, by how they were brought up to date.", [

@@ -150,6 +150,10 @@ extension HTTPConnection {
             guard !requested.isEmpty else {
                 return finish(request, .error(400, "bad_request", "name at least one topic: ?topic=/path"))
             }
+            // `drift=TOPIC`: the client library is resubscribing because its state of TOPIC
+            // did not match a digest (SSE and long-poll have no message to say it in).
+            let drifted = Router.queryValues(request.target, "drift").filter { name in requested.contains { $0.name == name } }
+            if !drifted.isEmpty { reportDrift(topics: drifted, cursor: nil) }
             let topics: [(String, Int?, Cursor?)] = requested.map { name, since in
                 if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name) {
                     return (topic, index, since)
@@ -165,6 +169,15 @@ extension HTTPConnection {
                 return startSSE(request, topics: topics, multiplexed: true, credential: presented)
             }
             poll(request, topics: topics, credential: presented)
+        }
+    }
+
+    /// A client's report that its state of `topics` did not match a digest: counted and
+    /// logged (at most one count per topic named in the request).
+    func reportDrift(topics: [String], cursor: Cursor?) {
+        state.counters.clientDrifts.add(topics.count, ordering: .relaxed)
+        for topic in topics {
+            state.server.log.log(.warn, "client_drift", ["conn": .int(id), "topic": .string(topic), "cursor": .string(cursor?.description ?? "")])
         }
     }
 

@@ -156,6 +156,8 @@ extension HTTPConnection {
             detach(named: topicName)
         case .success(.auth(let token)):
             if let error = renew(token: token) { sendMessage(.text, error) }
+        case .success(.drift(let name, let cursor)):
+            reportDrift(topics: [name], cursor: cursor)
         }
     }
 

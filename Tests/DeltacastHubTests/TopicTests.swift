@@ -100,6 +100,23 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(topic.changes(since: Cursor(epoch: topic.epoch, seq: 20)) == nil)
     }
 
+    /// The journal's storage, trimmed entries included, stays within a quarter of the limit
+    /// (or 4) above it at every change: memory follows `journal_entries` (the soak found topics
+    /// holding up to twice their journal). A resume still gets exactly the live entries.
+    @Test(arguments: [24, 256])
+    func trimmedJournalEntriesAreReleasedPromptly(_ limit: Int) throws {
+        let (hub, _) = try makeHub(publishEndpoints + "limits: { journal_entries: \(limit) }\n")
+        let topic = try hub.topic(named: "/live/s", endpoint: 0)
+        var most = 0
+        for price in 1...(limit * 5) {
+            try topic.update(body: body(price), contentType: "application/json")
+            most = max(most, topic.journalStorageCount)
+        }
+        #expect(most <= limit + max(4, limit / 4) + 1, "\(most) changes held for a journal of \(limit)")
+        #expect(topic.journalCount == limit)
+        #expect(topic.changes(since: Cursor(epoch: topic.epoch, seq: limit * 5 - limit))?.count == limit)
+    }
+
     /// At `limits.max_topics`, the least recently used topic without subscribers is evicted;
     /// when every topic is watched, a new one is refused.
     @Test func topicCountIsBoundedWithLRUEviction() throws {

@@ -296,7 +296,7 @@ class Worker:
     async def churn(self, share):
         while True:
             await asyncio.sleep(1)
-            for client in self.random.sample(self.clients, max(1, int(len(self.clients) * share))):
+            for client in self.random.sample(self.clients, min(len(self.clients), max(1, int(len(self.clients) * share)))):
                 self.restart(client)
 
     async def check(self, count):
@@ -333,7 +333,7 @@ class Worker:
         return results
 
 
-def worker_main(port, specs, seed, connection):
+def worker_main(port, specs, seed, connection, churn_share):
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     clients = [Client(*spec) for spec in specs]
@@ -345,7 +345,7 @@ def worker_main(port, specs, seed, connection):
             client.task = loop.create_task(worker.keep(client))
             if index % 200 == 199:
                 await asyncio.sleep(0.1)     # about 2,000 connects a second per worker
-        churn = loop.create_task(worker.churn(0.01))
+        churn = loop.create_task(worker.churn(churn_share))
         while True:
             command = await loop.run_in_executor(None, connection.recv)
             if command[0] == "stop":
@@ -420,6 +420,9 @@ def main():
     parser.add_argument("--connections", type=int, default=19000)
     parser.add_argument("--out", default=None)
     parser.add_argument("--sample-seconds", type=float, default=60)
+    parser.add_argument("--churn", type=float, default=0.01, help="share of clients reconnecting each second")
+    parser.add_argument("--changes", type=int, default=50, help="upstream document changes per second")
+    parser.add_argument("--transports", default="websocket,sse,longpoll", help="the mix, in proportion 2:2:1 when all three")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="deltacast-soak-")
     os.makedirs(out, exist_ok=True)
@@ -465,7 +468,8 @@ admin:
     rng = random.Random(7)
     specs = []
     for number in range(args.connections):
-        transport = ("websocket", "sse", "longpoll")[number % 5 % 3]      # 2:2:1
+        kinds = args.transports.split(",")
+        transport = kinds[number % 5 % 3] if len(kinds) == 3 else kinds[number % len(kinds)]   # 2:2:1 for all three
         if number % 10 == 0:
             user = rng.randrange(USERS)
             topic, token = f"/api/users/{user}/notifications", f"user-{user}"
@@ -475,7 +479,7 @@ admin:
     pipes, workers = [], []
     for index in range(2):
         mine, theirs = multiprocessing.Pipe()
-        process = multiprocessing.Process(target=worker_main, args=(port, specs[index::2], index, theirs), daemon=True)
+        process = multiprocessing.Process(target=worker_main, args=(port, specs[index::2], index, theirs, args.churn), daemon=True)
         process.start()
         pipes.append(mine)
         workers.append(process)
@@ -489,7 +493,7 @@ admin:
     changes = 0
     try:
         while time.monotonic() < end:
-            for _ in range(5):
+            for _ in range(args.changes // 10):
                 number = rng.randrange(ITEMS)
                 version, rows = documents[number]
                 rows[rng.randrange(len(rows))]["v"] += 1

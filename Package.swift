@@ -62,7 +62,7 @@ let package = Package(
             name: "DeltacastCluster", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
-        .target(name: "DeltacastTLS", dependencies: ["COpenSSL"], swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),
         .target(
             name: "DeltacastServer", dependencies: ["COpenSSL", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
@@ -144,7 +144,7 @@ let package = Package(
             name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastHubTests", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastWire"],
+            name: "DeltacastHubTests", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],

@@ -46,15 +46,15 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private var onLeadership: (@Sendable (Topic) -> Void)?
 
     /// Leases this node holds, by topic key (read by the pollers' threads).
-    private let leases = Mutex<[String: Lease]>([:])
+    private let leases = Locked<[String: Lease]>([:])
     struct Lease { var fence: Int64; var until: Int64 }
     /// Topic keys by tag (what PUB/SUB messages name), for topics this node has seen.
-    private let tags = Mutex<[String: String]>([:])
+    private let tags = Locked<[String: String]>([:])
     // On the loop only:
     private var freeStreak: [String: Int] = [:]
     private var liveNodes: [String] = []
     /// Lease holders seen at the last tick, by topic key (the status page).
-    private let holders = Mutex<[String: String]>([:])
+    private let holders = Locked<[String: String]>([:])
     private let available = Atomic<Bool>(false)
     private var ticking = false
 

@@ -36,7 +36,7 @@ public final class Hub: Sendable {
             indexByPath = Dictionary(configuration.endpoints.enumerated().map { ($1.path.text, $0) }, uniquingKeysWith: { first, _ in first })
         }
     }
-    private let settings: Mutex<Settings>
+    private let settings: Locked<Settings>
     /// The configuration in force (the latest reload's).
     public var configuration: Configuration { settings.withLock { $0.configuration } }
     /// Maps targets to endpoints and topic names, for the configuration in force.
@@ -49,14 +49,14 @@ public final class Hub: Sendable {
     public let statistics = HubStatistics()
     let deliver: @Sendable (Int, Change) -> Void
     let created: @Sendable (Topic) -> Void
-    private let topics = Mutex<[String: Topic]>([:])
+    private let topics = Locked<[String: Topic]>([:])
     /// Mixed into credential digests, so a digest says nothing outside this process (in
     /// cluster mode, outside the cluster: every node shares one, so one credential is one topic
     /// everywhere).
     private let salt: [UInt8]
     /// Cluster mode: where new states are committed (nil: one process, the topic applies them).
     public let replication: (any TopicReplication)?
-    private let deflater = Mutex<DeflaterBox>(DeflaterBox())
+    private let deflater = Locked<DeflaterBox>(DeflaterBox())
 
     /// A hub for `loopCount` loops; `deliver(loop, change)` must hand the change to that loop
     /// (it is called with a topic's lock held, so it must only enqueue). `created` hears of
@@ -65,7 +65,7 @@ public final class Hub: Sendable {
                 created: @escaping @Sendable (Topic) -> Void = { _ in }, salt: [UInt8]? = nil, replication: (any TopicReplication)? = nil) {
         self.salt = salt ?? (0..<16).map { _ in UInt8.random(in: 0...255) }
         self.replication = replication
-        self.settings = Mutex(Settings(configuration))
+        self.settings = Locked(Settings(configuration))
         self.loopCount = loopCount
         self.deliver = deliver
         self.created = created

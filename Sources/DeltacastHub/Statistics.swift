@@ -1,3 +1,4 @@
+import DeltacastLoop
 import Synchronization
 
 /// A Prometheus histogram with fixed upper bounds: one lock per observation (observations are
@@ -5,12 +6,12 @@ import Synchronization
 public final class Histogram: Sendable {
     /// Upper bounds of the buckets (`le`), ascending; `+Inf` is implied.
     public let bounds: [Double]
-    private let state: Mutex<(counts: [Int], sum: Double, count: Int)>
+    private let state: Locked<(counts: [Int], sum: Double, count: Int)>
 
     /// A histogram with these bucket bounds.
     public init(bounds: [Double]) {
         self.bounds = bounds
-        self.state = Mutex((counts: [Int](repeating: 0, count: bounds.count), sum: 0, count: 0))
+        self.state = Locked((counts: [Int](repeating: 0, count: bounds.count), sum: 0, count: 0))
     }
 
     /// Records one value.

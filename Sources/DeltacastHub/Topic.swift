@@ -20,7 +20,7 @@ public final class Topic: @unchecked Sendable {
     /// This topic's history (random, `[a-z0-9]{8}`; in cluster mode, the cluster's).
     public var epoch: String { lock.withLock { _ in currentEpoch } }
     unowned let hub: Hub
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())
     /// The endpoint and the diff options made from it; replaced by ``reconfigure(_:)``.
     private var configured: (endpoint: Configuration.Endpoint, diffOptions: DiffOptions)
     /// Set once ``end(code:message:)`` ran: nobody may subscribe any more.

@@ -14,13 +14,13 @@ public protocol EventLoopHandler: AnyObject {
 /// (a queue plus an eventfd wake-up); timers are a binary heap checked between waits, so no
 /// kernel timer exists per connection.
 ///
-/// Threading: `@unchecked Sendable` because everything except `pending` (behind a Mutex) and the
+/// Threading: `@unchecked Sendable` because everything except `pending` (behind a `Locked`) and the
 /// two file descriptors (immutable) is touched only on the loop's own thread, asserted in debug
 /// builds by ``assertInLoop()``.
 public final class EventLoop: @unchecked Sendable {
     private let epollFD: Int32
     private let wakeFD: Int32
-    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let pending = Locked<[@Sendable () -> Void]>([])
     private var handlers: [Int32: any EventLoopHandler] = [:]
     private var timers = TimerHeap()
     private var stopping = false

@@ -15,10 +15,10 @@ import Glibc
 /// caps, request limits (400/413/414/431...), and graceful shutdown.
 ///
 /// `@unchecked Sendable`: `loops`, `router` and the limits are immutable after `init`;
-/// connection counts are behind `Atomic`/`Mutex`; everything else belongs to one loop.
+/// connection counts are behind `Atomic`/`Locked`; everything else belongs to one loop.
 public final class HTTPServer: @unchecked Sendable {
     /// The configuration in force and what is derived from it (a reload replaces it whole).
-    let currentGeneration: Mutex<ServerGeneration>
+    let currentGeneration: Locked<ServerGeneration>
     var generation: ServerGeneration { currentGeneration.withLock { $0 } }
     /// The configuration in force.
     public var configuration: Configuration { generation.configuration }
@@ -28,7 +28,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// server was not started from a file. Errors come back as their text (`file:line:col: ...`).
     public var configurationSource: (@Sendable () -> Result<Configuration, ReloadError>)?
     /// Reloads are applied one at a time.
-    let reloading = Mutex<Void>(())
+    let reloading = Locked<Void>(())
     /// Topics and their changes.
     public private(set) var hub: Hub!
     /// When the server was created (monotonic milliseconds).
@@ -46,11 +46,11 @@ public final class HTTPServer: @unchecked Sendable {
     let topicSource: (any TopicSource)?
     let loops: [EventLoop]
     let openConnections = Atomic<Int>(0)
-    let connectionsPerIP = Mutex<[String: Int]>([:])
+    let connectionsPerIP = Locked<[String: Int]>([:])
     let draining = Atomic<Bool>(false)
     private var loopStates: [LoopState] = []
     /// The loop states as the hub's delivery closure reads them (from any thread).
-    let statesForDelivery = Mutex<[LoopState]>([])
+    let statesForDelivery = Locked<[LoopState]>([])
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
     /// The admin listener's port (after ``start()``, when `admin.listen` is set).
@@ -58,7 +58,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Outstanding single-use tickets.
     let tickets: TicketStore
     /// Push connections per token subject (`limits.max_connections_per_user`).
-    let connectionsPerUser = Mutex<[String: Int]>([:])
+    let connectionsPerUser = Locked<[String: Int]>([:])
     /// The TLS context, when `tls` is configured (SIGHUP reloads it: ``reloadTLS()``).
     public let tls: TLSContext?
     /// Cluster mode's link to Redis (`cluster`), nil for one process.
@@ -69,7 +69,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// endpoints (without one, they never get a state).
     public init(configuration: Configuration, dashboard: Bool = false, topicSource: (any TopicSource)? = nil, cluster: Cluster? = nil) throws {
         let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
-        self.currentGeneration = Mutex(generation)
+        self.currentGeneration = Locked(generation)
         self.dashboard = dashboard
         self.tickets = TicketStore(lifetimeMilliseconds: configuration.auth.ticketTTL.wholeMilliseconds, capacity: configuration.auth.maxTickets, cluster: cluster)
         self.tls = try configuration.tls.map { tls throws(TLSError) in try TLSContext(certificate: tls.certificate, key: tls.key) }

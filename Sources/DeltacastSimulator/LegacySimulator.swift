@@ -1,4 +1,4 @@
-import DeltacastLoop
+public import DeltacastLoop
 import DeltacastWire
 public import Synchronization
 #if canImport(Glibc)
@@ -47,8 +47,8 @@ public final class LegacySimulator: @unchecked Sendable {
     /// For `bench upstream`, readable from any thread: when each prices version appeared and
     /// when it was first served (monotonic ns), the last 4,096 versions; and totals of upstream
     /// requests and body bytes over every resource.
-    public let versionTimes = Mutex<[Int: (created: UInt64, served: UInt64?)]>([:])
-    public let totals = Mutex<(requests: Int, bytes: Int)>((0, 0))
+    public let versionTimes = Locked<[Int: (created: UInt64, served: UInt64?)]>([:])
+    public let totals = Locked<(requests: Int, bytes: Int)>((0, 0))
     /// Part of every ETag, so a restarted simulator never repeats one for other content.
     private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     /// Delayed (`slow`) requests being answered now, and the most at once.

@@ -1,3 +1,4 @@
+public import DeltacastLoop
 import COpenSSL
 public import Synchronization
 #if canImport(Glibc)
@@ -32,9 +33,9 @@ public final class TLSContext: Sendable {
     private let certificatePath: String
     private let keyPath: String
     /// The current `SSL_CTX *` (as an address: raw pointers are not Sendable).
-    private let current: Mutex<UInt>
+    private let current: Locked<UInt>
     /// When the current certificate expires (Unix seconds), for logs and the status page.
-    public let notAfter: Mutex<Int64>
+    public let notAfter: Locked<Int64>
 
     /// Mozilla's "intermediate" TLS 1.2 list: ECDHE key exchange, AES-GCM and ChaCha20 only.
     static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
@@ -44,8 +45,8 @@ public final class TLSContext: Sendable {
         certificatePath = certificate
         keyPath = key
         let (context, expiry) = try TLSContext.build(certificate: certificate, key: key)
-        current = Mutex(UInt(bitPattern: context))
-        notAfter = Mutex(expiry)
+        current = Locked(UInt(bitPattern: context))
+        notAfter = Locked(expiry)
     }
 
     deinit {

@@ -1,3 +1,4 @@
+import DeltacastLoop
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastWire
@@ -7,7 +8,7 @@ import Testing
 
 /// A hub whose deliveries are collected per loop.
 final class Collector: Sendable {
-    let delivered = Mutex<[(Int, Change)]>([])
+    let delivered = Locked<[(Int, Change)]>([])
     var changes: [Change] { delivered.withLock { $0.map(\.1) } }
 }
 

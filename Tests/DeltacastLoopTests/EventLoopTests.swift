@@ -86,7 +86,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         let loop = try EventLoop()
         try loop.start(name: "test")
         let done = DispatchSemaphore(value: 0)
-        let log = Mutex<[Int]>([])
+        let log = Locked<[Int]>([])
         for index in 0..<1000 {
             loop.execute {
                 precondition(loop.inLoop)
@@ -104,7 +104,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         let loop = try EventLoop()
         try loop.start(name: "test")
         let done = DispatchSemaphore(value: 0)
-        let fired = Mutex<[String]>([])
+        let fired = Locked<[String]>([])
         loop.execute {
             loop.schedule(afterMilliseconds: 30) { fired.withLock { $0.append("c") }; done.signal() }
             loop.schedule(afterMilliseconds: 10) { fired.withLock { $0.append("b") } }
@@ -123,7 +123,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         let loop = try EventLoop()
         try loop.start(name: "test")
         let done = DispatchSemaphore(value: 0)
-        let count = Mutex<Int>(0)
+        let count = Locked<Int>(0)
         @Sendable func tick() {
             loop.schedule(afterMilliseconds: 1) {
                 if count.withLock({ $0 += 1; return $0 }) == 20 { done.signal() } else { tick() }
@@ -227,7 +227,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
 @Suite struct TimerHeapTests {
     @Test func timersFireInDeadlineOrderAndACancelledOneNever() {
         var heap = TimerHeap()
-        let fired = Mutex<[String]>([])
+        let fired = Locked<[String]>([])
         _ = heap.insert(deadline: 3_000) { fired.withLock { $0.append("hold 3 s") } }
         let cancelled = heap.insert(deadline: 1_000) { fired.withLock { $0.append("answered hold") } }
         _ = heap.insert(deadline: 2_000) { fired.withLock { $0.append("sweep") } }

@@ -125,7 +125,7 @@ let manyConnectionsConfig = """
         try withServer(endpoints, server: ", header_timeout: 1s") { port in
             let slow = try RawClient(port: port)
             let other = try RawClient(port: port)
-            let answerBox = Mutex<[String]>([])
+            let answerBox = Locked<[String]>([])
             let reader = BackgroundWork { let texts = slow.read(responses: 1).texts; answerBox.withLock { $0 = texts } }
             for byte in "GET /healthz HTTP/1.1\r\nHo" {
                 slow.send(String(byte))

@@ -1,3 +1,4 @@
+import DeltacastLoop
 import DeltacastConfig
 import DeltacastHub
 import DeltacastWire
@@ -11,7 +12,7 @@ import Testing
     /// A hub with two publish endpoints, and the changes it emits, in order.
     final class Published: Sendable {
         let hub: Hub
-        final class Emitted: Sendable { let changes = Mutex<[Change]>([]) }
+        final class Emitted: Sendable { let changes = Locked<[Change]>([]) }
         let emitted: Emitted
         init() throws {
             let configuration = try Configuration.load(text: """

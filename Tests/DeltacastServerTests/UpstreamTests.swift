@@ -1,3 +1,4 @@
+import DeltacastLoop
 import DeltacastClient
 import DeltacastJSON
 import DeltacastTestSupport
@@ -188,9 +189,9 @@ func header(_ head: String, _ name: String) -> String? {
                 array_keys: { /rows: id }
             """, extra: "limits: { journal_entries: 8 }\nserver: { event_loops: 2 }"))
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        let finalBody = Mutex<JSONValue?>(nil)
+        let finalBody = Locked<JSONValue?>(nil)
         let converged = Atomic<Int>(0)
-        let failures = Mutex<[String]>([])
+        let failures = Locked<[String]>([])
         let done = Atomic<Int>(0)
         for index in 0..<60 {
             let transport = ["ws", "sse", "poll"][index % 3]
@@ -451,7 +452,7 @@ func header(_ head: String, _ name: String) -> String? {
         #expect(again.status == 304 && again.body.isEmpty)
 
         // 20 cold GETs at once: one upstream request, one state.
-        let results = Mutex<[String]>([])
+        let results = Locked<[String]>([])
         let group = DispatchGroup()
         for _ in 0..<20 {
             group.enter()
@@ -539,7 +540,7 @@ func header(_ head: String, _ name: String) -> String? {
         let yaml = upstreamConfig(simulator.port, "  - path: /m/{n}\n    interval: 1h\n").replacingOccurrences(of: "max_concurrent: 4", with: "max_concurrent: 2")
         let (process, port) = try startServeProcess(yaml)
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        let statuses = Mutex<[Int]>([])
+        let statuses = Locked<[Int]>([])
         let group = DispatchGroup()
         for index in 0..<6 {
             group.enter()

@@ -12,7 +12,7 @@ import Glibc
 final class ScriptedServer: @unchecked Sendable {
     let port: Int
     private let fd: Int32
-    let heads = Mutex<[String]>([])
+    let heads = Locked<[String]>([])
     private let accepted = Atomic<Int>(0)
     /// Connections accepted so far.
     var connections: Int { accepted.load(ordering: .relaxed) }
@@ -69,7 +69,7 @@ func fetch(_ request: UpstreamRequest) throws -> UpstreamResponse {
     let loop = try EventLoop()
     try loop.start(name: "upstream-test")
     defer { loop.stop(); loop.join() }
-    let result = Mutex<UpstreamResponse?>(nil)
+    let result = Locked<UpstreamResponse?>(nil)
     let completed = DispatchSemaphore(value: 0)
     loop.execute {
         let client = UpstreamClient(loop: loop, maxConnections: 4)

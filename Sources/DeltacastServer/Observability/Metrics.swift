@@ -25,7 +25,7 @@ final class LoopCounters: Sendable {
     let resumesFromJournal = Atomic<Int>(0)
     let resumesBySnapshot = Atomic<Int>(0)
     /// This loop's five connections with the most bytes pending, refreshed by its sweep.
-    let slowest = Mutex<[(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)]>([])
+    let slowest = Locked<[(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)]>([])
 
     /// Moves `delta` connections into (or out of) `mode`'s gauge.
     func adjust(_ mode: HTTPConnection.Mode, by delta: Int) {
@@ -61,9 +61,9 @@ public final class ServerMetrics: Sendable {
     let reloadsSucceeded = Atomic<Int>(0)
     let reloadsFailed = Atomic<Int>(0)
     /// Polls by endpoint pattern and outcome.
-    let polls = Mutex<[String: [String: Int]]>([:])
+    let polls = Locked<[String: [String: Int]]>([:])
     /// Poll durations by endpoint pattern.
-    let pollSeconds = Mutex<[String: Histogram]>([:])
+    let pollSeconds = Locked<[String: Histogram]>([:])
 
     func recordPoll(endpoint: String, outcome: String, seconds: Double) {
         polls.withLock { $0[endpoint, default: [:]][outcome, default: 0] += 1 }

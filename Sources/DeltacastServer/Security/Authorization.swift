@@ -124,7 +124,7 @@ struct TokenBucket {
 final class KeyedRateLimiter: Sendable {
     let rate: Rate
     private let capacity: Int
-    private let buckets = Mutex<[String: TokenBucket]>([:])
+    private let buckets = Locked<[String: TokenBucket]>([:])
 
     init(rate: Rate, capacity: Int = 100_000) {
         self.rate = rate
@@ -152,7 +152,7 @@ final class KeyedRateLimiter: Sendable {
 /// for `auth.ticket_ttl`, to put in an EventSource or WebSocket URL instead of the token.
 final class TicketStore: Sendable {
     private struct Entry { let principal: Principal; let expires: Int64 }
-    private let tickets = Mutex<[String: Entry]>([:])
+    private let tickets = Locked<[String: Entry]>([:])
     private let lifetime: Int64
     private let capacity: Int
     /// Cluster mode: tickets live in Redis too, so one issued on any node is redeemed, once, on

@@ -17,7 +17,7 @@ final class ScriptedRedis: @unchecked Sendable {
     let connections = Atomic<Int>(0)
     /// Signalled on each accepted connection.
     let accepted = DispatchSemaphore(value: 0)
-    let commands = Mutex<[[String]]>([])
+    let commands = Locked<[[String]]>([])
     private let answer: @Sendable ([String], Int) -> [UInt8]?
 
     init(_ answer: @escaping @Sendable ([String], Int) -> [UInt8]?) throws {
@@ -75,7 +75,7 @@ final class ScriptedRedis: @unchecked Sendable {
         }
         let (loop, redis) = try connection(server.port)
         defer { redis.stop(); loop.stop(); loop.join() }
-        let replies = Mutex<[String]>([])
+        let replies = Locked<[String]>([])
         let done = DispatchSemaphore(value: 0)
         loop.execute {
             for index in 0..<100 {
@@ -97,7 +97,7 @@ final class ScriptedRedis: @unchecked Sendable {
         }
         let (loop, redis) = try connection(server.port)
         defer { redis.stop(); loop.stop(); loop.join() }
-        let down = Mutex<[String]>([])
+        let down = Locked<[String]>([])
         loop.execute { redis.onDown = { reason in down.withLock { $0.append(reason) } } }
         #expect(redis.call(["GET", "k"]) == .failure(.timedOut))
         #expect(down.withLock { $0 } == ["a command got no reply within 300 ms"])
@@ -114,7 +114,7 @@ final class ScriptedRedis: @unchecked Sendable {
         }
         let (loop, redis) = try connection(server.port)
         defer { redis.stop(); loop.stop(); loop.join() }
-        let down = Mutex<[String]>([])
+        let down = Locked<[String]>([])
         loop.execute { redis.onDown = { reason in down.withLock { $0.append(reason) } } }
         #expect(redis.call(["PING"]) == .failure(.unavailable("Redis sent bytes that are not RESP2: unknown type byte 0x25 (RESP3 or not Redis?)")))
         #expect(down.withLock { $0 }.first == "Redis sent bytes that are not RESP2: unknown type byte 0x25 (RESP3 or not Redis?)")
@@ -126,7 +126,7 @@ final class ScriptedRedis: @unchecked Sendable {
         }
         let (loop, redis) = try connection(server.port, password: "nope")
         defer { redis.stop(); loop.stop(); loop.join() }
-        let down = Mutex<[String]>([])
+        let down = Locked<[String]>([])
         let reported = DispatchSemaphore(value: 0)
         loop.execute { redis.onDown = { reason in down.withLock { $0.append(reason) }; reported.signal() } }
         #expect(reported.wait(timeout: .now() + 5) == .success)
@@ -148,7 +148,7 @@ final class ScriptedRedis: @unchecked Sendable {
         redis.start()
         defer { redis.stop(); loop.stop(); loop.join() }
         #expect(redis.call(["PING"]) == .success(.simple("OK")))   // connected, nothing waiting
-        let results = Mutex<[String]>([])
+        let results = Locked<[String]>([])
         let done = DispatchSemaphore(value: 0)
         loop.execute {
             // Three wait for replies that never come; the fourth is refused at once.

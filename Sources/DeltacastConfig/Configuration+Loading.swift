@@ -314,14 +314,14 @@ struct ConfigurationDecoder {
             if let e = m["diff"] { endpoint.diff = enumeration(e.value, DiffMode.self) ?? .jsonPatch }
             if let e = m["array_keys"], let pairs = stringMapping(e.value) {
                 for (pointer, field, location) in pairs {
-                    if !pointer.isEmpty && !pointer.hasPrefix("/") {
+                    if !pointer.isEmpty && pointer.utf8.first != UInt8(ascii: "/") {
                         fail("array key path '\(pointer)' must be a JSON Pointer: \"\" for a root array, or starting with '/'", at: location)
                     }
                     endpoint.arrayKeys.append((pointer, field))
                 }
             }
             if let e = m["ignore"], let list = stringList(e.value) {
-                for (pointer, location) in list where !pointer.hasPrefix("/") {
+                for (pointer, location) in list where pointer.utf8.first != UInt8(ascii: "/") {
                     fail(pointer.isEmpty ? "ignore path '' is the whole document: nothing would ever count as a change"
                                          : "ignore path '\(pointer)' must be a JSON Pointer starting with '/'", at: location)
                 }

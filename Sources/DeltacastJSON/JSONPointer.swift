@@ -11,7 +11,9 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: ``JSONPatchError`` when it does not start with `/` or has a `~` not followed by 0 or 1.
     public init(_ text: String) throws(JSONPatchError) {
         guard !text.isEmpty else { tokens = []; return }
-        guard text.hasPrefix("/") else {
+        // Bytes, not Characters: a member name that starts with a combining mark makes "/" and
+        // that mark one Character, and `hasPrefix("/")` false (FuzzPatch found it).
+        guard text.utf8.first == UInt8(ascii: "/") else {
             throw JSONPatchError("invalid JSON Pointer '\(text)': must be empty or start with '/'")
         }
         var tokens: [String] = []

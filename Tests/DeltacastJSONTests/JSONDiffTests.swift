@@ -180,6 +180,19 @@ func withoutNullMembers(_ value: JSONValue) -> JSONValue {
 }
 
 @Suite struct JSONDiffBehaviourTests {
+    /// A member name that starts with a combining mark (U+05AE): "/" and the mark are one
+    /// Character, so a pointer check by Character refused the diff's own patch when it was
+    /// read back (found by FuzzPatch in CI).
+    @Test func aMemberNameStartingWithACombiningMarkRoundTrips() throws {
+        let old = try JSONParser.parse(#"{"foo":["bar"]}"#)
+        let new = try JSONParser.parse(#"{"\u05aebarfoo":["bar",["abc","def"]]}"#)
+        let operations = JSONDiff.diff(old, new).operations
+        let reread = try JSONPatch.operations(from: try JSONParser.parse(JSONPatch.serialized(operations)))
+        #expect(reread == operations)
+        #expect(try JSONPatch.apply(reread, to: old) == new)
+        #expect(try JSONPointer("/\u{05AE}x").tokens == ["\u{05AE}x"])
+    }
+
     func rows(_ ids: [Int]) -> JSONValue {
         ["items": .array(ids.map { ["id": .number(JSONNumber($0)), "name": .string("row \($0)"), "price": 100] })]
     }

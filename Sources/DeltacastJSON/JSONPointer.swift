@@ -50,9 +50,20 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Escapes one token: `~` → `~0`, `/` → `~1`.
+    /// By bytes: `"/"` followed by a combining mark is one Character, which a Character-level
+    /// replacement would leave unescaped (FuzzPatch found it).
     public static func escape(_ token: String) -> String {
-        guard token.contains("~") || token.contains("/") else { return token }
-        return token.replacing("~", with: "~0").replacing("/", with: "~1")
+        guard token.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return token }
+        var out: [UInt8] = []
+        out.reserveCapacity(token.utf8.count + 4)
+        for byte in token.utf8 {
+            switch byte {
+            case UInt8(ascii: "~"): out += [UInt8(ascii: "~"), UInt8(ascii: "0")]
+            case UInt8(ascii: "/"): out += [UInt8(ascii: "~"), UInt8(ascii: "1")]
+            default: out.append(byte)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The pointer to a child.

@@ -191,6 +191,9 @@ func withoutNullMembers(_ value: JSONValue) -> JSONValue {
         #expect(reread == operations)
         #expect(try JSONPatch.apply(reread, to: old) == new)
         #expect(try JSONPointer("/\u{05AE}x").tokens == ["\u{05AE}x"])
+        // And a name that is "/" plus a combining mark escapes its slash (the second finding).
+        #expect(JSONPointer(tokens: ["/\u{05AE}", "~\u{0301}"]).description == "/~1\u{05AE}/~0\u{0301}")
+        #expect(try JSONPointer(JSONPointer(tokens: ["/\u{05AE}"]).description).tokens == ["/\u{05AE}"])
     }
 
     func rows(_ ids: [Int]) -> JSONValue {

@@ -140,8 +140,11 @@ server: {{ sse_heartbeat: 300s }}
         self.wait_body("a", good + 2, 70)
         recovered = time.monotonic() - cleared
         outcomes = self.chaos.outcomes("/v1/a", cleared)
-        self.assertEqual(outcomes[:1], ["ok"], f"{mode}: the first poll after the fault restores the topic")
-        RECOVERIES.append((mode, recovered, outcomes[0]))
+        if expect_error:
+            self.assertEqual(outcomes[:1], ["ok"], f"{mode}: the first poll after the fault restores the topic")
+        # A fault that fails nothing (a delay under the timeout) may need no poll after it: the
+        # delayed one can already carry the newest body.
+        RECOVERIES.append((mode, recovered, outcomes[0] if outcomes else "none needed"))
         self.assertEqual(self.proxy.process.poll(), None, "the proxy is up")
         self.assertLessEqual(self.chaos.max_in_flight, 3, "upstream.max_concurrent holds")
 

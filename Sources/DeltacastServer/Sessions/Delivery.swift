@@ -7,7 +7,9 @@ import DeltacastWire
 /// cursors and conflation are ``SubscriptionSet``'s.
 extension HTTPConnection {
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
-    func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) {
+    /// Returns the topic's cursor at the moment of subscribing (nil before its first state).
+    @discardableResult
+    func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
         let transport = mode.transport
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
@@ -23,9 +25,13 @@ extension HTTPConnection {
         if sendBacklog {
             for change in backlog {
                 push(change)
-                if change.kind == .error { return endSubscription(topic.key) }
+                if change.kind == .error {
+                    endSubscription(topic.key)
+                    return cursor
+                }
             }
         }
+        return cursor
     }
 
     /// Ends one subscription (its `error` event already queued).

@@ -25,6 +25,12 @@ final class Hold {
         min(Int64(max(0, seconds)) * 1000, maximum)
     }
 
+    /// Whether a topic held at `since` has something to answer with at `now`, its cursor when
+    /// the hold subscribed: a new state, or for a cold GET a failing upstream.
+    static func moved(_ kind: Kind, since: Cursor?, now: Cursor?, failing: Bool) -> Bool {
+        now != since || (kind == .cold && failing)
+    }
+
     /// The answer when the wait ends with no change: 304 (the client's copy is current), 504 (no
     /// first state came), or 204 (nothing happened to the polled topics).
     var expiryResponse: RoutedResponse {
@@ -80,12 +86,21 @@ extension HTTPConnection {
 
     // MARK: Holding (long-poll)
 
+    /// Holds `request` on `topics`, each at the cursor the caller found it at. A change (or a
+    /// cold topic's first failure) that lands between the caller's look and the subscription
+    /// reaches no subscriber, so the hold checks each topic once more when attached and answers
+    /// at once if one moved, rather than waiting for the next change or the deadline.
     func beginHold(_ kind: Hold.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
         mode = .held
-        for (topic, since) in topics { attach(topic, since: since, sendBacklog: false) }
+        var moved = false
+        for (topic, since) in topics {
+            let now = attach(topic, since: since, sendBacklog: false)
+            if Hold.moved(kind, since: since, now: now, failing: topic.upstreamProblem != nil) { moved = true }
+        }
         let hold = Hold(kind: kind, request: request)
-        hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
         self.hold = hold
+        if moved { return settle(hold, status: nil) }
+        hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
     }
 
     /// Answers a held request when its wait ends (or the server shuts down).
@@ -105,12 +120,19 @@ extension HTTPConnection {
 
     /// A held request's topic changed: answer it.
     func answerHold(_ hold: Hold, change: Change) {
+        settle(hold, status: change.cursor == nil ? change.event : nil)
+    }
+
+    /// Answers a hold from its topics' state, if there is an answer: the current body (or, on
+    /// a cold GET, the first poll's failure); for `/deltacast/poll`, the journaled changes plus
+    /// `status`, the event of a status change that woke it (not in the journal).
+    func settle(_ hold: Hold, status: [UInt8]?) {
         switch hold.kind {
         case .mirrored, .cold:
             guard let topic = subscriptions.entries.values.first?.topic else { return }
             guard let current = topic.current() else {
                 // No good state: a cold GET gets the first poll's failure at once.
-                if hold.kind == .cold, change.cursor == nil, let problem = topic.upstreamProblem {
+                if hold.kind == .cold, let problem = topic.upstreamProblem {
                     release(hold, with: Self.problemResponse(problem))
                 }
                 return
@@ -123,7 +145,7 @@ extension HTTPConnection {
                 if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
             }
             // Status and error events are not in the journal: they travel with what woke us.
-            if change.cursor == nil { events.append(change.event) }
+            if let status { events.append(status) }
             release(hold, with: pollResponse(events))
         }
     }

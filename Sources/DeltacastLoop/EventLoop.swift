@@ -162,6 +162,10 @@ public final class EventLoop: @unchecked Sendable {
             for callback in timers.popDue(now: MonotonicClock.milliseconds()) { callback() }
         }
         runPending()
+        // Nothing registered can run again: let go of the handlers and timers, so one that
+        // holds its loop (a listener, a connection) is released with it rather than leaked.
+        handlers.removeAll()
+        timers = TimerHeap()
     }
 
     private func runPending() {

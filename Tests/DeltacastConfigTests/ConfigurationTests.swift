@@ -105,6 +105,35 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
         #expect(readme.contains(ConfigurationReference.markdown), "README's configuration reference is out of date: paste `swift run deltacast check --reference`")
     }
 
+    /// Every limit and timeout in the reference (a size, rate, duration or count, except the
+    /// schedule and hint values below) has a row in the README's limits table, and the test it
+    /// names exists in the file it names.
+    @Test func readmeNamesATestThatReachesEveryLimit() throws {
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let table = try #require(readme.range(of: "<!-- limits:begin -->").flatMap { begin in
+            readme.range(of: "<!-- limits:end -->").map { readme[begin.upperBound..<$0.lowerBound] }
+        }, "README has no limits table")
+        var cited: [String: (file: String, test: String)] = [:]
+        for line in table.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "`")) }
+            try #require(cells.count == 3, "\(line)")
+            cited[cells[0]] = (cells[1], cells[2])
+        }
+        let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter"]
+        let limitTypes: Set = ["duration", "size", "integer", "rate", "integer or `auto`"]
+        let limits = ConfigurationReference.keys.filter { limitTypes.contains($0.type) && !notLimits.contains($0.path) }.map(\.path)
+        #expect(limits.count > 30)
+        for key in limits {
+            guard let (file, test) = cited[key] else {
+                Issue.record("README's limits table has no test for \(key)")
+                continue
+            }
+            let source = try? String(contentsOf: repositoryRoot.appendingPathComponent(file), encoding: .utf8)
+            #expect(source?.contains(test) == true, "\(key): \(test) is not in \(file)")
+        }
+        #expect(Set(cited.keys).subtracting(limits).isEmpty, "rows for keys that are not limits: \(Set(cited.keys).subtracting(limits))")
+    }
+
     @Test func valueParsers() {
         #expect(parseDuration("250ms") == .milliseconds(250))
         #expect(parseDuration("2m") == .seconds(120))

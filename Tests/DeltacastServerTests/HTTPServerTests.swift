@@ -187,6 +187,50 @@ let manyConnectionsConfig = """
         #expect((try? RawClient(port: port)) == nil)   // no longer accepting
     }
 
+    /// `server.shutdown_timeout` reached: a client that never finishes its request (the header
+    /// timeout is an hour here) does not hold the shutdown; at the deadline it is closed.
+    @Test func shutdownEndsAtTheDeadlineWhenAClientNeverFinishes() throws {
+        let configuration = try Configuration.load(
+            text: "listen: 127.0.0.1:0\nserver: { event_loops: 1, shutdown_timeout: 1s, header_timeout: 1h }\n" + endpoints,
+            file: "t.yaml", environment: [:])
+        let server = try HTTPServer(configuration: configuration)
+        let port = try server.start()
+        let stuck = try RawClient(port: port)
+        stuck.send("GET /healthz HTTP/1.1\r\nHo")
+        let probe = try RawClient(port: port)
+        probe.send("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        _ = probe.read(responses: 1)  // one loop: the stuck client's bytes were read before this
+        let stopped = BackgroundWork { server.shutdown() }
+        #expect(stopped.wait(), "the shutdown completes although the request never does")
+        #expect(stuck.isClosedByPeer())
+    }
+
+    /// The request limits as configured, end to end: `limits.max_request_line` → 414,
+    /// `limits.max_header_bytes` and `limits.max_headers` → 431, `limits.max_message` on a
+    /// request body → 413; each closes only that connection.
+    @Test func configuredRequestLimitsAnswer414431And413() throws {
+        let limits = "limits: { max_request_line: 1KiB, max_header_bytes: 2KiB, max_headers: 10, max_message: 1KiB }\n"
+        try withServer(limits + "admin: { token: \(adminToken) }\n" + endpoints) { port in
+            let good = try RawClient(port: port)
+            let cases: [(String, String)] = [
+                ("GET /" + String(repeating: "a", count: 1100) + " HTTP/1.1\r\nHost: a\r\n\r\n", "HTTP/1.1 414 URI Too Long"),
+                ("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + String(repeating: "b", count: 2100) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"),
+                ("GET / HTTP/1.1\r\nHost: a\r\n" + (1...10).map { "X-\($0): v\r\n" }.joined() + "\r\n", "HTTP/1.1 431 Request Header Fields Too Large"),
+                ("POST /deltacast/publish?topic=/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(adminToken)\r\nContent-Length: 2000\r\n\r\n",
+                 "HTTP/1.1 413 Content Too Large"),
+            ]
+            for (request, status) in cases {
+                let bad = try RawClient(port: port)
+                bad.send(request)
+                let answer = bad.read(responses: 1).texts.first ?? ""
+                #expect(answer.hasPrefix(status), "\(answer.prefix(120))")
+                #expect(bad.isClosedByPeer())
+                good.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                #expect(good.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200") == true)
+            }
+        }
+    }
+
     /// Responses to a burst of pipelined requests exceed the send buffer many times over: the
     /// server pauses, drains, resumes, and answers every one in order on the same connection.
     @Test func pipelinedBurstBeyondTheSendBufferIsAnsweredInFull() throws {

@@ -62,6 +62,20 @@ import Testing
         #expect(due(deadlines, at: 30_000, .eventStream) == .heartbeat)
     }
 
+    /// A stream whose reader stopped (bytes pending, `slow_consumer_timeout` not reached) gets
+    /// no heartbeat: one used to be queued at every sweep past the interval, a few dozen bytes
+    /// a second per stuck stream, until the send buffer's limit (found by the never-reading
+    /// clients of Tests/Security/exhaustion_test.py, whose RSS kept rising).
+    @Test func aStreamWithBytesPendingGetsNoHeartbeat() {
+        var deadlines = ConnectionDeadlines(now: 0)
+        deadlines.wrote(progress: true, drained: false, now: 10_000)
+        for now in stride(from: Int64(25_000), through: 39_000, by: 1_000) {
+            #expect(due(deadlines, at: now, .eventStream, queueEmpty: false) == .none)
+        }
+        #expect(due(deadlines, at: 40_000, .eventStream, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 25_000, .eventStream, queueEmpty: true) == .heartbeat)
+    }
+
     @Test func aTLSHandshakeMustCompleteInTime() {
         let deadlines = ConnectionDeadlines(now: 100)
         #expect(due(deadlines, at: 10_099, .tlsHandshake) == .none)

@@ -37,9 +37,13 @@ SEND_BUFFER = 256 * 1024
 CHANGES_PER_SECOND = 100
 PAD = 4000
 
+# Clients that never read cannot answer pings or make write progress: by default the proxy
+# closes such a WebSocket after two missed pongs and any stream after `slow_consumer_timeout`
+# (TransportTests). Both are an hour here, so the memory they hold can be watched for minutes.
 CONFIG = f"""
 listen: 127.0.0.1:0
 admin: {{ token: {ADMIN}, listen: 127.0.0.1:0 }}
+server: {{ websocket_ping: 1h }}
 limits:
   max_connections_per_ip: 5000
   send_buffer: 256KiB

@@ -113,7 +113,9 @@ struct ConnectionDeadlines {
         case .eventStream, .webSocket:
             if let tokenExpiresAt, wallClock >= tokenExpiresAt + limits.expiryGrace { return .tokenExpired }
             if phase == .webSocket { return .webSocketTick }
-            return now - lastWrite >= limits.sseHeartbeat ? .heartbeat : .none
+            // Only a stream with nothing pending is silent: a heartbeat behind unsent bytes
+            // would reach no one sooner, and one queued per sweep grew a stuck stream's queue.
+            return queueEmpty && now - lastWrite >= limits.sseHeartbeat ? .heartbeat : .none
         case .request(let idle, let awaitingHead):
             if let requestStartedAt, awaitingHead, now - requestStartedAt >= limits.headerTimeout { return .requestTimedOut }
             return idle && now - lastActivity >= limits.idleTimeout ? .idle : .none

@@ -103,12 +103,19 @@ final class HTTPConnection: EventLoopHandler {
 
     /// The peer shut down its side (a FIN, perhaps in the same read as its last request): a
     /// plain request still gets its answer, then the connection closes; a stream ends now,
-    /// as on a read of 0 bytes.
+    /// as on a read of 0 bytes. Half a request can never be completed: the connection closes
+    /// as soon as what was answered is written, rather than at `server.header_timeout` (a
+    /// client that sent half a request and its FIN used to hold a descriptor for that long,
+    /// at no cost to itself).
     private func peerStoppedSending() {
         guard mode == .http else { return close() }
         peerFinished = true
-        if queue.isEmpty && head == nil && parser.isIdle { close() }
+        if queue.isEmpty && nothingLeftToAnswer { close() }
     }
+
+    /// Every complete request received has been answered (and reading is not paused with more
+    /// buffered): what the parser still holds, if anything, is an incomplete request.
+    private var nothingLeftToAnswer: Bool { head == nil && !pausedForOutput }
 
     /// The peer sent its FIN: once every buffered request is answered and written, close.
     private var peerFinished = false
@@ -303,7 +310,7 @@ final class HTTPConnection: EventLoopHandler {
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
-            if peerFinished && mode == .http && head == nil && parser.isIdle { close(); return }
+            if peerFinished && mode == .http && nothingLeftToAnswer { close(); return }
             if closeAfterFlush {
                 if mode == .webSocket, let session = webSocket, session.closeSent, !session.peerSentClose { beginLinger(now: now) } else { close() }
                 return

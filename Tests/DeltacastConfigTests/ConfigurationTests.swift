@@ -117,7 +117,7 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
         for line in table.split(separator: "\n") where line.hasPrefix("| `") {
             let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "`")) }
             try #require(cells.count == 3, "\(line)")
-            cited[cells[0]] = (cells[1], cells[2])
+            for key in cells[0].components(separatedBy: "`, `") { cited[key] = (cells[1], cells[2]) }
         }
         let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter"]
         let limitTypes: Set = ["duration", "size", "integer", "rate", "integer or `auto`"]

@@ -187,6 +187,25 @@ let manyConnectionsConfig = """
         #expect((try? RawClient(port: port)) == nil)   // no longer accepting
     }
 
+    /// Half a request and then the client's FIN: no byte can complete it, so the connection
+    /// closes at once, not at `server.header_timeout` (an hour here; found by 30,000
+    /// connect-then-leave clients in Tests/Security/exhaustion_test.py, whose half requests held
+    /// descriptors for the header timeout). Complete requests before a FIN are still answered.
+    @Test func halfARequestThenAFINIsClosedAtOnce() throws {
+        try withServer(endpoints, server: ", header_timeout: 1h") { port in
+            let half = try RawClient(port: port)
+            half.send("GET /healthz HTTP/1.1\r\nHo")
+            shutdown(half.fd, Int32(SHUT_WR))
+            #expect(half.isClosedByPeer())
+            let whole = try RawClient(port: port)
+            whole.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nHost: a\r\n\r\nGET /hea")
+            shutdown(whole.fd, Int32(SHUT_WR))
+            let (texts, closed) = whole.read(responses: 3)
+            #expect(texts.count == 2 && closed, "\(texts)")
+            #expect(texts.last?.hasSuffix(#"{"status":"ready"}"#) == true)
+        }
+    }
+
     /// `server.shutdown_timeout` reached: a client that never finishes its request (the header
     /// timeout is an hour here) does not hold the shutdown; at the deadline it is closed.
     @Test func shutdownEndsAtTheDeadlineWhenAClientNeverFinishes() throws {

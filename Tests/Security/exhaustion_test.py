@@ -206,6 +206,12 @@ def hold(proxy, seconds):
         time.sleep(1)
 
 
+def quarters(samples):
+    """The RSS at each quarter of a hold, for the figures: "a / b / c / d MiB"."""
+    picks = [samples[min(len(samples) - 1, round(q * (len(samples) - 1) / 4))][1] for q in range(1, 5)]
+    return " / ".join(f"{value:.1f}" for value in picks) + " MiB"
+
+
 def figure(text):
     print(f"figure: {text}", flush=True)
 
@@ -315,7 +321,7 @@ class ZeroWindowTests(unittest.TestCase):
             growth = max(s[1] for s in samples) - min(s[1] for s in samples)
             figure(f"zero window: both backlogs full after {filled:.1f} s, then held {ZERO_WINDOW_SECONDS:.0f} s more at "
                    f"{CHANGES_PER_SECOND}/s ({changes} changes of ~{PAD // 1000} KB); largest pending {max(s[2] for s in samples)} B "
-                   f"(send_buffer {SEND_BUFFER}); RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MiB, range {growth:.1f} MiB; "
+                   f"(send_buffer {SEND_BUFFER}); RSS {samples[0][1]:.1f} MiB then by quarters {quarters(samples)}; "
                    f"conflations {samples[-1][3]}")
             self.assertLessEqual(max(s[2] for s in samples), SEND_BUFFER, "a connection held more than limits.send_buffer")
             self.assertLess(growth, 4, "RSS kept growing while the clients' windows were shut")
@@ -435,7 +441,7 @@ class NeverReadingTests(unittest.TestCase):
             late_cpu = (samples[-1][4] - samples[0][4]) / (samples[-1][0] - samples[0][0])
             figure(f"never reading: {NEVER_READING} clients, every backlog full after {filled:.1f} s, then held "
                    f"{NEVER_READING_SECONDS:.0f} s ({publisher.count} changes of ~{PAD // 1000} KB in all); RSS idle {rss_idle:.1f}, "
-                   f"connected {rss_connected:.1f}, full {rss_full:.1f}, peak {peak:.1f}, end {samples[-1][1]:.1f} MiB "
+                   f"connected {rss_connected:.1f}, full {rss_full:.1f}, then by quarters {quarters(samples)} "
                    f"(held: {late_growth:+.1f} MiB); largest pending {max(s[2] for s in samples)} B; proxy CPU while held {late_cpu:.2f} cores")
             self.assertLessEqual(max(s[2] for s in samples), SEND_BUFFER)
             self.assertLess(abs(late_growth), 8, "RSS still moving once every backlog was full")

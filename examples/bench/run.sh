@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side push benchmarks: Deltacast, Nchan (nginx + libnginx-mod-nchan) and Pushpin, the
+# Side-by-side push benchmarks: Deltacast, Nchan (nginx + libnginx-mod-nchan) and Pushpin, and the
+# limit (../shared/limit/ideal.c, when present: the practical one-core ceiling), the
 # same load generator (`deltacast bench`), the same 200-byte messages, the same N, the same
 # pinning: each server on CPU 0 (one worker, one loop), the load generator on CPU 1.
 #
@@ -63,6 +64,26 @@ start_nginx() {
 }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# --- The limit: ../shared/limit/ideal.c, a minimal one-core C fan-out server (the practical
+# ceiling of this machine, not a peer), built here when that folder is present; writev mode
+# (one writev per connection per loop iteration, as Deltacast does), CPU 0.
+LIMIT_SRC=${LIMIT_SRC:-../shared/limit/ideal.c}
+LIMIT_BIN=""
+if [ -f "$LIMIT_SRC" ] && gcc -O2 -Wall -o "$OUT/ideal" "$LIMIT_SRC" -lcrypto; then LIMIT_BIN="$OUT/ideal"; fi
+start_limit() {
+    ( ulimit -n 20000; exec taskset -c 0 "$LIMIT_BIN" -p 18305 -m writev -t 3600 ) &
+    LIMIT_PID=$!; started+=("$LIMIT_PID")
+    for _ in $(seq 50); do curl -s -o /dev/null --max-time 1 -X POST -d x "http://127.0.0.1:18305/pub/warm" && break; sleep 0.1; done
+}
+# limit_run BENCH-ARGS...: one run against the limit server, when it was built.
+limit_run() {
+    [ -n "$LIMIT_BIN" ] || return 0
+    start_limit
+    "${BENCH[@]}" "$@" --label limit --pid "$LIMIT_PID" \
+        --subscribe http://127.0.0.1:18305/sub/bench --publish http://127.0.0.1:18305/pub/bench | record || true
+    stop_pid "$LIMIT_PID"
+}
+
 # --- Pushpin: its processes (condure, proxy, handler) on CPU 0; delivery rate limit raised.
 PUSHPIN_DIR="$OUT/pushpin"; mkdir -p "$PUSHPIN_DIR/run" "$PUSHPIN_DIR/log"
 sed -e "s|^rundir=.*|rundir=$PUSHPIN_DIR/run|" -e "s|^logdir=.*|logdir=$PUSHPIN_DIR/log|" \
@@ -103,6 +124,9 @@ for n in "${SIZES[@]}"; do
         "${BENCH[@]}" throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages --label nchan $(pids "${NGINX_PIDS[@]}") \
             --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
         stop_pid "$NGINX_PID"
+        # The limit.
+        limit_run fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10
+        limit_run throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages
         # Pushpin.
         start_pushpin
         sub=http://127.0.0.1:18302/stream
@@ -121,6 +145,7 @@ if [ "$QUICK" != quick ]; then
     "${BENCH[@]}" fanout "${PACE[@]}" --transport ws --subscribers 19000 --messages 100 --rate 10 --label nchan $(pids "${NGINX_PIDS[@]}") \
         --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
     stop_pid "$NGINX_PID"
+    limit_run fanout "${PACE[@]}" --transport ws --subscribers 19000 --messages 100 --rate 10
 fi
 
 # The cost of diffing: Deltacast in json-patch mode.

@@ -26,7 +26,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Interop"))
-from harness import ADMIN, SSE, Proxy, request  # noqa: E402
+from harness import ADMIN, SSE, Proxy, request, sse_block  # noqa: E402
 from push_clients import apply_patch  # noqa: E402
 
 CONNECT_LOOP = int(os.environ.get("DELTACAST_CONNECT_LOOP", "30000"))
@@ -366,14 +366,9 @@ def sse_events(connection):
                 return
             buffer += chunk
         block, _, buffer = buffer.partition(b"\n\n")
-        name, data = "message", []
-        for line in block.decode().split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-        if data:
-            yield name, json.loads("\n".join(data))
+        parsed = sse_block(block)
+        if parsed:
+            yield parsed
 
 
 def ws_events(connection):

@@ -184,6 +184,18 @@ def utc(days=0, hours=0):
     return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days, hours=hours)
 
 
+def sse_block(block):
+    """One SSE event block (bytes, without its blank line) as (name, parsed data), or None for
+    a comment or `retry:` alone."""
+    name, data = "message", []
+    for line in block.decode().split("\n"):
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+    return (name, json.loads("\n".join(data))) if data else None
+
+
 class SSE:
     """A raw SSE reader over a socket (plain or TLS): the status line, then events."""
 
@@ -213,15 +225,9 @@ class SSE:
         """The next event as (name, parsed data); comments and retry lines are skipped."""
         self.socket.settimeout(timeout)
         while True:
-            block = self._until(b"\n\n").decode()
-            name, data = "message", []
-            for line in block.split("\n"):
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data.append(line[6:])
-            if data:
-                return name, json.loads("\n".join(data))
+            parsed = sse_block(self._until(b"\n\n"))
+            if parsed:
+                return parsed
 
     def body(self):
         """The rest of a non-stream response (the buffer and what follows until close)."""

@@ -145,8 +145,11 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     private func scheduleSweep() {
-        loop.schedule(afterMilliseconds: sweepMilliseconds) { [weak self] in
-            guard let self else { return }
+        // `unowned`, never `weak`, in this class's closures: one weak reference gives an object a
+        // side table for life, and then every access through its connections' `unowned let
+        // state` (several per delivery) takes the runtime's slow path. The server holds each
+        // loop state until its loop has ended, and an ended loop drops its timers.
+        loop.schedule(afterMilliseconds: sweepMilliseconds) { [unowned self] in
             self.sweep()
             if self.drainDeadline == nil || !self.connections.isEmpty { self.scheduleSweep() }
         }
@@ -209,8 +212,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         guard !acceptRetryPending else { return }
         acceptRetryPending = true
         server.log.log(.warn, "accept_failed", ["reason": .string(error.description), "retry_ms": .int(100)])
-        loop.schedule(afterMilliseconds: 100) { [weak self] in
-            guard let self else { return }
+        loop.schedule(afterMilliseconds: 100) { [unowned self] in
             self.acceptRetryPending = false
             let current = admin ? self.adminListener : self.listener
             if current >= 0 && current == socket { self.accept(from: socket, admin: admin) }

@@ -4,7 +4,8 @@
 # same load generator (`deltacast bench`), the same 200-byte messages, the same N, the same
 # pinning: each server on CPU 0 (one worker, one loop), the load generator on CPU 1.
 #
-#   examples/bench/run.sh [quick]       # quick: N = 1,000 only
+#   examples/bench/run.sh [quick|fanout]   # quick: N = 1,000 only; fanout: below
+#   BEFORE=/tmp/deltacast-old examples/bench/run.sh   # also an older build, same run
 #
 # Installs nginx, libnginx-mod-nchan and pushpin from Debian when missing, starts each server
 # from a private directory, runs every scenario, stops what it started (by PID), and writes one
@@ -75,6 +76,12 @@ start_limit() {
     LIMIT_PID=$!; started+=("$LIMIT_PID")
     for _ in $(seq 50); do curl -s -o /dev/null --max-time 1 -X POST -d x "http://127.0.0.1:18305/pub/warm" && break; sleep 0.1; done
 }
+# BEFORE=PATH examples/bench/run.sh: an older build's rows too, labelled deltacast-before, in
+# the same run under the same load (its own `bench` serves and measures, as ours does).
+before_run() {
+    [ -n "${BEFORE:-}" ] || return 0
+    taskset -c 1 "$BEFORE" bench "$@" --label deltacast-before | record || true
+}
 # limit_run BENCH-ARGS...: one run against the limit server, when it was built.
 limit_run() {
     [ -n "$LIMIT_BIN" ] || return 0
@@ -108,6 +115,26 @@ start_pushpin() {
 pids() { local out=(); for pid in "$@"; do out+=(--pid "$pid"); done; echo "${out[@]}"; }
 record() { tee /dev/stderr | tail -n 1 >> "$OUT/results.jsonl"; }
 
+# fanout: only the 10,000-subscriber fan-out, WebSocket and SSE, of Deltacast, BEFORE when
+# given, the limit and Nchan, ROUNDS times (default 3) in turn: about 12 minutes.
+if [ "$QUICK" = fanout ]; then
+    for round in $(seq "${ROUNDS:-3}"); do
+        for transport in ws sse; do
+            args=(fanout "${PACE[@]}" --transport $transport --subscribers 10000 --messages 100 --rate 10)
+            "${BENCH[@]}" "${args[@]}" --diff snapshot --label deltacast | record || true
+            before_run "${args[@]}" --diff snapshot
+            limit_run "${args[@]}"
+            start_nginx
+            "${BENCH[@]}" "${args[@]}" --label nchan $(pids "${NGINX_PIDS[@]}") \
+                --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
+            stop_pid "$NGINX_PID"
+        done
+    done
+    python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
+    cat "$OUT/results.md"
+    exit 0
+fi
+
 SIZES=(1000 10000); [ "$QUICK" = quick ] && SIZES=(1000)
 PUSHPIN_BODY='{"items":[{"channel":"bench","formats":{"http-stream":{"content":"data: {message_escaped}\n\n"},"ws-message":{"content":"{message_escaped}"}}}]}'
 
@@ -117,6 +144,8 @@ for n in "${SIZES[@]}"; do
         # Deltacast, snapshot mode (each publish delivered whole, like a peer's message).
         "${BENCH[@]}" fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10 --diff snapshot --label deltacast | record || true
         "${BENCH[@]}" throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages --diff snapshot --label deltacast | record || true
+        before_run fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10 --diff snapshot
+        before_run throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers $n --messages $messages --diff snapshot
         # Nchan.
         start_nginx
         "${BENCH[@]}" fanout "${PACE[@]}" --transport $transport --subscribers $n --messages 100 --rate 10 --label nchan $(pids "${NGINX_PIDS[@]}") \

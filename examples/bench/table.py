@@ -14,12 +14,17 @@ def key(r):
     return (r["bench"], r["transport"], r["subscribers"])
 
 
-references = {name: {key(r): r for r in runs if r["server"] == name} for name in ("nchan", "limit")}
+# With several rounds (run.sh fanout), a row is compared with the reference of its own round:
+# the k-th run of a server in a scenario against the k-th run of Nchan or the limit in it.
+seen = {}
+for r in runs:
+    r["_round"] = seen[(r["server"], key(r))] = seen.get((r["server"], key(r)), -1) + 1
+references = {name: {(key(r), r["_round"]): r for r in runs if r["server"] == name} for name in ("nchan", "limit")}
 for r in runs:
     def ratio(field, against, digits=2):
         if r["server"] == against:
             return "1"
-        peer = references[against].get(key(r))
+        peer = references[against].get((key(r), r["_round"]))
         if not peer or not float(peer.get(field) or 0):
             return ""
         return f"{float(r[field]) / float(peer[field]):.{digits}f}×"

@@ -70,7 +70,13 @@ stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # (one writev per connection per loop iteration, as Deltacast does), CPU 0.
 LIMIT_SRC=${LIMIT_SRC:-../shared/limit/ideal.c}
 LIMIT_BIN=""
-if [ -f "$LIMIT_SRC" ] && gcc -O2 -Wall -o "$OUT/ideal" "$LIMIT_SRC" -lcrypto; then LIMIT_BIN="$OUT/ideal"; fi
+if [ ! -f "$LIMIT_SRC" ]; then
+    echo "run.sh: no $LIMIT_SRC: the limit server's rows are left out" >&2
+elif ! command -v gcc >/dev/null 2>&1; then
+    echo "run.sh: no gcc (apt-get install gcc): the limit server's rows are left out" >&2
+elif gcc -O2 -Wall -o "$OUT/ideal" "$LIMIT_SRC" -lcrypto; then
+    LIMIT_BIN="$OUT/ideal"
+fi
 start_limit() {
     ( ulimit -n 20000; exec taskset -c 0 "$LIMIT_BIN" -p 18305 -m writev -t 3600 ) &
     LIMIT_PID=$!; started+=("$LIMIT_PID")

@@ -99,8 +99,10 @@ extension HTTPConnection {
         }
         let hold = Hold(kind: kind, request: request)
         self.hold = hold
-        if moved { return settle(hold, status: nil) }
+        // The deadline first: a topic that moved may still have no answer to give (a mirrored
+        // GET whose upstream now refuses the credential), and the hold must then still end.
         hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
+        if moved { settle(hold, status: nil) }
     }
 
     /// Answers a held request when its wait ends (or the server shuts down).

@@ -144,8 +144,11 @@ let manyConnectionsConfig = """
     @Test func connectionCapsAnswer503And429() throws {
         try withServer("limits: { max_connections: 3 }\n" + endpoints) { port in
             let held = try (0..<3).map { _ in try RawClient(port: port) }
-            held[0].send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-            _ = held[0].read(responses: 1)  // the loop has accepted them
+            // Each loop has its own listener: an answer on every one shows every one accepted.
+            for client in held {
+                client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                _ = client.read(responses: 1)
+            }
             let refused = try RawClient(port: port)
             let (texts, _) = refused.read(responses: 1)
             #expect(texts.first?.hasPrefix("HTTP/1.1 503 Service Unavailable") == true)
@@ -153,8 +156,10 @@ let manyConnectionsConfig = """
         }
         try withServer("limits: { max_connections_per_ip: 2 }\n" + endpoints) { port in
             let held = try (0..<2).map { _ in try RawClient(port: port) }
-            held[1].send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-            _ = held[1].read(responses: 1)
+            for client in held {
+                client.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                _ = client.read(responses: 1)
+            }
             let refused = try RawClient(port: port)
             #expect(refused.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 429 Too Many Requests") == true)
         }

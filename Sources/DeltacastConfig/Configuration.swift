@@ -399,6 +399,9 @@ public struct PerTransport<Value: Sendable>: Sendable {
     /// The same value for every transport.
     public init(repeating value: Value) { websocket = value; sse = value; longpoll = value }
 
+    /// A value made for each transport (a counter each, not one shared).
+    public init(_ make: (Transport) -> Value) { websocket = make(.websocket); sse = make(.sse); longpoll = make(.longpoll) }
+
     public subscript(transport: Transport) -> Value {
         get {
             switch transport {

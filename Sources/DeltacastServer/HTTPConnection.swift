@@ -7,10 +7,11 @@ import DeltacastWire
 import Glibc
 #endif
 
-/// One client connection, owned by one loop: reads into the loop's scratch buffer, parses,
-/// answers each request in order (pipelining), writes through a bounded queue. A request may
-/// turn it into a push stream: a WebSocket, an SSE stream, or a held long-poll
-/// (see Transports.swift).
+/// One client connection, owned by one loop: the I/O shell. It owns the socket, TLS, the
+/// bounded outbound queue, the deadlines and the subscriptions; what the bytes mean is decided
+/// by value types that return what to do: ``RequestSession`` for plain HTTP (pipelined requests,
+/// answered in order), and once a request turns into a push stream, one ``PushSession`` (a
+/// WebSocket, an event stream, or a held long-poll). Nothing here depends on which.
 final class HTTPConnection: EventLoopHandler {
     unowned let state: LoopState
     let fd: Int32
@@ -18,46 +19,22 @@ final class HTTPConnection: EventLoopHandler {
     /// This connection's id in logs.
     let id: Int
     /// Why it is closing, for the log line `close` writes (nil: an ordinary end).
-    var closeReason: (level: LogLevel, code: Int?, reason: String)?
-    var parser: HTTPRequestParser
+    var closeReason: CloseReason?
+    /// Plain HTTP: the requests received, taken one at a time.
+    var requests: RequestSession
     var queue: OutboundQueue
-    private var head: HTTPRequestHead?
-    private var requestBody: [UInt8] = []
     var closeAfterFlush = false
     private(set) var closed = false
     /// Every deadline's bookkeeping (header, idle, heartbeat, slow consumer, linger…).
     var deadlines: ConnectionDeadlines
-    /// When the current request's head was complete (for the access log's duration).
-    private var headReceivedAt: Int64 = 0
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
     private var registeredEvents = connectionEvents
-
-    /// What the connection carries now.
-    enum Mode {
-        case http, webSocket, sse, held
-        /// The push transport the mode serves, nil for plain requests.
-        var transport: Transport? {
-            switch self {
-            case .http: nil
-            case .webSocket: .websocket
-            case .sse: .sse
-            case .held: .longpoll
-            }
-        }
-    }
-    var mode = Mode.http {
-        didSet {
-            guard oldValue != mode else { return }
-            state.counters.adjust(oldValue, by: -1)
-            state.counters.adjust(mode, by: 1)
-        }
-    }
-    /// Push state (Transports.swift).
-    var webSocket: WebSocketSession?
+    /// The push stream the connection carries, nil while it is plain HTTP.
+    var session: (any PushSession)?
+    /// The timer of the session's ``PushSession`` deadline (a held poll's wait), if any.
+    private var sessionTimer: UInt64?
     /// The topics it receives, their cursors, and conflation.
     var subscriptions = SubscriptionSet()
-    var sseMultiplexed = false
-    var hold: Hold?
     /// Queued in the loop's list of connections to flush at the end of this iteration.
     var flushPending = false
     /// Accepted on `admin.listen`. (Declared beside the other flags: it fits in their padding.)
@@ -78,15 +55,102 @@ final class HTTPConnection: EventLoopHandler {
         self.state = state
         self.fd = fd
         self.peer = peer
-        self.parser = HTTPRequestParser(limits: state.generation.parserLimits)
+        self.requests = RequestSession(limits: state.generation.parserLimits)
         let limit = state.configuration.limits.sendBuffer
         self.queue = OutboundQueue(highWatermark: limit / 2, lowWatermark: limit / 8, hardLimit: limit)
         self.deadlines = ConnectionDeadlines(now: MonotonicClock.milliseconds())
-        state.counters.adjust(.http, by: 1)
+        state.counters.adjust(nil, by: 1)
     }
 
     /// Between requests with nothing left to write (push streams are never idle).
-    var isIdle: Bool { mode == .http && parser.isIdle && head == nil && queue.isEmpty }
+    var isIdle: Bool { session == nil && requests.isIdle && queue.isEmpty }
+
+    /// What it carries now, in logs and on the status page.
+    var modeName: String { session?.name ?? "http" }
+
+    /// Makes `next` the connection's push session; its deadline, if it has one, is scheduled.
+    func install(_ next: some PushSession) {
+        state.counters.adjust(session?.transport, by: -1)
+        state.counters.adjust(next.transport, by: 1)
+        session = next
+        cancelSessionTimer()
+        if let deadline = next.deadline {
+            sessionTimer = state.loop.schedule(afterMilliseconds: max(0, deadline - MonotonicClock.milliseconds())) { [weak self] in
+                guard let self else { return }
+                self.sessionTimer = nil
+                self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
+            }
+        }
+    }
+
+    /// Back to plain HTTP (a held poll was answered).
+    private func uninstallSession() {
+        guard let previous = session else { return }
+        cancelSessionTimer()
+        session = nil
+        state.counters.adjust(previous.transport, by: -1)
+        state.counters.adjust(nil, by: 1)
+    }
+
+    private func cancelSessionTimer() {
+        if let timer = sessionTimer { state.loop.cancelTimer(timer) }
+        sessionTimer = nil
+    }
+
+    /// Runs the session's clock.
+    private func tickSession(now: Int64, silent: Bool) {
+        guard !closed, let actions = session?.tick(now: now, silent: silent) else { return }
+        perform(actions)
+        flush()
+    }
+
+    /// Bytes for the push session.
+    func sessionReceived(_ bytes: ArraySlice<UInt8>) {
+        guard let actions = session?.received(bytes, now: deadlines.lastActivity) else { return }
+        perform(actions)
+    }
+
+    /// Does what a session asked, in order; stops once the connection is closing.
+    func perform(_ actions: [SessionAction]) {
+        for action in actions {
+            guard !closed else { return }
+            switch action {
+            case .send(let bytes):
+                guard !closeAfterFlush else { return }
+                send(bytes)
+            case .sendPastWatermark(let bytes):
+                if !queue.enqueue(bytes) { close() }
+            case .push(let change):
+                push(change)
+            case .request(let request):
+                guard !closeAfterFlush else { return }
+                perform(request)
+            case .keepForNextRequest(let bytes):
+                requests.append(bytes)
+                let limits = state.generation.parserLimits
+                if requests.bufferedByteCount > limits.maximumHeaderBytes + limits.maximumBody { close() }
+            case .answer(let request, let response):
+                uninstallSession()
+                detachAll()
+                finish(request, response)
+                flush()
+                if !closed && !closeAfterFlush { resumeHTTP() }
+            case .finish(let reason):
+                if closeReason == nil { closeReason = reason }
+                closeAfterFlush = true
+                flush()
+            case .close(let reason):
+                if closeReason == nil { closeReason = reason }
+                close()
+            }
+        }
+    }
+
+    /// An event for this client alone (an `error` event), in the session's framing.
+    func sendEvent(_ payload: [UInt8]) {
+        guard let session, session.streams else { return }
+        send(session.event(payload))
+    }
 
     func handle(events: UInt32) {
         if deadlines.isLingering { return discardUntilPeerCloses() }
@@ -108,14 +172,14 @@ final class HTTPConnection: EventLoopHandler {
     /// client that sent half a request and its FIN used to hold a descriptor for that long,
     /// at no cost to itself).
     private func peerStoppedSending() {
-        guard mode == .http else { return close() }
+        guard session == nil else { return close() }
         peerFinished = true
         if queue.isEmpty && nothingLeftToAnswer { close() }
     }
 
     /// Every complete request received has been answered (and reading is not paused with more
     /// buffered): what the parser still holds, if anything, is an incomplete request.
-    private var nothingLeftToAnswer: Bool { head == nil && !pausedForOutput }
+    private var nothingLeftToAnswer: Bool { requests.awaitingHead && !pausedForOutput }
 
     /// The peer sent its FIN: once every buffered request is answered and written, close.
     private var peerFinished = false
@@ -130,7 +194,7 @@ final class HTTPConnection: EventLoopHandler {
         case .wantWrite:
             watch(connectionEvents | epollOut)
         case .failed(let reason):
-            closeReason = (.debug, nil, "TLS handshake failed: \(reason)")
+            closeReason = CloseReason(level: .debug, text: "TLS handshake failed: \(reason)")
             close()
         }
         return false
@@ -138,7 +202,7 @@ final class HTTPConnection: EventLoopHandler {
 
     private func readAvailable() {
         while !closed && !closeAfterFlush {
-            if queue.isAboveHighWatermark && mode != .sse { pausedForOutput = true; return }
+            if queue.isAboveHighWatermark && !(session?.readsWhileOutputBacksUp ?? false) { pausedForOutput = true; return }
             if let tls {
                 // A TLS record may leave more decrypted bytes than one read: read to WANT_READ.
                 let count = state.loop.scratch.withUnsafeMutableBytes { tls.read(into: $0) }
@@ -168,46 +232,26 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func received(_ bytes: ArraySlice<UInt8>) {
-        switch mode {
-        case .http:
-            if head == nil { deadlines.requestBegan(now: deadlines.lastActivity) }
-            parser.append(bytes)
-            process()
-        case .held:
-            // The next pipelined request waits until the held one is answered; bounded.
-            parser.append(bytes)
-            if parser.bufferedByteCount > state.generation.parserLimits.maximumHeaderBytes + state.generation.parserLimits.maximumBody { close() }
-        case .sse:
-            break  // an SSE client has nothing to say; reading only notices when it leaves
-        case .webSocket:
-            webSocketReceived(bytes)
-        }
+        guard session == nil else { return sessionReceived(bytes) }
+        if requests.awaitingHead { deadlines.requestBegan(now: deadlines.lastActivity) }
+        requests.append(bytes)
+        process()
     }
 
+    /// Answers the requests received, in order, while the connection is plain HTTP.
     func process() {
         do {
-            while mode == .http && !closed && !closeAfterFlush {
+            while session == nil && !closed && !closeAfterFlush {
                 // Backpressure: pipelined requests wait in the parser while responses pile up.
                 if queue.isAboveHighWatermark { pausedForOutput = true; return }
-                guard let event = try parser.next() else { return }
-                switch event {
-                case .head(let received):
-                    head = received
-                    requestBody = []
-                    headReceivedAt = MonotonicClock.milliseconds()
+                guard let step = try requests.next(now: MonotonicClock.milliseconds()) else { return }
+                switch step {
+                case .head(let expectsContinue):
                     deadlines.headReceived()
-                    if received.expectsContinue {
-                        _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-                    }
-                case .body(let bytes):
-                    requestBody += bytes  // bounded by the parser (limits.max_message → 413)
-                case .end:
-                    guard let request = head else { continue }
-                    head = nil
-                    let body = requestBody
-                    requestBody = []
+                    if expectsContinue { _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
+                case .request(let request, let body):
                     respond(to: request, body: body)
-                    if mode == .http && !parser.isIdle { deadlines.nextRequestBuffered(now: MonotonicClock.milliseconds()) }
+                    if session == nil && requests.hasBufferedBytes { deadlines.nextRequestBuffered(now: MonotonicClock.milliseconds()) }
                 }
             }
         } catch {
@@ -263,6 +307,10 @@ final class HTTPConnection: EventLoopHandler {
     /// Sends a complete response to `request` (CORS headers, access log, keep-alive).
     func finish(_ request: HTTPRequestHead, _ response: RoutedResponse) {
         var response = response
+        if response.events > 0 {
+            // A long-poll answer: `[` events joined by `,` `]`.
+            state.counters.delivered(transport: .longpoll, count: response.events, bytes: response.body.count - 1 - response.events)
+        }
         let close = response.close || !request.keepAlive || state.drainDeadline != nil
         addCORS(request, to: &response.headers)
         logAccess(request, status: response.status, bytes: request.method == "HEAD" ? 0 : response.body.count)
@@ -280,7 +328,7 @@ final class HTTPConnection: EventLoopHandler {
 
     func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
         guard state.configuration.logging.access else { return }
-        let milliseconds = MonotonicClock.milliseconds() - headReceivedAt
+        let milliseconds = MonotonicClock.milliseconds() - requests.headReceivedAt
         state.server.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
                                                "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])
     }
@@ -310,9 +358,9 @@ final class HTTPConnection: EventLoopHandler {
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
-            if peerFinished && mode == .http && nothingLeftToAnswer { close(); return }
+            if peerFinished && session == nil && nothingLeftToAnswer { close(); return }
             if closeAfterFlush {
-                if mode == .webSocket, let session = webSocket, session.closeSent, !session.peerSentClose { beginLinger(now: now) } else { close() }
+                if session?.lingersWhenDrained == true { beginLinger(now: now) } else { close() }
                 return
             }
             if subscriptions.conflating {
@@ -355,16 +403,7 @@ final class HTTPConnection: EventLoopHandler {
             }
             if count > 0 {
                 // The peer's close frame answers ours: the handshake is complete, close now.
-                guard let session = webSocket else { continue }
-                session.decoder.append(state.loop.scratch[0..<count])
-                do {
-                    while let event = try session.decoder.next() {
-                        if case .close = event { close(); return }
-                    }
-                } catch {
-                    close()
-                    return
-                }
+                if session?.receivedWhileLingering(state.loop.scratch[0..<count]) == true { close(); return }
                 continue
             }
             if count == -1 { return }
@@ -389,14 +428,13 @@ final class HTTPConnection: EventLoopHandler {
     private func readAvailableIfPaused() {
         guard pausedForOutput, !closed else { return }
         pausedForOutput = false
-        if mode == .http { process() }
+        if session == nil { process() }
         if !pausedForOutput { readAvailable() }
         if !closed { flush() }
     }
 
     /// Back to plain HTTP after a held long-poll was answered: pipelined requests go on.
     func resumeHTTP() {
-        mode = .http
         process()
         flush()
     }
@@ -404,12 +442,8 @@ final class HTTPConnection: EventLoopHandler {
     /// What the connection is doing, for its deadlines.
     private var phase: ConnectionDeadlines.Phase {
         if let tls, !tls.established { return .tlsHandshake }
-        switch mode {
-        case .http: return .request(idle: isIdle, awaitingHead: head == nil)
-        case .held: return .held
-        case .sse: return .eventStream
-        case .webSocket: return .webSocket
-        }
+        if session != nil { return .session }
+        return .request(idle: isIdle, awaitingHead: requests.awaitingHead)
     }
 
     /// Performs what ``ConnectionDeadlines`` says is due (the loop's sweep calls this).
@@ -430,46 +464,39 @@ final class HTTPConnection: EventLoopHandler {
         case .slowConsumer:
             slowConsumerTimedOut()
         case .handshakeTimedOut:
-            closeReason = (.info, nil, "TLS handshake not completed within tls.handshake_timeout")
+            closeReason = CloseReason(level: .info, text: "TLS handshake not completed within tls.handshake_timeout")
             close()
         case .requestTimedOut:
             write(.error(408, "request_timeout", "the request header was not received within \(limits.headerTimeout) ms"), headOnly: false, close: true)
             flush()
             if !closed { close() }
-        case .heartbeat:
-            send(ServerSentEvents.comment("heartbeat"))
-            flush()
-        case .webSocketTick:
-            webSocketHeartbeat(now: now)
+        case .tick(let silent):
+            tickSession(now: now, silent: silent)
         }
     }
 
-    /// Shutdown: WebSocket close 1012 (service restart: reconnect, to the next process or
-    /// another node), SSE ends after a final `retry:`, long-polls answered.
+    /// Shutdown: an idle connection closes; a push session ends its own way (WebSocket close
+    /// 1012, a last SSE `retry:`, a held poll answered at once).
     func drain() {
-        switch mode {
-        case .http: if isIdle { close() }
-        case .webSocket: closeWebSocket(code: 1012, reason: "service restart")
-        case .sse:
-            send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
-            closeAfterFlush = true
+        if let actions = session?.drain() {
+            perform(actions)
             flush()
-        case .held: expireHold()
+        } else if isIdle {
+            close()
         }
     }
 
     func close() {
         guard !closed else { return }
         closed = true
-        state.counters.adjust(mode, by: -1)
+        state.counters.adjust(session?.transport, by: -1)
         let log = state.server.log
         if let closeReason {
-            log.log(closeReason.level, "close", ["conn": .int(id), "mode": .string("\(mode)"), "code": .int(closeReason.code ?? 0), "reason": .string(closeReason.reason)])
+            log.log(closeReason.level, "close", ["conn": .int(id), "mode": .string(modeName), "code": .int(closeReason.code ?? 0), "reason": .string(closeReason.text)])
         } else if log.enabled(.debug) {
-            log.log(.debug, "close", ["conn": .int(id), "mode": .string("\(mode)")])
+            log.log(.debug, "close", ["conn": .int(id), "mode": .string(modeName)])
         }
-        if let hold, let timer = hold.timer { state.loop.cancelTimer(timer) }
-        hold = nil
+        cancelSessionTimer()
         detachAll()
         if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
         state.loop.deregister(fd)

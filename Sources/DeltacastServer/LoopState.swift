@@ -232,8 +232,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         for connection in Array(connections.values) {
             connection.checkDeadlines(now: now, wallClock: wallClock, limits: deadlineLimits)
             let pending = connection.queue.pendingBytes
-            if pending > 0, connection.mode == .webSocket || connection.mode == .sse, slowest.count < 5 || pending > slowest[slowest.count - 1].pendingBytes {
-                slowest.append((connection.id, pending, "\(connection.mode)", now - connection.deadlines.lastProgress))
+            if pending > 0, connection.session?.streams == true, slowest.count < 5 || pending > slowest[slowest.count - 1].pendingBytes {
+                slowest.append((connection.id, pending, connection.modeName, now - connection.deadlines.lastProgress))
                 slowest.sort { $0.pendingBytes > $1.pendingBytes }
                 if slowest.count > 5 { slowest.removeLast() }
             }

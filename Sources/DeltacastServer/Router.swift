@@ -12,6 +12,8 @@ public struct RoutedResponse: Sendable {
     public var body: [UInt8]
     /// Whether the connection must close after it.
     public var close = false
+    /// The long-poll events it carries: counted as deliveries when it is written.
+    var events = 0
 
     /// A JSON error body `{"error":CODE,"message":TEXT}`.
     public static func error(_ status: Int, _ code: String, _ message: String, headers: HTTPHeaders = HTTPHeaders()) -> RoutedResponse {

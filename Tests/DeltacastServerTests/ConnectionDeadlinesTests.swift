@@ -41,25 +41,25 @@ import Testing
 
     @Test func aSlowConsumerIsClosedWhenNoBytesLeaveForTheTimeout() {
         var deadlines = ConnectionDeadlines(now: 0)
-        #expect(due(deadlines, at: 29_999, .webSocket, queueEmpty: false) == .webSocketTick)
-        #expect(due(deadlines, at: 30_000, .webSocket, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 29_999, .session, queueEmpty: false) == .tick(silent: false))
+        #expect(due(deadlines, at: 30_000, .session, queueEmpty: false) == .slowConsumer)
         // Any progress restarts it; an empty queue never times out.
         deadlines.wrote(progress: true, drained: false, now: 25_000)
-        #expect(due(deadlines, at: 54_999, .eventStream, queueEmpty: false) != .slowConsumer)
-        #expect(due(deadlines, at: 55_000, .eventStream, queueEmpty: false) == .slowConsumer)
-        #expect(due(deadlines, at: 500_000, .held, queueEmpty: true) == .none)
+        #expect(due(deadlines, at: 54_999, .session, queueEmpty: false) != .slowConsumer)
+        #expect(due(deadlines, at: 55_000, .session, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 500_000, .request(idle: false, awaitingHead: false), queueEmpty: true) == .none)
         // A flush that wrote nothing (the socket was full) is not progress.
         deadlines.wrote(progress: false, drained: false, now: 60_000)
-        #expect(due(deadlines, at: 60_000, .eventStream, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 60_000, .session, queueEmpty: false) == .slowConsumer)
     }
 
     @Test func anEventStreamSendsAHeartbeatAfterSilence() {
         var deadlines = ConnectionDeadlines(now: 0)
-        #expect(due(deadlines, at: 14_999, .eventStream) == .none)
-        #expect(due(deadlines, at: 15_000, .eventStream) == .heartbeat)
+        #expect(due(deadlines, at: 14_999, .session) == .tick(silent: false))
+        #expect(due(deadlines, at: 15_000, .session) == .tick(silent: true))
         deadlines.wrote(progress: true, drained: true, now: 15_000)
-        #expect(due(deadlines, at: 29_999, .eventStream) == .none)
-        #expect(due(deadlines, at: 30_000, .eventStream) == .heartbeat)
+        #expect(due(deadlines, at: 29_999, .session) == .tick(silent: false))
+        #expect(due(deadlines, at: 30_000, .session) == .tick(silent: true))
     }
 
     /// A stream whose reader stopped (bytes pending, `slow_consumer_timeout` not reached) gets
@@ -70,10 +70,10 @@ import Testing
         var deadlines = ConnectionDeadlines(now: 0)
         deadlines.wrote(progress: true, drained: false, now: 10_000)
         for now in stride(from: Int64(25_000), through: 39_000, by: 1_000) {
-            #expect(due(deadlines, at: now, .eventStream, queueEmpty: false) == .none)
+            #expect(due(deadlines, at: now, .session, queueEmpty: false) == .tick(silent: false))
         }
-        #expect(due(deadlines, at: 40_000, .eventStream, queueEmpty: false) == .slowConsumer)
-        #expect(due(deadlines, at: 25_000, .eventStream, queueEmpty: true) == .heartbeat)
+        #expect(due(deadlines, at: 40_000, .session, queueEmpty: false) == .slowConsumer)
+        #expect(due(deadlines, at: 25_000, .session, queueEmpty: true) == .tick(silent: true))
     }
 
     @Test func aTLSHandshakeMustCompleteInTime() {
@@ -85,12 +85,12 @@ import Testing
     @Test func anExpiredTokenEndsAStreamAfterTheGrace() {
         let deadlines = ConnectionDeadlines(now: 0)
         let exp: Int64 = 1_700_000_000_000
-        #expect(due(deadlines, at: 1, .webSocket, wallClock: exp + 4_999, tokenExpiresAt: exp) == .webSocketTick)
-        #expect(due(deadlines, at: 1, .webSocket, wallClock: exp + 5_000, tokenExpiresAt: exp) == .tokenExpired)
-        #expect(due(deadlines, at: 1, .eventStream, wallClock: exp + 5_000, tokenExpiresAt: exp) == .tokenExpired)
-        // Plain requests and held polls are checked when they arrive, not by the sweep.
-        #expect(due(deadlines, at: 1, .held, wallClock: exp + 5_000, tokenExpiresAt: exp) == .none)
-        #expect(due(deadlines, at: 1, .eventStream, wallClock: exp + 5_000, tokenExpiresAt: nil) == .none)
+        #expect(due(deadlines, at: 1, .session, wallClock: exp + 4_999, tokenExpiresAt: exp) == .tick(silent: false))
+        #expect(due(deadlines, at: 1, .session, wallClock: exp + 5_000, tokenExpiresAt: exp) == .tokenExpired)
+        // Plain requests are checked when they arrive, not by the sweep (held polls bind no
+        // token: they pass nil).
+        #expect(due(deadlines, at: 1, .request(idle: false, awaitingHead: false), wallClock: exp + 5_000, tokenExpiresAt: exp) == .none)
+        #expect(due(deadlines, at: 1, .session, wallClock: exp + 5_000, tokenExpiresAt: nil) == .tick(silent: false))
     }
 
     @Test func aLingeringWebSocketClosesTwoSecondsAfterOurCloseFrameAndNothingElseApplies() {
@@ -99,7 +99,7 @@ import Testing
         let again = deadlines.beginLinger(now: 41_000)
         #expect(began && !again)   // once
         #expect(deadlines.isLingering)
-        #expect(due(deadlines, at: 41_999, .webSocket, queueEmpty: false) == .none)   // not a slow consumer now
-        #expect(due(deadlines, at: 42_000, .webSocket) == .lingerEnded)
+        #expect(due(deadlines, at: 41_999, .session, queueEmpty: false) == .none)   // not a slow consumer now
+        #expect(due(deadlines, at: 42_000, .session) == .lingerEnded)
     }
 }

@@ -10,12 +10,12 @@ import Glibc
 /// Counters of one event loop, written only by that loop (relaxed atomics, uncontended: cheap
 /// enough for the delivery path) and summed by a scrape on any loop.
 final class LoopCounters: Sendable {
-    /// Open connections of this loop by mode.
-    let connectionsHTTP = Atomic<Int>(0), connectionsWebSocket = Atomic<Int>(0)
-    let connectionsSSE = Atomic<Int>(0), connectionsHeld = Atomic<Int>(0)
+    /// Open connections of this loop that are plain HTTP, and by the transport they carry.
+    let connectionsHTTP = Atomic<Int>(0)
+    let connections = PerTransport { _ in Counter() }
     /// Deliveries and bytes queued, by transport.
-    let deliveriesWebSocket = Atomic<Int>(0), deliveriesSSE = Atomic<Int>(0), deliveriesLongPoll = Atomic<Int>(0)
-    let bytesWebSocket = Atomic<Int>(0), bytesSSE = Atomic<Int>(0), bytesLongPoll = Atomic<Int>(0)
+    let deliveries = PerTransport { _ in Counter() }
+    let bytes = PerTransport { _ in Counter() }
     let conflations = Atomic<Int>(0)
     let slowConsumerCloses = Atomic<Int>(0)
     /// `accept` failures (out of descriptors): each one waits 100 ms before the next try.
@@ -27,23 +27,23 @@ final class LoopCounters: Sendable {
     /// This loop's five connections with the most bytes pending, refreshed by its sweep.
     let slowest = Locked<[(id: Int, pendingBytes: Int, mode: String, idleMilliseconds: Int64)]>([])
 
-    /// Moves `delta` connections into (or out of) `mode`'s gauge.
-    func adjust(_ mode: HTTPConnection.Mode, by delta: Int) {
-        switch mode {
-        case .http: connectionsHTTP.add(delta, ordering: .relaxed)
-        case .webSocket: connectionsWebSocket.add(delta, ordering: .relaxed)
-        case .sse: connectionsSSE.add(delta, ordering: .relaxed)
-        case .held: connectionsHeld.add(delta, ordering: .relaxed)
-        }
+    /// Moves `delta` connections into (or out of) the gauge of `transport` (nil: plain HTTP).
+    func adjust(_ transport: Transport?, by delta: Int) {
+        guard let transport else { connectionsHTTP.add(delta, ordering: .relaxed); return }
+        connections[transport].add(delta)
     }
 
     /// Counts `count` deliveries of `bytes` in all on `transport`.
     func delivered(transport: Transport, count: Int = 1, bytes: Int) {
-        switch transport {
-        case .websocket: deliveriesWebSocket.add(count, ordering: .relaxed); bytesWebSocket.add(bytes, ordering: .relaxed)
-        case .sse: deliveriesSSE.add(count, ordering: .relaxed); bytesSSE.add(bytes, ordering: .relaxed)
-        case .longpoll: deliveriesLongPoll.add(count, ordering: .relaxed); bytesLongPoll.add(bytes, ordering: .relaxed)
-        }
+        deliveries[transport].add(count)
+        self.bytes[transport].add(bytes)
+    }
+
+    /// One relaxed counter (uncontended: only its loop writes it).
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func add(_ delta: Int) { value.add(delta, ordering: .relaxed) }
+        var current: Int { value.load(ordering: .relaxed) }
     }
 }
 
@@ -151,19 +151,16 @@ extension HTTPServer {
         var out = PrometheusText()
         out.family("deltacast_connections_open", "gauge", "Open client connections.", [([], Double(openConnections.load(ordering: .relaxed)))])
         out.family("deltacast_draining", "gauge", "Whether the server is shutting down (1) or not (0).", [([], draining ? 1 : 0)])
-        out.family("deltacast_connections", "gauge", "Open client connections by what they carry now.", [
-            ([("mode", "http")], sum { $0.connectionsHTTP.load(ordering: .relaxed) }), ([("mode", "websocket")], sum { $0.connectionsWebSocket.load(ordering: .relaxed) }),
-            ([("mode", "sse")], sum { $0.connectionsSSE.load(ordering: .relaxed) }), ([("mode", "longpoll")], sum { $0.connectionsHeld.load(ordering: .relaxed) }),
-        ])
+        out.family("deltacast_connections", "gauge", "Open client connections by what they carry now.",
+                   [([("mode", "http")], sum { $0.connectionsHTTP.load(ordering: .relaxed) })]
+                   + Transport.allCases.map { transport in ([("mode", transport.rawValue)], sum { $0.connections[transport].current }) })
         let topics = hub.allTopics
         out.family("deltacast_topics", "gauge", "Topics alive.", [([], Double(topics.count))])
         out.family("deltacast_subscriptions", "gauge", "Subscriptions (and held long-polls) on every topic.", [([], Double(topics.reduce(0) { $0 + $1.subscriberCount }))])
-        out.family("deltacast_deliveries_total", "counter", "Events queued to subscribers, by transport.", [
-            ([("transport", "websocket")], sum { $0.deliveriesWebSocket.load(ordering: .relaxed) }), ([("transport", "sse")], sum { $0.deliveriesSSE.load(ordering: .relaxed) }), ([("transport", "longpoll")], sum { $0.deliveriesLongPoll.load(ordering: .relaxed) }),
-        ])
-        out.family("deltacast_delivered_bytes_total", "counter", "Bytes of events queued to subscribers, by transport.", [
-            ([("transport", "websocket")], sum { $0.bytesWebSocket.load(ordering: .relaxed) }), ([("transport", "sse")], sum { $0.bytesSSE.load(ordering: .relaxed) }), ([("transport", "longpoll")], sum { $0.bytesLongPoll.load(ordering: .relaxed) }),
-        ])
+        out.family("deltacast_deliveries_total", "counter", "Events queued to subscribers, by transport.",
+                   Transport.allCases.map { transport in ([("transport", transport.rawValue)], sum { $0.deliveries[transport].current }) })
+        out.family("deltacast_delivered_bytes_total", "counter", "Bytes of events queued to subscribers, by transport.",
+                   Transport.allCases.map { transport in ([("transport", transport.rawValue)], sum { $0.bytes[transport].current }) })
         let statistics = hub.statistics
         out.family("deltacast_changes_total", "counter", "Changes of topics, by how they travel.", [
             ([("kind", "snapshot")], Double(statistics.snapshotCount)), ([("kind", "patch")], Double(statistics.patchCount)),
@@ -217,8 +214,8 @@ extension HTTPServer {
         let latencies = metrics.pollSeconds.withLock { $0 }
         var out = "{\"uptime_s\":\(Int((MonotonicClock.milliseconds() - startedAt) / 1000)),\"rss_bytes\":\(Self.residentBytes())"
         out += ",\"connections\":{\"open\":\(openConnections.load(ordering: .relaxed)),\"http\":\(sum { $0.connectionsHTTP.load(ordering: .relaxed) })"
-        out += ",\"websocket\":\(sum { $0.connectionsWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.connectionsSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.connectionsHeld.load(ordering: .relaxed) })}"
-        out += ",\"deliveries\":{\"websocket\":\(sum { $0.deliveriesWebSocket.load(ordering: .relaxed) }),\"sse\":\(sum { $0.deliveriesSSE.load(ordering: .relaxed) }),\"longpoll\":\(sum { $0.deliveriesLongPoll.load(ordering: .relaxed) })}"
+        for transport in Transport.allCases { out += ",\"\(transport.rawValue)\":\(sum { $0.connections[transport].current })" }
+        out += "},\"deliveries\":{" + Transport.allCases.map { transport in "\"\(transport.rawValue)\":\(sum { $0.deliveries[transport].current })" }.joined(separator: ",") + "}"
         out += ",\"bytes_saved\":\(hub.statistics.savedBytes),\"conflations\":\(sum { $0.conflations.load(ordering: .relaxed) }),\"slow_consumer_closes\":\(sum { $0.slowConsumerCloses.load(ordering: .relaxed) })"
         out += ",\"endpoints\":["
         for (index, endpoint) in configuration.endpoints.enumerated() {

@@ -159,21 +159,14 @@ extension HTTPConnection {
     func expireToken() {
         var ended = 0
         for (key, subscription) in subscriptions.entries where subscription.topic.endpoint.auth == .token {
-            let event = DeltacastEvent.error(topic: subscription.topic.name, code: .expired, message: "the token expired and was not renewed within auth.expiry_grace")
-            send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
-            detachSubscription(key)
+            sendEvent(DeltacastEvent.error(topic: subscription.topic.name, code: .expired, message: "the token expired and was not renewed within auth.expiry_grace"))
+            detach(key)
             ended += 1
         }
         if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
         // A connection that only reads public topics carries on, anonymous from now on.
-        guard ended > 0 else { return }
-        if mode == .webSocket {
-            closeWebSocket(code: 4401, reason: "token expired")
-        } else {
-            closeReason = (.info, nil, "token expired")
-            closeAfterFlush = true
-            flush()
-        }
+        guard ended > 0, let actions = session?.end(code: 4401, reason: "token expired") else { return }
+        perform(actions)
     }
 
     /// An `auth` message: verifies the fresh token and makes it the connection's. Every current
@@ -191,14 +184,14 @@ extension HTTPConnection {
             principal = verified
         }
         guard bind(.valid(principal)) else {
-            closeWebSocket(code: 1008, reason: "too many connections for this subject")
+            if let actions = session?.end(code: 1008, reason: "too many connections for this subject") { perform(actions) }
             return nil
         }
         for (key, subscription) in subscriptions.entries {
             let decision = access(subscription.topic.endpoint, topicName: subscription.topic.name, credential: .valid(principal))
             if let event = refusalEvent(decision, topic: subscription.topic.name) {
-                send(WebSocketFrame.encode(.text, payload: event))
-                detachSubscription(key)
+                sendEvent(event)
+                detach(key)
             }
         }
         return nil
@@ -208,7 +201,7 @@ extension HTTPConnection {
     /// them is checked against its new `allow` and `scopes`; a refused one ends with its
     /// `error` event (`forbidden`), and a single-topic stream ends with it. Others carry on.
     func recheckAccess(endpoints: Set<String>) {
-        guard mode == .webSocket || mode == .sse else { return }
+        guard session?.streams == true else { return }
         let credential: Credential = principal.map { .valid($0) } ?? .anonymous
         var ended = 0
         for (key, subscription) in subscriptions.entries {
@@ -216,18 +209,13 @@ extension HTTPConnection {
             guard endpoints.contains(endpoint.path.text),
                   let event = refusalEvent(access(endpoint, topicName: subscription.topic.name, credential: credential), topic: subscription.topic.name)
             else { continue }
-            send(mode == .sse ? ServerSentEvents.event(event: "error", data: event) : WebSocketFrame.encode(.text, payload: event))
-            detachSubscription(key)
+            sendEvent(event)
+            detach(key)
             ended += 1
         }
-        guard ended > 0 else { return }
-        if mode == .webSocket, webSocket?.kind == .single {
-            closeWebSocket(code: 1008, reason: "forbidden by the reloaded configuration")
-        } else if mode == .sse, !sseMultiplexed {
-            closeReason = (.info, nil, "forbidden by the reloaded configuration")
-            closeAfterFlush = true
-            flush()
-        }
+        guard ended > 0, let actions = session?.subscriptionEnded(reason: "forbidden by the reloaded configuration") else { return }
+        perform(actions)
+        flush()
     }
 
     /// `limits.message_rate` on a WebSocket: false (and close 1008) when spent.
@@ -235,7 +223,7 @@ extension HTTPConnection {
         let (buckets, now) = clientBuckets()
         guard buckets.message.take(rate: state.configuration.limits.messageRate, now: now) == nil else {
             state.server.metrics.rateLimited.add(1, ordering: .relaxed)
-            closeWebSocket(code: 1008, reason: "more than limits.message_rate messages")
+            if let actions = session?.end(code: 1008, reason: "more than limits.message_rate messages") { perform(actions) }
             return false
         }
         return true

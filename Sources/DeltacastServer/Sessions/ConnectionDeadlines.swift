@@ -10,8 +10,10 @@
 /// 4. **token expiry**: a push stream's token past `exp` + `auth.expiry_grace`;
 /// 5. per phase: the **header timeout** (a request begun and its head not complete:
 ///    `server.header_timeout`, 408), the keep-alive **idle timeout** (`server.idle_timeout`),
-///    the SSE **heartbeat** (`server.sse_heartbeat` without a write), and the WebSocket's own
-///    ping schedule (``WebSocketProtocolState``). A held long-poll's wait is its own timer.
+///    and a push session's own clock (``PushSession/tick(now:silent:)``), told whether the
+///    stream was **silent** for `server.sse_heartbeat` (the event stream's heartbeat). The
+///    WebSocket's pings follow ``WebSocketProtocolState``; a held poll's wait also has its own
+///    timer.
 struct ConnectionDeadlines {
     /// The configured durations, milliseconds.
     struct Limits: Equatable {
@@ -32,9 +34,8 @@ struct ConnectionDeadlines {
         /// Plain HTTP: `idle` between requests with nothing to write; `awaitingHead` while no
         /// request head is complete.
         case request(idle: Bool, awaitingHead: Bool)
-        case held
-        case eventStream
-        case webSocket
+        /// A push session (WebSocket, event stream, held poll).
+        case session
     }
 
     /// What the sweep must do now.
@@ -50,10 +51,9 @@ struct ConnectionDeadlines {
         case requestTimedOut
         /// Close the idle keep-alive connection.
         case idle
-        /// Send an SSE heartbeat comment.
-        case heartbeat
-        /// Run the WebSocket's ping schedule.
-        case webSocketTick
+        /// Run the session's clock; `silent`: nothing queued and nothing written for
+        /// `server.sse_heartbeat`.
+        case tick(silent: Bool)
         /// End the token-protected subscriptions (then ask again: the stream may carry on).
         case tokenExpired
     }
@@ -110,17 +110,14 @@ struct ConnectionDeadlines {
         case .tlsHandshake:
             // Handshake reads do not move lastActivity: it is still the time of the accept.
             return now - lastActivity >= limits.tlsHandshake ? .handshakeTimedOut : .none
-        case .eventStream, .webSocket:
+        case .session:
             if let tokenExpiresAt, wallClock >= tokenExpiresAt + limits.expiryGrace { return .tokenExpired }
-            if phase == .webSocket { return .webSocketTick }
             // Only a stream with nothing pending is silent: a heartbeat behind unsent bytes
             // would reach no one sooner, and one queued per sweep grew a stuck stream's queue.
-            return queueEmpty && now - lastWrite >= limits.sseHeartbeat ? .heartbeat : .none
+            return .tick(silent: queueEmpty && now - lastWrite >= limits.sseHeartbeat)
         case .request(let idle, let awaitingHead):
             if let requestStartedAt, awaitingHead, now - requestStartedAt >= limits.headerTimeout { return .requestTimedOut }
             return idle && now - lastActivity >= limits.idleTimeout ? .idle : .none
-        case .held:
-            return .none
         }
     }
 }

@@ -3,14 +3,15 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-/// Subscribing, unsubscribing, and the delivery of changes to a push connection; the rules of
-/// cursors and conflation are ``SubscriptionSet``'s.
+/// Subscribing, unsubscribing, and the delivery of changes to a push connection, whatever its
+/// session; the rules of cursors and conflation are ``SubscriptionSet``'s, the framing the
+/// session's.
 extension HTTPConnection {
     /// Subscribes to `topic` on this loop; sends what the subscriber missed when `sendBacklog`.
     /// Returns the topic's cursor at the moment of subscribing (nil before its first state).
     @discardableResult
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
-        let transport = mode.transport
+        let transport = session?.transport
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
         if since != nil {
@@ -19,9 +20,9 @@ extension HTTPConnection {
         let log = state.server.log
         if log.enabled(.debug) {
             let resume = since == nil ? "none" : backlog.first?.kind == .snapshot ? "snapshot" : "journal"
-            log.log(.debug, "subscribe", ["conn": .int(id), "topic": .string(topic.name), "mode": .string("\(mode)"), "resume": .string(resume)])
+            log.log(.debug, "subscribe", ["conn": .int(id), "topic": .string(topic.name), "mode": .string(modeName), "resume": .string(resume)])
         }
-        subscriptions.insert(topic, transport: transport, since: since, current: cursor, listed: mode == .sse)
+        subscriptions.insert(topic, transport: transport, since: since, current: cursor, listed: session?.listsCursors ?? false)
         if sendBacklog {
             for change in backlog {
                 push(change)
@@ -34,9 +35,6 @@ extension HTTPConnection {
         return cursor
     }
 
-    /// Ends one subscription (its `error` event already queued).
-    func detachSubscription(_ key: String) { detach(key) }
-
     func detach(_ key: String) {
         guard let subscription = subscriptions.remove(key) else { return }
         subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
@@ -48,18 +46,11 @@ extension HTTPConnection {
         for key in subscriptions.keys(topicNamed: name) { detach(key) }
     }
 
-    /// The upstream refused this connection's credentials for a topic (the `error` event is
-    /// queued): the subscription ends; a single-topic stream ends with it.
+    /// A subscription ends, its `error` event already queued (refused by the upstream or the
+    /// configuration, or its endpoint removed); a single-topic stream ends with it.
     func endSubscription(_ key: String, reason: String = "forbidden by the upstream") {
         detach(key)
-        switch mode {
-        case .sse where !sseMultiplexed:
-            closeAfterFlush = true
-        case .webSocket where webSocket?.kind == .single:
-            closeWebSocket(code: 1008, reason: reason)
-        default:
-            break
-        }
+        if let actions = session?.subscriptionEnded(reason: reason) { perform(actions) }
     }
 
     func detachAll() {
@@ -71,11 +62,8 @@ extension HTTPConnection {
 
     /// A change of a topic this connection receives (called by the loop).
     func deliver(_ change: Change) {
-        guard !closed, !subscriptions.isDuplicate(change) else { return }
-        if mode == .held {
-            if let hold { answerHold(hold, change: change) }
-            return
-        }
+        guard !closed, !subscriptions.isDuplicate(change), let action = session?.deliver(change, subscriptions: subscriptions) else { return }
+        guard case .push = action else { return perform([action]) }
         push(change)
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
@@ -87,7 +75,7 @@ extension HTTPConnection {
         state.flushSoon(self)
     }
 
-    /// Queues a change in this connection's framing, unless it is conflating (``SubscriptionSet``).
+    /// Queues a change in the session's framing, unless it is conflating (``SubscriptionSet``).
     func push(_ change: Change) {
         switch subscriptions.admit(change, queueFull: queue.isAboveHighWatermark) {
         case .ignore:
@@ -98,14 +86,9 @@ extension HTTPConnection {
                 state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
             }
         case .send(let previous):
-            let bytes: [UInt8]
-            switch mode {
-            case .webSocket: bytes = change.webSocketFrame(deflate: webSocket?.usesSharedDeflate ?? false)
-            case .sse: bytes = sseFrame(change)
-            case .http, .held: return
-            }
+            guard let session, let bytes = session.frame(change, in: subscriptions) else { return }
             if queue.enqueue(bytes) {
-                state.counters.delivered(transport: mode == .webSocket ? .websocket : .sse, bytes: bytes.count)
+                state.counters.delivered(transport: session.transport, bytes: bytes.count)
             } else {
                 // Past the hard limit: conflate rather than close.
                 subscriptions.refused(change, restoring: previous)
@@ -120,14 +103,22 @@ extension HTTPConnection {
         }
     }
 
-    /// No progress writing for `limits.slow_consumer_timeout`: close (WebSocket: 1008).
+    /// No progress writing for `limits.slow_consumer_timeout`: the session's ending (WebSocket:
+    /// close 1008) is tried once, then the connection closes.
     func slowConsumerTimedOut() {
         state.counters.slowConsumerCloses.add(1, ordering: .relaxed)
-        closeReason = (.warn, mode == .webSocket ? 1008 : nil, "slow consumer: no write progress for limits.slow_consumer_timeout")
-        if mode == .webSocket, let session = webSocket, session.control.beginClose() {
-            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: 1008, reason: "slow consumer: no progress")))
-            _ = writeQueue()
+        let ending = session?.end(code: 1008, reason: "slow consumer: no progress") ?? []
+        var code: Int?
+        var closing = false
+        for action in ending {
+            switch action {
+            case .sendPastWatermark(let bytes): closing = queue.enqueue(bytes)
+            case .finish(let reason): code = reason?.code
+            default: break
+            }
         }
+        closeReason = CloseReason(level: .warn, code: code, text: "slow consumer: no write progress for limits.slow_consumer_timeout")
+        if closing { _ = writeQueue() }
         close()
     }
 }

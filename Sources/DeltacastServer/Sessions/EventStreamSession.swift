@@ -3,9 +3,51 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-extension HTTPConnection {
-    // MARK: SSE
+/// An open `text/event-stream` (SSE): one topic on a mirrored path, or many on
+/// `/deltacast/sse` (their cursors listed together in each `id:`). The client has nothing to
+/// say; the stream is silent only with nothing pending, and then gets a heartbeat comment.
+struct EventStreamSession: PushSession {
+    /// `/deltacast/sse` (and the status stream): the stream outlives any one subscription.
+    let multiplexed: Bool
+    /// `server.sse_retry`, ms: the `retry:` hint it ends with at shutdown.
+    let retryMilliseconds: Int
 
+    var transport: Transport { .sse }
+    var name: String { "sse" }
+    var listsCursors: Bool { true }
+    var readsWhileOutputBacksUp: Bool { true }
+
+    /// Reading only notices when the client leaves.
+    mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [] }
+
+    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction? { .push(change) }
+
+    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]? {
+        guard multiplexed else { return change.sseEvent }
+        guard change.cursor != nil else { return change.sseBody }
+        return Array("id: \(subscriptions.listedCursors)\n".utf8) + change.sseBody
+    }
+
+    func event(_ payload: [UInt8]) -> [UInt8] { ServerSentEvents.event(event: "error", data: payload) }
+
+    mutating func tick(now: Int64, silent: Bool) -> [SessionAction] {
+        silent ? [.send(ServerSentEvents.comment("heartbeat"))] : []
+    }
+
+    /// A single-topic stream ends with its topic.
+    mutating func subscriptionEnded(reason: String) -> [SessionAction] {
+        multiplexed ? [] : [.finish(CloseReason(level: .info, text: reason))]
+    }
+
+    mutating func end(code: UInt16, reason: String) -> [SessionAction] { [.finish(CloseReason(level: .info, text: reason))] }
+
+    /// A last `retry:`, so clients come back at the pace asked for.
+    mutating func drain() -> [SessionAction] {
+        [.send(ServerSentEvents.retry(milliseconds: retryMilliseconds)), .finish(nil)]
+    }
+}
+
+extension HTTPConnection {
     /// Answers `request` with an open event stream (close-delimited) and its `retry:` hint;
     /// false when the connection is gone.
     func beginEventStream(_ request: HTTPRequestHead, multiplexed: Bool) -> Bool {
@@ -13,8 +55,7 @@ extension HTTPConnection {
         addCORS(request, to: &headers)
         logAccess(request, status: 200, bytes: 0)
         guard send(HTTPResponseWriter.head(status: 200, headers: headers, date: state.dateValue())) else { return false }
-        mode = .sse
-        sseMultiplexed = multiplexed
+        install(EventStreamSession(multiplexed: multiplexed, retryMilliseconds: state.sseRetryMilliseconds))
         send(ServerSentEvents.retry(milliseconds: state.sseRetryMilliseconds))
         return true
     }
@@ -39,14 +80,6 @@ extension HTTPConnection {
         }
         flush()
     }
-
-    func sseFrame(_ change: Change) -> [UInt8] {
-        guard sseMultiplexed else { return change.sseEvent }
-        guard change.cursor != nil else { return change.sseBody }
-        let ids = subscriptions.listedCursors
-        return Array("id: \(ids)\n".utf8) + change.sseBody
-    }
-
 }
 
 extension HTTPConnection {
@@ -71,7 +104,7 @@ extension HTTPConnection {
     }
 
     func statusTick(_ json: [UInt8]) {
-        guard !closed, mode == .sse else { return }
+        guard !closed, session is EventStreamSession else { return }
         // Skipped while the previous one is still queued: a slow page never piles them up.
         if queue.isEmpty { send(ServerSentEvents.event(event: "status", data: json)) }
         flush()

@@ -3,9 +3,9 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-/// A held long-poll: what answers it and its timer. A class, so an idle connection carries
-/// one pointer for it rather than a whole request head.
-final class Hold {
+/// A held long-poll: a request that waits for a change of its topics, answered once, after
+/// which the connection is plain HTTP again. Bytes of a pipelined next request wait meanwhile.
+struct HoldSession: PushSession {
     enum Kind {
         /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
         case mirrored
@@ -16,8 +16,13 @@ final class Hold {
     }
     let kind: Kind
     let request: HTTPRequestHead
-    var timer: UInt64?
-    init(kind: Kind, request: HTTPRequestHead) { self.kind = kind; self.request = request }
+    /// When the wait ends (monotonic ms).
+    let expiresAt: Int64
+
+    var transport: Transport { .longpoll }
+    var name: String { "held" }
+    var deadline: Int64? { expiresAt }
+    var streams: Bool { false }
 
     /// How long to hold, milliseconds: what the client asked for (seconds, negative as 0), at
     /// most `server.max_wait`.
@@ -40,6 +45,64 @@ final class Hold {
         case .multiplexed: RoutedResponse(status: 204, headers: ["Cache-Control": "no-store"], body: [])
         }
     }
+
+    /// The next pipelined request waits until this one is answered (the shell bounds it).
+    mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [.keepForNextRequest(bytes)] }
+
+    /// A held topic changed: the answer, if there is one yet.
+    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction? {
+        settle(subscriptions, status: change.cursor == nil ? change.event : nil)
+    }
+
+    /// The answer from the held topics' state, if there is one: the current body (or, on a
+    /// cold GET, the first poll's failure); for `/deltacast/poll`, the journaled changes plus
+    /// `status`, the event of a status change that woke it (not in the journal).
+    func settle(_ subscriptions: SubscriptionSet, status: [UInt8]?) -> SessionAction? {
+        switch kind {
+        case .mirrored, .cold:
+            guard let topic = subscriptions.entries.values.first?.topic else { return nil }
+            guard let current = topic.current() else {
+                // No good state: a cold GET gets the first poll's failure at once.
+                guard kind == .cold, let problem = topic.upstreamProblem else { return nil }
+                return .answer(request, HTTPConnection.problemResponse(problem))
+            }
+            let etag = "\"\(current.cursor)\""
+            return .answer(request, RoutedResponse(status: 200, headers: HTTPConnection.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+        case .multiplexed:
+            var events: [[UInt8]] = []
+            for subscription in subscriptions.entries.values {
+                if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
+            }
+            // Status and error events are not in the journal: they travel with what woke us.
+            if let status { events.append(status) }
+            return .answer(request, HoldSession.pollResponse(events))
+        }
+    }
+
+    /// A long-poll answer: the events as one JSON array.
+    static func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
+        var body: [UInt8] = [0x5B]
+        for (index, event) in events.enumerated() {
+            if index > 0 { body.append(0x2C) }
+            body += event
+        }
+        body.append(0x5D)
+        return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body, events: events.count)
+    }
+
+    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]? { nil }
+    /// Never asked: a held request is not a stream (``streams``).
+    func event(_ payload: [UInt8]) -> [UInt8] { payload }
+
+    /// The wait is over: 304, 504 or 204.
+    mutating func tick(now: Int64, silent: Bool) -> [SessionAction] {
+        now >= expiresAt ? [.answer(request, expiryResponse)] : []
+    }
+
+    mutating func subscriptionEnded(reason: String) -> [SessionAction] { [] }
+    mutating func end(code: UInt16, reason: String) -> [SessionAction] { [.answer(request, expiryResponse)] }
+    /// Shutdown answers at once, as if the wait were over.
+    mutating func drain() -> [SessionAction] { [.answer(request, expiryResponse)] }
 }
 
 extension HTTPConnection {
@@ -67,89 +130,27 @@ extension HTTPConnection {
             events.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
         }
         if !events.isEmpty || watched.isEmpty {
-            return finish(request, pollResponse(events))
+            return finish(request, HoldSession.pollResponse(events))
         }
         let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
-        beginHold(.multiplexed, request: request, topics: watched, milliseconds: Hold.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
+        beginHold(.multiplexed, request: request, topics: watched, milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
     }
-
-    func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
-        state.counters.delivered(transport: .longpoll, count: events.count, bytes: events.reduce(0) { $0 + $1.count })
-        var body: [UInt8] = [0x5B]
-        for (index, event) in events.enumerated() {
-            if index > 0 { body.append(0x2C) }
-            body += event
-        }
-        body.append(0x5D)
-        return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body)
-    }
-
-    // MARK: Holding (long-poll)
 
     /// Holds `request` on `topics`, each at the cursor the caller found it at. A change (or a
     /// cold topic's first failure) that lands between the caller's look and the subscription
     /// reaches no subscriber, so the hold checks each topic once more when attached and answers
     /// at once if one moved, rather than waiting for the next change or the deadline.
-    func beginHold(_ kind: Hold.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
-        mode = .held
+    func beginHold(_ kind: HoldSession.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
+        let hold = HoldSession(kind: kind, request: request, expiresAt: MonotonicClock.milliseconds() + milliseconds)
+        // The deadline first (`install` schedules it): a topic that moved may still have no
+        // answer to give (a mirrored GET whose upstream now refuses the credential), and the
+        // hold must then still end.
+        install(hold)
         var moved = false
         for (topic, since) in topics {
             let now = attach(topic, since: since, sendBacklog: false)
-            if Hold.moved(kind, since: since, now: now, failing: topic.upstreamProblem != nil) { moved = true }
+            if HoldSession.moved(kind, since: since, now: now, failing: topic.upstreamProblem != nil) { moved = true }
         }
-        let hold = Hold(kind: kind, request: request)
-        self.hold = hold
-        // The deadline first: a topic that moved may still have no answer to give (a mirrored
-        // GET whose upstream now refuses the credential), and the hold must then still end.
-        hold.timer = state.loop.schedule(afterMilliseconds: milliseconds) { [weak self] in self?.expireHold() }
-        if moved { settle(hold, status: nil) }
+        if moved, let answer = hold.settle(subscriptions, status: nil) { perform([answer]) }
     }
-
-    /// Answers a held request when its wait ends (or the server shuts down).
-    func expireHold() {
-        guard let hold else { return }
-        release(hold, with: hold.expiryResponse)
-    }
-
-    func release(_ hold: Hold, with response: RoutedResponse) {
-        if let timer = hold.timer { state.loop.cancelTimer(timer) }
-        self.hold = nil
-        detachAll()
-        finish(hold.request, response)
-        flush()
-        if !closed && !closeAfterFlush { resumeHTTP() }
-    }
-
-    /// A held request's topic changed: answer it.
-    func answerHold(_ hold: Hold, change: Change) {
-        settle(hold, status: change.cursor == nil ? change.event : nil)
-    }
-
-    /// Answers a hold from its topics' state, if there is an answer: the current body (or, on
-    /// a cold GET, the first poll's failure); for `/deltacast/poll`, the journaled changes plus
-    /// `status`, the event of a status change that woke it (not in the journal).
-    func settle(_ hold: Hold, status: [UInt8]?) {
-        switch hold.kind {
-        case .mirrored, .cold:
-            guard let topic = subscriptions.entries.values.first?.topic else { return }
-            guard let current = topic.current() else {
-                // No good state: a cold GET gets the first poll's failure at once.
-                if hold.kind == .cold, let problem = topic.upstreamProblem {
-                    release(hold, with: Self.problemResponse(problem))
-                }
-                return
-            }
-            let etag = "\"\(current.cursor)\""
-            release(hold, with: RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
-        case .multiplexed:
-            var events: [[UInt8]] = []
-            for subscription in subscriptions.entries.values {
-                if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
-            }
-            // Status and error events are not in the journal: they travel with what woke us.
-            if let status { events.append(status) }
-            release(hold, with: pollResponse(events))
-        }
-    }
-
 }

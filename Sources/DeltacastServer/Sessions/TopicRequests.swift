@@ -44,11 +44,11 @@ extension HTTPConnection {
         if let match = request.headers["If-None-Match"], Self.etagMatches(match, etag) {
             if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
                 return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
-                                 milliseconds: Hold.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
+                                 milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
             }
-            return finish(request, RoutedResponse(status: 304, headers: cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
+            return finish(request, RoutedResponse(status: 304, headers: Self.cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
         }
-        finish(request, RoutedResponse(status: 200, headers: cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+        finish(request, RoutedResponse(status: 200, headers: Self.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
     }
 
     /// The answer to a plain GET while the upstream gives no good state.
@@ -61,7 +61,7 @@ extension HTTPConnection {
         return .error(problem.responseStatus, code, problem.message, headers: problem.kind == .forbidden ? [:] : ["Retry-After": "1"])
     }
 
-    func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
+    static func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
         var headers = HTTPHeaders()
         if let contentType { headers.add(name: "Content-Type", value: contentType) }
         headers.add(name: "ETag", value: etag)
@@ -93,7 +93,7 @@ extension HTTPConnection {
     /// request, or for a WebSocket from its upgrade request.
     func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
         guard configuration.endpoints[endpoint].auth == .passthrough else { return [] }
-        let headers = request?.headers ?? webSocket?.credentialHeaders ?? HTTPHeaders()
+        let headers = request?.headers ?? session?.credentialHeaders ?? HTTPHeaders()
         return state.server.hub.credentials(endpoint: configuration.endpoints[endpoint]) { headers[$0] }
     }
 

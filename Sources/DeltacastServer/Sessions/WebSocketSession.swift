@@ -3,37 +3,152 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-/// A WebSocket's protocol state.
-final class WebSocketSession {
+/// An open WebSocket: frames decoded as they arrive, the control side (pings, pongs, the
+/// closing handshake) in ``WebSocketProtocolState``, and messages turned into
+/// ``ClientRequest``s. A `single` stream carries the topic of its path; a `multiplexed` one
+/// (`/deltacast/ws`) what its `subscribe` messages ask for; `echo` (diagnostics) sends back
+/// what it receives.
+struct WebSocketSession: PushSession {
     enum Kind { case single, multiplexed, echo }
     let kind: Kind
-    var decoder: WebSocketFrameDecoder
+    private(set) var decoder: WebSocketFrameDecoder
     let deflate: PerMessageDeflate.Parameters?
-    /// Pings, pongs and the closing handshake (a value type the connection drives).
-    var control: WebSocketProtocolState
-    /// A close frame was sent: nothing more goes out, the peer's close ends it.
-    var closeSent: Bool { control.closeSent }
-    /// The peer's close frame arrived.
-    var peerSentClose: Bool { control.peerSentClose }
-    /// The upgrade request's headers that passthrough endpoints forward (credentials for the
-    /// topics this connection subscribes to later).
-    let credentialHeaders: HTTPHeaders
+    /// Compresses messages to this client alone, when it agreed to compression (the loop's:
+    /// with no context takeover, one serves every connection).
+    let compressor: Deflater?
+    /// Pings, pongs and the closing handshake.
+    private(set) var control: WebSocketProtocolState
+    let credentialHeaders: HTTPHeaders?
 
-    init(kind: Kind, decoder: WebSocketFrameDecoder, deflate: PerMessageDeflate.Parameters?, now: Int64, pingInterval: Int64, credentialHeaders: HTTPHeaders) {
+    init(kind: Kind, deflate: PerMessageDeflate.Parameters?, compressor: Deflater?, maximumMessage: Int, now: Int64, pingInterval: Int64, credentialHeaders: HTTPHeaders) {
         self.kind = kind
-        self.credentialHeaders = credentialHeaders
-        self.decoder = decoder
+        self.decoder = WebSocketFrameDecoder(role: .server, maximumMessage: maximumMessage, deflate: deflate)
         self.deflate = deflate
+        self.compressor = deflate?.serverCompresses == true ? compressor : nil
         self.control = WebSocketProtocolState(pingInterval: pingInterval, now: now)
+        self.credentialHeaders = credentialHeaders
     }
+
+    var transport: Transport { .websocket }
+    var name: String { "webSocket" }
 
     /// Whether shared broadcast frames (compressed with a 15-bit window) may be sent compressed.
     var usesSharedDeflate: Bool { deflate?.serverMaxWindowBits == 15 }
+
+    mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] {
+        decoder.append(bytes)
+        // Anything from the peer proves it alive: the next ping waits a whole interval of silence.
+        control.heard(now: now)
+        var actions: [SessionAction] = []
+        while true {
+            let event: WebSocketEvent?
+            do {
+                event = try decoder.next()
+            } catch {
+                return actions + end(code: error.code, reason: error.reason)
+            }
+            guard let event else { return actions }
+            switch control.received(event) {
+            case .none, .ping, .close:
+                break
+            case .pong(let payload):
+                actions.append(.send(WebSocketFrame.encode(.pong, payload: payload)))
+            case .answerClose(let reply, let code):
+                if reply { actions.append(.send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? []))) }
+                actions.append(.finish(nil))
+                return actions
+            case .message(let opcode, let payload):
+                switch kind {
+                case .echo:
+                    actions.append(.send(message(opcode, payload)))
+                case .single:
+                    // A single-topic stream only sends, but it takes a renewal like any other.
+                    if opcode == .text, case .success(.auth(let token)) = ClientMessage.parse(payload) {
+                        actions.append(.request(.message(.auth(token: token))))
+                    } else {
+                        actions.append(.request(.ignored))
+                    }
+                case .multiplexed:
+                    actions.append(.request(Self.request(opcode, payload)))
+                }
+            }
+        }
+    }
+
+    /// What a message on `/deltacast/ws` asks for.
+    static func request(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> ClientRequest {
+        guard opcode == .text else {
+            return .refused(DeltacastEvent.error(topic: nil, code: .badRequest, message: "binary messages are not part of deltacast.v1; send JSON text"))
+        }
+        switch ClientMessage.parse(payload) {
+        case .failure(let error): return .refused(DeltacastEvent.error(topic: error.topic, code: .badRequest, message: error.message))
+        case .success(let message): return .message(message)
+        }
+    }
+
+    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction? { .push(change) }
+
+    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]? {
+        change.webSocketFrame(deflate: usesSharedDeflate)
+    }
+
+    func event(_ payload: [UInt8]) -> [UInt8] { message(.text, payload) }
+
+    /// A message to this connection alone, compressed when agreed.
+    func message(_ opcode: WebSocketOpcode, _ payload: [UInt8]) -> [UInt8] {
+        guard let compressor else { return WebSocketFrame.encode(opcode, payload: payload) }
+        return WebSocketFrame.encode(opcode, payload: compressor.compress(payload), compressed: true)
+    }
+
+    /// Pings a silent peer; closes (1008) after two unanswered pings.
+    mutating func tick(now: Int64, silent: Bool) -> [SessionAction] {
+        switch control.tick(now: now) {
+        case .ping:
+            return [.send(WebSocketFrame.encode(.ping, payload: []))]
+        case .close(let code, let reason):
+            return [.sendPastWatermark(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason))),
+                    .finish(CloseReason(level: .info, code: Int(code), text: reason))]
+        default:
+            return []
+        }
+    }
+
+    /// Our close frame went out and the peer has not answered it yet.
+    var lingersWhenDrained: Bool { control.closeSent && !control.peerSentClose }
+
+    mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool {
+        decoder.append(bytes)
+        do {
+            while let event = try decoder.next() {
+                if case .close = event { return true }
+            }
+            return false
+        } catch {
+            return true
+        }
+    }
+
+    /// A single-topic stream ends with its topic (1008).
+    mutating func subscriptionEnded(reason: String) -> [SessionAction] {
+        kind == .single ? end(code: 1008, reason: reason) : []
+    }
+
+    /// Our close frame (unless one went out), then close once it is written.
+    mutating func end(code: UInt16, reason: String) -> [SessionAction] {
+        var actions: [SessionAction] = []
+        if control.beginClose() {
+            actions.append(.sendPastWatermark(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason))))
+        }
+        let level: LogLevel = code == 1000 || code == 1001 || code == 1012 ? .debug : .info
+        actions.append(.finish(CloseReason(level: level, code: Int(code), text: reason)))
+        return actions
+    }
+
+    /// Service restart: reconnect, to the next process or another node.
+    mutating func drain() -> [SessionAction] { end(code: 1012, reason: "service restart") }
 }
 
 extension HTTPConnection {
-    // MARK: WebSocket
-
     enum UpgradeKind { case single(endpoint: Int, topic: String), multiplexed, echo }
 
     func upgrade(_ request: HTTPRequestHead, kind: UpgradeKind, credential: Credential = .anonymous) {
@@ -59,18 +174,16 @@ extension HTTPConnection {
             case .multiplexed: sessionKind = .multiplexed
             case .echo: sessionKind = .echo
             }
-            let decoder = WebSocketFrameDecoder(role: .server, maximumMessage: configuration.limits.maxMessage, deflate: deflate)
             var credentialHeaders = HTTPHeaders()
             for name in state.generation.passthroughHeaders { for value in request.headers.values(name) { credentialHeaders.add(name: name, value: value) } }
-            webSocket = WebSocketSession(kind: sessionKind, decoder: decoder, deflate: deflate, now: MonotonicClock.milliseconds(),
-                                         pingInterval: state.webSocketPingMilliseconds,
-                                         credentialHeaders: credentialHeaders)
-            mode = .webSocket
+            let compressor = deflate.map { state.deflater(windowBits: $0.serverMaxWindowBits) }
+            install(WebSocketSession(kind: sessionKind, deflate: deflate, compressor: compressor, maximumMessage: configuration.limits.maxMessage,
+                                     now: MonotonicClock.milliseconds(), pingInterval: state.webSocketPingMilliseconds, credentialHeaders: credentialHeaders))
             if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
                 attach(topic, since: Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }, sendBacklog: true)
             }
-            let early = parser.takeBuffered()
-            if !early.isEmpty { webSocketReceived(early[...]) }
+            let early = requests.takeBuffered()
+            if !early.isEmpty { sessionReceived(early[...]) }
             flush()
         }
     }
@@ -82,110 +195,33 @@ extension HTTPConnection {
         return origin == "http://" + host || origin == "https://" + host
     }
 
-    func webSocketReceived(_ bytes: ArraySlice<UInt8>) {
-        guard let session = webSocket else { return }
-        session.decoder.append(bytes)
-        // Anything from the peer proves it alive: the next ping waits a whole interval of silence.
-        session.control.heard(now: deadlines.lastActivity)   // the read that brought these bytes set it
-        while !closed, webSocket != nil {
-            let event: WebSocketEvent?
-            do {
-                event = try session.decoder.next()
-            } catch {
-                closeWebSocket(code: error.code, reason: error.reason)
-                return
-            }
-            guard let event else { break }
-            switch session.control.received(event) {
-            case .none, .ping, .close:
-                break
-            case .pong(let payload):
-                send(WebSocketFrame.encode(.pong, payload: payload))
-            case .answerClose(let reply, let code):
-                if reply { send(WebSocketFrame.encode(.close, payload: code.map { WebSocketFrame.closePayload(code: $0, reason: "") } ?? [])) }
-                closeAfterFlush = true
-                flush()
-                return
-            case .message(let opcode, let payload):
-                if session.kind != .echo && !takeMessageToken() { return }
-                switch session.kind {
-                case .echo: sendMessage(opcode, payload)
-                case .single:
-                    // A single-topic stream only sends, but it takes a renewal like any other.
-                    if opcode == .text, case .success(.auth(let token)) = ClientMessage.parse(payload), let error = renew(token: token) {
-                        sendMessage(.text, error)
-                    }
-                case .multiplexed: clientMessage(opcode, payload)
-                }
-            }
-        }
-        flush()
-    }
-
-    /// A message to this connection alone, compressed when agreed (per-loop compressor).
-    func sendMessage(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
-        if let deflate = webSocket?.deflate, deflate.serverCompresses {
-            let compressed = state.deflater(windowBits: deflate.serverMaxWindowBits).compress(payload)
-            send(WebSocketFrame.encode(opcode, payload: compressed, compressed: true))
-        } else {
-            send(WebSocketFrame.encode(opcode, payload: payload))
-        }
-    }
-
-    func clientMessage(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
-        guard opcode == .text else {
-            return sendMessage(.text, DeltacastEvent.error(topic: nil, code: .badRequest, message: "binary messages are not part of deltacast.v1; send JSON text"))
-        }
-        switch ClientMessage.parse(payload) {
-        case .failure(let error):
-            sendMessage(.text, DeltacastEvent.error(topic: error.topic, code: .badRequest, message: error.message))
-        case .success(.subscribe(let name, let since)):
+    /// A client's request over its stream, after `limits.message_rate` (close 1008 when spent).
+    func perform(_ request: ClientRequest) {
+        guard takeMessageToken() else { return }
+        switch request {
+        case .ignored:
+            break
+        case .refused(let event):
+            sendEvent(event)
+        case .message(.subscribe(let name, let since)):
             var endpoint: Int?
             var topicName = name
             if case .matched(let index, let normalised, _) = state.generation.router.matcher.match(name) { endpoint = index; topicName = normalised }
-            if let error = refusal(topicName, endpoint: endpoint, credential: heldCredential) { return sendMessage(.text, error) }
-            if endpoint != nil, let error = takeSubscribeToken(topic: topicName) { return sendMessage(.text, error) }
+            if let error = refusal(topicName, endpoint: endpoint, credential: heldCredential) { return sendEvent(error) }
+            if endpoint != nil, let error = takeSubscribeToken(topic: topicName) { return sendEvent(error) }
             guard let topic = hubTopic(topicName, endpoint: endpoint!, request: nil) else {
-                return sendMessage(.text, DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
+                return sendEvent(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
             }
             detach(named: topicName)
             attach(topic, since: since, sendBacklog: true)
-        case .success(.unsubscribe(let name)):
+        case .message(.unsubscribe(let name)):
             var topicName = name
             if case .matched(_, let normalised, _) = state.generation.router.matcher.match(name) { topicName = normalised }
             detach(named: topicName)
-        case .success(.auth(let token)):
-            if let error = renew(token: token) { sendMessage(.text, error) }
-        case .success(.drift(let name, let cursor)):
+        case .message(.auth(let token)):
+            if let error = renew(token: token) { sendEvent(error) }
+        case .message(.drift(let name, let cursor)):
             reportDrift(topics: [name], cursor: cursor)
         }
     }
-
-    func closeWebSocket(code: UInt16, reason: String) {
-        if closeReason == nil { closeReason = (code == 1001 || code == 1000 || code == 1012 ? .debug : .info, Int(code), reason) }
-        guard let session = webSocket else { close(); return }
-        if session.control.beginClose() {
-            // The close frame must go out even past the high watermark (it is tiny).
-            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason)))
-        }
-        closeAfterFlush = true
-        flush()
-    }
-
-    func webSocketHeartbeat(now: Int64) {
-        guard let session = webSocket else { return }
-        switch session.control.tick(now: now) {
-        case .ping:
-            send(WebSocketFrame.encode(.ping, payload: []))
-            flush()
-        case .close(let code, let reason):
-            if closeReason == nil { closeReason = (.info, Int(code), reason) }
-            _ = queue.enqueue(WebSocketFrame.encode(.close, payload: WebSocketFrame.closePayload(code: code, reason: reason)))
-            closeAfterFlush = true
-            flush()
-        default:
-            break
-        }
-    }
-
 }

@@ -1,0 +1,107 @@
+import DeltacastConfig
+import DeltacastHub
+import DeltacastWire
+
+/// Why a connection ends, for its `close` log line.
+struct CloseReason: Equatable {
+    var level: LogLevel
+    /// The WebSocket close code, if one was sent.
+    var code: Int? = nil
+    var text: String
+}
+
+/// What a session asks of the connection that carries it. The connection (HTTPConnection.swift)
+/// is the I/O shell: it owns the socket, the outbound queue, the subscriptions and the
+/// deadlines, and performs these in order. Sessions decide and never touch a socket.
+enum SessionAction {
+    /// Queue these bytes (past `limits.send_buffer` the connection closes).
+    case send([UInt8])
+    /// Queue these bytes even past the high watermark: a close frame is tiny and must go.
+    case sendPastWatermark([UInt8])
+    /// Queue this change through the subscriptions (cursors, conflation), in the session's
+    /// framing (``PushSession/frame(_:in:)``).
+    case push(Change)
+    /// Something the client asked for over the stream (WebSocket messages). The shell takes a
+    /// token of `limits.message_rate` first.
+    case request(ClientRequest)
+    /// Bytes of a pipelined request that arrived while one is held: kept until it is answered.
+    case keepForNextRequest(ArraySlice<UInt8>)
+    /// Answer the held request with this response; the connection goes back to plain HTTP.
+    case answer(HTTPRequestHead, RoutedResponse)
+    /// Write what is queued, then close (`reason` for the log; nil keeps an earlier one).
+    case finish(CloseReason?)
+    /// Close now.
+    case close(CloseReason?)
+}
+
+/// A client's request over an open stream, once the protocol decoded it.
+enum ClientRequest: Equatable {
+    /// A `deltacast.v1` message.
+    case message(ClientMessage)
+    /// A message the protocol refuses; this `error` event answers it.
+    case refused([UInt8])
+    /// A message this kind of stream does not act on (a single-topic WebSocket only takes `auth`).
+    case ignored
+}
+
+/// One push mode of a connection: a WebSocket, an event stream or a held long-poll. A value type
+/// with no socket and no clock (STYLE.md #2): the shell feeds it what arrives, the changes of
+/// its topics and the time, and performs the ``SessionAction``s it returns. Adding a transport
+/// means one type conforming to this, in its own file, and nothing in the shell.
+protocol PushSession {
+    /// Its transport: the connection gauge, the delivery counters and the hub's subscriber
+    /// counts go by it.
+    var transport: Transport { get }
+    /// Its name in logs and on the status page.
+    var name: String { get }
+    /// Whether it is an open stream to the client, which can be sent an event at any time (false
+    /// for a held request, answered once, whose credential was checked when it arrived).
+    var streams: Bool { get }
+    /// Whether its cursors are listed together in one `id:` (a multiplexed event stream).
+    var listsCursors: Bool { get }
+    /// Whether the shell goes on reading while output backs up (an event stream's client has
+    /// nothing to say; reading only notices it leave).
+    var readsWhileOutputBacksUp: Bool { get }
+    /// Headers that `auth: passthrough` subscriptions made later forward (the WebSocket's
+    /// upgrade request), or nil.
+    var credentialHeaders: HTTPHeaders? { get }
+    /// When ``tick(now:silent:)`` must run even between the loop's sweeps (monotonic ms): a
+    /// held poll's wait. Read once, when the session begins.
+    var deadline: Int64? { get }
+
+    /// Bytes from the peer, at `now` (monotonic ms).
+    mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction]
+    /// A change of one of its topics (never a duplicate: the subscriptions filter those).
+    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction?
+    /// A change in this session's framing, or nil when it frames none (a held poll answers
+    /// instead).
+    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]?
+    /// An event for this client alone (an `error` event), framed.
+    func event(_ payload: [UInt8]) -> [UInt8]
+    /// The sweep, at `now`: `silent` when nothing was written for `server.sse_heartbeat` and
+    /// nothing is queued.
+    mutating func tick(now: Int64, silent: Bool) -> [SessionAction]
+    /// The connection was told to close once written, and now is: whether it must linger
+    /// half-closed for the peer's answer (a WebSocket whose close frame the peer has not
+    /// answered) rather than close at once.
+    var lingersWhenDrained: Bool { get }
+    /// Bytes that arrived while lingering: true when they hold the peer's close.
+    mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool
+    /// One subscription ended with its `error` event already queued (refused by the upstream or
+    /// the configuration, or its endpoint removed).
+    mutating func subscriptionEnded(reason: String) -> [SessionAction]
+    /// Ends the stream with `code` (WebSocket close code) and `reason`.
+    mutating func end(code: UInt16, reason: String) -> [SessionAction]
+    /// The server is shutting down.
+    mutating func drain() -> [SessionAction]
+}
+
+extension PushSession {
+    var streams: Bool { true }
+    var listsCursors: Bool { false }
+    var readsWhileOutputBacksUp: Bool { false }
+    var credentialHeaders: HTTPHeaders? { nil }
+    var deadline: Int64? { nil }
+    var lingersWhenDrained: Bool { false }
+    mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool { false }
+}

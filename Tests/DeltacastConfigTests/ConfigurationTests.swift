@@ -106,13 +106,13 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
     }
 
     /// Every limit and timeout in the reference (a size, rate, duration or count, except the
-    /// schedule and hint values below) has a row in the README's limits table, and the test it
+    /// schedule and hint values below) has a row in the limits table of Reliability.md (the DocC catalogue), and the test it
     /// names exists in the file it names.
-    @Test func readmeNamesATestThatReachesEveryLimit() throws {
-        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        let table = try #require(readme.range(of: "<!-- limits:begin -->").flatMap { begin in
-            readme.range(of: "<!-- limits:end -->").map { readme[begin.upperBound..<$0.lowerBound] }
-        }, "README has no limits table")
+    @Test func everyLimitIsReachedByATestNamedInTheCatalogue() throws {
+        let catalogue = try String(contentsOf: repositoryRoot.appendingPathComponent("Sources/deltacast/Deltacast.docc/Reliability.md"), encoding: .utf8)
+        let table = try #require(catalogue.range(of: "<!-- limits:begin -->").flatMap { begin in
+            catalogue.range(of: "<!-- limits:end -->").map { catalogue[begin.upperBound..<$0.lowerBound] }
+        }, "Reliability.md has no limits table")
         var cited: [String: (file: String, test: String)] = [:]
         for line in table.split(separator: "\n") where line.hasPrefix("| `") {
             let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "`")) }
@@ -125,7 +125,7 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
         #expect(limits.count > 30)
         for key in limits {
             guard let (file, test) = cited[key] else {
-                Issue.record("README's limits table has no test for \(key)")
+                Issue.record("the limits table in Reliability.md has no test for \(key)")
                 continue
             }
             let source = try? String(contentsOf: repositoryRoot.appendingPathComponent(file), encoding: .utf8)

@@ -234,7 +234,7 @@ extension HTTPServer {
             for (offset, (topic, status)) in own.prefix(200).enumerated() {
                 if offset > 0 { out += "," }
                 out += "{\"name\":" + EventLog.quoted(topic.name) + ",\"subscribers\":\(status.subscribers)"
-                out += ",\"by_transport\":{\"websocket\":\(status.byTransport.websocket),\"sse\":\(status.byTransport.sse),\"longpoll\":\(status.byTransport.longpoll)}"
+                out += ",\"by_transport\":{" + Transport.allCases.map { "\"\($0.rawValue)\":\(status.byTransport[$0])" }.joined(separator: ",") + "}"
                 out += ",\"poll_failures\":\(status.pollFailures),\"next_poll_ms\":" + (status.nextPollIn.map(String.init) ?? "null")
                 out += ",\"cursor\":" + (status.cursor.map { "\"\($0)\"" } ?? "null")
                 out += ",\"last_change_ms_ago\":" + (status.millisecondsSinceChange.map(String.init) ?? "null")

@@ -12,8 +12,15 @@ public enum Benchmarks {
         (pinned to CPU 0; run it under `taskset -c 1`) or any server given by URLs
         (examples/bench/run.sh runs Nchan and Pushpin side by side). Options:
         \(FanoutBenchmark.usage)
+        coldstart: fanout of one 1 MB document to 10,000 waiting subscribers (the first state
+        after a restart); the same options, these defaults: --messages 1 --size 1000000
+        --subscribers 10000 --rate 1. It reports the time to the last byte (max ms) and the peak
+        RSS (rss_peak), which shows whether the document is shared or copied per subscriber.
         upstream [--clients N] [--duration S] [--interval-ms MS] (direct polling of the simulated
         API vs push through the proxy, same clients, one run).
+        polling [--topics N] [--duration S] [--interval-ms MS] [--max-concurrent N] [--c-loop PATH]
+        (N per-user topics under auth: passthrough polled by the proxy, then by a C libcurl-multi
+        loop if given; polls/s, CPU per poll, lateness, memory per topic; run under taskset -c 1).
         """
 
     /// Runs the benchmark `arguments` name, with its options.
@@ -23,7 +30,11 @@ public enum Benchmarks {
         if kind == "json" { return try JSONBenchmark.run(options) }
         if kind == "http" { return try HTTPBenchmark.run(options) }
         if let mode = LoadGenerator.Mode(rawValue: kind) { return try FanoutBenchmark.run(mode, options) }
+        if kind == "coldstart" {
+            return try FanoutBenchmark.run(.fanout, ["--messages", "1", "--size", "1000000", "--subscribers", "10000", "--rate", "1", "--label", "coldstart"] + options)
+        }
         if kind == "upstream" { return try UpstreamBenchmark.run(options) }
-        throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, throughput, connections, upstream")
+        if kind == "polling" { return try PollingBenchmark.run(options) }
+        throw .init(message: "unknown benchmark '\(kind)'; expected one of: json, http, fanout, throughput, connections, coldstart, upstream, polling")
     }
 }

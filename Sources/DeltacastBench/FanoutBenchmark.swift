@@ -11,7 +11,7 @@ import Foundation
 enum FanoutBenchmark {
     static let usage = """
         --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R (fanout)  --window W (throughput)
-        --size BYTES (message size, default 200)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
+        --size BYTES (message size, default 200, at most 4000000)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
         --subscribe URL [--subscribe URL]... (subscribers go round them) --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message}, {message_json}: quoted, {message_escaped}: escaped, unquoted)]
         [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)] [--scrape-ms MS (GET /metrics every MS during the run)]
         """
@@ -31,7 +31,7 @@ enum FanoutBenchmark {
         let sources = Int(args.value("--sources") ?? "1") ?? 0
         let phase = Int(args.value("--phase-seconds") ?? "60") ?? 0
         guard ["ws", "sse", "poll"].contains(transport), (1...19_000).contains(subscribers), (1...1_000_000).contains(messages),
-              (1...100_000).contains(rate), (1...10_000).contains(window), (80...65_536).contains(size),
+              (1...100_000).contains(rate), (1...10_000).contains(window), (80...4_000_000).contains(size),
               ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase) else {
             throw .init(message: "expected:\n" + usage)
         }

@@ -167,9 +167,14 @@ enum HTTPBenchmark {
         return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    static func rssBytes(_ pid: Int32) -> Double {
+    static func rssBytes(_ pid: Int32) -> Double { statusBytes(pid, "VmRSS:") }
+    /// The process's peak resident set (VmHWM), bytes.
+    static func peakRSSBytes(_ pid: Int32) -> Double { statusBytes(pid, "VmHWM:") }
+
+    /// A `kB` field of /proc/PID/status, in bytes (0 when the process is gone).
+    private static func statusBytes(_ pid: Int32, _ field: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
               let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
         return kilobytes * 1024
     }

@@ -127,18 +127,25 @@ final class LoadGenerator {
 
     func message(_ seq: Int) -> [UInt8] {
         let head = #"{"seq":\#(seq),"sent":\#(MonotonicClock.nanoseconds()),"pad":""#
-        let pad = String(repeating: "x", count: max(0, options.size - head.utf8.count - 2))
+        // Warm-ups of large documents stay small: they only confirm each subscriber.
+        let size = seq == 0 && options.size > Self.largeMessage ? 200 : options.size
+        let pad = String(repeating: "x", count: max(0, size - head.utf8.count - 2))
         let text = head + pad + "\"}"
-        var escaped = ""
-        for character in text { escaped += character == "\"" ? "\\\"" : String(character) }
-        let body = options.bodyTemplate.replacingOccurrences(of: "{message_json}", with: "\"" + escaped + "\"")
-            .replacingOccurrences(of: "{message_escaped}", with: escaped)
-            .replacingOccurrences(of: "{message}", with: text)
+        var body = options.bodyTemplate
+        if body.contains("{message_json}") || body.contains("{message_escaped}") {
+            let escaped = text.replacingOccurrences(of: "\"", with: "\\\"")
+            body = body.replacingOccurrences(of: "{message_json}", with: "\"" + escaped + "\"")
+                .replacingOccurrences(of: "{message_escaped}", with: escaped)
+        }
+        body = body.replacingOccurrences(of: "{message}", with: text)
         var request = "POST \(options.publish!.target) HTTP/1.1\r\nHost: \(options.publish!.host)\r\nContent-Length: \(body.utf8.count)\r\n"
         for header in options.publishHeaders { request += header + "\r\n" }
         if !options.publishHeaders.contains(where: { $0.lowercased().hasPrefix("content-type:") }) { request += "Content-Type: application/json\r\n" }
         return Array((request + "\r\n" + body).utf8)
     }
+
+    /// Past this size (bytes) a message is a large document (`bench coldstart`).
+    static let largeMessage = 65_536
 
     // MARK: Connecting
 
@@ -516,6 +523,9 @@ final class LoadGenerator {
         try run(until: MonotonicClock.nanoseconds() + 10_000_000_000, done: { received >= sent * confirmed }, publishDue: { false })
         let cpuUsed = cpu() - cpuBefore, ownCPU = FanoutBenchmark.ownCPUSeconds() - ownBefore
         let rssAfter = rss()
+        // The high-water mark over the whole run (VmHWM): for large documents it shows whether the
+        // bytes queued to every subscriber are shared or copied.
+        let rssPeak = o.pids.map(HTTPBenchmark.peakRSSBytes).reduce(0, +)
         // Every message published (all M unless the phase's time limit stopped the publisher).
         let expected = o.mode == .connections ? 0 : sent * confirmed
         let lost = expected - received
@@ -534,7 +544,7 @@ final class LoadGenerator {
             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
             | \(o.label) | \(o.transport) | \(confirmed) | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(h.percentile(0.5) / 1000)) | \(f(h.percentile(0.9) / 1000)) | \(f(h.percentile(0.99) / 1000)) | \(f(h.maximum / 1000)) | \(f(perSecond, 0)) | \(f(cpuUsed)) | \(f(cpuPerDelivery, 2)) | \(f(perConnection, 0)) | \(f(ownCPU)) |
             """
-        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3)),"scrapes":\#(scrapes.load(ordering: .relaxed))}"#
+        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_peak":\#(Int(rssPeak)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3)),"scrapes":\#(scrapes.load(ordering: .relaxed))}"#
         return Report(table: table, json: json, lost: lost + (o.subscribers - confirmed))
     }
 }

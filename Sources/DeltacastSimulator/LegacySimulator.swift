@@ -49,6 +49,8 @@ public final class LegacySimulator: @unchecked Sendable {
     /// requests and body bytes over every resource.
     public let versionTimes = Locked<[Int: (created: UInt64, served: UInt64?)]>([:])
     public let totals = Locked<(requests: Int, bytes: Int)>((0, 0))
+    /// For `bench polling`, while set: how late each user's notifications were asked for.
+    public let pollLateness = Locked<PollLatenessLog?>(nil)
     /// Part of every ETag, so a restarted simulator never repeats one for other content.
     private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     /// Delayed (`slow`) requests being answered now, and the most at once.
@@ -240,6 +242,7 @@ public final class LegacySimulator: @unchecked Sendable {
         default:
             if parts.count == 5, parts[1] == "api", parts[2] == "users", parts[4] == "notifications", !parts[3].isEmpty {
                 let user = String(parts[3])
+                pollLateness.withLock { $0?.record(user: user, at: MonotonicClock.nanoseconds()) }
                 // A bearer token, or (for browsers, which cannot set headers on a WebSocket or
                 // an EventSource) a `session` cookie with the same value.
                 let cookies = request.headers.values("Cookie").flatMap { $0.split(separator: ";").map { $0.trimmingOWS } }
@@ -453,5 +456,28 @@ private final class SimulatorConnection: EventLoopHandler {
         written = 0
         try? simulator.loop.modify(fd, events: EventLoop.readable)
         if closing { finish() }
+    }
+}
+
+/// When each user's notifications are requested (`bench polling`): a poller meant to ask every
+/// `interval` is late by the time between two requests past that interval. The first request of
+/// each user in the window only starts its clock.
+public struct PollLatenessLog: Sendable {
+    public let intervalNanoseconds: UInt64
+    private var last: [String: UInt64] = [:]
+    /// Lateness of each request after the first of its user, nanoseconds.
+    public private(set) var lateness: [UInt64] = []
+    /// Every request recorded.
+    public private(set) var requests = 0
+
+    public init(intervalNanoseconds: UInt64) { self.intervalNanoseconds = intervalNanoseconds }
+
+    mutating func record(user: String, at now: UInt64) {
+        requests += 1
+        if let previous = last[user] {
+            let gap = now &- previous
+            lateness.append(gap > intervalNanoseconds ? gap - intervalNanoseconds : 0)
+        }
+        last[user] = now
     }
 }

@@ -93,17 +93,23 @@ struct DeltacastProcess {
         }
     }
 
-    /// Commands a later issue builds say so and exit 69, after validating what they can.
+    /// An unknown kind or an option out of range is a usage error (exit 2) naming what is allowed.
     @Test func benchKindsAndLimitsAreUsageErrors() throws {
         let unknown = try DeltacastProcess(["bench", "latency"])
         #expect(unknown.status == 2)
-        #expect(unknown.stderr.contains("unknown benchmark 'latency'; expected one of: json, http, fanout, throughput, connections, upstream"))
+        #expect(unknown.stderr.contains("unknown benchmark 'latency'; expected one of: json, http, fanout, throughput, connections, coldstart, upstream, polling"))
         let tooMany = try DeltacastProcess(["bench", "fanout", "--subscribers", "50000"])
         #expect(tooMany.status == 2)
         #expect(tooMany.stderr.contains("--subscribers N (1...19000)"))
         let halfURL = try DeltacastProcess(["bench", "throughput", "--subscribe", "http://127.0.0.1:1/sub"])
         #expect(halfURL.status == 2)
         #expect(halfURL.stderr.contains("--subscribe and --publish take http://HOST:PORT/PATH URLs"))
+        let hugeDocument = try DeltacastProcess(["bench", "coldstart", "--size", "5000000"])
+        #expect(hugeDocument.status == 2)
+        #expect(hugeDocument.stderr.contains("--size BYTES (message size, default 200, at most 4000000)"))
+        let tooManyUsers = try DeltacastProcess(["bench", "polling", "--topics", "20000"])
+        #expect(tooManyUsers.status == 2)
+        #expect(tooManyUsers.stderr.contains("--topics 1...10000"))
     }
 
     @Test func checkReferencePrintsTheConfigurationTable() throws {

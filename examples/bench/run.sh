@@ -4,7 +4,7 @@
 # same load generator (`deltacast bench`), the same 200-byte messages, the same N, the same
 # pinning: each server on CPU 0 (one worker, one loop), the load generator on CPU 1.
 #
-#   examples/bench/run.sh [quick|fanout]   # quick: N = 1,000 only; fanout: below
+#   examples/bench/run.sh [quick|fanout|polling|coldstart]   # quick: N = 1,000 only; the others: below
 #   BEFORE=/tmp/deltacast-old examples/bench/run.sh   # also an older build, same run
 #
 # Installs nginx, libnginx-mod-nchan and pushpin from Debian when missing, starts each server
@@ -138,6 +138,24 @@ if [ "$QUICK" = fanout ]; then
     done
     python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
     cat "$OUT/results.md"
+    exit 0
+fi
+
+# polling: 10,000 per-user topics polled every second by Deltacast, then by a minimal C
+# libcurl-multi loop (examples/bench/curl_poll_loop.c, built here), against the simulated API;
+# each poller on CPU 0, the simulator and the bench on CPU 1.
+if [ "$QUICK" = polling ]; then
+    gcc -O2 -Wall -o "$OUT/curl_poll_loop" examples/bench/curl_poll_loop.c -lcurl
+    ( ulimit -n 20000; "${BENCH[@]}" polling --topics 10000 --duration "${DURATION:-30}" --c-loop "$OUT/curl_poll_loop" ) | tee "$OUT/polling.txt"
+    exit 0
+fi
+
+# coldstart: one 1 MB document reaching 10,000 waiting subscribers at once (the first state
+# after a restart), WebSocket and SSE: time to the last byte and the peak RSS.
+if [ "$QUICK" = coldstart ]; then
+    for transport in ws sse; do
+        "${BENCH[@]}" coldstart "${PACE[@]}" --transport $transport --diff snapshot | record || true
+    done
     exit 0
 fi
 

@@ -31,6 +31,10 @@ final class HTTPConnection: EventLoopHandler {
     private var registeredEvents = connectionEvents
     /// The push stream the connection carries, nil while it is plain HTTP.
     var session: (any PushSession)?
+    /// The session's transport and framing, kept beside it (set by ``install(_:)``): read on
+    /// every delivery, where reading the session itself would copy it.
+    private(set) var transport: Transport?
+    private(set) var framing: (any ChangeFraming)?
     /// The timer of the session's ``PushSession`` deadline (a held poll's wait), if any.
     private var sessionTimer: UInt64?
     /// The topics it receives, their cursors, and conflation.
@@ -70,9 +74,11 @@ final class HTTPConnection: EventLoopHandler {
 
     /// Makes `next` the connection's push session; its deadline, if it has one, is scheduled.
     func install(_ next: some PushSession) {
-        state.counters.adjust(session?.transport, by: -1)
+        state.counters.adjust(transport, by: -1)
         state.counters.adjust(next.transport, by: 1)
         session = next
+        transport = next.transport
+        framing = next.framing
         cancelSessionTimer()
         if let deadline = next.deadline {
             sessionTimer = state.loop.schedule(afterMilliseconds: max(0, deadline - MonotonicClock.milliseconds())) { [weak self] in
@@ -88,6 +94,8 @@ final class HTTPConnection: EventLoopHandler {
         guard let previous = session else { return }
         cancelSessionTimer()
         session = nil
+        transport = nil
+        framing = nil
         state.counters.adjust(previous.transport, by: -1)
         state.counters.adjust(nil, by: 1)
     }
@@ -489,7 +497,7 @@ final class HTTPConnection: EventLoopHandler {
     func close() {
         guard !closed else { return }
         closed = true
-        state.counters.adjust(session?.transport, by: -1)
+        state.counters.adjust(transport, by: -1)
         let log = state.server.log
         if let closeReason {
             log.log(closeReason.level, "close", ["conn": .int(id), "mode": .string(modeName), "code": .int(closeReason.code ?? 0), "reason": .string(closeReason.text)])

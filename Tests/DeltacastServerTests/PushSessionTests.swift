@@ -141,12 +141,12 @@ import Testing
         subscriptions.insert(b, transport: .sse, since: other.cursor, current: other.cursor, listed: true)
         let second = try published.publish(a, price: 2)
         _ = subscriptions.admit(second, queueFull: false)
-        let frame = String(decoding: EventStreamSession(multiplexed: true, retryMilliseconds: 1).frame(second, in: subscriptions)!, as: UTF8.self)
+        let frame = String(decoding: EventStreamSession(multiplexed: true, retryMilliseconds: 1).framing.frame(second, listedCursors: { subscriptions.listedCursors })!, as: UTF8.self)
         #expect(frame.hasPrefix("id: \(subscriptions.listedCursors)\n"))
         #expect(frame.hasSuffix(String(decoding: second.sseBody, as: UTF8.self)))
         #expect(subscriptions.listedCursors == "\(second.cursor!),\(other.cursor!)")
         // A single-topic stream's id is the change's own cursor.
-        #expect(EventStreamSession(multiplexed: false, retryMilliseconds: 1).frame(second, in: subscriptions) == second.sseEvent)
+        #expect(EventStreamSession(multiplexed: false, retryMilliseconds: 1).framing.frame(second, listedCursors: { subscriptions.listedCursors }) == second.sseEvent)
     }
 
     // MARK: Held long-poll
@@ -203,13 +203,13 @@ import Testing
         subscriptions.insert(topic, transport: .longpoll, since: first.cursor, current: first.cursor)
         var mirrored = HoldSession(kind: .mirrored, request: try Self.request("GET /live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
         let second = try published.publish(topic, price: 2)
-        guard case .answer(_, let response) = mirrored.deliver(second, subscriptions: subscriptions) else { Issue.record("no answer"); return }
+        guard case .answer(_, let response) = mirrored.deliver(second, subscriptions: { subscriptions }) else { Issue.record("no answer"); return }
         #expect(response.status == 200)
         #expect(response.headers["ETag"] == "\"\(second.cursor!)\"")
         #expect(String(decoding: response.body, as: UTF8.self).contains(#""p":2"#))
         // `/deltacast/poll` at the first cursor: the journaled patch, as a JSON array.
         var polled = HoldSession(kind: .multiplexed, request: try Self.request("GET /deltacast/poll?topic=/live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
-        guard case .answer(_, let poll) = polled.deliver(second, subscriptions: subscriptions) else { Issue.record("no answer"); return }
+        guard case .answer(_, let poll) = polled.deliver(second, subscriptions: { subscriptions }) else { Issue.record("no answer"); return }
         #expect(poll.status == 200 && poll.events == 1)
         #expect(poll.body == [0x5B] + second.event + [0x5D])
         // A cold GET with neither a state nor a failure yet has nothing to answer with.

@@ -11,7 +11,6 @@ extension HTTPConnection {
     /// Returns the topic's cursor at the moment of subscribing (nil before its first state).
     @discardableResult
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
-        let transport = session?.transport
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
         if since != nil {
@@ -62,8 +61,12 @@ extension HTTPConnection {
 
     /// A change of a topic this connection receives (called by the loop).
     func deliver(_ change: Change) {
-        guard !closed, !subscriptions.isDuplicate(change), let action = session?.deliver(change, subscriptions: subscriptions) else { return }
-        guard case .push = action else { return perform([action]) }
+        guard !closed, let framing, !subscriptions.isDuplicate(change) else { return }
+        guard framing.pushes else {
+            // A held poll: its session answers (or not yet).
+            if let action = session?.deliver(change, subscriptions: { self.subscriptions }) { perform([action]) }
+            return
+        }
         push(change)
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
@@ -86,9 +89,9 @@ extension HTTPConnection {
                 state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
             }
         case .send(let previous):
-            guard let session, let bytes = session.frame(change, in: subscriptions) else { return }
+            guard let transport, let bytes = framing?.frame(change, listedCursors: { self.subscriptions.listedCursors }) else { return }
             if queue.enqueue(bytes) {
-                state.counters.delivered(transport: session.transport, bytes: bytes.count)
+                state.counters.delivered(transport: transport, bytes: bytes.count)
             } else {
                 // Past the hard limit: conflate rather than close.
                 subscriptions.refused(change, restoring: previous)

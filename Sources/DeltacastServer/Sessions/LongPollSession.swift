@@ -50,8 +50,8 @@ struct HoldSession: PushSession {
     mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [.keepForNextRequest(bytes)] }
 
     /// A held topic changed: the answer, if there is one yet.
-    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction? {
-        settle(subscriptions, status: change.cursor == nil ? change.event : nil)
+    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? {
+        settle(subscriptions(), status: change.cursor == nil ? change.event : nil)
     }
 
     /// The answer from the held topics' state, if there is one: the current body (or, on a
@@ -90,7 +90,13 @@ struct HoldSession: PushSession {
         return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body, events: events.count)
     }
 
-    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]? { nil }
+    var framing: any ChangeFraming { Answering() }
+
+    /// A held poll queues no change: each one may answer it.
+    struct Answering: ChangeFraming {
+        var pushes: Bool { false }
+        func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]? { nil }
+    }
     /// Never asked: a held request is not a stream (``streams``).
     func event(_ payload: [UInt8]) -> [UInt8] { payload }
 

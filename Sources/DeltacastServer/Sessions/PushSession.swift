@@ -72,10 +72,15 @@ protocol PushSession {
     /// Bytes from the peer, at `now` (monotonic ms).
     mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction]
     /// A change of one of its topics (never a duplicate: the subscriptions filter those).
-    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction?
-    /// A change in this session's framing, or nil when it frames none (a held poll answers
-    /// instead).
-    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]?
+    /// `subscriptions` gives the connection's subscriptions to a session that needs them. The
+    /// shell asks only sessions whose ``framing`` does not push (a held poll): for the others
+    /// every change is `.push`, and the framing does the per-delivery work.
+    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction?
+    /// How it frames the changes it pushes: a small value the shell keeps beside the session,
+    /// read once when the session begins. (A call on the session itself, through its
+    /// existential, copies the whole session once per delivery: tens of bytes of framing rules
+    /// against a decoder's hundreds.)
+    var framing: any ChangeFraming { get }
     /// An event for this client alone (an `error` event), framed.
     func event(_ payload: [UInt8]) -> [UInt8]
     /// The sweep, at `now`: `silent` when nothing was written for `server.sse_heartbeat` and
@@ -94,6 +99,17 @@ protocol PushSession {
     mutating func end(code: UInt16, reason: String) -> [SessionAction]
     /// The server is shutting down.
     mutating func drain() -> [SessionAction]
+}
+
+/// How a push session frames one change, once per delivery: which of the change's shared
+/// encodings (encoded once, in the hub) it sends.
+protocol ChangeFraming {
+    /// Whether changes are queued as they come (false: the session answers them itself, through
+    /// ``PushSession/deliver(_:subscriptions:)``).
+    var pushes: Bool { get }
+    /// `change` in this framing. `listedCursors` gives the cursors of every listed subscription,
+    /// once the change was admitted (``SubscriptionSet/listedCursors``).
+    func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]?
 }
 
 extension PushSession {

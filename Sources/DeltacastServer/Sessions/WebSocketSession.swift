@@ -86,10 +86,15 @@ struct WebSocketSession: PushSession {
         }
     }
 
-    mutating func deliver(_ change: Change, subscriptions: SubscriptionSet) -> SessionAction? { .push(change) }
+    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? { .push(change) }
 
-    func frame(_ change: Change, in subscriptions: SubscriptionSet) -> [UInt8]? {
-        change.webSocketFrame(deflate: usesSharedDeflate)
+    var framing: any ChangeFraming { Framing(sharedDeflate: usesSharedDeflate) }
+
+    /// The change's WebSocket frame, compressed when this client agreed to the shared window.
+    struct Framing: ChangeFraming {
+        let sharedDeflate: Bool
+        var pushes: Bool { true }
+        func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]? { change.webSocketFrame(deflate: sharedDeflate) }
     }
 
     func event(_ payload: [UInt8]) -> [UInt8] { message(.text, payload) }

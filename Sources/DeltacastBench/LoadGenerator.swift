@@ -86,6 +86,14 @@ final class LoadGenerator {
         var nextSeq = 0
         var confirmed = false
         var failed = false
+        /// A large message (`bench coldstart`) is stamped from its first bytes, the rest is dropped
+        /// as it arrives, and it is recorded at its last byte: 1 MB for each of 10,000 subscribers would otherwise sit here.
+        /// WebSocket: bytes left of the current frame; SSE: drop until the blank line.
+        var discarding = 0
+        var discardingEvent = false
+        var lastByte: UInt8 = 0
+        /// The large message being dropped, recorded when its last byte arrives.
+        var stamp: (seq: Int, sent: Int, size: Int)?
         // Long-poll state.
         var cursor = ""
         var lastModified = ""
@@ -321,7 +329,7 @@ final class LoadGenerator {
                     if !subscriber.failed { subscriber.failed = true; epoll_ctl(epoll, EPOLL_CTL_DEL, subscriber.fd, nil) }
                     return
                 }
-                subscriber.buffer.append(contentsOf: scratch[0..<n])
+                take(subscriber, scratch[0..<n])
                 process(subscriber, now: MonotonicClock.nanoseconds())
                 continue
             }
@@ -331,9 +339,50 @@ final class LoadGenerator {
                 return
             }
             guard n > 0 else { return }
-            subscriber.buffer.append(contentsOf: scratch[0..<n])
+            take(subscriber, scratch[0..<n])
             process(subscriber, now: MonotonicClock.nanoseconds())
             if n < scratch.count { return }
+        }
+    }
+
+    /// Buffers what arrived, less what belongs to a large message already recorded.
+    func take(_ subscriber: Subscriber, _ chunk: ArraySlice<UInt8>) {
+        var chunk = chunk
+        if subscriber.discarding > 0 {
+            let drop = min(subscriber.discarding, chunk.count)
+            subscriber.discarding -= drop
+            chunk = chunk.dropFirst(drop)
+            if subscriber.discarding == 0 { completeLarge(subscriber) }
+        } else if subscriber.discardingEvent {
+            guard let end = Self.blankLine(in: chunk, after: subscriber.lastByte) else {
+                subscriber.lastByte = chunk.last ?? subscriber.lastByte
+                return
+            }
+            subscriber.discardingEvent = false
+            chunk = chunk[(end + 1)...]
+            completeLarge(subscriber)
+        }
+        subscriber.buffer.append(contentsOf: chunk)
+    }
+
+    /// A large message's last byte arrived: it counts now (time to the last byte).
+    func completeLarge(_ subscriber: Subscriber) {
+        guard let stamp = subscriber.stamp else { return }
+        subscriber.stamp = nil
+        record(seq: stamp.seq, sent: stamp.sent, size: stamp.size, subscriber, MonotonicClock.nanoseconds())
+    }
+
+    /// The index of the second LF of the first "\n\n" in `chunk` (`previous`: the byte before it).
+    static func blankLine(in chunk: ArraySlice<UInt8>, after previous: UInt8) -> Int? {
+        chunk.withUnsafeBytes { raw -> Int? in
+            guard let base = raw.baseAddress else { return nil }
+            var offset = 0
+            while offset < raw.count, let hit = memchr(base + offset, 10, raw.count - offset) {
+                let at = base.distance(to: UnsafeRawPointer(hit))
+                if (at == 0 && previous == 10) || (at > 0 && raw[at - 1] == 10) { return chunk.startIndex + at }
+                offset = at + 1
+            }
+            return nil
         }
     }
 
@@ -359,6 +408,15 @@ final class LoadGenerator {
                         guard bytes.count - consumed >= 10 else { return }
                         length = (0..<8).reduce(0) { $0 << 8 | Int(bytes[consumed + 2 + $1]) }; header = 10
                     }
+                    if length > Self.largeMessage, bytes.count - consumed < header + length {
+                        // Stamped from its first bytes; the rest is dropped as it arrives, and
+                        // it is recorded at its last byte.
+                        guard bytes.count - consumed >= header + 256 else { return }
+                        subscriber.stamp = Self.stamp(bytes, (consumed + header)..<bytes.count).map { ($0.seq, $0.sent, length) }
+                        subscriber.discarding = header + length - (bytes.count - consumed)
+                        consumed = bytes.count
+                        return
+                    }
                     guard bytes.count - consumed >= header + length else { return }
                     let payload = (consumed + header)..<(consumed + header + length)
                     if opcode == 0x9 {
@@ -373,6 +431,14 @@ final class LoadGenerator {
                 while let end = ByteSearch.first(of: [10, 10], in: bytes, from: consumed) {
                     record(bytes, consumed..<end, subscriber, now)
                     consumed = end + 2
+                }
+                if bytes.count - consumed > Self.largeMessage {
+                    // A large event: stamped from its first bytes, the rest dropped as it
+                    // arrives, recorded at its end.
+                    subscriber.stamp = Self.stamp(bytes, consumed..<bytes.count).map { ($0.seq, $0.sent, options.size) }
+                    subscriber.discardingEvent = true
+                    subscriber.lastByte = bytes[bytes.count - 1]
+                    consumed = bytes.count
                 }
             default:
                 guard let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: bytes, from: 0) else { return }
@@ -411,15 +477,25 @@ final class LoadGenerator {
     }
 
     func record(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ subscriber: Subscriber, _ now: UInt64) {
-        guard let seq = Self.number(bytes, Array(#""seq":"#.utf8), range) ?? Self.number(bytes, Array(#""/seq","value":"#.utf8), range),
-              let sent = Self.number(bytes, Array(#""sent":"#.utf8), range) ?? Self.number(bytes, Array(#""/sent","value":"#.utf8), range) else { return }
+        guard let (seq, sent) = Self.stamp(bytes, range) else { return }
+        record(seq: seq, sent: sent, size: range.count, subscriber, now)
+    }
+
+    /// A message's `seq` and `sent` (or a patch's values for them).
+    static func stamp(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> (seq: Int, sent: Int)? {
+        guard let seq = number(bytes, Array(#""seq":"#.utf8), range) ?? number(bytes, Array(#""/seq","value":"#.utf8), range),
+              let sent = number(bytes, Array(#""sent":"#.utf8), range) ?? number(bytes, Array(#""/sent","value":"#.utf8), range) else { return nil }
+        return (seq, sent)
+    }
+
+    func record(seq: Int, sent: Int, size: Int, _ subscriber: Subscriber, _ now: UInt64) {
         if !subscriber.confirmed { subscriber.confirmed = true; confirmedCount += 1 }
         if seq == 0 && subscriber.nextSeq > 0 { return }  // a repeated warm-up
         if seq < subscriber.nextSeq { duplicated += 1; return }
         if seq > subscriber.nextSeq && subscriber.nextSeq > 0 { reordered += 1 }
         subscriber.nextSeq = seq + 1
         guard seq > 0 else { return }  // the warm-up message confirms, it is not measured
-        if eventBytes == 0 { eventBytes = range.count }
+        if eventBytes == 0 { eventBytes = size }
         received += 1
         lastReceipt = now
         histogram.record(now > UInt64(sent) ? (now - UInt64(sent)) / 1000 : 0)

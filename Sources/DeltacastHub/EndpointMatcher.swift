@@ -9,11 +9,18 @@ public struct EndpointMatcher: Sendable {
     struct CompiledPattern: @unchecked Sendable {
         let text: String
         let regex: Regex<AnyRegexOutput>?
+        /// The default `[^/]+`: a path piece (never holding a slash) matches it when it is not
+        /// empty, so no regex runs (a regex match costs microseconds, and every poll asks).
+        var isDefault: Bool { text == EndpointMatcher.defaultPattern }
         func matches(_ value: Substring) -> Bool {
+            if isDefault { return !value.isEmpty }
             guard let regex else { return false }
             return (try? regex.wholeMatch(in: value)) != nil
         }
     }
+
+    /// A parameter's pattern when `params` names none.
+    static let defaultPattern = "[^/]+"
 
     private let endpoints: [(index: Int, endpoint: Configuration.Endpoint, regexes: [String: CompiledPattern])]
 
@@ -21,7 +28,7 @@ public struct EndpointMatcher: Sendable {
     public init(endpoints: [Configuration.Endpoint]) {
         self.endpoints = endpoints.enumerated().map { index, endpoint in
             (index, endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
-                let text = endpoint.params[name] ?? "[^/]+"
+                let text = endpoint.params[name] ?? Self.defaultPattern
                 return (name, CompiledPattern(text: text, regex: try? Regex(text)))
             }))
         }
@@ -42,11 +49,16 @@ public struct EndpointMatcher: Sendable {
     }
 
     /// Matches a request target or topic (`/path?query`).
+    ///
+    /// The path is split at every `/` byte: a slash followed by a combining mark is one Swift
+    /// Character, but to the upstream it is a slash, so it separates segments here too.
     public func match(_ target: String) -> Match {
-        let path = target.prefix { $0 != "?" }
-        let query = target.dropFirst(path.count + 1)
-        let pieces = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        guard path.hasPrefix("/") else { return .noMatch }
+        let utf8 = target.utf8
+        let pathEnd = utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex
+        let path = Substring(utf8[..<pathEnd])
+        let query = pathEnd == utf8.endIndex ? Substring() : Substring(utf8[utf8.index(after: pathEnd)...])
+        guard path.utf8.first == UInt8(ascii: "/") else { return .noMatch }
+        let pieces = path.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
         for (index, endpoint, regexes) in endpoints where endpoint.path.segments.count == pieces.count {
             var parameters: [String: String] = [:]
             var bad: (String, String)?
@@ -54,7 +66,7 @@ public struct EndpointMatcher: Sendable {
             var literalMismatch = false
             for (piece, segment) in zip(pieces, endpoint.path.segments) {
                 switch segment {
-                case .literal(let text): if piece != text { literalMismatch = true }
+                case .literal(let text): if !Self.same(piece, text) { literalMismatch = true }
                 case .parameter(let name):
                     parameters[name] = String(piece)
                     if unsafe == nil, let reason = Self.smuggles(piece) { unsafe = (name, reason) }
@@ -73,7 +85,16 @@ public struct EndpointMatcher: Sendable {
     /// `path`, then `?` and the allowed query parameters sorted by name then value (others
     /// dropped: cache-busters must not split a topic).
     /// `.` or `..`, also percent-encoded: as a parameter it would walk the upstream's path.
+    /// String equality (canonical equivalence), without Unicode work when the bytes decide it.
+    static func same(_ piece: Substring, _ text: String) -> Bool {
+        if piece.utf8.elementsEqual(text.utf8) { return true }
+        if piece.utf8.allSatisfy({ $0 < 0x80 }) && text.utf8.allSatisfy({ $0 < 0x80 }) { return false }
+        return piece == text
+    }
+
     static func isDotSegment(_ piece: Substring) -> Bool {
+        // ".", "..", and their spellings with %2e: six bytes at most.
+        guard piece.utf8.count <= 6 else { return false }
         let decoded = piece.lowercased().replacing("%2e", with: ".")
         return decoded == "." || decoded == ".."
     }

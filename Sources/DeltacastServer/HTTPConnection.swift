@@ -81,8 +81,10 @@ final class HTTPConnection: EventLoopHandler {
         framing = next.framing
         cancelSessionTimer()
         if let deadline = next.deadline {
-            sessionTimer = state.loop.schedule(afterMilliseconds: max(0, deadline - MonotonicClock.milliseconds())) { [weak self] in
-                guard let self else { return }
+            // `unowned`: the timer is cancelled whenever the session ends or the connection
+            // closes, so it never outlives the connection; a `weak` capture would give every held
+            // connection a side table, and every retain of it the runtime's slow path.
+            sessionTimer = state.loop.schedule(afterMilliseconds: max(0, deadline - MonotonicClock.milliseconds())) { [unowned self] in
                 self.sessionTimer = nil
                 self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
             }

@@ -197,14 +197,23 @@ public struct Router: Sendable {
     /// What `admin.listen` serves (and the main address then does not).
     static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"]
 
-    /// The values of a query parameter, percent-decoded, in order.
+    /// The values of a query parameter, percent-decoded, in order. Split by bytes (`&`, `=`);
+    /// a name or value is decoded only when it holds an escape or a `+`.
     public static func queryValues(_ target: String, _ name: String) -> [String] {
-        guard let mark = target.firstIndex(of: "?") else { return [] }
-        return target[target.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).compactMap { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard percentDecoded(parts[0]) == name else { return nil }
-            return parts.count == 2 ? percentDecoded(parts[1]) : ""
+        let utf8 = target.utf8
+        guard let mark = utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
+        var values: [String] = []
+        for pair in utf8[utf8.index(after: mark)...].split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
+            let equals = pair.firstIndex(of: UInt8(ascii: "="))
+            let key = Substring(pair[..<(equals ?? pair.endIndex)])
+            guard key.utf8.elementsEqual(name.utf8) || (needsDecoding(key) && percentDecoded(key) == name) else { continue }
+            values.append(equals.map { percentDecoded(Substring(pair[pair.index(after: $0)...])) } ?? "")
         }
+        return values
+    }
+
+    private static func needsDecoding(_ text: Substring) -> Bool {
+        text.utf8.contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
     }
 
     /// The cursors a reconnecting event stream resumes from: `Last-Event-ID`, or
@@ -230,18 +239,31 @@ public struct Router: Sendable {
 
     /// Percent-decodes (and turns `+` into a space, as forms do); invalid escapes stay as they are.
     static func percentDecoded(_ text: Substring) -> String {
+        guard needsDecoding(text) else { return String(text) }
+        let utf8 = Array(text.utf8)
         var bytes: [UInt8] = []
-        var iterator = Array(text.utf8)[...]
-        while let byte = iterator.popFirst() {
-            if byte == UInt8(ascii: "%"), iterator.count >= 2,
-               let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
-                bytes.append(value)
-                iterator = iterator.dropFirst(2)
+        bytes.reserveCapacity(utf8.count)
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte == UInt8(ascii: "%"), index + 2 < utf8.count, let high = hexValue(utf8[index + 1]), let low = hexValue(utf8[index + 2]) {
+                bytes.append(high << 4 | low)
+                index += 3
             } else {
                 bytes.append(byte == UInt8(ascii: "+") ? 0x20 : byte)
+                index += 1
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 
     private func negotiate() -> RoutedResponse {

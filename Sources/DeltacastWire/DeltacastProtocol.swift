@@ -13,11 +13,20 @@ public struct Cursor: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `EPOCH-SEQ`; nil when it is not one.
     public init?(_ text: some StringProtocol) {
-        guard let dash = text.lastIndex(of: "-") else { return nil }
-        let epoch = text[..<dash], digits = text[text.index(after: dash)...]
-        guard (4...12).contains(epoch.count), epoch.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) }),
-              (1...18).contains(digits.count), digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let seq = Int(digits) else { return nil }
-        self.epoch = String(epoch)
+        // By bytes: every valid cursor is ASCII, and this runs on every poll and resume.
+        let utf8 = Substring(text).utf8
+        guard let dash = utf8.lastIndex(of: UInt8(ascii: "-")) else { return nil }
+        let epoch = utf8[..<dash], digits = utf8[utf8.index(after: dash)...]
+        guard (4...12).contains(epoch.count), (1...18).contains(digits.count) else { return nil }
+        for byte in epoch {
+            guard (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) else { return nil }
+        }
+        var seq = 0
+        for digit in digits {
+            guard digit >= 0x30 && digit <= 0x39 else { return nil }
+            seq = seq * 10 + Int(digit - 0x30)   // at most 18 digits: no overflow
+        }
+        self.epoch = String(decoding: epoch, as: UTF8.self)
         self.seq = seq
     }
 

@@ -338,4 +338,16 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         // A single-encoded dot segment was already refused as a value that walks the path.
         #expect(matcher.match("/a/%2e%2E") == .badParameter(name: "id", pattern: "[^/]+"))
     }
+
+    /// A slash followed by a combining mark is one Swift Character but a slash to the upstream:
+    /// it separates segments, so it cannot carry structure inside a parameter.
+    @Test func aSlashWithACombiningMarkStillSeparatesSegments() throws {
+        let matcher = EndpointMatcher(endpoints: try Configuration.load(text: "endpoints:\n  - path: /a/{id}\n    source: publish\n  - path: /a/{id}/b\n    source: publish\n", file: "m.yaml", environment: [:]).endpoints)
+        #expect(matcher.match("/a/x/\u{301}") == .noMatch)
+        guard case .matched(let index, let topic, let parameters) = matcher.match("/a/x\u{301}/b") else { Issue.record("no match"); return }
+        #expect(index == 1 && topic == "/a/x\u{301}/b" && parameters == ["id": "x\u{301}"])
+        // Literal segments still compare as strings (canonically equivalent spellings match).
+        let literal = EndpointMatcher(endpoints: try Configuration.load(text: "endpoints:\n  - path: /caf\u{E9}/{id}\n    source: publish\n", file: "m.yaml", environment: [:]).endpoints)
+        guard case .matched = literal.match("/cafe\u{301}/1") else { Issue.record("a decomposed é did not match"); return }
+    }
 }

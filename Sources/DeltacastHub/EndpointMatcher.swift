@@ -104,10 +104,12 @@ public struct EndpointMatcher: Sendable {
     /// upstream that decodes before routing would otherwise see `../../admin` or a header break.
     static func smuggles(_ piece: Substring) -> String? {
         // Some upstreams (IIS, anything on Windows paths) take a bare backslash as a separator.
-        if piece.contains("\\") { return "a backslash" }
+        if piece.utf8.contains(0x5C) { return "a backslash" }
         // A topic named in a query string or a JSON message arrives decoded: a raw NUL or
         // control byte there would reach the upstream request line as it is.
         if piece.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "a NUL or control byte" }
+        // Nothing encoded: nothing can hide.
+        guard piece.utf8.contains(0x25) else { return nil }
         var text = String(piece)
         for round in 1...2 {
             guard text.contains("%"), let decoded = percentDecoded(text) else { return nil }

@@ -203,13 +203,18 @@ public struct Router: Sendable {
         let utf8 = target.utf8
         guard let mark = utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
         var values: [String] = []
-        for pair in utf8[utf8.index(after: mark)...].split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
+        var start = utf8.index(after: mark)
+        while true {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: "&")) ?? utf8.endIndex
+            let pair = utf8[start..<end]
             let equals = pair.firstIndex(of: UInt8(ascii: "="))
             let key = Substring(pair[..<(equals ?? pair.endIndex)])
-            guard key.utf8.elementsEqual(name.utf8) || (needsDecoding(key) && percentDecoded(key) == name) else { continue }
-            values.append(equals.map { percentDecoded(Substring(pair[pair.index(after: $0)...])) } ?? "")
+            if key.utf8.elementsEqual(name.utf8) || (needsDecoding(key) && percentDecoded(key) == name) {
+                values.append(equals.map { percentDecoded(Substring(pair[pair.index(after: $0)...])) } ?? "")
+            }
+            guard end != utf8.endIndex else { return values }
+            start = utf8.index(after: end)
         }
-        return values
     }
 
     private static func needsDecoding(_ text: Substring) -> Bool {

@@ -249,7 +249,8 @@ public struct HTTPRequestParser: Sendable {
         let targetText = String(decoding: target, as: UTF8.self)
         let isOrigin = target.first == UInt8(ascii: "/")
         let isAsterisk = targetText == "*"
-        let isAbsolute = targetText.lowercasedASCII.hasPrefix("http://") || targetText.lowercasedASCII.hasPrefix("https://")
+        // Lowercasing the target (a copy) only when it is not the usual /path.
+        let isAbsolute = !isOrigin && (targetText.lowercasedASCII.hasPrefix("http://") || targetText.lowercasedASCII.hasPrefix("https://"))
         guard isOrigin || (isAsterisk && methodText == "OPTIONS") || isAbsolute else {
             throw fail(400, "invalid request target; expected /path, * (OPTIONS) or an absolute URL")
         }
@@ -283,12 +284,13 @@ public struct HTTPRequestParser: Sendable {
         if minor == 1 && hosts.isEmpty { throw fail(400, "missing Host header") }
         if hosts.count > 1 { throw fail(400, "more than one Host header") }
         let lengths = headers.values("Content-Length")
-        let codings = headers.tokens("Transfer-Encoding").map(\.lowercasedASCII)
-        if !lengths.isEmpty && !headers.values("Transfer-Encoding").isEmpty {
+        let chunkedOrNot = headers["Transfer-Encoding"] != nil
+        if !lengths.isEmpty && chunkedOrNot {
             throw fail(400, "both Content-Length and Transfer-Encoding")
         }
         var framing = HTTPRequestHead.BodyFraming.none
-        if !headers.values("Transfer-Encoding").isEmpty {
+        if chunkedOrNot {
+            let codings = headers.tokens("Transfer-Encoding").map(\.lowercasedASCII)
             if minor == 0 { throw fail(400, "Transfer-Encoding in an HTTP/1.0 request") }
             guard codings.last == "chunked" else { throw fail(501, "unsupported transfer coding; only chunked is accepted") }
             guard codings.count == 1 else {
@@ -309,7 +311,7 @@ public struct HTTPRequestParser: Sendable {
             if length > limits.maximumBody { throw fail(413, "body larger than \(limits.maximumBody) bytes") }
             framing = length > 0 ? .contentLength(length) : .none
         }
-        let connection = headers.tokens("Connection").map(\.lowercasedASCII)
+        let connection = headers["Connection"] == nil ? [] : headers.tokens("Connection").map(\.lowercasedASCII)
         let keepAlive = minor == 1 ? !connection.contains("close") : connection.contains("keep-alive") && !connection.contains("close")
         var expectsContinue = false
         if let expect = headers["Expect"] {

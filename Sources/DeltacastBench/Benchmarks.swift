@@ -6,7 +6,8 @@ public enum Benchmarks {
     public static let usage = """
         usage: deltacast bench KIND [options]
 
-        Kinds: json [--rounds N] (parser, diff and patch sizes),
+        Kinds: json [--rounds N] [--simdjson PATH] (parser, diff and patch sizes; with PATH, the
+        same documents parsed by simdjson, built by examples/bench/run.sh json),
         http [--duration S] [--connections N] [--rounds N] (against nginx; needs nginx and wrk),
         fanout | throughput | connections: the load generator, against a `deltacast serve` it starts
         (pinned to CPU 0; run it under `taskset -c 1`) or any server given by URLs

@@ -10,6 +10,8 @@ enum JSONBenchmark {
     struct Options {
         var rounds = 7
         var rows = 5000
+        /// `examples/bench/simdjson_parse` (built by `run.sh json`): the measured limit.
+        var simdjson: String?
     }
 
     /// A deterministic stock-table document of `rows` keyed rows (about 200 bytes each).
@@ -37,6 +39,27 @@ enum JSONBenchmark {
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+    /// simdjson's median parse time of `bytes` over `rounds`, by the C++ program at `program`.
+    static func simdjson(_ program: String, _ bytes: [UInt8], rounds: Int) throws -> Double {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-json-\(getpid())-\(bytes.count).json")
+        try Data(bytes).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = [String(rounds), file.path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let line = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0, let range = line.range(of: "\"seconds\":"),
+              let seconds = Double(line[range.upperBound...].prefix { $0 != "}" && $0 != "\n" }) else {
+            throw HTTPBenchmark.Failure(description: "\(program) failed: \(line)")
+        }
+        return seconds
+    }
+
     static func time(_ rounds: Int, _ body: () throws -> Void) rethrows -> Double {
         var samples: [Double] = []
         let clock = ContinuousClock()
@@ -50,12 +73,13 @@ enum JSONBenchmark {
     }
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--rounds"])
+        let args = try CommandLineArguments(arguments, flags: [], options: ["--rounds", "--simdjson"])
         var options = Options()
         if let rounds = args.value("--rounds") {
             guard let value = Int(rounds), (1...100).contains(value) else { throw .init(message: "invalid --rounds '\(rounds)'; expected 1...100") }
             options.rounds = value
         }
+        options.simdjson = args.value("--simdjson")
         guard args.positionals.isEmpty else { throw .init(message: "unexpected argument '\(args.positionals[0])'") }
         #if DEBUG
         printError("deltacast bench json: this is a debug build; run `swift run -c release deltacast bench json` for figures that mean something")
@@ -86,6 +110,12 @@ enum JSONBenchmark {
             json["parse_\(label)_ours_MBps"] = megabytes / ours
             json["parse_\(label)_foundation_MBps"] = megabytes / foundation
             json["parse_\(label)_ratio"] = foundation / ours
+            if let program = options.simdjson {
+                let seconds = try simdjson(program, bytes, rounds: rounds)
+                results.append(("parse \(label): simdjson (the limit)", String(format: "%.0f MB/s; ours is %.3fx of it", megabytes / seconds, seconds / ours)))
+                json["parse_\(label)_simdjson_MBps"] = megabytes / seconds
+                json["parse_\(label)_ours_vs_simdjson"] = seconds / ours
+            }
         }
 
         // 2. Parse + diff: 1% of rows changed.

@@ -66,8 +66,12 @@ final class HTTPConnection: EventLoopHandler {
         state.counters.adjust(nil, by: 1)
     }
 
+    /// No push session: plain HTTP. (Asked of `transport`, set with the session: reading the
+    /// session's existential from this class copies it.)
+    var isPlainHTTP: Bool { transport == nil }
+
     /// Between requests with nothing left to write (push streams are never idle).
-    var isIdle: Bool { session == nil && requests.isIdle && queue.isEmpty }
+    var isIdle: Bool { isPlainHTTP && requests.isIdle && queue.isEmpty }
 
     /// What it carries now, in logs and on the status page.
     var modeName: String { session?.name ?? "http" }
@@ -109,7 +113,7 @@ final class HTTPConnection: EventLoopHandler {
 
     /// Runs the session's clock.
     private func tickSession(now: Int64, silent: Bool) {
-        guard !closed, let actions = session?.tick(now: now, silent: silent) else { return }
+        guard !closed, let actions = session?.tick(now: now, silent: silent), !actions.isEmpty else { return }
         perform(actions)
         flush()
     }
@@ -152,6 +156,8 @@ final class HTTPConnection: EventLoopHandler {
             case .close(let reason):
                 if closeReason == nil { closeReason = reason }
                 close()
+            case .linger:
+                beginLinger(now: MonotonicClock.milliseconds())
             }
         }
     }
@@ -182,7 +188,7 @@ final class HTTPConnection: EventLoopHandler {
     /// client that sent half a request and its FIN used to hold a descriptor for that long,
     /// at no cost to itself).
     private func peerStoppedSending() {
-        guard session == nil else { return close() }
+        guard isPlainHTTP else { return close() }
         peerFinished = true
         if queue.isEmpty && nothingLeftToAnswer { close() }
     }
@@ -242,7 +248,7 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func received(_ bytes: ArraySlice<UInt8>) {
-        guard session == nil else { return sessionReceived(bytes) }
+        guard isPlainHTTP else { return sessionReceived(bytes) }
         if requests.awaitingHead { deadlines.requestBegan(now: deadlines.lastActivity) }
         requests.append(bytes)
         process()
@@ -251,7 +257,7 @@ final class HTTPConnection: EventLoopHandler {
     /// Answers the requests received, in order, while the connection is plain HTTP.
     func process() {
         do {
-            while session == nil && !closed && !closeAfterFlush {
+            while isPlainHTTP && !closed && !closeAfterFlush {
                 // Backpressure: pipelined requests wait in the parser while responses pile up.
                 if queue.isAboveHighWatermark { pausedForOutput = true; return }
                 guard let step = try requests.next(now: MonotonicClock.milliseconds()) else { return }
@@ -261,7 +267,7 @@ final class HTTPConnection: EventLoopHandler {
                     if expectsContinue { _ = queue.enqueue(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
                 case .request(let request, let body):
                     respond(to: request, body: body)
-                    if session == nil && requests.hasBufferedBytes { deadlines.nextRequestBuffered(now: MonotonicClock.milliseconds()) }
+                    if isPlainHTTP && requests.hasBufferedBytes { deadlines.nextRequestBuffered(now: MonotonicClock.milliseconds()) }
                 }
             }
         } catch {
@@ -368,9 +374,9 @@ final class HTTPConnection: EventLoopHandler {
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
-            if peerFinished && session == nil && nothingLeftToAnswer { close(); return }
+            if peerFinished && isPlainHTTP && nothingLeftToAnswer { close(); return }
             if closeAfterFlush {
-                if session?.lingersWhenDrained == true { beginLinger(now: now) } else { close() }
+                perform(session?.drained(closing: true) ?? [.close(nil)])
                 return
             }
             if subscriptions.conflating {
@@ -438,7 +444,7 @@ final class HTTPConnection: EventLoopHandler {
     private func readAvailableIfPaused() {
         guard pausedForOutput, !closed else { return }
         pausedForOutput = false
-        if session == nil { process() }
+        if isPlainHTTP { process() }
         if !pausedForOutput { readAvailable() }
         if !closed { flush() }
     }
@@ -452,7 +458,7 @@ final class HTTPConnection: EventLoopHandler {
     /// What the connection is doing, for its deadlines.
     private var phase: ConnectionDeadlines.Phase {
         if let tls, !tls.established { return .tlsHandshake }
-        if session != nil { return .session }
+        if !isPlainHTTP { return .session }
         return .request(idle: isIdle, awaitingHead: requests.awaitingHead)
     }
 

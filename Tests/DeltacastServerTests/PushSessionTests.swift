@@ -21,6 +21,7 @@ import Testing
             case .answer(_, let response): "answer \(response.status) \(String(decoding: response.body, as: UTF8.self))"
             case .finish(let reason): "finish \(reason.map { "\($0.level) \($0.code.map(String.init) ?? "-") \($0.text)" } ?? "-")"
             case .close(let reason): "close \(reason?.text ?? "-")"
+            case .linger: "linger"
             }
         }
     }
@@ -75,12 +76,13 @@ import Testing
         var answered = Self.webSocket(.multiplexed)
         let peerClose = answered.received(Self.clientFrame(.close, WebSocketFrame.closePayload(code: 1000, reason: "bye")), now: 1)
         #expect(Self.describe(peerClose) == ["send close 1000 ", "finish -"])
-        #expect(!answered.lingersWhenDrained)
+        #expect(Self.describe(answered.drained(closing: true)) == ["close -"])
+        #expect(answered.drained(closing: false).isEmpty)
         // We close: our frame, past the watermark; then linger until the peer's close arrives.
         var ours = Self.webSocket(.multiplexed)
         #expect(Self.describe(ours.end(code: 4401, reason: "token expired")) == ["sendPastWatermark close 4401 token expired", "finish info 4401 token expired"])
         #expect(Self.describe(ours.end(code: 1008, reason: "again")) == ["finish info 1008 again"])   // one close frame only
-        #expect(ours.lingersWhenDrained)
+        #expect(Self.describe(ours.drained(closing: true)) == ["linger"])
         let late = ours.receivedWhileLingering(Self.clientFrame(.text, Array("late".utf8)))
         let closed = ours.receivedWhileLingering(Self.clientFrame(.close, []))
         #expect(!late && closed)
@@ -94,7 +96,7 @@ import Testing
         // An unmasked client frame (RFC 6455 §5.1): 1002.
         let actions = session.received(WebSocketFrame.encode(.text, payload: Array("x".utf8))[...], now: 1)
         #expect(Self.describe(actions).first?.hasPrefix("sendPastWatermark close 1002") == true)
-        #expect(session.lingersWhenDrained)
+        #expect(Self.describe(session.drained(closing: true)) == ["linger"])
     }
 
     @Test func aSilentWebSocketIsPingedThenClosedAndTrafficDefersIt() {
@@ -127,6 +129,7 @@ import Testing
         #expect(Self.describe(stream.tick(now: 2, silent: true)) == ["send : heartbeat\n\n"])
         #expect(Self.describe(stream.received(Array("ignored".utf8)[...], now: 3)).isEmpty)
         #expect(Self.describe(stream.drain()) == ["send retry: 2500\n\n", "finish -"])
+        #expect(Self.describe(stream.drained(closing: true)) == ["close -"])   // nothing to wait for
         #expect(Self.describe(stream.end(code: 4401, reason: "token expired")) == ["finish info - token expired"])
         #expect(String(decoding: stream.event(Array("{}".utf8)), as: UTF8.self) == "event: error\ndata: {}\n\n")
     }

@@ -4,7 +4,7 @@
 # same load generator (`deltacast bench`), the same 200-byte messages, the same N, the same
 # pinning: each server on CPU 0 (one worker, one loop), the load generator on CPU 1.
 #
-#   examples/bench/run.sh [quick|fanout|polling|coldstart]   # quick: N = 1,000 only; the others: below
+#   examples/bench/run.sh [quick|fanout|polling|coldstart|json]   # quick: N = 1,000 only; the others: below
 #   BEFORE=/tmp/deltacast-old examples/bench/run.sh   # also an older build, same run
 #
 # Installs nginx, libnginx-mod-nchan and pushpin from Debian when missing, starts each server
@@ -147,6 +147,15 @@ fi
 if [ "$QUICK" = polling ]; then
     gcc -O2 -Wall -o "$OUT/curl_poll_loop" examples/bench/curl_poll_loop.c -lcurl
     ( ulimit -n 20000; "${BENCH[@]}" polling --topics 10000 --duration "${DURATION:-30}" --c-loop "$OUT/curl_poll_loop" ) | tee "$OUT/polling.txt"
+    exit 0
+fi
+
+# json: the JSON engine (parse against JSONSerialization, parse + diff, patch sizes) beside
+# simdjson (libsimdjson-dev, installed when missing), the measured limit, same documents.
+if [ "$QUICK" = json ]; then
+    dpkg -s libsimdjson-dev >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq libsimdjson-dev; }
+    g++ -O2 -std=c++17 -o "$OUT/simdjson_parse" examples/bench/simdjson_parse.cpp -lsimdjson
+    "${BENCH[@]}" json --simdjson "$OUT/simdjson_parse" | tee "$OUT/json.txt"
     exit 0
 fi
 

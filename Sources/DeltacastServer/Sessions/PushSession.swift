@@ -32,6 +32,9 @@ enum SessionAction {
     case finish(CloseReason?)
     /// Close now.
     case close(CloseReason?)
+    /// Half-close (our side is done) and wait, at most 2 s, for the peer's close: a WebSocket
+    /// whose close frame the peer has not answered yet.
+    case linger
 }
 
 /// A client's request over an open stream, once the protocol decoded it.
@@ -86,10 +89,9 @@ protocol PushSession {
     /// The sweep, at `now`: `silent` when nothing was written for `server.sse_heartbeat` and
     /// nothing is queued.
     mutating func tick(now: Int64, silent: Bool) -> [SessionAction]
-    /// The connection was told to close once written, and now is: whether it must linger
-    /// half-closed for the peer's answer (a WebSocket whose close frame the peer has not
-    /// answered) rather than close at once.
-    var lingersWhenDrained: Bool { get }
+    /// Everything queued was written; `closing` when the connection was told to close once it
+    /// was (``SessionAction/finish(_:)``): close at once, or linger for the peer's answer.
+    func drained(closing: Bool) -> [SessionAction]
     /// Bytes that arrived while lingering: true when they hold the peer's close.
     mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool
     /// One subscription ended with its `error` event already queued (refused by the upstream or
@@ -118,6 +120,6 @@ extension PushSession {
     var readsWhileOutputBacksUp: Bool { false }
     var credentialHeaders: HTTPHeaders? { nil }
     var deadline: Int64? { nil }
-    var lingersWhenDrained: Bool { false }
+    func drained(closing: Bool) -> [SessionAction] { closing ? [.close(nil)] : [] }
     mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool { false }
 }

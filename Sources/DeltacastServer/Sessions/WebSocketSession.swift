@@ -118,8 +118,11 @@ struct WebSocketSession: PushSession {
         }
     }
 
-    /// Our close frame went out and the peer has not answered it yet.
-    var lingersWhenDrained: Bool { control.closeSent && !control.peerSentClose }
+    /// Closing with our close frame out and the peer's not in yet: linger for it.
+    func drained(closing: Bool) -> [SessionAction] {
+        guard closing else { return [] }
+        return control.closeSent && !control.peerSentClose ? [.linger] : [.close(nil)]
+    }
 
     mutating func receivedWhileLingering(_ bytes: ArraySlice<UInt8>) -> Bool {
         decoder.append(bytes)

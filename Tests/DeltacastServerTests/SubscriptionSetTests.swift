@@ -49,9 +49,11 @@ import Testing
         var set = SubscriptionSet()
         set.insert(topic, transport: .websocket, since: first.cursor, current: second.cursor)
         #expect(set.isDuplicate(first))          // the client holds it
+        #expect(set.admit(first, queueFull: false) == .ignore)   // and is never sent twice
         #expect(!set.isDuplicate(second))
         #expect(set.admit(second, queueFull: false) == .send(previous: first.cursor))
         #expect(set.isDuplicate(second))         // sent now
+        #expect(set.admit(second, queueFull: false) == .ignore)
         // A new history (cluster mode: Redis lost the topic's) starts again at seq 1: not a duplicate.
         let restarted = Change(topic: topic.name, key: topic.key, kind: .snapshot, cursor: Cursor(epoch: "fresh001", seq: 1), base: nil,
                                event: Array("{}".utf8), deflater: nil)

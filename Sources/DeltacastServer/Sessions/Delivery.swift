@@ -61,13 +61,15 @@ extension HTTPConnection {
 
     /// A change of a topic this connection receives (called by the loop).
     func deliver(_ change: Change) {
-        guard !closed, let framing, !subscriptions.isDuplicate(change) else { return }
+        guard !closed, let framing else { return }
         guard framing.pushes else {
             // A held poll: its session answers (or not yet).
+            guard !subscriptions.isDuplicate(change) else { return }
             if let action = session?.deliver(change, subscriptions: { self.subscriptions }) { perform([action]) }
             return
         }
-        push(change)
+        // `push` ignores a duplicate (``SubscriptionSet/admit(_:queueFull:)``): one lookup.
+        guard push(change) else { return }
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
             let removed = subscriptions[change.key].map { !state.server.hub.holds($0.topic) } ?? false
@@ -79,17 +81,19 @@ extension HTTPConnection {
     }
 
     /// Queues a change in the session's framing, unless it is conflating (``SubscriptionSet``).
-    func push(_ change: Change) {
+    /// False when the change is for no subscription here, or one already sent.
+    @discardableResult
+    func push(_ change: Change) -> Bool {
         switch subscriptions.admit(change, queueFull: queue.isAboveHighWatermark) {
         case .ignore:
-            return
+            return false
         case .drop(let started):
             if started {
                 state.counters.conflations.add(1, ordering: .relaxed)
                 state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
             }
         case .send(let previous):
-            guard let transport, let bytes = framing?.frame(change, listedCursors: { self.subscriptions.listedCursors }) else { return }
+            guard let transport, let bytes = framing?.frame(change, listedCursors: { self.subscriptions.listedCursors }) else { return false }
             if queue.enqueue(bytes) {
                 state.counters.delivered(transport: transport, bytes: bytes.count)
             } else {
@@ -97,6 +101,7 @@ extension HTTPConnection {
                 subscriptions.refused(change, restoring: previous)
             }
         }
+        return true
     }
 
     /// After a slow consumer's queue drained: one fresh snapshot per topic that lost changes.

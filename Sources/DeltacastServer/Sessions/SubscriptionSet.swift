@@ -84,21 +84,22 @@ struct SubscriptionSet {
         case drop(started: Bool)
     }
 
-    /// Decides about `change`; on `.send` the subscription's cursor is already advanced.
+    /// Decides about `change`; on `.send` the subscription's cursor is already advanced. A
+    /// duplicate (``isDuplicate(_:)``) is ignored. One hash of the topic key per delivery: the
+    /// subscription is found once and changed in place.
     mutating func admit(_ change: Change, queueFull: Bool) -> Admission {
-        guard var subscription = entries[change.key] else { return .ignore }
-        if change.kind == .patch, subscription.cursor != change.base { subscription.needsResync = true }
-        if subscription.needsResync || conflating || queueFull {
-            if change.cursor != nil { subscription.needsResync = true }
+        guard let index = entries.index(forKey: change.key) else { return .ignore }
+        let held = entries.values[index].cursor
+        if let cursor = change.cursor, let held, cursor.epoch == held.epoch, cursor.seq <= held.seq { return .ignore }
+        if change.kind == .patch, held != change.base { entries.values[index].needsResync = true }
+        if entries.values[index].needsResync || conflating || queueFull {
+            if change.cursor != nil { entries.values[index].needsResync = true }
             let started = !conflating
             conflating = true
-            entries[change.key] = subscription
             return .drop(started: started)
         }
-        let previous = subscription.cursor
-        if let cursor = change.cursor { subscription.cursor = cursor }
-        entries[change.key] = subscription
-        return .send(previous: previous)
+        if let cursor = change.cursor { entries.values[index].cursor = cursor }
+        return .send(previous: held)
     }
 
     /// The bytes of an admitted change did not fit (past the queue's hard limit): conflate as if

@@ -134,8 +134,6 @@ final class HTTPConnection: EventLoopHandler {
                 send(bytes)
             case .sendPastWatermark(let bytes):
                 if !queue.enqueue(bytes) { close() }
-            case .push(let change):
-                push(change)
             case .request(let request):
                 guard !closeAfterFlush else { return }
                 perform(request)

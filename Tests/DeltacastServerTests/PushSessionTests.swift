@@ -13,7 +13,6 @@ import Testing
             switch action {
             case .send(let bytes): "send \(text(bytes))"
             case .sendPastWatermark(let bytes): "sendPastWatermark \(text(bytes))"
-            case .push(let change): "push \(change.cursor.map(\.description) ?? "-")"
             case .request(.message(let message)): "request \(message)"
             case .request(.refused(let event)): "refused \(String(decoding: event, as: UTF8.self))"
             case .request(.ignored): "ignored"

@@ -145,6 +145,7 @@ fi
 # libcurl-multi loop (examples/bench/curl_poll_loop.c, built here), against the simulated API;
 # each poller on CPU 0, the simulator and the bench on CPU 1.
 if [ "$QUICK" = polling ]; then
+    command -v gcc >/dev/null 2>&1 || { echo "run.sh polling: needs gcc (apt-get install gcc) for the C loop" >&2; exit 1; }
     gcc -O2 -Wall -o "$OUT/curl_poll_loop" examples/bench/curl_poll_loop.c -lcurl
     ( ulimit -n 20000; "${BENCH[@]}" polling --topics 10000 --duration "${DURATION:-30}" --c-loop "$OUT/curl_poll_loop" ) | tee "$OUT/polling.txt"
     exit 0
@@ -154,6 +155,7 @@ fi
 # simdjson (libsimdjson-dev, installed when missing), the measured limit, same documents.
 if [ "$QUICK" = json ]; then
     dpkg -s libsimdjson-dev >/dev/null 2>&1 || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq libsimdjson-dev; }
+    command -v g++ >/dev/null 2>&1 || { echo "run.sh json: needs g++ (apt-get install g++) for the simdjson program" >&2; exit 1; }
     g++ -O2 -std=c++17 -o "$OUT/simdjson_parse" examples/bench/simdjson_parse.cpp -lsimdjson
     "${BENCH[@]}" json --simdjson "$OUT/simdjson_parse" | tee "$OUT/json.txt"
     exit 0

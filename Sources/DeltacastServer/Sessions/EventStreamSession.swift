@@ -20,8 +20,6 @@ struct EventStreamSession: PushSession {
     /// Reading only notices when the client leaves.
     mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [] }
 
-    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? { .push(change) }
-
     var framing: any ChangeFraming { Framing(multiplexed: multiplexed) }
 
     /// The change's SSE event; on a multiplexed stream its `id:` lists every topic's cursor.

@@ -18,9 +18,6 @@ enum SessionAction {
     case send([UInt8])
     /// Queue these bytes even past the high watermark: a close frame is tiny and must go.
     case sendPastWatermark([UInt8])
-    /// Queue this change through the subscriptions (cursors, conflation), in the session's
-    /// framing (``PushSession/frame(_:in:)``).
-    case push(Change)
     /// Something the client asked for over the stream (WebSocket messages). The shell takes a
     /// token of `limits.message_rate` first.
     case request(ClientRequest)
@@ -76,8 +73,8 @@ protocol PushSession {
     mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction]
     /// A change of one of its topics (never a duplicate: the subscriptions filter those).
     /// `subscriptions` gives the connection's subscriptions to a session that needs them. The
-    /// shell asks only sessions whose ``framing`` does not push (a held poll): for the others
-    /// every change is `.push`, and the framing does the per-delivery work.
+    /// shell asks only sessions whose ``framing`` does not push (a held poll); the others'
+    /// changes are queued through the subscriptions in their framing, and they answer nil.
     func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction?
     /// How it frames the changes it pushes: a small value the shell keeps beside the session,
     /// read once when the session begins. (A call on the session itself, through its
@@ -115,6 +112,7 @@ protocol ChangeFraming {
 }
 
 extension PushSession {
+    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? { nil }
     var streams: Bool { true }
     var listsCursors: Bool { false }
     var readsWhileOutputBacksUp: Bool { false }

@@ -86,8 +86,6 @@ struct WebSocketSession: PushSession {
         }
     }
 
-    func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? { .push(change) }
-
     var framing: any ChangeFraming { Framing(sharedDeflate: usesSharedDeflate) }
 
     /// The change's WebSocket frame, compressed when this client agreed to the shared window.

@@ -33,7 +33,8 @@ public final class Topic: @unchecked Sendable {
     private var seq = 0
     /// Cluster mode: Redis cannot be reached (subscribers were told).
     private var clusterUnavailable = false
-    private var document: JSONValue?
+    /// The current body, parsed (JSON content types): its tape, for the next diff.
+    private var document: JSONDocument?
     private var body: [UInt8] = []
     private var contentType = "application/json"
     private var snapshot: Change?
@@ -277,9 +278,9 @@ public final class Topic: @unchecked Sendable {
             return .unchanged(cursor)
         }
         let isJSON = Topic.isJSON(contentType: newType)
-        var parsed: JSONValue?
+        var parsed: JSONDocument?
         if isJSON {
-            do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
+            do { parsed = try JSONDocument(parsing: newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> UpdateOutcome in
             recoveredLocked()
@@ -352,9 +353,9 @@ public final class Topic: @unchecked Sendable {
     /// (a history that vanished from the cluster starts afresh with a snapshot at seq 1).
     public func prepare(body newBody: [UInt8], contentType newType: String, newEpoch: String? = nil) throws(UpdateError) -> PreparedChange? {
         let isJSON = Topic.isJSON(contentType: newType)
-        var parsed: JSONValue?
+        var parsed: JSONDocument?
         if isJSON {
-            do { parsed = try JSONParser.parse(newBody) } catch { throw .invalidJSON(error.description) }
+            do { parsed = try JSONDocument(parsing: newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> PreparedChange? in
             let digest = configured.endpoint.digest ? Topic.digest(parsed, body: newBody) : nil
@@ -398,8 +399,8 @@ public final class Topic: @unchecked Sendable {
     /// Applies the cluster's state: the journal `entries` after this topic's seq (each a seq
     /// and its event bytes, in order), then the stored `body` at `seq` of `epoch`.
     public func replicate(epoch: String, seq newSeq: Int, body newBody: [UInt8]?, contentType newType: String, entries: [(seq: Int, event: [UInt8])]) -> Replication {
-        var parsed: JSONValue?
-        if let newBody, Topic.isJSON(contentType: newType) { parsed = try? JSONParser.parse(newBody) }
+        var parsed: JSONDocument?
+        if let newBody, Topic.isJSON(contentType: newType) { parsed = try? JSONDocument(parsing: newBody) }
         return lock.withLock { _ -> Replication in
             if epoch == currentEpoch && newSeq == seq { return .current }
             if epoch == currentEpoch && newSeq < seq { return .wentBackwards }
@@ -476,8 +477,8 @@ public final class Topic: @unchecked Sendable {
 
     /// SHA-256 (hex) of the RFC 8785 form of what a client holds for this body: the document,
     /// or for a non-JSON body the string it travels as.
-    public static func digest(_ document: JSONValue?, body: [UInt8]) -> String {
-        let value = document ?? .string(String(decoding: body, as: UTF8.self))
+    public static func digest(_ document: JSONDocument?, body: [UInt8]) -> String {
+        let value = document?.value ?? .string(String(decoding: body, as: UTF8.self))
         return SHA256Digest.hex(value.canonicalized())
     }
 
@@ -492,7 +493,7 @@ public final class Topic: @unchecked Sendable {
     private enum Diffed { case unchanged, patch([UInt8], merge: Bool), snapshot }
 
     /// The change from the stored document to `new` (under the lock).
-    private func diffLocked(_ new: JSONValue?, newBody: [UInt8]) -> Diffed {
+    private func diffLocked(_ new: JSONDocument?, newBody: [UInt8]) -> Diffed {
         let (endpoint, diffOptions) = configured
         // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
         let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
@@ -506,7 +507,7 @@ public final class Topic: @unchecked Sendable {
             let bytes = JSONPatch.serialized(result.operations)
             if bytes.count < newBody.count { return .patch(bytes, merge: false) }
         case .mergePatch:
-            if let mergePatch = JSONMergePatch.diff(old, new) {
+            if let mergePatch = JSONMergePatch.diff(old.value, new.value) {
                 let bytes = mergePatch.serialized()
                 if bytes.count < newBody.count { return .patch(bytes, merge: true) }
             }

@@ -37,7 +37,18 @@ public enum JSONDiff {
     /// change confined to ignored paths yields an empty patch (the stored document then stays
     /// `a`: convergence holds modulo ignored paths).
     public static func diff(_ old: JSONValue, _ new: JSONValue, options: DiffOptions = .init()) -> DiffResult {
-        var differ = Differ(options: options)
+        diff(old, new, options)
+    }
+
+    /// The same patch between two parsed documents, from their tapes: an unchanged subtree costs
+    /// one comparison of its bytes, and only what changed is decoded. Strings compare by code
+    /// point (RFC 6902), so a change between canonically equivalent spellings is a change.
+    public static func diff(_ old: JSONDocument, _ new: JSONDocument, options: DiffOptions = .init()) -> DiffResult {
+        old.withRoot { old in new.withRoot { new in diff(old, new, options) } }
+    }
+
+    private static func diff<Node: JSONDiffNode>(_ old: Node, _ new: Node, _ options: DiffOptions) -> DiffResult {
+        var differ = Differ<Node>(options: options)
         var path: [String] = []
         differ.diff(old, new, path: &path)
         let operations = differ.realChange ? differ.operations : []
@@ -45,7 +56,65 @@ public enum JSONDiff {
     }
 }
 
-private struct Differ {
+/// What the diff needs of a value; ``JSONValue`` and ``JSONDocumentNode`` have it.
+protocol JSONDiffNode: Hashable {
+    var isObject: Bool { get }
+    var isArray: Bool { get }
+    /// An object's members in order, each name once.
+    func members() -> [(key: String, value: Self)]
+    /// An array's elements.
+    func elements() -> [Self]
+    /// The element's identity in a keyed array: its `field` member's string ("s…") or number
+    /// ("n…") text; nil when it is not an object with such a member.
+    func arrayKey(field: String) -> String?
+    /// Equal, decided without walking a container whose bytes differ (false then means "look
+    /// inside", which finds nothing when they are equal after all).
+    func isCheaplyEqual(to other: Self) -> Bool
+    /// The value itself, for an operation.
+    var value: JSONValue { get }
+}
+
+extension JSONValue: JSONDiffNode {
+    var isObject: Bool { if case .object = self { true } else { false } }
+    var isArray: Bool { if case .array = self { true } else { false } }
+    func members() -> [(key: String, value: JSONValue)] {
+        guard case .object(let object) = self else { return [] }
+        return object.members
+    }
+    func elements() -> [JSONValue] {
+        guard case .array(let elements) = self else { return [] }
+        return elements
+    }
+    func arrayKey(field: String) -> String? {
+        guard case .object(let object) = self else { return nil }
+        switch object[field] {
+        case .string(let text)?: return "s" + text
+        case .number(let number)?: return "n" + number.text
+        default: return nil
+        }
+    }
+    func isCheaplyEqual(to other: JSONValue) -> Bool { self == other }
+    var value: JSONValue { self }
+}
+
+extension JSONDocumentNode: JSONDiffNode {
+    var isObject: Bool { tag == .objectStart }
+    var isArray: Bool { tag == .arrayStart }
+    func arrayKey(field: String) -> String? {
+        guard tag == .objectStart, let key = member(field) else { return nil }
+        switch key.tag {
+        case .string: return "s" + key.stringValue()
+        case .number: return key.withRawBytes { "n" + String(decoding: $0, as: UTF8.self) }
+        default: return nil
+        }
+    }
+    func isCheaplyEqual(to other: JSONDocumentNode) -> Bool {
+        if hasSameBytes(as: other) { return true }
+        return tag == .arrayStart || tag == .objectStart ? false : self == other
+    }
+}
+
+private struct Differ<Node: JSONDiffNode> {
     let options: DiffOptions
     var operations: [PatchOperation] = []
     var realChange = false
@@ -67,38 +136,45 @@ private struct Differ {
         operations.append(operation)
     }
 
-    mutating func diff(_ old: JSONValue, _ new: JSONValue, path: inout [String]) {
-        if old == new { return }
-        switch (old, new) {
-        case (.object(let a), .object(let b)):
-            diffObjects(a, b, path: &path)
-        case (.array(let a), .array(let b)):
-            diffArrays(a, b, path: &path)
-        default:
-            emit(.replace(path: pointer(path), value: new), path: path)
+    mutating func diff(_ old: Node, _ new: Node, path: inout [String]) {
+        if old.isCheaplyEqual(to: new) { return }
+        if old.isObject && new.isObject {
+            diffObjects(old.members(), new.members(), path: &path)
+        } else if old.isArray && new.isArray {
+            diffArrays(old.elements(), new.elements(), path: &path)
+        } else {
+            emit(.replace(path: pointer(path), value: new.value), path: path)
         }
     }
 
-    private mutating func diffObjects(_ a: JSONObject, _ b: JSONObject, path: inout [String]) {
-        for (key, _) in a where b[key] == nil {
+    private mutating func diffObjects(_ a: [(key: String, value: Node)], _ b: [(key: String, value: Node)], path: inout [String]) {
+        // Small objects look names up in place; larger ones through an index.
+        let indexed = a.count + b.count > 24
+        let positionsA = indexed ? Dictionary(a.enumerated().map { ($0.element.key, $0.offset) }, uniquingKeysWith: { first, _ in first }) : [:]
+        let positionsB = indexed ? Dictionary(b.enumerated().map { ($0.element.key, $0.offset) }, uniquingKeysWith: { first, _ in first }) : [:]
+        func find(_ key: String, in members: [(key: String, value: Node)], _ positions: [String: Int]) -> Node? {
+            if indexed { return positions[key].map { members[$0].value } }
+            return members.first { $0.key == key }?.value
+        }
+        for (key, _) in a where find(key, in: b, positionsB) == nil {
             path.append(key)
             emit(.remove(path: pointer(path)), path: path)
             path.removeLast()
         }
         for (key, newValue) in b {
             path.append(key)
-            if let oldValue = a[key] {
+            if let oldValue = find(key, in: a, positionsA) {
                 diff(oldValue, newValue, path: &path)
             } else {
-                emit(.add(path: pointer(path), value: newValue), path: path)
+                emit(.add(path: pointer(path), value: newValue.value), path: path)
             }
             path.removeLast()
         }
     }
 
-    private mutating func diffArrays(_ a: [JSONValue], _ b: [JSONValue], path: inout [String]) {
+    private mutating func diffArrays(_ a: [Node], _ b: [Node], path: inout [String]) {
         if let field = options.arrayKeys.first(where: { $0.pattern.matches(path) })?.field,
-           let keysA = keys(of: a, field: field), let keysB = keys(of: b, field: field) {
+           let keysA = keys(of: a, field: field), let keysB = keys(of: b, field: field, sameAsUnique: keysA) {
             diffKeyed(a, b, keysA: keysA, keysB: keysB, path: &path)
             return
         }
@@ -120,30 +196,35 @@ private struct Differ {
     }
 
     /// Each element's key, when every element is an object with a unique string or number key.
-    private func keys(of elements: [JSONValue], field: String) -> [String]? {
+    /// Keys equal to `sameAsUnique` (already known unique: the usual poll) need no checking.
+    private func keys(of elements: [Node], field: String, sameAsUnique: [String]? = nil) -> [String]? {
         var keys: [String] = []
         keys.reserveCapacity(elements.count)
-        var seen = Set<String>(minimumCapacity: elements.count)
         for element in elements {
-            guard case .object(let object) = element else { return nil }
-            let key: String
-            switch object[field] {
-            case .string(let text)?: key = "s" + text
-            case .number(let number)?: key = "n" + number.text
-            default: return nil
-            }
-            guard seen.insert(key).inserted else { return nil }
+            guard let key = element.arrayKey(field: field) else { return nil }
             keys.append(key)
         }
+        if let sameAsUnique, keys == sameAsUnique { return keys }
+        var seen = Set<String>(minimumCapacity: keys.count)
+        for key in keys where !seen.insert(key).inserted { return nil }
         return keys
     }
 
     /// Keyed arrays: remove vanished elements, keep the longest run already in order, move the
     /// others next to their new predecessor, add new ones, then diff each element in place.
-    private mutating func diffKeyed(_ a: [JSONValue], _ b: [JSONValue], keysA: [String], keysB: [String], path: inout [String]) {
+    private mutating func diffKeyed(_ a: [Node], _ b: [Node], keysA: [String], keysB: [String], path: inout [String]) {
+        if keysA == keysB {
+            // The same elements in the same order (the usual poll): changes in place only.
+            for index in b.indices {
+                path.append(String(index))
+                diff(a[index], b[index], path: &path)
+                path.removeLast()
+            }
+            return
+        }
         var targetIndex = [String: Int](minimumCapacity: keysB.count)
         for (index, key) in keysB.enumerated() { targetIndex[key] = index }
-        var oldByKey = [String: JSONValue](minimumCapacity: keysA.count)
+        var oldByKey = [String: Node](minimumCapacity: keysA.count)
         for (index, key) in keysA.enumerated() { oldByKey[key] = a[index] }
 
         // 1. Removals, highest index first so earlier indices stay valid.
@@ -182,7 +263,7 @@ private struct Differ {
                     working.insert(key, at: target)
                     reindex(from: target)
                     path.append(String(target))
-                    emit(.add(path: pointer(path), value: b[index]), path: path)
+                    emit(.add(path: pointer(path), value: b[index].value), path: path)
                     path.removeLast()
                 }
                 isStable.insert(key)
@@ -223,7 +304,7 @@ private struct Differ {
 
     /// Unkeyed arrays by longest common subsequence; within a run of deletions and insertions,
     /// pairs are diffed in place (an element that was only modified stays where it is).
-    private mutating func diffLCS(_ a: [JSONValue], _ b: [JSONValue], path: inout [String]) {
+    private mutating func diffLCS(_ a: [Node], _ b: [Node], path: inout [String]) {
         var prefix = 0
         while prefix < a.count && prefix < b.count && a[prefix] == b[prefix] { prefix += 1 }
         var suffix = 0
@@ -283,7 +364,7 @@ private struct Differ {
             }
             for offset in paired..<inserts.count {
                 path.append(String(current))
-                emit(.add(path: pointer(path), value: middleB[inserts[offset]]), path: path)
+                emit(.add(path: pointer(path), value: middleB[inserts[offset]].value), path: path)
                 path.removeLast()
                 current += 1
             }
@@ -291,7 +372,7 @@ private struct Differ {
     }
 
     /// Element by element at the same index, then trailing removals or additions.
-    private mutating func diffPositional(_ a: [JSONValue], _ b: [JSONValue], path: inout [String]) {
+    private mutating func diffPositional(_ a: [Node], _ b: [Node], path: inout [String]) {
         for index in 0..<min(a.count, b.count) {
             path.append(String(index))
             diff(a[index], b[index], path: &path)
@@ -306,7 +387,7 @@ private struct Differ {
         } else {
             for index in a.count..<b.count {
                 path.append(String(index))
-                emit(.add(path: pointer(path), value: b[index]), path: path)
+                emit(.add(path: pointer(path), value: b[index].value), path: path)
                 path.removeLast()
             }
         }

@@ -130,6 +130,11 @@ extension JSONObject: Hashable {
 
     /// Order-independent: combines each member's hash commutatively.
     public func hash(into hasher: inout Hasher) {
+        Self.hashMembers(members, into: &hasher)
+    }
+
+    /// Members' hash, whatever their order: each member hashed alone, the hashes summed.
+    static func hashMembers<Value: Hashable>(_ members: [(key: String, value: Value)], into hasher: inout Hasher) {
         var combined = 0
         for (key, value) in members {
             var memberHasher = Hasher()

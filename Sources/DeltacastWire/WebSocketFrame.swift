@@ -1,3 +1,5 @@
+import DeltacastJSON
+
 /// WebSocket opcodes (RFC 6455 §5.2).
 public enum WebSocketOpcode: UInt8, Sendable {
     case continuation = 0x0, text = 0x1, binary = 0x2, close = 0x8, ping = 0x9, pong = 0xA

@@ -66,6 +66,23 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(collector.changes.count == 1)
     }
 
+    /// The upstream changed its serializer (whitespace, member order, an escape): the same
+    /// JSON is no change. A string respelled with a combining accent is one (RFC 6902 compares
+    /// code points), and its patch carries the new spelling.
+    @Test func aRespelledBodyIsNoChangeButARespelledStringIs() throws {
+        let (hub, collector) = try makeHub(publishEndpoints)
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        _ = topic.subscribe(loop: 0, since: nil)
+        try topic.update(body: Array(#"{"items":[{"id":1,"name":"caf\u00e9"}],"note":"long enough for a patch to be the smaller"}"#.utf8), contentType: "application/json")
+        let respelled = try topic.update(body: Array("{ \"note\" : \"long enough for a patch to be the smaller\",\n  \"items\" : [ { \"name\" : \"café\", \"id\" : 1 } ] }".utf8), contentType: "application/json")
+        #expect(respelled == .unchanged(Cursor(epoch: topic.epoch, seq: 1)))
+        let decomposed = try topic.update(body: Array(#"{"items":[{"id":1,"name":"cafe\u0301"}],"note":"long enough for a patch to be the smaller"}"#.utf8), contentType: "application/json")
+        #expect(decomposed == .changed(Cursor(epoch: topic.epoch, seq: 2)))
+        let event = collector.changes.last?.event ?? []
+        let replace = Array(#""patch":[{"op":"replace","path":"/items/0/name","value":"cafe"#.utf8) + [0xCC, 0x81] + Array(#""}]"#.utf8)
+        #expect(event.firstRange(of: replace) != nil, "\(String(decoding: event, as: UTF8.self))")
+    }
+
     @Test func mergePatchEndpointsSendMergeDocuments() throws {
         let (hub, collector) = try makeHub(publishEndpoints)
         let topic = try hub.topic(named: "/merge/a", endpoint: 1)

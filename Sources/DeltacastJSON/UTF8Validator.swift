@@ -1,6 +1,7 @@
 /// Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, nothing above
 /// U+10FFFF), fed fragment by fragment so a WebSocket text message fails as soon as its bytes
-/// cannot be UTF-8, not only when it ends.
+/// cannot be UTF-8, not only when it ends. The JSON parser checks its strings by the same
+/// table (``sequence(startingWith:)``).
 public struct UTF8Validator: Sendable {
     /// Continuation bytes still expected in the current sequence.
     private var needed = 0
@@ -15,17 +16,9 @@ public struct UTF8Validator: Sendable {
     public mutating func feed(_ bytes: some Collection<UInt8>) -> Bool {
         for byte in bytes {
             if needed == 0 {
-                switch byte {
-                case 0x00...0x7F: continue
-                case 0xC2...0xDF: needed = 1
-                case 0xE0: needed = 2; lower = 0xA0
-                case 0xE1...0xEC, 0xEE...0xEF: needed = 2
-                case 0xED: needed = 2; upper = 0x9F
-                case 0xF0: needed = 3; lower = 0x90
-                case 0xF1...0xF3: needed = 3
-                case 0xF4: needed = 3; upper = 0x8F
-                default: return false
-                }
+                if byte < 0x80 { continue }
+                guard let sequence = Self.sequence(startingWith: byte) else { return false }
+                (needed, lower, upper) = sequence
             } else {
                 guard byte >= lower && byte <= upper else { return false }
                 lower = 0x80
@@ -34,6 +27,23 @@ public struct UTF8Validator: Sendable {
             }
         }
         return true
+    }
+
+    /// What a sequence that starts with `lead` (≥ 0x80) needs: its continuation bytes, and the
+    /// range of the first of them (narrowed after E0, ED, F0, F4; the others are 80...BF).
+    /// Nil when no sequence starts with it.
+    @inline(__always)
+    static func sequence(startingWith lead: UInt8) -> (continuations: Int, lower: UInt8, upper: UInt8)? {
+        switch lead {
+        case 0xC2...0xDF: (1, 0x80, 0xBF)
+        case 0xE0: (2, 0xA0, 0xBF)
+        case 0xE1...0xEC, 0xEE...0xEF: (2, 0x80, 0xBF)
+        case 0xED: (2, 0x80, 0x9F)
+        case 0xF0: (3, 0x90, 0xBF)
+        case 0xF1...0xF3: (3, 0x80, 0xBF)
+        case 0xF4: (3, 0x80, 0x8F)
+        default: nil
+        }
     }
 
     /// Whether the bytes so far end on a character boundary (checked at the end of a message).

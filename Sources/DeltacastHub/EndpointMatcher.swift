@@ -11,7 +11,12 @@ public struct EndpointMatcher: Sendable {
         let regex: Regex<AnyRegexOutput>?
         /// The default `[^/]+`: a path piece (never holding a slash) matches it when it is not
         /// empty, so no regex runs (a regex match costs microseconds, and every poll asks).
-        var isDefault: Bool { text == EndpointMatcher.defaultPattern }
+        let isDefault: Bool
+        init(text: String) {
+            self.text = text
+            self.isDefault = text == EndpointMatcher.defaultPattern
+            self.regex = isDefault ? nil : try? Regex(text)
+        }
         func matches(_ value: Substring) -> Bool {
             if isDefault { return !value.isEmpty }
             guard let regex else { return false }
@@ -29,7 +34,7 @@ public struct EndpointMatcher: Sendable {
         self.endpoints = endpoints.enumerated().map { index, endpoint in
             (index, endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
                 let text = endpoint.params[name] ?? Self.defaultPattern
-                return (name, CompiledPattern(text: text, regex: try? Regex(text)))
+                return (name, CompiledPattern(text: text))
             }))
         }
     }
@@ -93,10 +98,23 @@ public struct EndpointMatcher: Sendable {
     }
 
     static func isDotSegment(_ piece: Substring) -> Bool {
-        // ".", "..", and their spellings with %2e: six bytes at most.
-        guard piece.utf8.count <= 6 else { return false }
-        let decoded = piece.lowercased().replacing("%2e", with: ".")
-        return decoded == "." || decoded == ".."
+        // ".", "..", and their spellings with %2e or %2E: six bytes at most, read as bytes.
+        let utf8 = piece.utf8
+        guard utf8.count <= 6 else { return false }
+        var dots = 0
+        var index = utf8.startIndex
+        while index != utf8.endIndex {
+            if utf8[index] == UInt8(ascii: ".") {
+                index = utf8.index(after: index)
+            } else if utf8[index] == UInt8(ascii: "%"), utf8.distance(from: index, to: utf8.endIndex) >= 3,
+                      utf8[utf8.index(index, offsetBy: 1)] == UInt8(ascii: "2"), utf8[utf8.index(index, offsetBy: 2)] | 0x20 == UInt8(ascii: "e") {
+                index = utf8.index(index, offsetBy: 3)
+            } else {
+                return false
+            }
+            dots += 1
+        }
+        return dots == 1 || dots == 2
     }
 
     /// Why `piece` would change the upstream URL's structure after an upstream decodes it

@@ -67,9 +67,15 @@ public final class ClientConnection: @unchecked Sendable {
     }
 
     /// Reads what is there: > 0 bytes, 0 at the end, -1 on an error or timeout (errno says).
+    /// A read a signal interrupted is tried again.
     public func read(into chunk: inout [UInt8]) -> Int {
         chunk.withUnsafeMutableBytes { raw -> Int in
-            guard let tls else { return Glibc.read(fd, raw.baseAddress, raw.count) }
+            guard let tls else {
+                while true {
+                    let n = Glibc.read(fd, raw.baseAddress, raw.count)
+                    if n >= 0 || errno != EINTR { return n }
+                }
+            }
             let n = tls.read(into: raw)
             // A TLS read that would block on a blocking socket means SO_RCVTIMEO passed.
             if n < 0 { errno = n == -1 ? EAGAIN : EIO; return -1 }

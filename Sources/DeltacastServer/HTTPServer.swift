@@ -106,6 +106,10 @@ public final class HTTPServer: @unchecked Sendable {
         return max(1, cores)
     }
 
+    /// How the loops write: "io_uring" (batched sends) or "sendmsg (why not io_uring)"; set
+    /// by ``start()``.
+    public private(set) var sendPath = ""
+
     /// Binds the listeners and starts the loops. Returns the bound port.
     @discardableResult
     public func start() throws(SystemError) -> Int {
@@ -134,7 +138,13 @@ public final class HTTPServer: @unchecked Sendable {
             loopStates.append(state)
             statesForDelivery.withLock { $0.append(state) }
             try loop.start(name: "deltacast-loop")
-            loop.execute { state.begin() }
+            let begun = Latch()
+            loop.execute {
+                state.begin()
+                begun.signal()
+            }
+            begun.wait()
+            if index == 0 { sendPath = state.sendPath }
         }
         port = boundPort
         return boundPort

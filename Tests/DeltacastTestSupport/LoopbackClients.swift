@@ -23,7 +23,7 @@ public final class RawClient: @unchecked Sendable {
         while true {
             let parsed = Self.split(data)
             if parsed.count >= responses { return (parsed, false) }
-            let n = Glibc.read(fd, &buffer, buffer.count)
+            let n = readRetryingInterrupts(fd, &buffer, buffer.count)
             if n <= 0 { closed = true; break }
             data += buffer[0..<n]
         }
@@ -34,7 +34,7 @@ public final class RawClient: @unchecked Sendable {
         var data: [UInt8] = []
         var byte: UInt8 = 0
         while !(data.count >= 4 && Array(data.suffix(4)) == [13, 10, 13, 10]) {
-            guard Glibc.read(fd, &byte, 1) == 1 else { break }
+            guard readRetryingInterrupts(fd, &byte, 1) == 1 else { break }
             data.append(byte)
         }
         return String(decoding: data, as: UTF8.self)
@@ -43,7 +43,7 @@ public final class RawClient: @unchecked Sendable {
     /// Whether the server closed the connection (read returns 0).
     public func isClosedByPeer() -> Bool {
         var byte: UInt8 = 0
-        return Glibc.read(fd, &byte, 1) == 0
+        return readRetryingInterrupts(fd, &byte, 1) == 0
     }
     /// Splits bytes into complete responses framed by Content-Length.
     public static func split(_ data: [UInt8]) -> [String] {
@@ -125,5 +125,14 @@ public final class BackgroundWork: @unchecked Sendable {
         guard done.wait(timeout: .now() + seconds) == .success else { return false }
         done.signal()   // later waits return at once
         return true
+    }
+}
+
+/// `read`, again when a signal interrupted it (a thread that set up an io_uring, as the
+/// send-ring tests do, is notified of the ring's teardown that way).
+func readRetryingInterrupts(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    while true {
+        let n = Glibc.read(fd, buffer, count)
+        if n >= 0 || errno != EINTR { return n }
     }
 }

@@ -186,10 +186,24 @@ public struct OutboundQueue {
                 let offset = firstOffset
                 written = head.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL)) }
             } else {
-                // Several buffers (coalesced changes): one sendmsg of up to 64.
-                written = withPendingMessage { message in
-                    var message = message
-                    return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                // Several buffers (coalesced changes): one sendmsg of up to 64, the iovecs on the stack.
+                let count = min(self.count, 64)
+                written = withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { vectors in
+                    // Each buffer stays pinned (inside its withUnsafeBytes) until writev returns.
+                    func pinned(_ index: Int) -> Int {
+                        if index == count {
+                            var message = msghdr()
+                            message.msg_iov = vectors.baseAddress
+                            message.msg_iovlen = count
+                            return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                        }
+                        return (index == 0 ? head : rest[index - 1]).withUnsafeBytes { raw in
+                            let start = index == 0 ? firstOffset : 0
+                            vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + start), iov_len: raw.count - start)
+                            return pinned(index + 1)
+                        }
+                    }
+                    return pinned(0)
                 }
             }
             if written < 0 {
@@ -201,38 +215,6 @@ public struct OutboundQueue {
         }
         return .drained
     }
-
-    /// Buffers a sendmsg of the pending bytes takes at most.
-    static let vectorLimit = 64
-
-    /// Calls `body` with a message whose iovecs are the pending bytes (up to ``vectorLimit``
-    /// buffers), on the stack. Each buffer stays pinned (inside its `withUnsafeBytes`) until
-    /// `body` returns.
-    func withPendingMessage<Result>(_ body: (msghdr) -> Result) -> Result {
-        let count = min(self.count, Self.vectorLimit)
-        return withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(count, 1)) { vectors in
-            func pinned(_ index: Int) -> Result {
-                if index == count {
-                    var message = msghdr()
-                    message.msg_iov = vectors.baseAddress
-                    message.msg_iovlen = count
-                    return body(message)
-                }
-                return (index == 0 ? head : rest[index - 1]).withUnsafeBytes { raw in
-                    let start = index == 0 ? firstOffset : 0
-                    vectors[index] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + start), iov_len: raw.count - start)
-                    return pinned(index + 1)
-                }
-            }
-            return pinned(0)
-        }
-    }
-
-    /// Buffers pending (what a batched send of this queue pins).
-    var bufferCount: Int { count }
-
-    /// Marks `count` bytes written (by a batched send).
-    public mutating func advance(by count: Int) { consume(count) }
 
     /// Writes through `write` (a TLS session): the first buffer alone when it is the only one or
     /// at least `scratch.count` bytes, else up to `scratch.count` bytes of several buffers

@@ -364,19 +364,12 @@ final class HTTPConnection: EventLoopHandler {
         return true
     }
 
-    /// Whether a batched send (``LoopState``'s ring) may write this connection's queue: open,
-    /// not TLS, something pending.
-    var isBatchable: Bool { !closed && tls == nil && !queue.isEmpty }
-    /// A batched send wrote some of the queue since the last flush.
-    var batchWrote = false
-
     func flush() {
         guard !closed else { return }
         let before = queue.pendingBytes
         let result = writeQueue()
         let now = MonotonicClock.milliseconds()
-        deadlines.wrote(progress: queue.pendingBytes < before || batchWrote, drained: result == .drained, now: now)
-        batchWrote = false
+        deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
             if peerFinished && isPlainHTTP && nothingLeftToAnswer { close(); return }

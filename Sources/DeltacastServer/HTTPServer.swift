@@ -106,10 +106,6 @@ public final class HTTPServer: @unchecked Sendable {
         return max(1, cores)
     }
 
-    /// How the loops write: "io_uring" (batched sends) or "sendmsg (why not io_uring)"; set
-    /// by ``start()``.
-    public private(set) var sendPath = ""
-
     /// Binds the listeners and starts the loops. Returns the bound port.
     @discardableResult
     public func start() throws(SystemError) -> Int {
@@ -138,13 +134,7 @@ public final class HTTPServer: @unchecked Sendable {
             loopStates.append(state)
             statesForDelivery.withLock { $0.append(state) }
             try loop.start(name: "deltacast-loop")
-            let begun = Latch()
-            loop.execute {
-                state.begin()
-                begun.signal()
-            }
-            begun.wait()
-            if index == 0 { sendPath = state.sendPath }
+            loop.execute { state.begin() }
         }
         port = boundPort
         return boundPort

@@ -45,14 +45,6 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     var drainDeadline: Int64?
     let finished = Latch()
 
-    /// Sends the loop's flushes in batches, one system call per 256 connections (io_uring);
-    /// nil: one `sendmsg` per connection. Set up by ``begin()`` on the loop's own thread: a
-    /// ring's kernel work notifies the thread that made it, and a blocking call on any other
-    /// thread must not be interrupted by it.
-    private var sendRing: SendRing?
-    /// "io_uring", or "sendmsg (why not io_uring)", once ``begin()`` ran.
-    private(set) var sendPath = ""
-
     init(server: HTTPServer, loop: EventLoop, index: Int, listener: Int32, generation: ServerGeneration) {
         self.server = server
         self.loop = loop
@@ -122,30 +114,9 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         flushScheduled = false
         let connections = dirty
         dirty.removeAll(keepingCapacity: true)
-        if let sendRing, !sendRing.isBroken, connections.count > 1 {
-            // First writes of every plain connection in one system call per ring batch; each
-            // connection's flush then carries on from what its send did.
-            let batched = connections.filter { $0.isBatchable }
-            let results = sendRing.sendPending(batched.map { ($0.fd, $0.queue) })
-            for (connection, result) in zip(batched, results) where result > 0 {
-                connection.queue.advance(by: Int(result))
-                connection.batchWrote = true
-            }
-        }
         for connection in connections {
             connection.flushPending = false
             connection.flush()
-        }
-    }
-
-    /// A loop's ring, unless `DELTACAST_IO_URING=0` or the kernel refuses io_uring (a seccomp
-    /// profile, `kernel.io_uring_disabled`); then nil and the reason.
-    static func makeSendRing() -> (SendRing?, reason: String) {
-        if let setting = getenv("DELTACAST_IO_URING"), String(cString: setting) == "0" { return (nil, "DELTACAST_IO_URING=0") }
-        do {
-            return (try SendRing(), "")
-        } catch {
-            return (nil, error.description)
         }
     }
 
@@ -157,9 +128,6 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     func begin() {
-        let (ring, reason) = Self.makeSendRing()
-        sendRing = ring
-        sendPath = ring == nil ? "sendmsg (\(reason))" : "io_uring"
         try? loop.register(listener, events: epollIn | epollEdge, handler: self)
         if adminListener >= 0 {
             let handler = AdminListener(state: self)

@@ -58,7 +58,6 @@ func runServer(_ configuration: Configuration, path: String?, command: String, d
     if let admin = configuration.admin.listen, let adminPort = server.adminPort {
         print("deltacast: admin endpoints on http://\(HostPort(host: admin.host, port: adminPort))")
     }
-    print("deltacast: sends by \(server.sendPath)")
     started(port)
     fflush(nil)
     let systemd = SystemdNotifier()

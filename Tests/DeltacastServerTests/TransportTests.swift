@@ -435,39 +435,6 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
         #expect(complete == 10_000)
     }
 
-    /// The loops write by io_uring batches where the kernel allows it, else (or with
-    /// `DELTACAST_IO_URING=0`) one sendmsg per connection: both deliver every change, in order,
-    /// to 300 WebSocket and 300 SSE subscribers, and the server says which it uses.
-    @Test(arguments: [["DELTACAST_IO_URING": "0"], [:]])
-    func bothSendPathsDeliverEveryChangeInOrder(_ environment: [String: String]) throws {
-        let child = try DeltacastChild(["serve"], configuration: manyConnectionsConfig, environment: environment)
-        defer { child.stop() }
-        let sendPath = child.nextLine()
-        if environment.isEmpty {
-            #expect(sendPath == "deltacast: sends by io_uring\n" || sendPath.hasPrefix("deltacast: sends by sendmsg (io_uring_setup: "), "\(sendPath)")
-        } else {
-            #expect(sendPath == "deltacast: sends by sendmsg (DELTACAST_IO_URING=0)\n")
-        }
-        let port = child.port!
-        try publish(port: port, "/live/all", document(0))
-        var sockets: [WebSocketClient] = []
-        var streams: [EventStreamClient] = []
-        for _ in 0..<300 {
-            sockets.append(try WebSocketClient(port: port, path: "/live/all", subprotocol: nil, timeoutSeconds: 20))
-            streams.append(try EventStreamClient(port: port, path: "/live/all", timeoutSeconds: 20))
-        }
-        for price in 1...20 { try publish(port: port, "/live/all", document(price)) }
-        let expected = Array(1...21)
-        var complete = 0
-        for socket in sockets where (0..<21).compactMap({ _ in socket.nextJSON().flatMap { Cursor($0.string("cursor") ?? "")?.seq } }) == expected {
-            complete += 1
-        }
-        for stream in streams where (0..<21).compactMap({ _ in stream.nextJSON().flatMap { Cursor($0.object.string("cursor") ?? "")?.seq } }) == expected {
-            complete += 1
-        }
-        #expect(complete == 600)
-    }
-
     /// SSE streams get a comment line when quiet; a WebSocket peer that answers no ping is
     /// closed (1008) after two unanswered pings.
     @Test func heartbeatsKeepStreamsAliveAndFindDeadPeers() throws {

@@ -27,8 +27,7 @@ public final class DeltacastChild: @unchecked Sendable {
     /// Starts `deltacast ARGUMENTS`; with `configuration`, the text is written to a temporary
     /// file whose path follows `-c` (removed once the child has printed its first line).
     /// - Throws: when the child prints no port, with its exit status and what it said.
-    /// `environment` is added to the test's own.
-    public init(_ arguments: [String], configuration: String? = nil, environment: [String: String] = [:]) throws {
+    public init(_ arguments: [String], configuration: String? = nil) throws {
         var arguments = arguments
         var file: URL?
         if let configuration {
@@ -41,11 +40,12 @@ public final class DeltacastChild: @unchecked Sendable {
         process.executableURL = TestPaths.executable
         process.arguments = arguments
         process.currentDirectoryURL = TestPaths.repositoryRoot
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = out
         process.standardError = errors
         try process.run()
-        firstLine = Self.line(from: out)
+        var line = [UInt8]()
+        while line.last != 0x0A, let byte = try out.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
+        firstLine = String(decoding: line, as: UTF8.self)
         guard port != nil else {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -56,15 +56,6 @@ public final class DeltacastChild: @unchecked Sendable {
         let errors = errors
         Thread.detachNewThread { _ = errors.fileHandleForReading.readDataToEndOfFile() }
     }
-
-    private static func line(from pipe: Pipe) -> String {
-        var line = [UInt8]()
-        while line.last != 0x0A, let byte = try? pipe.fileHandleForReading.read(upToCount: 1)?.first { line.append(byte) }
-        return String(decoding: line, as: UTF8.self)
-    }
-
-    /// The next line of its standard output (empty at its end).
-    public func nextLine() -> String { Self.line(from: out) }
 
     /// The port the first line names.
     public var port: Int? { Int(firstLine.split(separator: ":").last?.filter(\.isNumber) ?? "") }

@@ -128,8 +128,7 @@ public final class BackgroundWork: @unchecked Sendable {
     }
 }
 
-/// `read`, again when a signal interrupted it (a thread that set up an io_uring, as the
-/// send-ring tests do, is notified of the ring's teardown that way).
+/// `read`, again when a signal interrupted it.
 func readRetryingInterrupts(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     while true {
         let n = Glibc.read(fd, buffer, count)

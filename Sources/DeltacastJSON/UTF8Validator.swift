@@ -3,16 +3,19 @@
 /// cannot be UTF-8, not only when it ends. The JSON parser checks its strings by the same
 /// table (``sequence(startingWith:)``).
 public struct UTF8Validator: Sendable {
+    // Inlinable across modules: the WebSocket decoder feeds it every byte of every text
+    // message, and an unspecialized generic costs a witness call per byte.
     /// Continuation bytes still expected in the current sequence.
-    private var needed = 0
+    @usableFromInline var needed = 0
     /// Allowed range for the next byte (narrowed after E0, ED, F0, F4).
-    private var lower: UInt8 = 0x80
-    private var upper: UInt8 = 0xBF
+    @usableFromInline var lower: UInt8 = 0x80
+    @usableFromInline var upper: UInt8 = 0xBF
 
     /// A validator at the start of a message.
     public init() {}
 
     /// Feeds bytes; false as soon as they cannot be the start of valid UTF-8.
+    @inlinable
     public mutating func feed(_ bytes: some Collection<UInt8>) -> Bool {
         for byte in bytes {
             if needed == 0 {
@@ -32,7 +35,7 @@ public struct UTF8Validator: Sendable {
     /// What a sequence that starts with `lead` (≥ 0x80) needs: its continuation bytes, and the
     /// range of the first of them (narrowed after E0, ED, F0, F4; the others are 80...BF).
     /// Nil when no sequence starts with it.
-    @inline(__always)
+    @inlinable
     static func sequence(startingWith lead: UInt8) -> (continuations: Int, lower: UInt8, upper: UInt8)? {
         switch lead {
         case 0xC2...0xDF: (1, 0x80, 0xBF)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A parsed JSON document kept as its bytes and a tape of its tokens: validated once, with no
 /// strings, numbers, arrays or dictionaries built until someone asks (``value``). The hub keeps
@@ -13,6 +14,9 @@ public struct JSONDocument: Sendable {
     final class Storage: Sendable {
         let bytes: [UInt8]
         let tape: [UInt64]
+        /// ``value``, once built: a merge-patch endpoint needs the tree of each document twice
+        /// (as the new one, then as the old one at the next change), and a digest once more.
+        let builtValue = Mutex<JSONValue?>(nil)
         init(bytes: [UInt8], tape: [UInt64]) {
             self.bytes = bytes
             self.tape = tape
@@ -39,8 +43,13 @@ public struct JSONDocument: Sendable {
     /// Bytes the tape occupies beside the document's own.
     public var tapeBytes: Int { storage.tape.capacity * MemoryLayout<UInt64>.stride }
 
-    /// The document as a value, built now.
-    public var value: JSONValue { withRoot { $0.value } }
+    /// The document as a value, built on first use and kept with the document.
+    public var value: JSONValue {
+        if let built = storage.builtValue.withLock({ $0 }) { return built }
+        let built = withRoot { $0.value }
+        storage.builtValue.withLock { $0 = built }
+        return built
+    }
 
     /// Calls `body` with the root node; nodes are valid only inside the call.
     func withRoot<Result>(_ body: (JSONDocumentNode) -> Result) -> Result {

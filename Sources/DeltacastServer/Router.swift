@@ -200,25 +200,40 @@ public struct Router: Sendable {
     /// The values of a query parameter, percent-decoded, in order. Split by bytes (`&`, `=`);
     /// a name or value is decoded only when it holds an escape or a `+`.
     public static func queryValues(_ target: String, _ name: String) -> [String] {
-        let utf8 = target.utf8
-        guard let mark = utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
-        var values: [String] = []
-        var start = utf8.index(after: mark)
-        while true {
-            let end = utf8[start...].firstIndex(of: UInt8(ascii: "&")) ?? utf8.endIndex
-            let pair = utf8[start..<end]
-            let equals = pair.firstIndex(of: UInt8(ascii: "="))
-            let key = Substring(pair[..<(equals ?? pair.endIndex)])
-            if key.utf8.elementsEqual(name.utf8) || (needsDecoding(key) && percentDecoded(key) == name) {
-                values.append(equals.map { percentDecoded(Substring(pair[pair.index(after: $0)...])) } ?? "")
-            }
-            guard end != utf8.endIndex else { return values }
-            start = utf8.index(after: end)
-        }
+        queryValues(target, [name])[0]
     }
 
-    private static func needsDecoding(_ text: Substring) -> Bool {
-        text.utf8.contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
+    /// The values of each of `names` (by position), in one pass over the query.
+    static func queryValues(_ target: String, _ names: [String]) -> [[String]] {
+        var results = [[String]](repeating: [], count: names.count)
+        var text = target
+        text.withUTF8 { bytes in
+            guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else { return }
+            var start = mark + 1
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != UInt8(ascii: "&") { end += 1 }
+                var equals = start
+                while equals < end && bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+                let key = UnsafeBufferPointer(rebasing: bytes[start..<equals])
+                let decodedKey = needsDecoding(key) ? percentDecoded(key) : nil
+                for (position, name) in names.enumerated() where decodedKey.map({ $0 == name }) ?? same(key, name) {
+                    results[position].append(equals < end ? percentDecoded(UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end])) : "")
+                }
+                start = end + 1
+            }
+        }
+        return results
+    }
+
+    /// Whether `bytes` are exactly `name`'s UTF-8.
+    private static func same(_ bytes: UnsafeBufferPointer<UInt8>, _ name: String) -> Bool {
+        guard bytes.count == name.utf8.count else { return false }
+        return name.utf8.withContiguousStorageIfAvailable { $0.elementsEqual(bytes) } ?? name.utf8.elementsEqual(bytes)
+    }
+
+    private static func needsDecoding(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
     }
 
     /// The cursors a reconnecting event stream resumes from: `Last-Event-ID`, or
@@ -233,8 +248,9 @@ public struct Router: Sendable {
     /// For an event stream a `Last-Event-ID` replaces the `since` list as a whole: it is what
     /// the browser echoes on a reconnect, newer than the URL's. Empty when no topic is named.
     @_spi(Fuzzing) public static func multiplexedTopics(_ request: HTTPRequestHead, transport: Transport) -> [(name: String, since: Cursor?)] {
-        let names = queryValues(request.target, "topic")
-        var sinces = queryValues(request.target, "since").map { Cursor($0) }
+        let values = queryValues(request.target, ["topic", "since"])
+        let names = values[0]
+        var sinces = values[1].map { Cursor($0) }
         if transport == .sse {
             let resumed = resumeCursors(request)
             if !resumed.isEmpty { sinces = resumed }
@@ -243,9 +259,8 @@ public struct Router: Sendable {
     }
 
     /// Percent-decodes (and turns `+` into a space, as forms do); invalid escapes stay as they are.
-    static func percentDecoded(_ text: Substring) -> String {
-        guard needsDecoding(text) else { return String(text) }
-        let utf8 = Array(text.utf8)
+    static func percentDecoded(_ utf8: UnsafeBufferPointer<UInt8>) -> String {
+        guard needsDecoding(utf8) else { return String(decoding: utf8, as: UTF8.self) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(utf8.count)
         var index = 0

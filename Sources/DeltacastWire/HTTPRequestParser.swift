@@ -123,11 +123,27 @@ public struct HTTPRequestParser: Sendable {
 
     /// Adds received bytes.
     public mutating func append(_ bytes: some Sequence<UInt8>) {
-        if start > 4096 && start * 2 > buffer.count {
+        compact()
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Adds received bytes: the overload a connection calls, a copy with no per-byte iteration
+    /// (the generic one is not specialized across the module boundary).
+    public mutating func append(_ bytes: ArraySlice<UInt8>) {
+        compact()
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Drops consumed bytes: all of them when everything was consumed (the usual case between
+    /// requests, at no cost), or the consumed front once it is large.
+    private mutating func compact() {
+        if start == buffer.count && start > 0 {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start > 4096 && start * 2 > buffer.count {
             buffer.removeFirst(start)
             start = 0
         }
-        buffer.append(contentsOf: bytes)
     }
 
     /// The next event, or nil when more bytes are needed.
@@ -147,25 +163,33 @@ public struct HTTPRequestParser: Sendable {
     /// Returns nil when the line is incomplete; throws on a bare CR or LF or an overlong line.
     private mutating func line(limit: Int, status: Int, what: String, configuredLimit: Int? = nil) throws(HTTPParseError) -> ArraySlice<UInt8>? {
         let stated = configuredLimit ?? limit
-        var index = start
-        while index < buffer.count {
-            // The limit is checked at each byte, so the verdict never depends on how the
-            // bytes were split across reads (found by the FuzzHTTP target).
-            if index - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
-            let byte = buffer[index]
-            if byte == 0x0A { throw fail(400, "bare LF in \(what); lines must end with CRLF") }
-            if byte == 0x0D {
-                guard index + 1 < buffer.count else { break }
-                guard buffer[index + 1] == 0x0A else { throw fail(400, "bare CR in \(what)") }
-                if index - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
-                let line = buffer[start..<index]
-                start = index + 2
-                return line
+        // The first CR or LF within the limit (the limit is applied to the bytes scanned, so
+        // the verdict never depends on how the bytes were split across reads: found by the
+        // FuzzHTTP target).
+        let scanEnd = min(buffer.count, start + limit + 1)
+        let found: Int? = buffer.withUnsafeBufferPointer { bytes in
+            var index = start
+            while index < scanEnd {
+                let byte = bytes[index]
+                if byte == 0x0D || byte == 0x0A { return index }
+                index += 1
             }
-            index += 1
+            return nil
         }
-        if buffer.count - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
-        return nil
+        guard let index = found else {
+            if buffer.count - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
+            return nil
+        }
+        if buffer[index] == 0x0A { throw fail(400, "bare LF in \(what); lines must end with CRLF") }
+        guard index + 1 < buffer.count else {
+            if index - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
+            return nil
+        }
+        guard buffer[index + 1] == 0x0A else { throw fail(400, "bare CR in \(what)") }
+        if index - start > limit { throw fail(status, "\(what) longer than \(stated) bytes") }
+        let line = buffer[start..<index]
+        start = index + 2
+        return line
     }
 
     private mutating func step() throws(HTTPParseError) -> HTTPRequestEvent? {
@@ -194,6 +218,8 @@ public struct HTTPRequestParser: Sendable {
                     throw fail(431, "more than \(limits.maximumHeaderCount) header fields")
                 }
                 let (name, value) = try parseField(line)
+                // The state lets go of its copy first, so adding a field does not copy them all.
+                state = .requestLine
                 headers.add(name: name, value: value)
                 state = .headers(method: method, target: target, minor: minor, headers: headers, bytes: bytes + line.count + 2)
             case .fixedBody(let remaining):
@@ -236,11 +262,13 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private func parseRequestLine(_ line: ArraySlice<UInt8>) throws(HTTPParseError) -> (String, String, Int) {
-        let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
-        guard parts.count == 3 else {
+        // Exactly two spaces: METHOD SP TARGET SP VERSION.
+        guard let firstSpace = line.firstIndex(of: 0x20),
+              let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20),
+              !line[(secondSpace + 1)...].contains(0x20) else {
             throw fail(400, "malformed request line; expected METHOD SP TARGET SP HTTP-VERSION separated by single spaces")
         }
-        let method = parts[0], target = parts[1], version = parts[2]
+        let method = line[..<firstSpace], target = line[(firstSpace + 1)..<secondSpace], version = line[(secondSpace + 1)...]
         guard !method.isEmpty, method.allSatisfy(isTokenByte) else { throw fail(400, "invalid method; a method is a token") }
         guard !target.isEmpty, target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw fail(400, "invalid request target")

@@ -50,13 +50,23 @@ public enum HTTPResponseWriter {
     ///   - headOnly: a response to HEAD: the length of `body` is announced, the bytes not sent.
     public static func response(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: some Collection<UInt8> = [UInt8](),
                                 date: String? = nil, headOnly: Bool = false) -> [UInt8] {
-        var output = statusLine(status, headers: headers, date: date)
+        response(status: status, headers: headers, body: Array(body), date: date, headOnly: headOnly)
+    }
+
+    /// ``response(status:headers:body:date:headOnly:)`` for an array body: one allocation,
+    /// sized for the head and the body, and one copy of the body.
+    public static func response(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8],
+                                date: String? = nil, headOnly: Bool = false) -> [UInt8] {
         let bodyless = status < 200 || status == 204 || status == 304
+        let sendsBody = !bodyless && !headOnly
+        var output = statusLine(status, headers: headers, date: date, reserving: sendsBody ? body.count : 0)
         if !bodyless {
-            append("Content-Length: \(body.count)\r\n", to: &output)
+            append("Content-Length: ", to: &output)
+            appendDecimal(body.count, to: &output)
+            output.append(contentsOf: [0x0D, 0x0A])
         }
         output.append(contentsOf: [0x0D, 0x0A])
-        if !bodyless && !headOnly { output.append(contentsOf: body) }
+        if sendsBody { output.append(contentsOf: body) }
         return output
     }
 
@@ -88,11 +98,19 @@ public enum HTTPResponseWriter {
     /// The chunk that ends a chunked body (no trailers).
     public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 
-    private static func statusLine(_ status: Int, headers: HTTPHeaders, date: String?) -> [UInt8] {
+    private static func statusLine(_ status: Int, headers: HTTPHeaders, date: String?, reserving bodyCount: Int = 0) -> [UInt8] {
         var output: [UInt8] = []
-        output.reserveCapacity(160)
-        append("HTTP/1.1 \(status) \(reasonPhrase(status))\r\n", to: &output)
-        if let date { append("Date: \(date)\r\n", to: &output) }
+        output.reserveCapacity(192 + bodyCount)
+        append("HTTP/1.1 ", to: &output)
+        appendDecimal(status, to: &output)
+        output.append(0x20)
+        append(reasonPhrase(status), to: &output)
+        output.append(contentsOf: [0x0D, 0x0A])
+        if let date {
+            append("Date: ", to: &output)
+            append(date, to: &output)
+            output.append(contentsOf: [0x0D, 0x0A])
+        }
         for (name, value) in headers {
             append(name, to: &output)
             output.append(contentsOf: [0x3A, 0x20])
@@ -103,6 +121,13 @@ public enum HTTPResponseWriter {
     }
 
     private static func append(_ text: String, to output: inout [UInt8]) { output.append(contentsOf: text.utf8) }
+
+    /// A non-negative integer's decimal digits, with no intermediate String.
+    private static func appendDecimal(_ value: Int, to output: inout [UInt8]) {
+        guard value >= 0 else { return append(String(value), to: &output) }
+        if value >= 10 { appendDecimal(value / 10, to: &output) }
+        output.append(UInt8(truncatingIfNeeded: 0x30 + value % 10))
+    }
 }
 
 /// The `Date` header value (RFC 9110 IMF-fixdate), formatted at most once per second.

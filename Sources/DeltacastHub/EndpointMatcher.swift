@@ -6,7 +6,7 @@ public import DeltacastConfig
 public struct EndpointMatcher: Sendable {
     /// A parameter's pattern, compiled once.
     /// `@unchecked Sendable`: a compiled Regex is immutable and only matched, never mutated.
-    struct CompiledPattern: @unchecked Sendable {
+    final class CompiledPattern: @unchecked Sendable {
         let text: String
         let regex: Regex<AnyRegexOutput>?
         /// The default `[^/]+`: a path piece (never holding a slash) matches it when it is not
@@ -17,25 +17,43 @@ public struct EndpointMatcher: Sendable {
             self.isDefault = text == EndpointMatcher.defaultPattern
             self.regex = isDefault ? nil : try? Regex(text)
         }
-        func matches(_ value: Substring) -> Bool {
+        func matches(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
             if isDefault { return !value.isEmpty }
             guard let regex else { return false }
-            return (try? regex.wholeMatch(in: value)) != nil
+            return (try? regex.wholeMatch(in: String(decoding: value, as: UTF8.self))) != nil
         }
     }
 
     /// A parameter's pattern when `params` names none.
     static let defaultPattern = "[^/]+"
 
-    private let endpoints: [(index: Int, endpoint: Configuration.Endpoint, regexes: [String: CompiledPattern])]
+    /// What matching needs of an endpoint, and nothing else: iterating these copies no
+    /// `Configuration.Endpoint` (each copy would retain all of its fields, on every poll).
+    private struct Shape: Sendable {
+        /// The endpoint's position in the configuration.
+        let index: Int
+        /// Per path segment: the literal, or the parameter's name and compiled pattern.
+        let segments: [ShapeSegment]
+        /// The query parameters that are part of the topic.
+        let query: [String]
+    }
+
+    private enum ShapeSegment: Sendable {
+        case literal(String)
+        case parameter(String, CompiledPattern)
+    }
+
+    private let shapes: [Shape]
 
     /// A matcher for `endpoints`.
     public init(endpoints: [Configuration.Endpoint]) {
-        self.endpoints = endpoints.enumerated().map { index, endpoint in
-            (index, endpoint, Dictionary(uniqueKeysWithValues: endpoint.path.parameterNames.map { name in
-                let text = endpoint.params[name] ?? Self.defaultPattern
-                return (name, CompiledPattern(text: text))
-            }))
+        self.shapes = endpoints.enumerated().map { index, endpoint in
+            Shape(index: index, segments: endpoint.path.segments.map { segment in
+                switch segment {
+                case .literal(let text): .literal(text)
+                case .parameter(let name): .parameter(name, CompiledPattern(text: endpoint.params[name] ?? Self.defaultPattern))
+                }
+            }, query: endpoint.query)
         }
     }
 
@@ -58,31 +76,46 @@ public struct EndpointMatcher: Sendable {
     /// The path is split at every `/` byte: a slash followed by a combining mark is one Swift
     /// Character, but to the upstream it is a slash, so it separates segments here too.
     public func match(_ target: String) -> Match {
-        let utf8 = target.utf8
-        let pathEnd = utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex
-        let path = Substring(utf8[..<pathEnd])
-        let query = pathEnd == utf8.endIndex ? Substring() : Substring(utf8[utf8.index(after: pathEnd)...])
-        guard path.utf8.first == UInt8(ascii: "/") else { return .noMatch }
-        let pieces = path.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
-        for (index, endpoint, regexes) in endpoints where endpoint.path.segments.count == pieces.count {
-            var parameters: [String: String] = [:]
+        var text = target
+        return text.withUTF8 { match(bytes: $0) }
+    }
+
+    private func match(bytes: UnsafeBufferPointer<UInt8>) -> Match {
+        let pathEnd = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
+        guard pathEnd > 0, bytes[0] == UInt8(ascii: "/") else { return .noMatch }
+        var pieces: [Range<Int>] = []
+        var pieceStart = 1
+        for index in 1..<pathEnd where bytes[index] == UInt8(ascii: "/") {
+            pieces.append(pieceStart..<index)
+            pieceStart = index + 1
+        }
+        pieces.append(pieceStart..<pathEnd)
+        for shape in shapes where shape.segments.count == pieces.count {
             var bad: (String, String)?
             var unsafe: (String, String)?
             var literalMismatch = false
-            for (piece, segment) in zip(pieces, endpoint.path.segments) {
-                switch segment {
+            for position in pieces.indices {
+                let piece = UnsafeBufferPointer(rebasing: bytes[pieces[position]])
+                switch shape.segments[position] {
                 case .literal(let text): if !Self.same(piece, text) { literalMismatch = true }
-                case .parameter(let name):
-                    parameters[name] = String(piece)
+                case .parameter(let name, let pattern):
                     if unsafe == nil, let reason = Self.smuggles(piece) { unsafe = (name, reason) }
-                    if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !regexes[name]!.matches(piece)) { bad = (name, regexes[name]!.text) }
+                    if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !pattern.matches(piece)) { bad = (name, pattern.text) }
                 }
                 if literalMismatch { break }
             }
             if literalMismatch { continue }
             if let unsafe { return .unsafeParameter(name: unsafe.0, reason: unsafe.1) }
             if let bad { return .badParameter(name: bad.0, pattern: bad.1) }
-            return .matched(index: index, topic: Self.topicName(path: String(path), query: query, allowed: endpoint.query), parameters: parameters)
+            var parameters: [String: String] = [:]
+            for position in pieces.indices {
+                if case .parameter(let name, _) = shape.segments[position] {
+                    parameters[name] = String(decoding: UnsafeBufferPointer(rebasing: bytes[pieces[position]]), as: UTF8.self)
+                }
+            }
+            let path = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<pathEnd]), as: UTF8.self)
+            let query = pathEnd == bytes.count ? Substring() : Substring(String(decoding: UnsafeBufferPointer(rebasing: bytes[(pathEnd + 1)...]), as: UTF8.self))
+            return .matched(index: shape.index, topic: Self.topicName(path: path, query: query, allowed: shape.query), parameters: parameters)
         }
         return .noMatch
     }
@@ -91,24 +124,30 @@ public struct EndpointMatcher: Sendable {
     /// dropped: cache-busters must not split a topic).
     /// `.` or `..`, also percent-encoded: as a parameter it would walk the upstream's path.
     /// String equality (canonical equivalence), without Unicode work when the bytes decide it.
-    static func same(_ piece: Substring, _ text: String) -> Bool {
-        if piece.utf8.elementsEqual(text.utf8) { return true }
-        if piece.utf8.allSatisfy({ $0 < 0x80 }) && text.utf8.allSatisfy({ $0 < 0x80 }) { return false }
-        return piece == text
+    static func same(_ piece: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
+        let equalBytes = piece.count == text.utf8.count
+            && (text.utf8.withContiguousStorageIfAvailable { $0.elementsEqual(piece) } ?? text.utf8.elementsEqual(piece))
+        if equalBytes { return true }
+        if piece.allSatisfy({ $0 < 0x80 }) && text.utf8.allSatisfy({ $0 < 0x80 }) { return false }
+        return String(decoding: piece, as: UTF8.self) == text
     }
 
     static func isDotSegment(_ piece: Substring) -> Bool {
+        var text = String(piece)
+        return text.withUTF8 { isDotSegment($0) }
+    }
+
+    static func isDotSegment(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         // ".", "..", and their spellings with %2e or %2E: six bytes at most, read as bytes.
-        let utf8 = piece.utf8
         guard utf8.count <= 6 else { return false }
         var dots = 0
-        var index = utf8.startIndex
-        while index != utf8.endIndex {
+        var index = 0
+        while index < utf8.count {
             if utf8[index] == UInt8(ascii: ".") {
-                index = utf8.index(after: index)
-            } else if utf8[index] == UInt8(ascii: "%"), utf8.distance(from: index, to: utf8.endIndex) >= 3,
-                      utf8[utf8.index(index, offsetBy: 1)] == UInt8(ascii: "2"), utf8[utf8.index(index, offsetBy: 2)] | 0x20 == UInt8(ascii: "e") {
-                index = utf8.index(index, offsetBy: 3)
+                index += 1
+            } else if utf8[index] == UInt8(ascii: "%"), utf8.count - index >= 3,
+                      utf8[index + 1] == UInt8(ascii: "2"), utf8[index + 2] | 0x20 == UInt8(ascii: "e") {
+                index += 3
             } else {
                 return false
             }
@@ -120,15 +159,19 @@ public struct EndpointMatcher: Sendable {
     /// Why `piece` would change the upstream URL's structure after an upstream decodes it
     /// (once or twice), or nil. The proxy forwards a parameter as the client sent it; an
     /// upstream that decodes before routing would otherwise see `../../admin` or a header break.
-    static func smuggles(_ piece: Substring) -> String? {
+    static func smuggles(_ piece: UnsafeBufferPointer<UInt8>) -> String? {
+        var backslash = false, control = false, percent = false
+        for byte in piece {
+            if byte == 0x5C { backslash = true } else if byte < 0x20 || byte == 0x7F { control = true } else if byte == 0x25 { percent = true }
+        }
         // Some upstreams (IIS, anything on Windows paths) take a bare backslash as a separator.
-        if piece.utf8.contains(0x5C) { return "a backslash" }
+        if backslash { return "a backslash" }
         // A topic named in a query string or a JSON message arrives decoded: a raw NUL or
         // control byte there would reach the upstream request line as it is.
-        if piece.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "a NUL or control byte" }
+        if control { return "a NUL or control byte" }
         // Nothing encoded: nothing can hide.
-        guard piece.utf8.contains(0x25) else { return nil }
-        var text = String(piece)
+        guard percent else { return nil }
+        var text = String(decoding: piece, as: UTF8.self)
         for round in 1...2 {
             guard text.contains("%"), let decoded = percentDecoded(text) else { return nil }
             if decoded.contains(where: { $0 == 0x2F }) { return round == 1 ? "an encoded slash (%2F)" : "a slash encoded twice (%252F)" }

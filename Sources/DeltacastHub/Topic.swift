@@ -116,7 +116,7 @@ public final class Topic: @unchecked Sendable {
 
     /// The current state: cursor, stored body and its content type; nil before the first one.
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
-        touch(hub.tick(), now: MonotonicClock.milliseconds())
+        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
         return lock.withLock { _ in
             seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: currentEpoch, seq: seq), body, contentType, problem != nil)
         }
@@ -175,7 +175,7 @@ public final class Topic: @unchecked Sendable {
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
     public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
-        touch(hub.tick(), now: MonotonicClock.milliseconds())
+        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
         catchUpIfBehind(since)
         return lock.withLock { _ in
             loopCounts[loop] += 1
@@ -195,7 +195,7 @@ public final class Topic: @unchecked Sendable {
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
             if let transport { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
         }
-        touch(hub.tick(), now: MonotonicClock.milliseconds())
+        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
     }
 
     /// Subscribers on every loop together.
@@ -204,7 +204,7 @@ public final class Topic: @unchecked Sendable {
     /// What a client holding `since` has missed (long-poll): nil when nothing is newer (or no
     /// state exists yet), else the missed patches or one snapshot.
     public func changes(since: Cursor?) -> [Change]? {
-        touch(hub.tick(), now: MonotonicClock.milliseconds())
+        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
         catchUpIfBehind(since)
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }

@@ -206,7 +206,27 @@ struct TimerHeap {
         return id
     }
 
-    mutating func cancel(_ id: UInt64) { callbacks[id] = nil }
+    /// Entries held, cancelled ones included (for the bound's test).
+    var entryCount: Int { entries.count }
+
+    /// Cancels a timer. Its entry stays in the heap until it surfaces, unless cancelled entries
+    /// outnumber live ones: then the heap is rebuilt from the live ones. A held long-poll
+    /// answered at once leaves an entry for its whole wait (25 s by default), so without the
+    /// rebuild the heap would hold every poll of the last `max_wait`, not only those held now.
+    mutating func cancel(_ id: UInt64) {
+        guard callbacks.removeValue(forKey: id) != nil else { return }
+        if entries.count > 2 * callbacks.count + 64 { rebuild() }
+    }
+
+    /// Keeps the live entries and restores the heap order (Floyd's bottom-up build, O(n)).
+    private mutating func rebuild() {
+        entries.removeAll { callbacks[$0.id] == nil }
+        var parent = entries.count / 2 - 1
+        while parent >= 0 {
+            siftDown(from: parent)
+            parent -= 1
+        }
+    }
 
     /// Removes and returns the callbacks due at `now`, in deadline order. The caller runs them
     /// after this mutation has ended, so a callback may schedule or cancel timers.
@@ -222,7 +242,11 @@ struct TimerHeap {
     private mutating func popFirst() {
         entries.swapAt(0, entries.count - 1)
         entries.removeLast()
-        var parent = 0
+        siftDown(from: 0)
+    }
+
+    private mutating func siftDown(from start: Int) {
+        var parent = start
         while true {
             let left = 2 * parent + 1, right = left + 1
             var smallest = parent

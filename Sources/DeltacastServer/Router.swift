@@ -200,12 +200,14 @@ public struct Router: Sendable {
     /// The values of a query parameter, percent-decoded, in order. Split by bytes (`&`, `=`);
     /// a name or value is decoded only when it holds an escape or a `+`.
     public static func queryValues(_ target: String, _ name: String) -> [String] {
-        queryValues(target, [name])[0]
+        var values: [String] = []
+        forEachQueryValue(target, name) { _, value in values.append(value) }
+        return values
     }
 
-    /// The values of each of `names` (by position), in one pass over the query.
-    static func queryValues(_ target: String, _ names: [String]) -> [[String]] {
-        var results = [[String]](repeating: [], count: names.count)
+    /// Calls `body` with each value of `first` or `second` (0 or 1, and the value), in the
+    /// query's order: one pass over the target's bytes for two names.
+    static func forEachQueryValue(_ target: String, _ first: String, _ second: String? = nil, _ body: (Int, String) -> Void) {
         var text = target
         text.withUTF8 { bytes in
             guard let mark = bytes.firstIndex(of: UInt8(ascii: "?")) else { return }
@@ -217,13 +219,19 @@ public struct Router: Sendable {
                 while equals < end && bytes[equals] != UInt8(ascii: "=") { equals += 1 }
                 let key = UnsafeBufferPointer(rebasing: bytes[start..<equals])
                 let decodedKey = needsDecoding(key) ? percentDecoded(key) : nil
-                for (position, name) in names.enumerated() where decodedKey.map({ $0 == name }) ?? same(key, name) {
-                    results[position].append(equals < end ? percentDecoded(UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end])) : "")
+                let position: Int? = if decodedKey.map({ $0 == first }) ?? same(key, first) {
+                    0
+                } else if let second, decodedKey.map({ $0 == second }) ?? same(key, second) {
+                    1
+                } else {
+                    nil
+                }
+                if let position {
+                    body(position, equals < end ? percentDecoded(UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end])) : "")
                 }
                 start = end + 1
             }
         }
-        return results
     }
 
     /// Whether `bytes` are exactly `name`'s UTF-8.
@@ -248,9 +256,11 @@ public struct Router: Sendable {
     /// For an event stream a `Last-Event-ID` replaces the `since` list as a whole: it is what
     /// the browser echoes on a reconnect, newer than the URL's. Empty when no topic is named.
     @_spi(Fuzzing) public static func multiplexedTopics(_ request: HTTPRequestHead, transport: Transport) -> [(name: String, since: Cursor?)] {
-        let values = queryValues(request.target, ["topic", "since"])
-        let names = values[0]
-        var sinces = values[1].map { Cursor($0) }
+        var names: [String] = []
+        var sinces: [Cursor?] = []
+        forEachQueryValue(request.target, "topic", "since") { position, value in
+            if position == 0 { names.append(value) } else { sinces.append(Cursor(value)) }
+        }
         if transport == .sse {
             let resumed = resumeCursors(request)
             if !resumed.isEmpty { sinces = resumed }

@@ -267,4 +267,22 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         #expect(fired.withLock { $0 } == ["sweep", "hold 3 s"])
         #expect(heap.nextDeadline() == nil)
     }
+
+    /// Held polls answered at once cancel their timers; the heap keeps at most twice the live
+    /// timers (plus 64), and the live ones still fire in order.
+    @Test func cancelledEntriesAreDroppedOnceTheyOutnumberLiveOnes() {
+        var heap = TimerHeap()
+        let fired = Locked<[Int64]>([])
+        var live: [Int64] = []
+        for round in 0..<10_000 {
+            let deadline = Int64(25_000 + round)
+            let id = heap.insert(deadline: deadline) { fired.withLock { $0.append(deadline) } }
+            if round % 100 == 0 { live.append(deadline) } else { heap.cancel(id) }
+            #expect(heap.entryCount <= 2 * live.count + 64 + 1)
+        }
+        #expect(heap.entryCount < 300)
+        for callback in heap.popDue(now: 40_000) { callback() }
+        #expect(fired.withLock { $0 } == live)
+        #expect(heap.nextDeadline() == nil)
+    }
 }

@@ -82,13 +82,17 @@ struct HoldSession: PushSession {
     /// A long-poll answer: the events as one JSON array.
     static func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
         var body: [UInt8] = [0x5B]
+        body.reserveCapacity(events.reduce(2) { $0 + $1.count + 1 })
         for (index, event) in events.enumerated() {
             if index > 0 { body.append(0x2C) }
             body += event
         }
         body.append(0x5D)
-        return RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body, events: events.count)
+        return RoutedResponse(status: 200, headers: pollHeaders, body: body, events: events.count)
     }
+
+    /// Built once: every answer shares the field list.
+    private static let pollHeaders: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
 
     var framing: any ChangeFraming { Answering() }
 

@@ -112,8 +112,15 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `callback` on the loop after `milliseconds`; returns an id for ``cancelTimer(_:)``.
     @discardableResult
     public func schedule(afterMilliseconds milliseconds: Int64, _ callback: @escaping () -> Void) -> UInt64 {
+        schedule(atMilliseconds: MonotonicClock.milliseconds() + milliseconds, callback)
+    }
+
+    /// Runs `callback` on the loop at `deadline` (``MonotonicClock`` milliseconds; a past one
+    /// fires at the next iteration). Returns an id for ``cancelTimer(_:)``.
+    @discardableResult
+    public func schedule(atMilliseconds deadline: Int64, _ callback: @escaping () -> Void) -> UInt64 {
         assertInLoop()
-        return timers.insert(deadline: MonotonicClock.milliseconds() + milliseconds, callback)
+        return timers.insert(deadline: deadline, callback)
     }
 
     /// Cancels a timer that has not fired.

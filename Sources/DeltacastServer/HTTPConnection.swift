@@ -88,7 +88,7 @@ final class HTTPConnection: EventLoopHandler {
             // `unowned`: the timer is cancelled whenever the session ends or the connection
             // closes, so it never outlives the connection; a `weak` capture would give every held
             // connection a side table, and every retain of it the runtime's slow path.
-            sessionTimer = state.loop.schedule(afterMilliseconds: max(0, deadline - MonotonicClock.milliseconds())) { [unowned self] in
+            sessionTimer = state.loop.schedule(atMilliseconds: deadline) { [unowned self] in
                 self.sessionTimer = nil
                 self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
             }
@@ -258,7 +258,8 @@ final class HTTPConnection: EventLoopHandler {
             while isPlainHTTP && !closed && !closeAfterFlush {
                 // Backpressure: pipelined requests wait in the parser while responses pile up.
                 if queue.isAboveHighWatermark { pausedForOutput = true; return }
-                guard let step = try requests.next(now: MonotonicClock.milliseconds()) else { return }
+                // A head counts as received when its last bytes were read (the access log's start).
+                guard let step = try requests.next(now: deadlines.lastActivity) else { return }
                 switch step {
                 case .head(let expectsContinue):
                     deadlines.headReceived()

@@ -38,9 +38,13 @@ public struct EndpointMatcher: Sendable {
         let query: [String]
     }
 
-    private enum ShapeSegment: Sendable {
-        case literal(String)
-        case parameter(String, CompiledPattern)
+    /// A literal segment (`pattern` nil, `text` the literal) or a parameter (`text` its name).
+    /// A struct, not an enum with a class payload: such an enum keeps its case in the
+    /// reference's spare bits, and LeakSanitizer then takes a matcher held by a global for a
+    /// leak (the FuzzQuery target's did).
+    private struct ShapeSegment: Sendable {
+        let text: String
+        let pattern: CompiledPattern?
     }
 
     private let shapes: [Shape]
@@ -50,8 +54,8 @@ public struct EndpointMatcher: Sendable {
         self.shapes = endpoints.enumerated().map { index, endpoint in
             Shape(index: index, segments: endpoint.path.segments.map { segment in
                 switch segment {
-                case .literal(let text): .literal(text)
-                case .parameter(let name): .parameter(name, CompiledPattern(text: endpoint.params[name] ?? Self.defaultPattern))
+                case .literal(let text): ShapeSegment(text: text, pattern: nil)
+                case .parameter(let name): ShapeSegment(text: name, pattern: CompiledPattern(text: endpoint.params[name] ?? Self.defaultPattern))
                 }
             }, query: endpoint.query)
         }
@@ -96,11 +100,12 @@ public struct EndpointMatcher: Sendable {
             var literalMismatch = false
             for position in pieces.indices {
                 let piece = UnsafeBufferPointer(rebasing: bytes[pieces[position]])
-                switch shape.segments[position] {
-                case .literal(let text): if !Self.same(piece, text) { literalMismatch = true }
-                case .parameter(let name, let pattern):
-                    if unsafe == nil, let reason = Self.smuggles(piece) { unsafe = (name, reason) }
-                    if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !pattern.matches(piece)) { bad = (name, pattern.text) }
+                let segment = shape.segments[position]
+                if let pattern = segment.pattern {
+                    if unsafe == nil, let reason = Self.smuggles(piece) { unsafe = (segment.text, reason) }
+                    if bad == nil && (piece.isEmpty || Self.isDotSegment(piece) || !pattern.matches(piece)) { bad = (segment.text, pattern.text) }
+                } else if !Self.same(piece, segment.text) {
+                    literalMismatch = true
                 }
                 if literalMismatch { break }
             }
@@ -109,8 +114,8 @@ public struct EndpointMatcher: Sendable {
             if let bad { return .badParameter(name: bad.0, pattern: bad.1) }
             var parameters: [String: String] = [:]
             for position in pieces.indices {
-                if case .parameter(let name, _) = shape.segments[position] {
-                    parameters[name] = String(decoding: UnsafeBufferPointer(rebasing: bytes[pieces[position]]), as: UTF8.self)
+                if shape.segments[position].pattern != nil {
+                    parameters[shape.segments[position].text] = String(decoding: UnsafeBufferPointer(rebasing: bytes[pieces[position]]), as: UTF8.self)
                 }
             }
             let path = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<pathEnd]), as: UTF8.self)

@@ -137,11 +137,6 @@ public struct EndpointMatcher: Sendable {
         return String(decoding: piece, as: UTF8.self) == text
     }
 
-    static func isDotSegment(_ piece: Substring) -> Bool {
-        var text = String(piece)
-        return text.withUTF8 { isDotSegment($0) }
-    }
-
     static func isDotSegment(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         // ".", "..", and their spellings with %2e or %2E: six bytes at most, read as bytes.
         guard utf8.count <= 6 else { return false }
@@ -183,7 +178,7 @@ public struct EndpointMatcher: Sendable {
             if decoded.contains(where: { $0 == 0x5C }) { return round == 1 ? "an encoded backslash (%5C)" : "a backslash encoded twice (%255C)" }
             if decoded.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "an encoded NUL or control byte" }
             text = String(decoding: decoded, as: UTF8.self)
-            if round == 2, isDotSegment(Substring(text)) { return "a dot segment encoded twice (%252E)" }
+            if round == 2, text.withUTF8({ isDotSegment($0) }) { return "a dot segment encoded twice (%252E)" }
         }
         return nil
     }

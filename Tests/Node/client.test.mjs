@@ -113,7 +113,9 @@ test('upstream failures reach onStatus, and recovery too', async () => {
   let state;
   try {
     dc.subscribe('/doc', { onState: (s) => { state = s; }, onStatus: (s) => statuses.push(s.upstream) });
-    await until(() => state, 15000, 'snapshot');
+    // The topic is already live from the tests before, so the first snapshot may be their
+    // last document: wait until the proxy has polled doc(0) before the upstream fails.
+    await until(() => isDeepStrictEqual(state, doc(0)), 15000, 'snapshot of doc(0)');
     await simulator.control('POST', '/_sim/fail/doc?mode=status&status=503');
     await until(() => statuses.includes('error'), 15000, 'status error');
     await simulator.control('DELETE', '/_sim/fail/doc');

@@ -64,7 +64,7 @@ let package = Package(
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
         .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["COpenSSL", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
+            name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),

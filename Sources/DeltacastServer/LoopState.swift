@@ -1,3 +1,4 @@
+import CSystemLinux
 import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop
@@ -21,7 +22,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// This loop's position among the server's loops (the hub counts subscribers per loop).
     let index: Int
     /// Connections of this loop subscribed to each topic, by topic key.
-    private var subscribers: [String: [ObjectIdentifier: HTTPConnection]] = [:]
+    private var subscribers: [String: SubscriberList<HTTPConnection>] = [:]
     /// Compressors for messages to one connection, by window size (server_no_context_takeover
     /// lets one serve the whole loop).
     private var deflaters: [Int: Deflater] = [:]
@@ -78,20 +79,46 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     func addSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers[topic, default: [:]][ObjectIdentifier(connection)] = connection
+        subscribers[topic, default: SubscriberList()].insert(connection)
     }
 
     func removeSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers[topic]?[ObjectIdentifier(connection)] = nil
+        subscribers[topic]?.remove(connection)
         if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
     }
+
+    /// How many connections ahead ``deliver(_:)`` prefetches: enough to cover a cache miss
+    /// (a few hundred nanoseconds) with the work of the connections in between.
+    private static let prefetchDistance = 6
 
     /// A change from the hub: the same bytes queued for every local subscriber. The writes wait
     /// for the end of this batch of loop tasks, so changes that arrive together leave in one
     /// write (writev) per connection, not one per change.
+    ///
+    /// The walk is over a dense array of references (a copy: a delivery may unsubscribe a
+    /// connection, a held poll it answers), and the first two cache lines of the connection
+    /// ``prefetchDistance`` ahead are requested before each one is handled. Spread over the
+    /// heap, each connection's first touch was the largest single cost in user space.
     func deliver(_ change: Change) {
-        guard let connections = subscribers[change.key] else { return }
-        for connection in connections.values { connection.deliver(change) }
+        guard let connections = subscribers[change.key]?.connections else { return }
+        let count = connections.count
+        connections.withUnsafeBufferPointer { buffer in
+            // An array of class references stores the object pointers themselves.
+            let objects = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: UnsafeRawPointer.self)
+            for index in 0..<min(count, Self.prefetchDistance) { Self.prefetch(objects[index]) }
+            for index in 0..<count {
+                if index + Self.prefetchDistance < count { Self.prefetch(objects[index + Self.prefetchDistance]) }
+                buffer[index].deliver(change)
+            }
+        }
+    }
+
+    /// The first two cache lines of an object: the header and the fields a delivery reads
+    /// (``HTTPConnection`` declares those first).
+    @inline(__always)
+    private static func prefetch(_ object: UnsafeRawPointer) {
+        deltacast_prefetch(object)
+        deltacast_prefetch(object + 64)
     }
 
     /// Connections with queued changes, flushed once per loop iteration.
@@ -269,4 +296,32 @@ final class AdminListener: EventLoopHandler {
     unowned let state: LoopState
     init(state: LoopState) { self.state = state }
     func handle(events: UInt32) { state.accept(from: state.adminListener, admin: true) }
+}
+
+/// The connections of one loop subscribed to one topic: a dense array to walk on each change,
+/// and each connection's position in it, so a removal is a swap with the last one (the order
+/// of deliveries among connections is not kept, and nothing relies on it).
+struct SubscriberList<Connection: AnyObject> {
+    private(set) var connections: [Connection] = []
+    private var positions: [ObjectIdentifier: Int] = [:]
+
+    var isEmpty: Bool { connections.isEmpty }
+
+    /// Adds `connection` (once: a second insert changes nothing).
+    mutating func insert(_ connection: Connection) {
+        let key = ObjectIdentifier(connection)
+        guard positions[key] == nil else { return }
+        positions[key] = connections.count
+        connections.append(connection)
+    }
+
+    /// Removes `connection`, if present; the last connection takes its place.
+    mutating func remove(_ connection: Connection) {
+        guard let position = positions.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+        let last = connections.removeLast()
+        if position < connections.count {
+            connections[position] = last
+            positions[ObjectIdentifier(last)] = position
+        }
+    }
 }

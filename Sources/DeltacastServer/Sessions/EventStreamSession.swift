@@ -20,18 +20,7 @@ struct EventStreamSession: PushSession {
     /// Reading only notices when the client leaves.
     mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [] }
 
-    var framing: any ChangeFraming { Framing(multiplexed: multiplexed) }
-
-    /// The change's SSE event; on a multiplexed stream its `id:` lists every topic's cursor.
-    struct Framing: ChangeFraming {
-        let multiplexed: Bool
-        var pushes: Bool { true }
-        func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]? {
-            guard multiplexed else { return change.sseEvent }
-            guard change.cursor != nil else { return change.sseBody }
-            return Array("id: \(listedCursors())\n".utf8) + change.sseBody
-        }
-    }
+    var framing: ChangeFraming { .eventStream(multiplexed: multiplexed) }
 
     func event(_ payload: [UInt8]) -> [UInt8] { ServerSentEvents.event(event: "error", data: payload) }
 

@@ -94,13 +94,8 @@ struct HoldSession: PushSession {
     /// Built once: every answer shares the field list.
     private static let pollHeaders: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
 
-    var framing: any ChangeFraming { Answering() }
-
     /// A held poll queues no change: each one may answer it.
-    struct Answering: ChangeFraming {
-        var pushes: Bool { false }
-        func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]? { nil }
-    }
+    var framing: ChangeFraming { .answering }
     /// Never asked: a held request is not a stream (``streams``).
     func event(_ payload: [UInt8]) -> [UInt8] { payload }
 

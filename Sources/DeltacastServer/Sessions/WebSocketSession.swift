@@ -86,14 +86,7 @@ struct WebSocketSession: PushSession {
         }
     }
 
-    var framing: any ChangeFraming { Framing(sharedDeflate: usesSharedDeflate) }
-
-    /// The change's WebSocket frame, compressed when this client agreed to the shared window.
-    struct Framing: ChangeFraming {
-        let sharedDeflate: Bool
-        var pushes: Bool { true }
-        func frame(_ change: Change, listedCursors: () -> String) -> [UInt8]? { change.webSocketFrame(deflate: sharedDeflate) }
-    }
+    var framing: ChangeFraming { .webSocket(sharedDeflate: usesSharedDeflate) }
 
     func event(_ payload: [UInt8]) -> [UInt8] { message(.text, payload) }
 

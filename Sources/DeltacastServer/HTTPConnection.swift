@@ -14,7 +14,7 @@ import Glibc
 /// WebSocket, an event stream, or a held long-poll). Nothing here depends on which.
 final class HTTPConnection: EventLoopHandler {
     // Stored properties are laid out in declaration order. The ones every delivery and flush
-    // reads come first, so a fan-out to 10,000 connections touches two cache lines of each
+    // reads come first, so a fan-out to 10,000 connections touches three cache lines of each
     // (prefetched by ``LoopState/deliver(_:)``) rather than fields spread over several.
     unowned let state: LoopState
     let fd: Int32
@@ -370,11 +370,11 @@ final class HTTPConnection: EventLoopHandler {
         return true
     }
 
-    func flush() {
+    /// Writes what is queued; `now` (monotonic ms) is when, for the write deadlines.
+    func flush(now: Int64 = MonotonicClock.milliseconds()) {
         guard !closed else { return }
         let before = queue.pendingBytes
         let result = writeQueue()
-        let now = MonotonicClock.milliseconds()
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:

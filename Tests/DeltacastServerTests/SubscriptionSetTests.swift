@@ -66,6 +66,37 @@ import Testing
         #expect(set.admit(foreign, queueFull: false) == .ignore)
     }
 
+    /// One topic is held inline and several in a table: cursors, conflation and lookups carry
+    /// over as the set grows past one and shrinks back, and a removed topic is never admitted.
+    @Test func cursorsSurviveGrowingFromOneTopicToSeveralAndBack() throws {
+        let published = try Published()
+        let a = try published.subscribed("/live/a"), b = try published.subscribed("/live/b"), c = try published.subscribed("/live/c")
+        let a1 = try published.publish(a, price: 1), b1 = try published.publish(b, price: 1), c1 = try published.publish(c, price: 1)
+        var set = SubscriptionSet()
+        set.insert(a, transport: .websocket, since: nil, current: a1.cursor)
+        #expect(set.admit(a1, queueFull: false) == .send(previous: nil))
+        #expect(set.admit(b1, queueFull: false) == .ignore)
+        set.insert(b, transport: .websocket, since: nil, current: b1.cursor)
+        set.insert(c, transport: .websocket, since: nil, current: c1.cursor)
+        #expect(set.count == 3)
+        #expect(set[a.key]?.cursor == a1.cursor)   // kept when the set grew
+        #expect(set.admit(a1, queueFull: false) == .ignore)
+        #expect(set.admit(b1, queueFull: false) == .send(previous: nil))
+        #expect(set.admit(c1, queueFull: true) == .drop(started: true))   // conflation starts
+        #expect(set.remove(c.key)?.topic === c)
+        #expect(set.remove(a.key)?.topic === a)
+        #expect(set.count == 1 && set.keys(topicNamed: "/live/b") == [b.key] && !set.contains(topicNamed: "/live/a"))
+        #expect(set[b.key]?.cursor == b1.cursor)   // kept when the set shrank
+        #expect(set.conflating)
+        let b2 = try published.publish(b, price: 2)
+        #expect(set.admit(b2, queueFull: false) == .drop(started: false))
+        #expect(set.takeOwed().map(\.key) == [b.key])
+        #expect(set.admit(a1, queueFull: false) == .ignore && set.admit(c1, queueFull: false) == .ignore)
+        #expect(set.remove(a.key) == nil)
+        #expect(set.removeAll().map(\.key) == [b.key])
+        #expect(set.isEmpty && set.admit(b2, queueFull: false) == .ignore)
+    }
+
     @Test func aCursorFromAnotherEpochOrTheFutureIsNotHeld() throws {
         let published = try Published()
         let topic = try published.subscribed("/live/a")

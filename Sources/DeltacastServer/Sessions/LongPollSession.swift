@@ -60,7 +60,9 @@ struct HoldSession: PushSession {
     func settle(_ subscriptions: SubscriptionSet, status: [UInt8]?) -> SessionAction? {
         switch kind {
         case .mirrored, .cold:
-            guard let topic = subscriptions.entries.values.first?.topic else { return nil }
+            var held: Topic?
+            subscriptions.forEach { held = $0.topic }
+            guard let topic = held else { return nil }
             guard let current = topic.current() else {
                 // No good state: a cold GET gets the first poll's failure at once.
                 guard kind == .cold, let problem = topic.upstreamProblem else { return nil }
@@ -70,7 +72,7 @@ struct HoldSession: PushSession {
             return .answer(request, RoutedResponse(status: 200, headers: HTTPConnection.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
         case .multiplexed:
             var events: [[UInt8]] = []
-            for subscription in subscriptions.entries.values {
+            subscriptions.forEach { subscription in
                 if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
             }
             // Status and error events are not in the journal: they travel with what woke us.

@@ -87,7 +87,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
     }
 
-    /// How many connections ahead ``deliver(_:)`` prefetches: enough to cover a cache miss
+    /// How many connections ahead ``walk(_:_:)`` prefetches: enough to cover a cache miss
     /// (a few hundred nanoseconds) with the work of the connections in between.
     private static let prefetchDistance = 6
 
@@ -101,25 +101,30 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// heap, each connection's first touch was the largest single cost in user space.
     func deliver(_ change: Change) {
         guard let connections = subscribers[change.key]?.connections else { return }
-        let count = connections.count
-        connections.withUnsafeBufferPointer { buffer in
-            // An array of class references stores the object pointers themselves.
-            let objects = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: UnsafeRawPointer.self)
-            for index in 0..<min(count, Self.prefetchDistance) { Self.prefetch(objects[index]) }
-            for index in 0..<count {
-                if index + Self.prefetchDistance < count { Self.prefetch(objects[index + Self.prefetchDistance]) }
-                buffer[index].deliver(change)
-            }
-        }
+        Self.walk(connections) { $0.deliver(change) }
     }
 
-    /// The first three cache lines of an object: the header and the fields a delivery reads
-    /// (``HTTPConnection`` declares those first: about 180 bytes).
+    /// Calls `body` with each connection in turn, the first three cache lines of the one
+    /// ``prefetchDistance`` ahead requested first: its header and the fields a delivery or a
+    /// flush reads (``HTTPConnection`` declares those first: about 180 bytes).
     @inline(__always)
-    private static func prefetch(_ object: UnsafeRawPointer) {
-        deltacast_prefetch(object)
-        deltacast_prefetch(object + 64)
-        deltacast_prefetch(object + 128)
+    private static func walk(_ connections: [HTTPConnection], _ body: (HTTPConnection) -> Void) {
+        let count = connections.count
+        connections.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            // An array of class references stores the object pointers themselves.
+            let objects = UnsafeRawPointer(base).assumingMemoryBound(to: UnsafeRawPointer.self)
+            func prefetch(_ index: Int) {
+                deltacast_prefetch(objects[index])
+                deltacast_prefetch(objects[index] + 64)
+                deltacast_prefetch(objects[index] + 128)
+            }
+            for index in 0..<min(count, prefetchDistance) { prefetch(index) }
+            for index in 0..<count {
+                if index + prefetchDistance < count { prefetch(index + prefetchDistance) }
+                body(buffer[index])
+            }
+        }
     }
 
     /// Connections with queued changes, flushed once per loop iteration.
@@ -150,16 +155,9 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         // in order), and it then waits for the next batch.
         swap(&flushing, &dirty)
         let now = MonotonicClock.milliseconds()
-        let count = flushing.count
-        flushing.withUnsafeBufferPointer { buffer in
-            let objects = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: UnsafeRawPointer.self)
-            for index in 0..<min(count, Self.prefetchDistance) { Self.prefetch(objects[index]) }
-            for index in 0..<count {
-                if index + Self.prefetchDistance < count { Self.prefetch(objects[index + Self.prefetchDistance]) }
-                let connection = buffer[index]
-                connection.flushPending = false
-                connection.flush(now: now)
-            }
+        Self.walk(flushing) { connection in
+            connection.flushPending = false
+            connection.flush(now: now)
         }
         flushing.removeAll(keepingCapacity: true)
     }

@@ -137,8 +137,8 @@ struct SubscriptionSet {
     }
 
     /// Decides about `change`; on `.send` the subscription's cursor is already advanced. A
-    /// duplicate (``isDuplicate(_:)``) is ignored. One hash of the topic key per delivery: the
-    /// subscription is found once and changed in place.
+    /// duplicate (``isDuplicate(_:)``) is ignored. The subscription is found once (a comparison
+    /// of keys when it is the only one, else one hash) and changed in place.
     mutating func admit(_ change: Change, queueFull: Bool) -> Admission {
         let conflating = self.conflating
         let admission = modify(change.key) { subscription -> Admission in

@@ -22,7 +22,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// This loop's position among the server's loops (the hub counts subscribers per loop).
     let index: Int
     /// Connections of this loop subscribed to each topic, by topic key.
-    private var subscribers: [String: SubscriberList<HTTPConnection>] = [:]
+    private var subscribers = SubscriberTable<HTTPConnection>()
     /// Compressors for messages to one connection, by window size (server_no_context_takeover
     /// lets one serve the whole loop).
     private var deflaters: [Int: Deflater] = [:]
@@ -79,12 +79,11 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     }
 
     func addSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers[topic, default: SubscriberList()].insert(connection)
+        subscribers.insert(connection, topic: topic)
     }
 
     func removeSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers[topic]?.remove(connection)
-        if subscribers[topic]?.isEmpty == true { subscribers[topic] = nil }
+        subscribers.remove(connection, topic: topic)
     }
 
     /// How many connections ahead ``walk(_:_:)`` prefetches: enough to cover a cache miss
@@ -100,7 +99,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// ``prefetchDistance`` ahead are requested before each one is handled. Spread over the
     /// heap, each connection's first touch was the largest single cost in user space.
     func deliver(_ change: Change) {
-        guard let connections = subscribers[change.key]?.connections else { return }
+        guard let connections = subscribers[change.key] else { return }
         Self.walk(connections) { $0.deliver(change) }
     }
 
@@ -330,7 +329,8 @@ struct SubscriberList<Connection: AnyObject> {
         connections.append(connection)
     }
 
-    /// Removes `connection`, if present; the last connection takes its place.
+    /// Removes `connection`, if present; the last connection takes its place. The storage is
+    /// kept when the list empties (``SubscriberTable`` reuses it).
     mutating func remove(_ connection: Connection) {
         guard let position = positions.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         let last = connections.removeLast()
@@ -338,5 +338,41 @@ struct SubscriberList<Connection: AnyObject> {
             connections[position] = last
             positions[ObjectIdentifier(last)] = position
         }
+        if connections.isEmpty { positions.removeAll(keepingCapacity: true) }
+    }
+
+    /// How many connections the list holds room for without growing (tests).
+    var capacity: Int { connections.capacity }
+}
+
+/// Each topic's ``SubscriberList`` on one loop, by topic key. An emptied list leaves the table,
+/// but its storage is kept (one spare, cleared) for the next topic that needs a list: held
+/// polls empty their topic's list on every change and fill it again at once, and building it
+/// anew each time cost a dozen reallocations of its array and index as it grew back.
+struct SubscriberTable<Connection: AnyObject> {
+    private var lists: [String: SubscriberList<Connection>] = [:]
+    /// At most one emptied list, its capacity kept.
+    private(set) var spare: SubscriberList<Connection>?
+
+    /// Topics with at least one subscriber.
+    var count: Int { lists.count }
+
+    /// The subscribers of `topic`, or nil when it has none.
+    subscript(topic: String) -> [Connection]? { lists[topic]?.connections }
+
+    mutating func insert(_ connection: Connection, topic: String) {
+        if lists[topic] == nil, let reused = spare {
+            spare = nil
+            lists[topic] = reused
+        }
+        lists[topic, default: SubscriberList()].insert(connection)
+    }
+
+    mutating func remove(_ connection: Connection, topic: String) {
+        guard let index = lists.index(forKey: topic) else { return }
+        lists.values[index].remove(connection)
+        guard lists.values[index].isEmpty else { return }
+        let emptied = lists.remove(at: index).value
+        if spare == nil { spare = emptied }
     }
 }

@@ -160,7 +160,7 @@ public struct Router: Sendable {
         case "/deltacast/publish", "/deltacast/refresh":
             guard head.method == "POST" else { return .respond(methodNotAllowed(allow: "POST")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }
-            guard let topicName = Router.queryValues(head.target, "topic").first, !topicName.isEmpty else {
+            guard let topicName = Router.firstQueryValue(head.target, "topic"), !topicName.isEmpty else {
                 return .respond(.error(400, "bad_request", "\(path) needs ?topic=PATH"))
             }
             switch matcher.match(topicName) {
@@ -205,6 +205,13 @@ public struct Router: Sendable {
         return values
     }
 
+    /// The first value of `name` in the target's query, or nil (no array is made).
+    static func firstQueryValue(_ target: String, _ name: String) -> String? {
+        var first: String?
+        forEachQueryValue(target, name) { _, value in if first == nil { first = value } }
+        return first
+    }
+
     /// Calls `body` with each value of `first` or `second` (0 or 1, and the value), in the
     /// query's order: one pass over the target's bytes for two names.
     static func forEachQueryValue(_ target: String, _ first: String, _ second: String? = nil, _ body: (Int, String) -> Void) {
@@ -247,7 +254,7 @@ public struct Router: Sendable {
     /// The cursors a reconnecting event stream resumes from: `Last-Event-ID`, or
     /// `?last_event_id=` for clients that cannot set headers; one per topic, in order.
     @_spi(Fuzzing) public static func resumeCursors(_ request: HTTPRequestHead) -> [Cursor?] {
-        let value = request.headers["Last-Event-ID"] ?? queryValues(request.target, "last_event_id").first
+        let value = request.headers["Last-Event-ID"] ?? firstQueryValue(request.target, "last_event_id")
         return Cursor.list(lastEventID: value ?? "")
     }
 
@@ -256,16 +263,26 @@ public struct Router: Sendable {
     /// For an event stream a `Last-Event-ID` replaces the `since` list as a whole: it is what
     /// the browser echoes on a reconnect, newer than the URL's. Empty when no topic is named.
     @_spi(Fuzzing) public static func multiplexedTopics(_ request: HTTPRequestHead, transport: Transport) -> [(name: String, since: Cursor?)] {
-        var names: [String] = []
-        var sinces: [Cursor?] = []
+        // The n-th `since` goes with the n-th `topic`, in whatever order they come. One array is
+        // built; `ahead` holds the sinces whose topic has not come yet (rare).
+        var topics: [(name: String, since: Cursor?)] = []
+        var sinces = 0
+        var ahead: [Cursor?] = []
         forEachQueryValue(request.target, "topic", "since") { position, value in
-            if position == 0 { names.append(value) } else { sinces.append(Cursor(value)) }
+            if position == 0 {
+                topics.append((value, ahead.isEmpty ? nil : ahead.removeFirst()))
+            } else {
+                if sinces < topics.count { topics[sinces].since = Cursor(value) } else { ahead.append(Cursor(value)) }
+                sinces += 1
+            }
         }
         if transport == .sse {
             let resumed = resumeCursors(request)
-            if !resumed.isEmpty { sinces = resumed }
+            if !resumed.isEmpty {
+                for index in topics.indices { topics[index].since = index < resumed.count ? resumed[index] : nil }
+            }
         }
-        return names.enumerated().map { offset, name in (name, offset < sinces.count ? sinces[offset] : nil) }
+        return topics
     }
 
     /// Percent-decodes (and turns `+` into a space, as forms do); invalid escapes stay as they are.

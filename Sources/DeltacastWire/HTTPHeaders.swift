@@ -30,6 +30,13 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         fields.first { equalIgnoringASCIICase($0.name, name) }?.value
     }
 
+    /// How many fields are called `name` (no array is made).
+    public func count(of name: String) -> Int {
+        var count = 0
+        for field in fields where equalIgnoringASCIICase(field.name, name) { count += 1 }
+        return count
+    }
+
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
         fields.filter { equalIgnoringASCIICase($0.name, name) }.map(\.value)

@@ -308,10 +308,11 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private mutating func finishHead(method: String, target: String, minor: Int, headers: HTTPHeaders) throws(HTTPParseError) -> HTTPRequestEvent {
-        let hosts = headers.values("Host")
-        if minor == 1 && hosts.isEmpty { throw fail(400, "missing Host header") }
-        if hosts.count > 1 { throw fail(400, "more than one Host header") }
-        let lengths = headers.values("Content-Length")
+        // Counted, not collected: every request passes here, and most have no body.
+        let hosts = headers.count(of: "Host")
+        if minor == 1 && hosts == 0 { throw fail(400, "missing Host header") }
+        if hosts > 1 { throw fail(400, "more than one Host header") }
+        let lengths = headers.count(of: "Content-Length") == 0 ? [] : headers.values("Content-Length")
         let chunkedOrNot = headers["Transfer-Encoding"] != nil
         if !lengths.isEmpty && chunkedOrNot {
             throw fail(400, "both Content-Length and Transfer-Encoding")

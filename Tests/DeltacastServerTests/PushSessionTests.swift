@@ -2,7 +2,7 @@ import DeltacastConfig
 import DeltacastHub
 import DeltacastWire
 import Testing
-@testable import DeltacastServer
+@_spi(Fuzzing) @testable import DeltacastServer
 
 /// Each push session as a value type, on explicit times and real topics: no socket, no loop,
 /// no sleep. What they return is what the connection does.
@@ -158,6 +158,22 @@ import Testing
         parser.append(Array(text.utf8)[...])
         guard case .head(let request) = try parser.next() else { throw HTTPParseError(status: 400, reason: "no head") }
         return request
+    }
+
+    /// The n-th `since` goes with the n-th `topic`, whichever comes first in the query; a
+    /// topic with no since of its own has none; an SSE resume's `Last-Event-ID` replaces them.
+    @Test func eachSinceGoesWithTheTopicAtItsPlaceInWhateverOrder() throws {
+        func topics(_ query: String, _ transport: Transport = .longpoll, lastEventID: String? = nil) throws -> [String] {
+            let resume = lastEventID.map { "Last-Event-ID: \($0)\r\n" } ?? ""
+            let head = try Self.request("GET /deltacast/poll?\(query) HTTP/1.1\r\nHost: a\r\n\(resume)\r\n")
+            return Router.multiplexedTopics(head, transport: transport).map { "\($0.name)@\($0.since?.description ?? "-")" }
+        }
+        #expect(try topics("topic=/x&since=aaaa-1&topic=/y&since=bbbb-2") == ["/x@aaaa-1", "/y@bbbb-2"])
+        #expect(try topics("since=aaaa-1&since=bbbb-2&topic=/x&topic=/y&topic=/z") == ["/x@aaaa-1", "/y@bbbb-2", "/z@-"])
+        #expect(try topics("topic=/x&since=aaaa-1&since=bbbb-2&topic=/y") == ["/x@aaaa-1", "/y@bbbb-2"])
+        #expect(try topics("topic=/x&topic=/y&since=cccc-3") == ["/x@cccc-3", "/y@-"])
+        #expect(try topics("topic=/x&since=junk&topic=/y&since=dddd-4") == ["/x@-", "/y@dddd-4"])
+        #expect(try topics("since=aaaa-1&topic=/x&topic=/y", .sse, lastEventID: ",eeee-5") == ["/x@-", "/y@eeee-5"])
     }
 
     @Test func theWaitIsWhatTheClientAskedForCappedByMaxWait() {

@@ -31,3 +31,29 @@ import Testing
         #expect(Self.names(list) == ["m3"])
     }
 }
+
+/// A loop's lists by topic: a topic with no subscriber leaves the table, and one emptied
+/// list's storage is kept for the next topic (held polls empty and refill theirs on every change).
+@Suite struct SubscriberTableTests {
+    typealias Member = SubscriberListTests.Member
+
+    @Test func anEmptiedListLeavesTheTableAndOneSpareKeepsItsRoom() {
+        let members = (0..<100).map { Member("m\($0)") }
+        var table = SubscriberTable<Member>()
+        for member in members { table.insert(member, topic: "/a") }
+        table.insert(members[0], topic: "/b")
+        #expect(table.count == 2 && table["/a"]?.count == 100 && table["/b"]?.count == 1)
+
+        for member in members { table.remove(member, topic: "/a") }
+        #expect(table["/a"] == nil && table.count == 1)
+        #expect(table.spare?.isEmpty == true && (table.spare?.capacity ?? 0) >= 100)
+        table.remove(members[0], topic: "/b")   // a second emptied list is let go: one spare at most
+        #expect(table.count == 0 && (table.spare?.capacity ?? 0) >= 100)
+        table.remove(members[0], topic: "/b")   // no such topic: nothing changes
+
+        table.insert(members[5], topic: "/c")   // the spare serves the next topic, room and all
+        #expect(table.spare == nil && table["/c"].map { $0.map(\.name) } == ["m5"])
+        table.insert(members[6], topic: "/d")
+        #expect(table["/d"]?.count == 1 && table.count == 2)
+    }
+}

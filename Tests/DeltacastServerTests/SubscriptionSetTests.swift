@@ -93,7 +93,9 @@ import Testing
         #expect(set.takeOwed().map(\.key) == [b.key])
         #expect(set.admit(a1, queueFull: false) == .ignore && set.admit(c1, queueFull: false) == .ignore)
         #expect(set.remove(a.key) == nil)
-        #expect(set.removeAll().map(\.key) == [b.key])
+        var removed: [String] = []
+        set.removeEach { key, _ in removed.append(key) }
+        #expect(removed == [b.key])
         #expect(set.isEmpty && set.admit(b2, queueFull: false) == .ignore)
     }
 
@@ -187,6 +189,8 @@ import Testing
         #expect(set.listed.count == 2)
         #expect(set.keys(topicNamed: "/live/b") == [b.key])
         #expect(set.contains(topicNamed: "/live/b") && !set.contains(topicNamed: "/live/a"))
-        #expect(set.removeAll().count == 1 && set.isEmpty)
+        var removed = 0
+        set.removeEach { _, _ in removed += 1 }
+        #expect(removed == 1 && set.isEmpty)
     }
 }

@@ -80,7 +80,7 @@ struct RuleEvaluator {
         case .null: return .null
         case .reference(.params, let path): return parameters[path[0]].map(JSONValue.string) ?? .null
         case .reference(.query, let path):
-            return Router.queryValues("?" + query, path[0]).first.map(JSONValue.string) ?? .null
+            return Router.firstQueryValue("?" + query, path[0]).map(JSONValue.string) ?? .null
         case .reference(.claims, let path):
             var current = claims
             for name in path {

@@ -18,7 +18,7 @@ extension HTTPConnection {
     func credential(_ request: HTTPRequestHead) -> Credential {
         guard let authenticator = state.generation.authenticator else { return .anonymous }
         let now = unixMilliseconds()
-        if let ticket = Router.queryValues(request.target, "ticket").first {
+        if let ticket = Router.firstQueryValue(request.target, "ticket") {
             guard let principal = state.server.tickets.redeem(ticket, now: now) else {
                 return .invalid("unknown, used or expired ticket (a ticket is good for one connection, within auth.ticket_ttl)", explicit: true)
             }

@@ -53,7 +53,7 @@ extension HTTPConnection {
     }
 
     func detachAll() {
-        for (key, subscription) in subscriptions.removeAll() {
+        subscriptions.removeEach { key, subscription in
             subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
             state.removeSubscriber(self, topic: key)
         }

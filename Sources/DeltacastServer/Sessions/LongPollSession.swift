@@ -139,7 +139,7 @@ extension HTTPConnection {
         if !events.isEmpty || watched.isEmpty {
             return finish(request, HoldSession.pollResponse(events))
         }
-        let wait = Router.queryValues(request.target, "wait").first.flatMap { Int($0) } ?? 25
+        let wait = Router.firstQueryValue(request.target, "wait").flatMap { Int($0) } ?? 25
         beginHold(.multiplexed, request: request, topics: watched, milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
     }
 

@@ -110,11 +110,14 @@ struct SubscriptionSet {
         return removed
     }
 
-    /// Removes every subscription and returns them (the connection unsubscribes each).
-    mutating func removeAll() -> [(key: String, subscription: Subscription)] {
-        defer { sole = nil; table = [:] }
-        if let sole { return [sole] }
-        return table.map { ($0.key, $0.value) }
+    /// Removes every subscription, calling `body` with each (the connection unsubscribes it):
+    /// no array is made, and a held poll ends with one.
+    mutating func removeEach(_ body: (String, Subscription) -> Void) {
+        let sole = self.sole, table = self.table
+        self.sole = nil
+        self.table = [:]
+        if let sole { body(sole.key, sole.subscription) }
+        for (key, subscription) in table { body(key, subscription) }
     }
 
     /// Whether `change` is for no subscription here, or at or before the cursor already sent

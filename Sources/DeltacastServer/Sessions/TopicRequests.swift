@@ -27,7 +27,7 @@ extension HTTPConnection {
                 return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
             }
             if protected { guard bind(presented) else { return tooManyForUser(request) } }
-            let since = (Router.resumeCursors(request).first ?? nil) ?? Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }
+            let since = (Router.resumeCursors(request).first ?? nil) ?? Router.firstQueryValue(request.target, "since").flatMap { Cursor($0) }
             return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }

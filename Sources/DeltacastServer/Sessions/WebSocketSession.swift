@@ -179,7 +179,7 @@ extension HTTPConnection {
             install(WebSocketSession(kind: sessionKind, deflate: deflate, compressor: compressor, maximumMessage: configuration.limits.maxMessage,
                                      now: MonotonicClock.milliseconds(), pingInterval: state.webSocketPingMilliseconds, credentialHeaders: credentialHeaders))
             if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
-                attach(topic, since: Router.queryValues(request.target, "since").first.flatMap { Cursor($0) }, sendBacklog: true)
+                attach(topic, since: Router.firstQueryValue(request.target, "since").flatMap { Cursor($0) }, sendBacklog: true)
             }
             let early = requests.takeBuffered()
             if !early.isEmpty { sessionReceived(early[...]) }

@@ -87,13 +87,24 @@ public struct EndpointMatcher: Sendable {
     private func match(bytes: UnsafeBufferPointer<UInt8>) -> Match {
         let pathEnd = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
         guard pathEnd > 0, bytes[0] == UInt8(ascii: "/") else { return .noMatch }
-        var pieces: [Range<Int>] = []
-        var pieceStart = 1
-        for index in 1..<pathEnd where bytes[index] == UInt8(ascii: "/") {
-            pieces.append(pieceStart..<index)
-            pieceStart = index + 1
+        // The segments' ranges, on the stack (one per `/`): this runs on every poll.
+        var slashes = 0
+        for index in 0..<pathEnd where bytes[index] == UInt8(ascii: "/") { slashes += 1 }
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: slashes) { storage in
+            var count = 0
+            var pieceStart = 1
+            for index in 1..<pathEnd where bytes[index] == UInt8(ascii: "/") {
+                storage[count] = pieceStart..<index
+                count += 1
+                pieceStart = index + 1
+            }
+            storage[count] = pieceStart..<pathEnd
+            return match(bytes: bytes, pathEnd: pathEnd, pieces: UnsafeBufferPointer(rebasing: storage[0...count]))
         }
-        pieces.append(pieceStart..<pathEnd)
+    }
+
+    /// `match(bytes:)` once the path is cut into `pieces`, the byte ranges of its segments.
+    private func match(bytes: UnsafeBufferPointer<UInt8>, pathEnd: Int, pieces: UnsafeBufferPointer<Range<Int>>) -> Match {
         for shape in shapes where shape.segments.count == pieces.count {
             var bad: (String, String)?
             var unsafe: (String, String)?

@@ -264,13 +264,17 @@ public struct Router: Sendable {
     /// the browser echoes on a reconnect, newer than the URL's. Empty when no topic is named.
     @_spi(Fuzzing) public static func multiplexedTopics(_ request: HTTPRequestHead, transport: Transport) -> [(name: String, since: Cursor?)] {
         // The n-th `since` goes with the n-th `topic`, in whatever order they come. One array is
-        // built; `ahead` holds the sinces whose topic has not come yet (rare).
+        // built; `ahead[next...]` holds, in order, the sinces whose topic has not come yet (rare;
+        // a queue read by index, so a hostile query stays linear).
         var topics: [(name: String, since: Cursor?)] = []
         var sinces = 0
         var ahead: [Cursor?] = []
+        var next = 0
         forEachQueryValue(request.target, "topic", "since") { position, value in
             if position == 0 {
-                topics.append((value, ahead.isEmpty ? nil : ahead.removeFirst()))
+                let since = next < ahead.count ? ahead[next] : nil
+                if next < ahead.count { next += 1 }
+                topics.append((value, since))
             } else {
                 if sinces < topics.count { topics[sinces].since = Cursor(value) } else { ahead.append(Cursor(value)) }
                 sinces += 1

@@ -15,7 +15,7 @@ import Glibc
 final class HTTPConnection: EventLoopHandler {
     // Stored properties are laid out in declaration order. The ones every delivery and flush
     // reads come first, so a fan-out to 10,000 connections touches three cache lines of each
-    // (prefetched by ``LoopState/deliver(_:)``) rather than fields spread over several.
+    // (prefetched by the loop state's walks) rather than fields spread over several.
     unowned let state: LoopState
     let fd: Int32
     private(set) var closed = false

@@ -329,8 +329,8 @@ struct SubscriberList<Connection: AnyObject> {
         connections.append(connection)
     }
 
-    /// Removes `connection`, if present; the last connection takes its place. The storage is
-    /// kept when the list empties (``SubscriberTable`` reuses it).
+    /// Removes `connection`, if present; the last connection takes its place. The array and the
+    /// index keep their storage when the list empties (``SubscriberTable`` reuses it).
     mutating func remove(_ connection: Connection) {
         guard let position = positions.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         let last = connections.removeLast()
@@ -338,7 +338,6 @@ struct SubscriberList<Connection: AnyObject> {
             connections[position] = last
             positions[ObjectIdentifier(last)] = position
         }
-        if connections.isEmpty { positions.removeAll(keepingCapacity: true) }
     }
 
     /// How many connections the list holds room for without growing (tests).

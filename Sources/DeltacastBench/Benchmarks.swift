@@ -15,7 +15,7 @@ public enum Benchmarks {
         \(FanoutBenchmark.usage)
         coldstart: fanout of one 1 MB document to 10,000 waiting subscribers (the first state
         after a restart); the same options, these defaults: --messages 1 --size 1000000
-        --subscribers 10000 --rate 1. It reports the time to the last byte (max ms) and the peak
+        --subscribers 10000 --rate 1 --settle 0. It reports the time to the last byte (max ms) and the peak
         RSS (rss_peak), which shows whether the document is shared or copied per subscriber.
         upstream [--clients N] [--duration S] [--interval-ms MS] (direct polling of the simulated
         API vs push through the proxy, same clients, one run).
@@ -32,7 +32,7 @@ public enum Benchmarks {
         if kind == "http" { return try HTTPBenchmark.run(options) }
         if let mode = LoadGenerator.Mode(rawValue: kind) { return try FanoutBenchmark.run(mode, options) }
         if kind == "coldstart" {
-            return try FanoutBenchmark.run(.fanout, ["--messages", "1", "--size", "1000000", "--subscribers", "10000", "--rate", "1", "--label", "coldstart"] + options)
+            return try FanoutBenchmark.run(.fanout, ["--messages", "1", "--size", "1000000", "--subscribers", "10000", "--rate", "1", "--settle", "0", "--label", "coldstart"] + options)
         }
         if kind == "upstream" { return try UpstreamBenchmark.run(options) }
         if kind == "polling" { return try PollingBenchmark.run(options) }

@@ -10,16 +10,16 @@ import Foundation
 /// server (Nchan, Pushpin: `examples/bench/run.sh` starts them). Run it under `taskset -c 1`.
 enum FanoutBenchmark {
     static let usage = """
-        --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R (fanout)  --window W (throughput)
+        --transport ws|sse|poll  --subscribers N (1...19000)  --messages M  --rate R  --settle S (fanout: S unmeasured messages first, default 20)  --window W (throughput)
         --size BYTES (message size, default 200, at most 4000000)  --diff snapshot|json-patch (Deltacast only)  --sources K (127.0.0.1..K)
         --subscribe URL [--subscribe URL]... (subscribers go round them) --publish URL [--publish-header 'Name: value']... [--body TEMPLATE ({message}, {message_json}: quoted, {message_escaped}: escaped, unquoted)]
-        [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)] [--scrape-ms MS (GET /metrics every MS during the run)]
+        [--server-binary PATH (the deltacast to serve, e.g. an earlier build; default this one)] [--poll-style deltacast|nchan] [--pid PID]... [--label NAME] [--phase-seconds S] [--connect-rate PER_SECOND] [--pipeline N (publishes in flight, 1...64)] [--scrape-ms MS (GET /metrics every MS during the run)]
         """
 
     static func run(_ mode: LoadGenerator.Mode, _ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
         let args = try CommandLineArguments(arguments, flags: [], options: [
             "--transport", "--subscribers", "--messages", "--rate", "--window", "--size", "--diff", "--sources",
-            "--subscribe", "--publish", "--publish-header", "--body", "--poll-style", "--pid", "--label", "--phase-seconds", "--connect-rate", "--pipeline", "--scrape-ms",
+            "--settle", "--server-binary", "--subscribe", "--publish", "--publish-header", "--body", "--poll-style", "--pid", "--label", "--phase-seconds", "--connect-rate", "--pipeline", "--scrape-ms",
         ])
         let transport = args.value("--transport") ?? "ws"
         let subscribers = Int(args.value("--subscribers") ?? "1000") ?? 0
@@ -30,9 +30,10 @@ enum FanoutBenchmark {
         let diff = args.value("--diff") ?? "snapshot"
         let sources = Int(args.value("--sources") ?? "1") ?? 0
         let phase = Int(args.value("--phase-seconds") ?? "60") ?? 0
+        let settle = Int(args.value("--settle") ?? "20") ?? -1
         guard ["ws", "sse", "poll"].contains(transport), (1...19_000).contains(subscribers), (1...1_000_000).contains(messages),
               (1...100_000).contains(rate), (1...10_000).contains(window), (80...4_000_000).contains(size),
-              ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase) else {
+              ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase), (0...1000).contains(settle) else {
             throw .init(message: "expected:\n" + usage)
         }
         ProcessLimits.raiseOpenFiles()
@@ -55,7 +56,7 @@ enum FanoutBenchmark {
             all = args.values("--subscribe").compactMap(LoadGenerator.Endpoint.init)
         } else {
             do {
-                let started = try startDeltacast(diff: diff)
+                let started = try startDeltacast(diff: diff, binary: args.value("--server-binary") ?? CommandLine.arguments[0])
                 server = started.process
                 directory = started.directory
                 pids.append(started.process.processIdentifier)
@@ -76,6 +77,7 @@ enum FanoutBenchmark {
         options.subscribers = subscribers
         options.messages = messages
         options.rate = rate
+        options.settle = settle
         options.window = window
         options.size = size
         options.publish = publish
@@ -102,8 +104,9 @@ enum FanoutBenchmark {
     static let port = 18_190
     static let token = "bench-admin-token-0123456789"
 
-    /// `deltacast serve` with one `source: publish` endpoint, pinned to CPU 0 when possible.
-    static func startDeltacast(diff: String) throws -> (process: Process, directory: URL) {
+    /// `binary serve` with one `source: publish` endpoint, pinned to CPU 0 when possible. An
+    /// earlier build given as `binary` is measured by this load generator, not by its own.
+    static func startDeltacast(diff: String, binary: String) throws -> (process: Process, directory: URL) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltacast-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try """
@@ -117,8 +120,8 @@ enum FanoutBenchmark {
             limits: { max_connections: 20000, max_connections_per_ip: 20000, max_message: 4MiB }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
         let pinned = FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
-        let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : CommandLine.arguments[0],
-                                              (pinned ? ["-c", "0", CommandLine.arguments[0]] : []) + ["serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
+        let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : binary,
+                                              (pinned ? ["-c", "0", binary] : []) + ["serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
         try HTTPBenchmark.waitUntilListening(port: port)
         return (server, directory)
     }

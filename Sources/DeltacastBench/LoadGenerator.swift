@@ -69,6 +69,12 @@ final class LoadGenerator {
         var connectRate = 0
         /// Publish requests pipelined on the publisher's connection.
         var pipeline = 1
+        /// Fan-out: messages published at the same rate before the measured ones, delivered
+        /// and checked but not measured. A new TCP connection acknowledges its first 16 or so
+        /// segments at once (quick-ack mode), and on loopback the sender's core does that
+        /// work: the first fan-outs cost every server about a third more than the steady
+        /// state that long-lived dashboards live in.
+        var settle = 0
         /// Milliseconds between `GET /metrics` scrapes of the subscribe host during the
         /// measured phase (0: none), from a thread of its own.
         var scrapeMilliseconds = 0
@@ -133,8 +139,18 @@ final class LoadGenerator {
 
     // MARK: Messages
 
+    /// A fan-out's publishing schedule: message `seq` is due at
+    /// `start + (seq - 1 - before) * interval`, `before` being the messages of an earlier phase.
+    var schedule: (start: UInt64, interval: UInt64, before: Int)?
+
+    /// Message `seq`, stamped with the time it was due (a fan-out's schedule) or now. A fan-out
+    /// stamps the due time because a server that answers a publish only after its writes holds
+    /// the next publish back when it falls behind. Stamped when sent, that delay would not
+    /// count (coordinated omission), and such a server would look faster than one that answers
+    /// at once and queues the backlog itself.
     func message(_ seq: Int) -> [UInt8] {
-        let head = #"{"seq":\#(seq),"sent":\#(MonotonicClock.nanoseconds()),"pad":""#
+        let due = schedule.map { $0.start + UInt64(max(0, seq - 1 - $0.before)) * $0.interval }
+        let head = #"{"seq":\#(seq),"sent":\#(seq > 0 ? due ?? MonotonicClock.nanoseconds() : MonotonicClock.nanoseconds()),"pad":""#
         // Warm-ups of large documents stay small: they only confirm each subscriber.
         let size = seq == 0 && options.size > Self.largeMessage ? 200 : options.size
         let pad = String(repeating: "x", count: max(0, size - head.utf8.count - 2))
@@ -221,9 +237,14 @@ final class LoadGenerator {
         options.subscribeAll.isEmpty ? options.subscribe : options.subscribeAll[index % options.subscribeAll.count]
     }
 
+    /// Edge-triggered: every read loop below runs until a short read (or, through TLS, until
+    /// the read would block), and new bytes raise a new edge. Level-triggered, `epoll_wait`
+    /// would poll each socket it returned once more the next time round; when the generator
+    /// falls behind, those sockets are cold by then, and the extra cache misses put it further
+    /// behind, a feedback that measured the generator instead of the server at 15,000 subscribers.
     func watch(_ fd: Int32, tag: UInt64) {
         var event = epoll_event()
-        event.events = EPOLLIN.rawValue
+        event.events = EPOLLIN.rawValue | EPOLLET.rawValue
         event.data.u64 = tag
         epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
     }
@@ -339,8 +360,15 @@ final class LoadGenerator {
                 return
             }
             guard n > 0 else { return }
-            take(subscriber, scratch[0..<n])
-            process(subscriber, now: MonotonicClock.nanoseconds())
+            if subscriber.buffer.isEmpty && subscriber.handshaken && subscriber.discarding == 0 && !subscriber.discardingEvent && options.transport != "poll" {
+                // The usual case: whole messages, recorded from the read buffer itself; only
+                // a partial one at the end is kept.
+                let consumed = scratch.withUnsafeBufferPointer { consume(UnsafeBufferPointer(rebasing: $0[0..<n]), subscriber, now: MonotonicClock.nanoseconds()) }
+                if consumed < n { subscriber.buffer.append(contentsOf: scratch[consumed..<n]) }
+            } else {
+                take(subscriber, scratch[0..<n])
+                process(subscriber, now: MonotonicClock.nanoseconds())
+            }
             if n < scratch.count { return }
         }
     }
@@ -394,86 +422,90 @@ final class LoadGenerator {
             subscriber.handshaken = true
             subscriber.buffer.removeFirst(end + 4)
         }
-        var consumed = 0
-        subscriber.buffer.withUnsafeBufferPointer { bytes in
-            switch options.transport {
-            case "ws":
-                while bytes.count - consumed >= 2 {
-                    let opcode = bytes[consumed] & 0x0F
-                    var length = Int(bytes[consumed + 1] & 0x7F), header = 2
-                    if length == 126 {
-                        guard bytes.count - consumed >= 4 else { return }
-                        length = Int(bytes[consumed + 2]) << 8 | Int(bytes[consumed + 3]); header = 4
-                    } else if length == 127 {
-                        guard bytes.count - consumed >= 10 else { return }
-                        length = (0..<8).reduce(0) { $0 << 8 | Int(bytes[consumed + 2 + $1]) }; header = 10
-                    }
-                    if length > Self.largeMessage, bytes.count - consumed < header + length {
-                        // Stamped from its first bytes; the rest is dropped as it arrives, and
-                        // it is recorded at its last byte.
-                        guard bytes.count - consumed >= header + 256 else { return }
-                        subscriber.stamp = Self.stamp(bytes, (consumed + header)..<bytes.count).map { ($0.seq, $0.sent, length) }
-                        subscriber.discarding = header + length - (bytes.count - consumed)
-                        consumed = bytes.count
-                        return
-                    }
-                    guard bytes.count - consumed >= header + length else { return }
-                    let payload = (consumed + header)..<(consumed + header + length)
-                    if opcode == 0x9 {
-                        let pong = WebSocketFrame.encode(.pong, payload: Array(bytes[payload]), maskKey: [1, 2, 3, 4])
-                        try? FanoutBenchmark.sendAll(subscriber.fd, pong)
-                    } else if opcode == 0x1 || opcode == 0x2 {
-                        record(bytes, payload, subscriber, now)
-                    }
-                    consumed = payload.upperBound
-                }
-            case "sse":
-                while let end = ByteSearch.first(of: [10, 10], in: bytes, from: consumed) {
-                    record(bytes, consumed..<end, subscriber, now)
-                    consumed = end + 2
-                }
-                if bytes.count - consumed > Self.largeMessage {
-                    // A large event: stamped from its first bytes, the rest dropped as it
-                    // arrives, recorded at its end.
-                    subscriber.stamp = Self.stamp(bytes, consumed..<bytes.count).map { ($0.seq, $0.sent, options.size) }
-                    subscriber.discardingEvent = true
-                    subscriber.lastByte = bytes[bytes.count - 1]
-                    consumed = bytes.count
-                }
-            default:
-                guard let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: bytes, from: 0) else { return }
-                let head = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<headEnd]), as: UTF8.self)
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                    .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
-                guard bytes.count >= headEnd + 4 + length else { return }
-                let body = (headEnd + 4)..<(headEnd + 4 + length)
-                if head.hasPrefix("HTTP/1.1 200") {
-                    // A long-poll answer may carry several messages: record each `"seq":`.
-                    var from = body.lowerBound
-                    while let at = ByteSearch.first(of: Array(#""seq":"#.utf8), in: bytes, from: from), at < body.upperBound {
-                        let next = ByteSearch.first(of: Array(#""seq":"#.utf8), in: bytes, from: at + 6).map { min($0, body.upperBound) } ?? body.upperBound
-                        record(bytes, at..<next, subscriber, now)
-                        from = next
-                    }
-                    if options.pollStyle == "nchan" {
-                        for line in head.split(separator: "\r\n") {
-                            if line.lowercased().hasPrefix("last-modified:") { subscriber.lastModified = line.dropFirst(14).trimmingCharacters(in: .whitespaces) }
-                            if line.lowercased().hasPrefix("etag:") { subscriber.etag = line.dropFirst(5).trimmingCharacters(in: .whitespaces) }
-                        }
-                    } else if let at = Self.lastFind(bytes, Array(#""cursor":""#.utf8), in: body) {
-                        let start = at + 10
-                        var end = start
-                        while end < body.upperBound && bytes[end] != 0x22 { end += 1 }
-                        subscriber.cursor = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
-                    }
-                }
-                consumed = headEnd + 4 + length
-            }
-        }
+        let consumed = subscriber.buffer.withUnsafeBufferPointer { consume($0, subscriber, now: now) }
         if consumed > 0 {
             subscriber.buffer.removeFirst(consumed)
             if options.transport == "poll" { try? FanoutBenchmark.sendAll(subscriber.fd, subscribeRequest(subscriber)) }
         }
+    }
+
+    /// Records every complete message at the start of `bytes`; returns how many bytes that used.
+    func consume(_ bytes: UnsafeBufferPointer<UInt8>, _ subscriber: Subscriber, now: UInt64) -> Int {
+        var consumed = 0
+        switch options.transport {
+        case "ws":
+            while bytes.count - consumed >= 2 {
+                let opcode = bytes[consumed] & 0x0F
+                var length = Int(bytes[consumed + 1] & 0x7F), header = 2
+                if length == 126 {
+                    guard bytes.count - consumed >= 4 else { return consumed }
+                    length = Int(bytes[consumed + 2]) << 8 | Int(bytes[consumed + 3]); header = 4
+                } else if length == 127 {
+                    guard bytes.count - consumed >= 10 else { return consumed }
+                    length = (0..<8).reduce(0) { $0 << 8 | Int(bytes[consumed + 2 + $1]) }; header = 10
+                }
+                if length > Self.largeMessage, bytes.count - consumed < header + length {
+                    // Stamped from its first bytes; the rest is dropped as it arrives, and
+                    // it is recorded at its last byte.
+                    guard bytes.count - consumed >= header + 256 else { return consumed }
+                    subscriber.stamp = Self.stamp(bytes, (consumed + header)..<bytes.count).map { ($0.seq, $0.sent, length) }
+                    subscriber.discarding = header + length - (bytes.count - consumed)
+                    consumed = bytes.count
+                    return consumed
+                }
+                guard bytes.count - consumed >= header + length else { return consumed }
+                let payload = (consumed + header)..<(consumed + header + length)
+                if opcode == 0x9 {
+                    let pong = WebSocketFrame.encode(.pong, payload: Array(bytes[payload]), maskKey: [1, 2, 3, 4])
+                    try? FanoutBenchmark.sendAll(subscriber.fd, pong)
+                } else if opcode == 0x1 || opcode == 0x2 {
+                    record(bytes, payload, subscriber, now)
+                }
+                consumed = payload.upperBound
+            }
+        case "sse":
+            while let end = ByteSearch.first(of: [10, 10], in: bytes, from: consumed) {
+                record(bytes, consumed..<end, subscriber, now)
+                consumed = end + 2
+            }
+            if bytes.count - consumed > Self.largeMessage {
+                // A large event: stamped from its first bytes, the rest dropped as it
+                // arrives, recorded at its end.
+                subscriber.stamp = Self.stamp(bytes, consumed..<bytes.count).map { ($0.seq, $0.sent, options.size) }
+                subscriber.discardingEvent = true
+                subscriber.lastByte = bytes[bytes.count - 1]
+                consumed = bytes.count
+            }
+        default:
+            guard let headEnd = ByteSearch.first(of: [13, 10, 13, 10], in: bytes, from: 0) else { return consumed }
+            let head = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<headEnd]), as: UTF8.self)
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces)) } ?? 0
+            guard bytes.count >= headEnd + 4 + length else { return consumed }
+            let body = (headEnd + 4)..<(headEnd + 4 + length)
+            if head.hasPrefix("HTTP/1.1 200") {
+                // A long-poll answer may carry several messages: record each `"seq":`.
+                var from = body.lowerBound
+                while let at = ByteSearch.first(of: Keys.seq, in: bytes, from: from), at < body.upperBound {
+                    let next = ByteSearch.first(of: Keys.seq, in: bytes, from: at + 6).map { min($0, body.upperBound) } ?? body.upperBound
+                    record(bytes, at..<next, subscriber, now)
+                    from = next
+                }
+                if options.pollStyle == "nchan" {
+                    for line in head.split(separator: "\r\n") {
+                        if line.lowercased().hasPrefix("last-modified:") { subscriber.lastModified = line.dropFirst(14).trimmingCharacters(in: .whitespaces) }
+                        if line.lowercased().hasPrefix("etag:") { subscriber.etag = line.dropFirst(5).trimmingCharacters(in: .whitespaces) }
+                    }
+                } else if let at = Self.lastFind(bytes, Array(#""cursor":""#.utf8), in: body) {
+                    let start = at + 10
+                    var end = start
+                    while end < body.upperBound && bytes[end] != 0x22 { end += 1 }
+                    subscriber.cursor = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+                }
+            }
+            consumed = headEnd + 4 + length
+        }
+        return consumed
     }
 
     func record(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ subscriber: Subscriber, _ now: UInt64) {
@@ -481,10 +513,18 @@ final class LoadGenerator {
         record(seq: seq, sent: sent, size: range.count, subscriber, now)
     }
 
+    /// What a message's stamp is found by, made once: the receive path runs per delivery.
+    enum Keys {
+        static let seq = Array(#""seq":"#.utf8)
+        static let sent = Array(#""sent":"#.utf8)
+        static let patchedSeq = Array(#""/seq","value":"#.utf8)
+        static let patchedSent = Array(#""/sent","value":"#.utf8)
+    }
+
     /// A message's `seq` and `sent` (or a patch's values for them).
     static func stamp(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> (seq: Int, sent: Int)? {
-        guard let seq = number(bytes, Array(#""seq":"#.utf8), range) ?? number(bytes, Array(#""/seq","value":"#.utf8), range),
-              let sent = number(bytes, Array(#""sent":"#.utf8), range) ?? number(bytes, Array(#""/sent","value":"#.utf8), range) else { return nil }
+        guard let seq = number(bytes, Keys.seq, range) ?? number(bytes, Keys.patchedSeq, range),
+              let sent = number(bytes, Keys.sent, range) ?? number(bytes, Keys.patchedSent, range) else { return nil }
         return (seq, sent)
     }
 
@@ -551,7 +591,8 @@ final class LoadGenerator {
         let handshakeDeadline = MonotonicClock.nanoseconds() + phase
         try run(until: handshakeDeadline, done: { o.transport == "poll" || subscribers.allSatisfy { $0.handshaken || $0.failed } }, publishDue: { false })
         if o.transport == "poll" { usleep(500_000) }  // long-polls are parked before the warm-up
-        counts = [Int32](repeating: 0, count: o.mode == .connections ? 1 : o.messages + 1)
+        let settle = o.mode == .fanout ? o.settle : 0
+        counts = [Int32](repeating: 0, count: o.mode == .connections ? 1 : settle + o.messages + 1)
         warmingUp = true
         try run(until: MonotonicClock.nanoseconds() + UInt64(min(o.phaseSeconds, 20)) * 1_000_000_000,
                 done: { confirmedCount + subscribers.filter(\.failed).count >= subscribers.count },
@@ -563,6 +604,23 @@ final class LoadGenerator {
         let confirmed = confirmedCount
         usleep(300_000)
         let rssIdle = rss()
+        let interval = 1_000_000_000 / UInt64(max(1, o.rate))
+        if settle > 0 {
+            // Unmeasured messages at the measured rate, each to arrive everywhere (not lost, not
+            // repeated); then the counts start again.
+            let settleStart = MonotonicClock.nanoseconds()
+            schedule = (settleStart, interval, 0)
+            try run(until: settleStart + UInt64(settle) * interval + phase, done: { received >= settle * confirmed },
+                    publishDue: { published <= settle && MonotonicClock.nanoseconds() >= settleStart + UInt64(max(0, published - 1)) * interval })
+            schedule = nil
+            guard received == settle * confirmed, duplicated == 0 else {
+                throw HTTPBenchmark.Failure(description: "settling: \(received) of \(settle * confirmed) deliveries arrived, \(duplicated) repeated")
+            }
+            received = 0
+            reordered = 0
+            histogram = Histogram()
+        }
+        let before = published - 1
         let cpuBefore = cpu(), ownBefore = FanoutBenchmark.ownCPUSeconds()
         let start = MonotonicClock.nanoseconds()
         let scraping = Atomic<Bool>(o.scrapeMilliseconds > 0)
@@ -587,15 +645,16 @@ final class LoadGenerator {
         case .connections:
             break
         case .fanout:
-            let interval = 1_000_000_000 / UInt64(o.rate)
+            schedule = (start, interval, before)
+            defer { schedule = nil }
             try run(until: start + UInt64(o.messages) * interval + phase, done: { received >= o.messages * confirmed },
-                    publishDue: { published <= o.messages && MonotonicClock.nanoseconds() >= start + UInt64(max(0, published - 1)) * interval })
+                    publishDue: { published - before <= o.messages && MonotonicClock.nanoseconds() >= start + UInt64(max(0, published - 1 - before)) * interval })
         case .throughput:
             try run(until: start + phase, done: { received >= o.messages * confirmed },
                     publishDue: { published <= o.messages && published - 1 - completedPrefix < o.window })
         }
         // Past the phase's limit nothing more is published; what was published must still arrive.
-        let sent = max(0, published - 1)
+        let sent = max(0, published - 1 - before)
         try run(until: MonotonicClock.nanoseconds() + 10_000_000_000, done: { received >= sent * confirmed }, publishDue: { false })
         let cpuUsed = cpu() - cpuBefore, ownCPU = FanoutBenchmark.ownCPUSeconds() - ownBefore
         let rssAfter = rss()
@@ -620,7 +679,7 @@ final class LoadGenerator {
             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
             | \(o.label) | \(o.transport) | \(confirmed) | \(expected) | \(received) | \(lost) | \(duplicated) | \(reordered) | \(f(h.percentile(0.5) / 1000)) | \(f(h.percentile(0.9) / 1000)) | \(f(h.percentile(0.99) / 1000)) | \(f(h.maximum / 1000)) | \(f(perSecond, 0)) | \(f(cpuUsed)) | \(f(cpuPerDelivery, 2)) | \(f(perConnection, 0)) | \(f(ownCPU)) |
             """
-        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_peak":\#(Int(rssPeak)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3)),"scrapes":\#(scrapes.load(ordering: .relaxed))}"#
+        let json = #"{"bench":"\#(o.mode.rawValue)","server":"\#(o.label)","transport":"\#(o.transport)","subscribers":\#(o.subscribers),"confirmed":\#(confirmed),"connect_failures":\#(connectFailures),"connect_s":\#(f(connectSeconds, 2)),"messages":\#(o.messages),"settle":\#(settle),"published":\#(sent),"rate":\#(o.rate),"window":\#(o.window),"size":\#(o.size),"event_bytes":\#(eventBytes),"expected":\#(expected),"received":\#(received),"lost":\#(lost),"duplicated":\#(duplicated),"reordered":\#(reordered),"p50_ms":\#(f(h.percentile(0.5) / 1000, 3)),"p90_ms":\#(f(h.percentile(0.9) / 1000, 3)),"p99_ms":\#(f(h.percentile(0.99) / 1000, 3)),"max_ms":\#(f(h.maximum / 1000, 3)),"delivered_per_s":\#(f(perSecond, 0)),"server_cpu_s":\#(f(cpuUsed, 3)),"cpu_us_per_delivery":\#(f(cpuPerDelivery, 3)),"rss_before":\#(Int(rssBefore)),"rss_idle":\#(Int(rssIdle)),"rss_after":\#(Int(rssAfter)),"rss_peak":\#(Int(rssPeak)),"rss_per_connection":\#(f(perConnection, 0)),"bench_cpu_s":\#(f(ownCPU, 3)),"scrapes":\#(scrapes.load(ordering: .relaxed))}"#
         return Report(table: table, json: json, lost: lost + (o.subscribers - confirmed))
     }
 }

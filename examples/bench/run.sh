@@ -83,10 +83,10 @@ start_limit() {
     for _ in $(seq 50); do curl -s -o /dev/null --max-time 1 -X POST -d x "http://127.0.0.1:18305/pub/warm" && break; sleep 0.1; done
 }
 # BEFORE=PATH examples/bench/run.sh: an older build's rows too, labelled deltacast-before, in
-# the same run under the same load (its own `bench` serves and measures, as ours does).
+# the same run under the same load: it serves, this build's load generator measures it.
 before_run() {
     [ -n "${BEFORE:-}" ] || return 0
-    taskset -c 1 "$BEFORE" bench "$@" --label deltacast-before | record || true
+    "${BENCH[@]}" "$@" --server-binary "$BEFORE" --label deltacast-before | record || true
 }
 # limit_run BENCH-ARGS...: one run against the limit server, when it was built.
 limit_run() {

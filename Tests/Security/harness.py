@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -85,6 +86,7 @@ class Proxy:
         self.reader.join(5)
         if self.process.stdout and not self.reader.is_alive():
             self.process.stdout.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def url(self, path):
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"

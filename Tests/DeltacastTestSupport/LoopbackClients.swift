@@ -40,10 +40,15 @@ public final class RawClient: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Whether the server closed the connection (read returns 0).
+    /// Whether the server closed the connection: the read returns 0, or it fails with
+    /// `ECONNRESET`. A client still sending when the server closes gets a reset for the bytes
+    /// that arrive after the close (the slowloris test's last byte can cross the server's 408),
+    /// and after a reset the read reports it instead of the end of the stream. A server that
+    /// keeps the connection open fails here too: the read blocks until the receive timeout.
     public func isClosedByPeer() -> Bool {
         var byte: UInt8 = 0
-        return readRetryingInterrupts(fd, &byte, 1) == 0
+        let count = readRetryingInterrupts(fd, &byte, 1)
+        return count == 0 || (count < 0 && errno == ECONNRESET)
     }
     /// Splits bytes into complete responses framed by Content-Length.
     public static func split(_ data: [UInt8]) -> [String] {

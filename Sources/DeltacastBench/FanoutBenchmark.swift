@@ -36,6 +36,10 @@ enum FanoutBenchmark {
               ["json-patch", "snapshot"].contains(diff), (1...254).contains(sources), (5...3600).contains(phase), (0...1000).contains(settle) else {
             throw .init(message: "expected:\n" + usage)
         }
+        let binary = args.value("--server-binary") ?? CommandLine.arguments[0]
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw .init(message: "--server-binary \(binary): not an executable file")
+        }
         ProcessLimits.raiseOpenFiles()
         var server: Process?
         var directory: URL?
@@ -56,7 +60,7 @@ enum FanoutBenchmark {
             all = args.values("--subscribe").compactMap(LoadGenerator.Endpoint.init)
         } else {
             do {
-                let started = try startDeltacast(diff: diff, binary: args.value("--server-binary") ?? CommandLine.arguments[0])
+                let started = try startDeltacast(diff: diff, binary: binary)
                 server = started.process
                 directory = started.directory
                 pids.append(started.process.processIdentifier)

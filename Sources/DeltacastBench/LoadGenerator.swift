@@ -149,8 +149,8 @@ final class LoadGenerator {
     /// count (coordinated omission), and such a server would look faster than one that answers
     /// at once and queues the backlog itself.
     func message(_ seq: Int) -> [UInt8] {
-        let due = schedule.map { $0.start + UInt64(max(0, seq - 1 - $0.before)) * $0.interval }
-        let head = #"{"seq":\#(seq),"sent":\#(seq > 0 ? due ?? MonotonicClock.nanoseconds() : MonotonicClock.nanoseconds()),"pad":""#
+        let due = seq > 0 ? schedule.map { $0.start + UInt64(max(0, seq - 1 - $0.before)) * $0.interval } : nil
+        let head = #"{"seq":\#(seq),"sent":\#(due ?? MonotonicClock.nanoseconds()),"pad":""#
         // Warm-ups of large documents stay small: they only confirm each subscriber.
         let size = seq == 0 && options.size > Self.largeMessage ? 200 : options.size
         let pad = String(repeating: "x", count: max(0, size - head.utf8.count - 2))

@@ -79,12 +79,15 @@ public struct EndpointMatcher: Sendable {
     ///
     /// The path is split at every `/` byte: a slash followed by a combining mark is one Swift
     /// Character, but to the upstream it is a slash, so it separates segments here too.
-    public func match(_ target: String) -> Match {
+    ///
+    /// With `parameters: false` a match carries no parameter values (its `parameters` are
+    /// empty): a caller that needs only the endpoint and the topic's name saves building them.
+    public func match(_ target: String, parameters: Bool = true) -> Match {
         var text = target
-        return text.withUTF8 { match(bytes: $0) }
+        return text.withUTF8 { match(bytes: $0, parameters: parameters) }
     }
 
-    private func match(bytes: UnsafeBufferPointer<UInt8>) -> Match {
+    private func match(bytes: UnsafeBufferPointer<UInt8>, parameters wanted: Bool) -> Match {
         let pathEnd = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.count
         guard pathEnd > 0, bytes[0] == UInt8(ascii: "/") else { return .noMatch }
         // The segments' ranges, on the stack (one per `/`): this runs on every poll.
@@ -99,12 +102,12 @@ public struct EndpointMatcher: Sendable {
                 pieceStart = index + 1
             }
             storage[count] = pieceStart..<pathEnd
-            return match(bytes: bytes, pathEnd: pathEnd, pieces: UnsafeBufferPointer(rebasing: storage[0...count]))
+            return match(bytes: bytes, pathEnd: pathEnd, pieces: UnsafeBufferPointer(rebasing: storage[0...count]), parameters: wanted)
         }
     }
 
     /// `match(bytes:)` once the path is cut into `pieces`, the byte ranges of its segments.
-    private func match(bytes: UnsafeBufferPointer<UInt8>, pathEnd: Int, pieces: UnsafeBufferPointer<Range<Int>>) -> Match {
+    private func match(bytes: UnsafeBufferPointer<UInt8>, pathEnd: Int, pieces: UnsafeBufferPointer<Range<Int>>, parameters wanted: Bool) -> Match {
         for shape in shapes where shape.segments.count == pieces.count {
             var bad: (String, String)?
             var unsafe: (String, String)?
@@ -124,7 +127,7 @@ public struct EndpointMatcher: Sendable {
             if let unsafe { return .unsafeParameter(name: unsafe.0, reason: unsafe.1) }
             if let bad { return .badParameter(name: bad.0, pattern: bad.1) }
             var parameters: [String: String] = [:]
-            for position in pieces.indices {
+            for position in pieces.indices where wanted {
                 if shape.segments[position].pattern != nil {
                     parameters[shape.segments[position].text] = String(decoding: UnsafeBufferPointer(rebasing: bytes[pieces[position]]), as: UTF8.self)
                 }

@@ -109,10 +109,28 @@ public final class Hub: Sendable {
     /// configuration in force, so a caller still holding the previous configuration during a
     /// reload gets the current endpoint, or ``TopicError/endpointRemoved(_:)``).
     public func topic(named name: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
-        let current = settings.withLock { settings in
-            settings.indexByPath[endpoint.path.text].map { (settings.configuration.endpoints[$0], settings.configuration.limits.maxTopics) }
+        try topic(named: name, path: endpoint.path.text, credentials: credentials)
+    }
+
+    /// The topic named `name` of the endpoint declared at `path`, as above. A topic that exists
+    /// is found with the endpoint's `auth` alone (every poll looks its topic up: copying the
+    /// whole endpoint for it cost more than the lookup); only a new one reads the rest.
+    public func topic(named name: String, path: String, credentials: [(name: String, value: String)] = []) throws(TopicError) -> Topic {
+        let auth = settings.withLock { settings in settings.indexByPath[path].map { settings.configuration.endpoints[$0].auth } }
+        guard let auth else { throw .endpointRemoved(path) }
+        let key = key(name: name, auth: auth, credentials: credentials)
+        let now = MonotonicClock.milliseconds()
+        // Touched under the table's lock, as below: an idle topic is evicted under it too.
+        let existing = topics.withLock { table in
+            let found = table[key]
+            found?.touch(tick(), now: now)
+            return found
         }
-        guard let (endpoint, maxTopics) = current else { throw .endpointRemoved(endpoint.path.text) }
+        if let existing { return existing }
+        let current = settings.withLock { settings in
+            settings.indexByPath[path].map { (settings.configuration.endpoints[$0], settings.configuration.limits.maxTopics) }
+        }
+        guard let (endpoint, maxTopics) = current else { throw .endpointRemoved(path) }
         return try topic(named: name, endpoint: endpoint, maxTopics: maxTopics, credentials: credentials)
     }
 

@@ -182,7 +182,7 @@ public final class Topic: @unchecked Sendable {
             if let transport { transportCounts[transport] += 1 }
             if let ended { return ([ended], nil) }
             if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
-            var backlog = changesLocked(since: since) ?? []
+            var backlog = changesLocked(since: since).map(Array.init) ?? []
             if let problem { backlog.append(problemChange(problem)) }
             if clusterUnavailable { backlog.append(clusterChange(available: false)) }
             return (backlog, seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq))
@@ -202,8 +202,9 @@ public final class Topic: @unchecked Sendable {
     public var subscriberCount: Int { lock.withLock { _ in loopCounts.reduce(0, +) } }
 
     /// What a client holding `since` has missed (long-poll): nil when nothing is newer (or no
-    /// state exists yet), else the missed patches or one snapshot.
-    public func changes(since: Cursor?) -> [Change]? {
+    /// state exists yet), else the missed patches or one snapshot. A slice of the journal (or
+    /// of a one-element array): a long-poll reads it at once, with no copy of its own.
+    public func changes(since: Cursor?) -> ArraySlice<Change>? {
         touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
         catchUpIfBehind(since)
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
@@ -217,16 +218,16 @@ public final class Topic: @unchecked Sendable {
         if behind { replication.catchUp(self) }
     }
 
-    private func changesLocked(since: Cursor?) -> [Change]? {
+    private func changesLocked(since: Cursor?) -> ArraySlice<Change>? {
         guard seq > 0 else { return nil }
         if let since, since.epoch == currentEpoch, since.seq <= seq {
             if since.seq == seq { return nil }
             let live = journal[journalStart...]
             if let first = live.first?.cursor, first.seq <= since.seq + 1 {
-                return Array(live.drop { $0.cursor!.seq <= since.seq })
+                return live.drop { $0.cursor!.seq <= since.seq }
             }
         }
-        return [snapshotLocked()]
+        return [snapshotLocked()][...]
     }
 
     private func snapshotLocked() -> Change {

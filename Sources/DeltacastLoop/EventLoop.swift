@@ -166,7 +166,7 @@ public final class EventLoop: @unchecked Sendable {
                 handlers[fd]?.handle(events: events[index].events)
             }
             runPending()
-            for callback in timers.popDue(now: MonotonicClock.milliseconds()) { callback() }
+            for callback in timers.popDue(now: MonotonicClock.milliseconds()) { callback.run() }
         }
         runPending()
         // Nothing registered can run again: let go of the handlers and timers, so one that
@@ -189,8 +189,15 @@ public final class EventLoop: @unchecked Sendable {
 
 /// Timers ordered by deadline (a binary min-heap); cancellation is lazy.
 struct TimerHeap {
+    /// A timer's callback. The struct keeps the closure at its own abstraction: a bare
+    /// `() -> Void` stored in a dictionary is wrapped in a reabstraction thunk, one allocation
+    /// per timer (a held long-poll sets one per request).
+    struct Callback {
+        let run: () -> Void
+    }
+
     private var entries: [(deadline: Int64, id: UInt64)] = []
-    private var callbacks: [UInt64: () -> Void] = [:]
+    private var callbacks: [UInt64: Callback] = [:]
     private var nextID: UInt64 = 1
 
     mutating func nextDeadline() -> Int64? {
@@ -201,7 +208,7 @@ struct TimerHeap {
     mutating func insert(deadline: Int64, _ callback: @escaping () -> Void) -> UInt64 {
         let id = nextID
         nextID += 1
-        callbacks[id] = callback
+        callbacks[id] = Callback(run: callback)
         entries.append((deadline, id))
         var child = entries.count - 1
         while child > 0 {
@@ -237,8 +244,8 @@ struct TimerHeap {
 
     /// Removes and returns the callbacks due at `now`, in deadline order. The caller runs them
     /// after this mutation has ended, so a callback may schedule or cancel timers.
-    mutating func popDue(now: Int64) -> [() -> Void] {
-        var due: [() -> Void] = []
+    mutating func popDue(now: Int64) -> [Callback] {
+        var due: [Callback] = []
         while let first = entries.first, first.deadline <= now {
             popFirst()
             if let callback = callbacks.removeValue(forKey: first.id) { due.append(callback) }

@@ -93,14 +93,18 @@ final class HTTPConnection: EventLoopHandler {
         framing = next.framing
         cancelSessionTimer()
         if let deadline = next.deadline {
-            // `unowned`: the timer is cancelled whenever the session ends or the connection
-            // closes, so it never outlives the connection; a `weak` capture would give every held
-            // connection a side table, and every retain of it the runtime's slow path.
-            sessionTimer = state.loop.schedule(atMilliseconds: deadline) { [unowned self] in
-                self.sessionTimer = nil
-                self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
-            }
+            sessionTimer = state.loop.schedule(atMilliseconds: deadline, sessionDeadlinePassed)
         }
+    }
+
+    /// The session timer's callback, made once per connection: a held poll schedules one per
+    /// request, and a new closure each time was an allocation per poll. `unowned`: the timer
+    /// is cancelled whenever the session ends or the connection closes, so it never outlives
+    /// the connection; a `weak` capture would give every held connection a side table, and
+    /// every retain of it the runtime's slow path.
+    private lazy var sessionDeadlinePassed: () -> Void = { [unowned self] in
+        self.sessionTimer = nil
+        self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
     }
 
     /// Back to plain HTTP (a held poll was answered).
@@ -135,37 +139,46 @@ final class HTTPConnection: EventLoopHandler {
     /// Does what a session asked, in order; stops once the connection is closing.
     func perform(_ actions: [SessionAction]) {
         for action in actions {
-            guard !closed else { return }
-            switch action {
-            case .send(let bytes):
-                guard !closeAfterFlush else { return }
-                send(bytes)
-            case .sendPastWatermark(let bytes):
-                if !queue.enqueue(bytes) { close() }
-            case .request(let request):
-                guard !closeAfterFlush else { return }
-                perform(request)
-            case .keepForNextRequest(let bytes):
-                requests.append(bytes)
-                let limits = state.generation.parserLimits
-                if requests.bufferedByteCount > limits.maximumHeaderBytes + limits.maximumBody { close() }
-            case .answer(let request, let response):
-                uninstallSession()
-                detachAll()
-                finish(request, response)
-                flush()
-                if !closed && !closeAfterFlush { resumeHTTP() }
-            case .finish(let reason):
-                if closeReason == nil { closeReason = reason }
-                closeAfterFlush = true
-                flush()
-            case .close(let reason):
-                if closeReason == nil { closeReason = reason }
-                close()
-            case .linger:
-                beginLinger(now: MonotonicClock.milliseconds())
-            }
+            guard perform(action) else { return }
         }
+    }
+
+    /// Does one thing a session asked (a held poll's answer comes alone: no array for it).
+    /// False when the actions after it must not run: the connection is closed, or closing
+    /// after what is queued.
+    @discardableResult
+    func perform(_ action: SessionAction) -> Bool {
+        guard !closed else { return false }
+        switch action {
+        case .send(let bytes):
+            guard !closeAfterFlush else { return false }
+            send(bytes)
+        case .sendPastWatermark(let bytes):
+            if !queue.enqueue(bytes) { close() }
+        case .request(let request):
+            guard !closeAfterFlush else { return false }
+            perform(request)
+        case .keepForNextRequest(let bytes):
+            requests.append(bytes)
+            let limits = state.generation.parserLimits
+            if requests.bufferedByteCount > limits.maximumHeaderBytes + limits.maximumBody { close() }
+        case .answer(let request, let response):
+            uninstallSession()
+            detachAll()
+            finish(request, response)
+            flush()
+            if !closed && !closeAfterFlush { resumeHTTP() }
+        case .finish(let reason):
+            if closeReason == nil { closeReason = reason }
+            closeAfterFlush = true
+            flush()
+        case .close(let reason):
+            if closeReason == nil { closeReason = reason }
+            close()
+        case .linger:
+            beginLinger(now: MonotonicClock.milliseconds())
+        }
+        return true
     }
 
     /// An event for this client alone (an `error` event), in the session's framing.

@@ -77,7 +77,10 @@ public enum Route: Sendable {
 /// Maps a request to a route: probes, metrics, negotiation, the admin endpoints (token
 /// checked), the multiplexed transports, the mirrored endpoint paths (with their parameters
 /// validated), CORS preflight, 404 and 405. Pure: no I/O, so it is tested without sockets.
-public struct Router: Sendable {
+///
+/// A class: immutable once made, and shared by every request of its generation (a struct
+/// holding the configuration was copied, each field retained, for every request it routed).
+public final class Router: Sendable {
     private let configuration: Configuration
     /// Endpoint and topic matching, shared with the hub.
     public let matcher: EndpointMatcher
@@ -95,7 +98,7 @@ public struct Router: Sendable {
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
     /// `/metrics` (which issue 9 extends to the full set).
     public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0, adminListener: Bool = false, clusterAvailable: Bool = true) -> Route {
-        let path = String(head.target.prefix { $0 != "?" })
+        let path = head.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(head.target[..<$0]) } ?? head.target
         let isRead = head.method == "GET" || head.method == "HEAD"
         if configuration.admin.listen != nil {
             // With a separate admin address, each listener serves only its own half.

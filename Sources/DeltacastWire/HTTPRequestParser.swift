@@ -282,7 +282,7 @@ public struct HTTPRequestParser: Sendable {
         guard isOrigin || (isAsterisk && methodText == "OPTIONS") || isAbsolute else {
             throw fail(400, "invalid request target; expected /path, * (OPTIONS) or an absolute URL")
         }
-        guard version.count == 8, version.starts(with: Array("HTTP/".utf8)),
+        guard version.count == 8, version.starts(with: "HTTP/".utf8),
               isDigit(version[version.startIndex + 5]), version[version.startIndex + 6] == UInt8(ascii: "."),
               isDigit(version[version.startIndex + 7]) else {
             throw fail(400, "malformed HTTP version")

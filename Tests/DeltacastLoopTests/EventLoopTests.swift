@@ -263,7 +263,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
         heap.cancel(cancelled)   // the held request was answered by a change first
         #expect(heap.nextDeadline() == 2_000)
         #expect(heap.popDue(now: 1_999).isEmpty)
-        for callback in heap.popDue(now: 5_000) { callback() }
+        for callback in heap.popDue(now: 5_000) { callback.run() }
         #expect(fired.withLock { $0 } == ["sweep", "hold 3 s"])
         #expect(heap.nextDeadline() == nil)
     }
@@ -281,7 +281,7 @@ func readExactly(_ fd: Int32, _ count: Int) -> [UInt8] {
             #expect(heap.entryCount <= 2 * live.count + 64 + 1)
         }
         #expect(heap.entryCount < 300)
-        for callback in heap.popDue(now: 40_000) { callback() }
+        for callback in heap.popDue(now: 40_000) { callback.run() }
         #expect(fired.withLock { $0 } == live)
         #expect(heap.nextDeadline() == nil)
     }

@@ -200,13 +200,13 @@ import Testing
 
     @Test func aHoldIsAnsweredByKindWhenItsWaitEndsAndNotBefore() throws {
         let request = try Self.request("GET /api/items HTTP/1.1\r\nHost: x\r\n\r\n")
-        var mirrored = HoldSession(kind: .mirrored, request: request, expiresAt: 25_000)
+        let mirrored = HoldSession(kind: .mirrored, request: request, expiresAt: 25_000)
         #expect(mirrored.deadline == 25_000 && !mirrored.streams)
         #expect(mirrored.tick(now: 24_999, silent: true).isEmpty)
         #expect(Self.describe(mirrored.tick(now: 25_000, silent: false)) == ["answer 304 "])
-        var cold = HoldSession(kind: .cold, request: request, expiresAt: 1)
+        let cold = HoldSession(kind: .cold, request: request, expiresAt: 1)
         #expect(Self.describe(cold.tick(now: 1, silent: false)).first?.hasPrefix(#"answer 504 {"error":"upstream_timeout""#) == true)
-        var multiplexed = HoldSession(kind: .multiplexed, request: request, expiresAt: 1)
+        let multiplexed = HoldSession(kind: .multiplexed, request: request, expiresAt: 1)
         #expect(Self.describe(multiplexed.drain()) == ["answer 204 "])   // shutdown answers at once
         // A pipelined request waits for the answer.
         #expect(Self.describe(multiplexed.received(Array("GET /next".utf8)[...], now: 0)) == ["keep GET /next"])
@@ -219,14 +219,14 @@ import Testing
         // A mirrored GET that held the current version: the next change answers with the body.
         var subscriptions = SubscriptionSet()
         subscriptions.insert(topic, transport: .longpoll, since: first.cursor, current: first.cursor)
-        var mirrored = HoldSession(kind: .mirrored, request: try Self.request("GET /live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
+        let mirrored = HoldSession(kind: .mirrored, request: try Self.request("GET /live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
         let second = try published.publish(topic, price: 2)
         guard case .answer(_, let response) = mirrored.deliver(second, subscriptions: { subscriptions }) else { Issue.record("no answer"); return }
         #expect(response.status == 200)
         #expect(response.headers["ETag"] == "\"\(second.cursor!)\"")
         #expect(String(decoding: response.body, as: UTF8.self).contains(#""p":2"#))
         // `/deltacast/poll` at the first cursor: the journaled patch, as a JSON array.
-        var polled = HoldSession(kind: .multiplexed, request: try Self.request("GET /deltacast/poll?topic=/live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
+        let polled = HoldSession(kind: .multiplexed, request: try Self.request("GET /deltacast/poll?topic=/live/a HTTP/1.1\r\nHost: x\r\n\r\n"), expiresAt: 25_000)
         guard case .answer(_, let poll) = polled.deliver(second, subscriptions: { subscriptions }) else { Issue.record("no answer"); return }
         #expect(poll.status == 200 && poll.events == 1)
         #expect(poll.body == [0x5B] + second.event + [0x5D])

@@ -65,7 +65,7 @@ extension HTTPConnection {
         guard framing.pushes else {
             // A held poll: its session answers (or not yet).
             guard !subscriptions.isDuplicate(change) else { return }
-            if let action = session?.deliver(change, subscriptions: { self.subscriptions }) { perform([action]) }
+            if let action = session?.deliver(change, subscriptions: { self.subscriptions }) { perform(action) }
             return
         }
         // `push` ignores a duplicate (``SubscriptionSet/admit(_:queueFull:)``): one lookup.

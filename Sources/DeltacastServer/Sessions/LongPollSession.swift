@@ -5,7 +5,11 @@ import DeltacastWire
 
 /// A held long-poll: a request that waits for a change of its topics, answered once, after
 /// which the connection is plain HTTP again. Bytes of a pipelined next request wait meanwhile.
-struct HoldSession: PushSession {
+///
+/// A class, immutable: the connection's session existential then holds one reference, where a
+/// struct (the request head's strings and fields among it) was copied, each field retained,
+/// whenever a change reached the held poll.
+final class HoldSession: PushSession {
     enum Kind {
         /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
         case mirrored
@@ -18,6 +22,12 @@ struct HoldSession: PushSession {
     let request: HTTPRequestHead
     /// When the wait ends (monotonic ms).
     let expiresAt: Int64
+
+    init(kind: Kind, request: HTTPRequestHead, expiresAt: Int64) {
+        self.kind = kind
+        self.request = request
+        self.expiresAt = expiresAt
+    }
 
     var transport: Transport { .longpoll }
     var name: String { "held" }
@@ -47,7 +57,7 @@ struct HoldSession: PushSession {
     }
 
     /// The next pipelined request waits until this one is answered (the shell bounds it).
-    mutating func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [.keepForNextRequest(bytes)] }
+    func received(_ bytes: ArraySlice<UInt8>, now: Int64) -> [SessionAction] { [.keepForNextRequest(bytes)] }
 
     /// A held topic changed: the answer, if there is one yet.
     func deliver(_ change: Change, subscriptions: () -> SubscriptionSet) -> SessionAction? {
@@ -71,30 +81,15 @@ struct HoldSession: PushSession {
             let etag = "\"\(current.cursor)\""
             return .answer(request, RoutedResponse(status: 200, headers: HTTPConnection.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
         case .multiplexed:
-            var events: [[UInt8]] = []
+            var answer = PollAnswer()
             subscriptions.forEach { subscription in
-                if let changes = subscription.topic.changes(since: subscription.cursor) { events += changes.map(\.event) }
+                for change in subscription.topic.changes(since: subscription.cursor) ?? [] { answer.append(change.event) }
             }
             // Status and error events are not in the journal: they travel with what woke us.
-            if let status { events.append(status) }
-            return .answer(request, HoldSession.pollResponse(events))
+            if let status { answer.append(status) }
+            return .answer(request, answer.response())
         }
     }
-
-    /// A long-poll answer: the events as one JSON array.
-    static func pollResponse(_ events: [[UInt8]]) -> RoutedResponse {
-        var body: [UInt8] = [0x5B]
-        body.reserveCapacity(events.reduce(2) { $0 + $1.count + 1 })
-        for (index, event) in events.enumerated() {
-            if index > 0 { body.append(0x2C) }
-            body += event
-        }
-        body.append(0x5D)
-        return RoutedResponse(status: 200, headers: pollHeaders, body: body, events: events.count)
-    }
-
-    /// Built once: every answer shares the field list.
-    private static let pollHeaders: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
 
     /// A held poll queues no change: each one may answer it.
     var framing: ChangeFraming { .answering }
@@ -102,42 +97,73 @@ struct HoldSession: PushSession {
     func event(_ payload: [UInt8]) -> [UInt8] { payload }
 
     /// The wait is over: 304, 504 or 204.
-    mutating func tick(now: Int64, silent: Bool) -> [SessionAction] {
+    func tick(now: Int64, silent: Bool) -> [SessionAction] {
         now >= expiresAt ? [.answer(request, expiryResponse)] : []
     }
 
-    mutating func subscriptionEnded(reason: String) -> [SessionAction] { [] }
-    mutating func end(code: UInt16, reason: String) -> [SessionAction] { [.answer(request, expiryResponse)] }
+    func subscriptionEnded(reason: String) -> [SessionAction] { [] }
+    func end(code: UInt16, reason: String) -> [SessionAction] { [.answer(request, expiryResponse)] }
     /// Shutdown answers at once, as if the wait were over.
-    mutating func drain() -> [SessionAction] { [.answer(request, expiryResponse)] }
+    func drain() -> [SessionAction] { [.answer(request, expiryResponse)] }
+}
+
+/// A long-poll answer, built as its events come: one JSON array of them, written straight
+/// into the body (no list of events first; a poll's one event costs one allocation).
+struct PollAnswer {
+    private var body: [UInt8] = []
+    private(set) var events = 0
+
+    var isEmpty: Bool { events == 0 }
+
+    mutating func append(_ event: [UInt8]) {
+        if events == 0 {
+            body.reserveCapacity(event.count + 2)
+            body.append(0x5B)
+        } else {
+            body.append(0x2C)
+        }
+        body += event
+        events += 1
+    }
+
+    /// 200 with the array (`[]` when no event came). The closing bracket is appended in place:
+    /// the reserved capacity has room for it.
+    mutating func response() -> RoutedResponse {
+        if events == 0 { body = [0x5B] }
+        body.append(0x5D)
+        return RoutedResponse(status: 200, headers: Self.headers, body: body, events: events)
+    }
+
+    /// Built once: every answer shares the field list.
+    private static let headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
 }
 
 extension HTTPConnection {
     func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential) {
-        var events: [[UInt8]] = []
+        var answer = PollAnswer()
         var watched: [(Topic, Cursor?)] = []
         for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
-            if let error = refusal(name, endpoint: endpoint, credential: credential) { events.append(error); continue }
+            if let error = refusal(name, endpoint: endpoint, credential: credential) { answer.append(error); continue }
             guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
-                events.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
+                answer.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
                 continue
             }
             let problem = topic.upstreamProblem
             if let problem, problem.kind == .forbidden {
-                events.append(DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
+                answer.append(DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
                 continue
             }
             if let changes = topic.changes(since: since) {
-                events += changes.map(\.event)
-                if let problem { events.append(DeltacastEvent.status(topic: name, error: (problem.http, problem.message))) }
+                for change in changes { answer.append(change.event) }
+                if let problem { answer.append(DeltacastEvent.status(topic: name, error: (problem.http, problem.message))) }
             }
             watched.append((topic, since))
         }
         if requested.count > configuration.limits.maxTopicsPerConnection {
-            events.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
+            answer.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
         }
-        if !events.isEmpty || watched.isEmpty {
-            return finish(request, HoldSession.pollResponse(events))
+        if !answer.isEmpty || watched.isEmpty {
+            return finish(request, answer.response())
         }
         let wait = Router.firstQueryValue(request.target, "wait").flatMap { Int($0) } ?? 25
         beginHold(.multiplexed, request: request, topics: watched, milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
@@ -158,6 +184,6 @@ extension HTTPConnection {
             let now = attach(topic, since: since, sendBacklog: false)
             if HoldSession.moved(kind, since: since, now: now, failing: topic.upstreamProblem != nil) { moved = true }
         }
-        if moved, let answer = hold.settle(subscriptions, status: nil) { perform([answer]) }
+        if moved, let answer = hold.settle(subscriptions, status: nil) { perform(answer) }
     }
 }

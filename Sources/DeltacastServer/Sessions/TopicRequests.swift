@@ -99,7 +99,7 @@ extension HTTPConnection {
 
     func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?, credentialsFrom source: HTTPRequestHead? = nil) -> Topic? {
         do {
-            return try state.server.hub.topic(named: name, endpoint: configuration.endpoints[endpoint],
+            return try state.server.hub.topic(named: name, path: configuration.endpoints[endpoint].path.text,
                                               credentials: credentials(endpoint: endpoint, request: source ?? request))
         } catch .endpointRemoved(let path) {
             if let request { finish(request, .error(404, "not_found", "the endpoint \(path) was removed by a configuration reload")) }
@@ -155,7 +155,7 @@ extension HTTPConnection {
             let drifted = Router.queryValues(request.target, "drift").filter { name in requested.contains { $0.name == name } }
             if !drifted.isEmpty { reportDrift(topics: drifted, cursor: nil) }
             let topics: [(String, Int?, Cursor?)] = requested.map { name, since in
-                if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name) {
+                if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name, parameters: false) {
                     return (topic, index, since)
                 }
                 return (name, nil, since)
@@ -187,6 +187,8 @@ extension HTTPConnection {
             if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.contains(topicNamed: name) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
+            // Only `auth: token` endpoints refuse anyone (``access``): the others are not copied for it.
+            guard configuration.endpoints[endpoint].auth == .token else { return nil }
             return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)
         }
         switch state.generation.router.matcher.match(name) {

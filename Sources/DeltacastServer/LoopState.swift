@@ -24,7 +24,8 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// Connections of this loop subscribed to each topic, by topic key.
     private var subscribers = SubscriberTable<HTTPConnection>()
     /// Compressors for messages to one connection, by window size (server_no_context_takeover
-    /// lets one serve the whole loop).
+    /// lets one serve the whole loop). Level 1: what they compress goes to one client, so its
+    /// cost is not shared as a change's frame's is (the hub compresses those at level 6).
     private var deflaters: [Int: Deflater] = [:]
     /// This loop's counters for `/metrics`.
     let counters: LoopCounters
@@ -163,7 +164,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
 
     func deflater(windowBits: Int) -> Deflater {
         if let existing = deflaters[windowBits] { return existing }
-        let created = Deflater(windowBits: windowBits)
+        let created = Deflater(windowBits: windowBits, level: 1)
         deflaters[windowBits] = created
         return created
     }

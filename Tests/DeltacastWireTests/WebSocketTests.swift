@@ -181,6 +181,19 @@ func decodeLog(_ bytes: [UInt8], step: Int = .max, maximumMessage: Int = 1 << 20
         #expect(decodeLog(clientFrame(.text, [0xFF, 0xFF, 0xFF], compressed: true), deflate: parameters) == ["error 1007"])
     }
 
+    /// Per-connection messages are compressed at level 1, shared frames at 6: both inflate to
+    /// the message, and each level compresses what it is given (level 6 no larger than 1).
+    @Test(arguments: [1, 6, 9])
+    func everyLevelRoundTripsAndCompresses(_ level: Int) {
+        let text = (0..<400).map { "{\"id\":\($0),\"price\":\(101 + $0 % 7).25,\"symbol\":\"S\($0 % 13)\"}" }.joined(separator: ",")
+        let deflater = Deflater(windowBits: 15, level: level)
+        #expect(deflater.level == level)
+        let compressed = deflater.compress(Array(text.utf8))
+        #expect(compressed.count < text.utf8.count / 3)
+        #expect(compressed.count >= Deflater(windowBits: 15, level: 9).compress(Array(text.utf8)).count)
+        #expect(decodeLog(clientFrame(.text, compressed, compressed: true), maximumMessage: 1 << 20, deflate: PerMessageDeflate.Parameters()) == ["text " + text])
+    }
+
     /// A sender may end a message's deflate data with a final (BFINAL) block; only the tail the
     /// receiver appends may follow it. Found by FuzzWebSocket: the outcome used to depend on
     /// where the bytes were split.

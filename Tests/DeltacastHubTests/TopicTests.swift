@@ -160,6 +160,10 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
                 query: [region, limit]
             """, file: "m.yaml", environment: [:]).endpoints)
         #expect(matcher.match("/api/users/42/feed?limit=5&_=123&region=eu") == .matched(index: 0, topic: "/api/users/42/feed?limit=5&region=eu", parameters: ["user": "42"]))
+        // Without parameters (the multiplexed routes need only the endpoint and the name):
+        // the same endpoint and topic, and still refused when a parameter is bad.
+        #expect(matcher.match("/api/users/42/feed?limit=5&_=123&region=eu", parameters: false) == .matched(index: 0, topic: "/api/users/42/feed?limit=5&region=eu", parameters: [:]))
+        #expect(matcher.match("/api/users/x/feed", parameters: false) == .badParameter(name: "user", pattern: "[0-9]+"))
         #expect(matcher.match("/api/users/x/feed") == .badParameter(name: "user", pattern: "[0-9]+"))
         #expect(matcher.match("/api/users/42") == .noMatch)
     }

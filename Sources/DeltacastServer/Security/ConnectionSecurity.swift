@@ -40,6 +40,14 @@ extension HTTPConnection {
         }
     }
 
+    /// ``access(_:topicName:credential:)`` for the configuration's endpoint `index`: every poll
+    /// and plain GET asks, and most endpoints never refuse, so the endpoint is copied (every
+    /// field retained) only for an `auth: token` one.
+    func access(endpoint index: Int, topicName: String, credential: Credential) -> AccessDecision {
+        guard configuration.endpoints[index].auth == .token else { return .allowed }
+        return access(configuration.endpoints[index], topicName: topicName, credential: credential)
+    }
+
     /// Whether `credential` may read `topicName` of `endpoint` (only `auth: token` endpoints
     /// ask).
     func access(_ endpoint: Configuration.Endpoint, topicName: String, credential: Credential) -> AccessDecision {

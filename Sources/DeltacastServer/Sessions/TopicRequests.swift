@@ -13,7 +13,7 @@ extension HTTPConnection {
     func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
         // Checked on every plain GET and every stream, before anything about the topic shows.
         let presented = credential(request)
-        let decision = access(configuration.endpoints[endpoint], topicName: topicName, credential: presented)
+        let decision = access(endpoint: endpoint, topicName: topicName, credential: presented)
         guard decision == .allowed else { return finish(request, refusalResponse(decision)) }
         let protected = configuration.endpoints[endpoint].auth == .token
         if WebSocketHandshake.isUpgrade(request) {
@@ -187,9 +187,7 @@ extension HTTPConnection {
             if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.contains(topicNamed: name) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
-            // Only `auth: token` endpoints refuse anyone (``access``): the others are not copied for it.
-            guard configuration.endpoints[endpoint].auth == .token else { return nil }
-            return refusalEvent(access(configuration.endpoints[endpoint], topicName: name, credential: credential), topic: name)
+            return refusalEvent(access(endpoint: endpoint, topicName: name, credential: credential), topic: name)
         }
         switch state.generation.router.matcher.match(name) {
         case .badParameter(let parameter, let pattern):

@@ -162,7 +162,7 @@ struct SubscriptionSet {
     /// The bytes of an admitted change did not fit (past the queue's hard limit): conflate as if
     /// it had been dropped.
     mutating func refused(_ change: Change, restoring previous: Cursor?) {
-        let found = modify(change.key) { subscription in
+        let found: Void? = modify(change.key) { subscription in
             subscription.cursor = previous
             if change.cursor != nil { subscription.needsResync = true }
         }

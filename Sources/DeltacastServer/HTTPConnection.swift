@@ -393,7 +393,10 @@ final class HTTPConnection: EventLoopHandler {
         case .drained:
             if peerFinished && isPlainHTTP && nothingLeftToAnswer { close(); return }
             if closeAfterFlush {
-                perform(session?.drained(closing: true) ?? [.close(nil)])
+                // Plain HTTP lingers too (RFC 9112 §9.6): closed with the client's bytes unread
+                // (a body past its limit, a request after a 400), the socket would answer them
+                // with a reset, and a reset can destroy the answer before the client reads it.
+                perform(session?.drained(closing: true) ?? [.linger])
                 return
             }
             if subscriptions.conflating {
@@ -416,10 +419,11 @@ final class HTTPConnection: EventLoopHandler {
         }
     }
 
-    /// After our WebSocket close frame: until the peer closes (or 2 s pass), the connection
-    /// is half-closed and what arrives is discarded. Closing at once would answer the peer's
-    /// in-flight frames with a reset, and a reset can destroy the close frame (and its code)
-    /// before the peer reads it.
+    /// After our WebSocket close frame, or a plain HTTP answer that closes: until the peer
+    /// closes (or 2 s pass), the connection is half-closed and what arrives is discarded.
+    /// Closing at once would answer the peer's in-flight bytes with a reset, and a reset can
+    /// destroy the close frame (and its code) or the answer (a 413, a 400) before the peer
+    /// reads it.
     private func beginLinger(now: Int64) {
         guard deadlines.beginLinger(now: now) else { return }
         tls?.shutdown()
@@ -501,7 +505,8 @@ final class HTTPConnection: EventLoopHandler {
         case .requestTimedOut:
             write(.error(408, "request_timeout", "the request header was not received within \(limits.headerTimeout) ms"), headOnly: false, close: true)
             flush()
-            if !closed { close() }
+            // Written: the connection lingers. Not written (the client reads nothing): close.
+            if !closed && !deadlines.isLingering { close() }
         case .tick(let silent):
             tickSession(now: now, silent: silent)
         }

@@ -255,6 +255,58 @@ let manyConnectionsConfig = """
         }
     }
 
+    /// A client still sending its body when the 413 comes (the body is past
+    /// `limits.max_message`) reads the whole answer, may go on sending, and then reads the end
+    /// of the stream: the server half-closes and discards what arrives (RFC 9112 §9.6). Closed
+    /// at once, with the body unread, the socket answered with a reset instead. Other clients
+    /// are served meanwhile.
+    @Test func aClientStillSendingReadsItsErrorAnswerAndAnOrderlyClose() throws {
+        try withServer("limits: { max_message: 1KiB }\nadmin: { token: \(adminToken) }\n" + endpoints) { port in
+            let good = try RawClient(port: port)
+            let client = try RawClient(port: port)
+            // More than the server reads at once (64 KiB): bytes are still unread when it answers.
+            let body = String(repeating: "x", count: 256 * 1024)
+            let sentHead = client.sendAll("POST /deltacast/publish?topic=/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(adminToken)\r\nContent-Length: 1000000\r\n\r\n" + body)
+            #expect(sentHead, "the head and the first 256 KiB of the body are sent")
+            let answer = client.read(responses: 1).texts.first ?? ""
+            #expect(answer.hasPrefix("HTTP/1.1 413 Content Too Large"), "\(answer.prefix(120))")
+            #expect(answer.contains("Connection: close"))
+            let sentMore = client.sendAll(body)
+            #expect(sentMore, "more of the body is read and discarded, not reset")
+            #expect(client.isClosedByPeer(), "the end of the stream, not a reset")
+            // curl uploading 8 MiB at once (no `Expect: 100-continue`) reports the 413, not
+            // "Connection reset by peer".
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("body-\(port).bin")
+            try Data(count: 8 << 20).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let status = try curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", "-H", "Authorization: Bearer \(adminToken)",
+                                   "--data-binary", "@" + file.path, "http://127.0.0.1:\(port)/deltacast/publish?topic=/x"])
+            #expect(status == "413")
+            good.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(good.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 200") == true)
+        }
+    }
+
+    /// A client that keeps sending after its closing answer is closed when the linger ends
+    /// (2 s): lingering holds a descriptor for a bounded time, whatever the client does.
+    @Test func aClientThatNeverStopsSendingIsClosedWhenTheLingerEnds() throws {
+        try withServer(endpoints) { port in
+            let client = try RawClient(port: port)
+            client.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            #expect(client.read(responses: 1).texts.first?.hasPrefix("HTTP/1.1 400 Bad Request") == true)
+            // Bytes every 100 ms (pacing the client, not waiting for a result) until a send fails:
+            // the server closed its side for good, with the client still sending, so a reset.
+            var sends = 0
+            while sends < 100, client.sendAll("more bytes that are not a request\r\n") {
+                sends += 1
+                usleep(100_000)
+            }
+            // Closed at once, the second send already meets the reset the first one drew.
+            #expect(sends >= 2, "discarded while lingering: \(sends) sends")
+            #expect(sends < 100, "closed within 10 s: the linger is bounded")
+        }
+    }
+
     /// Responses to a burst of pipelined requests exceed the send buffer many times over: the
     /// server pauses, drains, resumes, and answers every one in order on the same connection.
     @Test func pipelinedBurstBeyondTheSendBufferIsAnsweredInFull() throws {
@@ -299,7 +351,10 @@ let manyConnectionsConfig = """
     }
 }
 
-@Suite struct ManyConnectionsTests {
+/// The tests that hold 10,000 client descriptors in this process, one at a time: the process may
+/// hold at most 20,000, and two of them running side by side (suites run in parallel) would
+/// exhaust that and fail each other, and any test starting a connection meanwhile.
+@Suite(.serialized) struct ManyConnectionsTests {
     /// 10,000 idle keep-alive connections are held by a `deltacast serve` process, then every
     /// one is served a request. (A separate process: client and server each need 10,000
     /// descriptors, and a process may hold at most 20,000.)

@@ -407,34 +407,6 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
         }
     }
 
-    /// 10,000 concurrent subscribers of one topic (5,000 WebSocket, 5,000 SSE) on a
-    /// `deltacast serve` process all receive the snapshot and every change, in order.
-    @Test func tenThousandSubscribersOfOneTopicAllReceiveEveryChange() throws {
-        let (process, port) = try startServeProcess(manyConnectionsConfig)
-        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        try publish(port: port, "/live/all", document(0))
-        var sockets: [WebSocketClient] = []
-        var streams: [EventStreamClient] = []
-        for _ in 0..<5_000 {
-            let socket = try WebSocketClient(port: port, path: "/live/all", subprotocol: nil, timeoutSeconds: 20)
-            if socket.accepted { sockets.append(socket) }
-            streams.append(try EventStreamClient(port: port, path: "/live/all", timeoutSeconds: 20))
-        }
-        #expect(sockets.count == 5_000)
-        #expect(streams.allSatisfy { $0.head.hasPrefix("HTTP/1.1 200") })
-        for price in 1...3 { try publish(port: port, "/live/all", document(price)) }
-        var complete = 0
-        for socket in sockets {
-            let seqs = (0..<4).compactMap { _ in socket.nextJSON().flatMap { Cursor($0.string("cursor") ?? "")?.seq } }
-            if seqs == [1, 2, 3, 4] { complete += 1 }
-        }
-        for stream in streams {
-            let seqs = (0..<4).compactMap { _ in stream.nextJSON().flatMap { Cursor($0.object.string("cursor") ?? "")?.seq } }
-            if seqs == [1, 2, 3, 4] { complete += 1 }
-        }
-        #expect(complete == 10_000)
-    }
-
     /// SSE streams get a comment line when quiet; a WebSocket peer that answers no ping is
     /// closed (1008) after two unanswered pings.
     @Test func heartbeatsKeepStreamsAliveAndFindDeadPeers() throws {
@@ -498,5 +470,35 @@ func awaitHeldLongPolls(_ port: Int, _ count: Int) throws -> Bool {
             let refused = try publish(port: port, "/live/two", document(1))
             #expect(refused.status == 503 && refused.body.contains("limits.max_topics"))
         }
+    }
+}
+
+extension ManyConnectionsTests {
+    /// 10,000 concurrent subscribers of one topic (5,000 WebSocket, 5,000 SSE) on a
+    /// `deltacast serve` process all receive the snapshot and every change, in order.
+    @Test func tenThousandSubscribersOfOneTopicAllReceiveEveryChange() throws {
+        let (process, port) = try startServeProcess(manyConnectionsConfig)
+        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        try publish(port: port, "/live/all", document(0))
+        var sockets: [WebSocketClient] = []
+        var streams: [EventStreamClient] = []
+        for _ in 0..<5_000 {
+            let socket = try WebSocketClient(port: port, path: "/live/all", subprotocol: nil, timeoutSeconds: 20)
+            if socket.accepted { sockets.append(socket) }
+            streams.append(try EventStreamClient(port: port, path: "/live/all", timeoutSeconds: 20))
+        }
+        #expect(sockets.count == 5_000)
+        #expect(streams.allSatisfy { $0.head.hasPrefix("HTTP/1.1 200") })
+        for price in 1...3 { try publish(port: port, "/live/all", document(price)) }
+        var complete = 0
+        for socket in sockets {
+            let seqs = (0..<4).compactMap { _ in socket.nextJSON().flatMap { Cursor($0.string("cursor") ?? "")?.seq } }
+            if seqs == [1, 2, 3, 4] { complete += 1 }
+        }
+        for stream in streams {
+            let seqs = (0..<4).compactMap { _ in stream.nextJSON().flatMap { Cursor($0.object.string("cursor") ?? "")?.seq } }
+            if seqs == [1, 2, 3, 4] { complete += 1 }
+        }
+        #expect(complete == 10_000)
     }
 }

@@ -14,7 +14,22 @@ public final class RawClient: @unchecked Sendable {
         fd = try Socket.connect(port: port)
     }
     deinit { close(fd) }
-    public func send(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+    public func send(_ text: String) { _ = sendAll(text) }
+    /// Sends every byte of `text` (blocking); false when the connection refused them (a reset,
+    /// a peer that closed).
+    @discardableResult
+    public func sendAll(_ text: String) -> Bool {
+        Array(text.utf8).withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let sent = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                if sent < 0 && errno == EINTR { continue }
+                guard sent > 0 else { return false }
+                offset += sent
+            }
+            return true
+        }
+    }
     /// Reads until `responses` complete responses (Content-Length framed) arrived, or EOF.
     public func read(responses: Int) -> (texts: [String], closed: Bool) {
         var data: [UInt8] = []
@@ -40,15 +55,14 @@ public final class RawClient: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Whether the server closed the connection: the read returns 0, or it fails with
-    /// `ECONNRESET`. A client still sending when the server closes gets a reset for the bytes
-    /// that arrive after the close (the slowloris test's last byte can cross the server's 408),
-    /// and after a reset the read reports it instead of the end of the stream. A server that
-    /// keeps the connection open fails here too: the read blocks until the receive timeout.
+    /// Whether the server closed the connection in order: the read returns 0, the end of the
+    /// stream. A reset fails it: the server lingers after a closing answer (RFC 9112 §9.6), so
+    /// bytes a client was still sending (the slowloris test's last byte crossing the 408) are
+    /// read and discarded, never answered with a reset. A server that keeps the connection
+    /// open fails here too: the read blocks until the receive timeout.
     public func isClosedByPeer() -> Bool {
         var byte: UInt8 = 0
-        let count = readRetryingInterrupts(fd, &byte, 1)
-        return count == 0 || (count < 0 && errno == ECONNRESET)
+        return readRetryingInterrupts(fd, &byte, 1) == 0
     }
     /// Splits bytes into complete responses framed by Content-Length.
     public static func split(_ data: [UInt8]) -> [String] {

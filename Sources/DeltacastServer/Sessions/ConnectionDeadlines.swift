@@ -4,7 +4,8 @@
 /// to do, then does it (STYLE.md #2). Tests drive it with explicit times.
 ///
 /// The deadlines, in the order they are checked:
-/// 1. **linger**: 2 s after our WebSocket close frame, the half-closed socket is closed;
+/// 1. **linger**: 2 s after our WebSocket close frame, or after a plain HTTP answer that closes
+///    the connection, the half-closed socket is closed;
 /// 2. **slow consumer**: bytes queued and none written for `limits.slow_consumer_timeout`;
 /// 3. **TLS handshake**: not complete `tls.handshake_timeout` after the accept;
 /// 4. **token expiry**: a push stream's token past `exp` + `auth.expiry_grace`;
@@ -23,8 +24,8 @@ struct ConnectionDeadlines {
         var tlsHandshake: Int64
         var sseHeartbeat: Int64
         var expiryGrace: Int64
-        /// How long a WebSocket lingers half-closed after our close frame, waiting for the
-        /// peer's.
+        /// How long a connection lingers half-closed after our WebSocket close frame or our
+        /// closing HTTP answer, waiting for the peer's close.
         static let linger: Int64 = 2000
     }
 

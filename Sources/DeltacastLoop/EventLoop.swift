@@ -175,14 +175,17 @@ public final class EventLoop: @unchecked Sendable {
         timers = TimerHeap()
     }
 
+    /// The batch being run (loop thread only). Swapped with `pending` under the lock, so both
+    /// buffers keep their capacity: copying the queue out and emptying it in place made the
+    /// shared buffer copy-on-write, one allocation per batch.
+    private var running: [@Sendable () -> Void] = []
+
     private func runPending() {
         while true {
-            let tasks = pending.withLock { tasks -> [@Sendable () -> Void] in
-                defer { tasks.removeAll(keepingCapacity: true) }
-                return tasks
-            }
-            if tasks.isEmpty { return }
-            for task in tasks { task() }
+            pending.withLock { swap(&$0, &running) }
+            if running.isEmpty { return }
+            for index in running.indices { running[index]() }
+            running.removeAll(keepingCapacity: true)
         }
     }
 }

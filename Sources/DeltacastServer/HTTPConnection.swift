@@ -34,9 +34,9 @@ final class HTTPConnection: EventLoopHandler {
     private var registeredEvents = connectionEvents
     /// The TLS session, when `tls` is configured (nil on the plain and admin listeners).
     let tls: TLSStream?
-    var queue: OutboundQueue
+    @exclusivity(unchecked) var queue: OutboundQueue
     /// The topics it receives, their cursors, and conflation.
-    var subscriptions = SubscriptionSet()
+    @exclusivity(unchecked) var subscriptions = SubscriptionSet()
     /// Every deadline's bookkeeping (header, idle, heartbeat, slow consumer, linger…).
     var deadlines: ConnectionDeadlines
 

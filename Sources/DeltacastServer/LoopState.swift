@@ -101,7 +101,13 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
     /// heap, each connection's first touch was the largest single cost in user space.
     func deliver(_ change: Change) {
         guard let connections = subscribers[change.key] else { return }
-        Self.walk(connections) { $0.deliver(change) }
+        // Counted here, once per change: per delivery, the loop's shared counters cost two
+        // atomic adds and the retains of reaching them.
+        var tally = DeliveryTally()
+        Self.walk(connections) { connection in
+            if connection.deliver(change, tally: &tally) { flushSoon(connection) }
+        }
+        counters.record(tally)
     }
 
     /// Calls `body` with each connection in turn, the first three cache lines of the one

@@ -7,6 +7,18 @@ import Synchronization
 import Glibc
 #endif
 
+/// Deliveries and their bytes by transport, counted in a local value during a fan-out and
+/// recorded in ``LoopCounters`` once.
+struct DeliveryTally {
+    var count = PerTransport(repeating: 0)
+    var bytes = PerTransport(repeating: 0)
+
+    mutating func add(_ transport: Transport, bytes: Int) {
+        count[transport] += 1
+        self.bytes[transport] += bytes
+    }
+}
+
 /// Counters of one event loop, written only by that loop (relaxed atomics, uncontended: cheap
 /// enough for the delivery path) and summed by a scrape on any loop.
 final class LoopCounters: Sendable {
@@ -37,6 +49,13 @@ final class LoopCounters: Sendable {
     func delivered(transport: Transport, count: Int = 1, bytes: Int) {
         deliveries[transport].add(count)
         self.bytes[transport].add(bytes)
+    }
+
+    /// Counts what a fan-out (or one push) tallied.
+    func record(_ tally: DeliveryTally) {
+        for transport in Transport.allCases where tally.count[transport] > 0 {
+            delivered(transport: transport, count: tally.count[transport], bytes: tally.bytes[transport])
+        }
     }
 
     /// One relaxed counter (uncontended: only its loop writes it).

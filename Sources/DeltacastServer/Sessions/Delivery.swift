@@ -59,31 +59,41 @@ extension HTTPConnection {
         }
     }
 
-    /// A change of a topic this connection receives (called by the loop).
-    func deliver(_ change: Change) {
-        guard !closed, let framing else { return }
+    /// A change of a topic this connection receives (called by the loop's fan-out, which counts
+    /// the deliveries in `tally` and records them once per change). True when the connection
+    /// queued bytes to flush at the end of the loop iteration.
+    func deliver(_ change: Change, tally: inout DeliveryTally) -> Bool {
+        guard !closed, let framing else { return false }
         guard framing.pushes else {
             // A held poll: its session answers (or not yet).
-            guard !subscriptions.isDuplicate(change) else { return }
+            guard !subscriptions.isDuplicate(change) else { return false }
             if let action = session?.deliver(change, subscriptions: { self.subscriptions }) { perform(action) }
-            return
+            return false
         }
         // `push` ignores a duplicate (``SubscriptionSet/admit(_:queueFull:)``): one lookup.
-        guard push(change) else { return }
+        guard push(change, tally: &tally) else { return false }
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
             let removed = subscriptions[change.key].map { !state.server.hub.holds($0.topic) } ?? false
             endSubscription(change.key, reason: removed ? "endpoint removed by a configuration reload" : "forbidden by the upstream")
             flush()
-            return
+            return false
         }
-        state.flushSoon(self)
+        return true
     }
 
-    /// Queues a change in the session's framing, unless it is conflating (``SubscriptionSet``).
-    /// False when the change is for no subscription here, or one already sent.
+    /// ``push(_:tally:)`` outside a fan-out: the delivery is counted at once.
     @discardableResult
     func push(_ change: Change) -> Bool {
+        var tally = DeliveryTally()
+        defer { state.counters.record(tally) }
+        return push(change, tally: &tally)
+    }
+
+    /// Queues a change in the session's framing, unless it is conflating (``SubscriptionSet``),
+    /// and counts it in `tally`. False when the change is for no subscription here, or one
+    /// already sent.
+    func push(_ change: Change, tally: inout DeliveryTally) -> Bool {
         switch subscriptions.admit(change, queueFull: queue.isAboveHighWatermark) {
         case .ignore:
             return false
@@ -95,7 +105,7 @@ extension HTTPConnection {
         case .send(let previous):
             guard let transport, let bytes = framing?.frame(change, listedCursors: { self.subscriptions.listedCursors }) else { return false }
             if queue.enqueue(bytes) {
-                state.counters.delivered(transport: transport, bytes: bytes.count)
+                tally.add(transport, bytes: bytes.count)
             } else {
                 // Past the hard limit: conflate rather than close.
                 subscriptions.refused(change, restoring: previous)

@@ -274,8 +274,9 @@ let manyConnectionsConfig = """
             let sentMore = client.sendAll(body)
             #expect(sentMore, "more of the body is read and discarded, not reset")
             #expect(client.isClosedByPeer(), "the end of the stream, not a reset")
-            // curl uploading 8 MiB at once (no `Expect: 100-continue`) reports the 413, not
-            // "Connection reset by peer".
+            // A real client's view: curl uploading 8 MiB at once (no `Expect: 100-continue`)
+            // reports the 413. (On loopback curl read it before the change too: the raw client
+            // above is what tells a linger from a reset.)
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("body-\(port).bin")
             try Data(count: 8 << 20).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }

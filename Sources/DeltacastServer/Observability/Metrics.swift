@@ -46,7 +46,7 @@ final class LoopCounters: Sendable {
     }
 
     /// Counts `count` deliveries of `bytes` in all on `transport`.
-    func delivered(transport: Transport, count: Int = 1, bytes: Int) {
+    func delivered(transport: Transport, count: Int, bytes: Int) {
         deliveries[transport].add(count)
         self.bytes[transport].add(bytes)
     }

@@ -59,7 +59,7 @@ let package = Package(
         // Cluster mode on Redis: the RESP2 codec, a Redis client on an event loop, leases,
         // the shared history (between the Hub and the Server).
         .target(
-            name: "DeltacastCluster", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastCluster", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
         .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),

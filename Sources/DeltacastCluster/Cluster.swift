@@ -1,6 +1,7 @@
 import Dispatch
 public import DeltacastConfig
 public import DeltacastHub
+public import DeltacastJSON
 public import DeltacastLoop
 import DeltacastWire
 public import Synchronization
@@ -24,8 +25,12 @@ import Glibc
 ///   Redis unreachable → subscribers get one `status` event, the node serves what it holds, and
 ///   the first sync after recovery brings every topic up to date.
 ///
-/// Runs on its own event loop; ``update(_:body:contentType:)`` blocks its caller (a poll or a
-/// publish) for one Redis round trip, at most the command timeout.
+/// Runs on its own event loop, and nothing it offers waits for Redis: a commit, a topic's load
+/// or catch-up, a ticket's store or take each return at once and call their completion on the
+/// cluster loop when Redis answered (or failed to, within the command timeout). Commits of one
+/// topic run one at a time, in the order they came, so each is diffed against the state the
+/// one before it made. Only ``init(settings:configuration:startTimeout:)`` waits, before the
+/// server serves anything.
 public final class Cluster: TopicReplication, @unchecked Sendable {
     public let settings: Configuration.Cluster
     /// The lease, milliseconds.
@@ -55,6 +60,22 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private var liveNodes: [String] = []
     /// Lease holders seen at the last tick, by topic key (the status page).
     private let holders = Locked<[String: String]>([:])
+    /// The live nodes as the last tick saw them (the status page reads them from any thread).
+    private let knownNodes = Locked<[String]>([])
+    /// Commits waiting, by topic key, on the loop only: the first is in flight.
+    private var commitQueues: [String: [PendingCommit]] = [:]
+    /// Commits that may wait for one topic (the one in flight included); past it a publish is
+    /// refused with ``Topic/UpdateError/clusterUnavailable(_:)``. A poll never queues more
+    /// than one behind the one in flight: a newer body replaces the one waiting.
+    public static let maximumQueuedCommits = 64
+
+    /// One body to commit, and who waits for its outcome.
+    private struct PendingCommit {
+        var parsed: JSONDocument?
+        var body: [UInt8]
+        var contentType: String
+        var completions: [@Sendable (Result<Topic.UpdateOutcome, Topic.UpdateError>) -> Void]
+    }
     private let available = Atomic<Bool>(false)
     private var ticking = false
 
@@ -130,6 +151,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         loop.join()
     }
 
+    /// How long a Redis command may take before it fails, milliseconds.
+    public var commandTimeout: Int64 { commands.limits.commandTimeout }
+
     /// Whether Redis answers now.
     public var isAvailable: Bool { available.load(ordering: .relaxed) }
 
@@ -158,67 +182,100 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         return leases.withLock { $0[topic.key].map { $0.until > now } ?? false }
     }
 
-    /// A topic appeared on this node: remember its tag, load its state and journal (waiting for
-    /// them while Redis answers, so the first subscriber already resumes from its cursor), and
-    /// try to lead it.
+    /// A topic appeared on this node: remember its tag, start loading its state and journal
+    /// (its readers wait in the topic meanwhile), and try to lead it.
     public func topicCreated(_ topic: Topic) {
         tags.withLock { $0[keys(topic).tag] = topic.key }
-        if isAvailable { syncBlocking(topic) }
+        topic.catchUp(since: nil) {}
+        if topic.endpoint.source == .poll { loop.execute { [self] in lease(topic) } }
+    }
+
+    public func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void) {
+        loop.execute { [self] in sync(topic, completion: completion) }
+    }
+
+    public func update(_ topic: Topic, parsed: JSONDocument?, body: [UInt8], contentType: String,
+                       completion: @escaping @Sendable (Result<Topic.UpdateOutcome, Topic.UpdateError>) -> Void) {
+        let commit = PendingCommit(parsed: parsed, body: body, contentType: contentType, completions: [completion])
+        let polled = topic.endpoint.source == .poll
         loop.execute { [self] in
-            if !isAvailable { sync(topic) }
-            if topic.endpoint.source == .poll { lease(topic) }
+            var queue = commitQueues[topic.key] ?? []
+            if polled && queue.count >= 2 {
+                // A newer poll supersedes the one waiting: only the latest state is worth a commit.
+                let superseded = queue[queue.count - 1].completions
+                queue[queue.count - 1] = commit
+                commitQueues[topic.key] = queue
+                let cursor = topic.cursor ?? Cursor(epoch: topic.epoch, seq: 0)
+                for waiting in superseded { waiting(.success(.unchanged(cursor))) }
+                return
+            }
+            guard queue.count < Self.maximumQueuedCommits else {
+                return completion(.failure(.clusterUnavailable("\(Self.maximumQueuedCommits) commits of this topic already wait for Redis")))
+            }
+            queue.append(commit)
+            commitQueues[topic.key] = queue
+            if queue.count == 1 { attemptCommit(topic, commit, newEpoch: nil, attempt: 1) }
         }
     }
 
-    public func catchUp(_ topic: Topic) {
-        guard isAvailable else { return }
-        syncBlocking(topic)
-    }
-
-    public func update(_ topic: Topic, body: [UInt8], contentType: String) throws(Topic.UpdateError) -> Topic.UpdateOutcome {
+    /// Diffs `commit` against the topic's state now and runs the commit script (on the loop).
+    /// A conflict (this node was behind) syncs and tries again, a vanished history starts a
+    /// new epoch; four attempts in all.
+    private func attemptCommit(_ topic: Topic, _ commit: PendingCommit, newEpoch: String?, attempt: Int) {
+        let current = { topic.cursor ?? Cursor(epoch: topic.epoch, seq: 0) }
+        guard attempt <= 4 else {
+            return finishCommit(topic, .failure(.clusterUnavailable("the shared history kept moving: four commits in a row conflicted")))
+        }
+        guard let prepared = topic.prepare(parsed: commit.parsed, body: commit.body, contentType: commit.contentType, newEpoch: newEpoch) else {
+            topic.upstreamRecovered()
+            return finishCommit(topic, .success(.unchanged(current())))
+        }
+        var fence = ""
+        if topic.endpoint.source == .poll {
+            guard let held = leases.withLock({ $0[topic.key] }), held.until > MonotonicClock.milliseconds() else {
+                return finishCommit(topic, .success(.unchanged(current())))
+            }
+            fence = String(held.fence)
+        }
         let keys = keys(topic)
-        var newEpoch: String?
-        for _ in 0..<4 {
-            guard let prepared = try topic.prepare(body: body, contentType: contentType, newEpoch: newEpoch) else {
-                topic.upstreamRecovered()
-                return .unchanged(topic.cursor ?? Cursor(epoch: topic.epoch, seq: 0))
-            }
-            var fence = ""
-            if topic.endpoint.source == .poll {
-                guard let held = leases.withLock({ $0[topic.key] }), held.until > MonotonicClock.milliseconds() else {
-                    return .unchanged(topic.cursor ?? Cursor(epoch: topic.epoch, seq: 0))
-                }
-                fence = String(held.fence)
-            }
-            let started = MonotonicClock.nanoseconds()
-            let reply = evalBlocking(.commit, keys: [keys.meta, keys.log, keys.doc, keys.lease, keys.fence],
-                                     arguments: [Array(settings.node.utf8), Array(fence.utf8), Array(prepared.base.epoch.utf8),
-                                                 Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
-                                                 Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8)])
+        let started = MonotonicClock.nanoseconds()
+        eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.lease, keys.fence],
+             arguments: [Array(settings.node.utf8), Array(fence.utf8), Array(prepared.base.epoch.utf8),
+                         Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
+                         Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8)]) { [self] reply in
             metrics.scriptSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
             switch reply {
             case .success(.integer):
                 metrics.commits.add(1, ordering: .relaxed)
                 if newEpoch != nil { metrics.epochRotations.add(1, ordering: .relaxed) }
-                syncBlocking(topic)
-                topic.upstreamRecovered()
-                return .changed(prepared.cursor)
+                sync(topic) { [self] in
+                    topic.upstreamRecovered()
+                    finishCommit(topic, .success(.changed(prepared.cursor)))
+                }
             case .success(.error(let message)) where message.hasPrefix("FENCED"):
                 metrics.fenced.add(1, ordering: .relaxed)
                 _ = leases.withLock { $0.removeValue(forKey: topic.key) }
-                return .unchanged(topic.cursor ?? Cursor(epoch: topic.epoch, seq: 0))
+                finishCommit(topic, .success(.unchanged(current())))
             case .success(.error(let message)) where message.hasPrefix("NOMETA"):
-                newEpoch = Topic.randomEpoch()
+                attemptCommit(topic, commit, newEpoch: Topic.randomEpoch(), attempt: attempt + 1)
             case .success(.error(let message)) where message.hasPrefix("CONFLICT"):
                 metrics.conflicts.add(1, ordering: .relaxed)
-                syncBlocking(topic)
+                sync(topic) { [self] in attemptCommit(topic, commit, newEpoch: nil, attempt: attempt + 1) }
             case .success(let other):
-                throw .clusterUnavailable("Redis answered the commit with \(other)")
+                finishCommit(topic, .failure(.clusterUnavailable("Redis answered the commit with \(other)")))
             case .failure(let failure):
-                throw .clusterUnavailable(failure.description)
+                finishCommit(topic, .failure(.clusterUnavailable(failure.description)))
             }
         }
-        throw .clusterUnavailable("the shared history kept moving: four commits in a row conflicted")
+    }
+
+    /// The commit in flight for `topic` ended: its waiters hear `result`, and the next starts.
+    private func finishCommit(_ topic: Topic, _ result: Result<Topic.UpdateOutcome, Topic.UpdateError>) {
+        guard var queue = commitQueues[topic.key], !queue.isEmpty else { return }
+        let done = queue.removeFirst()
+        commitQueues[topic.key] = queue.isEmpty ? nil : queue
+        for completion in done.completions { completion(result) }
+        if let next = queue.first { attemptCommit(topic, next, newEpoch: nil, attempt: 1) }
     }
 
     // MARK: Scripts
@@ -237,49 +294,27 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
     }
 
-    /// ``eval(_:keys:arguments:_:)`` from another thread, waiting for the reply.
-    func evalBlocking(_ script: ClusterScript, keys: [String], arguments: [[UInt8]]) -> Result<RESPValue, RedisFailure> {
-        final class Box: @unchecked Sendable { var result: Result<RESPValue, RedisFailure> = .failure(.timedOut) }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        loop.execute { [self] in eval(script, keys: keys, arguments: arguments) { box.result = $0; done.signal() } }
-        guard done.wait(timeout: .now() + .milliseconds(Int(2 * commands.limits.commandTimeout) + 500)) == .success else { return .failure(.timedOut) }
-        return box.result
-    }
-
     // MARK: Sync
 
-    /// Brings `topic` up to the shared state (on the loop).
-    func sync(_ topic: Topic, gapFill: Bool = false) {
+    /// Brings `topic` up to the shared state (on the loop); `completion`, if any, runs once it
+    /// was applied, or at once when Redis did not answer.
+    func sync(_ topic: Topic, gapFill: Bool = false, completion: (() -> Void)? = nil) {
         let keys = keys(topic)
         let cursor = topic.cursor
         eval(.sync, keys: [keys.meta, keys.log, keys.doc], arguments: syncArguments(cursor, topic)) { [weak self] result in
-            guard let self, case .success(let reply) = result else { return }
-            self.apply(reply, to: topic, keys: keys, gapFill: gapFill)
+            guard let self, case .success(let reply) = result else { completion?(); return }
+            self.apply(reply, to: topic, keys: keys, gapFill: gapFill, completion: completion)
         }
-    }
-
-    /// ``sync(_:gapFill:)`` from another thread, waiting for it.
-    func syncBlocking(_ topic: Topic) {
-        let done = DispatchSemaphore(value: 0)
-        let keys = keys(topic)
-        let cursor = topic.cursor
-        loop.execute { [self] in
-            eval(.sync, keys: [keys.meta, keys.log, keys.doc], arguments: syncArguments(cursor, topic)) { [weak self] result in
-                if let self, case .success(let reply) = result { self.apply(reply, to: topic, keys: keys, gapFill: false) }
-                done.signal()
-            }
-        }
-        _ = done.wait(timeout: .now() + .milliseconds(Int(2 * commands.limits.commandTimeout) + 500))
     }
 
     private func syncArguments(_ cursor: Cursor?, _ topic: Topic) -> [[UInt8]] {
         [Array(String(cursor?.seq ?? 0).utf8), Array((cursor?.epoch ?? topic.epoch).utf8), Array(String(journalEntries).utf8)]
     }
 
-    /// Applies a sync script's reply (on the loop).
-    private func apply(_ reply: RESPValue, to topic: Topic, keys: Keys, gapFill: Bool) {
-        guard let fields = reply.elements, fields.count == 5, let epoch = fields[0].text, let seq = fields[1].integer else { return }
+    /// Applies a sync script's reply (on the loop), then calls `completion`. A reply that is
+    /// not the script's (nil: the history is gone) applies nothing.
+    private func apply(_ reply: RESPValue, to topic: Topic, keys: Keys, gapFill: Bool, completion: (() -> Void)?) {
+        guard let fields = reply.elements, fields.count == 5, let epoch = fields[0].text, let seq = fields[1].integer else { completion?(); return }
         let contentType = fields[2].text ?? "application/json"
         var body: [UInt8]?
         if case .bulk(let bytes?) = fields[3] { body = bytes }
@@ -303,9 +338,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                  arguments: [Array(epoch.utf8), Array(String(seq).utf8), Array(newEpoch.utf8), Array(channel.utf8), Array(keys.tag.utf8)]) { [weak self] result in
                 guard let self else { return }
                 if case .success(.integer(1)) = result { self.metrics.epochRotations.add(1, ordering: .relaxed) }
-                self.sync(topic)
+                self.sync(topic, completion: completion)
             }
+            return
         }
+        completion?()
     }
 
     /// A PUB/SUB message: `TAG EPOCH SEQ`.
@@ -381,7 +418,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         commands.send(["ZADD", settings.keyPrefix + ":nodes", String(now), settings.node], nil)
         commands.send(["ZREMRANGEBYSCORE", settings.keyPrefix + ":nodes", "-inf", String(now - 3 * leaseMilliseconds)], nil)
         commands.send(["ZRANGE", settings.keyPrefix + ":nodes", "0", "-1"]) { [weak self] result in
-            if case .success(let reply) = result, let names = reply.elements?.compactMap(\.text) { self?.liveNodes = names }
+            guard let self, case .success(let reply) = result, let names = reply.elements?.compactMap(\.text) else { return }
+            self.liveNodes = names
+            self.knownNodes.withLock { $0 = names }
         }
         // A subscriber connection that stopped answering is reopened by its own timeout.
         subscriber.send(["PING"], nil)
@@ -419,18 +458,29 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     // MARK: Tickets
 
-    /// Stores a single-use ticket for `milliseconds` (`SET NX PX`); false when Redis did not.
-    public func storeTicket(_ ticket: String, _ value: [UInt8], milliseconds: Int64) -> Bool {
-        let reply = commands.call([Array("SET".utf8), Array((settings.keyPrefix + ":ticket:" + ticket).utf8), value,
-                                   Array("PX".utf8), Array(String(max(1, milliseconds)).utf8), Array("NX".utf8)])
-        if case .success(.simple("OK")) = reply { return true }
-        return false
+    /// Stores a single-use ticket for `milliseconds` (`SET NX PX`); `completion` hears whether
+    /// Redis did (on the cluster loop).
+    public func storeTicket(_ ticket: String, _ value: [UInt8], milliseconds: Int64, completion: @escaping @Sendable (Bool) -> Void) {
+        let command = [Array("SET".utf8), Array((settings.keyPrefix + ":ticket:" + ticket).utf8), value,
+                       Array("PX".utf8), Array(String(max(1, milliseconds)).utf8), Array("NX".utf8)]
+        loop.execute { [commands] in
+            commands.send(command) { reply in
+                if case .success(.simple("OK")) = reply { return completion(true) }
+                completion(false)
+            }
+        }
     }
 
-    /// Takes a ticket (`GETDEL`: the first node to ask gets it, every later one nothing).
-    public func takeTicket(_ ticket: String) -> [UInt8]? {
-        if case .success(.bulk(let bytes?)) = commands.call(["GETDEL", settings.keyPrefix + ":ticket:" + ticket]) { return bytes }
-        return nil
+    /// Takes a ticket (`GETDEL`: the first node to ask gets it, every later one nothing);
+    /// `completion` gets its value, or nil (on the cluster loop).
+    public func takeTicket(_ ticket: String, completion: @escaping @Sendable ([UInt8]?) -> Void) {
+        let command = ["GETDEL", settings.keyPrefix + ":ticket:" + ticket]
+        loop.execute { [commands] in
+            commands.send(command) { reply in
+                if case .success(.bulk(let bytes?)) = reply { return completion(bytes) }
+                completion(nil)
+            }
+        }
     }
 
     // MARK: Status
@@ -438,14 +488,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// This node's view for the status page and `deltacast top`: the live nodes, and who leads
     /// each topic this node has.
     public func status() -> (node: String, redis: Bool, nodes: [String], leaders: [(topic: String, node: String)]) {
-        final class Box: @unchecked Sendable { var nodes: [String] = [] }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        loop.execute { [self] in box.nodes = liveNodes; done.signal() }
-        _ = done.wait(timeout: .now() + 1)
+        let nodes = knownNodes.withLock { $0 }
         let names = Dictionary((hub?.allTopics ?? []).map { ($0.key, $0.name) }, uniquingKeysWith: { first, _ in first })
         let leaders: [(topic: String, node: String)] = holders.withLock { $0.compactMap { key, holder in holder.isEmpty ? nil : names[key].map { (topic: $0, node: holder) } } }
-        return (settings.node, isAvailable, box.nodes.sorted(), leaders.sorted { $0.topic < $1.topic })
+        return (settings.node, isAvailable, nodes.sorted(), leaders.sorted { $0.topic < $1.topic })
     }
 
     /// Leases this node holds now.

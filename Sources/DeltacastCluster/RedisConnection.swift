@@ -29,8 +29,8 @@ public enum RedisFailure: Error, Equatable, Sendable, CustomStringConvertible {
 /// its pending commands and is reopened after a backoff with jitter (100 ms doubling to 5 s).
 /// In subscriber mode, replies that no command waits for (`message` pushes) go to ``onPush``.
 ///
-/// Every method runs on `loop`; ``call(_:timeoutMilliseconds:)`` is the blocking form for
-/// other threads.
+/// Every method runs on `loop`; ``call(_:timeoutMilliseconds:)`` is a blocking form for a
+/// thread that serves nobody (start-up, tests), never for an event loop.
 public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     public typealias Callback = (Result<RESPValue, RedisFailure>) -> Void
 
@@ -118,7 +118,8 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     }
 
     /// Sends `command` from another thread and waits for the reply (at most the timeout plus a
-    /// margin for the loop to run). Never call it on `loop` itself.
+    /// margin for the loop to run). Blocks: only for start-up (before anything is served) and
+    /// tests; never on an event loop.
     public func call(_ command: [[UInt8]], timeoutMilliseconds: Int64? = nil) -> Result<RESPValue, RedisFailure> {
         final class Box: @unchecked Sendable { var result: Result<RESPValue, RedisFailure> = .failure(.timedOut) }
         let box = Box()

@@ -1,4 +1,5 @@
 public import DeltacastConfig
+public import DeltacastJSON
 import DeltacastLoop
 import DeltacastWire
 import Synchronization
@@ -8,16 +9,19 @@ import Glibc
 
 /// Cluster mode's side of a topic's state (DeltacastCluster implements it): new states are
 /// committed to the shared history before any node applies them, and only the leader polls.
+/// Nothing here waits for Redis: each call returns at once, and its completion is called later,
+/// on the cluster's own thread.
 public protocol TopicReplication: AnyObject, Sendable {
-    /// A new full body for `topic` (its poll, or a publish): commits the change cluster-wide
-    /// and applies it here; blocks for at most the Redis command timeout.
-    func update(_ topic: Topic, body: [UInt8], contentType: String) throws(Topic.UpdateError) -> Topic.UpdateOutcome
+    /// A new full body for `topic` (its poll, or a publish), already parsed when it is JSON:
+    /// commits the change cluster-wide and applies it here, then calls `completion` with the
+    /// outcome (``Topic/UpdateError/clusterUnavailable(_:)`` when Redis could not take it).
+    func update(_ topic: Topic, parsed: JSONDocument?, body: [UInt8], contentType: String,
+                completion: @escaping @Sendable (Result<Topic.UpdateOutcome, Topic.UpdateError>) -> Void)
     /// Whether this node should poll `topic` now (it holds the topic's lease).
     func mayPoll(_ topic: Topic) -> Bool
-    /// A client holds a cursor of `topic` newer than this node's state (it was served by a
-    /// node that is ahead): bring the topic up to date before answering it. Blocks for at most
-    /// one Redis round trip.
-    func catchUp(_ topic: Topic)
+    /// Brings `topic` up to the shared state (its first load, or a reader holding a cursor
+    /// newer than this node's), then calls `completion`, whether Redis answered or not.
+    func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void)
 }
 
 /// The topic table: finds or creates topics by name, bounds how many exist

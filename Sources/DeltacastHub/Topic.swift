@@ -33,6 +33,13 @@ public final class Topic: @unchecked Sendable {
     private var seq = 0
     /// Cluster mode: Redis cannot be reached (subscribers were told).
     private var clusterUnavailable = false
+    /// Cluster mode: the shared state has been read at least once (a new topic is loading).
+    private var loaded: Bool
+    /// Cluster mode: readers waiting for the catch-up in flight, and for the one after it (a
+    /// reader whose cursor is newer than this node's state needs a read of Redis made after
+    /// it arrived). nil: no catch-up in flight.
+    private var catchUpWaiters: [@Sendable () -> Void]?
+    private var nextCatchUpWaiters: [@Sendable () -> Void] = []
     /// The current body, parsed (JSON content types): its tape, for the next diff.
     private var document: JSONDocument?
     private var body: [UInt8] = []
@@ -78,6 +85,7 @@ public final class Topic: @unchecked Sendable {
         self.hub = hub
         self.currentEpoch = Topic.randomEpoch()
         self.loopCounts = [Int](repeating: 0, count: hub.loopCount)
+        self.loaded = hub.replication == nil
     }
 
     static func diffOptions(_ endpoint: Configuration.Endpoint) -> DiffOptions {
@@ -176,7 +184,6 @@ public final class Topic: @unchecked Sendable {
     /// Also returns the topic's cursor at that moment (nil before the first state).
     public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
         touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
-        catchUpIfBehind(since)
         return lock.withLock { _ in
             loopCounts[loop] += 1
             if let transport { transportCounts[transport] += 1 }
@@ -206,16 +213,61 @@ public final class Topic: @unchecked Sendable {
     /// of a one-element array): a long-poll reads it at once, with no copy of its own.
     public func changes(since: Cursor?) -> ArraySlice<Change>? {
         touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
-        catchUpIfBehind(since)
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }
 
-    /// Cluster mode: a cursor of this epoch past this node's seq was issued by a node that is
-    /// ahead; this one catches up first rather than answer with an older state.
-    private func catchUpIfBehind(_ since: Cursor?) {
-        guard let replication = hub.replication, let since else { return }
-        let behind = lock.withLock { _ in since.epoch == currentEpoch && since.seq > seq }
-        if behind { replication.catchUp(self) }
+    // MARK: Catching up (cluster mode)
+
+    /// Readers that may wait for one catch-up; past it, a reader is served what this node
+    /// holds (a snapshot) without waiting.
+    public static let maximumCatchUpWaiters = 10_000
+
+    /// Cluster mode: whether a reader holding `since` must wait for the shared state before it
+    /// is served: the topic is still loading, or `since` is of this epoch and past this node's
+    /// seq (issued by a node that is ahead). Always false for one process.
+    public func needsCatchUp(since: Cursor?) -> Bool {
+        guard hub.replication != nil else { return false }
+        return lock.withLock { _ in
+            if !loaded { return true }
+            guard let since else { return false }
+            return since.epoch == currentEpoch && since.seq > seq
+        }
+    }
+
+    /// Cluster mode: reads the shared state, then calls `resume` (on the cluster's thread, after
+    /// what the read brought was handed to the loops). Readers without a cursor share the read
+    /// in flight; a reader with one waits for a read that starts after it asked. Returns at once.
+    public func catchUp(since: Cursor?, then resume: @escaping @Sendable () -> Void) {
+        guard let replication = hub.replication else { return resume() }
+        enum Step { case start, wait, serveNow }
+        let step = lock.withLock { _ -> Step in
+            guard catchUpWaiters != nil else { catchUpWaiters = [resume]; return .start }
+            if catchUpWaiters!.count + nextCatchUpWaiters.count >= Topic.maximumCatchUpWaiters { return .serveNow }
+            if since == nil { catchUpWaiters!.append(resume) } else { nextCatchUpWaiters.append(resume) }
+            return .wait
+        }
+        switch step {
+        case .start: replication.catchUp(self) { [self] in caughtUp() }
+        case .wait: break
+        case .serveNow: resume()
+        }
+    }
+
+    /// A catch-up ended: its waiters go on, and the next one starts if readers wait for it.
+    private func caughtUp() {
+        let (waiting, again) = lock.withLock { _ -> ([@Sendable () -> Void], Bool) in
+            loaded = true
+            let waiting = catchUpWaiters ?? []
+            if nextCatchUpWaiters.isEmpty {
+                catchUpWaiters = nil
+                return (waiting, false)
+            }
+            catchUpWaiters = nextCatchUpWaiters
+            nextCatchUpWaiters = []
+            return (waiting, true)
+        }
+        for resume in waiting { resume() }
+        if again, let replication = hub.replication { replication.catchUp(self) { [self] in caughtUp() } }
     }
 
     private func changesLocked(since: Cursor?) -> ArraySlice<Change>? {
@@ -241,7 +293,7 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// Why a new state was refused.
-    public enum UpdateError: Error, Equatable, CustomStringConvertible {
+    public enum UpdateError: Error, Equatable, Sendable, CustomStringConvertible {
         /// The body is not valid JSON for a JSON content type.
         case invalidJSON(String)
         /// Cluster mode: the change could not be committed (Redis unreachable); nothing changed.
@@ -256,21 +308,47 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// The outcome of an update.
-    public enum UpdateOutcome: Equatable {
+    public enum UpdateOutcome: Equatable, Sendable {
         /// A new state: its cursor.
         case changed(Cursor)
         /// Nothing a client can see changed (identical bytes, or only ignored fields).
         case unchanged(Cursor)
     }
 
+    /// What ``update(body:contentType:whenCommitted:)`` did.
+    public enum UpdateProgress {
+        /// Done: the outcome (one process, or a body refused before anything was committed).
+        case finished(Result<UpdateOutcome, UpdateError>)
+        /// Cluster mode: the commit is under way; `whenCommitted` hears its outcome.
+        case committing
+    }
+
+    /// Takes a new full body (a poll's or a publish's) in either mode. One process: as
+    /// ``update(body:contentType:)``, at once. Cluster mode: the body is parsed here and the
+    /// change committed to the shared history without waiting; it reaches this topic (and every
+    /// other node's) from there, and `whenCommitted` is called on the cluster's thread.
+    public func update(body newBody: [UInt8], contentType newType: String,
+                       whenCommitted: @escaping @Sendable (Result<UpdateOutcome, UpdateError>) -> Void) -> UpdateProgress {
+        guard let replication = hub.replication else {
+            do { return .finished(.success(try update(body: newBody, contentType: newType))) } catch { return .finished(.failure(error)) }
+        }
+        var parsed: JSONDocument?
+        if Topic.isJSON(contentType: newType) {
+            do { parsed = try JSONDocument(parsing: newBody) } catch { return .finished(.failure(.invalidJSON(error.description))) }
+        }
+        replication.update(self, parsed: parsed, body: newBody, contentType: newType, completion: whenCommitted)
+        return .committing
+    }
+
     /// Takes a new full body (from a poll or a publish), diffs it against the stored one and
     /// hands the change to every loop with subscribers. JSON content types must parse; others
-    /// travel as snapshots whose `data` is a string.
+    /// travel as snapshots whose `data` is a string. One process only: in cluster mode a change
+    /// must be committed first (``update(body:contentType:whenCommitted:)``), and this refuses.
     @discardableResult
     public func update(body newBody: [UInt8], contentType newType: String) throws(UpdateError) -> UpdateOutcome {
-        // Cluster mode: the change is committed to the shared history first, and reaches this
-        // topic (and every other node's) from there.
-        if let replication = hub.replication { return try replication.update(self, body: newBody, contentType: newType) }
+        guard hub.replication == nil else {
+            throw .clusterUnavailable("in cluster mode a change is committed to Redis first: use update(body:contentType:whenCommitted:)")
+        }
         // A byte-identical body costs no parse and no diff.
         let identical = lock.withLock { _ in seq > 0 && newBody == body && newType == contentType }
         if identical, let cursor {
@@ -349,16 +427,21 @@ public final class Topic: @unchecked Sendable {
         public let contentType: String
     }
 
-    /// Diffs `newBody` against the current state like ``update(body:contentType:)`` but changes
-    /// nothing: nil when nothing a client can see would change. `epoch` replaces the topic's
-    /// (a history that vanished from the cluster starts afresh with a snapshot at seq 1).
+    /// ``prepare(parsed:body:contentType:newEpoch:)`` for a body not parsed yet.
     public func prepare(body newBody: [UInt8], contentType newType: String, newEpoch: String? = nil) throws(UpdateError) -> PreparedChange? {
-        let isJSON = Topic.isJSON(contentType: newType)
         var parsed: JSONDocument?
-        if isJSON {
+        if Topic.isJSON(contentType: newType) {
             do { parsed = try JSONDocument(parsing: newBody) } catch { throw .invalidJSON(error.description) }
         }
-        return lock.withLock { _ -> PreparedChange? in
+        return prepare(parsed: parsed, body: newBody, contentType: newType, newEpoch: newEpoch)
+    }
+
+    /// Diffs `newBody` (`parsed`, when it is JSON) against the current state like
+    /// ``update(body:contentType:)`` but changes nothing: nil when nothing a client can see
+    /// would change. `epoch` replaces the topic's (a history that vanished from the cluster
+    /// starts afresh with a snapshot at seq 1).
+    public func prepare(parsed: JSONDocument?, body newBody: [UInt8], contentType newType: String, newEpoch: String? = nil) -> PreparedChange? {
+        lock.withLock { _ -> PreparedChange? in
             let digest = configured.endpoint.digest ? Topic.digest(parsed, body: newBody) : nil
             if let newEpoch {
                 let cursor = Cursor(epoch: newEpoch, seq: 1)

@@ -123,9 +123,13 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             return !hub.evictIfIdle(topic)
         }, permitted: { [weak hub] in
             hub?.replication?.mayPoll(topic) ?? true
-        }, handler: { [log] result in
+        }, handler: { [log, loop, weak self] result in
             let before = topic.upstreamProblem
-            let verdict = Self.apply(result, to: topic)
+            let verdict = Self.apply(result, to: topic) { [weak self] in
+                // Cluster mode: the commit failed after the poll was judged. Its validators
+                // must not turn the next poll into a 304 that leaves the change uncommitted.
+                loop.execute { [weak self] in self?.poller?.forgetValidators(key: topic.key) }
+            }
             let after = topic.upstreamProblem
             if let after, before?.kind != after.kind {
                 log.log(after.kind == .forbidden ? .info : .warn, "upstream_error", ["topic": .string(topic.name), "kind": .string("\(after.kind)"),
@@ -137,20 +141,25 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         })
     }
 
-    /// Turns one poll's result into the topic's new state or problem.
-    static func apply(_ result: PollResult, to topic: Topic) -> PollVerdict {
+    /// Turns one poll's result into the topic's new state or problem. In cluster mode a body's
+    /// commit goes on after this returns; `uncommitted` is called (on the cluster's thread)
+    /// if it then fails.
+    static func apply(_ result: PollResult, to topic: Topic, uncommitted: @escaping @Sendable () -> Void = {}) -> PollVerdict {
         switch result {
         case .notModified:
             topic.upstreamRecovered()
             return .accepted
         case .body(let status, let contentType, let body):
-            do {
-                try topic.update(body: body, contentType: contentType)
+            let progress = topic.update(body: body, contentType: contentType) { outcome in
+                if case .failure = outcome { uncommitted() }
+            }
+            switch progress {
+            case .committing, .finished(.success):
                 return .accepted
-            } catch .clusterUnavailable {
+            case .finished(.failure(.clusterUnavailable)):
                 // Not committed: the next poll tries again (validators dropped, so it gets a body).
                 return .rejected
-            } catch {
+            case .finished(.failure(let error)):
                 topic.upstreamFailed(UpstreamProblem(kind: .invalidBody, http: status, message: "upstream \(error)"))
                 return .rejected
             }

@@ -59,6 +59,14 @@ final class HTTPConnection: EventLoopHandler {
     /// `limits.subscribe_rate` and `limits.message_rate` (WebSocket only; created on the
     /// first client message, so other connections carry one nil pointer).
     var buckets: ClientBuckets?
+    /// Cluster mode: waits for Redis begun (the latest one's number is the only one whose reply
+    /// is taken), and what runs when its reply comes (``awaitCluster(_:start:then:)``).
+    var clusterWaits = 0
+    var clusterContinuation: ((Any) -> Void)?
+    /// Cluster mode: subscriptions waiting for their topic to catch up, topic key to name.
+    var pendingAttaches: [String: String] = [:]
+    /// Cluster mode: the ticket the request being answered presented, as Redis redeemed it.
+    var redeemedTicket: (ticket: String, principal: Principal?)?
 
     init(state: LoopState, fd: Int32, peer: String, tls: TLSStream? = nil, admin: Bool = false) {
         self.tls = tls
@@ -107,8 +115,8 @@ final class HTTPConnection: EventLoopHandler {
         self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
     }
 
-    /// Back to plain HTTP (a held poll was answered).
-    private func uninstallSession() {
+    /// Back to plain HTTP (a held poll was answered, a wait for Redis ended).
+    func uninstallSession() {
         guard let previous = session else { return }
         cancelSessionTimer()
         session = nil
@@ -294,6 +302,12 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func respond(to request: HTTPRequestHead, body: [UInt8]) {
+        redeemedTicket = nil
+        route(request, body: body)
+    }
+
+    /// Answers `request` by its route (again, once a ticket was redeemed in cluster mode).
+    func route(_ request: HTTPRequestHead, body: [UInt8]) {
         let route = state.generation.router.route(request, draining: state.drainDeadline != nil,
                                               openConnections: state.server.openConnections.load(ordering: .relaxed),
                                               adminListener: onAdminListener, clusterAvailable: state.server.cluster?.isAvailable ?? true)
@@ -311,8 +325,10 @@ final class HTTPConnection: EventLoopHandler {
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             finish(request, RoutedResponse(status: 200, headers: headers, body: Array(state.server.metricsText(draining: state.drainDeadline != nil).utf8)))
         case .topic(let endpoint, let topic):
+            if awaitTicket(request, body: body) { return }
             serveTopic(request, endpoint: endpoint, topicName: topic)
         case .multiplexed(let transport):
+            if awaitTicket(request, body: body) { return }
             serveMultiplexed(request, transport: transport)
         case .publish(let endpoint, let topic):
             if let refusal = publishRefusal() { return finish(request, refusal) }

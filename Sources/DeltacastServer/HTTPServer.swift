@@ -71,7 +71,7 @@ public final class HTTPServer: @unchecked Sendable {
         let generation = try ServerGeneration(configuration: configuration, dashboard: dashboard)
         self.currentGeneration = Locked(generation)
         self.dashboard = dashboard
-        self.tickets = TicketStore(lifetimeMilliseconds: configuration.auth.ticketTTL.wholeMilliseconds, capacity: configuration.auth.maxTickets, cluster: cluster)
+        self.tickets = TicketStore(lifetimeMilliseconds: configuration.auth.ticketTTL.wholeMilliseconds, capacity: configuration.auth.maxTickets)
         self.tls = try configuration.tls.map { tls throws(TLSError) in try TLSContext(certificate: tls.certificate, key: tls.key) }
         let count = configuration.server.eventLoops ?? HTTPServer.usableCores()
         var loops: [EventLoop] = []

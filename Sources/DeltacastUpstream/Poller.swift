@@ -158,6 +158,14 @@ public final class Poller: @unchecked Sendable {
         return true
     }
 
+    /// Drops `key`'s validators, so its next poll asks for a full body (a body whose change could
+    /// not be committed must come again, not as a 304).
+    public func forgetValidators(key: String) {
+        guard let entry = entries[key] else { return }
+        entry.etag = nil
+        entry.lastModified = nil
+    }
+
     /// Stops polling `key` (a request in flight completes and is ignored).
     public func stop(key: String) {
         guard let entry = entries.removeValue(forKey: key) else { return }

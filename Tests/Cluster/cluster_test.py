@@ -736,6 +736,111 @@ class ClusterTests(ClusterCase):
             self.assertEqual((status, json.loads(body), headers["ETag"]), (200, {"n": 5}, f'"{results[-1]}"'))
 
 
+class RedisStoppedTests(ClusterCase):
+    """No event loop waits for Redis: with Redis stopped (SIGSTOP: a fork's pause, a failover),
+    one node on one event loop keeps answering what it holds while new subscribers, a publish
+    and a ticket wait for Redis; once Redis runs again, each of them gets its answer."""
+
+    def test_a_stopped_redis_stops_no_one_else_on_the_loop(self):
+        node = self.nodes[0]
+        put(self.simulator, "/doc/held", document(0))
+        self.assertEqual(request(node.url("/doc/held"))[0], 200)
+        cold = [f"/doc/cold{index}" for index in range(10)]
+        for index, path in enumerate(cold):
+            put(self.simulator, path, document(index + 1))
+        latencies = {"/healthz": [], "/doc/held": []}
+        snapshots = {}
+        answers = {}
+        stopped_for = 5.0
+
+        async def probe(until):
+            while time.time() < until:
+                for target in latencies:
+                    started = time.time()
+                    status, _ = await http_get(node.port, target, timeout=10)
+                    latencies[target].append((time.time() - started, status))
+                await asyncio.sleep(0.05)
+
+        async def sse(path):
+            reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n".encode())
+            await reader.readuntil(b"\r\n\r\n")
+            while True:
+                block = await reader.readuntil(b"\n\n")
+                data = [line[6:] for line in block.decode().split("\n") if line.startswith("data: ")]
+                if data and json.loads("\n".join(data)).get("type") == "snapshot":
+                    snapshots[path] = json.loads("\n".join(data))["data"]
+                    writer.close()
+                    return
+
+        async def websocket(path):
+            async with websockets.connect(f"ws://127.0.0.1:{node.port}/deltacast/ws", subprotocols=["deltacast.v1"]) as connection:
+                await connection.send(json.dumps({"type": "subscribe", "topic": path}))
+                while True:
+                    event = json.loads(await connection.recv())
+                    if event.get("type") == "snapshot":
+                        snapshots[path] = event["data"]
+                        return
+
+        async def long_poll(path):
+            while True:
+                status, body = await http_get(node.port, f"/deltacast/poll?topic={path}&wait=25", timeout=30)
+                events = json.loads(body) if status == 200 else []
+                for event in events:
+                    if event.get("type") == "snapshot":
+                        snapshots[path] = event["data"]
+                        return
+
+        def publish():
+            answers["publish"] = node.publish("/live/stopped", {"n": 1})
+
+        def ticket():
+            answers["ticket"] = request(node.url("/deltacast/ticket"), method="POST", headers={"Authorization": f"Bearer {API_KEY}"})
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            self.redis.process.send_signal(signal.SIGSTOP)
+            stopped = time.time()
+            try:
+                prober = asyncio.ensure_future(probe(stopped + stopped_for))
+                kinds = [sse] * 4 + [websocket] * 3 + [long_poll] * 3
+                subscribers = [asyncio.ensure_future(kind(path)) for kind, path in zip(kinds, cold)]
+                writes = [loop.run_in_executor(None, publish), loop.run_in_executor(None, ticket)]
+                await prober
+            finally:
+                self.redis.process.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(asyncio.gather(*subscribers, *writes), 30)
+
+        asyncio.run(main())
+        for target, seen in latencies.items():
+            self.assertGreater(len(seen), 20, target)
+            self.assertEqual({status for _, status in seen}, {200}, target)
+            slowest = max(seconds for seconds, _ in seen)
+            self.assertLess(slowest, 0.5, f"{target} took {slowest * 1000:.0f} ms while Redis was stopped")
+        for index, path in enumerate(cold):
+            self.assertEqual(snapshots.get(path), document(index + 1), path)
+        # The publish and the ticket were answered when Redis was: committed or stored, or a
+        # clear 503 once the command timeout passed (nothing half done).
+        status, _, body = answers["publish"]
+        self.assertIn(status, (200, 503), body)
+        if status == 503:
+            self.assertEqual(json.loads(body)["error"], "unavailable", body)
+            status, _, body = node.publish("/live/stopped", {"n": 1})
+            self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(request(node.url("/live/stopped"))[2]), {"n": 1})
+        status, _, body = answers["ticket"]
+        self.assertIn(status, (200, 503), body)
+        if status == 200:
+            ticket = json.loads(body)["ticket"]
+            self.nodes[1].publish("/secure/stopped", {"n": 2})
+            self.assertEqual(request(self.nodes[1].url(f"/secure/stopped?ticket={ticket}"))[0], 200)
+        else:
+            self.assertEqual(json.loads(body)["error"], "unavailable", body)
+        print(f"\n  Redis stopped {stopped_for:.0f} s: slowest /healthz {max(s for s, _ in latencies['/healthz']) * 1000:.0f} ms, "
+              f"GET of a held topic {max(s for s, _ in latencies['/doc/held']) * 1000:.0f} ms; publish {answers['publish'][0]}, "
+              f"ticket {answers['ticket'][0]}", file=sys.stderr)
+
+
 class ExampleClusterTests(unittest.TestCase):
     """examples/cluster as shipped (only addresses changed): three nodes behind the real nginx
     with examples/cluster/nginx.conf, round robin, no stickiness. A long-poller whose every

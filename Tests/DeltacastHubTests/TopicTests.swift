@@ -374,3 +374,106 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         guard case .matched = literal.match("/cafe\u{301}/1") else { Issue.record("a decomposed é did not match"); return }
     }
 }
+
+/// Cluster mode's Redis as a script: it records what the topic asks and answers when the test
+/// says so, so the gate's order of events is explicit.
+final class ScriptedReplication: TopicReplication, @unchecked Sendable {
+    private let lock = Locked<(catchUps: [@Sendable () -> Void], commits: [(parsed: Bool, body: [UInt8])])>(([], []))
+    var catchUpsAsked: Int { lock.withLock { $0.catchUps.count } }
+    var commits: [(parsed: Bool, body: [UInt8])] { lock.withLock { $0.commits } }
+
+    func update(_ topic: Topic, parsed: JSONDocument?, body: [UInt8], contentType: String,
+                completion: @escaping @Sendable (Result<Topic.UpdateOutcome, Topic.UpdateError>) -> Void) {
+        lock.withLock { $0.commits.append((parsed != nil, body)) }
+    }
+    func mayPoll(_ topic: Topic) -> Bool { true }
+    func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void) {
+        lock.withLock { $0.catchUps.append(completion) }
+    }
+    /// Answers the `index`th catch-up asked for.
+    func answer(_ index: Int) {
+        let completion = lock.withLock { $0.catchUps[index] }
+        completion()
+    }
+}
+
+/// Counts resumptions from any thread.
+final class Resumptions: Sendable {
+    let count = Atomic<Int>(0)
+    func resume() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// The gate in front of a topic in cluster mode: readers wait for the shared state without
+/// anyone blocking, and a cursor newer than the node's waits for a read made after it asked.
+@Suite struct TopicCatchUpTests {
+    func clusterHub() throws -> (Hub, ScriptedReplication) {
+        let replication = ScriptedReplication()
+        let configuration = try Configuration.load(text: publishEndpoints, file: "hub.yaml", environment: [:])
+        return (Hub(configuration: configuration, loopCount: 1, deliver: { _, _ in }, replication: replication), replication)
+    }
+
+    @Test func readersOfALoadingTopicShareItsFirstReadAndGoOnWhenItEnds() throws {
+        let (hub, replication) = try clusterHub()
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        #expect(topic.needsCatchUp(since: nil))
+        let resumed = Resumptions()
+        topic.catchUp(since: nil) { resumed.resume() }
+        topic.catchUp(since: nil) { resumed.resume() }
+        #expect(replication.catchUpsAsked == 1 && resumed.value == 0)
+        replication.answer(0)
+        #expect(resumed.value == 2)
+        #expect(!topic.needsCatchUp(since: nil))
+        #expect(replication.catchUpsAsked == 1)
+    }
+
+    @Test func aCursorNewerThanTheNodeWaitsForAReadMadeAfterItAsked() throws {
+        let (hub, replication) = try clusterHub()
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        topic.catchUp(since: nil) {}
+        replication.answer(0)
+        #expect(topic.replicate(epoch: "epoch001", seq: 3, body: body(3), contentType: "application/json", entries: []) == .reset)
+        let ahead = Cursor(epoch: "epoch001", seq: 5)
+        #expect(topic.needsCatchUp(since: ahead))
+        #expect(!topic.needsCatchUp(since: Cursor(epoch: "epoch001", seq: 3)))
+        #expect(!topic.needsCatchUp(since: Cursor(epoch: "other001", seq: 9)))   // another history: a snapshot, no wait
+        let first = Resumptions(), second = Resumptions()
+        topic.catchUp(since: ahead) { first.resume() }        // starts a read
+        topic.catchUp(since: ahead) { second.resume() }       // one is in flight: waits for the next
+        #expect(replication.catchUpsAsked == 2)
+        replication.answer(1)
+        #expect(first.value == 1 && second.value == 0)
+        #expect(replication.catchUpsAsked == 3)               // the next read started by itself
+        replication.answer(2)
+        #expect(second.value == 1)
+    }
+
+    @Test func pastTheWaitersLimitAReaderIsServedAtOnce() throws {
+        let (hub, replication) = try clusterHub()
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        let resumed = Resumptions()
+        for _ in 0..<Topic.maximumCatchUpWaiters { topic.catchUp(since: nil) { resumed.resume() } }
+        #expect(resumed.value == 0)
+        topic.catchUp(since: nil) { resumed.resume() }
+        #expect(resumed.value == 1)                           // not queued: served what the node holds
+        replication.answer(0)
+        #expect(resumed.value == Topic.maximumCatchUpWaiters + 1)
+    }
+
+    @Test func aChangeIsParsedHereAndCommittedThereNeverAppliedDirectly() throws {
+        let (hub, replication) = try clusterHub()
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        guard case .finished(.failure(.invalidJSON)) = topic.update(body: Array("{not json".utf8), contentType: "application/json", whenCommitted: { _ in }) else {
+            Issue.record("a body that is not JSON must be refused before any commit")
+            return
+        }
+        guard case .committing = topic.update(body: body(1), contentType: "application/json", whenCommitted: { _ in }) else {
+            Issue.record("a JSON body must go to the cluster")
+            return
+        }
+        #expect(replication.commits.map(\.parsed) == [true])
+        #expect(replication.commits.first?.body == body(1))
+        #expect(topic.cursor == nil)                          // nothing applied until the shared history says so
+        #expect(throws: Topic.UpdateError.self) { try topic.update(body: body(2), contentType: "application/json") }
+    }
+}

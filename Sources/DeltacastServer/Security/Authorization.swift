@@ -1,4 +1,3 @@
-import DeltacastCluster
 import COpenSSL
 import DeltacastConfig
 import DeltacastLoop
@@ -155,14 +154,13 @@ final class TicketStore: Sendable {
     private let tickets = Locked<[String: Entry]>([:])
     private let lifetime: Int64
     private let capacity: Int
-    /// Cluster mode: tickets live in Redis too, so one issued on any node is redeemed, once, on
-    /// any node. `auth.max_tickets` still bounds what each node issues.
-    private let cluster: Cluster?
 
-    init(lifetimeMilliseconds: Int64, capacity: Int, cluster: Cluster? = nil) {
+    /// In cluster mode tickets live in Redis too (the connection stores and takes them there),
+    /// so one issued on any node is redeemed, once, on any node; this table still bounds what
+    /// each node issues (`auth.max_tickets`).
+    init(lifetimeMilliseconds: Int64, capacity: Int) {
         self.lifetime = lifetimeMilliseconds
         self.capacity = capacity
-        self.cluster = cluster
     }
 
     /// A new ticket for `principal`, or nil when `auth.max_tickets` are outstanding.
@@ -175,22 +173,15 @@ final class TicketStore: Sendable {
             guard table.count < capacity else { return nil }
             table[ticket] = Entry(principal: principal, expires: now + lifetime)
             return ticket
-        }.flatMap { ticket in
-            guard let cluster else { return ticket }
-            // Not stored cluster-wide: refuse it rather than hand out a ticket other nodes deny.
-            return cluster.storeTicket(ticket, principal.serialized, milliseconds: lifetime) ? ticket : nil
         }
     }
 
     /// Redeems a ticket: its principal once, then never again.
     func redeem(_ ticket: String, now: Int64) -> Principal? {
-        let local = tickets.withLock { table -> Principal? in
+        tickets.withLock { table -> Principal? in
             guard let entry = table.removeValue(forKey: ticket), entry.expires > now else { return nil }
             return entry.principal
         }
-        guard let cluster else { return local }
-        // Taken atomically in Redis (GETDEL): whichever node redeems it first wins, once.
-        return cluster.takeTicket(ticket).flatMap(Principal.deserialized)
     }
 
     var count: Int { tickets.withLock { $0.count } }

@@ -19,7 +19,10 @@ extension HTTPConnection {
         guard let authenticator = state.generation.authenticator else { return .anonymous }
         let now = unixMilliseconds()
         if let ticket = Router.firstQueryValue(request.target, "ticket") {
-            guard let principal = state.server.tickets.redeem(ticket, now: now) else {
+            // Cluster mode: Redis redeemed it before the request was routed (``awaitTicket``).
+            let redeemed = state.server.cluster == nil ? state.server.tickets.redeem(ticket, now: now)
+                : redeemedTicket?.ticket == ticket ? redeemedTicket?.principal : nil
+            guard let principal = redeemed else {
                 return .invalid("unknown, used or expired ticket (a ticket is good for one connection, within auth.ticket_ttl)", explicit: true)
             }
             if let expiresAt = principal.expiresAt, expiresAt <= now { return .invalid("the token behind this ticket has expired", explicit: true) }
@@ -149,8 +152,20 @@ extension HTTPConnection {
             return finish(request, .error(503, "too_many", "auth.max_tickets tickets are outstanding; try again shortly", headers: ["Retry-After": "1"]))
         }
         let seconds = state.configuration.auth.ticketTTL.components.seconds
-        let body = Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8)
-        finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
+        let answer = RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"],
+                                    body: Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8))
+        guard let cluster = state.server.cluster else { return finish(request, answer) }
+        // Stored in Redis too, so any node redeems it once; a ticket Redis did not take is
+        // refused rather than handed out for other nodes to deny.
+        let milliseconds = state.configuration.auth.ticketTTL.wholeMilliseconds
+        awaitCluster(request, start: { cluster.storeTicket(ticket, principal.serialized, milliseconds: milliseconds, completion: $0) },
+                     then: { [unowned self] (stored: Bool) in
+            guard stored else {
+                _ = state.server.tickets.redeem(ticket, now: unixMilliseconds())
+                return finish(request, .error(503, "unavailable", "the ticket could not be stored in the cluster's Redis; try again shortly", headers: ["Retry-After": "1"]))
+            }
+            finish(request, answer)
+        })
     }
 
     /// `limits.publish_rate` for the admin token: a 429 response when it is spent.

@@ -40,9 +40,11 @@ extension HTTPConnection {
         state.removeSubscriber(self, topic: key)
     }
 
-    /// Detaches the subscription to the topic clients know as `name`.
+    /// Detaches the subscription to the topic clients know as `name` (and forgets one still
+    /// waiting for its topic to catch up).
     func detach(named name: String) {
         for key in subscriptions.keys(topicNamed: name) { detach(key) }
+        if !pendingAttaches.isEmpty { pendingAttaches = pendingAttaches.filter { $0.value != name } }
     }
 
     /// A subscription ends, its `error` event already queued (refused by the upstream or the

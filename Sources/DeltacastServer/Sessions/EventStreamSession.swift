@@ -59,7 +59,15 @@ extension HTTPConnection {
         request.headers.tokens("Accept").contains { $0.lowercased().hasPrefix("text/event-stream") }
     }
 
-    func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool, credential: Credential) {
+    func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool, credential: Credential, caughtUp: Bool = false) {
+        // Cluster mode: the topics catch up before the stream begins, so each is subscribed in
+        // the order asked (a multiplexed stream's `id:` lists cursors in that order).
+        if !caughtUp, state.server.cluster != nil,
+           awaitCatchUp(request, topics: resolvedTopics(topics[...], credential: credential, request: request), then: { [unowned self] in
+               startSSE(request, topics: topics, multiplexed: multiplexed, credential: credential, caughtUp: true)
+           }) {
+            return
+        }
         guard beginEventStream(request, multiplexed: multiplexed) else { return }
         for (name, endpoint, since) in topics {
             if let error = refusal(name, endpoint: endpoint, credential: credential) {

@@ -139,7 +139,14 @@ struct PollAnswer {
 }
 
 extension HTTPConnection {
-    func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential) {
+    func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential, caughtUp: Bool = false) {
+        // Cluster mode: topics this node meets now, or held at a cursor newer than its state,
+        // catch up with Redis first; the request waits, the loop does not.
+        if !caughtUp, state.server.cluster != nil,
+           awaitCatchUp(request, topics: resolvedTopics(requested.prefix(configuration.limits.maxTopicsPerConnection), credential: credential, request: request),
+                        then: { [unowned self] in poll(request, topics: requested, credential: credential, caughtUp: true) }) {
+            return
+        }
         var answer = PollAnswer()
         var watched: [(Topic, Cursor?)] = []
         for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
@@ -167,6 +174,16 @@ extension HTTPConnection {
         }
         let wait = Router.firstQueryValue(request.target, "wait").flatMap { Int($0) } ?? 25
         beginHold(.multiplexed, request: request, topics: watched, milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
+    }
+
+    /// The topics of `requested` that may be read (not refused), with their cursors: the ones a
+    /// request must wait for when they need to catch up (cluster mode).
+    func resolvedTopics(_ requested: ArraySlice<(String, Int?, Cursor?)>, credential: Credential, request: HTTPRequestHead) -> [(Topic, Cursor?)] {
+        requested.compactMap { name, endpoint, since in
+            guard let endpoint, refusal(name, endpoint: endpoint, credential: credential) == nil,
+                  let topic = hubTopic(name, endpoint: endpoint, request: nil, credentialsFrom: request) else { return nil }
+            return (topic, since)
+        }
     }
 
     /// Holds `request` on `topics`, each at the cursor the caller found it at. A change (or a

@@ -10,7 +10,7 @@ extension HTTPConnection {
 
     // MARK: Mirrored paths
 
-    func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
+    func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String, caughtUp: Bool = false) {
         // Checked on every plain GET and every stream, before anything about the topic shows.
         let presented = credential(request)
         let decision = access(endpoint: endpoint, topicName: topicName, credential: presented)
@@ -31,6 +31,11 @@ extension HTTPConnection {
             return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
+        // Cluster mode: a topic this node meets now is loading from Redis; the request waits
+        // for it (the loop does not).
+        if !caughtUp, awaitCatchUp(request, topics: [(topic, nil)], then: { [unowned self] in
+            serveTopic(request, endpoint: endpoint, topicName: topicName, caughtUp: true)
+        }) { return }
         guard let current = topic.current() else {
             if topic.endpoint.source == .publish {
                 return finish(request, .error(404, "not_found", "nothing has been published to \(topicName) yet"))
@@ -119,23 +124,40 @@ extension HTTPConnection {
             return finish(request, .error(409, "conflict", "\(topicName) is polled from the upstream (source: poll); only source: publish endpoints accept publishes"))
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
-        do {
-            // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
-            var contentType = request.headers["Content-Type"] ?? "application/json"
-            if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
-            let outcome = try topic.update(body: body, contentType: contentType)
-            let (cursor, changed): (Cursor, Bool) = switch outcome {
+        // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
+        var contentType = request.headers["Content-Type"] ?? "application/json"
+        if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
+        guard state.server.cluster != nil else {
+            if case .finished(let outcome) = topic.update(body: body, contentType: contentType, whenCommitted: { _ in }) {
+                finish(request, Self.publishResponse(outcome, topicName: topicName))
+            }
+            return
+        }
+        // Cluster mode: answered when the commit is (the loop goes on meanwhile).
+        awaitCluster(request, start: { done in
+            if case .finished(let outcome) = topic.update(body: body, contentType: contentType, whenCommitted: done) { done(outcome) }
+        }, then: { [unowned self] (outcome: Result<Topic.UpdateOutcome, Topic.UpdateError>) in
+            finish(request, Self.publishResponse(outcome, topicName: topicName))
+        })
+    }
+
+    /// A publish's answer: 200 with the cursor and whether anything changed, 503 when the
+    /// cluster could not commit it, 400 for a body that is not JSON.
+    static func publishResponse(_ outcome: Result<Topic.UpdateOutcome, Topic.UpdateError>, topicName: String) -> RoutedResponse {
+        switch outcome {
+        case .success(let update):
+            let (cursor, changed): (Cursor, Bool) = switch update {
             case .changed(let cursor): (cursor, true)
             case .unchanged(let cursor): (cursor, false)
             }
             var headers: HTTPHeaders = ["Content-Type": "application/json", "ETag": "\"\(cursor)\""]
             headers.add(name: "Cache-Control", value: "no-store")
-            finish(request, RoutedResponse(status: 200, headers: headers,
-                                           body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8)))
-        } catch .clusterUnavailable(let reason) {
-            finish(request, .error(503, "unavailable", "\(reason); the state of \(topicName) is unchanged", headers: ["Retry-After": "1"]))
-        } catch {
-            finish(request, .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged"))
+            return RoutedResponse(status: 200, headers: headers,
+                                  body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8))
+        case .failure(.clusterUnavailable(let reason)):
+            return .error(503, "unavailable", "\(reason); the state of \(topicName) is unchanged", headers: ["Retry-After": "1"])
+        case .failure(let error):
+            return .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged")
         }
     }
 
@@ -184,7 +206,8 @@ extension HTTPConnection {
     /// An error event for a topic that cannot be subscribed, or nil when it can.
     func refusal(_ name: String, endpoint: Int?, credential: Credential) -> [UInt8]? {
         if let endpoint {
-            if subscriptions.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.contains(topicNamed: name) {
+            if subscriptions.count + pendingAttaches.count >= configuration.limits.maxTopicsPerConnection && !subscriptions.contains(topicNamed: name)
+                && !pendingAttaches.values.contains(name) {
                 return DeltacastEvent.error(topic: name, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per connection (limits.max_topics_per_connection)")
             }
             return refusalEvent(access(endpoint: endpoint, topicName: name, credential: credential), topic: name)

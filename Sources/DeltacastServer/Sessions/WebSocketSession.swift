@@ -179,7 +179,8 @@ extension HTTPConnection {
             install(WebSocketSession(kind: sessionKind, deflate: deflate, compressor: compressor, maximumMessage: configuration.limits.maxMessage,
                                      now: MonotonicClock.milliseconds(), pingInterval: state.webSocketPingMilliseconds, credentialHeaders: credentialHeaders))
             if case .single(let endpoint, let name) = kind, let topic = hubTopic(name, endpoint: endpoint, request: nil) {
-                attach(topic, since: Router.firstQueryValue(request.target, "since").flatMap { Cursor($0) }, sendBacklog: true)
+                let since = Router.firstQueryValue(request.target, "since").flatMap { Cursor($0) }
+                if !attachWhenCaughtUp(topic, since: since) { attach(topic, since: since, sendBacklog: true) }
             }
             let early = requests.takeBuffered()
             if !early.isEmpty { sessionReceived(early[...]) }
@@ -212,7 +213,7 @@ extension HTTPConnection {
                 return sendEvent(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
             }
             detach(named: topicName)
-            attach(topic, since: since, sendBacklog: true)
+            if !attachWhenCaughtUp(topic, since: since) { attach(topic, since: since, sendBacklog: true) }
         case .message(.unsubscribe(let name)):
             var topicName = name
             if case .matched(_, let normalised, _) = state.generation.router.matcher.match(name) { topicName = normalised }

@@ -11,16 +11,15 @@ import Glibc
 
 /// Cluster mode (DESIGN.md "DeltacastCluster"): many proxies, one poll per topic, one history.
 ///
-/// - **Leadership.** Each polled topic has a lease in Redis; only its holder polls
-///   (``mayPoll(_:)``). Every node that has the topic renews or peeks at the lease each tick;
-///   the node that rendezvous hashing prefers takes a free lease at once, others after seeing
-///   it free for a whole tick, so leadership spreads and a dead leader is replaced within the
-///   lease plus a tick. Each new leadership bumps a fencing counter: a commit carries the token
-///   and is refused once another node took over.
-/// - **History.** A change is committed by one script (fence, base seq, bump, journal, document,
-///   publish) and applied by every node from Redis, the committing one included, so cursors are
-///   the same everywhere. PUB/SUB only wakes nodes up; each tick also compares seqs, so a lost
-///   message costs at most a tick.
+/// - **Ownership.** Only a topic's owner polls it (``mayPoll(_:)``). Each node heartbeats once
+///   per tick; a topic's owner record changes only when it is claimed or released
+///   (``Ownership``), so while nothing changes a node's Redis work does not grow with its
+///   topics. A dead owner is replaced within the lease plus a tick; a paused one is fenced.
+/// - **History.** A change is committed by one script (owner, base seq, bump, journal,
+///   document, announcement) and applied by every node from Redis, the committing one
+///   included, so cursors are the same everywhere. PUB/SUB only wakes nodes up; each tick a
+///   node also reads the changes stream from where it left it, so a lost message costs at most
+///   a tick.
 /// - **Failures.** Lost history → a new epoch (snapshots); a seq gone backwards → a new epoch;
 ///   Redis unreachable → subscribers get one `status` event, the node serves what it holds, and
 ///   the first sync after recovery brings every topic up to date.
@@ -35,7 +34,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     public let settings: Configuration.Cluster
     /// The lease, milliseconds.
     public let leaseMilliseconds: Int64
-    /// How often leases are renewed and seqs compared, milliseconds.
+    /// How often a node heartbeats and reads the changes stream, milliseconds.
     public let tickMilliseconds: Int64
     /// The credential-digest salt every node shares.
     public let salt: [UInt8]
@@ -50,18 +49,24 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Called on the cluster loop when this node becomes a topic's leader: poll it now.
     private var onLeadership: (@Sendable (Topic) -> Void)?
 
-    /// Leases this node holds, by topic key (read by the pollers' threads).
-    private let leases = Locked<[String: Lease]>([:])
-    struct Lease { var fence: Int64; var until: Int64 }
-    /// Topic keys by tag (what PUB/SUB messages name), for topics this node has seen.
+    /// Membership and owners (read by the pollers' threads through ``mayPoll(_:)``).
+    private let ownership: Locked<Ownership>
+    /// Topic keys by tag (what PUB/SUB messages and the changes stream name), for topics this
+    /// node has seen.
     private let tags = Locked<[String: String]>([:])
-    // On the loop only:
-    private var freeStreak: [String: Int] = [:]
-    private var liveNodes: [String] = []
-    /// Lease holders seen at the last tick, by topic key (the status page).
-    private let holders = Locked<[String: String]>([:])
-    /// The live nodes as the last tick saw them (the status page reads them from any thread).
+    /// The live nodes as the last heartbeat saw them (the status page reads them from any thread).
     private let knownNodes = Locked<[String]>([])
+    // On the loop only:
+    /// Where this node is in the changes stream: the last entry's ID and counter (nil until read).
+    private var changesPosition: (id: String, counter: Int)?
+    /// Whether the next heartbeat joins (at start, after a lapse): the member it replaces ('' for
+    /// none); nil when it renews.
+    private var joining: String? = ""
+    /// Ticks since the last sweep of topics this node no longer holds.
+    private var ticksSinceSweep = 0
+    /// Changes stream entries kept in Redis (`MAXLEN ~`); past them, a node that fell behind by
+    /// more in one tick re-reads every topic.
+    static let changesKept = 10_000
     /// Commits waiting, by topic key, on the loop only: the first is in flight.
     private var commitQueues: [String: [PendingCommit]] = [:]
     /// Commits that may wait for one topic (the one in flight included); past it a publish is
@@ -93,6 +98,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         self.tickMilliseconds = max(100, min(leaseMilliseconds / 6, shortest / 2))
         self.channel = settings.keyPrefix + ":changes"
         self.journalEntries = configuration.limits.journalEntries
+        self.ownership = Locked(Ownership(node: settings.node, incarnation: Topic.randomEpoch(), leaseMilliseconds: leaseMilliseconds))
         do { loop = try EventLoop() } catch { throw StartError(description: "cannot create the cluster loop: \(error)") }
         commands = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)")
         subscriber = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-sub")
@@ -121,8 +127,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         available.store(true, ordering: .relaxed)
     }
 
-    /// Starts following `hub`'s topics: subscribes, then renews leases and compares seqs every
-    /// tick. `onLeadership` hears of each leadership this node takes (poll the topic now).
+    /// Starts following `hub`'s topics: subscribes, then heartbeats and reads the changes stream
+    /// every tick. `onLeadership` hears of each topic this node comes to own (poll it now).
     public func attach(hub: Hub, onLeadership: @escaping @Sendable (Topic) -> Void) {
         loop.execute { [self] in
             self.hub = hub
@@ -160,34 +166,37 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     // MARK: Keys
 
     /// The hash tag of a topic: 16 hex digits of its key's SHA-1 (a key may hold any byte).
-    static func tag(_ key: String) -> String {
-        SHA1.digest(Array(key.utf8)).prefix(8).map { byte in
-            let hex = Array("0123456789abcdef")
-            return String([hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-        }.joined()
-    }
+    static func tag(_ key: String) -> String { hexString(SHA1.digest(Array(key.utf8)).prefix(8)) }
 
-    struct Keys { let meta, log, doc, lease, fence, claim, tag: String }
+    struct Keys { let meta, log, doc, owner, tag: String }
 
-    func keys(_ topic: Topic) -> Keys {
-        let tag = Self.tag(topic.key)
+    func keys(_ topic: Topic) -> Keys { keys(tag: Self.tag(topic.key)) }
+
+    func keys(tag: String) -> Keys {
         let base = "\(settings.keyPrefix):{\(tag)}:"
-        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", lease: base + "lease", fence: base + "fence", claim: base + "claim", tag: tag)
+        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", owner: base + "owner", tag: tag)
     }
+
+    /// The cluster-wide keys: membership, the commit counter and the changes stream.
+    var members: String { settings.keyPrefix + ":{nodes}:members" }
+    var memberKey: String { settings.keyPrefix + ":{nodes}:member:" + settings.node }
+    var commitCounter: String { settings.keyPrefix + ":commits" }
+    var changesStream: String { settings.keyPrefix + ":changes-log" }
 
     // MARK: TopicReplication
 
     public func mayPoll(_ topic: Topic) -> Bool {
         let now = MonotonicClock.milliseconds()
-        return leases.withLock { $0[topic.key].map { $0.until > now } ?? false }
+        return ownership.withLock { $0.mayPoll(topic.key, now: now) }
     }
 
     /// A topic appeared on this node: remember its tag, start loading its state and journal
     /// (its readers wait in the topic meanwhile), and try to lead it.
     public func topicCreated(_ topic: Topic) {
-        tags.withLock { $0[keys(topic).tag] = topic.key }
+        let tag = Self.tag(topic.key)
+        tags.withLock { $0[tag] = topic.key }
+        if topic.endpoint.source == .poll { ownership.withLock { $0.hold(topic.key, tag: tag) } }
         topic.catchUp(since: nil) {}
-        if topic.endpoint.source == .poll { loop.execute { [self] in lease(topic) } }
     }
 
     public func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void) {
@@ -230,19 +239,20 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             topic.upstreamRecovered()
             return finishCommit(topic, .success(.unchanged(current())))
         }
-        var fence = ""
+        var writer = ""
         if topic.endpoint.source == .poll {
-            guard let held = leases.withLock({ $0[topic.key] }), held.until > MonotonicClock.milliseconds() else {
+            let now = MonotonicClock.milliseconds()
+            guard let identity = ownership.withLock({ $0.mayPoll(topic.key, now: now) ? $0.identity : nil }) else {
                 return finishCommit(topic, .success(.unchanged(current())))
             }
-            fence = String(held.fence)
+            writer = identity
         }
         let keys = keys(topic)
         let started = MonotonicClock.nanoseconds()
-        eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.lease, keys.fence],
-             arguments: [Array(settings.node.utf8), Array(fence.utf8), Array(prepared.base.epoch.utf8),
+        eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.owner, commitCounter, changesStream],
+             arguments: [Array(writer.utf8), Array(prepared.base.epoch.utf8),
                          Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
-                         Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8)]) { [self] reply in
+                         Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8), Array(String(Self.changesKept).utf8)]) { [self] reply in
             metrics.scriptSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
             switch reply {
             case .success(.integer):
@@ -254,8 +264,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 }
             case .success(.error(let message)) where message.hasPrefix("FENCED"):
                 metrics.fenced.add(1, ordering: .relaxed)
-                _ = leases.withLock { $0.removeValue(forKey: topic.key) }
-                finishCommit(topic, .success(.unchanged(current())))
+                // Not the owner any more: read who is, and stop polling.
+                sync(topic) { [self] in finishCommit(topic, .success(.unchanged(current()))) }
             case .success(.error(let message)) where message.hasPrefix("NOMETA"):
                 attemptCommit(topic, commit, newEpoch: Topic.randomEpoch(), attempt: attempt + 1)
             case .success(.error(let message)) where message.hasPrefix("CONFLICT"):
@@ -301,7 +311,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     func sync(_ topic: Topic, gapFill: Bool = false, completion: (() -> Void)? = nil) {
         let keys = keys(topic)
         let cursor = topic.cursor
-        eval(.sync, keys: [keys.meta, keys.log, keys.doc], arguments: syncArguments(cursor, topic)) { [weak self] result in
+        eval(.sync, keys: [keys.meta, keys.log, keys.doc, keys.owner], arguments: syncArguments(cursor, topic)) { [weak self] result in
             guard let self, case .success(let reply) = result else { completion?(); return }
             self.apply(reply, to: topic, keys: keys, gapFill: gapFill, completion: completion)
         }
@@ -312,9 +322,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     }
 
     /// Applies a sync script's reply (on the loop), then calls `completion`. A reply that is
-    /// not the script's (nil: the history is gone) applies nothing.
+    /// not the script's applies nothing; an empty epoch (the history is gone) only the owner.
     private func apply(_ reply: RESPValue, to topic: Topic, keys: Keys, gapFill: Bool, completion: (() -> Void)?) {
-        guard let fields = reply.elements, fields.count == 5, let epoch = fields[0].text, let seq = fields[1].integer else { completion?(); return }
+        guard let fields = reply.elements, fields.count == 6, let epoch = fields[0].text, let seq = fields[1].integer,
+              let owner = fields[5].text else { completion?(); return }
+        learned(owner: owner, of: topic)
+        guard !epoch.isEmpty else { completion?(); return }
         let contentType = fields[2].text ?? "application/json"
         var body: [UInt8]?
         if case .bulk(let bytes?) = fields[3] { body = bytes }
@@ -334,8 +347,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         case .wentBackwards:
             // An old snapshot of Redis came back: its seqs were already used in this epoch.
             let newEpoch = Topic.randomEpoch()
-            eval(.rotate, keys: [keys.meta, keys.log],
-                 arguments: [Array(epoch.utf8), Array(String(seq).utf8), Array(newEpoch.utf8), Array(channel.utf8), Array(keys.tag.utf8)]) { [weak self] result in
+            eval(.rotate, keys: [keys.meta, keys.log, commitCounter, changesStream],
+                 arguments: [Array(epoch.utf8), Array(String(seq).utf8), Array(newEpoch.utf8), Array(channel.utf8), Array(keys.tag.utf8),
+                             Array(String(Self.changesKept).utf8)]) { [weak self] result in
                 guard let self else { return }
                 if case .success(.integer(1)) = result { self.metrics.epochRotations.add(1, ordering: .relaxed) }
                 self.sync(topic, completion: completion)
@@ -345,102 +359,195 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         completion?()
     }
 
-    /// A PUB/SUB message: `TAG EPOCH SEQ`.
+    /// A PUB/SUB message: `TAG EPOCH SEQ` (a commit) or `TAG released`.
     private func pushed(_ value: RESPValue) {
         guard let parts = value.elements, parts.count == 3, parts[0].text == "message", let text = parts[2].text else { return }
         let fields = text.split(separator: " ")
+        if fields.count == 2, fields[1] == "released" { return released(tag: String(fields[0])) }
+        if fields.count == 2, fields[1] == "owned" { return ownerChanged(tag: String(fields[0])) }
         guard fields.count == 3, let seq = Int(fields[2]) else { return }
-        guard let key = tags.withLock({ $0[String(fields[0])] }), let topic = hub?.existingTopic(key: key) else { return }
+        announced(tag: String(fields[0]), epoch: String(fields[1]), seq: seq)
+    }
+
+    /// A commit of `tag`'s topic made `epoch`/`seq`: sync unless this node is there already.
+    private func announced(tag: String, epoch: String, seq: Int) {
+        guard let key = tags.withLock({ $0[tag] }), let topic = hub?.existingTopic(key: key) else { return }
         let cursor = topic.cursor
-        // The committing node (and any node a tick already brought there) has this state: no
+        // The committing node (and any node a wake-up already brought there) has this state: no
         // round trip for nothing.
-        if let cursor, cursor.epoch == String(fields[1]), cursor.seq >= seq { return }
-        let gap = cursor.map { $0.epoch == String(fields[1]) && seq > $0.seq + 1 } ?? false
+        if let cursor, cursor.epoch == epoch, cursor.seq >= seq { return }
+        let gap = cursor.map { $0.epoch == epoch && seq > $0.seq + 1 } ?? false
         sync(topic, gapFill: gap)
+    }
+
+    /// Another node gave up `tag`'s topic: claim it if this node holds it.
+    private func released(tag: String) {
+        ownership.withLock { $0.released(tag: tag) }
+        claimDue()
+    }
+
+    /// Another node took `tag`'s topic over: read the new owner (this node may have lost it).
+    private func ownerChanged(tag: String) {
+        guard let key = tags.withLock({ $0[tag] }), let topic = hub?.existingTopic(key: key) else { return }
+        sync(topic)
     }
 
     private func syncAll() {
         for topic in hub?.allTopics ?? [] { sync(topic) }
     }
 
-    // MARK: Leases
+    // MARK: Ownership
 
-    /// Renews, takes or peeks at `topic`'s lease (on the loop).
-    private func lease(_ topic: Topic) {
-        let keys = keys(topic)
-        let preferred = preferredNode(keys.tag) == settings.node
-        let mode = preferred ? "claim" : freeStreak[topic.key, default: 0] >= 1 || leases.withLock({ $0[topic.key] != nil }) ? "take" : "peek"
-        let sent = MonotonicClock.milliseconds()
-        eval(.acquire, keys: [keys.lease, keys.fence, keys.claim],
-             arguments: [Array(settings.node.utf8), Array(String(leaseMilliseconds).utf8), Array(mode.utf8)]) { [weak self] result in
-            guard let self, case .success(let reply) = result, let fields = reply.elements, fields.count == 2,
-                  let fence = fields[0].integer, let holder = fields[1].text else { return }
-            self.holders.withLock { $0[topic.key] = holder }
-            self.freeStreak[topic.key] = holder.isEmpty ? self.freeStreak[topic.key, default: 0] + 1 : 0
-            if fence > 0 {
-                // Valid locally until a margin before Redis expires it (clocks run at the same rate).
-                let until = sent + self.leaseMilliseconds - max(100, self.leaseMilliseconds / 5)
-                let isNew = self.leases.withLock { leases -> Bool in
-                    let isNew = leases[topic.key]?.fence != fence
-                    leases[topic.key] = Lease(fence: fence, until: until)
-                    return isNew
+    /// The owner record of `topic` as Redis returned it; a topic this node just came to own is
+    /// polled at once.
+    private func learned(owner: String, of topic: Topic) {
+        guard topic.endpoint.source == .poll else { return }
+        if ownership.withLock({ $0.learned(owner: owner, of: topic.key) }) {
+            metrics.leaseAcquisitions.add(1, ordering: .relaxed)
+            onLeadership?(topic)
+        }
+    }
+
+    /// Sends the claims `Ownership` finds due now.
+    private func claimDue() {
+        let now = MonotonicClock.milliseconds()
+        let (claims, identity) = ownership.withLock { ($0.tick(now: now), $0.identity) }
+        for case .claim(let key, let tag, let expected) in claims {
+            eval(.claim, keys: [keys(tag: tag).owner, commitCounter, changesStream],
+                 arguments: [Array(expected.utf8), Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { [weak self] result in
+                guard let self else { return }
+                guard case .success(let reply) = result, let owner = reply.text else {
+                    return self.ownership.withLock { $0.claimFailed(key) }
                 }
-                if isNew {
-                    self.metrics.leaseAcquisitions.add(1, ordering: .relaxed)
-                    self.onLeadership?(topic)
+                if let topic = self.hub?.existingTopic(key: key) {
+                    self.learned(owner: owner, of: topic)
+                } else {
+                    _ = self.ownership.withLock { $0.learned(owner: owner, of: key) }
                 }
-            } else {
-                _ = self.leases.withLock { $0.removeValue(forKey: topic.key) }
             }
         }
     }
 
-    /// The node rendezvous hashing picks for `tag` among the live nodes.
-    private func preferredNode(_ tag: String) -> String {
-        let nodes = liveNodes.isEmpty ? [settings.node] : liveNodes
-        return nodes.max { Self.weight($0, tag) < Self.weight($1, tag) } ?? settings.node
+    /// Gives up `key`'s topic (no longer held here), if this node owns it.
+    private func release(tag: String) {
+        let identity = ownership.withLock { $0.identity }
+        eval(.release, keys: [keys(tag: tag).owner, commitCounter, changesStream],
+             arguments: [Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { _ in }
     }
 
-    private static func weight(_ node: String, _ tag: String) -> UInt64 {
-        // FNV-1a over node and tag.
-        var hash: UInt64 = 0xcbf29ce484222325
-        for byte in Array(node.utf8) + [0] + Array(tag.utf8) { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
-        return hash
-    }
+    /// The status page's owner of each topic this node holds.
+    private func ownerNode(of key: String) -> String? { ownership.withLock { $0.ownerNode(of: key) } }
 
     // MARK: Ticks
 
     private func tick() {
         guard ticking else { return }
         loop.schedule(afterMilliseconds: tickMilliseconds) { [weak self] in self?.tick() }
-        guard commands.isReady, let hub else { return }
-        let now = WallClock.milliseconds()
-        commands.send(["ZADD", settings.keyPrefix + ":nodes", String(now), settings.node], nil)
-        commands.send(["ZREMRANGEBYSCORE", settings.keyPrefix + ":nodes", "-inf", String(now - 3 * leaseMilliseconds)], nil)
-        commands.send(["ZRANGE", settings.keyPrefix + ":nodes", "0", "-1"]) { [weak self] result in
-            guard let self, case .success(let reply) = result, let names = reply.elements?.compactMap(\.text) else { return }
-            self.liveNodes = names
-            self.knownNodes.withLock { $0 = names }
-        }
+        guard commands.isReady, hub != nil else { return }
+        heartbeat()
+        readChanges()
         // A subscriber connection that stopped answering is reopened by its own timeout.
         subscriber.send(["PING"], nil)
-        let topics = hub.allTopics
-        var known = Set<String>()
-        for topic in topics {
-            known.insert(topic.key)
-            if topic.endpoint.source == .poll { lease(topic) }
-            sync(topic, gapFill: true)
+        claimDue()
+        ticksSinceSweep += 1
+        if ticksSinceSweep * Int(tickMilliseconds) >= 1000 {
+            ticksSinceSweep = 0
+            sweep()
         }
-        leases.withLock { leases in for key in leases.keys where !known.contains(key) { leases[key] = nil } }
-        holders.withLock { holders in for key in holders.keys where !known.contains(key) { holders[key] = nil } }
-        for key in freeStreak.keys where !known.contains(key) { freeStreak[key] = nil }
+    }
+
+    /// One heartbeat: membership renewed (or, after a lapse, a new incarnation), the live set read.
+    private func heartbeat() {
+        let sent = MonotonicClock.milliseconds()
+        let (identity, incarnation) = ownership.withLock { ($0.identity, $0.incarnation) }
+        let replacing = joining
+        eval(.heartbeat, keys: [members, memberKey],
+             arguments: [Array(identity.utf8), Array(incarnation.utf8), Array(String(leaseMilliseconds).utf8),
+                         Array((replacing == nil ? "renew" : "join").utf8), Array((replacing ?? "").utf8)]) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(.error(let message)) where message.hasPrefix("LAPSED"):
+                // Paused or cut off past the lease: what this incarnation owned is void.
+                let old = self.ownership.withLock { ownership -> String in
+                    let old = ownership.identity
+                    ownership.lapsed(fresh: Topic.randomEpoch())
+                    return old
+                }
+                self.metrics.lapses.add(1, ordering: .relaxed)
+                self.joining = old
+            case .success(let reply):
+                guard let names = reply.elements?.compactMap(\.text) else { return }
+                self.joining = nil
+                self.ownership.withLock { $0.heartbeat(sentAt: sent, members: names) }
+                self.knownNodes.withLock { $0 = self.ownership.withLock { $0.liveNodes } }
+            case .failure:
+                break
+            }
+        }
+    }
+
+    /// Reads the changes stream after this node's position: commits and releases that PUB/SUB
+    /// may have lost. A counter that went back (Redis lost its data) or entries trimmed before
+    /// they were read make the node re-read every topic.
+    private func readChanges() {
+        let after = changesPosition?.id ?? ""
+        eval(.changes, keys: [commitCounter, changesStream], arguments: [Array(after.utf8), Array("1000".utf8)]) { [weak self] result in
+            guard let self, case .success(let reply) = result, let fields = reply.elements, fields.count == 3,
+                  let counter = fields[0].integer, let lastID = fields[1].text else { return }
+            guard let position = self.changesPosition else {
+                self.changesPosition = (lastID, Int(counter))
+                return
+            }
+            var seen = position.counter
+            var id = position.id
+            var lost = Int(counter) < position.counter
+            for entry in fields[2].elements ?? [] {
+                guard let parts = entry.elements, parts.count == 2, let entryID = parts[0].text, let values = parts[1].elements else { continue }
+                var map: [String: String] = [:]
+                var index = 0
+                while index + 1 < values.count {
+                    if let name = values[index].text, let value = values[index + 1].text { map[name] = value }
+                    index += 2
+                }
+                guard let n = map["n"].flatMap(Int.init), let tag = map["t"] else { continue }
+                if n > seen + 1 { lost = true }
+                seen = max(seen, n)
+                id = entryID
+                if map["r"] != nil {
+                    self.released(tag: tag)
+                } else if map["o"] != nil {
+                    self.ownerChanged(tag: tag)
+                } else if let epoch = map["e"], let seq = map["s"].flatMap(Int.init) {
+                    self.announced(tag: tag, epoch: epoch, seq: seq)
+                }
+            }
+            if seen < Int(counter) && (fields[2].elements ?? []).isEmpty { lost = true }
+            if lost {
+                self.metrics.changesResyncs.add(1, ordering: .relaxed)
+                self.changesPosition = (lastID, Int(counter))
+                self.syncAll()
+            } else {
+                self.changesPosition = (id, seen)
+            }
+        }
+    }
+
+    /// Forgets the topics this node no longer holds (evicted, or ended by a reload), releasing
+    /// those it owned. Local work, once a second.
+    private func sweep() {
+        guard let hub else { return }
+        let known = Set(hub.allTopics.map(\.key))
+        let gone = ownership.withLock { $0.heldKeys.filter { !known.contains($0) } }
+        for key in gone {
+            if case .release(_, let tag)? = ownership.withLock({ $0.drop(key) }) { release(tag: tag) }
+        }
         tags.withLock { tags in for (tag, key) in tags where !known.contains(key) { tags[tag] = nil } }
     }
 
     private func unavailable(_ reason: String) {
         guard available.exchange(false, ordering: .relaxed) else { return }
         metrics.redisDown.add(1, ordering: .relaxed)
-        leases.withLock { $0.removeAll() }
+        ownership.withLock { $0.suspend() }
         for topic in hub?.allTopics ?? [] { topic.setClusterAvailable(false) }
         onUnavailable?(reason)
     }
@@ -489,15 +596,16 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// each topic this node has.
     public func status() -> (node: String, redis: Bool, nodes: [String], leaders: [(topic: String, node: String)]) {
         let nodes = knownNodes.withLock { $0 }
-        let names = Dictionary((hub?.allTopics ?? []).map { ($0.key, $0.name) }, uniquingKeysWith: { first, _ in first })
-        let leaders: [(topic: String, node: String)] = holders.withLock { $0.compactMap { key, holder in holder.isEmpty ? nil : names[key].map { (topic: $0, node: holder) } } }
+        let leaders: [(topic: String, node: String)] = (hub?.allTopics ?? []).compactMap { topic in
+            ownerNode(of: topic.key).map { (topic: topic.name, node: $0) }
+        }
         return (settings.node, isAvailable, nodes.sorted(), leaders.sorted { $0.topic < $1.topic })
     }
 
-    /// Leases this node holds now.
+    /// Topics this node owns (polls) now.
     public var leasesHeld: Int {
         let now = MonotonicClock.milliseconds()
-        return leases.withLock { $0.values.filter { $0.until > now }.count }
+        return ownership.withLock { $0.owned(now: now) }
     }
 }
 
@@ -511,6 +619,12 @@ public final class ClusterMetrics: Sendable {
     public let epochRotations = Atomic<Int>(0)
     public let leaseAcquisitions = Atomic<Int>(0)
     public let redisDown = Atomic<Int>(0)
+    /// Heartbeats that found this node's membership expired (it was paused or cut off past the
+    /// lease): a new incarnation began.
+    public let lapses = Atomic<Int>(0)
+    /// Times the changes stream showed this node had missed more than it could read (Redis lost
+    /// its data, or entries were trimmed first): it re-read every topic.
+    public let changesResyncs = Atomic<Int>(0)
     /// Scripts sent whole because Redis did not know their SHA-1 (`NOSCRIPT`: a new or
     /// restarted Redis, or `SCRIPT FLUSH`); a few per Redis start.
     public let scriptLoads = Atomic<Int>(0)

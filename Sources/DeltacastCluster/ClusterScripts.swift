@@ -1,76 +1,105 @@
 import DeltacastWire
 
 /// The Lua scripts that make each cluster step atomic in Redis. Every key of one topic shares
-/// a hash tag (`PREFIX:{TAG}:...`), so a script touches one Redis Cluster slot.
+/// a hash tag (`PREFIX:{TAG}:...`), so a topic's script touches one Redis Cluster slot.
 ///
-/// Keys of a topic: `lease` (the leader's node name, with a TTL), `fence` (a counter bumped on
-/// every new leadership), `meta` (hash: `epoch`, `seq`, `type`), `doc` (the stored body), `log`
-/// (the journal: a stream whose entry IDs are `SEQ-0`, field `e` the event's bytes).
+/// Keys of a topic: `owner` (`NODE INCARNATION` of the node that polls it, written only when
+/// it changes), `meta` (hash: `epoch`, `seq`, `type`), `doc` (the stored body), `log` (the
+/// journal: a stream whose entry IDs are `SEQ-0`, field `e` the event's bytes).
+///
+/// Keys of the cluster: `PREFIX:{nodes}:members` (sorted set of `NODE INCARNATION` by Redis's
+/// time of their last heartbeat), `PREFIX:{nodes}:member:NODE` (the incarnation, expiring with
+/// the lease), `PREFIX:commits` (a counter of commits and releases) and `PREFIX:changes` (a
+/// stream with one entry per commit, release or takeover: fields `n` the counter, `t` the tag,
+/// then `e` and `s` the new epoch and seq, `r` for a release, or `o` for a takeover). A node reads the stream once per tick,
+/// so a wake-up that PUB/SUB lost is found within a tick, at a cost per node, not per topic.
 enum ClusterScript: CaseIterable {
-    case acquire, commit, sync, rotate
+    case heartbeat, claim, release, commit, sync, rotate, changes
 
-    /// Takes, renews or looks at the lease. KEYS: lease, fence, claim. ARGV: node, lease ms,
-    /// `claim` (the node rendezvous hashing prefers: take it, or ask the holder to hand it over),
-    /// `take` (take it if free) or `peek`. A holder that finds another node's claim releases the
-    /// lease, so leadership moves to the preferred nodes that have the topic. Returns
-    /// `{fence, holder}`: the fence token when this node holds the lease (0 otherwise) and the
-    /// holder ('' when free).
-    static let acquireSource = """
-        local holder = redis.call('GET', KEYS[1])
-        if holder == ARGV[1] then
-          local claim = redis.call('GET', KEYS[3])
-          if claim and claim ~= ARGV[1] and ARGV[3] ~= 'claim' then
-            redis.call('DEL', KEYS[1])
-            return {0, ''}
-          end
-          redis.call('PEXPIRE', KEYS[1], ARGV[2])
-          return {tonumber(redis.call('GET', KEYS[2]) or '0'), holder}
+    /// One node's heartbeat. KEYS: members, member. ARGV: `NODE INCARNATION`, incarnation, lease
+    /// ms, `join` (a node starting, or rejoining after a lapse) or `renew`, and the member a
+    /// rejoin replaces ('' if none). A renewal whose key expired fails with `LAPSED`. Returns
+    /// the live members: those heard from within the lease, by Redis's clock.
+    static let heartbeatSource = """
+        local clock = redis.call('TIME')
+        local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+        if ARGV[4] ~= 'join' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+          return redis.error_reply('LAPSED the membership of ' .. ARGV[1] .. ' expired')
         end
-        if holder then
-          if ARGV[3] == 'claim' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
-          return {0, holder}
-        end
-        if ARGV[3] == 'peek' then return {0, ''} end
-        if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return {redis.call('INCR', KEYS[2]), ARGV[1]}
+        if ARGV[5] ~= '' then redis.call('ZREM', KEYS[1], ARGV[5]) end
+        redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+        redis.call('ZADD', KEYS[1], now, ARGV[1])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+        return redis.call('ZRANGE', KEYS[1], 0, -1)
         """
 
-    /// Commits one change. KEYS: meta, log, doc, lease, fence. ARGV: node, fence token ('' for
-    /// a publish, which needs no lease), base epoch, base seq, event, body, content type,
-    /// journal length, channel, tag. The fence and the base are checked, then seq is bumped,
-    /// the event appended, the body stored and the change announced, all at once. Errors:
-    /// `FENCED` (not the leader any more), `NOMETA` (the history vanished: start a new epoch),
-    /// `CONFLICT epoch seq` (this node is behind: sync and prepare again).
+    /// Compare-and-set of a topic's owner. KEYS: owner, commits, changes. ARGV: the record
+    /// expected ('' for none), the claimer, tag, channel, changes kept. Returns the record
+    /// after: the claimer's when it won. A claim that took the topic from an owner is announced
+    /// (`TAG owned`, and in the changes stream), so the former owner stops polling it.
+    static let claimSource = """
+        local owner = redis.call('GET', KEYS[1]) or ''
+        if owner ~= ARGV[1] then return owner end
+        redis.call('SET', KEYS[1], ARGV[2])
+        if ARGV[1] ~= '' then
+          local n = redis.call('INCR', KEYS[2])
+          redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[3], 'o', '1')
+          redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' owned')
+        end
+        return ARGV[2]
+        """
+
+    /// Gives a topic up. KEYS: owner, commits, changes. ARGV: the owner, tag, channel, changes
+    /// kept. Does nothing (0) unless the caller owns it; else announces it on the channel
+    /// (`TAG released`) and in the changes stream, so a holder claims it.
+    static let releaseSource = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('DEL', KEYS[1])
+        local n = redis.call('INCR', KEYS[2])
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'n', n, 't', ARGV[2], 'r', '1')
+        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' released')
+        return 1
+        """
+
+    /// Commits one change. KEYS: meta, log, doc, owner, commits, changes. ARGV: the writer's
+    /// owner record ('' for a publish, which needs no owner), base epoch, base seq, event, body,
+    /// content type, journal length, channel, tag, changes kept. The owner and the base are
+    /// checked, then seq is bumped, the event appended, the body stored and the change
+    /// announced, all at once. Errors: `FENCED` (the writer does not own the topic), `NOMETA`
+    /// (the history vanished: start a new epoch), `CONFLICT epoch seq` (this node is behind:
+    /// sync and prepare again).
     static let commitSource = """
-        if ARGV[2] ~= '' then
-          if redis.call('GET', KEYS[4]) ~= ARGV[1] then return redis.error_reply('FENCED the lease is not held by ' .. ARGV[1]) end
-          if redis.call('GET', KEYS[5]) ~= ARGV[2] then return redis.error_reply('FENCED stale fencing token ' .. ARGV[2]) end
+        if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then
+          return redis.error_reply('FENCED ' .. ARGV[1] .. ' does not own this topic')
         end
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-        local base = tonumber(ARGV[4])
+        local base = tonumber(ARGV[3])
         if not epoch then
           if base ~= 0 then return redis.error_reply('NOMETA the history is gone') end
-        elseif epoch ~= ARGV[3] or seq ~= base then
+        elseif epoch ~= ARGV[2] or seq ~= base then
           return redis.error_reply('CONFLICT ' .. epoch .. ' ' .. seq)
         end
         local new = base + 1
-        redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'seq', new, 'type', ARGV[7])
-        redis.call('SET', KEYS[3], ARGV[6])
+        redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', new, 'type', ARGV[6])
+        redis.call('SET', KEYS[3], ARGV[5])
         if base == 0 then redis.call('DEL', KEYS[2]) end
-        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], new .. '-0', 'e', ARGV[5])
-        redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. ARGV[3] .. ' ' .. new)
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], new .. '-0', 'e', ARGV[4])
+        local n = redis.call('INCR', KEYS[5])
+        redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', 'n', n, 't', ARGV[9], 'e', ARGV[2], 's', new)
+        redis.call('PUBLISH', ARGV[8], ARGV[9] .. ' ' .. ARGV[2] .. ' ' .. new)
         return new
         """
 
-    /// Reads what a node lacks. KEYS: meta, log, doc. ARGV: the node's seq and epoch. Returns
-    /// nil when the history is gone, else `{epoch, seq, type, doc or nil, entries}` where the
-    /// entries follow the node's seq in its epoch (the whole journal for a node in another
-    /// epoch, so it can serve resumes at once), and the doc is left out when the node is current.
+    /// Reads what a node lacks. KEYS: meta, log, doc, owner. ARGV: the node's seq and epoch,
+    /// journal length. Returns `{epoch, seq, type, doc or nil, entries, owner}` where epoch is
+    /// '' when the history is gone, the entries follow the node's seq in its epoch (the whole
+    /// journal for a node in another epoch, so it can serve resumes at once), the doc is left
+    /// out when the node is current, and owner is the owner record ('' for none).
     static let syncSource = """
+        local owner = redis.call('GET', KEYS[4]) or ''
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
-        if not epoch then return false end
+        if not epoch then return {'', 0, '', false, {}, owner} end
         local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
         local kind = redis.call('HGET', KEYS[1], 'type') or 'application/json'
         local from = tonumber(ARGV[1])
@@ -82,34 +111,55 @@ enum ClusterScript: CaseIterable {
         end
         local doc = false
         if not (epoch == ARGV[2] and from == seq) then doc = redis.call('GET', KEYS[3]) end
-        return {epoch, seq, kind, doc, entries}
+        return {epoch, seq, kind, doc, entries, owner}
         """
 
     /// Starts a new epoch when the shared seq went backwards (an old snapshot was reloaded).
-    /// KEYS: meta, log. ARGV: the epoch and seq observed, the new epoch, channel, tag. Does
-    /// nothing (0) when the state moved meanwhile. The document stays; seq restarts at 1.
+    /// KEYS: meta, log, commits, changes. ARGV: the epoch and seq observed, the new epoch,
+    /// channel, tag, changes kept. Does nothing (0) when the state moved meanwhile. The document
+    /// stays; seq restarts at 1.
     static let rotateSource = """
         if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'seq') ~= ARGV[2] then return 0 end
         redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'seq', 1)
         redis.call('DEL', KEYS[2])
+        local n = redis.call('INCR', KEYS[3])
+        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'n', n, 't', ARGV[5], 'e', ARGV[3], 's', 1)
         redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[3] .. ' 1')
         return 1
         """
 
+    /// Reads the changes stream after the last entry a node saw. KEYS: commits, changes. ARGV:
+    /// the last entry's ID ('' at start: only the position is returned), most entries. Returns
+    /// `{counter, last ID, entries}`.
+    static let changesSource = """
+        local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+        local lastID = '0-0'
+        if last[1] then lastID = last[1][1] end
+        if ARGV[1] == '' then return {n, lastID, {}} end
+        return {n, lastID, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
+        """
+
     var source: String {
         switch self {
-        case .acquire: Self.acquireSource
+        case .heartbeat: Self.heartbeatSource
+        case .claim: Self.claimSource
+        case .release: Self.releaseSource
         case .commit: Self.commitSource
         case .sync: Self.syncSource
         case .rotate: Self.rotateSource
+        case .changes: Self.changesSource
         }
     }
 
     /// The SHA-1 Redis names the script by (`EVALSHA`).
-    var sha: String {
-        SHA1.digest(Array(source.utf8)).map { byte in
-            let hex = Array("0123456789abcdef")
-            return String([hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-        }.joined()
-    }
+    var sha: String { hexString(SHA1.digest(Array(source.utf8))) }
+}
+
+/// Lowercase hex of `bytes` (script SHA-1s, hash tags).
+func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var text: [UInt8] = []
+    for byte in bytes { text.append(digits[Int(byte >> 4)]); text.append(digits[Int(byte & 15)]) }
+    return String(decoding: text, as: UTF8.self)
 }

@@ -380,11 +380,21 @@ class ClusterCase(unittest.TestCase):
     def tag_keys(self, topic_key):
         import hashlib
         tag = hashlib.sha1(topic_key.encode()).hexdigest()[:16]
-        return {name: f"deltacast:{{{tag}}}:{name}" for name in ("meta", "log", "doc", "lease", "fence")}
+        return {name: f"deltacast:{{{tag}}}:{name}" for name in ("meta", "log", "doc", "owner")}
+
+    def tag_keys_tag(self, topic_key):
+        import hashlib
+        return hashlib.sha1(topic_key.encode()).hexdigest()[:16]
 
     def leader(self, topic):
-        holder = self.redis.command("GET", self.tag_keys(topic)["lease"])
-        return next((node for node in self.nodes if node.name == holder), None)
+        """The node whose incarnation owns `topic` now, if it is alive."""
+        owner = self.redis.command("GET", self.tag_keys(topic)["owner"])
+        if not isinstance(owner, str) or " " not in owner:
+            return None
+        name, incarnation = owner.split(" ", 1)
+        if self.redis.command("GET", f"deltacast:{{nodes}}:member:{name}") != incarnation:
+            return None
+        return next((node for node in self.nodes if node.name == name), None)
 
     def wait(self, condition, seconds=15, message="condition"):
         deadline = time.time() + seconds
@@ -494,7 +504,7 @@ class ClusterTests(ClusterCase):
             if index == 2:
                 leader = self.leader("/doc/three")
                 paused["node"] = leader
-                paused["fence"] = self.redis.command("GET", keys["fence"])
+                paused["owner"] = self.redis.command("GET", keys["owner"])
                 leader.process.send_signal(signal.SIGSTOP)
                 # Past the lease: another node takes over and polls.
                 self.wait(lambda: self.leader("/doc/three") not in (None, leader), 10, "a takeover")
@@ -503,16 +513,20 @@ class ClusterTests(ClusterCase):
 
         clients, final = self.run_clients("/doc/three", "/doc/three", list(range(1, 10)), per_transport=8, during=pause_leader)
         self.assert_converged(clients, final)
-        self.assertGreater(int(self.redis.command("GET", keys["fence"])), int(paused["fence"]))
+        # Another incarnation owns it now (the paused one's membership lapsed; on waking it
+        # rejoined as a new incarnation), and nobody wrote a seq twice.
+        self.assertNotEqual(self.redis.command("GET", keys["owner"]), paused["owner"])
+        self.assertGreaterEqual(self.metric(paused["node"], "deltacast_cluster_membership_lapses_total"), 1)
         entries = self.redis.command("XRANGE", keys["log"], "-", "+")
         seqs = [int(entry[0].split("-")[0]) for entry in entries]
         self.assertEqual(len(seqs), len(set(seqs)))
-        # The fence itself: a commit with the old token is refused, and changes nothing.
+        # The fence itself: a commit as the paused incarnation is refused, and changes nothing.
         meta = self.redis.command("HGETALL", keys["meta"])
         script = self.redis.command("SCRIPT", "LOAD", COMMIT_PROBE)
         self.assertIsInstance(script, str)
-        reply = self.redis.command("EVALSHA", script, 5, keys["meta"], keys["log"], keys["doc"], keys["lease"], keys["fence"],
-                                   paused["node"].name, paused["fence"], meta[1], meta[3], "{}", "{}", "application/json", 64, "deltacast:changes", "x")
+        reply = self.redis.command("EVALSHA", script, 6, keys["meta"], keys["log"], keys["doc"], keys["owner"], "deltacast:commits",
+                                   "deltacast:changes-log", paused["owner"], meta[1], meta[3], "{}", "{}", "application/json", 64,
+                                   "deltacast:changes", "x", 1000)
         self.assertIsInstance(reply, RuntimeError)
         self.assertTrue(str(reply).startswith("FENCED"), reply)
         self.assertEqual(self.redis.command("HGETALL", keys["meta"]), meta)
@@ -566,6 +580,43 @@ class ClusterTests(ClusterCase):
 
         clients, final = self.run_clients("/doc/six", "/doc/six", list(range(1, 9)), per_transport=8, during=kill_pubsub)
         self.assert_converged(clients, final)
+
+    def test_6_a_lost_wake_up_is_found_in_the_changes_stream_within_a_tick(self):
+        """A commit whose PUB/SUB message never arrives (announced on a channel nobody hears):
+        every node finds it in the changes stream it reads each tick, with no per-topic read."""
+        status, _, body = self.nodes[0].publish("/live/lost", {"n": 0})
+        self.assertEqual(status, 200, body)
+        cursor = json.loads(body)["cursor"]
+        epoch, seq = cursor.rsplit("-", 1)
+        streams = []
+        try:
+            for node in self.nodes:
+                stream = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+                stream.sendall(b"GET /live/lost HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
+                streams.append(stream)
+            for node in self.nodes:
+                self.wait(lambda node=node: json.loads(request(node.url("/live/lost"))[2]) == {"n": 0}, 10, f"{node.name} holding /live/lost")
+            keys = self.tag_keys("/live/lost")
+            new = f"{epoch}-{int(seq) + 1}"
+            event = json.dumps({"type": "snapshot", "topic": "/live/lost", "cursor": new, "data": {"n": 1}}, separators=(",", ":"))
+            script = self.redis.command("SCRIPT", "LOAD", COMMIT_PROBE)
+            reply = self.redis.command("EVALSHA", script, 6, keys["meta"], keys["log"], keys["doc"], keys["owner"], "deltacast:commits",
+                                       "deltacast:changes-log", "", epoch, seq, event, '{"n":1}', "application/json", 64,
+                                       "deltacast:nowhere", self.tag_keys_tag("/live/lost"), 1000)
+            self.assertEqual(reply, int(seq) + 1)
+            for node in self.nodes:
+                self.wait(lambda node=node: request(node.url("/live/lost"))[1]["ETag"] == f'"{new}"', 5, f"{node.name} finding {new}")
+                self.assertEqual(json.loads(request(node.url("/live/lost"))[2]), {"n": 1})
+            for stream in streams:
+                received = b""
+                while f'"cursor":"{new}"'.encode() not in received:
+                    chunk = stream.recv(65536)
+                    self.assertTrue(chunk, "the stream ended")
+                    received += chunk
+        finally:
+            for stream in streams:
+                stream.close()
+        self.assertEqual(sum(self.metric(node, "deltacast_cluster_changes_resyncs_total") for node in self.nodes), 0)
 
     def test_7_redis_down_degrades_and_recovery_brings_everyone_to_the_final_state(self):
         put(self.simulator, "/doc/seven", document(0))
@@ -659,8 +710,9 @@ class ClusterTests(ClusterCase):
             for node in self.nodes:
                 status, _, body = request(node.url("/me"), headers={"Authorization": f"Bearer {token}"})
                 self.assertEqual((status, json.loads(body)["token"]), (200, token))
-        leases = self.redis.command("KEYS", "deltacast:*:lease")
-        self.assertEqual(len(leases), 2, leases)   # two credentials, two topics, shared by three nodes
+        self.wait(lambda: len(self.redis.command("KEYS", "deltacast:*:owner")) == 2, 10, "an owner for each credential's topic")
+        owners = self.redis.command("KEYS", "deltacast:*:owner")
+        self.assertEqual(len(owners), 2, owners)   # two credentials, two topics, shared by three nodes
         for key in self.redis.command("KEYS", "*"):
             kind = self.redis.command("TYPE", key)
             values = {"string": lambda: [self.redis.command("GET", key)], "hash": lambda: self.redis.command("HGETALL", key),
@@ -687,14 +739,31 @@ class ClusterTests(ClusterCase):
             return json.loads(body)["cluster"]["nodes"] == ["node1", "node2", "node3"]
 
         self.wait(lambda: all(knows_all(node) for node in self.nodes), 10, "every node knowing the three")
-        for index in range(30):
-            put(self.simulator, f"/doc/spread{index}", document(0))
-            for node in self.nodes:
-                self.assertEqual(request(node.url(f"/doc/spread{index}"))[0], 200)
-        self.wait(lambda: all(self.leader(f"/doc/spread{index}") for index in range(30)), 10, "a leader for every topic")
-        led = {node.name: 0 for node in self.nodes}
-        for index in range(30):
-            led[self.leader(f"/doc/spread{index}").name] += 1
+        # Every node watches every topic (an event stream each), so each topic ends with the node
+        # rendezvous hashing prefers, whichever node met it first.
+        streams = []
+        try:
+            for index in range(30):
+                put(self.simulator, f"/doc/spread{index}", document(0))
+                for node in self.nodes:
+                    stream = socket.create_connection(("127.0.0.1", node.port))
+                    stream.sendall(f"GET /doc/spread{index} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n".encode())
+                    streams.append(stream)
+
+            def spread():
+                leaders = [self.leader(f"/doc/spread{index}") for index in range(30)]
+                if not all(leaders):
+                    return None
+                counts = {node.name: 0 for node in self.nodes}
+                for leader in leaders:
+                    counts[leader.name] += 1
+                return counts if all(count >= 3 for count in counts.values()) else None
+
+            self.wait(spread, 15, "a leader for every topic, spread over the three nodes")
+            led = spread()
+        finally:
+            for stream in streams:
+                stream.close()
         self.assertTrue(all(count >= 3 for count in led.values()), led)
 
     def test_14_a_node_that_cannot_reach_redis_at_start_says_so_and_exits(self):

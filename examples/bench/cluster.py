@@ -178,7 +178,7 @@ def main():
     # 5. Takeover: SIGKILL the leader of /api/prices; time until the upstream sees the next poll.
     import hashlib
     tag = hashlib.sha1(b"/api/prices").hexdigest()[:16]
-    holder = redis_command(redis_port, "GET", f"deltacast:{{{tag}}}:lease").decode()
+    holder = redis_command(redis_port, "GET", f"deltacast:{{{tag}}}:owner").decode().split(" ")[0]
     victim = nodes[int(holder.replace("node", "")) - 1][0]
     last = requests()
     killed_at = time.time()

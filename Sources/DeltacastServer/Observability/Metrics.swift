@@ -140,13 +140,15 @@ struct PrometheusText {
         let m = cluster.metrics
         family("deltacast_cluster_redis_up", "gauge", "1 while Redis answers, 0 while it cannot be reached.", [([], cluster.isAvailable ? 1 : 0)])
         family("deltacast_cluster_redis_outages_total", "counter", "Times Redis became unreachable.", [([], Double(m.redisDown.load(ordering: .relaxed)))])
-        family("deltacast_cluster_leases_held", "gauge", "Topics this node leads (polls) now.", [([], Double(cluster.leasesHeld))])
-        family("deltacast_cluster_lease_takeovers_total", "counter", "Leaderships this node took (a topic it began to poll).", [([], Double(m.leaseAcquisitions.load(ordering: .relaxed)))])
+        family("deltacast_cluster_leases_held", "gauge", "Topics this node owns (polls) now.", [([], Double(cluster.leasesHeld))])
+        family("deltacast_cluster_lease_takeovers_total", "counter", "Topics this node came to own (a topic it began to poll).", [([], Double(m.leaseAcquisitions.load(ordering: .relaxed)))])
         family("deltacast_cluster_commits_total", "counter", "Changes this node committed to the shared history, by result.", [
             ([("result", "ok")], Double(m.commits.load(ordering: .relaxed))),
             ([("result", "conflict")], Double(m.conflicts.load(ordering: .relaxed))),
             ([("result", "fenced")], Double(m.fenced.load(ordering: .relaxed))),
         ])
+        family("deltacast_cluster_membership_lapses_total", "counter", "Heartbeats that found this node's membership expired (paused or cut off past the lease): a new incarnation began.", [([], Double(m.lapses.load(ordering: .relaxed)))])
+        family("deltacast_cluster_changes_resyncs_total", "counter", "Times the changes stream showed this node had missed more than it could read; it re-read every topic.", [([], Double(m.changesResyncs.load(ordering: .relaxed)))])
         family("deltacast_cluster_gap_fills_total", "counter", "Times this node found itself behind and read the missed changes from the journal.", [([], Double(m.gapFills.load(ordering: .relaxed)))])
         family("deltacast_cluster_resets_total", "counter", "Times a topic jumped to the shared state with a snapshot (new epoch, or a gap past the journal).", [([], Double(m.resets.load(ordering: .relaxed)))])
         family("deltacast_cluster_script_loads_total", "counter", "Scripts sent whole after NOSCRIPT (a new or restarted Redis).", [([], Double(m.scriptLoads.load(ordering: .relaxed)))])

@@ -150,7 +150,7 @@ let package = Package(
             name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster", "DeltacastConfig", "DeltacastLoop"],
+            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],

@@ -168,13 +168,13 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// The hash tag of a topic: 16 hex digits of its key's SHA-1 (a key may hold any byte).
     static func tag(_ key: String) -> String { hexString(SHA1.digest(Array(key.utf8)).prefix(8)) }
 
-    struct Keys { let meta, log, doc, owner, tag: String }
+    struct Keys { let meta, log, doc, owner, problem, tag: String }
 
     func keys(_ topic: Topic) -> Keys { keys(tag: Self.tag(topic.key)) }
 
     func keys(tag: String) -> Keys {
         let base = "\(settings.keyPrefix):{\(tag)}:"
-        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", owner: base + "owner", tag: tag)
+        return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", owner: base + "owner", problem: base + "problem", tag: tag)
     }
 
     /// The cluster-wide keys: membership, the commit counter and the changes stream.
@@ -243,7 +243,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         if topic.endpoint.source == .poll {
             let now = MonotonicClock.milliseconds()
             guard let identity = ownership.withLock({ $0.mayPoll(topic.key, now: now) ? $0.identity : nil }) else {
-                return finishCommit(topic, .success(.unchanged(current())))
+                return finishCommit(topic, .failure(.clusterUnavailable("this node no longer owns the topic: another polls it")))
             }
             writer = identity
         }
@@ -264,8 +264,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 }
             case .success(.error(let message)) where message.hasPrefix("FENCED"):
                 metrics.fenced.add(1, ordering: .relaxed)
-                // Not the owner any more: read who is, and stop polling.
-                sync(topic) { [self] in finishCommit(topic, .success(.unchanged(current()))) }
+                // Not the owner any more: read who is, and stop polling. The body was not
+                // committed (its poll's validators must not make the next poll a 304).
+                sync(topic) { [self] in finishCommit(topic, .failure(.clusterUnavailable("fenced: another node owns the topic now"))) }
             case .success(.error(let message)) where message.hasPrefix("NOMETA"):
                 attemptCommit(topic, commit, newEpoch: Topic.randomEpoch(), attempt: attempt + 1)
             case .success(.error(let message)) where message.hasPrefix("CONFLICT"):
@@ -311,7 +312,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     func sync(_ topic: Topic, gapFill: Bool = false, completion: (() -> Void)? = nil) {
         let keys = keys(topic)
         let cursor = topic.cursor
-        eval(.sync, keys: [keys.meta, keys.log, keys.doc, keys.owner], arguments: syncArguments(cursor, topic)) { [weak self] result in
+        eval(.sync, keys: [keys.meta, keys.log, keys.doc, keys.owner, keys.problem], arguments: syncArguments(cursor, topic)) { [weak self] result in
             guard let self, case .success(let reply) = result else { completion?(); return }
             self.apply(reply, to: topic, keys: keys, gapFill: gapFill, completion: completion)
         }
@@ -324,9 +325,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Applies a sync script's reply (on the loop), then calls `completion`. A reply that is
     /// not the script's applies nothing; an empty epoch (the history is gone) only the owner.
     private func apply(_ reply: RESPValue, to topic: Topic, keys: Keys, gapFill: Bool, completion: (() -> Void)?) {
-        guard let fields = reply.elements, fields.count == 6, let epoch = fields[0].text, let seq = fields[1].integer,
-              let owner = fields[5].text else { completion?(); return }
+        guard let fields = reply.elements, fields.count == 7, let epoch = fields[0].text, let seq = fields[1].integer,
+              let owner = fields[5].text, let problem = fields[6].text else { completion?(); return }
         learned(owner: owner, of: topic)
+        // The owner polls, so its own word is the latest; every other node takes the owner's.
+        if topic.endpoint.source == .poll && !mayPoll(topic) { topic.replicateProblem(Self.problem(decoding: problem)) }
         guard !epoch.isEmpty else { completion?(); return }
         let contentType = fields[2].text ?? "application/json"
         var body: [UInt8]?
@@ -364,7 +367,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         guard let parts = value.elements, parts.count == 3, parts[0].text == "message", let text = parts[2].text else { return }
         let fields = text.split(separator: " ")
         if fields.count == 2, fields[1] == "released" { return released(tag: String(fields[0])) }
-        if fields.count == 2, fields[1] == "owned" { return ownerChanged(tag: String(fields[0])) }
+        if fields.count == 2, fields[1] == "owned" || fields[1] == "problem" { return ownerChanged(tag: String(fields[0])) }
         guard fields.count == 3, let seq = Int(fields[2]) else { return }
         announced(tag: String(fields[0]), epoch: String(fields[1]), seq: seq)
     }
@@ -386,7 +389,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         claimDue()
     }
 
-    /// Another node took `tag`'s topic over: read the new owner (this node may have lost it).
+    /// Another node took `tag`'s topic over (this node may have lost it), or its owner found the
+    /// upstream failing or well again: read the topic.
     private func ownerChanged(tag: String) {
         guard let key = tags.withLock({ $0[tag] }), let topic = hub?.existingTopic(key: key) else { return }
         sync(topic)
@@ -433,6 +437,44 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let identity = ownership.withLock { $0.identity }
         eval(.release, keys: [keys(tag: tag).owner, commitCounter, changesStream],
              arguments: [Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { _ in }
+    }
+
+    public func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?) {
+        let text = problem.map(Self.encode) ?? ""
+        loop.execute { [self] in
+            let identity = ownership.withLock { $0.identity }
+            let keys = keys(topic)
+            eval(.problem, keys: [keys.owner, keys.problem, commitCounter, changesStream],
+                 arguments: [Array(identity.utf8), Array(keys.tag.utf8), Array(channel.utf8), Array(text.utf8), Array(String(Self.changesKept).utf8)]) { _ in }
+        }
+    }
+
+    /// An upstream problem as Redis stores it: `KIND HTTP MESSAGE` (HTTP `-` when none).
+    static func encode(_ problem: UpstreamProblem) -> String {
+        let kind = switch problem.kind {
+        case .status: "status"
+        case .timeout: "timeout"
+        case .transport: "transport"
+        case .invalidBody: "invalid_body"
+        case .forbidden: "forbidden"
+        }
+        return "\(kind) \(problem.http.map(String.init) ?? "-") \(problem.message)"
+    }
+
+    /// The problem `text` stores (nil for '' or anything else that is not one).
+    static func problem(decoding text: String) -> UpstreamProblem? {
+        let parts = text.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return nil }
+        let kind: UpstreamProblem.Kind
+        switch parts[0] {
+        case "status": kind = .status
+        case "timeout": kind = .timeout
+        case "transport": kind = .transport
+        case "invalid_body": kind = .invalidBody
+        case "forbidden": kind = .forbidden
+        default: return nil
+        }
+        return UpstreamProblem(kind: kind, http: Int(parts[1]), message: String(parts[2]))
     }
 
     /// The status page's owner of each topic this node holds.
@@ -515,7 +557,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 id = entryID
                 if map["r"] != nil {
                     self.released(tag: tag)
-                } else if map["o"] != nil {
+                } else if map["o"] != nil || map["p"] != nil {
                     self.ownerChanged(tag: tag)
                 } else if let epoch = map["e"], let seq = map["s"].flatMap(Int.init) {
                     self.announced(tag: tag, epoch: epoch, seq: seq)

@@ -5,16 +5,18 @@ import DeltacastWire
 ///
 /// Keys of a topic: `owner` (`NODE INCARNATION` of the node that polls it, written only when
 /// it changes), `meta` (hash: `epoch`, `seq`, `type`), `doc` (the stored body), `log` (the
-/// journal: a stream whose entry IDs are `SEQ-0`, field `e` the event's bytes).
+/// journal: a stream whose entry IDs are `SEQ-0`, field `e` the event's bytes), `problem`
+/// (what is wrong upstream as its owner found it, `KIND HTTP MESSAGE`; absent while well).
 ///
 /// Keys of the cluster: `PREFIX:{nodes}:members` (sorted set of `NODE INCARNATION` by Redis's
 /// time of their last heartbeat), `PREFIX:{nodes}:member:NODE` (the incarnation, expiring with
 /// the lease), `PREFIX:commits` (a counter of commits and releases) and `PREFIX:changes` (a
-/// stream with one entry per commit, release or takeover: fields `n` the counter, `t` the tag,
-/// then `e` and `s` the new epoch and seq, `r` for a release, or `o` for a takeover). A node reads the stream once per tick,
+/// stream with one entry per commit, release, takeover or upstream problem: fields `n` the
+/// counter, `t` the tag, then `e` and `s` the new epoch and seq, or `r` (a release), `o` (a
+/// takeover) or `p` (the upstream began or stopped failing)). A node reads the stream once per tick,
 /// so a wake-up that PUB/SUB lost is found within a tick, at a cost per node, not per topic.
 enum ClusterScript: CaseIterable {
-    case heartbeat, claim, release, commit, sync, rotate, changes
+    case heartbeat, claim, release, commit, sync, rotate, changes, problem
 
     /// One node's heartbeat. KEYS: members, member. ARGV: `NODE INCARNATION`, incarnation, lease
     /// ms, `join` (a node starting, or rejoining after a lapse) or `renew`, and the member a
@@ -91,15 +93,17 @@ enum ClusterScript: CaseIterable {
         return new
         """
 
-    /// Reads what a node lacks. KEYS: meta, log, doc, owner. ARGV: the node's seq and epoch,
-    /// journal length. Returns `{epoch, seq, type, doc or nil, entries, owner}` where epoch is
-    /// '' when the history is gone, the entries follow the node's seq in its epoch (the whole
-    /// journal for a node in another epoch, so it can serve resumes at once), the doc is left
-    /// out when the node is current, and owner is the owner record ('' for none).
+    /// Reads what a node lacks. KEYS: meta, log, doc, owner, problem. ARGV: the node's seq and
+    /// epoch, journal length. Returns `{epoch, seq, type, doc or nil, entries, owner, problem}`
+    /// where epoch is '' when the history is gone, the entries follow the node's seq in its
+    /// epoch (the whole journal for a node in another epoch, so it can serve resumes at once),
+    /// the doc is left out when the node is current, owner is the owner record and problem the
+    /// upstream's ('' for none).
     static let syncSource = """
         local owner = redis.call('GET', KEYS[4]) or ''
+        local problem = redis.call('GET', KEYS[5]) or ''
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
-        if not epoch then return {'', 0, '', false, {}, owner} end
+        if not epoch then return {'', 0, '', false, {}, owner, problem} end
         local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
         local kind = redis.call('HGET', KEYS[1], 'type') or 'application/json'
         local from = tonumber(ARGV[1])
@@ -111,7 +115,7 @@ enum ClusterScript: CaseIterable {
         end
         local doc = false
         if not (epoch == ARGV[2] and from == seq) then doc = redis.call('GET', KEYS[3]) end
-        return {epoch, seq, kind, doc, entries, owner}
+        return {epoch, seq, kind, doc, entries, owner, problem}
         """
 
     /// Starts a new epoch when the shared seq went backwards (an old snapshot was reloaded).
@@ -140,6 +144,19 @@ enum ClusterScript: CaseIterable {
         return {n, lastID, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
         """
 
+    /// The owner's word on its upstream. KEYS: owner, problem, commits, changes. ARGV: the owner
+    /// record, tag, channel, the problem ('' when well again), changes kept. Does nothing (0)
+    /// unless the caller owns the topic; else stores or clears it and announces it
+    /// (`TAG problem`, and in the changes stream).
+    static let problemSource = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        if ARGV[4] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[4]) end
+        local n = redis.call('INCR', KEYS[3])
+        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[2], 'p', '1')
+        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' problem')
+        return 1
+        """
+
     var source: String {
         switch self {
         case .heartbeat: Self.heartbeatSource
@@ -149,6 +166,7 @@ enum ClusterScript: CaseIterable {
         case .sync: Self.syncSource
         case .rotate: Self.rotateSource
         case .changes: Self.changesSource
+        case .problem: Self.problemSource
         }
     }
 

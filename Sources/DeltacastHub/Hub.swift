@@ -22,6 +22,9 @@ public protocol TopicReplication: AnyObject, Sendable {
     /// Brings `topic` up to the shared state (its first load, or a reader holding a cursor
     /// newer than this node's), then calls `completion`, whether Redis answered or not.
     func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void)
+    /// This node's poll of `topic` found the upstream failing (`problem`) or well again (nil):
+    /// every node's subscribers are told, not only this one's.
+    func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?)
 }
 
 /// The topic table: finds or creates topics by name, bounds how many exist

@@ -362,7 +362,7 @@ public final class Topic: @unchecked Sendable {
             do { parsed = try JSONDocument(parsing: newBody) } catch { throw .invalidJSON(error.description) }
         }
         return lock.withLock { _ -> UpdateOutcome in
-            recoveredLocked()
+            _ = recoveredLocked()
             if seq > 0 && newBody == body && newType == contentType {
                 hub.statistics.unchanged.add(1, ordering: .relaxed)
                 return .unchanged(Cursor(epoch: currentEpoch, seq: seq))
@@ -605,28 +605,44 @@ public final class Topic: @unchecked Sendable {
     /// `stale: true` when the upstream starts failing, or, for `forbidden` (passthrough 401/403),
     /// an `error` event that ends their subscription.
     public func upstreamFailed(_ new: UpstreamProblem) {
-        lock.withLock { _ in
-            let previous = problem
-            problem = new
-            if new.kind == .forbidden {
-                if previous?.kind != .forbidden { deliverLocked(problemChange(new)) }
-            } else if previous == nil || previous?.kind == .forbidden {
-                deliverLocked(problemChange(new))
-            }
-        }
+        if applyProblem(new) { hub.replication?.upstreamChanged(self, problem: new) }
     }
 
     /// The upstream answered well again (a 304, or the same body): clears the problem and tells
     /// subscribers (`status` with `upstream: ok`).
     public func upstreamRecovered() {
-        lock.withLock { _ in recoveredLocked() }
+        if lock.withLock({ _ in recoveredLocked() }) { hub.replication?.upstreamChanged(self, problem: nil) }
     }
 
-    private func recoveredLocked() {
-        guard problem != nil else { return }
+    /// Cluster mode: the upstream's state as the polling node found it (nil: well). Subscribers
+    /// here are told as if this node had polled; nothing is sent back to the cluster.
+    public func replicateProblem(_ new: UpstreamProblem?) {
+        if let new { _ = applyProblem(new) } else { lock.withLock { _ in _ = recoveredLocked() } }
+    }
+
+    /// Records `new`; true when subscribers were told (the upstream began failing, or began or
+    /// stopped refusing the credential), which is when the cluster is told too.
+    private func applyProblem(_ new: UpstreamProblem) -> Bool {
+        lock.withLock { _ in
+            let previous = problem
+            problem = new
+            if new.kind == .forbidden {
+                if previous?.kind != .forbidden { deliverLocked(problemChange(new)); return true }
+            } else if previous == nil || previous?.kind == .forbidden {
+                deliverLocked(problemChange(new))
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Clears the problem (under the lock); true when there was one.
+    private func recoveredLocked() -> Bool {
+        guard problem != nil else { return false }
         problem = nil
         deliverLocked(hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil,
                                      event: DeltacastEvent.status(topic: name, error: nil)))
+        return true
     }
 
     private func problemChange(_ problem: UpstreamProblem) -> Change {

@@ -78,6 +78,14 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         return topics.count
     }
 
+    /// Cluster mode: this node now owns `topic`: a poll at once, without validators.
+    public func ownershipGained(_ topic: Topic) {
+        loop.execute { [self] in
+            poller?.forgetValidators(key: topic.key)
+            poller?.refresh(key: topic.key)
+        }
+    }
+
     /// A reload (callable from any thread): later polls use `new`'s upstream settings; topics
     /// that `ended` stop polling; `changed` topics poll with their endpoint's new request and
     /// interval from their next poll on.

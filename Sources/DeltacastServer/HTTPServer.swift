@@ -120,7 +120,7 @@ public final class HTTPServer: @unchecked Sendable {
         if let cluster {
             let log = log
             cluster.onUnavailable = { reason in log.log(.warn, "cluster_unavailable", ["reason": .string(reason)]) }
-            cluster.attach(hub: hub) { [topicSource] topic in _ = topicSource?.refresh(name: topic.name) }
+            cluster.attach(hub: hub) { [topicSource] topic in topicSource?.ownershipGained(topic) }
         }
         for (index, loop) in loops.enumerated() {
             let (fd, actual) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: true)

@@ -14,6 +14,9 @@ public protocol TopicSource: AnyObject, Sendable {
     /// Re-polls every topic named `name` now (one per credential under passthrough); returns
     /// how many there are (`POST /deltacast/refresh`).
     func refresh(name: String) -> Int
+    /// Cluster mode: this node came to own `topic`: poll it now, for a full body (what an
+    /// earlier poll here fetched may never have been committed).
+    func ownershipGained(_ topic: Topic)
     /// A reload put `configuration` in force: `ended` topics stop, `changed` ones take their
     /// endpoint's new settings.
     func reconfigure(_ configuration: Configuration, ended: [Topic], changed: [Topic])

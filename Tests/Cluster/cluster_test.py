@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -618,6 +619,38 @@ class ClusterTests(ClusterCase):
                 stream.close()
         self.assertEqual(sum(self.metric(node, "deltacast_cluster_changes_resyncs_total") for node in self.nodes), 0)
 
+    def test_6_an_upstream_failure_and_its_recovery_reach_subscribers_on_every_node(self):
+        put(self.simulator, "/doc/failing", document(0))
+        streams = []
+        try:
+            for node in self.nodes:
+                stream = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+                stream.sendall(b"GET /doc/failing HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
+                streams.append(stream)
+            received = [b""] * len(streams)
+
+            def read_until(index, needle):
+                while needle not in received[index]:
+                    chunk = streams[index].recv(65536)
+                    self.assertTrue(chunk, "the stream ended")
+                    received[index] += chunk
+
+            for index in range(len(streams)):
+                read_until(index, b'"type":"snapshot"')
+            request(f"{self.simulator.url}/_sim/fail/doc/failing?mode=status&status=503", method="POST")
+            for index in range(len(streams)):
+                read_until(index, b'"upstream":"error","http":503')
+            # A plain GET on any node says the state is stale.
+            for node in self.nodes:
+                status, headers, _ = request(node.url("/doc/failing"))
+                self.assertEqual((status, headers.get("Deltacast-Stale")), (200, "true"), node.name)
+            request(f"{self.simulator.url}/_sim/fail/doc/failing", method="DELETE")
+            for index in range(len(streams)):
+                read_until(index, b'"upstream":"ok"')
+        finally:
+            for stream in streams:
+                stream.close()
+
     def test_7_redis_down_degrades_and_recovery_brings_everyone_to_the_final_state(self):
         put(self.simulator, "/doc/seven", document(0))
         seen = {}
@@ -908,6 +941,37 @@ class RedisStoppedTests(ClusterCase):
         print(f"\n  Redis stopped {stopped_for:.0f} s: slowest /healthz {max(s for s, _ in latencies['/healthz']) * 1000:.0f} ms, "
               f"GET of a held topic {max(s for s, _ in latencies['/doc/held']) * 1000:.0f} ms; publish {answers['publish'][0]}, "
               f"ticket {answers['ticket'][0]}", file=sys.stderr)
+
+
+    def test_commits_waiting_for_one_topic_are_bounded(self):
+        """Past 64 commits waiting for Redis on one topic, a publish is refused at once (503)
+        rather than queued without bound; every publish gets an answer."""
+        node = self.nodes[0]
+        self.assertEqual(node.publish("/live/queue", {"n": -1})[0], 200)
+        answers = []
+        lock = threading.Lock()
+
+        def publish(index):
+            started = time.time()
+            status, _, body = node.publish("/live/queue", {"n": index})
+            with lock:
+                answers.append((status, json.loads(body), time.time() - started))
+
+        self.redis.process.send_signal(signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=publish, args=(index,)) for index in range(80)]
+            for thread in threads:
+                thread.start()
+            self.wait(lambda: sum(1 for status, body, _ in answers if "already wait" in body.get("message", "")) >= 16, 10,
+                      "publishes past the bound refused while Redis is stopped")
+        finally:
+            self.redis.process.send_signal(signal.SIGCONT)
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(len(answers), 80)
+        refused = [body for status, body, _ in answers if status == 503 and "64 commits of this topic already wait for Redis" in body["message"]]
+        self.assertEqual(len(refused), 80 - 64, [body for _, body, _ in answers][:5])
+        self.assertTrue(all(status in (200, 503) for status, _, _ in answers), answers)
 
 
 class ExampleClusterTests(unittest.TestCase):

@@ -1,3 +1,4 @@
+import DeltacastHub
 import Testing
 @testable import DeltacastCluster
 
@@ -81,9 +82,21 @@ import Testing
 /// The scripts are what Redis runs: their SHA-1 must be the one `EVALSHA` names.
 @Suite struct ClusterScriptTests {
     @Test func scriptNamesAreTheirSHA1() {
-        #expect(ClusterScript.allCases.count == 7)
+        #expect(ClusterScript.allCases.count == 8)
         for script in ClusterScript.allCases { #expect(script.sha.count == 40 && script.sha.allSatisfy { $0.isHexDigit }) }
-        #expect(Set(ClusterScript.allCases.map(\.sha)).count == 7)
+        #expect(Set(ClusterScript.allCases.map(\.sha)).count == 8)
+    }
+
+    @Test func upstreamProblemsRoundTripThroughRedisAndOddTextIsNoProblem() {
+        for problem in [UpstreamProblem(kind: .status, http: 503, message: "upstream answered 503"),
+                        UpstreamProblem(kind: .timeout, http: nil, message: "no answer within 5000 ms"),
+                        UpstreamProblem(kind: .forbidden, http: 401, message: "the upstream refused these credentials (401)"),
+                        UpstreamProblem(kind: .invalidBody, http: 200, message: "upstream body is not valid JSON: x y z")] {
+            #expect(Cluster.problem(decoding: Cluster.encode(problem)) == problem)
+        }
+        for text in ["", "status", "status 503", "melted 500 it broke", "\u{0} - -"] {
+            #expect(Cluster.problem(decoding: text) == nil, "\(text)")
+        }
     }
 
     @Test func topicTagsAreHashTagsAndStable() {

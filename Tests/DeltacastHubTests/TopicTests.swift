@@ -378,7 +378,7 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
 /// Cluster mode's Redis as a script: it records what the topic asks and answers when the test
 /// says so, so the gate's order of events is explicit.
 final class ScriptedReplication: TopicReplication, @unchecked Sendable {
-    private let lock = Locked<(catchUps: [@Sendable () -> Void], commits: [(parsed: Bool, body: [UInt8])])>(([], []))
+    private let lock = Locked<(catchUps: [@Sendable () -> Void], commits: [(parsed: Bool, body: [UInt8])], problems: [UpstreamProblem?])>(([], [], []))
     var catchUpsAsked: Int { lock.withLock { $0.catchUps.count } }
     var commits: [(parsed: Bool, body: [UInt8])] { lock.withLock { $0.commits } }
 
@@ -387,6 +387,10 @@ final class ScriptedReplication: TopicReplication, @unchecked Sendable {
         lock.withLock { $0.commits.append((parsed != nil, body)) }
     }
     func mayPoll(_ topic: Topic) -> Bool { true }
+    func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?) {
+        lock.withLock { $0.problems.append(problem) }
+    }
+    var problems: [UpstreamProblem?] { lock.withLock { $0.problems } }
     func catchUp(_ topic: Topic, completion: @escaping @Sendable () -> Void) {
         lock.withLock { $0.catchUps.append(completion) }
     }
@@ -458,6 +462,23 @@ final class Resumptions: Sendable {
         #expect(resumed.value == 1)                           // not queued: served what the node holds
         replication.answer(0)
         #expect(resumed.value == Topic.maximumCatchUpWaiters + 1)
+    }
+
+    @Test func theOwnersUpstreamProblemsGoToTheClusterAndOthersAreOnlyApplied() throws {
+        let (hub, replication) = try clusterHub()
+        let topic = try hub.topic(named: "/live/a", endpoint: 0)
+        let failing = UpstreamProblem(kind: .status, http: 503, message: "upstream answered 503")
+        topic.upstreamFailed(failing)
+        topic.upstreamFailed(UpstreamProblem(kind: .timeout, http: nil, message: "still failing"))   // no news for subscribers
+        topic.upstreamRecovered()
+        topic.upstreamRecovered()                                                                  // nothing to recover from
+        #expect(replication.problems == [failing, nil])
+        // What another node found is applied here and never sent back.
+        topic.replicateProblem(failing)
+        #expect(topic.upstreamProblem == failing)
+        topic.replicateProblem(nil)
+        #expect(topic.upstreamProblem == nil)
+        #expect(replication.problems == [failing, nil])
     }
 
     @Test func aChangeIsParsedHereAndCommittedThereNeverAppliedDirectly() throws {

@@ -2,6 +2,15 @@
 """Cluster mode, measured in one run on this machine (README "Running a cluster").
 
   python3 examples/bench/cluster.py [BINARY]      # default .build/release/deltacast
+  python3 examples/bench/cluster.py scale [BINARY] [--before OLD_BINARY] [--before-max 10000] [--sizes 1000,10000,50000]
+
+`scale`: Redis's load while nothing changes, against the number of topics. For each size, a
+fresh redis-server and three nodes; every node holds every topic (event streams of 1,000
+topics each), all polled from one upstream document that never changes (304s: no commits).
+Once every stream had its snapshots and 10 s passed, 20 s of Redis's `INFO stats` (commands
+inside scripts included) and `INFO cpu`, Redis's memory, and each node's RSS. `--before`
+measures an earlier build the same way, interleaved size by size, up to `--before-max` topics
+(an earlier build whose Redis work grows with topics may not load 50,000 at all).
 
 Starts redis-server (no persistence) on a free loopback port, one single-process node and a
 three-node cluster (each node one event loop; all servers pinned to CPU 0, the load generator
@@ -30,7 +39,7 @@ import threading
 import time
 import urllib.request
 
-BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/deltacast"
+BINARY = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "scale" else ".build/release/deltacast"
 ADMIN = "bench-admin-token-0123456789"
 OUT = os.environ.get("OUT", os.path.join(tempfile.gettempdir(), "deltacast-bench-cluster"))
 os.makedirs(OUT, exist_ok=True)
@@ -204,8 +213,158 @@ def main():
     print(f"Takeover: the leader ({holder}) SIGKILLed, the next upstream poll came {takeover:.2f} s later (lease 3 s + interval 1 s = 4 s at most).")
 
 
+def scale_config(name, redis_port, simulator):
+    return f"""listen: 127.0.0.1:0
+upstream: {{ base: {simulator}, max_concurrent: 32 }}
+admin: {{ token: {ADMIN} }}
+server: {{ event_loops: 1 }}
+limits: {{ max_connections: 1000, max_connections_per_ip: 1000, max_topics: 60000, max_topics_per_connection: 1000,
+          max_request_line: 64KiB, subscribe_rate: 100000/s }}
+cluster: {{ redis: redis://127.0.0.1:{redis_port}/0, node: {name}, lease: 3s }}
+endpoints:
+  - path: /scale/{{n}}
+    upstream: /doc/static?n={{n}}
+    params: {{ n: "[0-9]+" }}
+    interval: 30s
+    linger: 10m
+"""
+
+
+def redis_info(port, section):
+    text = redis_command(port, "INFO", section).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
+
+
+def scale_run(binary, size):
+    """One size on a fresh Redis and three fresh nodes; returns the figures."""
+    global BINARY
+    BINARY = binary
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    started.append(redis)
+    time.sleep(0.5)
+    simulator, simulator_port = start(["simulate"])
+    upstream = f"http://127.0.0.1:{simulator_port}"
+    request = urllib.request.Request(f"{upstream}/_sim/docs/doc/static", data=b'{"static":true}', method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request).read()
+    nodes = [start(["serve"], scale_config(f"node{i + 1}", redis_port, upstream)) for i in range(3)]
+    import selectors
+    selector = selectors.DefaultSelector()
+    snapshots = {port: 0 for _, port in nodes}
+    sockets = []
+    for _, port in nodes:
+        for first in range(0, size, 1000):
+            topics = "&".join(f"topic=/scale/{n}" for n in range(first, min(size, first + 1000)))
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(f"GET /deltacast/sse?{topics} HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n".encode())
+            connection.setblocking(False)
+            selector.register(connection, selectors.EVENT_READ, port)
+            sockets.append(connection)
+    began = time.time()
+    tails = {}
+    while any(count < size for count in snapshots.values()) and time.time() - began < 600:
+        for key, _ in selector.select(1):
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            text = tails.get(key.fileobj, b"") + data
+            snapshots[key.data] += text.count(b'"type":"snapshot"')
+            tails[key.fileobj] = text[-32:].replace(b'"type":"snapshot"', b"")
+    loaded = time.time() - began
+    if any(count < size for count in snapshots.values()):
+        raise RuntimeError(f"{size} topics: snapshots {snapshots} after {loaded:.0f} s")
+
+    def drain():
+        for key, _ in selector.select(0):
+            try:
+                key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                pass
+
+    settle_until = time.time() + 10
+    while time.time() < settle_until:
+        drain()
+        time.sleep(0.2)
+    commands0 = int(redis_info(redis_port, "stats")["total_commands_processed"])
+    cpu = redis_info(redis_port, "cpu")
+    cpu0 = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    t0 = time.time()
+    while time.time() - t0 < 20:
+        drain()
+        time.sleep(0.2)
+    span = time.time() - t0
+    commands = (int(redis_info(redis_port, "stats")["total_commands_processed"]) - commands0) / span
+    cpu = redis_info(redis_port, "cpu")
+    redis_cpu = (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]) - cpu0) / span
+    memory = int(redis_info(redis_port, "memory")["used_memory"])
+    rss = [rss_bytes(process.pid) for process, _ in nodes]
+    for connection in sockets:
+        connection.close()
+    for process in [process for process, _ in nodes] + [simulator, redis]:
+        process.terminate()
+        process.wait(15)
+        started.remove(process)
+    return {"size": size, "commands_per_second": commands, "redis_cpu": redis_cpu, "redis_memory": memory,
+            "node_rss": rss, "loaded_seconds": loaded}
+
+
+def scale_main(arguments):
+    binary = ".build/release/deltacast"
+    before = None
+    before_max = 10000
+    sizes = [1000, 10000, 50000]
+    index = 0
+    while index < len(arguments):
+        if arguments[index] == "--before":
+            before = arguments[index + 1]
+            index += 2
+        elif arguments[index] == "--before-max":
+            before_max = int(arguments[index + 1])
+            index += 2
+        elif arguments[index] == "--sizes":
+            sizes = [int(size) for size in arguments[index + 1].split(",")]
+            index += 2
+        else:
+            binary = arguments[index]
+            index += 1
+    builds = [("this build", binary)] + ([("before", before)] if before else [])
+    results = []
+    for size in sizes:
+        for label, path in builds:
+            if label == "before" and size > before_max:
+                continue
+            result = scale_run(path, size)
+            result["build"] = label
+            results.append(result)
+            with open(os.path.join(OUT, "cluster-scale.jsonl"), "a") as handle:
+                handle.write(json.dumps(result) + "\n")
+            print(f"{label}, {size} topics: {result['commands_per_second']:,.0f} commands/s, Redis CPU {result['redis_cpu'] * 100:.1f} %",
+                  file=sys.stderr)
+    print("\n| build | topics on each of 3 nodes | Redis commands/s | Redis CPU | Redis memory | node RSS (each) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for result in results:
+        rss = "–".join(f"{value / 2**20:.0f}" for value in (min(result["node_rss"]), max(result["node_rss"])))
+        print(f"| {result['build']} | {result['size']:,} | {result['commands_per_second']:,.0f} | {result['redis_cpu'] * 100:.1f} % | "
+              f"{result['redis_memory'] / 2**20:.1f} MiB | {rss} MiB |")
+    mine = {result["size"]: result for result in results if result["build"] == "this build"}
+    if min(sizes) in mine and max(sizes) in mine:
+        print(f"\nCommands/s at {max(sizes):,} topics: {mine[max(sizes)]['commands_per_second'] / mine[min(sizes)]['commands_per_second']:.2f}x "
+              f"those at {min(sizes):,}.")
+
+
 try:
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "scale":
+        scale_main(sys.argv[2:])
+    else:
+        main()
 finally:
     for process in reversed(started):
         process.terminate()

@@ -64,6 +64,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private var joining: String? = ""
     /// Ticks since the last sweep of topics this node no longer holds.
     private var ticksSinceSweep = 0
+    /// Commands this node sent at the last sweep, and when (the rate on the status page).
+    private var sentAtSweep = (commands: 0, at: Int64(0))
+    /// Commands per second this node sent to Redis over the last second or so (a script is one).
+    private let commandRate = Atomic<Int>(0)
     /// Changes stream entries kept in Redis (`MAXLEN ~`); past them, a node that fell behind by
     /// more in one tick re-reads every topic.
     static let changesKept = 10_000
@@ -577,6 +581,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Forgets the topics this node no longer holds (evicted, or ended by a reload), releasing
     /// those it owned. Local work, once a second.
     private func sweep() {
+        let now = MonotonicClock.milliseconds()
+        let sent = commands.sent.load(ordering: .relaxed) + subscriber.sent.load(ordering: .relaxed)
+        if sentAtSweep.at > 0, now > sentAtSweep.at {
+            commandRate.store(Int(Int64(sent - sentAtSweep.commands) * 1000 / (now - sentAtSweep.at)), ordering: .relaxed)
+        }
+        sentAtSweep = (sent, now)
         guard let hub else { return }
         let known = Set(hub.allTopics.map(\.key))
         let gone = ownership.withLock { $0.heldKeys.filter { !known.contains($0) } }
@@ -634,14 +644,34 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     // MARK: Status
 
-    /// This node's view for the status page and `deltacast top`: the live nodes, and who leads
-    /// each topic this node has.
-    public func status() -> (node: String, redis: Bool, nodes: [String], leaders: [(topic: String, node: String)]) {
+    /// This node's view for the status page and `deltacast top`.
+    public struct Status: Sendable {
+        /// This node's name.
+        public var node: String
+        /// Whether Redis answers now.
+        public var redis: Bool
+        /// The live nodes, by name.
+        public var nodes: [String]
+        /// The owner of each topic this node has, when known.
+        public var leaders: [(topic: String, node: String)]
+        /// Topics this node owns (polls) now.
+        public var owned: Int
+        /// Commands per second this node sends to Redis (a script is one).
+        public var commandsPerSecond: Int
+        /// Where the keys live: each Redis and the hash slots it serves.
+        public var shards: [(address: String, slots: String)]
+    }
+
+    /// This node's view for the status page and `deltacast top`: the live nodes, who owns each
+    /// topic this node has, what it owns, its Redis traffic, and the shard map.
+    public func status() -> Status {
         let nodes = knownNodes.withLock { $0 }
         let leaders: [(topic: String, node: String)] = (hub?.allTopics ?? []).compactMap { topic in
             ownerNode(of: topic.key).map { (topic: topic.name, node: $0) }
         }
-        return (settings.node, isAvailable, nodes.sorted(), leaders.sorted { $0.topic < $1.topic })
+        return Status(node: settings.node, redis: isAvailable, nodes: nodes.sorted(), leaders: leaders.sorted { $0.topic < $1.topic },
+                      owned: leasesHeld, commandsPerSecond: commandRate.load(ordering: .relaxed),
+                      shards: [(address: "\(settings.redis.host):\(settings.redis.port)", slots: "0-16383")])
     }
 
     /// Topics this node owns (polls) now.

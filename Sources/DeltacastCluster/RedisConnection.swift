@@ -1,5 +1,6 @@
 import Dispatch
 public import DeltacastConfig
+public import Synchronization
 public import DeltacastLoop
 #if canImport(Glibc)
 import Glibc
@@ -58,6 +59,8 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     public var onDown: ((String) -> Void)?
     /// Replies no command waits for (subscriber mode).
     public var onPush: ((RESPValue) -> Void)?
+    /// Commands sent since the start (a script is one), readable from any thread.
+    public let sent = Atomic<Int>(0)
 
     private enum State { case idle, connecting, ready, waiting, stopped }
     private var state = State.idle
@@ -142,6 +145,7 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
             return
         }
         pending.append((deadline, callback))
+        sent.add(1, ordering: .relaxed)
         flush()
         armTimer()
     }

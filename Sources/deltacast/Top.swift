@@ -89,6 +89,10 @@ enum TopCommand: Command {
             let nodes: [String] = if case .array(let list)? = cluster["nodes"] { list.map { text($0) } } else { [] }
             let redis = text(cluster["redis"]) == "up" ? "redis up" : "\u{1B}[31mredis DOWN\u{1B}[0m"
             out += "cluster     node \(text(cluster["node"]))   \(redis)   nodes \(nodes.joined(separator: ", "))\n"
+            let shards: [String] = if case .array(let list)? = cluster["shards"] {
+                list.compactMap { if case .object(let shard) = $0 { "\(text(shard["address"])) (slots \(text(shard["slots"])))" } else { nil } }
+            } else { [] }
+            out += "            topics owned \(int(cluster["owned"]))   Redis commands/s \(int(cluster["redis_commands_per_second"]))   shards \(shards.joined(separator: ", "))\n"
             if case .array(let list)? = cluster["leaders"] {
                 for case .object(let entry) in list { leaders[text(entry["topic"])] = text(entry["node"]) }
             }

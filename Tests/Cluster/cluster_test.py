@@ -405,6 +405,22 @@ class ClusterCase(unittest.TestCase):
             time.sleep(0.05)
         self.fail(f"{message} did not hold within {seconds} s")
 
+    def event_streams(self, path):
+        """An event stream of `path` on every node (raw sockets; the caller closes them)."""
+        streams = []
+        for node in self.nodes:
+            stream = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+            stream.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n".encode())
+            streams.append(stream)
+        return streams
+
+    def read_until(self, stream, received, needle):
+        """Reads `stream` into `received` (a bytearray) until it holds `needle`."""
+        while needle not in received:
+            chunk = stream.recv(65536)
+            self.assertTrue(chunk, "the stream ended")
+            received += chunk
+
     def metric(self, node, name):
         _, _, body = request(node.url("/metrics"))
         for line in body.decode().splitlines():
@@ -589,12 +605,8 @@ class ClusterTests(ClusterCase):
         self.assertEqual(status, 200, body)
         cursor = json.loads(body)["cursor"]
         epoch, seq = cursor.rsplit("-", 1)
-        streams = []
+        streams = self.event_streams("/live/lost")
         try:
-            for node in self.nodes:
-                stream = socket.create_connection(("127.0.0.1", node.port), timeout=10)
-                stream.sendall(b"GET /live/lost HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
-                streams.append(stream)
             for node in self.nodes:
                 self.wait(lambda node=node: json.loads(request(node.url("/live/lost"))[2]) == {"n": 0}, 10, f"{node.name} holding /live/lost")
             keys = self.tag_keys("/live/lost")
@@ -609,11 +621,7 @@ class ClusterTests(ClusterCase):
                 self.wait(lambda node=node: request(node.url("/live/lost"))[1]["ETag"] == f'"{new}"', 5, f"{node.name} finding {new}")
                 self.assertEqual(json.loads(request(node.url("/live/lost"))[2]), {"n": 1})
             for stream in streams:
-                received = b""
-                while f'"cursor":"{new}"'.encode() not in received:
-                    chunk = stream.recv(65536)
-                    self.assertTrue(chunk, "the stream ended")
-                    received += chunk
+                self.read_until(stream, bytearray(), f'"cursor":"{new}"'.encode())
         finally:
             for stream in streams:
                 stream.close()
@@ -621,32 +629,21 @@ class ClusterTests(ClusterCase):
 
     def test_6_an_upstream_failure_and_its_recovery_reach_subscribers_on_every_node(self):
         put(self.simulator, "/doc/failing", document(0))
-        streams = []
+        streams = self.event_streams("/doc/failing")
         try:
-            for node in self.nodes:
-                stream = socket.create_connection(("127.0.0.1", node.port), timeout=10)
-                stream.sendall(b"GET /doc/failing HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n")
-                streams.append(stream)
-            received = [b""] * len(streams)
-
-            def read_until(index, needle):
-                while needle not in received[index]:
-                    chunk = streams[index].recv(65536)
-                    self.assertTrue(chunk, "the stream ended")
-                    received[index] += chunk
-
-            for index in range(len(streams)):
-                read_until(index, b'"type":"snapshot"')
+            received = [bytearray() for _ in streams]
+            for stream, buffer in zip(streams, received):
+                self.read_until(stream, buffer, b'"type":"snapshot"')
             request(f"{self.simulator.url}/_sim/fail/doc/failing?mode=status&status=503", method="POST")
-            for index in range(len(streams)):
-                read_until(index, b'"upstream":"error","http":503')
+            for stream, buffer in zip(streams, received):
+                self.read_until(stream, buffer, b'"upstream":"error","http":503')
             # A plain GET on any node says the state is stale.
             for node in self.nodes:
                 status, headers, _ = request(node.url("/doc/failing"))
                 self.assertEqual((status, headers.get("Deltacast-Stale")), (200, "true"), node.name)
             request(f"{self.simulator.url}/_sim/fail/doc/failing", method="DELETE")
-            for index in range(len(streams)):
-                read_until(index, b'"upstream":"ok"')
+            for stream, buffer in zip(streams, received):
+                self.read_until(stream, buffer, b'"upstream":"ok"')
         finally:
             for stream in streams:
                 stream.close()
@@ -778,10 +775,7 @@ class ClusterTests(ClusterCase):
         try:
             for index in range(30):
                 put(self.simulator, f"/doc/spread{index}", document(0))
-                for node in self.nodes:
-                    stream = socket.create_connection(("127.0.0.1", node.port))
-                    stream.sendall(f"GET /doc/spread{index} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n".encode())
-                    streams.append(stream)
+                streams += self.event_streams(f"/doc/spread{index}")
 
             def spread():
                 leaders = [self.leader(f"/doc/spread{index}") for index in range(30)]
@@ -824,6 +818,18 @@ class ClusterTests(ClusterCase):
                               {"topic": "/doc/twelve", "node": leader} in status(node)["leaders"] for node in self.nodes), 10, "every node's view")
         self.assertEqual([status(node)["node"] for node in self.nodes], ["node1", "node2", "node3"])
         self.assertTrue(all(status(node)["redis"] == "up" for node in self.nodes))
+        # Per node: what it owns (the leader one topic, the others none), its Redis traffic (the
+        # ticks: a few commands a second), and the shard map (one Redis, every slot).
+        self.wait(lambda: all(status(node)["redis_commands_per_second"] > 0 for node in self.nodes), 10, "a command rate")
+        owned = {node.name: status(node)["owned"] for node in self.nodes}
+        self.assertEqual(owned, {node.name: int(node.name == leader) for node in self.nodes})
+        self.assertEqual(status(self.nodes[0])["shards"], [{"address": f"127.0.0.1:{self.redis.port}", "slots": "0-16383"}])
+        leading = next(node for node in self.nodes if node.name == leader)
+        top = subprocess.run([BINARY_PATH(), "top", f"http://127.0.0.1:{leading.port}", "--token", ADMIN, "--once"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(top.returncode, 0, top.stderr)
+        self.assertRegex(top.stdout, rf"topics owned 1\s+Redis commands/s \d+\s+shards 127\.0\.0\.1:{self.redis.port} \(slots 0-16383\)")
+        self.assertIn(f"led by {leader}", top.stdout)
 
     def test_11_publish_on_any_node_reaches_every_node(self):
         results = []

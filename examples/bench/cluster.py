@@ -2,15 +2,17 @@
 """Cluster mode, measured in one run on this machine (README "Running a cluster").
 
   python3 examples/bench/cluster.py [BINARY]      # default .build/release/deltacast
-  python3 examples/bench/cluster.py scale [BINARY] [--before OLD_BINARY] [--before-max 10000] [--sizes 1000,10000,50000]
+  python3 examples/bench/cluster.py scale [BINARY] [--before OLD_BINARY] [--before-max 10000] [--load-limit 300]
+                                          [--sizes 1000,10000,50000]
 
 `scale`: Redis's load while nothing changes, against the number of topics. For each size, a
 fresh redis-server and three nodes; every node holds every topic (event streams of 1,000
 topics each), all polled from one upstream document that never changes (304s: no commits).
 Once every stream had its snapshots and 10 s passed, 20 s of Redis's `INFO stats` (commands
 inside scripts included) and `INFO cpu`, Redis's memory, and each node's RSS. `--before`
-measures an earlier build the same way, interleaved size by size, up to `--before-max` topics
-(an earlier build whose Redis work grows with topics may not load 50,000 at all).
+measures an earlier build the same way, interleaved size by size, up to `--before-max` topics.
+A size that does not load within `--load-limit` seconds (default 300) is measured as it
+stands, and the table says how many topics each node had loaded.
 
 Starts redis-server (no persistence) on a free loopback port, one single-process node and a
 three-node cluster (each node one event loop; all servers pinned to CPU 0, the load generator
@@ -240,8 +242,9 @@ def rss_bytes(pid):
         return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
 
 
-def scale_run(binary, size):
-    """One size on a fresh Redis and three fresh nodes; returns the figures."""
+def scale_run(binary, size, load_limit):
+    """One size on a fresh Redis and three fresh nodes; returns the figures. Topics that did not
+    get their snapshot within `load_limit` seconds are counted, and the measurement goes on."""
     global BINARY
     BINARY = binary
     redis_port = free_port()
@@ -269,7 +272,7 @@ def scale_run(binary, size):
             sockets.append(connection)
     began = time.time()
     tails = {}
-    while any(count < size for count in snapshots.values()) and time.time() - began < 600:
+    while any(count < size for count in snapshots.values()) and time.time() - began < load_limit:
         for key, _ in selector.select(1):
             try:
                 data = key.fileobj.recv(1 << 20)
@@ -279,8 +282,6 @@ def scale_run(binary, size):
             snapshots[key.data] += text.count(b'"type":"snapshot"')
             tails[key.fileobj] = text[-32:].replace(b'"type":"snapshot"', b"")
     loaded = time.time() - began
-    if any(count < size for count in snapshots.values()):
-        raise RuntimeError(f"{size} topics: snapshots {snapshots} after {loaded:.0f} s")
 
     def drain():
         for key, _ in selector.select(0):
@@ -313,13 +314,14 @@ def scale_run(binary, size):
         process.wait(15)
         started.remove(process)
     return {"size": size, "commands_per_second": commands, "redis_cpu": redis_cpu, "redis_memory": memory,
-            "node_rss": rss, "loaded_seconds": loaded}
+            "node_rss": rss, "loaded_seconds": loaded, "snapshots": min(snapshots.values())}
 
 
 def scale_main(arguments):
     binary = ".build/release/deltacast"
     before = None
     before_max = 10000
+    load_limit = 300
     sizes = [1000, 10000, 50000]
     index = 0
     while index < len(arguments):
@@ -328,6 +330,9 @@ def scale_main(arguments):
             index += 2
         elif arguments[index] == "--before-max":
             before_max = int(arguments[index + 1])
+            index += 2
+        elif arguments[index] == "--load-limit":
+            load_limit = int(arguments[index + 1])
             index += 2
         elif arguments[index] == "--sizes":
             sizes = [int(size) for size in arguments[index + 1].split(",")]
@@ -341,18 +346,20 @@ def scale_main(arguments):
         for label, path in builds:
             if label == "before" and size > before_max:
                 continue
-            result = scale_run(path, size)
+            result = scale_run(path, size, load_limit)
             result["build"] = label
             results.append(result)
             with open(os.path.join(OUT, "cluster-scale.jsonl"), "a") as handle:
                 handle.write(json.dumps(result) + "\n")
             print(f"{label}, {size} topics: {result['commands_per_second']:,.0f} commands/s, Redis CPU {result['redis_cpu'] * 100:.1f} %",
                   file=sys.stderr)
-    print("\n| build | topics on each of 3 nodes | Redis commands/s | Redis CPU | Redis memory | node RSS (each) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| build | topics on each of 3 nodes | loaded in | Redis commands/s | Redis CPU | Redis memory | node RSS (each) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for result in results:
         rss = "–".join(f"{value / 2**20:.0f}" for value in (min(result["node_rss"]), max(result["node_rss"])))
-        print(f"| {result['build']} | {result['size']:,} | {result['commands_per_second']:,.0f} | {result['redis_cpu'] * 100:.1f} % | "
+        loaded = f"{result['loaded_seconds']:.0f} s" if result["snapshots"] >= result["size"] else \
+            f"{result['snapshots']:,} of {result['size']:,} in {result['loaded_seconds']:.0f} s"
+        print(f"| {result['build']} | {result['size']:,} | {loaded} | {result['commands_per_second']:,.0f} | {result['redis_cpu'] * 100:.1f} % | "
               f"{result['redis_memory'] / 2**20:.1f} MiB | {rss} MiB |")
     mine = {result["size"]: result for result in results if result["build"] == "this build"}
     if min(sizes) in mine and max(sizes) in mine:

@@ -278,7 +278,9 @@ extension HTTPServer {
             let status = cluster.status()
             out += ",\"cluster\":{\"node\":" + EventLog.quoted(status.node) + ",\"redis\":\"\(status.redis ? "up" : "down")\""
             out += ",\"nodes\":[" + status.nodes.map(EventLog.quoted).joined(separator: ",") + "]"
-            out += ",\"leaders\":[" + status.leaders.prefix(1000).map { "{\"topic\":" + EventLog.quoted($0.topic) + ",\"node\":" + EventLog.quoted($0.node) + "}" }.joined(separator: ",") + "]}"
+            out += ",\"leaders\":[" + status.leaders.prefix(1000).map { "{\"topic\":" + EventLog.quoted($0.topic) + ",\"node\":" + EventLog.quoted($0.node) + "}" }.joined(separator: ",") + "]"
+            out += ",\"owned\":\(status.owned),\"redis_commands_per_second\":\(status.commandsPerSecond)"
+            out += ",\"shards\":[" + status.shards.map { "{\"address\":" + EventLog.quoted($0.address) + ",\"slots\":" + EventLog.quoted($0.slots) + "}" }.joined(separator: ",") + "]}"
         }
         return Array((out + "}").utf8)
     }

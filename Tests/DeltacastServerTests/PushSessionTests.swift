@@ -212,6 +212,18 @@ import Testing
         #expect(Self.describe(multiplexed.received(Array("GET /next".utf8)[...], now: 0)) == ["keep GET /next"])
     }
 
+    @Test func aRequestWaitingForRedisIsAnswered503AtItsDeadlineAndKeepsPipelinedBytes() throws {
+        let request = try Self.request("POST /deltacast/publish?topic=/live/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(ClusterWaitSession.waitMilliseconds(commandTimeout: 2000) == 9000)
+        let waiting = ClusterWaitSession(request: request, expiresAt: 9000)
+        #expect(waiting.deadline == 9000 && !waiting.streams && waiting.framing == .answering)
+        #expect(waiting.tick(now: 8999, silent: true).isEmpty)
+        let expired = Self.describe(waiting.tick(now: 9000, silent: false))
+        #expect(expired.count == 1 && expired[0].hasPrefix(#"answer 503 {"error":"unavailable","message":"the cluster's Redis did not answer in time"#))
+        #expect(Self.describe(waiting.drain()).first?.hasPrefix("answer 503") == true)   // shutdown answers at once
+        #expect(Self.describe(waiting.received(Array("GET /next".utf8)[...], now: 0)) == ["keep GET /next"])
+    }
+
     @Test func aHeldPollIsAnsweredByTheChangeOfItsTopic() throws {
         let published = try SubscriptionSetTests.Published()
         let topic = try published.subscribed("/live/a")

@@ -311,7 +311,11 @@ def scale_run(binary, size, load_limit):
         connection.close()
     for process in [process for process, _ in nodes] + [simulator, redis]:
         process.terminate()
-        process.wait(15)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()   # a node of an earlier build may be stuck on Redis
+            process.wait(15)
         started.remove(process)
     return {"size": size, "commands_per_second": commands, "redis_cpu": redis_cpu, "redis_memory": memory,
             "node_rss": rss, "loaded_seconds": loaded, "snapshots": min(snapshots.values())}

@@ -41,6 +41,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     let loop: EventLoop
     let commands: RedisConnection
     let subscriber: RedisConnection
+    /// The heartbeat and the changes stream's reads, on a connection of their own: they never
+    /// wait behind a burst of bulk scripts.
+    let ticker: RedisConnection
     let channel: String
     /// Journal entries kept in Redis per topic (`limits.journal_entries`).
     let journalEntries: Int
@@ -59,6 +62,23 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     // On the loop only:
     /// Where this node is in the changes stream: the last entry's ID and counter (nil until read).
     private var changesPosition: (id: String, counter: Int)?
+    /// A read of the changes stream is in flight (reads follow each other until caught up).
+    private var readingChanges = false
+    /// Numbers of the releases, takeovers and problems PUB/SUB already brought (the stream's
+    /// entries for them are skipped); emptied past 100,000 (the worst case is a second read).
+    private var noticesHandled = Set<Int>()
+    /// Entries read from the changes stream at a time.
+    static let changesPerRead = 5000
+    /// Bulk scripts (syncs, claims, releases, commits) in flight at once; the rest wait here in
+    /// order, so a burst (a node meeting 50,000 topics, a re-read of every topic) never passes
+    /// the connection's own limit and the heartbeat is never far behind.
+    static let maximumBulkInFlight = 2000
+    private var bulkInFlight = 0
+    private var bulkWaiting: [(@escaping () -> Void) -> Void] = []
+    private var bulkStart = 0
+    private var drainingBulk = false
+    /// Syncs waiting for their turn, by topic key: a topic waits once, whoever asked.
+    private var syncsWaiting: [String: (gapFill: Bool, completions: [() -> Void])] = [:]
     /// Whether the next heartbeat joins (at start, after a lapse): the member it replaces ('' for
     /// none); nil when it renews.
     private var joining: String? = ""
@@ -68,9 +88,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private var sentAtSweep = (commands: 0, at: Int64(0))
     /// Commands per second this node sent to Redis over the last second or so (a script is one).
     private let commandRate = Atomic<Int>(0)
-    /// Changes stream entries kept in Redis (`MAXLEN ~`); past them, a node that fell behind by
-    /// more in one tick re-reads every topic.
-    static let changesKept = 10_000
+    /// Changes stream entries kept in Redis (`MAXLEN ~`, about 100 bytes each): a node that fell
+    /// behind by more re-reads every topic. A burst of 50,000 topics met at once writes about
+    /// as many entries (first commits, takeovers).
+    static let changesKept = 100_000
     /// Commits waiting, by topic key, on the loop only: the first is in flight.
     private var commitQueues: [String: [PendingCommit]] = [:]
     /// Commits that may wait for one topic (the one in flight included); past it a publish is
@@ -106,6 +127,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         do { loop = try EventLoop() } catch { throw StartError(description: "cannot create the cluster loop: \(error)") }
         commands = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)")
         subscriber = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-sub")
+        ticker = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-tick")
         do { try loop.start(name: "deltacast-cluster") } catch { throw StartError(description: "cannot start the cluster loop: \(error)") }
         commands.start()
         // The salt: the first node's random one; SET NX makes every later node take it.
@@ -147,6 +169,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 self.syncAll()
             }
             subscriber.start()
+            ticker.start()
             ticking = true
             tick()
         }
@@ -157,6 +180,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         loop.execute { [self] in ticking = false }
         commands.stop()
         subscriber.stop()
+        ticker.stop()
         loop.stop()
         loop.join()
     }
@@ -253,33 +277,36 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
         let keys = keys(topic)
         let started = MonotonicClock.nanoseconds()
-        eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.owner, commitCounter, changesStream],
-             arguments: [Array(writer.utf8), Array(prepared.base.epoch.utf8),
-                         Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
-                         Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8), Array(String(Self.changesKept).utf8)]) { [self] reply in
-            metrics.scriptSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
-            switch reply {
-            case .success(.integer):
-                metrics.commits.add(1, ordering: .relaxed)
-                if newEpoch != nil { metrics.epochRotations.add(1, ordering: .relaxed) }
-                sync(topic) { [self] in
-                    topic.upstreamRecovered()
-                    finishCommit(topic, .success(.changed(prepared.cursor)))
+        bulk { [self] done in
+            eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.owner, commitCounter, changesStream],
+                 arguments: [Array(writer.utf8), Array(prepared.base.epoch.utf8),
+                             Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
+                             Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8), Array(String(Self.changesKept).utf8)]) { [self] reply in
+                done()
+                metrics.scriptSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
+                switch reply {
+                case .success(.integer):
+                    metrics.commits.add(1, ordering: .relaxed)
+                    if newEpoch != nil { metrics.epochRotations.add(1, ordering: .relaxed) }
+                    sync(topic) { [self] in
+                        topic.upstreamRecovered()
+                        finishCommit(topic, .success(.changed(prepared.cursor)))
+                    }
+                case .success(.error(let message)) where message.hasPrefix("FENCED"):
+                    metrics.fenced.add(1, ordering: .relaxed)
+                    // Not the owner any more: read who is, and stop polling. The body was not
+                    // committed (its poll's validators must not make the next poll a 304).
+                    sync(topic) { [self] in finishCommit(topic, .failure(.clusterUnavailable("fenced: another node owns the topic now"))) }
+                case .success(.error(let message)) where message.hasPrefix("NOMETA"):
+                    attemptCommit(topic, commit, newEpoch: Topic.randomEpoch(), attempt: attempt + 1)
+                case .success(.error(let message)) where message.hasPrefix("CONFLICT"):
+                    metrics.conflicts.add(1, ordering: .relaxed)
+                    sync(topic) { [self] in attemptCommit(topic, commit, newEpoch: nil, attempt: attempt + 1) }
+                case .success(let other):
+                    finishCommit(topic, .failure(.clusterUnavailable("Redis answered the commit with \(other)")))
+                case .failure(let failure):
+                    finishCommit(topic, .failure(.clusterUnavailable(failure.description)))
                 }
-            case .success(.error(let message)) where message.hasPrefix("FENCED"):
-                metrics.fenced.add(1, ordering: .relaxed)
-                // Not the owner any more: read who is, and stop polling. The body was not
-                // committed (its poll's validators must not make the next poll a 304).
-                sync(topic) { [self] in finishCommit(topic, .failure(.clusterUnavailable("fenced: another node owns the topic now"))) }
-            case .success(.error(let message)) where message.hasPrefix("NOMETA"):
-                attemptCommit(topic, commit, newEpoch: Topic.randomEpoch(), attempt: attempt + 1)
-            case .success(.error(let message)) where message.hasPrefix("CONFLICT"):
-                metrics.conflicts.add(1, ordering: .relaxed)
-                sync(topic) { [self] in attemptCommit(topic, commit, newEpoch: nil, attempt: attempt + 1) }
-            case .success(let other):
-                finishCommit(topic, .failure(.clusterUnavailable("Redis answered the commit with \(other)")))
-            case .failure(let failure):
-                finishCommit(topic, .failure(.clusterUnavailable(failure.description)))
             }
         }
     }
@@ -297,12 +324,14 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     /// Runs `script` by its SHA-1, loading it when Redis does not know it (`NOSCRIPT`: after a
     /// restart or `SCRIPT FLUSH`).
-    func eval(_ script: ClusterScript, keys: [String], arguments: [[UInt8]], _ callback: @escaping RedisConnection.Callback) {
+    func eval(_ script: ClusterScript, keys: [String], arguments: [[UInt8]], on connection: RedisConnection? = nil,
+              _ callback: @escaping RedisConnection.Callback) {
         let tail = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
-        commands.send([Array("EVALSHA".utf8), Array(script.sha.utf8)] + tail) { [commands, self] result in
+        let connection = connection ?? commands
+        connection.send([Array("EVALSHA".utf8), Array(script.sha.utf8)] + tail) { [self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
                 self.metrics.scriptLoads.add(1, ordering: .relaxed)
-                commands.send([Array("EVAL".utf8), Array(script.source.utf8)] + tail, callback)
+                connection.send([Array("EVAL".utf8), Array(script.source.utf8)] + tail, callback)
             } else {
                 callback(result)
             }
@@ -314,12 +343,54 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Brings `topic` up to the shared state (on the loop); `completion`, if any, runs once it
     /// was applied, or at once when Redis did not answer.
     func sync(_ topic: Topic, gapFill: Bool = false, completion: (() -> Void)? = nil) {
-        let keys = keys(topic)
-        let cursor = topic.cursor
-        eval(.sync, keys: [keys.meta, keys.log, keys.doc, keys.owner, keys.problem], arguments: syncArguments(cursor, topic)) { [weak self] result in
-            guard let self, case .success(let reply) = result else { completion?(); return }
-            self.apply(reply, to: topic, keys: keys, gapFill: gapFill, completion: completion)
+        if var waiting = syncsWaiting[topic.key] {
+            waiting.gapFill = waiting.gapFill || gapFill
+            if let completion { waiting.completions.append(completion) }
+            syncsWaiting[topic.key] = waiting
+            return
         }
+        syncsWaiting[topic.key] = (gapFill, completion.map { [$0] } ?? [])
+        bulk { [self] done in
+            // The cursor is read when the sync is sent, not when it was asked for.
+            let (gapFill, completions) = syncsWaiting.removeValue(forKey: topic.key) ?? (false, [])
+            let finish = { for completion in completions { completion() } }
+            let keys = keys(topic)
+            eval(.sync, keys: [keys.meta, keys.log, keys.doc, keys.owner, keys.problem], arguments: syncArguments(topic.cursor, topic)) { [weak self] result in
+                done()
+                guard let self, case .success(let reply) = result else { return finish() }
+                self.apply(reply, to: topic, keys: keys, gapFill: gapFill, completion: finish)
+            }
+        }
+    }
+
+    /// Runs `work` once fewer than ``maximumBulkInFlight`` bulk scripts are in flight; `work`
+    /// calls its argument when its reply came (at once, or later).
+    private func bulk(_ work: @escaping (@escaping () -> Void) -> Void) {
+        bulkWaiting.append(work)
+        drainBulk()
+    }
+
+    private func drainBulk() {
+        guard !drainingBulk else { return }
+        drainingBulk = true
+        while bulkInFlight < Self.maximumBulkInFlight && bulkStart < bulkWaiting.count {
+            let work = bulkWaiting[bulkStart]
+            bulkStart += 1
+            bulkInFlight += 1
+            work { [weak self] in
+                guard let self else { return }
+                self.bulkInFlight -= 1
+                self.drainBulk()
+            }
+        }
+        if bulkStart == bulkWaiting.count {
+            bulkWaiting.removeAll(keepingCapacity: bulkWaiting.count < 4096)
+            bulkStart = 0
+        } else if bulkStart > 4096 && bulkStart * 2 > bulkWaiting.count {
+            bulkWaiting.removeFirst(bulkStart)
+            bulkStart = 0
+        }
+        drainingBulk = false
     }
 
     private func syncArguments(_ cursor: Cursor?, _ topic: Topic) -> [[UInt8]] {
@@ -366,14 +437,27 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         completion?()
     }
 
-    /// A PUB/SUB message: `TAG EPOCH SEQ` (a commit) or `TAG released`.
+    /// A PUB/SUB message: `TAG EPOCH SEQ` (a commit), or `TAG :released N`, `TAG :owned N`,
+    /// `TAG :problem N` (N: its number in the changes stream, which then need not act again).
     private func pushed(_ value: RESPValue) {
         guard let parts = value.elements, parts.count == 3, parts[0].text == "message", let text = parts[2].text else { return }
         let fields = text.split(separator: " ")
-        if fields.count == 2, fields[1] == "released" { return released(tag: String(fields[0])) }
-        if fields.count == 2, fields[1] == "owned" || fields[1] == "problem" { return ownerChanged(tag: String(fields[0])) }
-        guard fields.count == 3, let seq = Int(fields[2]) else { return }
-        announced(tag: String(fields[0]), epoch: String(fields[1]), seq: seq)
+        guard fields.count == 3 || fields.count == 5 else { return }
+        let tag = String(fields[0])
+        switch fields[1] {
+        case ":released", ":owned", ":problem":
+            guard let number = Int(fields[2]) else { return }
+            if noticesHandled.count >= 100_000 { noticesHandled.removeAll() }
+            noticesHandled.insert(number)
+            switch fields[1] {
+            case ":released": released(tag: tag)
+            case ":owned" where fields.count == 5: ownerTook(tag: tag, owner: fields[3] + " " + fields[4])
+            default: ownerChanged(tag: tag)
+            }
+        default:
+            guard let seq = Int(fields[2]) else { return }
+            announced(tag: tag, epoch: String(fields[1]), seq: seq)
+        }
     }
 
     /// A commit of `tag`'s topic made `epoch`/`seq`: sync unless this node is there already.
@@ -400,6 +484,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         sync(topic)
     }
 
+    /// `owner` took `tag`'s topic over: record it (this node may have lost the topic).
+    private func ownerTook(tag: String, owner: String) {
+        guard let key = tags.withLock({ $0[tag] }), let topic = hub?.existingTopic(key: key) else { return }
+        learned(owner: owner, of: topic)
+    }
+
     private func syncAll() {
         for topic in hub?.allTopics ?? [] { sync(topic) }
     }
@@ -421,16 +511,19 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let now = MonotonicClock.milliseconds()
         let (claims, identity) = ownership.withLock { ($0.tick(now: now), $0.identity) }
         for case .claim(let key, let tag, let expected) in claims {
-            eval(.claim, keys: [keys(tag: tag).owner, commitCounter, changesStream],
-                 arguments: [Array(expected.utf8), Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { [weak self] result in
-                guard let self else { return }
-                guard case .success(let reply) = result, let owner = reply.text else {
-                    return self.ownership.withLock { $0.claimFailed(key) }
-                }
-                if let topic = self.hub?.existingTopic(key: key) {
-                    self.learned(owner: owner, of: topic)
-                } else {
-                    _ = self.ownership.withLock { $0.learned(owner: owner, of: key) }
+            bulk { [self] done in
+                eval(.claim, keys: [keys(tag: tag).owner, commitCounter, changesStream],
+                     arguments: [Array(expected.utf8), Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { [weak self] result in
+                    done()
+                    guard let self else { return }
+                    guard case .success(let reply) = result, let owner = reply.text else {
+                        return self.ownership.withLock { $0.claimFailed(key) }
+                    }
+                    if let topic = self.hub?.existingTopic(key: key) {
+                        self.learned(owner: owner, of: topic)
+                    } else {
+                        _ = self.ownership.withLock { $0.learned(owner: owner, of: key) }
+                    }
                 }
             }
         }
@@ -439,8 +532,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Gives up `key`'s topic (no longer held here), if this node owns it.
     private func release(tag: String) {
         let identity = ownership.withLock { $0.identity }
-        eval(.release, keys: [keys(tag: tag).owner, commitCounter, changesStream],
-             arguments: [Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { _ in }
+        bulk { [self] done in
+            eval(.release, keys: [keys(tag: tag).owner, commitCounter, changesStream],
+                 arguments: [Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { _ in done() }
+        }
     }
 
     public func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?) {
@@ -489,9 +584,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private func tick() {
         guard ticking else { return }
         loop.schedule(afterMilliseconds: tickMilliseconds) { [weak self] in self?.tick() }
-        guard commands.isReady, hub != nil else { return }
+        guard commands.isReady, ticker.isReady, hub != nil else { return }
         heartbeat()
-        readChanges()
+        if !readingChanges { readChanges() }
         // A subscriber connection that stopped answering is reopened by its own timeout.
         subscriber.send(["PING"], nil)
         claimDue()
@@ -509,7 +604,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let replacing = joining
         eval(.heartbeat, keys: [members, memberKey],
              arguments: [Array(identity.utf8), Array(incarnation.utf8), Array(String(leaseMilliseconds).utf8),
-                         Array((replacing == nil ? "renew" : "join").utf8), Array((replacing ?? "").utf8)]) { [weak self] result in
+                         Array((replacing == nil ? "renew" : "join").utf8), Array((replacing ?? "").utf8)], on: ticker) { [weak self] result in
             guard let self else { return }
             switch result {
             case .success(.error(let message)) where message.hasPrefix("LAPSED"):
@@ -532,22 +627,32 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
     }
 
-    /// Reads the changes stream after this node's position: commits and releases that PUB/SUB
-    /// may have lost. A counter that went back (Redis lost its data) or entries trimmed before
-    /// they were read make the node re-read every topic.
+    /// Reads the changes stream after this node's position: commits, releases, takeovers and
+    /// problems that PUB/SUB may have lost. Reads follow each other until the node caught up. A
+    /// counter that went back (Redis lost its data) or entries trimmed before they were read
+    /// make the node re-read every topic.
     private func readChanges() {
+        readingChanges = true
         let after = changesPosition?.id ?? ""
-        eval(.changes, keys: [commitCounter, changesStream], arguments: [Array(after.utf8), Array("1000".utf8)]) { [weak self] result in
-            guard let self, case .success(let reply) = result, let fields = reply.elements, fields.count == 3,
+        eval(.changes, keys: [commitCounter, changesStream], arguments: [Array(after.utf8), Array(String(Self.changesPerRead).utf8)],
+             on: ticker) { [weak self] result in
+            guard let self else { return }
+            self.readingChanges = false
+            guard case .success(let reply) = result, let fields = reply.elements, fields.count == 3,
                   let counter = fields[0].integer, let lastID = fields[1].text else { return }
             guard let position = self.changesPosition else {
+                // From here on the stream says what changed; what changed before is read now,
+                // for every topic this node already met.
                 self.changesPosition = (lastID, Int(counter))
+                self.syncAll()
                 return
             }
+            let entries = fields[2].elements ?? []
+            defer { if entries.count >= Self.changesPerRead && self.ticker.isReady { self.readChanges() } }
             var seen = position.counter
             var id = position.id
             var lost = Int(counter) < position.counter
-            for entry in fields[2].elements ?? [] {
+            for entry in entries {
                 guard let parts = entry.elements, parts.count == 2, let entryID = parts[0].text, let values = parts[1].elements else { continue }
                 var map: [String: String] = [:]
                 var index = 0
@@ -559,15 +664,18 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 if n > seen + 1 { lost = true }
                 seen = max(seen, n)
                 id = entryID
+                if map["e"] == nil, noticesHandled.remove(n) != nil { continue }
                 if map["r"] != nil {
                     self.released(tag: tag)
+                } else if let owner = map["o"], owner.contains(" ") {
+                    self.ownerTook(tag: tag, owner: owner)
                 } else if map["o"] != nil || map["p"] != nil {
                     self.ownerChanged(tag: tag)
                 } else if let epoch = map["e"], let seq = map["s"].flatMap(Int.init) {
                     self.announced(tag: tag, epoch: epoch, seq: seq)
                 }
             }
-            if seen < Int(counter) && (fields[2].elements ?? []).isEmpty { lost = true }
+            if seen < Int(counter) && entries.isEmpty { lost = true }
             if lost {
                 self.metrics.changesResyncs.add(1, ordering: .relaxed)
                 self.changesPosition = (lastID, Int(counter))
@@ -582,7 +690,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// those it owned. Local work, once a second.
     private func sweep() {
         let now = MonotonicClock.milliseconds()
-        let sent = commands.sent.load(ordering: .relaxed) + subscriber.sent.load(ordering: .relaxed)
+        let sent = commands.sent.load(ordering: .relaxed) + subscriber.sent.load(ordering: .relaxed) + ticker.sent.load(ordering: .relaxed)
         if sentAtSweep.at > 0, now > sentAtSweep.at {
             commandRate.store(Int(Int64(sent - sentAtSweep.commands) * 1000 / (now - sentAtSweep.at)), ordering: .relaxed)
         }

@@ -10,11 +10,12 @@ import DeltacastWire
 ///
 /// Keys of the cluster: `PREFIX:{nodes}:members` (sorted set of `NODE INCARNATION` by Redis's
 /// time of their last heartbeat), `PREFIX:{nodes}:member:NODE` (the incarnation, expiring with
-/// the lease), `PREFIX:commits` (a counter of commits and releases) and `PREFIX:changes` (a
-/// stream with one entry per commit, release, takeover or upstream problem: fields `n` the
-/// counter, `t` the tag, then `e` and `s` the new epoch and seq, or `r` (a release), `o` (a
-/// takeover) or `p` (the upstream began or stopped failing)). A node reads the stream once per tick,
-/// so a wake-up that PUB/SUB lost is found within a tick, at a cost per node, not per topic.
+/// the lease), `PREFIX:commits` (a counter, one per entry of the next key) and
+/// `PREFIX:changes-log` (a stream with one entry per commit, release, takeover or upstream
+/// problem: fields `n` the counter, `t` the tag, then `e` and `s` the new epoch and seq, or `r`
+/// (a release), `o` (a takeover: the new owner) or `p` (the upstream began or stopped
+/// failing)). A node reads the stream once per tick, so a wake-up that PUB/SUB (channel
+/// `PREFIX:changes`) lost is found within a tick, at a cost per node, not per topic.
 enum ClusterScript: CaseIterable {
     case heartbeat, claim, release, commit, sync, rotate, changes, problem
 
@@ -38,28 +39,29 @@ enum ClusterScript: CaseIterable {
     /// Compare-and-set of a topic's owner. KEYS: owner, commits, changes. ARGV: the record
     /// expected ('' for none), the claimer, tag, channel, changes kept. Returns the record
     /// after: the claimer's when it won. A claim that took the topic from an owner is announced
-    /// (`TAG owned`, and in the changes stream), so the former owner stops polling it.
+    /// with the new owner (`TAG :owned N NODE INCARNATION`, and in the changes stream), so the
+    /// former owner stops polling it and no node needs to read it.
     static let claimSource = """
         local owner = redis.call('GET', KEYS[1]) or ''
         if owner ~= ARGV[1] then return owner end
         redis.call('SET', KEYS[1], ARGV[2])
         if ARGV[1] ~= '' then
           local n = redis.call('INCR', KEYS[2])
-          redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[3], 'o', '1')
-          redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' owned')
+          redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[3], 'o', ARGV[2])
+          redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' :owned ' .. n .. ' ' .. ARGV[2])
         end
         return ARGV[2]
         """
 
     /// Gives a topic up. KEYS: owner, commits, changes. ARGV: the owner, tag, channel, changes
     /// kept. Does nothing (0) unless the caller owns it; else announces it on the channel
-    /// (`TAG released`) and in the changes stream, so a holder claims it.
+    /// (`TAG :released N`, N the counter) and in the changes stream, so a holder claims it.
     static let releaseSource = """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
         redis.call('DEL', KEYS[1])
         local n = redis.call('INCR', KEYS[2])
         redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'n', n, 't', ARGV[2], 'r', '1')
-        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' released')
+        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' :released ' .. n)
         return 1
         """
 
@@ -147,13 +149,13 @@ enum ClusterScript: CaseIterable {
     /// The owner's word on its upstream. KEYS: owner, problem, commits, changes. ARGV: the owner
     /// record, tag, channel, the problem ('' when well again), changes kept. Does nothing (0)
     /// unless the caller owns the topic; else stores or clears it and announces it
-    /// (`TAG problem`, and in the changes stream).
+    /// (`TAG :problem N`, and in the changes stream).
     static let problemSource = """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
         if ARGV[4] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[4]) end
         local n = redis.call('INCR', KEYS[3])
         redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[2], 'p', '1')
-        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' problem')
+        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' :problem ' .. n)
         return 1
         """
 

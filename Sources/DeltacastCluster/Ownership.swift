@@ -11,10 +11,11 @@
 ///   when it changes: a claim is a compare-and-set. Nothing is renewed per topic. A topic held
 ///   here with no owner is claimed at once by the node that rendezvous hashing prefers among
 ///   the live ones, by any other holder after one tick (the preferred node may not hold it); a
-///   topic whose owner left the live set is claimed at once. The first claim wins; the others
-///   learn the winner from the reply. A preferred node that holds a topic another live node
-///   owns takes it over after two ticks of seeing so (ownership spreads, and moves to a node
-///   that joins); the claim is announced, so the former owner stops at once.
+///   topic whose owner left the live set is claimed once two heartbeats agree. The first claim
+///   wins; the others learn the winner from the reply. A preferred node that holds a topic
+///   another live node owns takes it over after ``ticksBeforeTakeover`` ticks of seeing so
+///   (ownership spreads, and moves to a node that joins); the takeover is announced with the
+///   new owner, so the former owner stops at once.
 /// - **Fencing.** The commit script refuses a writer that is not the owner record. A node past
 ///   its local lease neither polls nor commits; once Redis expired its membership, its next
 ///   heartbeat changes its incarnation, so its old records no longer match it: a node that
@@ -128,8 +129,14 @@ struct Ownership: Sendable {
         for (key, topic) in held where topic.tag == tag { held[key]?.owner = "" }
     }
 
+    /// Ticks a preferred node waits before it takes a topic over from a live owner: the views
+    /// of the live set converge first, so two nodes never pass a topic back and forth.
+    static let ticksBeforeTakeover = 6
+
     /// The claims due at `now`: held topics without an owner (at once where this node is
-    /// preferred, else after a tick), or whose owner is not alive.
+    /// preferred, else after a tick); whose owner has been missing from the live set at two
+    /// ticks in a row (at once when it is a former incarnation of this node); or, for the
+    /// preferred node, owned by another for ``ticksBeforeTakeover`` ticks.
     mutating func tick(now: Int64) -> [Command] {
         guard isMember(now: now) else { return [] }
         var commands: [Command] = []
@@ -141,10 +148,13 @@ struct Ownership: Sendable {
                 if !claim { held[key]?.freeTicks += 1 }
             } else if owner == identity {
                 claim = false
-            } else if !live.contains(owner) || former.contains(owner) {
+            } else if former.contains(owner) {
                 claim = true
+            } else if !live.contains(owner) {
+                claim = topic.freeTicks >= 1
+                if !claim { held[key]?.freeTicks += 1 }
             } else if preferred(topic.tag) == node {
-                claim = topic.freeTicks >= 2
+                claim = topic.freeTicks >= Self.ticksBeforeTakeover
                 if !claim { held[key]?.freeTicks += 1 }
             } else {
                 claim = false

@@ -306,6 +306,18 @@ def scale_run(binary, size, load_limit):
     cpu = redis_info(redis_port, "cpu")
     redis_cpu = (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]) - cpu0) / span
     memory = int(redis_info(redis_port, "memory")["used_memory"])
+    counters = {}
+    for name in ("membership_lapses_total", "changes_resyncs_total", "lease_takeovers_total", "gap_fills_total", "resets_total"):
+        counters[name] = []
+        for _, port in nodes:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                                                   headers={"Authorization": f"Bearer {ADMIN}"}), timeout=10) as response:
+                    text = response.read().decode()
+                counters[name].append(next((float(line.split()[-1]) for line in text.splitlines()
+                                            if line.startswith("deltacast_cluster_" + name + " ")), None))
+            except OSError:
+                counters[name].append(None)
     rss = [rss_bytes(process.pid) for process, _ in nodes]
     for connection in sockets:
         connection.close()
@@ -318,7 +330,7 @@ def scale_run(binary, size, load_limit):
             process.wait(15)
         started.remove(process)
     return {"size": size, "commands_per_second": commands, "redis_cpu": redis_cpu, "redis_memory": memory,
-            "node_rss": rss, "loaded_seconds": loaded, "snapshots": min(snapshots.values())}
+            "node_rss": rss, "loaded_seconds": loaded, "snapshots": min(snapshots.values()), "counters": counters}
 
 
 def scale_main(arguments):
@@ -355,8 +367,8 @@ def scale_main(arguments):
             results.append(result)
             with open(os.path.join(OUT, "cluster-scale.jsonl"), "a") as handle:
                 handle.write(json.dumps(result) + "\n")
-            print(f"{label}, {size} topics: {result['commands_per_second']:,.0f} commands/s, Redis CPU {result['redis_cpu'] * 100:.1f} %",
-                  file=sys.stderr)
+            print(f"{label}, {size} topics: {result['commands_per_second']:,.0f} commands/s, Redis CPU {result['redis_cpu'] * 100:.1f} %, "
+                  f"nodes' counters {result['counters']}", file=sys.stderr)
     print("\n| build | topics on each of 3 nodes | loaded in | Redis commands/s | Redis CPU | Redis memory | node RSS (each) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for result in results:

@@ -302,7 +302,9 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func respond(to request: HTTPRequestHead, body: [UInt8]) {
+        // A new request: nothing of an earlier one that waited for Redis is kept.
         redeemedTicket = nil
+        clusterContinuation = nil
         route(request, body: body)
     }
 

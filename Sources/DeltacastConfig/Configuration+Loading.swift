@@ -145,7 +145,7 @@ struct ConfigurationDecoder {
         }
         if let e = m["lease"], let lease = duration(e.value, positive: true) {
             if lease < .seconds(1) || lease > .seconds(600) {
-                fail("cluster.lease is \(lease); use 1s to 10m (a leader renews it every third of it)", at: e.value.location)
+                fail("cluster.lease is \(lease); use 1s to 10m (each node heartbeats at least every sixth of it)", at: e.value.location)
             } else {
                 cluster.lease = lease
             }

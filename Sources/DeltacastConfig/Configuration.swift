@@ -202,7 +202,8 @@ public struct Configuration: Sendable {
         public var redis: RedisURL
         /// This node's name, unique in the cluster. Default: the host name and the process id.
         public var node: String
-        /// The poll leadership lease; nil: 3 × the shortest poll interval, at least 1 s.
+        /// The membership lease (a node not heard from for this long is dead); nil: 3 × the
+        /// shortest poll interval, at least 1 s.
         public var lease: Duration?
         /// Every key and channel starts with it. Default `deltacast`.
         public var keyPrefix = "deltacast"

@@ -110,7 +110,7 @@ public enum ConfigurationReference {
             Key(path: "cluster", type: "mapping", defaultValue: "none (one process)", meaning: "Cluster mode on Redis: one poll per topic cluster-wide, one history, cursors valid on every node."),
             Key(path: "cluster.redis", type: "URL", defaultValue: "required", meaning: "`redis://[[user]:password@]host[:port][/db]`; the password via `${VAR}`."),
             Key(path: "cluster.node", type: "string", defaultValue: "host name and process id", meaning: "This node's name, unique in the cluster."),
-            Key(path: "cluster.lease", type: "duration", defaultValue: "3 × the shortest interval, ≥ 1s", meaning: "Poll leadership lease (1s–10m); a dead leader is replaced within lease + interval."),
+            Key(path: "cluster.lease", type: "duration", defaultValue: "3 × the shortest interval, ≥ 1s", meaning: "Membership lease (1s–10m): a node not heard from for this long is dead, and the topics it polled are claimed within lease + interval."),
             Key(path: "cluster.key_prefix", type: "string", defaultValue: "deltacast", meaning: "Every Redis key and channel starts with it."),
             Key(path: "diagnostics", type: "mapping", defaultValue: "", meaning: "Test-only routes."),
             Key(path: "diagnostics.echo", type: "boolean", defaultValue: "\(c.diagnostics.echo)", meaning: "Serve the `/deltacast/echo` WebSocket echo route."),

@@ -1,4 +1,3 @@
-import Dispatch
 public import DeltacastConfig
 public import DeltacastHub
 public import DeltacastJSON
@@ -128,28 +127,31 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         commands = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)")
         subscriber = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-sub")
         ticker = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-tick")
-        do { try loop.start(name: "deltacast-cluster") } catch { throw StartError(description: "cannot start the cluster loop: \(error)") }
-        commands.start()
-        // The salt: the first node's random one; SET NX makes every later node take it.
+        // The salt: the first node's random one; SET NX makes every later node take it. Read
+        // before the loop starts, on this thread, by a start-up exchange of its own.
         let proposal = Base64.encode((0..<18).map { _ in UInt8.random(in: 0...255) })
         let deadline = MonotonicClock.milliseconds() + startTimeout
         var lastError = "no answer"
         var shared: [UInt8]?
         while shared == nil && MonotonicClock.milliseconds() < deadline {
-            _ = commands.call(["SET", settings.keyPrefix + ":salt", proposal, "NX"])
-            switch commands.call(["GET", settings.keyPrefix + ":salt"]) {
-            case .success(.bulk(let bytes?)): shared = bytes
-            case .success(let other): lastError = "unexpected reply \(other)"
-            case .failure(let failure): lastError = failure.description; usleepMilliseconds(200)
+            let attempt = MonotonicClock.milliseconds()
+            switch StartupExchange.run(settings.redis, [["SET", settings.keyPrefix + ":salt", proposal, "NX"], ["GET", settings.keyPrefix + ":salt"]],
+                                       deadlineMilliseconds: min(deadline, attempt + 2000)) {
+            case .success(let replies):
+                if case .bulk(let bytes?) = replies[1] { shared = bytes } else { lastError = "unexpected reply \(replies[1])" }
+            case .failure(let failure):
+                lastError = failure.description
+                // Redis not there yet: the next attempt a fifth of a second after this one began.
+                let wait = attempt + 200 - MonotonicClock.milliseconds()
+                if wait > 0 { usleep(UInt32(wait * 1000)) }
             }
         }
         guard let shared else {
-            commands.stop()
-            loop.stop()
-            loop.join()
             throw StartError(description: "cannot reach Redis at \(settings.redis) within \(startTimeout / 1000) s: \(lastError)")
         }
         salt = shared
+        do { try loop.start(name: "deltacast-cluster") } catch { throw StartError(description: "cannot start the cluster loop: \(error)") }
+        commands.start()
         available.store(true, ordering: .relaxed)
     }
 
@@ -812,4 +814,3 @@ public final class ClusterMetrics: Sendable {
     public let scriptSeconds = Histogram(bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
 }
 
-func usleepMilliseconds(_ milliseconds: Int) { usleep(UInt32(milliseconds * 1000)) }

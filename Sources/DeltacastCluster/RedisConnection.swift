@@ -1,4 +1,3 @@
-import Dispatch
 public import DeltacastConfig
 public import Synchronization
 public import DeltacastLoop
@@ -30,8 +29,7 @@ public enum RedisFailure: Error, Equatable, Sendable, CustomStringConvertible {
 /// its pending commands and is reopened after a backoff with jitter (100 ms doubling to 5 s).
 /// In subscriber mode, replies that no command waits for (`message` pushes) go to ``onPush``.
 ///
-/// Every method runs on `loop`; ``call(_:timeoutMilliseconds:)`` is a blocking form for a
-/// thread that serves nobody (start-up, tests), never for an event loop.
+/// Every method runs on `loop`, and nothing waits for a reply: each command's callback hears it.
 public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     public typealias Callback = (Result<RESPValue, RedisFailure>) -> Void
 
@@ -118,25 +116,6 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
 
     public func send(_ command: [String], timeoutMilliseconds: Int64? = nil, _ callback: Callback?) {
         send(command.map { Array($0.utf8) }, timeoutMilliseconds: timeoutMilliseconds, callback)
-    }
-
-    /// Sends `command` from another thread and waits for the reply (at most the timeout plus a
-    /// margin for the loop to run). Blocks: only for start-up (before anything is served) and
-    /// tests; never on an event loop.
-    public func call(_ command: [[UInt8]], timeoutMilliseconds: Int64? = nil) -> Result<RESPValue, RedisFailure> {
-        final class Box: @unchecked Sendable { var result: Result<RESPValue, RedisFailure> = .failure(.timedOut) }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        let timeout = timeoutMilliseconds ?? limits.commandTimeout
-        loop.execute { [self] in
-            send(command, timeoutMilliseconds: timeout) { result in box.result = result; done.signal() }
-        }
-        guard done.wait(timeout: .now() + .milliseconds(Int(timeout) + 500)) == .success else { return .failure(.timedOut) }
-        return box.result
-    }
-
-    public func call(_ command: [String], timeoutMilliseconds: Int64? = nil) -> Result<RESPValue, RedisFailure> {
-        call(command.map { Array($0.utf8) }, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     private func enqueue(_ bytes: [UInt8], deadline: Int64, _ callback: Callback?) {

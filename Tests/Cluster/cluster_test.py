@@ -816,6 +816,17 @@ class ClusterTests(ClusterCase):
         self.assertEqual(run.returncode, 1)
         self.assertIn(f"cannot reach Redis at redis://127.0.0.1:{absent}/0 within 10 s", run.stderr)
 
+    def test_14_a_node_whose_redis_password_is_refused_says_so_and_exits(self):
+        self.redis.command("CONFIG", "SET", "requirepass", "the-right-password-0123")
+        config = node_config(self.simulator, self.redis, "refused").replace(
+            f"redis://127.0.0.1:{self.redis.port}/0", f"redis://:a-wrong-password@127.0.0.1:{self.redis.port}/0")
+        path = os.path.join(tempfile.mkdtemp(prefix="deltacast-refused-"), "node.yaml")
+        with open(path, "w") as handle:
+            handle.write(config)
+        run = subprocess.run([BINARY_PATH(), "serve", "-c", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"cannot reach Redis at redis://:***@127.0.0.1:{self.redis.port}/0 within 10 s: redis unavailable: AUTH refused", run.stderr)
+
     def test_12_the_status_page_shows_the_nodes_and_who_leads_each_topic(self):
         put(self.simulator, "/doc/twelve", document(0))
         for node in self.nodes:

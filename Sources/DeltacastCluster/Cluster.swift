@@ -578,8 +578,6 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         return UpstreamProblem(kind: kind, http: Int(parts[1]), message: String(parts[2]))
     }
 
-    /// The status page's owner of each topic this node holds.
-    private func ownerNode(of key: String) -> String? { ownership.withLock { $0.ownerNode(of: key) } }
 
     // MARK: Ticks
 
@@ -621,8 +619,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             case .success(let reply):
                 guard let names = reply.elements?.compactMap(\.text) else { return }
                 self.joining = nil
-                self.ownership.withLock { $0.heartbeat(sentAt: sent, members: names) }
-                self.knownNodes.withLock { $0 = self.ownership.withLock { $0.liveNodes } }
+                let live = self.ownership.withLock { ownership in
+                    ownership.heartbeat(sentAt: sent, members: names)
+                    return ownership.liveNodes
+                }
+                self.knownNodes.withLock { $0 = live }
             case .failure:
                 break
             }
@@ -776,8 +777,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// topic this node has, what it owns, its Redis traffic, and the shard map.
     public func status() -> Status {
         let nodes = knownNodes.withLock { $0 }
-        let leaders: [(topic: String, node: String)] = (hub?.allTopics ?? []).compactMap { topic in
-            ownerNode(of: topic.key).map { (topic: topic.name, node: $0) }
+        let topics = hub?.allTopics ?? []
+        let leaders: [(topic: String, node: String)] = ownership.withLock { ownership in
+            topics.compactMap { topic in ownership.ownerNode(of: topic.key).map { (topic: topic.name, node: $0) } }
         }
         return Status(node: settings.node, redis: isAvailable, nodes: nodes.sorted(), leaders: leaders.sorted { $0.topic < $1.topic },
                       owned: leasesHeld, commandsPerSecond: commandRate.load(ordering: .relaxed),

@@ -421,6 +421,17 @@ class ClusterCase(unittest.TestCase):
             self.assertTrue(chunk, "the stream ended")
             received += chunk
 
+    def serve_once(self, config):
+        """`deltacast serve` with `config` until it exits by itself (a node that cannot start)."""
+        directory = tempfile.mkdtemp(prefix="deltacast-once-")
+        path = os.path.join(directory, "node.yaml")
+        with open(path, "w") as handle:
+            handle.write(config)
+        try:
+            return subprocess.run([BINARY_PATH(), "serve", "-c", path], capture_output=True, text=True, timeout=60)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
     def metric(self, node, name):
         _, _, body = request(node.url("/metrics"))
         for line in body.decode().splitlines():
@@ -808,22 +819,14 @@ class ClusterTests(ClusterCase):
 
     def test_14_a_node_that_cannot_reach_redis_at_start_says_so_and_exits(self):
         absent = free_port()   # nothing listens there
-        config = node_config(self.simulator, self.redis, "lonely").replace(f"127.0.0.1:{self.redis.port}", f"127.0.0.1:{absent}")
-        path = os.path.join(tempfile.mkdtemp(prefix="deltacast-lonely-"), "node.yaml")
-        with open(path, "w") as handle:
-            handle.write(config)
-        run = subprocess.run([BINARY_PATH(), "serve", "-c", path], capture_output=True, text=True, timeout=60)
+        run = self.serve_once(node_config(self.simulator, self.redis, "lonely").replace(f"127.0.0.1:{self.redis.port}", f"127.0.0.1:{absent}"))
         self.assertEqual(run.returncode, 1)
         self.assertIn(f"cannot reach Redis at redis://127.0.0.1:{absent}/0 within 10 s", run.stderr)
 
     def test_14_a_node_whose_redis_password_is_refused_says_so_and_exits(self):
         self.redis.command("CONFIG", "SET", "requirepass", "the-right-password-0123")
-        config = node_config(self.simulator, self.redis, "refused").replace(
-            f"redis://127.0.0.1:{self.redis.port}/0", f"redis://:a-wrong-password@127.0.0.1:{self.redis.port}/0")
-        path = os.path.join(tempfile.mkdtemp(prefix="deltacast-refused-"), "node.yaml")
-        with open(path, "w") as handle:
-            handle.write(config)
-        run = subprocess.run([BINARY_PATH(), "serve", "-c", path], capture_output=True, text=True, timeout=60)
+        run = self.serve_once(node_config(self.simulator, self.redis, "refused").replace(
+            f"redis://127.0.0.1:{self.redis.port}/0", f"redis://:a-wrong-password@127.0.0.1:{self.redis.port}/0"))
         self.assertEqual(run.returncode, 1)
         self.assertIn(f"cannot reach Redis at redis://:***@127.0.0.1:{self.redis.port}/0 within 10 s: redis unavailable: AUTH refused", run.stderr)
 

@@ -1,7 +1,7 @@
 public import DeltacastConfig
 public import DeltacastHub
 public import DeltacastJSON
-public import DeltacastLoop
+import DeltacastLoop
 import DeltacastWire
 public import Synchronization
 #if canImport(Glibc)
@@ -38,12 +38,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// The credential-digest salt every node shares.
     public let salt: [UInt8]
     let loop: EventLoop
-    let commands: RedisConnection
-    let subscriber: RedisConnection
-    /// The heartbeat and the changes stream's reads, on a connection of their own: they never
+    let commands: RedisRouter
+    let subscriber: RedisRouter
+    /// The heartbeat and the changes streams' reads, on connections of their own: they never
     /// wait behind a burst of bulk scripts.
-    let ticker: RedisConnection
-    let channel: String
+    let ticker: RedisRouter
     /// Journal entries kept in Redis per topic (`limits.journal_entries`).
     let journalEntries: Int
     public let metrics = ClusterMetrics()
@@ -58,11 +57,14 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private let tags = Locked<[String: String]>([:])
     /// The live nodes as the last heartbeat saw them (the status page reads them from any thread).
     private let knownNodes = Locked<[String]>([])
+    /// Each primary and its slots, as of the last sweep (the status page).
+    private let shardMap = Locked<[(address: String, slots: String)]>([])
     // On the loop only:
-    /// Where this node is in the changes stream: the last entry's ID and counter (nil until read).
-    private var changesPosition: (id: String, counter: Int)?
-    /// A read of the changes stream is in flight (reads follow each other until caught up).
-    private var readingChanges = false
+    /// Where this node is in each shard's changes stream: the last entry's ID and counter
+    /// (absent until read).
+    private var changesPositions: [RedisRouter.Shard: (id: String, counter: Int)] = [:]
+    /// Shards whose changes stream is being read (reads follow each other until caught up).
+    private var readingChanges = Set<RedisRouter.Shard>()
     /// Numbers of the releases, takeovers and problems PUB/SUB already brought (the stream's
     /// entries for them are skipped); emptied past 100,000 (the worst case is a second read).
     private var noticesHandled = Set<Int>()
@@ -107,6 +109,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     }
     private let available = Atomic<Bool>(false)
     private var ticking = false
+    /// A heartbeat is in flight (one at a time, however slow Redis is).
+    private var heartbeating = false
 
     /// Why cluster mode could not start.
     public struct StartError: Error, CustomStringConvertible {
@@ -120,36 +124,17 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         self.leaseMilliseconds = settings.effectiveLease(endpoints: configuration.endpoints).wholeMilliseconds
         let shortest = configuration.endpoints.filter { $0.source == .poll }.map { $0.interval.wholeMilliseconds }.min() ?? leaseMilliseconds
         self.tickMilliseconds = max(100, min(leaseMilliseconds / 6, shortest / 2))
-        self.channel = settings.keyPrefix + ":changes"
         self.journalEntries = configuration.limits.journalEntries
         self.ownership = Locked(Ownership(node: settings.node, incarnation: Topic.randomEpoch(), leaseMilliseconds: leaseMilliseconds))
         do { loop = try EventLoop() } catch { throw StartError(description: "cannot create the cluster loop: \(error)") }
-        commands = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)")
-        subscriber = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-sub")
-        ticker = RedisConnection(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-tick")
-        // The salt: the first node's random one; SET NX makes every later node take it. Read
-        // before the loop starts, on this thread, by a start-up exchange of its own.
-        let proposal = Base64.encode((0..<18).map { _ in UInt8.random(in: 0...255) })
-        let deadline = MonotonicClock.milliseconds() + startTimeout
-        var lastError = "no answer"
-        var shared: [UInt8]?
-        while shared == nil && MonotonicClock.milliseconds() < deadline {
-            let attempt = MonotonicClock.milliseconds()
-            switch StartupExchange.run(settings.redis, [["SET", settings.keyPrefix + ":salt", proposal, "NX"], ["GET", settings.keyPrefix + ":salt"]],
-                                       deadlineMilliseconds: min(deadline, attempt + 2000)) {
-            case .success(let replies):
-                if case .bulk(let bytes?) = replies[1] { shared = bytes } else { lastError = "unexpected reply \(replies[1])" }
-            case .failure(let failure):
-                lastError = failure.description
-                // Redis not there yet: the next attempt a fifth of a second after this one began.
-                let wait = attempt + 200 - MonotonicClock.milliseconds()
-                if wait > 0 { usleep(UInt32(wait * 1000)) }
-            }
-        }
-        guard let shared else {
-            throw StartError(description: "cannot reach Redis at \(settings.redis) within \(startTimeout / 1000) s: \(lastError)")
-        }
-        salt = shared
+        // The slot map (a Redis Cluster) and the salt: the first node's random one; SET NX
+        // makes every later node take it. Read before the loop starts, on this thread, by
+        // start-up exchanges of their own.
+        let start = try StartupExchange.join(settings.redis, saltKey: settings.keyPrefix + ":salt", startTimeout: startTimeout)
+        salt = start.salt
+        commands = RedisRouter(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)", map: start.map, metrics: metrics)
+        subscriber = RedisRouter(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-sub", map: start.map, metrics: metrics)
+        ticker = RedisRouter(loop: loop, address: settings.redis, name: "deltacast-\(settings.node)-tick", map: start.map, metrics: metrics)
         do { try loop.start(name: "deltacast-cluster") } catch { throw StartError(description: "cannot start the cluster loop: \(error)") }
         commands.start()
         available.store(true, ordering: .relaxed)
@@ -164,11 +149,16 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             commands.onDown = { [weak self] reason in self?.unavailable(reason) }
             commands.onReady = { [weak self] in self?.recovered() }
             subscriber.onPush = { [weak self] value in self?.pushed(value) }
-            subscriber.onReady = { [weak self] in
+            subscriber.onShardReady = { [weak self] connection, shard in
                 guard let self else { return }
-                self.subscriber.send(["SUBSCRIBE", self.channel], nil)
-                // Messages sent while we were away are lost: compare every topic now.
-                self.syncAll()
+                connection.send([self.subscriber.isCluster ? "SSUBSCRIBE" : "SUBSCRIBE", self.channel(shard)], nil)
+                // Messages sent while we were away are lost: compare the shard's topics now.
+                self.syncAll(in: shard)
+            }
+            ticker.onShardsChanged = { [weak self] in
+                guard let self else { return }
+                let live = Set(self.ticker.shards)
+                for shard in self.changesPositions.keys where !live.contains(shard) { self.changesPositions[shard] = nil }
             }
             subscriber.start()
             ticker.start()
@@ -190,6 +180,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// How long a Redis command may take before it fails, milliseconds.
     public var commandTimeout: Int64 { commands.limits.commandTimeout }
 
+    /// Whether Redis is a Redis Cluster.
+    public var isRedisCluster: Bool { settings.redis.isCluster }
+
     /// Whether Redis answers now.
     public var isAvailable: Bool { available.load(ordering: .relaxed) }
 
@@ -207,11 +200,23 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         return Keys(meta: base + "meta", log: base + "log", doc: base + "doc", owner: base + "owner", problem: base + "problem", tag: tag)
     }
 
-    /// The cluster-wide keys: membership, the commit counter and the changes stream.
+    /// The cluster-wide keys: membership.
     var members: String { settings.keyPrefix + ":{nodes}:members" }
     var memberKey: String { settings.keyPrefix + ":{nodes}:member:" + settings.node }
-    var commitCounter: String { settings.keyPrefix + ":commits" }
-    var changesStream: String { settings.keyPrefix + ":changes-log" }
+
+    /// A shard's keys: `PREFIX:commits`, `PREFIX:changes-log` and the channel `PREFIX:changes`
+    /// on one Redis; `PREFIX:{TAG}:...` on a Redis Cluster primary.
+    func shardKey(_ shard: RedisRouter.Shard, _ name: String) -> String {
+        settings.keyPrefix + ":" + (shard.tag.map { "{\($0)}:" } ?? "") + name
+    }
+
+    func channel(_ shard: RedisRouter.Shard) -> String { shardKey(shard, "changes") }
+
+    /// The arguments every announcing script ends with (``ClusterScript/shardPrologue(at:)``).
+    func shardArguments(_ shard: RedisRouter.Shard) -> [[UInt8]] {
+        [shardKey(shard, "commits"), shardKey(shard, "changes-log"), channel(shard), shard.tag == nil ? "PUBLISH" : "SPUBLISH",
+         String(Self.changesKept)].map { Array($0.utf8) }
+    }
 
     // MARK: TopicReplication
 
@@ -280,10 +285,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let keys = keys(topic)
         let started = MonotonicClock.nanoseconds()
         bulk { [self] done in
-            eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.owner, commitCounter, changesStream],
+            eval(.commit, keys: [keys.meta, keys.log, keys.doc, keys.owner],
                  arguments: [Array(writer.utf8), Array(prepared.base.epoch.utf8),
                              Array(String(prepared.base.seq).utf8), prepared.event, prepared.body, Array(prepared.contentType.utf8),
-                             Array(String(journalEntries).utf8), Array(channel.utf8), Array(keys.tag.utf8), Array(String(Self.changesKept).utf8)]) { [self] reply in
+                             Array(String(journalEntries).utf8), Array(keys.tag.utf8)], shard: true) { [self] reply in
                 done()
                 metrics.scriptSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
                 switch reply {
@@ -324,16 +329,22 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     // MARK: Scripts
 
-    /// Runs `script` by its SHA-1, loading it when Redis does not know it (`NOSCRIPT`: after a
-    /// restart or `SCRIPT FLUSH`).
-    func eval(_ script: ClusterScript, keys: [String], arguments: [[UInt8]], on connection: RedisConnection? = nil,
+    /// Runs `script` by its SHA-1 on the primary of `keys[0]`, loading it when Redis does not
+    /// know it (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`). With `shard`, the arguments end
+    /// with that primary's shard keys, named where the command is sent.
+    func eval(_ script: ClusterScript, keys: [String], arguments: [[UInt8]], shard: Bool = false, on router: RedisRouter? = nil,
               _ callback: @escaping RedisConnection.Callback) {
-        let tail = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
-        let connection = connection ?? commands
-        connection.send([Array("EVALSHA".utf8), Array(script.sha.utf8)] + tail) { [self] result in
+        let router = router ?? commands
+        let build = { [self] (verb: String, body: String) in
+            { (target: RedisRouter.Shard) -> [[UInt8]] in
+                [Array(verb.utf8), Array(body.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
+                    + (shard ? self.shardArguments(target) : [])
+            }
+        }
+        router.send(key: keys[0], build("EVALSHA", script.sha)) { [self] result in
             if case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") {
-                self.metrics.scriptLoads.add(1, ordering: .relaxed)
-                connection.send([Array("EVAL".utf8), Array(script.source.utf8)] + tail, callback)
+                metrics.scriptLoads.add(1, ordering: .relaxed)
+                router.send(key: keys[0], build("EVAL", script.source), callback)
             } else {
                 callback(result)
             }
@@ -427,9 +438,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         case .wentBackwards:
             // An old snapshot of Redis came back: its seqs were already used in this epoch.
             let newEpoch = Topic.randomEpoch()
-            eval(.rotate, keys: [keys.meta, keys.log, commitCounter, changesStream],
-                 arguments: [Array(epoch.utf8), Array(String(seq).utf8), Array(newEpoch.utf8), Array(channel.utf8), Array(keys.tag.utf8),
-                             Array(String(Self.changesKept).utf8)]) { [weak self] result in
+            eval(.rotate, keys: [keys.meta, keys.log],
+                 arguments: [Array(epoch.utf8), Array(String(seq).utf8), Array(newEpoch.utf8), Array(keys.tag.utf8)], shard: true) { [weak self] result in
                 guard let self else { return }
                 if case .success(.integer(1)) = result { self.metrics.epochRotations.add(1, ordering: .relaxed) }
                 self.sync(topic, completion: completion)
@@ -442,7 +452,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// A PUB/SUB message: `TAG EPOCH SEQ` (a commit), or `TAG :released N`, `TAG :owned N`,
     /// `TAG :problem N` (N: its number in the changes stream, which then need not act again).
     private func pushed(_ value: RESPValue) {
-        guard let parts = value.elements, parts.count == 3, parts[0].text == "message", let text = parts[2].text else { return }
+        guard let parts = value.elements, parts.count == 3, parts[0].text == "message" || parts[0].text == "smessage", let text = parts[2].text else { return }
         let fields = text.split(separator: " ")
         guard fields.count == 3 || fields.count == 5 else { return }
         let tag = String(fields[0])
@@ -496,6 +506,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         for topic in hub?.allTopics ?? [] { sync(topic) }
     }
 
+    /// Syncs the topics whose keys live on `shard` (every topic on one Redis).
+    private func syncAll(in shard: RedisRouter.Shard) {
+        guard commands.isCluster else { return syncAll() }
+        for topic in hub?.allTopics ?? [] where commands.shard(forKey: "{\(Self.tag(topic.key))}") == shard { sync(topic) }
+    }
+
     // MARK: Ownership
 
     /// The owner record of `topic` as Redis returned it; a topic this node just came to own is
@@ -514,8 +530,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let (claims, identity) = ownership.withLock { ($0.tick(now: now), $0.identity) }
         for case .claim(let key, let tag, let expected) in claims {
             bulk { [self] done in
-                eval(.claim, keys: [keys(tag: tag).owner, commitCounter, changesStream],
-                     arguments: [Array(expected.utf8), Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { [weak self] result in
+                eval(.claim, keys: [keys(tag: tag).owner],
+                     arguments: [Array(expected.utf8), Array(identity.utf8), Array(tag.utf8)], shard: true) { [weak self] result in
                     done()
                     guard let self else { return }
                     guard case .success(let reply) = result, let owner = reply.text else {
@@ -535,8 +551,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private func release(tag: String) {
         let identity = ownership.withLock { $0.identity }
         bulk { [self] done in
-            eval(.release, keys: [keys(tag: tag).owner, commitCounter, changesStream],
-                 arguments: [Array(identity.utf8), Array(tag.utf8), Array(channel.utf8), Array(String(Self.changesKept).utf8)]) { _ in done() }
+            eval(.release, keys: [keys(tag: tag).owner], arguments: [Array(identity.utf8), Array(tag.utf8)], shard: true) { _ in done() }
         }
     }
 
@@ -545,8 +560,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         loop.execute { [self] in
             let identity = ownership.withLock { $0.identity }
             let keys = keys(topic)
-            eval(.problem, keys: [keys.owner, keys.problem, commitCounter, changesStream],
-                 arguments: [Array(identity.utf8), Array(keys.tag.utf8), Array(channel.utf8), Array(text.utf8), Array(String(Self.changesKept).utf8)]) { _ in }
+            eval(.problem, keys: [keys.owner, keys.problem], arguments: [Array(identity.utf8), Array(keys.tag.utf8), Array(text.utf8)], shard: true) { _ in }
         }
     }
 
@@ -584,11 +598,13 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private func tick() {
         guard ticking else { return }
         loop.schedule(afterMilliseconds: tickMilliseconds) { [weak self] in self?.tick() }
-        guard commands.isReady, ticker.isReady, hub != nil else { return }
-        heartbeat()
-        if !readingChanges { readChanges() }
+        // Each step goes ahead whatever else is down: on a Redis Cluster, the primary of the
+        // membership keys may be up while another is failing over.
+        guard hub != nil else { return }
+        if !heartbeating { heartbeat() }
+        for shard in ticker.shards where !readingChanges.contains(shard) { readChanges(shard) }
         // A subscriber connection that stopped answering is reopened by its own timeout.
-        subscriber.send(["PING"], nil)
+        subscriber.sendToEach(["PING"])
         claimDue()
         ticksSinceSweep += 1
         if ticksSinceSweep * Int(tickMilliseconds) >= 1000 {
@@ -602,10 +618,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let sent = MonotonicClock.milliseconds()
         let (identity, incarnation) = ownership.withLock { ($0.identity, $0.incarnation) }
         let replacing = joining
+        heartbeating = true
         eval(.heartbeat, keys: [members, memberKey],
              arguments: [Array(identity.utf8), Array(incarnation.utf8), Array(String(leaseMilliseconds).utf8),
                          Array((replacing == nil ? "renew" : "join").utf8), Array((replacing ?? "").utf8)], on: ticker) { [weak self] result in
             guard let self else { return }
+            self.heartbeating = false
             switch result {
             case .success(.error(let message)) where message.hasPrefix("LAPSED"):
                 // Paused or cut off past the lease: what this incarnation owned is void.
@@ -630,28 +648,29 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
     }
 
-    /// Reads the changes stream after this node's position: commits, releases, takeovers and
-    /// problems that PUB/SUB may have lost. Reads follow each other until the node caught up. A
-    /// counter that went back (Redis lost its data) or entries trimmed before they were read
-    /// make the node re-read every topic.
-    private func readChanges() {
-        readingChanges = true
-        let after = changesPosition?.id ?? ""
-        eval(.changes, keys: [commitCounter, changesStream], arguments: [Array(after.utf8), Array(String(Self.changesPerRead).utf8)],
-             on: ticker) { [weak self] result in
+    /// Reads `shard`'s changes stream after this node's position: commits, releases, takeovers
+    /// and problems that PUB/SUB may have lost. Reads follow each other until the node caught
+    /// up. A counter that went back (Redis lost its data: a restart, a failover to a replica
+    /// that lagged) or entries trimmed before they were read make the node re-read every topic
+    /// of the shard.
+    private func readChanges(_ shard: RedisRouter.Shard) {
+        readingChanges.insert(shard)
+        let after = changesPositions[shard]?.id ?? ""
+        eval(.changes, keys: [shardKey(shard, "commits"), shardKey(shard, "changes-log")],
+             arguments: [Array(after.utf8), Array(String(Self.changesPerRead).utf8)], on: ticker) { [weak self] result in
             guard let self else { return }
-            self.readingChanges = false
+            self.readingChanges.remove(shard)
             guard case .success(let reply) = result, let fields = reply.elements, fields.count == 3,
                   let counter = fields[0].integer, let lastID = fields[1].text else { return }
-            guard let position = self.changesPosition else {
+            guard let position = self.changesPositions[shard] else {
                 // From here on the stream says what changed; what changed before is read now,
-                // for every topic this node already met.
-                self.changesPosition = (lastID, Int(counter))
-                self.syncAll()
+                // for every topic of the shard this node already met.
+                self.changesPositions[shard] = (lastID, Int(counter))
+                self.syncAll(in: shard)
                 return
             }
             let entries = fields[2].elements ?? []
-            defer { if entries.count >= Self.changesPerRead && self.ticker.isReady { self.readChanges() } }
+            defer { if entries.count >= Self.changesPerRead && self.ticker.isReady { self.readChanges(shard) } }
             var seen = position.counter
             var id = position.id
             var lost = Int(counter) < position.counter
@@ -681,10 +700,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             if seen < Int(counter) && entries.isEmpty { lost = true }
             if lost {
                 self.metrics.changesResyncs.add(1, ordering: .relaxed)
-                self.changesPosition = (lastID, Int(counter))
-                self.syncAll()
+                self.changesPositions[shard] = (lastID, Int(counter))
+                self.syncAll(in: shard)
             } else {
-                self.changesPosition = (id, seen)
+                self.changesPositions[shard] = (id, seen)
             }
         }
     }
@@ -693,11 +712,13 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// those it owned. Local work, once a second.
     private func sweep() {
         let now = MonotonicClock.milliseconds()
-        let sent = commands.sent.load(ordering: .relaxed) + subscriber.sent.load(ordering: .relaxed) + ticker.sent.load(ordering: .relaxed)
+        let sent = commands.sent + subscriber.sent + ticker.sent
         if sentAtSweep.at > 0, now > sentAtSweep.at {
             commandRate.store(Int(Int64(sent - sentAtSweep.commands) * 1000 / (now - sentAtSweep.at)), ordering: .relaxed)
         }
         sentAtSweep = (sent, now)
+        let ranges = commands.slotRanges
+        shardMap.withLock { $0 = ranges }
         guard let hub else { return }
         let known = Set(hub.allTopics.map(\.key))
         let gone = ownership.withLock { $0.heldKeys.filter { !known.contains($0) } }
@@ -731,10 +752,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Stores a single-use ticket for `milliseconds` (`SET NX PX`); `completion` hears whether
     /// Redis did (on the cluster loop).
     public func storeTicket(_ ticket: String, _ value: [UInt8], milliseconds: Int64, completion: @escaping @Sendable (Bool) -> Void) {
-        let command = [Array("SET".utf8), Array((settings.keyPrefix + ":ticket:" + ticket).utf8), value,
-                       Array("PX".utf8), Array(String(max(1, milliseconds)).utf8), Array("NX".utf8)]
+        let key = settings.keyPrefix + ":ticket:" + ticket
+        let command = [Array("SET".utf8), Array(key.utf8), value, Array("PX".utf8), Array(String(max(1, milliseconds)).utf8), Array("NX".utf8)]
         loop.execute { [commands] in
-            commands.send(command) { reply in
+            commands.send(key: key, command) { reply in
                 if case .success(.simple("OK")) = reply { return completion(true) }
                 completion(false)
             }
@@ -744,9 +765,10 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Takes a ticket (`GETDEL`: the first node to ask gets it, every later one nothing);
     /// `completion` gets its value, or nil (on the cluster loop).
     public func takeTicket(_ ticket: String, completion: @escaping @Sendable ([UInt8]?) -> Void) {
-        let command = ["GETDEL", settings.keyPrefix + ":ticket:" + ticket]
+        let key = settings.keyPrefix + ":ticket:" + ticket
+        let command = [Array("GETDEL".utf8), Array(key.utf8)]
         loop.execute { [commands] in
-            commands.send(command) { reply in
+            commands.send(key: key, command) { reply in
                 if case .success(.bulk(let bytes?)) = reply { return completion(bytes) }
                 completion(nil)
             }
@@ -783,7 +805,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
         return Status(node: settings.node, redis: isAvailable, nodes: nodes.sorted(), leaders: leaders.sorted { $0.topic < $1.topic },
                       owned: leasesHeld, commandsPerSecond: commandRate.load(ordering: .relaxed),
-                      shards: [(address: "\(settings.redis.host):\(settings.redis.port)", slots: "0-16383")])
+                      shards: shardMap.withLock { $0 })
     }
 
     /// Topics this node owns (polls) now.
@@ -812,6 +834,15 @@ public final class ClusterMetrics: Sendable {
     /// Scripts sent whole because Redis did not know their SHA-1 (`NOSCRIPT`: a new or
     /// restarted Redis, or `SCRIPT FLUSH`); a few per Redis start.
     public let scriptLoads = Atomic<Int>(0)
+    /// Redis Cluster `MOVED` answers followed (a slot's primary changed).
+    public let redisMoved = Atomic<Int>(0)
+    /// Redis Cluster `ASK` answers followed (a slot migrating).
+    public let redisAsked = Atomic<Int>(0)
+    /// Commands retried after `TRYAGAIN`, `CLUSTERDOWN`, a key no longer local or a primary
+    /// not connected.
+    public let redisRetried = Atomic<Int>(0)
+    /// Slot maps read (`CLUSTER SLOTS`).
+    public let slotMapReads = Atomic<Int>(0)
     /// Commit script round trips, seconds.
     public let scriptSeconds = Histogram(bounds: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
 }

@@ -9,13 +9,24 @@ import DeltacastWire
 /// (what is wrong upstream as its owner found it, `KIND HTTP MESSAGE`; absent while well).
 ///
 /// Keys of the cluster: `PREFIX:{nodes}:members` (sorted set of `NODE INCARNATION` by Redis's
-/// time of their last heartbeat), `PREFIX:{nodes}:member:NODE` (the incarnation, expiring with
-/// the lease), `PREFIX:commits` (a counter, one per entry of the next key) and
-/// `PREFIX:changes-log` (a stream with one entry per commit, release, takeover or upstream
-/// problem: fields `n` the counter, `t` the tag, then `e` and `s` the new epoch and seq, or `r`
-/// (a release), `o` (a takeover: the new owner) or `p` (the upstream began or stopped
-/// failing)). A node reads the stream once per tick, so a wake-up that PUB/SUB (channel
-/// `PREFIX:changes`) lost is found within a tick, at a cost per node, not per topic.
+/// time of their last heartbeat) and `PREFIX:{nodes}:member:NODE` (the incarnation, expiring
+/// with the lease).
+///
+/// Keys of each shard (one Redis has one shard, `SHARD` empty; each Redis Cluster primary has
+/// its own, `SHARD` = `{TAG}:` with the tag of the lowest slot it serves, so they live on it):
+/// `PREFIX:SHARDcommits` (a counter, one per entry of the next key) and
+/// `PREFIX:SHARDchanges-log` (a stream with one entry per commit, release, takeover or
+/// upstream problem of a topic on that shard: fields `n` the counter, `t` the tag, then `e`
+/// and `s` the new epoch and seq, or `r` (a release), `o` (a takeover: the new owner) or `p`
+/// (the upstream began or stopped failing)). A node reads each shard's stream once per tick,
+/// so a wake-up that PUB/SUB (channel `PREFIX:SHARDchanges`, sharded PUB/SUB on a cluster)
+/// lost is found within a tick, at a cost per node and shard, not per topic.
+///
+/// A script declares only its topic's keys (one slot) and names the shard's counter, stream
+/// and channel in its arguments: they are on the same primary, in another slot, which Redis
+/// allows a script without flags. It reads them before it writes anything, so a script sent
+/// to a primary that no longer holds them fails whole (`non local key`) and is retried where
+/// they are.
 enum ClusterScript: CaseIterable {
     case heartbeat, claim, release, commit, sync, rotate, changes, problem
 
@@ -36,43 +47,36 @@ enum ClusterScript: CaseIterable {
         return redis.call('ZRANGE', KEYS[1], 0, -1)
         """
 
-    /// Compare-and-set of a topic's owner. KEYS: owner, commits, changes. ARGV: the record
-    /// expected ('' for none), the claimer, tag, channel, changes kept. Returns the record
+    /// Compare-and-set of a topic's owner. KEYS: owner. ARGV: the record expected ('' for
+    /// none), the claimer, tag, then the shard's (``shardArguments``). Returns the record
     /// after: the claimer's when it won. A claim that took the topic from an owner is announced
     /// with the new owner (`TAG :owned N NODE INCARNATION`, and in the changes stream), so the
     /// former owner stops polling it and no node needs to read it.
-    static let claimSource = """
+    static let claimSource = shardPrologue(at: 4) + """
         local owner = redis.call('GET', KEYS[1]) or ''
         if owner ~= ARGV[1] then return owner end
         redis.call('SET', KEYS[1], ARGV[2])
-        if ARGV[1] ~= '' then
-          local n = redis.call('INCR', KEYS[2])
-          redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[3], 'o', ARGV[2])
-          redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' :owned ' .. n .. ' ' .. ARGV[2])
-        end
+        if ARGV[1] ~= '' then announce(ARGV[3], 'o', ARGV[2], ' :owned ', ' ' .. ARGV[2]) end
         return ARGV[2]
         """
 
-    /// Gives a topic up. KEYS: owner, commits, changes. ARGV: the owner, tag, channel, changes
-    /// kept. Does nothing (0) unless the caller owns it; else announces it on the channel
+    /// Gives a topic up. KEYS: owner. ARGV: the owner, tag, then the shard's. Does nothing (0) unless the caller owns it; else announces it on the channel
     /// (`TAG :released N`, N the counter) and in the changes stream, so a holder claims it.
-    static let releaseSource = """
+    static let releaseSource = shardPrologue(at: 3) + """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
         redis.call('DEL', KEYS[1])
-        local n = redis.call('INCR', KEYS[2])
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'n', n, 't', ARGV[2], 'r', '1')
-        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' :released ' .. n)
+        announce(ARGV[2], 'r', '1', ' :released ', '')
         return 1
         """
 
-    /// Commits one change. KEYS: meta, log, doc, owner, commits, changes. ARGV: the writer's
-    /// owner record ('' for a publish, which needs no owner), base epoch, base seq, event, body,
-    /// content type, journal length, channel, tag, changes kept. The owner and the base are
+    /// Commits one change. KEYS: meta, log, doc, owner. ARGV: the writer's owner record ('' for
+    /// a publish, which needs no owner), base epoch, base seq, event, body, content type,
+    /// journal length, tag, then the shard's. The owner and the base are
     /// checked, then seq is bumped, the event appended, the body stored and the change
     /// announced, all at once. Errors: `FENCED` (the writer does not own the topic), `NOMETA`
     /// (the history vanished: start a new epoch), `CONFLICT epoch seq` (this node is behind:
     /// sync and prepare again).
-    static let commitSource = """
+    static let commitSource = shardPrologue(at: 9) + """
         if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then
           return redis.error_reply('FENCED ' .. ARGV[1] .. ' does not own this topic')
         end
@@ -89,9 +93,7 @@ enum ClusterScript: CaseIterable {
         redis.call('SET', KEYS[3], ARGV[5])
         if base == 0 then redis.call('DEL', KEYS[2]) end
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], new .. '-0', 'e', ARGV[4])
-        local n = redis.call('INCR', KEYS[5])
-        redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*', 'n', n, 't', ARGV[9], 'e', ARGV[2], 's', new)
-        redis.call('PUBLISH', ARGV[8], ARGV[9] .. ' ' .. ARGV[2] .. ' ' .. new)
+        announce(ARGV[8], 'e', ARGV[2], ' ' .. ARGV[2] .. ' ' .. new, '', new)
         return new
         """
 
@@ -121,16 +123,13 @@ enum ClusterScript: CaseIterable {
         """
 
     /// Starts a new epoch when the shared seq went backwards (an old snapshot was reloaded).
-    /// KEYS: meta, log, commits, changes. ARGV: the epoch and seq observed, the new epoch,
-    /// channel, tag, changes kept. Does nothing (0) when the state moved meanwhile. The document
+    /// KEYS: meta, log. ARGV: the epoch and seq observed, the new epoch, tag, then the shard's. Does nothing (0) when the state moved meanwhile. The document
     /// stays; seq restarts at 1.
-    static let rotateSource = """
+    static let rotateSource = shardPrologue(at: 5) + """
         if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'seq') ~= ARGV[2] then return 0 end
         redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'seq', 1)
         redis.call('DEL', KEYS[2])
-        local n = redis.call('INCR', KEYS[3])
-        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'n', n, 't', ARGV[5], 'e', ARGV[3], 's', 1)
-        redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. ARGV[3] .. ' 1')
+        announce(ARGV[4], 'e', ARGV[3], ' ' .. ARGV[3] .. ' 1', '', 1)
         return 1
         """
 
@@ -146,18 +145,40 @@ enum ClusterScript: CaseIterable {
         return {n, lastID, redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])}
         """
 
-    /// The owner's word on its upstream. KEYS: owner, problem, commits, changes. ARGV: the owner
-    /// record, tag, channel, the problem ('' when well again), changes kept. Does nothing (0)
+    /// The owner's word on its upstream. KEYS: owner, problem. ARGV: the owner record, tag, the
+    /// problem ('' when well again), then the shard's. Does nothing (0)
     /// unless the caller owns the topic; else stores or clears it and announces it
     /// (`TAG :problem N`, and in the changes stream).
-    static let problemSource = """
+    static let problemSource = shardPrologue(at: 4) + """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-        if ARGV[4] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[4]) end
-        local n = redis.call('INCR', KEYS[3])
-        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 't', ARGV[2], 'p', '1')
-        redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' :problem ' .. n)
+        if ARGV[3] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[3]) end
+        announce(ARGV[2], 'p', '1', ' :problem ', '')
         return 1
         """
+
+    /// The lines every announcing script starts with. ARGV from `first` on: the shard's
+    /// counter, changes stream, channel, `PUBLISH` or `SPUBLISH`, and the entries the stream
+    /// keeps. They read the shard's keys before anything is written, and define
+    /// `announce(tag, field, value, message, suffix[, seq])`, which counts the change, appends
+    /// it to the stream and publishes `TAG MESSAGE` (`message` followed by the counter and
+    /// `suffix` when no seq is given: a notice).
+    static func shardPrologue(at first: Int) -> String {
+        """
+        local counter, changes, channel, publish, kept = ARGV[\(first)], ARGV[\(first + 1)], ARGV[\(first + 2)], ARGV[\(first + 3)], ARGV[\(first + 4)]
+        redis.call('EXISTS', counter, changes)
+        local function announce(tag, field, value, message, suffix, seq)
+          local n = redis.call('INCR', counter)
+          if seq then
+            redis.call('XADD', changes, 'MAXLEN', '~', kept, '*', 'n', n, 't', tag, field, value, 's', seq)
+            redis.call(publish, channel, tag .. message)
+          else
+            redis.call('XADD', changes, 'MAXLEN', '~', kept, '*', 'n', n, 't', tag, field, value)
+            redis.call(publish, channel, tag .. message .. n .. suffix)
+          end
+        end
+
+        """
+    }
 
     var source: String {
         switch self {

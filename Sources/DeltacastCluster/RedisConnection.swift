@@ -87,8 +87,15 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     /// Whether commands can be sent now.
     public var isReady: Bool { state == .ready }
 
-    /// Connects (on the loop); reconnects by itself until ``stop()``.
-    public func start() { loop.execute { [self] in if state == .idle { connect() } } }
+    /// Whether no command waits for a reply (it may be closed without failing one).
+    public var isIdle: Bool { pendingStart == pending.count && held.isEmpty }
+
+    /// Connects (at once when called on the loop, so commands sent next wait for the
+    /// handshake); reconnects by itself until ``stop()``.
+    public func start() {
+        guard loop.inLoop else { return loop.execute { [self] in start() } }
+        if state == .idle { connect() }
+    }
 
     /// Closes and stops reconnecting; pending commands fail.
     public func stop() {
@@ -190,10 +197,11 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     /// The connection failed: fail what waits, report once, and try again after the backoff.
     private func down(_ reason: String) {
         guard state != .stopped else { return }
-        // Reported before the waiting commands fail: whoever hears of a failure can also know why.
+        // Not ready from here on, for whoever hears of the failure; reported before the waiting
+        // commands fail, so they can also know why.
+        state = .waiting
         if !reportedDown { reportedDown = true; onDown?(reason) }
         fail(reason)
-        state = .waiting
         let wait = backoff / 2 + Int64.random(in: 0...(backoff / 2))
         backoff = min(backoff * 2, limits.backoffCeiling)
         loop.schedule(afterMilliseconds: wait) { [weak self] in
@@ -266,10 +274,11 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    /// A pub/sub `message` (an array starting with "message" or "pmessage"): never a reply.
+    /// A pub/sub message (an array starting with `message`, `pmessage` or `smessage`) or a
+    /// sharded subscription Redis ended (`sunsubscribe`: its slot moved): never a reply.
     private func isPush(_ value: RESPValue) -> Bool {
         guard let first = value.elements?.first?.text else { return false }
-        return first == "message" || first == "pmessage"
+        return first == "message" || first == "pmessage" || first == "smessage" || first == "sunsubscribe"
     }
 
     private func flush() {

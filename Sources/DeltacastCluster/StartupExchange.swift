@@ -1,5 +1,6 @@
-public import DeltacastConfig
+import DeltacastConfig
 import DeltacastLoop
+import DeltacastWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,6 +9,58 @@ import Glibc
 /// any event loop runs or anything is served (the shared salt: passthrough topics are named
 /// with it). Everything after start-up goes through ``RedisConnection`` on the cluster loop.
 enum StartupExchange {
+    /// What a node learns before it starts: the shared salt, and a Redis Cluster's slot map.
+    struct Joined {
+        var salt: [UInt8]
+        var map: SlotMap?
+    }
+
+    /// Reads (or proposes) the salt at `saltKey`, from one Redis or from the primary that
+    /// serves its slot, after reading the slot map from the first seed that answers. Tries again
+    /// every fifth of a second until `startTimeout` ms passed; a seed that is not a cluster node
+    /// fails at once.
+    static func join(_ url: Configuration.RedisURL, saltKey: String, startTimeout: Int64) throws(Cluster.StartError) -> Joined {
+        let proposal = Base64.encode((0..<18).map { _ in UInt8.random(in: 0...255) })
+        let deadline = MonotonicClock.milliseconds() + startTimeout
+        var lastError = "no answer"
+        while MonotonicClock.milliseconds() < deadline {
+            let attempt = MonotonicClock.milliseconds()
+            var map: SlotMap?
+            var target = url
+            if url.isCluster {
+                for seed in url.seeds where map == nil {
+                    switch run(url.at(host: seed.host, port: seed.port), [["CLUSTER", "SLOTS"]], deadlineMilliseconds: min(deadline, attempt + 2000)) {
+                    case .success(let replies):
+                        if case .error(let message) = replies[0], message.contains("cluster support disabled") {
+                            throw Cluster.StartError(description: "the redis-cluster seed \(seed) is not a Redis Cluster node (\(message)); use redis:// for one Redis")
+                        }
+                        switch SlotMap.parse(replies[0], fallbackHost: seed.host) {
+                        case .success(let read) where read.isComplete: map = read
+                        case .success(let read): lastError = "the slot map from \(seed) covers \(read.covered) of 16384 slots (CLUSTERDOWN): assign every slot"
+                        case .failure(let message): lastError = "\(seed): \(message)"
+                        }
+                    case .failure(let failure):
+                        lastError = "\(seed): \(failure)"
+                    }
+                }
+                if let primary = map?.primary(of: HashSlot.of(saltKey)) { target = url.at(host: primary.host, port: primary.port) }
+            }
+            if !url.isCluster || map != nil {
+                switch run(target, [["SET", saltKey, proposal, "NX"], ["GET", saltKey]], deadlineMilliseconds: min(deadline, attempt + 2000)) {
+                case .success(let replies):
+                    if case .bulk(let bytes?) = replies[1] { return Joined(salt: bytes, map: map) }
+                    lastError = "unexpected reply \(replies[1])"
+                case .failure(let failure):
+                    lastError = failure.description
+                }
+            }
+            // Redis not there yet: the next attempt a fifth of a second after this one began.
+            let wait = attempt + 200 - MonotonicClock.milliseconds()
+            if wait > 0 { usleep(UInt32(wait * 1000)) }
+        }
+        throw Cluster.StartError(description: "cannot reach Redis at \(url) within \(startTimeout / 1000) s: \(lastError)")
+    }
+
     /// Sends `commands` (after `AUTH`/`SELECT` when the URL asks) and returns their replies in
     /// order; fails when `deadlineMilliseconds` (monotonic) passes first.
     static func run(_ address: Configuration.RedisURL, _ commands: [[String]], deadlineMilliseconds: Int64) -> Result<[RESPValue], RedisFailure> {

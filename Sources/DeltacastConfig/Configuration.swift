@@ -198,7 +198,8 @@ public struct Configuration: Sendable {
 
     /// Cluster mode: several proxies share one poll per topic and one history through Redis.
     public struct Cluster: Sendable, Equatable {
-        /// The Redis server (`redis://[[user]:password@]host[:port][/db]`).
+        /// The Redis server (`redis://[[user]:password@]host[:port][/db]`), or a Redis Cluster's
+        /// seeds (`redis-cluster://[[user]:password@]host[:port][,host[:port]...]`).
         public var redis: RedisURL
         /// This node's name, unique in the cluster. Default: the host name and the process id.
         public var node: String
@@ -238,29 +239,57 @@ public struct Configuration: Sendable {
         public init(_ text: String) { self.text = text }
     }
 
-    /// A `redis://` URL, parsed.
+    /// A `redis://` or `redis-cluster://` URL, parsed.
     public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+        /// The server, or a Redis Cluster's first seed.
         public var host: String
         public var port: Int
         /// The ACL user (`AUTH user password`), or nil for `AUTH password`.
         public var user: String?
         public var password: String?
         public var database: Int
+        /// A Redis Cluster's seed nodes (the first is `host`/`port`); empty for one Redis.
+        public var seeds: [Seed]
 
-        public init(host: String, port: Int = 6379, user: String? = nil, password: String? = nil, database: Int = 0) {
-            self.host = host; self.port = port; self.user = user; self.password = password; self.database = database
+        /// One Redis Cluster node to read the slot map from.
+        public struct Seed: Sendable, Hashable, CustomStringConvertible {
+            public var host: String
+            public var port: Int
+            public init(host: String, port: Int) { self.host = host; self.port = port }
+            public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        }
+
+        public init(host: String, port: Int = 6379, user: String? = nil, password: String? = nil, database: Int = 0, seeds: [Seed] = []) {
+            self.host = host; self.port = port; self.user = user; self.password = password; self.database = database; self.seeds = seeds
+        }
+
+        /// Whether it names a Redis Cluster (`redis-cluster://`).
+        public var isCluster: Bool { !seeds.isEmpty }
+
+        /// The same credentials at another address (a cluster node).
+        public func at(host: String, port: Int) -> RedisURL {
+            RedisURL(host: host, port: port, user: user, password: password, database: database)
         }
 
         /// The URL without its password (for logs and the status page).
-        public var description: String { "redis://\(password == nil ? "" : (user ?? "") + ":***@")\(host):\(port)/\(database)" }
+        public var description: String {
+            let credentials = password == nil ? "" : (user ?? "") + ":***@"
+            if isCluster { return "redis-cluster://\(credentials)\(seeds.map(\.description).joined(separator: ","))" }
+            return "redis://\(credentials)\(Seed(host: host, port: port))/\(database)"
+        }
 
-        /// Parses `redis://[[user]:password@]host[:port][/db]`; the error says what is wrong.
+        /// Parses `redis://[[user]:password@]host[:port][/db]` or
+        /// `redis-cluster://[[user]:password@]host[:port][,host[:port]...]`; the error says
+        /// what is wrong.
         public static func parse(_ text: String) -> Result<RedisURL, ConfigurationMessage> {
             if text.hasPrefix("rediss://") {
                 return .failure(ConfigurationMessage("TLS to Redis (rediss://) is not supported; reach Redis over a private network or a local TLS tunnel, and use redis://"))
             }
-            guard text.hasPrefix("redis://") else { return .failure(ConfigurationMessage("'\(text)' is not a redis:// URL; expected redis://[:password@]host:port[/db]")) }
-            var rest = Substring(text.dropFirst("redis://".count))
+            let cluster = text.hasPrefix("redis-cluster://")
+            guard cluster || text.hasPrefix("redis://") else {
+                return .failure(ConfigurationMessage("'\(text)' is not a redis:// or redis-cluster:// URL; expected redis://[:password@]host:port[/db] or redis-cluster://[:password@]host:port,host:port"))
+            }
+            var rest = Substring(text.dropFirst(cluster ? "redis-cluster://".count : "redis://".count))
             var user: String?, password: String?
             if let at = rest.lastIndex(of: "@") {
                 let credentials = rest[..<at]
@@ -278,11 +307,29 @@ public struct Configuration: Sendable {
                 guard let number = Int(text), number >= 0, number <= 1_000_000 else {
                     return .failure(ConfigurationMessage("'\(text)' is not a database number; expected /0, /1, ..."))
                 }
+                if cluster && number != 0 { return .failure(ConfigurationMessage("a Redis Cluster has only database 0; leave out '/\(text)'")) }
                 database = number
                 rest = rest[..<slash]
             }
             if rest.contains("?") || rest.contains("#") { return .failure(ConfigurationMessage("a redis URL takes no query or fragment")) }
-            var host = String(rest), port = 6379
+            if !cluster && rest.contains(",") {
+                return .failure(ConfigurationMessage("a redis:// URL names one server; for a Redis Cluster's seeds use redis-cluster://host:port,host:port"))
+            }
+            var seeds: [Seed] = []
+            for part in rest.split(separator: ",", omittingEmptySubsequences: false) {
+                if cluster && part.isEmpty && rest.contains(",") { return .failure(ConfigurationMessage("an empty seed in '\(rest)'; separate seeds with one comma")) }
+                switch parseAddress(part) {
+                case .success(let seed): seeds.append(seed)
+                case .failure(let message): return .failure(message)
+                }
+            }
+            if seeds.count > 64 { return .failure(ConfigurationMessage("\(seeds.count) seeds; name at most 64 (any few primaries will do: the rest are read from the slot map)")) }
+            return .success(RedisURL(host: seeds[0].host, port: seeds[0].port, user: user, password: password, database: database, seeds: cluster ? seeds : []))
+        }
+
+        /// `host[:port]` or `[v6][:port]`; the port defaults to 6379.
+        private static func parseAddress(_ text: Substring) -> Result<Seed, ConfigurationMessage> {
+            var host = String(text), port = 6379
             if host.hasPrefix("[") {
                 guard let close = host.firstIndex(of: "]") else { return .failure(ConfigurationMessage("an IPv6 address in a redis URL needs its closing ]")) }
                 let after = host[host.index(after: close)...]
@@ -300,7 +347,7 @@ public struct Configuration: Sendable {
                 host = String(host[..<colon])
             }
             guard !host.isEmpty else { return .failure(ConfigurationMessage("the redis URL names no host")) }
-            return .success(RedisURL(host: host, port: port, user: user, password: password, database: database))
+            return .success(Seed(host: host, port: port))
         }
     }
 

@@ -61,6 +61,10 @@ class Redis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
     def stop(self):
         if self.process and self.process.poll() is None:
             self.process.kill()
@@ -108,7 +112,7 @@ upstream: {{ base: {simulator.url}, timeout: 1s }}
 admin: {{ token: {ADMIN} }}
 limits: {{ max_connections_per_ip: 5000, max_connections: 5000, journal_entries: 64 }}
 server: {{ event_loops: 1 }}
-cluster: {{ redis: redis://127.0.0.1:{redis.port}/0, node: {name}, lease: {LEASE} }}
+cluster: {{ redis: "{redis.url}", node: {name}, lease: {LEASE} }}
 auth:
   api_keys:
     - {{ key: {API_KEY}, subject: alice, scopes: [read] }}
@@ -552,9 +556,9 @@ class ClusterTests(ClusterCase):
         meta = self.redis.command("HGETALL", keys["meta"])
         script = self.redis.command("SCRIPT", "LOAD", COMMIT_PROBE)
         self.assertIsInstance(script, str)
-        reply = self.redis.command("EVALSHA", script, 6, keys["meta"], keys["log"], keys["doc"], keys["owner"], "deltacast:commits",
-                                   "deltacast:changes-log", paused["owner"], meta[1], meta[3], "{}", "{}", "application/json", 64,
-                                   "deltacast:changes", "x", 1000)
+        reply = self.redis.command("EVALSHA", script, 4, keys["meta"], keys["log"], keys["doc"], keys["owner"],
+                                   paused["owner"], meta[1], meta[3], "{}", "{}", "application/json", 64, "x",
+                                   "deltacast:commits", "deltacast:changes-log", "deltacast:changes", "PUBLISH", 1000)
         self.assertIsInstance(reply, RuntimeError)
         self.assertTrue(str(reply).startswith("FENCED"), reply)
         self.assertEqual(self.redis.command("HGETALL", keys["meta"]), meta)
@@ -624,9 +628,9 @@ class ClusterTests(ClusterCase):
             new = f"{epoch}-{int(seq) + 1}"
             event = json.dumps({"type": "snapshot", "topic": "/live/lost", "cursor": new, "data": {"n": 1}}, separators=(",", ":"))
             script = self.redis.command("SCRIPT", "LOAD", COMMIT_PROBE)
-            reply = self.redis.command("EVALSHA", script, 6, keys["meta"], keys["log"], keys["doc"], keys["owner"], "deltacast:commits",
-                                       "deltacast:changes-log", "", epoch, seq, event, '{"n":1}', "application/json", 64,
-                                       "deltacast:nowhere", self.tag_keys_tag("/live/lost"), 1000)
+            reply = self.redis.command("EVALSHA", script, 4, keys["meta"], keys["log"], keys["doc"], keys["owner"],
+                                       "", epoch, seq, event, '{"n":1}', "application/json", 64, self.tag_keys_tag("/live/lost"),
+                                       "deltacast:commits", "deltacast:changes-log", "deltacast:nowhere", "PUBLISH", 1000)
             self.assertEqual(reply, int(seq) + 1)
             for node in self.nodes:
                 self.wait(lambda node=node: request(node.url("/live/lost"))[1]["ETag"] == f'"{new}"', 5, f"{node.name} finding {new}")
@@ -640,9 +644,9 @@ class ClusterTests(ClusterCase):
             self.redis.command("INCRBY", "deltacast:commits", 5)
             newer = f"{epoch}-{int(seq) + 2}"
             event = json.dumps({"type": "snapshot", "topic": "/live/lost", "cursor": newer, "data": {"n": 2}}, separators=(",", ":"))
-            reply = self.redis.command("EVALSHA", script, 6, keys["meta"], keys["log"], keys["doc"], keys["owner"], "deltacast:commits",
-                                       "deltacast:changes-log", "", epoch, int(seq) + 1, event, '{"n":2}', "application/json", 64,
-                                       "deltacast:nowhere", self.tag_keys_tag("/live/lost"), 1000)
+            reply = self.redis.command("EVALSHA", script, 4, keys["meta"], keys["log"], keys["doc"], keys["owner"],
+                                       "", epoch, int(seq) + 1, event, '{"n":2}', "application/json", 64, self.tag_keys_tag("/live/lost"),
+                                       "deltacast:commits", "deltacast:changes-log", "deltacast:nowhere", "PUBLISH", 1000)
             self.assertEqual(reply, int(seq) + 2)
             for node in self.nodes:
                 self.wait(lambda node=node: self.metric(node, "deltacast_cluster_changes_resyncs_total") >= 1, 5, f"{node.name} re-reading")
@@ -1139,13 +1143,21 @@ COMMIT_PROBE = None
 
 
 def _load_commit_source():
+    """The shard prologue (its argument numbers filled in) followed by the commit script."""
+    import re
     path = os.path.join(os.path.dirname(__file__), "..", "..", "Sources", "DeltacastCluster", "ClusterScripts.swift")
     with open(path) as handle:
         text = handle.read()
-    start = text.index('static let commitSource = """') + len('static let commitSource = """')
-    body = text[start:text.index('"""', start)]
-    lines = [line[8:] if line.startswith("        ") else line for line in body.strip("\n").split("\n")]
-    return "\n".join(lines)
+
+    def literal(marker):
+        start = text.index('"""', text.index(marker)) + 3
+        body = text[start:text.index('"""', start)]
+        return [line[8:] if line.startswith("        ") else line for line in body.strip("\n").split("\n")]
+
+    first = int(re.search(r"static let commitSource = shardPrologue\(at: (\d+)\)", text).group(1))
+    prologue = "\n".join(literal("static func shardPrologue")) + "\n\n"
+    prologue = re.sub(r"\\\(first(?: \+ (\d+))?\)", lambda m: str(first + int(m.group(1) or 0)), prologue)
+    return prologue + "\n".join(literal("static let commitSource"))
 
 
 COMMIT_PROBE = _load_commit_source()

@@ -67,8 +67,21 @@ import Testing
         #expect("\(try Configuration.RedisURL.parse("redis://:s3cret@h:1/3").get())" == "redis://:***@h:1/3")
     }
 
+    @Test func clusterSeeds() throws {
+        let url = try Configuration.RedisURL.parse("redis-cluster://:pw@10.0.0.1:7000,10.0.0.2,[::1]:7002").get()
+        #expect(url.isCluster && url.host == "10.0.0.1" && url.port == 7000 && url.password == "pw")
+        #expect(url.seeds == [.init(host: "10.0.0.1", port: 7000), .init(host: "10.0.0.2", port: 6379), .init(host: "::1", port: 7002)])
+        #expect("\(url)" == "redis-cluster://:***@10.0.0.1:7000,10.0.0.2:6379,[::1]:7002")
+        #expect(try Configuration.RedisURL.parse("redis-cluster://h:1/0").get().seeds.count == 1)
+        #expect(try !Configuration.RedisURL.parse("redis://h:1").get().isCluster)
+    }
+
     @Test(arguments: [
-        ("http://127.0.0.1:6379", "'http://127.0.0.1:6379' is not a redis:// URL; expected redis://[:password@]host:port[/db]"),
+        ("http://127.0.0.1:6379", "'http://127.0.0.1:6379' is not a redis:// or redis-cluster:// URL; expected redis://[:password@]host:port[/db] or redis-cluster://[:password@]host:port,host:port"),
+        ("redis://a:1,b:2", "a redis:// URL names one server; for a Redis Cluster's seeds use redis-cluster://host:port,host:port"),
+        ("redis-cluster://a:1,,b:2", "an empty seed in 'a:1,,b:2'; separate seeds with one comma"),
+        ("redis-cluster://a:1,b:70000", "'70000' is not a port (1-65535)"),
+        ("redis-cluster://a:1/2", "a Redis Cluster has only database 0; leave out '/2'"),
         ("redis://", "the redis URL names no host"),
         ("redis://h:0", "'0' is not a port (1-65535)"),
         ("redis://h/x", "'x' is not a database number; expected /0, /1, ..."),

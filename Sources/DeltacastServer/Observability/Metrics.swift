@@ -151,6 +151,10 @@ struct PrometheusText {
         family("deltacast_cluster_changes_resyncs_total", "counter", "Times the changes stream showed this node had missed more than it could read; it re-read every topic.", [([], Double(m.changesResyncs.load(ordering: .relaxed)))])
         family("deltacast_cluster_gap_fills_total", "counter", "Times this node found itself behind and read the missed changes from the journal.", [([], Double(m.gapFills.load(ordering: .relaxed)))])
         family("deltacast_cluster_resets_total", "counter", "Times a topic jumped to the shared state with a snapshot (new epoch, or a gap past the journal).", [([], Double(m.resets.load(ordering: .relaxed)))])
+        family("deltacast_cluster_redis_redirects_total", "counter", "Redis Cluster redirections followed: MOVED (a slot's primary changed) and ASK (a slot migrating).",
+               [([("kind", "moved")], Double(m.redisMoved.load(ordering: .relaxed))), ([("kind", "ask")], Double(m.redisAsked.load(ordering: .relaxed)))])
+        family("deltacast_cluster_redis_retries_total", "counter", "Redis commands retried after TRYAGAIN, CLUSTERDOWN, a key no longer on that primary, or a primary not connected.", [([], Double(m.redisRetried.load(ordering: .relaxed)))])
+        family("deltacast_cluster_slot_map_reads_total", "counter", "Redis Cluster slot maps read (CLUSTER SLOTS).", [([], Double(m.slotMapReads.load(ordering: .relaxed)))])
         family("deltacast_cluster_script_loads_total", "counter", "Scripts sent whole after NOSCRIPT (a new or restarted Redis).", [([], Double(m.scriptLoads.load(ordering: .relaxed)))])
         family("deltacast_cluster_epoch_rotations_total", "counter", "New epochs this node started (history lost, or a seq gone backwards).", [([], Double(m.epochRotations.load(ordering: .relaxed)))])
         histogram("deltacast_cluster_commit_seconds", "Commit script round trips.", [([], m.scriptSeconds)])

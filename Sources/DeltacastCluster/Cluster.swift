@@ -65,6 +65,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     private var changesPositions: [RedisRouter.Shard: (id: String, counter: Int)] = [:]
     /// Shards whose changes stream is being read (reads follow each other until caught up).
     private var readingChanges = Set<RedisRouter.Shard>()
+    /// The hash slots of the topics this node holds (a Redis Cluster): only the shards that
+    /// serve them are heard (their channels) and read (their changes streams). Recomputed at
+    /// each sweep; a topic met adds its slot at once.
+    private var heldSlots = Set<Int>()
+    /// Channels subscribed on the subscriber's connections now.
+    private var subscribedChannels = Set<String>()
     /// Numbers of the releases, takeovers and problems PUB/SUB already brought (the stream's
     /// entries for them are skipped); emptied past 100,000 (the worst case is a second read).
     private var noticesHandled = Set<Int>()
@@ -151,7 +157,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
             subscriber.onPush = { [weak self] value in self?.pushed(value) }
             subscriber.onShardReady = { [weak self] connection, shard in
                 guard let self else { return }
-                connection.send([self.subscriber.isCluster ? "SSUBSCRIBE" : "SUBSCRIBE", self.channel(shard)], nil)
+                // A new connection has no subscription: subscribe again where this node holds topics.
+                let channel = self.channel(shard)
+                self.subscribedChannels.remove(channel)
+                guard !self.subscriber.isCluster || self.subscriber.shards(serving: self.heldSlots).contains(shard) else { return }
+                self.subscribedChannels.insert(channel)
+                connection.send([self.subscriber.isCluster ? "SSUBSCRIBE" : "SUBSCRIBE", channel], nil)
                 // Messages sent while we were away are lost: compare the shard's topics now.
                 self.syncAll(in: shard)
             }
@@ -230,6 +241,12 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     public func topicCreated(_ topic: Topic) {
         let tag = Self.tag(topic.key)
         tags.withLock { $0[tag] = topic.key }
+        if commands.isCluster {
+            let slot = HashSlot.of("{\(tag)}")
+            loop.execute { [self] in
+                if heldSlots.insert(slot).inserted { subscribeWhereHeld() }
+            }
+        }
         if topic.endpoint.source == .poll { ownership.withLock { $0.hold(topic.key, tag: tag) } }
         topic.catchUp(since: nil) {}
     }
@@ -452,6 +469,11 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// A PUB/SUB message: `TAG EPOCH SEQ` (a commit), or `TAG :released N`, `TAG :owned N`,
     /// `TAG :problem N` (N: its number in the changes stream, which then need not act again).
     private func pushed(_ value: RESPValue) {
+        if let parts = value.elements, parts.first?.text == "sunsubscribe", parts.count >= 2, let channel = parts[1].text {
+            // Its slot moved: the map is read again and the new home subscribed.
+            subscribedChannels.remove(channel)
+            return
+        }
         guard let parts = value.elements, parts.count == 3, parts[0].text == "message" || parts[0].text == "smessage", let text = parts[2].text else { return }
         let fields = text.split(separator: " ")
         guard fields.count == 3 || fields.count == 5 else { return }
@@ -602,7 +624,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         // membership keys may be up while another is failing over.
         guard hub != nil else { return }
         if !heartbeating { heartbeat() }
-        for shard in ticker.shards where !readingChanges.contains(shard) { readChanges(shard) }
+        let reading = ticker.isCluster ? ticker.shards(serving: heldSlots) : Set(ticker.shards)
+        for shard in changesPositions.keys where !reading.contains(shard) { changesPositions[shard] = nil }
+        for shard in reading where !readingChanges.contains(shard) { readChanges(shard) }
         // A subscriber connection that stopped answering is reopened by its own timeout.
         subscriber.sendToEach(["PING"])
         claimDue()
@@ -720,12 +744,36 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         let ranges = commands.slotRanges
         shardMap.withLock { $0 = ranges }
         guard let hub else { return }
-        let known = Set(hub.allTopics.map(\.key))
+        let topics = hub.allTopics
+        if commands.isCluster {
+            heldSlots = Set(topics.map { HashSlot.of("{\(Self.tag($0.key))}") })
+            subscribeWhereHeld()
+        }
+        let known = Set(topics.map(\.key))
         let gone = ownership.withLock { $0.heldKeys.filter { !known.contains($0) } }
         for key in gone {
             if case .release(_, let tag)? = ownership.withLock({ $0.drop(key) }) { release(tag: tag) }
         }
         tags.withLock { tags in for (tag, key) in tags where !known.contains(key) { tags[tag] = nil } }
+    }
+
+    /// Subscribes to the channel of each shard that serves a topic this node holds (a Redis
+    /// Cluster), where not yet subscribed. Subscriptions stay until their connection closes or
+    /// Redis ends them (a slot moved): at most one per primary.
+    private func subscribeWhereHeld() {
+        for shard in subscriber.shards(serving: heldSlots) {
+            let channel = channel(shard)
+            guard !subscribedChannels.contains(channel) else { continue }
+            subscribedChannels.insert(channel)
+            subscriber.send(key: channel, [Array("SSUBSCRIBE".utf8), Array(channel.utf8)]) { [weak self] result in
+                guard let self else { return }
+                if case .success(let reply) = result, reply.elements?.first?.text == "ssubscribe" {
+                    self.syncAll(in: shard)
+                } else {
+                    self.subscribedChannels.remove(channel)   // tried again at the next sweep
+                }
+            }
+        }
     }
 
     private func unavailable(_ reason: String) {

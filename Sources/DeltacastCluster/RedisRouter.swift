@@ -116,6 +116,19 @@ public final class RedisRouter: @unchecked Sendable {
         return map.primaries.map { (address: $0.description, slots: map.ranges(of: $0)) }
     }
 
+    /// The shards that serve any of `slots` now.
+    public func shards(serving slots: Set<Int>) -> Set<Shard> {
+        guard isCluster else { return Set(shards) }
+        var found = Set<Shard>()
+        var seen = Set<Configuration.RedisURL.Seed>()
+        for slot in slots {
+            guard let primary = map.primary(of: slot), seen.insert(primary).inserted, let shard = shard(of: primary) else { continue }
+            found.insert(shard)
+            if seen.count == map.primaries.count { break }
+        }
+        return found
+    }
+
     /// The shard that serves `key`'s slot now, if any.
     public func shard(forKey key: String) -> Shard? {
         guard isCluster else { return shards.first }

@@ -288,13 +288,35 @@ class RedisClusterTests(ClusterCase):
             seqs = self.journal_seqs(topic)
             self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))))
         for port in primaries:
-            lowest = min(f for f, _, p, _ in self.cluster.slots() if p == port)
-            tag = next(str(n) for n in range(100000) if crc16(str(n).encode()) % 16384 == lowest)
-            length = resp(port, "XLEN", f"deltacast:{{{tag}}}:changes-log")
+            length = resp(port, "XLEN", self.shard_channel(port) + "-log")
             self.assertGreater(length, 0, f"the changes stream of the primary at {port}")
         # The status page shows the shard map: every primary and its slots.
         shards = self.status(self.nodes[0])["cluster"]["shards"]
         self.assertEqual(sorted(int(shard["address"].rsplit(":", 1)[1]) for shard in shards), primaries)
+
+    def shard_channel(self, port):
+        lowest = min(first for first, _, p, _ in self.cluster.slots() if p == port)
+        tag = next(str(n) for n in range(100000) if crc16(str(n).encode()) % 16384 == lowest)
+        return f"deltacast:{{{tag}}}:changes"
+
+    def test_1_a_node_hears_only_the_shards_of_the_topics_it_holds(self):
+        primaries = self.cluster.primaries()
+        topic = pick_topic("/live/only-", self.cluster, lambda slot: self.cluster.primary_of(slot) == primaries[0])
+        self.assertEqual(self.nodes[0].publish(topic, {"n": 1})[0], 200)
+        self.wait(lambda: json.loads(request(self.nodes[0].url(topic))[2]) == {"n": 1}, 10, "the topic on node1")
+
+        def subscribers():
+            return [resp(port, "PUBSUB", "SHARDNUMSUB", self.shard_channel(port))[1] for port in primaries]
+
+        # node1 holds one topic, on the first primary: it subscribes there and nowhere else.
+        self.wait(lambda: subscribers() == [1, 0, 0], 10, "one subscription, on the first primary")
+        # node2 meets the topic too: two subscribers on that primary, still none elsewhere.
+        self.assertEqual(json.loads(request(self.nodes[1].url(topic))[2]), {"n": 1})
+        self.wait(lambda: subscribers() == [2, 0, 0], 10, "two subscriptions, on the first primary")
+        # A publish through node3 reaches both over that shard's channel.
+        self.assertEqual(self.nodes[2].publish(topic, {"n": 2})[0], 200)
+        for node in self.nodes[:2]:
+            self.wait(lambda node=node: json.loads(request(node.url(topic))[2]) == {"n": 2}, 10, f"{node.name} at n=2")
 
     def test_2_a_slot_moved_under_load_loses_nothing_and_repeats_nothing(self):
         """The busy topic's slot, and the lowest slot of its primary (where that primary's

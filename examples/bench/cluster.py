@@ -30,6 +30,20 @@ to CPU 1, as in the other benchmarks), then:
    poll (from another node).
 
 Prints a Markdown table and writes one JSON line per run to $OUT/cluster.jsonl.
+
+  python3 examples/bench/cluster.py redis-cluster [BINARY] [--rounds 5]
+
+`redis-cluster`: one Redis against a Redis Cluster (six redis-servers: three primaries, three
+replicas, `cluster-node-timeout` 1 s, no persistence), each under three nodes, in one run:
+
+1. change latency across nodes (publish to node 1, 1,000 WebSocket subscribers on node 2,
+   100 changes at 10/s), rounds interleaved one Redis / Redis Cluster; medians and ranges;
+2. takeover after a node's SIGKILL on the Redis Cluster: the time until the upstream sees the
+   next poll of /api/prices (from another node);
+3. recovery after a primary's SIGKILL: /doc/live changes every 100 ms upstream; the time from
+   the kill of the primary that serves its slot until an SSE subscriber on another node gets
+   a version made after the kill. It is bounded below by the Redis Cluster's own failover
+   (node timeout plus the replica's election).
 """
 import json
 import os
@@ -41,7 +55,7 @@ import threading
 import time
 import urllib.request
 
-BINARY = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "scale" else ".build/release/deltacast"
+BINARY = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] not in ("scale", "redis-cluster") else ".build/release/deltacast"
 ADMIN = "bench-admin-token-0123456789"
 OUT = os.environ.get("OUT", os.path.join(tempfile.gettempdir(), "deltacast-bench-cluster"))
 os.makedirs(OUT, exist_ok=True)
@@ -83,8 +97,10 @@ def start(arguments, config=None):
     return process, int(first.rsplit(":", 1)[1])
 
 
-def node_config(name, redis_port, simulator):
-    cluster = f"cluster: {{ redis: redis://127.0.0.1:{redis_port}/0, node: {name} }}\n" if redis_port else ""
+def node_config(name, redis_port, simulator, redis_url=None):
+    if redis_port:
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    cluster = f'cluster: {{ redis: "{redis_url}", node: {name} }}\n' if redis_url else ""
     return f"""listen: 127.0.0.1:0
 upstream: {{ base: {simulator} }}
 admin: {{ token: {ADMIN} }}
@@ -96,6 +112,8 @@ limits: {{ max_connections: 19000, max_connections_per_ip: 19000 }}
   - path: /api/prices
     interval: 1s
     array_keys: {{ /items: id }}
+  - path: /doc/{{name}}
+    interval: 100ms
 """
 
 
@@ -383,9 +401,197 @@ def scale_main(arguments):
               f"those at {min(sizes):,}.")
 
 
+def crc16(data):
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = (((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+def redis_cluster_start(directory):
+    """Six cluster-enabled redis-servers on CPU 0 (ports at most 55535: the bus is +10000), made
+    into three primaries with a replica each. Returns the ports and the processes by port."""
+    import random
+    ports = []
+    while len(ports) < 6:
+        port = random.randint(20000, 55535)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        if all(abs(port - other) not in (0, 10000) for other in ports):
+            ports.append(port)
+    processes = {}
+    for port in ports:
+        os.makedirs(os.path.join(directory, str(port)), exist_ok=True)
+        processes[port] = subprocess.Popen(["taskset", "-c", "0", "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                            "--cluster-enabled", "yes", "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
+                                            "--dir", os.path.join(directory, str(port))], stdout=subprocess.DEVNULL)
+        started.append(processes[port])
+    time.sleep(0.5)
+    subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{port}" for port in ports] + ["--cluster-replicas", "1", "--cluster-yes"],
+                   check=True, capture_output=True, timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if all(b"cluster_state:ok" in redis_command(port, "CLUSTER", "INFO") for port in ports):
+            return ports, processes
+        time.sleep(0.1)
+    raise RuntimeError("the Redis Cluster did not become ok")
+
+
+def cluster_slot_primary(ports, slot):
+    """The port of the primary that serves `slot`, from CLUSTER SHARDS-free parsing of CLUSTER NODES."""
+    for port in ports:
+        try:
+            text = redis_command(port, "CLUSTER", "NODES").decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                first, _, last = part.partition("-")
+                if first.isdigit() and int(first) <= slot <= int(last or first):
+                    return int(fields[1].split(":")[1].split("@")[0])
+    return None
+
+
+def median(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def redis_cluster_main(arguments):
+    global BINARY
+    rounds = 5
+    while arguments:
+        argument = arguments.pop(0)
+        if argument == "--rounds":
+            rounds = int(arguments.pop(0))
+        else:
+            BINARY = argument
+    directory = tempfile.mkdtemp(prefix="deltacast-bench-redis-cluster-")
+    redis_port = free_port()
+    started.append(subprocess.Popen(["taskset", "-c", "0", "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no"], stdout=subprocess.DEVNULL))
+    cluster_ports, cluster_processes = redis_cluster_start(directory)
+    simulator, simulator_port = start(["simulate"])
+    upstream = f"http://127.0.0.1:{simulator_port}"
+    seeds = f"redis-cluster://127.0.0.1:{cluster_ports[0]},127.0.0.1:{cluster_ports[1]}"
+    one = [start(["serve"], node_config(f"one{i + 1}", redis_port, upstream)) for i in range(3)]
+    sharded = [start(["serve"], node_config(f"sharded{i + 1}", None, upstream, redis_url=seeds)) for i in range(3)]
+
+    # 1. Change latency across nodes, interleaved.
+    results = {"one Redis": [], "Redis Cluster": []}
+    for _ in range(rounds):
+        for label, nodes in (("one Redis", one), ("Redis Cluster", sharded)):
+            results[label].append(fanout(f"cluster on {label}, across nodes", [nodes[1][1]], nodes[0][1], 1000, [p.pid for p, _ in nodes]))
+    print("\n| Redis | rounds | p50 ms (median, range) | p99 ms (median, range) | lost / dup / reordered |")
+    print("|---|---:|---:|---:|---:|")
+    for label, found in results.items():
+        p50 = [r["p50_ms"] for r in found]
+        p99 = [r["p99_ms"] for r in found]
+        faults = sum(r["lost"] for r in found), sum(r["duplicated"] for r in found), sum(r["reordered"] for r in found)
+        print(f"| {label} | {len(found)} | {median(p50):.1f} ({min(p50):.1f}-{max(p50):.1f}) | {median(p99):.1f} ({min(p99):.1f}-{max(p99):.1f}) | "
+              f"{faults[0]} / {faults[1]} / {faults[2]} |")
+    ratio50 = median([c["p50_ms"] / o["p50_ms"] for c, o in zip(results["Redis Cluster"], results["one Redis"])])
+    ratio99 = median([c["p99_ms"] / o["p99_ms"] for c, o in zip(results["Redis Cluster"], results["one Redis"])])
+    print(f"\nRedis Cluster against one Redis, same round: p50 {ratio50:.2f}x, p99 {ratio99:.2f}x (medians of the per-round ratios).")
+
+    def requests(path):
+        with urllib.request.urlopen(f"{upstream}/_sim/stats") as response:
+            return json.load(response)["requests"].get(path, 0)
+
+    # 2. A node's SIGKILL on the Redis Cluster.
+    import hashlib
+    streams = []
+    for _, port in sharded:
+        connection = socket.create_connection(("127.0.0.1", port))
+        connection.sendall(b"GET /api/prices HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n")
+        streams.append(connection)
+    time.sleep(5)
+    tag = hashlib.sha1(b"/api/prices").hexdigest()[:16]
+    slot = crc16(tag.encode()) % 16384
+    owner_port = cluster_slot_primary(cluster_ports, slot)
+    holder = redis_command(owner_port, "GET", f"deltacast:{{{tag}}}:owner").decode().split(" ")[0]
+    victim_index = int(holder.replace("sharded", "")) - 1
+    victim = sharded[victim_index][0]
+    last = requests("/api/prices")
+    killed_at = time.time()
+    victim.kill()
+    while requests("/api/prices") == last and time.time() - killed_at < 30:
+        time.sleep(0.02)
+    node_takeover = time.time() - killed_at
+    survivors = [node for index, node in enumerate(sharded) if index != victim_index]
+
+    # 3. A primary's SIGKILL: time until a change made after it reaches a subscriber.
+    topic = "/doc/live"
+    version = [0]
+    stop = threading.Event()
+
+    def feed():
+        while not stop.is_set():
+            version[0] += 1
+            body = json.dumps({"version": version[0], "at": time.time()}).encode()
+            urllib.request.urlopen(urllib.request.Request(f"{upstream}/_sim/docs{topic}", data=body, method="PUT",
+                                                          headers={"Content-Type": "application/json"})).read()
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    for _, port in survivors:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}{topic}").read()
+    reader = socket.create_connection(("127.0.0.1", survivors[1][1]), timeout=60)
+    reader.sendall(f"GET {topic} HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n".encode())
+    time.sleep(3)
+    tag = hashlib.sha1(topic.encode()).hexdigest()[:16]
+    primary = cluster_slot_primary(cluster_ports, crc16(tag.encode()) % 16384)
+    reader.setblocking(False)
+    try:
+        while reader.recv(1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+    reader.setblocking(True)
+    killed_version = version[0]
+    killed_at = time.time()
+    cluster_processes[primary].kill()
+    received = b""
+    recovered = None
+    import re
+    while time.time() - killed_at < 60:
+        received += reader.recv(1 << 16)
+        versions = [int(v) for v in re.findall(rb'"version": ?(\d+)', received)] + \
+                   [int(v) for v in re.findall(rb'"path":"/version","value":(\d+)', received)]
+        if any(v > killed_version + 1 for v in versions):
+            recovered = time.time() - killed_at
+            break
+        received = received[-4096:]
+    stop.set()
+    reader.close()
+    for connection in streams:
+        connection.close()
+    print(f"Takeover on a Redis Cluster: the owning node ({holder}) SIGKILLed, the next upstream poll came {node_takeover:.2f} s later "
+          f"(lease 3 s + interval 1 s = 4 s at most).")
+    print(f"A primary SIGKILLed (cluster-node-timeout 1 s): changes reached a subscriber on another node again after "
+          f"{recovered:.2f} s." if recovered else "A primary SIGKILLed: no change arrived within 60 s.")
+    with open(os.path.join(OUT, "cluster.jsonl"), "a") as handle:
+        handle.write(json.dumps({"mode": "redis-cluster", "p50_ratio": ratio50, "p99_ratio": ratio99, "node_takeover_s": node_takeover,
+                                 "primary_kill_recovery_s": recovered}) + "\n")
+    import shutil
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 try:
     if len(sys.argv) > 1 and sys.argv[1] == "scale":
         scale_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "redis-cluster":
+        redis_cluster_main(sys.argv[2:])
     else:
         main()
 finally:

@@ -152,6 +152,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         loop.execute { [self] in
             self.hub = hub
             self.onLeadership = onLeadership
+            let ranges = commands.slotRanges
+            shardMap.withLock { $0 = ranges }
             commands.onDown = { [weak self] reason in self?.unavailable(reason) }
             commands.onReady = { [weak self] in self?.recovered() }
             subscriber.onPush = { [weak self] value in self?.pushed(value) }

@@ -87,6 +87,9 @@ public final class RedisConnection: EventLoopHandler, @unchecked Sendable {
     /// Whether commands can be sent now.
     public var isReady: Bool { state == .ready }
 
+    /// Whether a command sent now is sent or held until the handshake is done (not failed at once).
+    public var acceptsCommands: Bool { state == .ready || state == .connecting }
+
     /// Whether no command waits for a reply (it may be closed without failing one).
     public var isIdle: Bool { pendingStart == pending.count && held.isEmpty }
 

@@ -51,14 +51,16 @@ public final class RedisRouter: @unchecked Sendable {
     private var refreshing = false
     private var refreshTimer: UInt64?
     /// Commands waiting for a retry (a redirection storm or an outage); past
-    /// `limits.maximumPending` a command fails at once.
+    /// ``maximumRetrying`` (default 10,000) a command fails at once.
     private var retrying = 0
+    public let maximumRetrying: Int
     private var stopped = false
 
     /// One Redis: every command goes to `address`.
     public init(loop: EventLoop, address: Configuration.RedisURL, name: String, limits: RedisConnection.Limits = .init(), map: SlotMap? = nil,
-                metrics: ClusterMetrics? = nil) {
+                metrics: ClusterMetrics? = nil, maximumRetrying: Int = 10_000) {
         self.metrics = metrics
+        self.maximumRetrying = maximumRetrying
         self.loop = loop
         self.address = address
         self.name = name
@@ -183,7 +185,7 @@ public final class RedisRouter: @unchecked Sendable {
             connection.send(["ASKING"], nil)
         } else {
             let target = isCluster ? map.primary(of: slot) : connections.keys.first
-            guard let target, let known = connections[target], let home = self.shard(of: target), known.isReady || !isCluster else {
+            guard let target, let known = connections[target], let home = self.shard(of: target), known.acceptsCommands || !isCluster else {
                 return retry(slot: slot, build: build, deadline: deadline, attempt: attempt,
                              reason: map.primary(of: slot).map { "the primary of slot \(slot), \($0), is not connected" } ?? "no primary serves slot \(slot)", callback)
             }
@@ -217,7 +219,11 @@ public final class RedisRouter: @unchecked Sendable {
     /// Tries again after a backoff, unless the deadline passed: then fails with `reason`.
     private func retry(slot: Int, build: @escaping (Shard) -> [[UInt8]], deadline: Int64, attempt: Int, reason: String, _ callback: Callback?) {
         let wait = min(25 << min(attempt, 6), 1000)
-        guard !stopped, MonotonicClock.milliseconds() + Int64(wait) < deadline, retrying < limits.maximumPending else {
+        guard retrying < maximumRetrying else {
+            callback?(.failure(.unavailable("more than \(maximumRetrying) commands wait for a retry: \(reason)")))
+            return
+        }
+        guard !stopped, MonotonicClock.milliseconds() + Int64(wait) < deadline else {
             callback?(.failure(.unavailable(reason)))
             return
         }

@@ -52,14 +52,7 @@ class Redis:
         self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                          "--appendonly", "no", "--dir", self.directory],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if self.command("PING") == "PONG":
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_for_redis(self.port)
 
     @property
     def url(self):
@@ -75,34 +68,53 @@ class Redis:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def command(self, *arguments):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
-            payload = f"*{len(arguments)}\r\n".encode()
-            for argument in arguments:
-                data = argument if isinstance(argument, bytes) else str(argument).encode()
-                payload += f"${len(data)}\r\n".encode() + data + b"\r\n"
-            connection.sendall(payload)
-            reader = connection.makefile("rb")
-            return self._reply(reader)
+        return resp(self.port, *arguments)
 
-    def _reply(self, reader):
-        line = reader.readline()
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RuntimeError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            length = int(rest)
-            if length < 0:
-                return None
-            data = reader.read(length + 2)[:-2]
-            return data.decode(errors="replace")
-        if kind == b"*":
-            count = int(rest)
-            return None if count < 0 else [self._reply(reader) for _ in range(count)]
-        raise RuntimeError(f"bad reply {line!r}")
+
+def resp(port, *arguments, timeout=5):
+    """One command to the Redis at `port` on a new connection; an error reply comes back as a
+    RuntimeError value."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        payload = f"*{len(arguments)}\r\n".encode()
+        for argument in arguments:
+            data = argument if isinstance(argument, bytes) else str(argument).encode()
+            payload += f"${len(data)}\r\n".encode() + data + b"\r\n"
+        connection.sendall(payload)
+        with connection.makefile("rb") as reader:
+            return _reply(reader)
+
+
+def _reply(reader):
+    line = reader.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        length = int(rest)
+        if length < 0:
+            return None
+        data = reader.read(length + 2)[:-2]
+        return data.decode(errors="replace")
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_reply(reader) for _ in range(count)]
+    raise RuntimeError(f"bad reply {line!r}")
+
+
+def wait_for_redis(port, seconds=10):
+    """Until the Redis at `port` answers PING."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if resp(port, "PING") == "PONG":
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server on {port} did not start")
 
 
 def node_config(simulator, redis, name, extra=""):

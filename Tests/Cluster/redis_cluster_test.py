@@ -11,17 +11,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cluster_test import (ADMIN, ClusterCase, Proxy, document, free_port, node_config, put, request)  # noqa: E402
+from cluster_test import (ADMIN, ClusterCase, document, free_port, node_config, put, request, resp, wait_for_redis)  # noqa: E402
 
 NODE_TIMEOUT_MS = 1000
 
@@ -51,39 +49,6 @@ def topic_tag(topic_key):
 
 def topic_slot(topic_key):
     return slot_of("{" + topic_tag(topic_key) + "}")
-
-
-def resp(port, *arguments, timeout=5):
-    """One command on a new connection; errors come back as RuntimeError values."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
-        payload = f"*{len(arguments)}\r\n".encode()
-        for argument in arguments:
-            data = argument if isinstance(argument, bytes) else str(argument).encode()
-            payload += f"${len(data)}\r\n".encode() + data + b"\r\n"
-        connection.sendall(payload)
-        reader = connection.makefile("rb")
-        connection_reader = reader
-
-        def reply():
-            line = reader.readline()
-            kind, rest = line[:1], line[1:-2]
-            if kind == b"+":
-                return rest.decode()
-            if kind == b"-":
-                return RuntimeError(rest.decode())
-            if kind == b":":
-                return int(rest)
-            if kind == b"$":
-                length = int(rest)
-                return None if length < 0 else reader.read(length + 2)[:-2].decode(errors="replace")
-            if kind == b"*":
-                count = int(rest)
-                return None if count < 0 else [reply() for _ in range(count)]
-            raise RuntimeError(f"bad reply {line!r}")
-        try:
-            return reply()
-        finally:
-            connection_reader.close()
 
 
 def free_cluster_port():
@@ -135,14 +100,7 @@ class RedisCluster:
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
              "--appendonly", "no", "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if resp(port, "PING") == "PONG":
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on {port} did not start")
+        wait_for_redis(port)
 
     def kill(self, port):
         process = self.processes.pop(port)
@@ -326,18 +284,23 @@ class RedisClusterTests(ClusterCase):
         lowest = min(first for first, _, port, _ in self.cluster.slots() if port == source)
         topic = pick_topic("/doc/moving-", self.cluster, lambda slot: self.cluster.primary_of(slot) == source and slot != lowest)
         put(self.simulator, topic, document(0))
-        moved = {}
 
         def reshard(index):
             if index == 3:
-                moved["topic"] = threading.Thread(target=self.cluster.move_slot, args=(topic_slot(topic), target))
-                moved["topic"].start()
-                self.cluster.move_slot(lowest, target)
-                moved["topic"].join()
+                # `redis-cli --cluster reshard` takes a source's slots from its lowest: one slot
+                # is the one that holds the source's changes stream and channel.
+                run = subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}",
+                                      "--cluster-from", self.cluster.node_id(source), "--cluster-to", self.cluster.node_id(target),
+                                      "--cluster-slots", "1", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            if index == 5:
+                # The topic's own slot, in small batches with pauses: commands meet ASK meanwhile.
+                self.cluster.move_slot(topic_slot(topic), target)
 
         clients, final = self.run_clients(topic, topic, list(range(1, 11)), per_transport=6, hops=1, during=reshard)
         self.assert_converged(clients, final)
         self.assertEqual(self.cluster.primary_of(topic_slot(topic)), target)
+        self.assertEqual(self.cluster.primary_of(lowest), target)
         # The nodes were redirected (MOVED or ASK) and read the new map.
         self.assertGreater(self.metric_sum("deltacast_cluster_redis_redirects_total"), 0)
         self.assertGreater(self.metric_sum("deltacast_cluster_slot_map_reads_total"), 0)
@@ -419,13 +382,7 @@ class RedisClusterTests(ClusterCase):
                                    "--cluster-enabled", "yes", "--dir", lonely_directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for probe in (port, lonely_port):
-                deadline = time.time() + 10
-                while time.time() < deadline:
-                    try:
-                        if resp(probe, "PING") == "PONG":
-                            break
-                    except OSError:
-                        time.sleep(0.05)
+                wait_for_redis(probe)
             run = self.serve_once(node_config(self.simulator, self.cluster, "plain").replace(self.cluster.url, f"redis-cluster://127.0.0.1:{port}"))
             self.assertEqual(run.returncode, 1)
             self.assertIn(f"the redis-cluster seed 127.0.0.1:{port} is not a Redis Cluster node (ERR This instance has cluster support disabled); "

@@ -165,6 +165,33 @@ import Testing
         #expect(call(router, ["GET", "k"], key: "k") == .failure(.unavailable("CLUSTERDOWN The cluster is down")))
     }
 
+    @Test func commandsWaitingForARetryAreBounded() throws {
+        let node = try Self.node(slotsAt: { 0 }) { command, _ in command.first == "GET" ? .error("TRYAGAIN Multiple keys request during rehashing of slot") : nil }
+        let loop = try EventLoop()
+        try loop.start(name: "router-test")
+        var limits = RedisConnection.Limits()
+        limits.commandTimeout = 2000
+        var map = SlotMap()
+        map.assign(0...16383, to: .init(host: "127.0.0.1", port: node.port))
+        let router = RedisRouter(loop: loop, address: .init(host: "127.0.0.1", port: node.port, seeds: [.init(host: "127.0.0.1", port: node.port)]),
+                                 name: "test", limits: limits, map: map, maximumRetrying: 2)
+        router.start()
+        defer { router.stop(); loop.stop(); loop.join() }
+        // Two wait for their retry; the third finds the bound and fails at once.
+        let failures = Locked<[Int: RedisFailure]>([:])
+        let third = DispatchSemaphore(value: 0)
+        loop.execute {
+            for index in 0..<3 {
+                router.send(key: "k\(index)", [Array("GET".utf8), Array("k\(index)".utf8)]) { result in
+                    if case .failure(let failure) = result { failures.withLock { $0[index] = failure } }
+                    if index == 2 { third.signal() }
+                }
+            }
+        }
+        #expect(third.wait(timeout: .now() + 1) == .success)
+        #expect(failures.withLock { $0 } == [2: .unavailable("more than 2 commands wait for a retry: TRYAGAIN Multiple keys request during rehashing of slot")])
+    }
+
     @Test func endlessRedirectionsStopAfterFive() throws {
         let port = Atomic<Int>(0)
         let node = try Self.node(slotsAt: { port.load(ordering: .relaxed) }) { command, _ in

@@ -858,6 +858,8 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                       shards: shardMap.withLock { $0 })
     }
 
+    public var liveNodeCount: Int { max(1, knownNodes.withLock { $0.count }) }
+
     /// Topics this node owns (polls) now.
     public var leasesHeld: Int {
         let now = MonotonicClock.milliseconds()

@@ -49,6 +49,7 @@ struct ConfigurationDecoder {
 
     mutating func decode(_ root: YAMLNode) -> Configuration {
         var c = Configuration()
+        var budgetEntries: [(origin: String, rate: Rate, location: SourceLocation)] = []
         guard let top = mapping(root, section: "", what: "the configuration") else { return c }
         if let node = top["listen"] { c.listen = hostPort(node.value) ?? c.listen }
         if let node = top["upstream"], let m = mapping(node.value, section: "upstream", what: "upstream") {
@@ -58,6 +59,8 @@ struct ConfigurationDecoder {
             if let e = m["headers"] { c.upstream.headers = headers(e.value) }
             if let e = m["max_body"] { c.upstream.maxBody = size(e.value) ?? c.upstream.maxBody }
             if let e = m["follow_redirects"] { c.upstream.followRedirects = boolean(e.value) ?? false }
+            if let e = m["budget"] { c.upstream.budget = budgetRate(e.value) }
+            if let e = m["budgets"] { budgetEntries = decodeBudgets(e.value) }
         }
         if let node = top["transports"] {
             if let list = enumList(node.value, Transport.self) {
@@ -116,6 +119,24 @@ struct ConfigurationDecoder {
             c.endpoints = endpoints(node.value, upstream: c.upstream, authEnabled: c.auth.isEnabled, authLocation: top["auth"]?.keyLocation)
         } else {
             fail("missing required key 'endpoints'; declare at least one endpoint", at: root.location)
+        }
+        // A budget names an origin some endpoint polls; anything else is a typo that would
+        // leave the real origin unbounded.
+        let used = Set(c.endpoints.filter { $0.source == .poll }.compactMap { ($0.upstreamOrigin ?? c.upstream.base)?.origin })
+        if let base = c.upstream.base?.origin, c.upstream.budget != nil, !used.contains(base), c.endpoints.contains(where: { $0.source == .poll }) {
+            if let e = top["upstream"].flatMap({ mapping($0.value)?["budget"] }) {
+                fail("upstream.budget limits \(base), which no polled endpoint uses", at: e.value.location)
+            }
+        }
+        for entry in budgetEntries {
+            if c.upstream.budgets.contains(where: { $0.origin == entry.origin }) {
+                fail("upstream.budgets names \(entry.origin) twice", at: entry.location)
+            } else if used.contains(entry.origin) {
+                c.upstream.budgets.append((entry.origin, entry.rate))
+            } else {
+                let origins = used.sorted().joined(separator: ", ")
+                fail("upstream.budgets names \(entry.origin), which no polled endpoint uses" + (origins.isEmpty ? "" : " (the polled origins: \(origins))"), at: entry.location)
+            }
         }
         if c.upstream.base == nil, top["upstream"].map({ mapping($0.value)?["base"] == nil }) ?? true,
            let polling = c.endpoints.first(where: { $0.source == .poll && $0.upstreamOrigin == nil }) {
@@ -240,6 +261,33 @@ struct ConfigurationDecoder {
         if let e = m["ticket_ttl"] { a.ticketTTL = duration(e.value, positive: true) ?? a.ticketTTL }
         if let e = m["expiry_grace"] { a.expiryGrace = duration(e.value, positive: false) ?? a.expiryGrace }
         if let e = m["max_tickets"] { a.maxTickets = integer(e.value, range: 1...10_000_000) ?? a.maxTickets }
+    }
+
+    /// A request budget: `N/s`, `N/m` or `N/h`, at least one request per hour.
+    mutating func budgetRate(_ node: YAMLNode) -> Rate? {
+        guard case .scalar(let text, _) = node.content, !node.isNull, let value = parseRate(text) else {
+            fail("invalid budget \(describe(node)); expected a positive number of requests per second, minute or hour (e.g. 500/s, 600/m)", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    /// `budgets: { "https://host:port": 50/s, ... }`: the origins normalized, with where each is
+    /// written (checked against the endpoints once they are read).
+    mutating func decodeBudgets(_ node: YAMLNode) -> [(origin: String, rate: Rate, location: SourceLocation)] {
+        guard case .mapping(let entries) = node.content else {
+            fail("upstream.budgets is \(node.kindDescription); expected a mapping of origin to rate, e.g. { \"https://billing.internal:8443\": 50/s }", at: node.location)
+            return []
+        }
+        var found: [(origin: String, rate: Rate, location: SourceLocation)] = []
+        for entry in entries {
+            guard let url = parseURL(entry.key), url.path.isEmpty else {
+                fail("invalid origin '\(entry.key)' in upstream.budgets; expected http(s)://host[:port] with no path", at: entry.keyLocation)
+                continue
+            }
+            if let rate = budgetRate(entry.value) { found.append((url.origin, rate, entry.keyLocation)) }
+        }
+        return found
     }
 
     mutating func rate(_ node: YAMLNode) -> Rate? {

@@ -53,8 +53,21 @@ public struct Configuration: Sendable {
         public var maxBody = 8 * 1024 * 1024
         /// Whether to follow redirects. Default false: a redirect usually means a login page.
         public var followRedirects = false
+        /// Requests per second to the origin of ``base`` (polls, cold GETs, passthrough topics,
+        /// refreshes), never exceeded. Default: none (only ``maxConcurrent`` bounds them).
+        public var budget: Rate?
+        /// Budgets of other origins (absolute endpoint `upstream` URLs), by origin
+        /// (`https://billing.internal:8443`), in file order.
+        public var budgets: [(origin: String, rate: Rate)] = []
         /// Creates the defaults.
         public init() {}
+
+        /// The budget of requests to `origin` (`scheme://host:port`), if any.
+        public func budget(forOrigin origin: String) -> Rate? {
+            if let named = budgets.first(where: { $0.origin == origin }) { return named.rate }
+            if let base, base.origin == origin { return budget }
+            return nil
+        }
     }
 
     /// One mirrored endpoint.
@@ -520,6 +533,9 @@ public struct URLValue: Sendable, Hashable, CustomStringConvertible {
     public var path: String
     /// The URL as written, without a trailing slash.
     public var description: String
+
+    /// `scheme://host:port`, lowercased, the port always written: what a request budget names.
+    public var origin: String { "\(scheme.lowercased())://\(host.lowercased()):\(port)" }
 }
 
 /// A path pattern such as `/api/users/{user}/notifications`.

@@ -33,6 +33,8 @@ public enum ConfigurationReference {
             Key(path: "upstream.headers", type: "mapping", defaultValue: "none", meaning: "Headers sent with every upstream request; use `${VAR}` for secrets."),
             Key(path: "upstream.max_body", type: "size", defaultValue: z(u.maxBody), meaning: "Largest upstream body accepted; larger is an upstream error."),
             Key(path: "upstream.follow_redirects", type: "boolean", defaultValue: "\(u.followRedirects)", meaning: "Follow upstream redirects."),
+            Key(path: "upstream.budget", type: "rate", defaultValue: "none", meaning: "Requests per second (or `/m`, `/h`) to the origin of `upstream.base`, never exceeded: a token bucket with a burst of a tenth of a second's worth; due polls wait, earliest and most watched first, first polls ahead."),
+            Key(path: "upstream.budgets", type: "mapping", defaultValue: "none", meaning: "Budgets of other origins that endpoints poll, e.g. `{ \"https://billing.internal:8443\": 50/s }`."),
             Key(path: "endpoints", type: "list", defaultValue: "required", meaning: "The mirrored endpoints, at least one."),
             Key(path: "endpoints[].path", type: "path pattern", defaultValue: "required", meaning: "Path clients use; `{name}` segments are parameters."),
             Key(path: "endpoints[].upstream", type: "URL template", defaultValue: "the `path`", meaning: "Upstream path template, with the same parameters as `path`; may carry a fixed query (`/v1/orders?status=open&customer={id}`), and may be an absolute `http(s)://` URL that overrides `upstream.base`."),

@@ -25,6 +25,8 @@ public protocol TopicReplication: AnyObject, Sendable {
     /// This node's poll of `topic` found the upstream failing (`problem`) or well again (nil):
     /// every node's subscribers are told, not only this one's.
     func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?)
+    /// The live nodes (at least 1): each spends its share of every upstream request budget.
+    var liveNodeCount: Int { get }
 }
 
 /// The topic table: finds or creates topics by name, bounds how many exist

@@ -35,10 +35,24 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             poller.observer = { [weak hub] report in
                 guard let topic = hub?.existingTopic(key: report.key) else { return }
                 reports.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
+                if let stretch = report.stretch { reports.recordStretch(endpoint: topic.endpoint.path.text, stretch: stretch) }
                 if let next = report.nextInMilliseconds { topic.recordPoll(failures: report.failures, nextInMilliseconds: next) }
             }
+            // Cluster mode: each node spends its share of every budget (the budget over the
+            // live nodes).
+            poller.budgetShare = { [weak hub] in 1 / Double(max(1, hub?.replication?.liveNodeCount ?? 1)) }
+            poller.onBudgetStatus = { reports.recordBudgets($0) }
+            poller.setBudgets(Self.budgets(configuration.upstream))
             self.poller = poller
         }
+    }
+
+    /// Each budgeted origin's requests per second.
+    static func budgets(_ upstream: Configuration.Upstream) -> [String: Double] {
+        var rates: [String: Double] = [:]
+        if let budget = upstream.budget, let base = upstream.base { rates[base.origin] = Double(budget.count) / Double(budget.period.wholeMilliseconds) * 1000 }
+        for (origin, rate) in upstream.budgets { rates[origin] = Double(rate.count) / Double(rate.period.wholeMilliseconds) * 1000 }
+        return rates
     }
 
     /// The `outcome` label of a poll (after the topic took its result).
@@ -93,6 +107,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         loop.execute { [self] in
             configuration = new
             guard let poller else { return }
+            poller.setBudgets(Self.budgets(new.upstream))
             for topic in ended { poller.stop(key: topic.key) }
             for topic in changed where topic.endpoint.source == .poll {
                 if let job = job(for: topic) { poller.update(key: topic.key, job: job) }
@@ -121,7 +136,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(upstream.timeout.wholeMilliseconds),
                                       maxBody: endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
         return PollJob(request: request, intervalMilliseconds: endpoint.interval.wholeMilliseconds,
-                       jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds)
+                       jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds, origin: (endpoint.upstreamOrigin ?? configuration.upstream.base)?.origin)
     }
 
     private func startPolling(_ topic: Topic) {
@@ -131,6 +146,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             return !hub.evictIfIdle(topic)
         }, permitted: { [weak hub] in
             hub?.replication?.mayPoll(topic) ?? true
+        }, watchers: {
+            topic.subscriberCount
         }, handler: { [log, loop, weak self] result in
             let before = topic.upstreamProblem
             let verdict = Self.apply(result, to: topic) { [weak self] in

@@ -34,4 +34,18 @@ public struct ServerReports: Sendable {
     public func recordPoll(endpoint: String, outcome: String, seconds: Double) {
         metrics.recordPoll(endpoint: endpoint, outcome: outcome, seconds: seconds)
     }
+
+    /// Records how far a request budget stretched a poll's interval (the time since the poll
+    /// before over the configured interval; 1 when it kept it).
+    public func recordStretch(endpoint: String, stretch: Double) {
+        metrics.stretch.withLock { table in
+            // A moving average over about the last 20 polls of the endpoint.
+            table[endpoint] = table[endpoint].map { $0 + (stretch - $0) / 20 } ?? stretch
+        }
+    }
+
+    /// The request budgets' state, once a second.
+    public func recordBudgets(_ budgets: [UpstreamBudgetStatus]) {
+        metrics.budgets.withLock { $0 = budgets }
+    }
 }

@@ -27,6 +27,12 @@ import Glibc
 ///   `DELETE /_sim/fail/PATH` ends it.
 /// - `GET /_sim/stats` → requests, 304s and body bytes per path; `POST /_sim/reset` zeroes them
 ///   and forgets documents and failures; `POST /_sim/freeze` stops the built-ins changing.
+/// - `GET /_sim/windows` → requests (every resource) in each whole second of the last 600:
+///   `{"windows":[N, ...],"max":N}`, the current second left out.
+/// - `GET /_sim/credentials[?token=T]` → for `/api/whoami`, per bearer token: how many asked,
+///   the longest time between two requests of one token, the fewest requests of a token; with
+///   a token, its request count and the number of requests (all resources) served before its
+///   first one. At most 100,000 tokens are remembered.
 public final class LegacySimulator: @unchecked Sendable {
     let loop: EventLoop
     private let listener: Int32
@@ -44,6 +50,13 @@ public final class LegacySimulator: @unchecked Sendable {
     private var bodyBytes: [String: Int] = [:]
     private var connections: [Int32: SimulatorConnection] = [:]
     private var frozen = false
+    /// Requests by whole second since the start (the last 600 seconds).
+    private var windows: [Int64: Int] = [:]
+    private let started = MonotonicClock.milliseconds()
+    private var served = 0
+    /// `/api/whoami` per token: the last request (ms), the longest gap, the requests, and how many
+    /// requests had been served before its first.
+    private var tokens: [String: (last: Int64, longestGap: Int64, count: Int, servedBefore: Int)] = [:]
     /// For `bench upstream`, readable from any thread: when each prices version appeared and
     /// when it was first served (monotonic ns), the last 4,096 versions; and totals of upstream
     /// requests and body bytes over every resource.
@@ -182,6 +195,19 @@ public final class LegacySimulator: @unchecked Sendable {
             return (Self.json(405, "{\"error\":\"method not allowed\"}"), false, 0)
         }
         requests[path, default: 0] += 1
+        let now = MonotonicClock.milliseconds()
+        let second = (now - started) / 1000
+        windows[second, default: 0] += 1
+        if windows.count > 600 { windows = windows.filter { $0.key > second - 600 } }
+        if path == "/api/whoami", let authorization = request.headers["Authorization"] {
+            if tokens.count >= 100_000 && tokens[authorization] == nil { tokens = [:] }
+            if let known = tokens[authorization] {
+                tokens[authorization] = (now, max(known.longestGap, now - known.last), known.count + 1, known.servedBefore)
+            } else {
+                tokens[authorization] = (now, 0, 1, served)
+            }
+        }
+        served += 1
         var delay: Int64 = 0
         if var failure = failures[path] {
             if let remaining = failure.remaining {
@@ -328,8 +354,20 @@ public final class LegacySimulator: @unchecked Sendable {
                 "{" + table.sorted { $0.key < $1.key }.map { Self.quoted($0.key) + ":\($0.value)" }.joined(separator: ",") + "}"
             }
             return Self.json(200, "{\"requests\":\(object(requests)),\"notModified\":\(object(notModified)),\"bytes\":\(object(bodyBytes)),\"maxInFlight\":\(maxInFlight)}")
+        case "/_sim/windows":
+            let current = (MonotonicClock.milliseconds() - started) / 1000
+            let counts = (max(0, current - 600)..<current).map { windows[$0] ?? 0 }
+            return Self.json(200, "{\"windows\":[" + counts.map(String.init).joined(separator: ",") + "],\"max\":\(counts.max() ?? 0)}")
+        case "/_sim/credentials":
+            if let token = query["token"] {
+                guard let known = tokens["Bearer " + token] else { return Self.json(404, "{\"error\":\"no request with that token\"}") }
+                return Self.json(200, "{\"count\":\(known.count),\"served_before_first\":\(known.servedBefore),\"longest_gap_ms\":\(known.longestGap)}")
+            }
+            let gap = tokens.values.map(\.longestGap).max() ?? 0
+            let fewest = tokens.values.map(\.count).min() ?? 0
+            return Self.json(200, "{\"tokens\":\(tokens.count),\"longest_gap_ms\":\(gap),\"fewest_requests\":\(fewest),\"served\":\(served)}")
         case "/_sim/reset":
-            requests = [:]; notModified = [:]; bodyBytes = [:]; documents = [:]; failures = [:]; maxInFlight = 0
+            requests = [:]; notModified = [:]; bodyBytes = [:]; documents = [:]; failures = [:]; maxInFlight = 0; windows = [:]; tokens = [:]
             return Self.json(200, "{}")
         case "/_sim/freeze":
             frozen = query["on"] != "false"

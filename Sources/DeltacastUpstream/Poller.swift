@@ -1,4 +1,5 @@
-import DeltacastLoop
+public import DeltacastLoop
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,12 +32,15 @@ public struct PollJob: Sendable {
     public var intervalMilliseconds: Int64
     /// Largest random delay added to each interval.
     public var jitterMilliseconds: Int64
+    /// The request's origin (`scheme://host:port`), whose budget it spends, if any.
+    public var origin: String?
 
     /// Creates a job.
-    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64) {
+    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64, origin: String? = nil) {
         self.request = request
         self.intervalMilliseconds = intervalMilliseconds
         self.jitterMilliseconds = jitterMilliseconds
+        self.origin = origin
     }
 }
 
@@ -45,6 +49,14 @@ public struct PollJob: Sendable {
 /// ``Backoff/cap``, `Retry-After` honoured (capped at ``Backoff/retryAfterCap``), and at most
 /// `maxConcurrent` requests in flight: jobs that come due past it wait in a FIFO queue, which
 /// holds each job at most once.
+///
+/// An origin with a budget (``setBudgets(_:)``) never gets more requests than its
+/// ``RequestBudget`` allows. Polls due past it wait in that origin's queue, served in this
+/// order: first polls and refreshes, then by due time, each brought forward by up to one
+/// interval for the topic's watchers (`interval × log2(1 + watchers) / 8`). A waiting poll is
+/// therefore served before any poll that came due more than an interval after it: none
+/// starves, and its interval stretches instead (``Report/stretch``). A `429` or `503` with
+/// `Retry-After` slows the whole origin (``RequestBudget/slowDown(at:forMilliseconds:)``).
 ///
 /// Everything runs on the clock's thread (the client's event loop in production).
 public final class Poller: @unchecked Sendable {
@@ -70,7 +82,16 @@ public final class Poller: @unchecked Sendable {
         var job: PollJob
         let wanted: () -> Bool
         let permitted: () -> Bool
+        let watchers: () -> Int
         let handler: (PollResult) -> PollVerdict
+        /// Polls sent so far (the first goes ahead of deferred ones).
+        var polls = 0
+        /// Waiting in its origin's budget queue: the generation of its live queue item.
+        var deferral: Int?
+        /// The poll was asked for now (a refresh): it goes ahead of deferred ones.
+        var urgent = false
+        /// Interval actually kept at the last send, over the configured one.
+        var stretch: Double?
         var timer: UInt64?
         var inFlight = false
         var queued = false
@@ -81,14 +102,41 @@ public final class Poller: @unchecked Sendable {
         var lastModified: String?
         var lastStart: Int64 = 0
 
-        init(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, handler: @escaping (PollResult) -> PollVerdict) {
+        init(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, watchers: @escaping () -> Int,
+             handler: @escaping (PollResult) -> PollVerdict) {
             self.key = key
             self.job = job
             self.wanted = wanted
             self.permitted = permitted
+            self.watchers = watchers
             self.handler = handler
         }
     }
+
+    /// A poll waiting for its origin's budget.
+    private struct Deferred {
+        var urgent: Bool
+        var key: Int64
+        var sequence: Int
+        var generation: Int
+        var entry: Entry
+    }
+
+    /// One origin's budget, its waiting polls, and what it spent.
+    private struct Origin {
+        var budget: RequestBudget
+        var waiting = Heap<Deferred> { a, b in
+            a.urgent != b.urgent ? a.urgent : a.key != b.key ? a.key < b.key : a.sequence < b.sequence
+        }
+        var timer: UInt64?
+        /// Polls that had to wait for the budget, since the start.
+        var deferredTotal = 0
+        /// Requests started in the current one-second window, and in the last whole one.
+        var windowStart: Int64 = 0
+        var startedInWindow = 0
+        var startedLastWindow = 0
+    }
+
 
     /// Where requests go, and the clock and timers the schedule runs on.
     private let fetcher: any UpstreamFetching
@@ -98,6 +146,14 @@ public final class Poller: @unchecked Sendable {
     private var waiting: [Entry] = []
     private var waitingStart = 0
     private var running = 0
+    private var origins: [String: Origin] = [:]
+    private var deferralSequence = 0
+    /// This node's share of every budget (cluster mode: one over the live nodes).
+    public var budgetShare: () -> Double = { 1 }
+    /// The budgets' state as of the last second, readable from any thread.
+    public let budgetStatus = Locked<[UpstreamBudgetStatus]>([])
+    /// Hears the budgets' state once a second.
+    public var onBudgetStatus: (([UpstreamBudgetStatus]) -> Void)?
     /// One poll as the owner's metrics and status page see it.
     public struct Report {
         /// The job's key.
@@ -110,6 +166,9 @@ public final class Poller: @unchecked Sendable {
         public var failures: Int
         /// Milliseconds until the next poll; nil when the job was stopped meanwhile.
         public var nextInMilliseconds: Int64?
+        /// The time since the poll before over the configured interval, when a budget made it
+        /// wait (1 when it kept its interval); nil for a first poll or an unbudgeted origin.
+        public var stretch: Double?
     }
 
     /// Called after every poll, once its result was judged and the next poll scheduled.
@@ -134,10 +193,11 @@ public final class Poller: @unchecked Sendable {
     /// judges each result. When `permitted()` says no at a due time (cluster mode: another
     /// node leads the topic), no request is sent and the next due time is one interval later.
     /// Starting a key that is polled already does nothing.
+    /// `watchers()` counts who watches the topic: with a budget, more watchers poll sooner.
     public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool = { true },
-                      handler: @escaping (PollResult) -> PollVerdict) {
+                      watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
         guard entries[key] == nil else { return }
-        let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, handler: handler)
+        let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
         entries[key] = entry
         due(entry)
     }
@@ -179,8 +239,131 @@ public final class Poller: @unchecked Sendable {
         guard let entry = entries[key] else { return false }
         if entry.inFlight || entry.queued { entry.refreshAfter = true; return true }
         if let timer = entry.timer { clock.cancel(timer); entry.timer = nil }
+        entry.urgent = true
         due(entry)
         return true
+    }
+
+    // MARK: Budgets
+
+    /// Sets the budget of each origin (requests per second); an origin left out has none. A
+    /// budget that stays keeps what its bucket holds; polls waiting for a removed one go.
+    public func setBudgets(_ rates: [String: Double]) {
+        let now = clock.nowMilliseconds
+        for (origin, rate) in rates where origins[origin]?.budget.ratePerSecond != rate {
+            var budget = RequestBudget(ratePerSecond: rate, now: now)
+            budget.setShare(budgetShare(), at: now)
+            var state = origins[origin] ?? Origin(budget: budget)
+            state.budget = budget
+            origins[origin] = state
+        }
+        for origin in origins.keys where rates[origin] == nil {
+            guard let state = origins.removeValue(forKey: origin) else { continue }
+            if let timer = state.timer { clock.cancel(timer) }
+            var heap = state.waiting
+            while let item = heap.pop() {
+                guard item.entry.deferral == item.generation, !item.entry.stopped else { continue }
+                item.entry.deferral = nil
+                due(item.entry)
+            }
+        }
+        if !origins.isEmpty && statusTimer == nil { publishStatus() }
+    }
+
+    private var statusTimer: UInt64?
+
+    /// Once a second: each budget's share, its window, and the status others read.
+    private func publishStatus() {
+        let now = clock.nowMilliseconds
+        let share = budgetShare()
+        var status: [UpstreamBudgetStatus] = []
+        for origin in origins.keys.sorted() {
+            guard var state = origins[origin] else { continue }
+            if state.budget.share != share { state.budget.setShare(share, at: now) }
+            rollWindow(&state, now)
+            let allowed = state.budget.rate(at: now)
+            status.append(UpstreamBudgetStatus(origin: origin, ratePerSecond: state.budget.ratePerSecond, allowedPerSecond: allowed,
+                                       usedRatio: Double(state.startedLastWindow) / max(1, state.budget.ratePerSecond * share),
+                                       deferredTotal: state.deferredTotal, waiting: state.waiting.count, slowed: state.budget.isSlowed(at: now)))
+            origins[origin] = state
+        }
+        budgetStatus.withLock { $0 = status }
+        onBudgetStatus?(status)
+        statusTimer = origins.isEmpty ? nil : clock.schedule(afterMilliseconds: 1000) { [unowned self] in self.publishStatus() }
+    }
+
+    private func rollWindow(_ state: inout Origin, _ now: Int64) {
+        if now - state.windowStart >= 2000 {
+            state.startedLastWindow = 0
+            state.startedInWindow = 0
+            state.windowStart = now
+        } else if now - state.windowStart >= 1000 {
+            state.startedLastWindow = state.startedInWindow
+            state.startedInWindow = 0
+            state.windowStart += 1000
+        }
+    }
+
+    /// Whether `entry` may be sent now as far as its origin's budget goes (a token is taken);
+    /// if not, it waits in the origin's queue.
+    private func admitted(_ entry: Entry) -> Bool {
+        guard let origin = entry.job.origin, var state = origins[origin] else { return true }
+        let now = clock.nowMilliseconds
+        // A poll that waited its turn in the queue is not passed by one that just came due.
+        if state.waiting.isEmpty, state.budget.take(at: now) {
+            rollWindow(&state, now)
+            state.startedInWindow += 1
+            origins[origin] = state
+            return true
+        }
+        origins[origin] = state
+        postpone(entry, origin: origin)
+        return false
+    }
+
+    private func postpone(_ entry: Entry, origin: String) {
+        guard var state = origins[origin] else { return }
+        let now = clock.nowMilliseconds
+        let urgent = entry.urgent || entry.polls == 0
+        if entry.deferral != nil && !urgent { return }   // already waiting
+        deferralSequence += 1
+        let interval = entry.job.intervalMilliseconds
+        let boost = min(interval, Int64(Double(interval) * log2(1 + Double(max(0, entry.watchers()))) / 8))
+        entry.deferral = deferralSequence
+        state.waiting.push(Deferred(urgent: urgent, key: now - boost, sequence: deferralSequence, generation: deferralSequence, entry: entry))
+        state.deferredTotal += 1
+        origins[origin] = state
+        armBudgetTimer(origin)
+    }
+
+    private func armBudgetTimer(_ origin: String) {
+        guard var state = origins[origin], state.timer == nil, !state.waiting.isEmpty else { return }
+        let wait = state.budget.wait(at: clock.nowMilliseconds)
+        state.timer = clock.schedule(afterMilliseconds: wait) { [unowned self] in
+            self.origins[origin]?.timer = nil
+            self.drain(origin)
+        }
+        origins[origin] = state
+    }
+
+    /// Sends what `origin`'s budget and the concurrency limit allow, best first.
+    private func drain(_ origin: String) {
+        while running < maxConcurrent, var state = origins[origin], let next = state.waiting.first {
+            guard next.entry.deferral == next.generation, !next.entry.stopped else {
+                _ = state.waiting.pop()
+                origins[origin] = state
+                continue
+            }
+            let now = clock.nowMilliseconds
+            guard state.budget.take(at: now) else { break }
+            _ = state.waiting.pop()
+            rollWindow(&state, now)
+            state.startedInWindow += 1
+            origins[origin] = state
+            next.entry.deferral = nil
+            if next.entry.wanted() { send(next.entry) } else { stop(key: next.entry.key) }
+        }
+        armBudgetTimer(origin)
     }
 
     private func due(_ entry: Entry) {
@@ -199,13 +382,19 @@ public final class Poller: @unchecked Sendable {
             waiting.append(entry)
             return
         }
+        guard admitted(entry) else { return }
         send(entry)
     }
 
     private func send(_ entry: Entry) {
         running += 1
         entry.inFlight = true
-        entry.lastStart = clock.nowMilliseconds
+        let now = clock.nowMilliseconds
+        entry.stretch = entry.polls > 0 && entry.job.origin.map({ origins[$0] != nil }) == true
+            ? Double(now - entry.lastStart) / Double(max(1, entry.job.intervalMilliseconds)) : nil
+        entry.polls += 1
+        entry.urgent = false
+        entry.lastStart = now
         var request = entry.job.request
         if let etag = entry.etag { request.headers.append(("If-None-Match", etag)) }
         if let lastModified = entry.lastModified { request.headers.append(("If-Modified-Since", lastModified)) }
@@ -252,6 +441,10 @@ public final class Poller: @unchecked Sendable {
         }
         if let retryAfter = response.header("retry-after").flatMap(Self.retryAfterMilliseconds) {
             delay = max(delay, min(retryAfter, Backoff.retryAfterCap))
+            // The origin is overloaded, not only this topic: spend less of its budget meanwhile.
+            if response.status == 429 || response.status == 503, let origin = entry.job.origin, origins[origin] != nil {
+                origins[origin]?.budget.slowDown(at: clock.nowMilliseconds, forMilliseconds: min(retryAfter, Backoff.retryAfterCap))
+            }
         }
         if entry.refreshAfter {
             entry.refreshAfter = false
@@ -261,17 +454,21 @@ public final class Poller: @unchecked Sendable {
             delay = max(0, delay - elapsed)
             if entry.job.jitterMilliseconds > 0 { delay += Int64.random(in: 0...entry.job.jitterMilliseconds) }
         }
-        observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: delay))
+        observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: delay,
+                         stretch: entry.stretch))
         entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
     }
 
     private func startWaiting() {
+        // Polls that waited for a budget went through it already: they are served first.
+        for origin in origins.keys where running < maxConcurrent { drain(origin) }
         while running < maxConcurrent, waitingStart < waiting.count {
             let entry = waiting[waitingStart]
             waitingStart += 1
             entry.queued = false
             if entry.stopped { continue }
-            if entry.wanted() { send(entry) } else { stop(key: entry.key) }
+            if !entry.wanted() { stop(key: entry.key); continue }
+            if admitted(entry) { send(entry) }
         }
         if waitingStart == waiting.count { waiting.removeAll(keepingCapacity: true); waitingStart = 0 }
     }

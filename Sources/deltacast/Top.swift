@@ -83,6 +83,15 @@ enum TopCommand: Command {
         var out = "\u{1B}[1mdeltacast top\u{1B}[0m  up \(int(status["uptime_s"])) s   RSS \(String(format: "%.1f", Double(int(status["rss_bytes"])) / 1_048_576)) MiB\n"
         out += "connections \(int(connections["open"]))  (ws \(int(connections["websocket"])), sse \(int(connections["sse"])), long-poll \(int(connections["longpoll"])), http \(int(connections["http"])))\n"
         out += "deliveries  ws \(int(deliveries["websocket"]))  sse \(int(deliveries["sse"]))  long-poll \(int(deliveries["longpoll"]))   bytes saved \(int(status["bytes_saved"]))   conflations \(int(status["conflations"]))   slow closes \(int(status["slow_consumer_closes"]))\n"
+        // Request budgets: what each origin allows, how much of it was used, what waits.
+        func number(_ value: JSONValue?) -> Double { if case .number(let n)? = value { n.doubleValue } else { 0 } }
+        if case .array(let budgets)? = status["budgets"] {
+            for case .object(let budget) in budgets {
+                let slowed = budget["slowed"] == .bool(true) ? "   \u{1B}[33mslowed (Retry-After)\u{1B}[0m" : ""
+                out += "budget      \(text(budget["origin"]))  \(String(format: "%.0f", number(budget["allowed_per_s"])))/s of \(String(format: "%.0f", number(budget["rate_per_s"])))/s"
+                    + "   used \(String(format: "%.0f", number(budget["used_ratio"]) * 100)) %   waiting \(int(budget["waiting"]))   deferred \(int(budget["deferred"]))\(slowed)\n"
+            }
+        }
         // Cluster mode: this node, Redis, the live nodes, and who leads (polls) each topic.
         var leaders: [String: String] = [:]
         if case .object(let cluster)? = status["cluster"] {

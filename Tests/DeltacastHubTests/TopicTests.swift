@@ -387,6 +387,7 @@ final class ScriptedReplication: TopicReplication, @unchecked Sendable {
         lock.withLock { $0.commits.append((parsed != nil, body)) }
     }
     func mayPoll(_ topic: Topic) -> Bool { true }
+    var liveNodeCount: Int { 1 }
     func upstreamChanged(_ topic: Topic, problem: UpstreamProblem?) {
         lock.withLock { $0.problems.append(problem) }
     }

@@ -83,6 +83,10 @@ public final class ServerMetrics: Sendable {
     let polls = Locked<[String: [String: Int]]>([:])
     /// Poll durations by endpoint pattern.
     let pollSeconds = Locked<[String: Histogram]>([:])
+    /// How far budgets stretch each endpoint's interval (a moving average), by endpoint pattern.
+    let stretch = Locked<[String: Double]>([:])
+    /// The request budgets, as of the last second.
+    let budgets = Locked<[UpstreamBudgetStatus]>([])
 
     func recordPoll(endpoint: String, outcome: String, seconds: Double) {
         polls.withLock { $0[endpoint, default: [:]][outcome, default: 0] += 1 }
@@ -221,6 +225,22 @@ extension HTTPServer {
                    polls.keys.sorted().flatMap { endpoint in polls[endpoint]!.keys.sorted().map { ([("endpoint", endpoint), ("outcome", $0)], Double(polls[endpoint]![$0]!)) } })
         let latencies = metrics.pollSeconds.withLock { $0 }
         out.histogram("deltacast_upstream_poll_seconds", "Upstream request durations by endpoint.", latencies.keys.sorted().map { ([("endpoint", $0)], latencies[$0]!) })
+        let budgets = metrics.budgets.withLock { $0 }
+        if !budgets.isEmpty {
+            out.family("deltacast_upstream_budget_used_ratio", "gauge", "Requests started in the last second over this node's share of the origin's budget.",
+                       budgets.map { ([("origin", $0.origin)], $0.usedRatio) })
+            out.family("deltacast_upstream_budget_allowed_per_second", "gauge", "Requests per second the origin's budget allows this node now (lowered while the origin asked for Retry-After).",
+                       budgets.map { ([("origin", $0.origin)], $0.allowedPerSecond) })
+            out.family("deltacast_upstream_deferred_total", "counter", "Polls that waited for the origin's request budget.",
+                       budgets.map { ([("origin", $0.origin)], Double($0.deferredTotal)) })
+            out.family("deltacast_upstream_budget_waiting", "gauge", "Polls waiting for the origin's request budget now.",
+                       budgets.map { ([("origin", $0.origin)], Double($0.waiting)) })
+        }
+        let stretch = metrics.stretch.withLock { $0 }
+        if !stretch.isEmpty {
+            out.family("deltacast_upstream_interval_stretch_ratio", "gauge", "Time between an endpoint's polls over its interval, averaged over recent polls (1: kept; 3: a budget made it three times as long).",
+                       stretch.keys.sorted().map { ([("endpoint", $0)], stretch[$0]!) })
+        }
         if let cluster { out.cluster(cluster) }
         return out.text
     }
@@ -278,6 +298,13 @@ extension HTTPServer {
             "{\"conn\":\($0.id),\"pending_bytes\":\($0.pendingBytes),\"mode\":\"\($0.mode)\",\"no_progress_ms\":\($0.idleMilliseconds)}"
         }.joined(separator: ",")
         out += "]"
+        let budgets = metrics.budgets.withLock { $0 }
+        let stretch = metrics.stretch.withLock { $0 }
+        out += ",\"budgets\":[" + budgets.map { budget in
+            "{\"origin\":" + EventLog.quoted(budget.origin) + ",\"rate_per_s\":\(budget.ratePerSecond),\"allowed_per_s\":\(budget.allowedPerSecond)"
+                + ",\"used_ratio\":\((budget.usedRatio * 1000).rounded() / 1000),\"deferred\":\(budget.deferredTotal),\"waiting\":\(budget.waiting),\"slowed\":\(budget.slowed)}"
+        }.joined(separator: ",") + "]"
+        out += ",\"interval_stretch\":{" + stretch.keys.sorted().map { EventLog.quoted($0) + ":\((stretch[$0]! * 100).rounded() / 100)" }.joined(separator: ",") + "}"
         if let cluster {
             let status = cluster.status()
             out += ",\"cluster\":{\"node\":" + EventLog.quoted(status.node) + ",\"redis\":\"\(status.redis ? "up" : "down")\""

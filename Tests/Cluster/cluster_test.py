@@ -802,6 +802,48 @@ class ClusterTests(ClusterCase):
         clients, final = self.run_clients("/doc/ten", "/doc/ten", list(range(1, 10)), per_transport=10, hops=3, during=restart, pause=0.5)
         self.assert_converged(clients, final)
 
+    def test_15_the_request_budget_holds_cluster_wide(self):
+        """`budget: 30/s` on three nodes: each spends a third. 150 watched topics polled every
+        300 ms want 500 requests/s; the upstream gets at most 30 a second and each node's burst."""
+        for node in self.nodes:
+            node.stop()
+        budgeted = node_config(self.simulator, self.redis, "x").replace("timeout: 1s }", "timeout: 1s, budget: 30/s }")
+        self.nodes = []
+        for index in range(3):
+            node = Proxy(budgeted.replace("node: x,", f"node: node{index + 1},"))
+            node.name = f"node{index + 1}"
+            self.nodes.append(node)
+        self.wait(lambda: all(json.loads(request(node.url("/deltacast/status"), headers={"Authorization": f"Bearer {ADMIN}"})[2])["cluster"]["nodes"]
+                              == ["node1", "node2", "node3"] for node in self.nodes), 10, "three live nodes")
+        for n in range(150):
+            put(self.simulator, f"/doc/budget{n}", {"n": n})
+
+        # Each node watches a third of them (one event stream of 50 topics).
+        streams = []
+        try:
+            for index, node in enumerate(self.nodes):
+                topics = "&".join(f"topic=/doc/budget{n}" for n in range(index, 150, 3))
+                stream = socket.create_connection(("127.0.0.1", node.port), timeout=30)
+                stream.sendall(f"GET /deltacast/sse?{topics} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n".encode())
+                streams.append(stream)
+            for stream in streams:
+                received = bytearray()
+                while received.count(b'"type":"snapshot"') < 50:
+                    chunk = stream.recv(65536)
+                    self.assertTrue(chunk, "the stream ended")
+                    received += chunk
+            time.sleep(12)
+            _, _, body = request(f"{self.simulator.url}/_sim/windows")
+            windows = json.loads(body)["windows"][-10:]
+        finally:
+            for stream in streams:
+                stream.close()
+        self.assertLessEqual(max(windows), 30 + 3, windows)
+        self.assertGreaterEqual(sorted(windows)[5], 24, f"the budget was not used: {windows}")
+        for node in self.nodes:
+            status = json.loads(request(node.url("/deltacast/status"), headers={"Authorization": f"Bearer {ADMIN}"})[2])
+            self.assertEqual([budget["allowed_per_s"] for budget in status["budgets"]], [10.0])
+
     def test_13_leadership_spreads_over_the_nodes(self):
         # Once the nodes know each other (a tick), rendezvous hashing spreads 30 topics.
         def knows_all(node):

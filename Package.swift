@@ -76,7 +76,7 @@ let package = Package(
         // Composition: the upstream poller as the server's topic source (the server does not
         // import DeltacastUpstream).
         .target(
-            name: "DeltacastPolling", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer"],
+            name: "DeltacastPolling", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // The simulated legacy API: the demo's upstream, and the tests' and benchmarks'.
         .target(

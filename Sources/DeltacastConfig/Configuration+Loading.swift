@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Configuration {
     /// Parses and validates a configuration file's text.
     ///
@@ -61,6 +65,22 @@ struct ConfigurationDecoder {
             if let e = m["follow_redirects"] { c.upstream.followRedirects = boolean(e.value) ?? false }
             if let e = m["budget"] { c.upstream.budget = budgetRate(e.value) }
             if let e = m["budgets"] { budgetEntries = decodeBudgets(e.value) }
+            if let e = m["oauth2"] { c.upstream.oauth2 = decodeOAuth2(e.value, what: "upstream.oauth2") }
+            if let e = m["oauth2_origins"] {
+                if case .mapping(let entries) = e.value.content {
+                    for entry in entries {
+                        guard let url = parseURL(entry.key), url.path.isEmpty else {
+                            fail("invalid origin '\(entry.key)' in upstream.oauth2_origins; expected http(s)://host[:port] with no path", at: entry.keyLocation)
+                            continue
+                        }
+                        if let settings = decodeOAuth2(entry.value, what: "upstream.oauth2_origins['\(entry.key)']") {
+                            c.upstream.oauth2ByOrigin.append((url.origin, settings))
+                        }
+                    }
+                } else {
+                    fail("upstream.oauth2_origins is \(e.value.kindDescription); expected a mapping of origin to an oauth2 block", at: e.value.location)
+                }
+            }
         }
         if let node = top["transports"] {
             if let list = enumList(node.value, Transport.self) {
@@ -261,6 +281,39 @@ struct ConfigurationDecoder {
         if let e = m["ticket_ttl"] { a.ticketTTL = duration(e.value, positive: true) ?? a.ticketTTL }
         if let e = m["expiry_grace"] { a.expiryGrace = duration(e.value, positive: false) ?? a.expiryGrace }
         if let e = m["max_tickets"] { a.maxTickets = integer(e.value, range: 1...10_000_000) ?? a.maxTickets }
+    }
+
+    /// An `oauth2` block: `token_url`, `client_id` and `client_secret` required; `scope` and
+    /// `audience` optional. A secret written `file:/path` is read from that file (trailing
+    /// newlines dropped).
+    mutating func decodeOAuth2(_ node: YAMLNode, what: String) -> Configuration.Upstream.OAuth2? {
+        guard let m = mapping(node, section: "upstream.oauth2", what: what) else { return nil }
+        for required in ["token_url", "client_id", "client_secret"] where m[required] == nil {
+            fail("missing required key '\(what).\(required)'", at: node.location)
+        }
+        guard let urlEntry = m["token_url"], let tokenURL = url(urlEntry.value),
+              let idEntry = m["client_id"], let clientID = string(idEntry.value),
+              let secretEntry = m["client_secret"], var secret = string(secretEntry.value) else { return nil }
+        if secret.hasPrefix("file:") {
+            let path = String(secret.dropFirst("file:".count))
+            guard let file = fopen(path, "r") else {
+                fail("cannot read \(what).client_secret from '\(path)': \(String(cString: strerror(errno)))", at: secretEntry.value.location)
+                return nil
+            }
+            defer { fclose(file) }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while bytes.count <= 65536 {
+                let count = fread(&buffer, 1, buffer.count, file)
+                if count <= 0 { break }
+                bytes += buffer[0..<count]
+            }
+            secret = String(decoding: bytes, as: UTF8.self)
+            while secret.hasSuffix("\n") || secret.hasSuffix("\r") { secret.removeLast() }
+        }
+        if secret.isEmpty { fail("\(what).client_secret is empty", at: secretEntry.value.location); return nil }
+        return .init(tokenURL: tokenURL, clientID: clientID, clientSecret: secret,
+                     scope: m["scope"].flatMap { string($0.value) }, audience: m["audience"].flatMap { string($0.value) })
     }
 
     /// A request budget: `N/s`, `N/m` or `N/h`, at least one request per hour.

@@ -59,6 +59,26 @@ public struct Configuration: Sendable {
         /// Budgets of other origins (absolute endpoint `upstream` URLs), by origin
         /// (`https://billing.internal:8443`), in file order.
         public var budgets: [(origin: String, rate: Rate)] = []
+        /// OAuth2 client credentials (RFC 6749 §4.4) for the requests to the origin of ``base``.
+        public var oauth2: OAuth2?
+        /// OAuth2 client credentials of other origins, by origin, in file order.
+        public var oauth2ByOrigin: [(origin: String, settings: OAuth2)] = []
+
+        /// Where the proxy gets a token for an origin's requests (RFC 6749 §4.4): one token is
+        /// shared by every poll of the origin. The secret never appears in logs, metrics, the
+        /// status page, `deltacast check` or an error.
+        public struct OAuth2: Sendable, Equatable, CustomStringConvertible {
+            public var tokenURL: URLValue
+            public var clientID: String
+            public var clientSecret: String
+            public var scope: String?
+            public var audience: String?
+            public init(tokenURL: URLValue, clientID: String, clientSecret: String, scope: String? = nil, audience: String? = nil) {
+                self.tokenURL = tokenURL; self.clientID = clientID; self.clientSecret = clientSecret; self.scope = scope; self.audience = audience
+            }
+            /// Without the secret.
+            public var description: String { "oauth2 client \(clientID) at \(tokenURL)" }
+        }
         /// Creates the defaults.
         public init() {}
 

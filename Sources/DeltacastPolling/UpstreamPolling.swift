@@ -43,8 +43,31 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             poller.budgetShare = { [weak hub] in 1 / Double(max(1, hub?.replication?.liveNodeCount ?? 1)) }
             poller.onBudgetStatus = { reports.recordBudgets($0) }
             poller.setBudgets(Self.budgets(configuration.upstream))
+            self.client = client
+            poller.authorizers = authorizers(for: configuration.upstream, keeping: [:])
             self.poller = poller
         }
+    }
+
+    /// The upstream client (on the loop), which token requests share with polls.
+    private var client: UpstreamClient?
+
+    /// An OAuth2 client per origin that has an `oauth2` block; one whose settings did not
+    /// change is kept, with its token.
+    private func authorizers(for upstream: Configuration.Upstream, keeping old: [String: any UpstreamAuthorizing]) -> [String: any UpstreamAuthorizing] {
+        guard let client else { return [:] }
+        var blocks = upstream.oauth2ByOrigin
+        if let oauth2 = upstream.oauth2, let base = upstream.base { blocks.append((base.origin, oauth2)) }
+        var result: [String: any UpstreamAuthorizing] = [:]
+        for (origin, settings) in blocks {
+            if let kept = old[origin] as? OAuth2ClientCredentials, kept.settings == settings {
+                result[origin] = kept
+            } else {
+                result[origin] = OAuth2ClientCredentials(settings: settings, fetcher: client, clock: loop,
+                                                         timeoutMilliseconds: Int(upstream.timeout.wholeMilliseconds))
+            }
+        }
+        return result
     }
 
     /// Each budgeted origin's requests per second.
@@ -67,6 +90,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             case .tooLarge: "too_large"
             case .connect: "connect"
             case .transport: "transport"
+            case .credentials: "credentials"
             }
         }
     }
@@ -108,6 +132,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             configuration = new
             guard let poller else { return }
             poller.setBudgets(Self.budgets(new.upstream))
+            poller.authorizers = authorizers(for: new.upstream, keeping: poller.authorizers)
             for topic in ended { poller.stop(key: topic.key) }
             for topic in changed where topic.endpoint.source == .poll {
                 if let job = job(for: topic) { poller.update(key: topic.key, job: job) }
@@ -136,7 +161,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(upstream.timeout.wholeMilliseconds),
                                       maxBody: endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
         return PollJob(request: request, intervalMilliseconds: endpoint.interval.wholeMilliseconds,
-                       jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds, origin: (endpoint.upstreamOrigin ?? configuration.upstream.base)?.origin)
+                       jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds, origin: (endpoint.upstreamOrigin ?? configuration.upstream.base)?.origin,
+                       authorized: endpoint.auth != .passthrough)
     }
 
     private func startPolling(_ topic: Topic) {

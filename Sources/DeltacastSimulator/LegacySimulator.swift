@@ -27,6 +27,12 @@ import Glibc
 ///   `DELETE /_sim/fail/PATH` ends it.
 /// - `GET /_sim/stats` → requests, 304s and body bytes per path; `POST /_sim/reset` zeroes them
 ///   and forgets documents and failures; `POST /_sim/freeze` stops the built-ins changing.
+/// - `POST /_sim/oauth/token`: an OAuth2 token endpoint (client credentials; the client
+///   `sim-client`:`sim-secret` by HTTP Basic) issuing `t1`, `t2`... that live `ttl` seconds;
+///   `GET /api/secure` answers only a live one (else 401, and an expired one is counted).
+///   `POST /_sim/oauth?mode=ok|fail|malformed|deny[&ttl=S]` sets how the endpoint answers (503,
+///   broken JSON, 401 `invalid_client`); `POST /_sim/oauth?revoke=1` ends every token;
+///   `GET /_sim/oauth` tells what was issued and used.
 /// - `GET /_sim/windows` → requests (every resource) in each whole second of the last 600:
 ///   `{"windows":[N, ...],"max":N}`, the current second left out.
 /// - `GET /_sim/credentials[?token=T]` → for `/api/whoami`, per bearer token: how many asked,
@@ -50,6 +56,16 @@ public final class LegacySimulator: @unchecked Sendable {
     private var bodyBytes: [String: Int] = [:]
     private var connections: [Int32: SimulatorConnection] = [:]
     private var frozen = false
+    /// The OAuth2 token endpoint: its mode, the tokens' life (ms), the tokens by their expiry,
+    /// and what the protected resource saw.
+    private var oauthMode = "ok"
+    private var oauthTTL: Int64 = 2000
+    private var oauthTokens: [String: Int64] = [:]
+    private var oauthIssued = 0
+    private var oauthRequests = 0
+    private var secureServed = 0
+    private var expiredUses: [String: Int] = [:]
+    private var unknownUses = 0
     /// Requests by whole second since the start (the last 600 seconds).
     private var windows: [Int64: Int] = [:]
     private let started = MonotonicClock.milliseconds()
@@ -260,6 +276,19 @@ public final class LegacySimulator: @unchecked Sendable {
             }
             bodyBytes[path, default: 0] += inventoryBody.count
             return HTTPResponseWriter.response(status: 200, headers: ["Content-Type": "application/json", "Last-Modified": modified], body: inventoryBody)
+        case "/api/secure":
+            let now = MonotonicClock.milliseconds()
+            guard let authorization = request.headers["Authorization"], authorization.hasPrefix("Bearer "),
+                  let expiry = oauthTokens[String(authorization.dropFirst(7))] else {
+                unknownUses += 1
+                return Self.json(401, "{\"error\":\"invalid_token\"}")
+            }
+            guard now < expiry else {
+                expiredUses[String(authorization.dropFirst(7)), default: 0] += 1
+                return Self.json(401, "{\"error\":\"invalid_token\",\"error_description\":\"expired\"}")
+            }
+            secureServed += 1
+            return body(path: path, Self.json(200, "{\"secure\":\(secureServed / 20)}"))
         case "/api/flaky":
             let roll = Int.random(in: 0..<60, using: &random)
             if roll < 10 { return Self.json(500, "{\"error\":\"internal server error\"}") }
@@ -335,6 +364,35 @@ public final class LegacySimulator: @unchecked Sendable {
             default:
                 return Self.json(405, "{\"error\":\"PUT or DELETE\"}")
             }
+        }
+        if path == "/_sim/oauth/token" {
+            oauthRequests += 1
+            switch oauthMode {
+            case "fail": return Self.json(503, "{\"error\":\"temporarily_unavailable\"}")
+            case "malformed": return Self.json(200, "{\"access_token\": ")
+            case "deny": return Self.json(401, "{\"error\":\"invalid_client\"}")
+            default: break
+            }
+            let expected = "Basic " + Base64.encode(Array("sim-client:sim-secret".utf8))
+            guard request.method == "POST", request.headers["Authorization"] == expected,
+                  String(decoding: body, as: UTF8.self).split(separator: "&").contains("grant_type=client_credentials") else {
+                return Self.json(401, "{\"error\":\"invalid_client\"}")
+            }
+            oauthIssued += 1
+            let token = "t\(oauthIssued)"
+            oauthTokens[token] = MonotonicClock.milliseconds() + oauthTTL
+            if oauthTokens.count > 10_000 { oauthTokens = oauthTokens.filter { $0.value > MonotonicClock.milliseconds() } }
+            return Self.json(200, "{\"access_token\":\"\(token)\",\"token_type\":\"Bearer\",\"expires_in\":\(oauthTTL / 1000)}")
+        }
+        if path == "/_sim/oauth" {
+            if request.method == "POST" {
+                if let mode = query["mode"] { oauthMode = mode }
+                if let ttl = query["ttl"].flatMap(Int64.init) { oauthTTL = ttl * 1000 }
+                if query["revoke"] != nil { oauthTokens = [:] }
+            }
+            let expired = "{" + expiredUses.sorted { $0.key < $1.key }.map { Self.quoted($0.key) + ":\($0.value)" }.joined(separator: ",") + "}"
+            return Self.json(200, "{\"mode\":\(Self.quoted(oauthMode)),\"issued\":\(oauthIssued),\"token_requests\":\(oauthRequests),\"served\":\(secureServed),"
+                             + "\"expired_uses\":\(expired),\"unknown_uses\":\(unknownUses)}")
         }
         if path.hasPrefix("/_sim/fail/") {
             let target = String(path.dropFirst("/_sim/fail".count))

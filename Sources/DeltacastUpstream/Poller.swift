@@ -34,13 +34,17 @@ public struct PollJob: Sendable {
     public var jitterMilliseconds: Int64
     /// The request's origin (`scheme://host:port`), whose budget it spends, if any.
     public var origin: String?
+    /// Whether the origin's authorizer (``Poller/authorizers``) signs the request (false for a
+    /// passthrough topic, which carries its client's credentials and nothing else).
+    public var authorized: Bool
 
     /// Creates a job.
-    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64, origin: String? = nil) {
+    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64, origin: String? = nil, authorized: Bool = false) {
         self.request = request
         self.intervalMilliseconds = intervalMilliseconds
         self.jitterMilliseconds = jitterMilliseconds
         self.origin = origin
+        self.authorized = authorized
     }
 }
 
@@ -92,6 +96,10 @@ public final class Poller: @unchecked Sendable {
         var urgent = false
         /// Interval actually kept at the last send, over the configured one.
         var stretch: Double?
+        /// The `Authorization` value the request in flight carries, when an authorizer gave it.
+        var credential: String?
+        /// The poll before was answered `401` with an authorizer's credential and sent again.
+        var retriedAfter401 = false
         var timer: UInt64?
         var inFlight = false
         var queued = false
@@ -148,6 +156,8 @@ public final class Poller: @unchecked Sendable {
     private var running = 0
     private var origins: [String: Origin] = [:]
     private var deferralSequence = 0
+    /// Who signs the requests to each origin (OAuth2 client credentials), by origin.
+    public var authorizers: [String: any UpstreamAuthorizing] = [:]
     /// This node's share of every budget (cluster mode: one over the live nodes).
     public var budgetShare: () -> Double = { 1 }
     /// The budgets' state as of the last second, readable from any thread.
@@ -398,8 +408,22 @@ public final class Poller: @unchecked Sendable {
         var request = entry.job.request
         if let etag = entry.etag { request.headers.append(("If-None-Match", etag)) }
         if let lastModified = entry.lastModified { request.headers.append(("If-Modified-Since", lastModified)) }
-        fetcher.fetch(request) { [unowned self] response in
-            self.completed(entry, response)
+        entry.credential = nil
+        guard entry.job.authorized, let origin = entry.job.origin, let authorizer = authorizers[origin] else {
+            fetcher.fetch(request) { [unowned self] response in self.completed(entry, response) }
+            return
+        }
+        authorizer.authorization { [unowned self] result in
+            switch result {
+            case .success(let value):
+                entry.credential = value
+                request.headers.removeAll { $0.name.lowercased() == "authorization" }
+                request.headers.append(("Authorization", value))
+                self.fetcher.fetch(request) { [unowned self] response in self.completed(entry, response) }
+            case .failure(let failure):
+                // No credential: the poll fails with the reason, and backs off like any failure.
+                self.completed(entry, UpstreamResponse(status: 0, headers: [], body: [], failure: failure))
+            }
         }
     }
 
@@ -409,6 +433,18 @@ public final class Poller: @unchecked Sendable {
         let elapsed = clock.nowMilliseconds - entry.lastStart
         startWaiting()
         guard !entry.stopped else { return }
+        if response.status == 401, let credential = entry.credential, let origin = entry.job.origin {
+            authorizers[origin]?.rejected(credential)
+            if !entry.retriedAfter401 {
+                // The proxy's own credential was refused (revoked, rotated early): once, a new
+                // one and the same poll again, as soon as the budget allows.
+                entry.retriedAfter401 = true
+                entry.urgent = true
+                due(entry)
+                return
+            }
+        }
+        if response.status != 401 { entry.retriedAfter401 = false }
         let result: PollResult
         if let failure = response.failure {
             result = .failed(failure)

@@ -24,3 +24,13 @@ extension EventLoop: PollClock {
 }
 
 extension UpstreamClient: UpstreamFetching {}
+
+/// Credentials for the requests of an origin that the proxy itself holds (OAuth2 client
+/// credentials): the ``Poller`` asks for them before each request it sends there.
+public protocol UpstreamAuthorizing: AnyObject {
+    /// Calls `completion` on the poller's thread with the `Authorization` value to send, or why
+    /// there is none (the poll then fails with that reason and backs off). Never a secret in it.
+    func authorization(_ completion: @escaping (Result<String, UpstreamFailure>) -> Void)
+    /// A request sent with `value` was answered `401`: that credential is no good any more.
+    func rejected(_ value: String)
+}

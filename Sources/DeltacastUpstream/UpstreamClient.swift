@@ -16,19 +16,23 @@ public struct UpstreamRequest: Sendable {
     public var maxBody: Int
     /// Whether redirects are followed (at most 5).
     public var followRedirects: Bool
+    /// A body to `POST` (a token request); nil for a `GET`.
+    public var body: [UInt8]?
 
     /// Creates a request.
-    public init(url: String, headers: [(name: String, value: String)], timeoutMilliseconds: Int, maxBody: Int, followRedirects: Bool) {
+    public init(url: String, headers: [(name: String, value: String)], timeoutMilliseconds: Int, maxBody: Int, followRedirects: Bool,
+                body: [UInt8]? = nil) {
         self.url = url
         self.headers = headers
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxBody = maxBody
         self.followRedirects = followRedirects
+        self.body = body
     }
 }
 
 /// Why an upstream request produced no HTTP response.
-public enum UpstreamFailure: Sendable, Equatable, CustomStringConvertible {
+public enum UpstreamFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// No complete answer within the timeout.
     case timeout(milliseconds: Int)
     /// The connection could not be made (refused, unreachable, name not resolved).
@@ -37,6 +41,9 @@ public enum UpstreamFailure: Sendable, Equatable, CustomStringConvertible {
     case tooLarge(limit: Int)
     /// Anything else on the wire (reset, malformed response, bad encoding).
     case transport(String)
+    /// The proxy could not get its own credential for the origin (an OAuth2 token endpoint that
+    /// failed): no request was sent.
+    case credentials(String)
 
     /// A message for status events and logs.
     public var description: String {
@@ -45,6 +52,7 @@ public enum UpstreamFailure: Sendable, Equatable, CustomStringConvertible {
         case .connect(let message): "could not connect to the upstream: \(message)"
         case .tooLarge(let limit): "upstream body is larger than max_body (\(limit) bytes)"
         case .transport(let message): "upstream transfer failed: \(message)"
+        case .credentials(let message): "no credentials for the upstream: \(message)"
         }
     }
 }
@@ -136,6 +144,11 @@ public final class UpstreamClient: @unchecked Sendable {
         _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 5)
         // "" asks for every encoding this libcurl decodes (gzip, deflate...): bodies arrive decoded.
         _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "")
+        if let body = request.body {
+            // A POST; curl copies the bytes (the size first: they may hold a zero byte).
+            _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+            _ = body.withUnsafeBytes { deltacast_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
+        }
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_PRIVATE, pointer)
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, pointer)
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, pointer)

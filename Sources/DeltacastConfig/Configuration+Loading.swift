@@ -283,6 +283,40 @@ struct ConfigurationDecoder {
         if let e = m["max_tickets"] { a.maxTickets = integer(e.value, range: 1...10_000_000) ?? a.maxTickets }
     }
 
+    /// An endpoint's `changes` block: `upstream` and `topics` required.
+    mutating func changeIndex(_ node: YAMLNode, endpoint: Configuration.Endpoint) -> Configuration.ChangeIndex? {
+        guard let m = mapping(node, section: "endpoints[].changes", what: "changes") else { return nil }
+        for required in ["upstream", "topics"] where m[required] == nil { fail("missing required key 'changes.\(required)'", at: node.location) }
+        guard let upstreamEntry = m["upstream"], let upstream = string(upstreamEntry.value),
+              let topicsEntry = m["topics"], let topics = string(topicsEntry.value) else { return nil }
+        guard upstream.hasPrefix("/") || upstream.hasPrefix("http://") || upstream.hasPrefix("https://") else {
+            fail("invalid changes.upstream '\(upstream)'; expected a path such as /api/changes?since={cursor}, or an http(s):// URL", at: upstreamEntry.value.location)
+            return nil
+        }
+        guard topics.hasPrefix("/") else {
+            fail("invalid changes.topics '\(topics)'; expected a JSON pointer pattern such as /changed/*/path", at: topicsEntry.value.location)
+            return nil
+        }
+        var index = Configuration.ChangeIndex(upstream: upstream, topics: topics)
+        if let e = m["every"], let every = duration(e.value, positive: true) {
+            if every < .milliseconds(100) { fail("changes.every is \(every); use at least 100ms", at: e.value.location) }
+            index.every = every
+        }
+        if let e = m["cursor"], let cursor = string(e.value) {
+            guard cursor.isEmpty || cursor.hasPrefix("/") else {
+                fail("invalid changes.cursor '\(cursor)'; expected a JSON pointer such as /next", at: e.value.location)
+                return nil
+            }
+            guard upstream.contains("{cursor}") else {
+                fail("changes.upstream has no {cursor} to carry the cursor back (e.g. /api/changes?since={cursor})", at: upstreamEntry.value.location)
+                return nil
+            }
+            index.cursor = cursor
+        }
+        if endpoint.source != .poll { fail("'changes' needs a polled endpoint (this one is 'source: publish')", at: node.location) }
+        return index
+    }
+
     /// An `oauth2` block: `token_url`, `client_id` and `client_secret` required; `scope` and
     /// `audience` optional. A secret written `file:/path` is read from that file (trailing
     /// newlines dropped).
@@ -480,6 +514,7 @@ struct ConfigurationDecoder {
                 endpoint.forwardHeaders = list.map(\.0)
             }
             if let e = m["linger"] { endpoint.linger = duration(e.value, positive: false) ?? endpoint.linger }
+            if let e = m["changes"] { endpoint.changes = changeIndex(e.value, endpoint: endpoint) }
             if let e = m["max_body"] { endpoint.maxBody = size(e.value) }
             if let e = m["digest"] { endpoint.digest = boolean(e.value) ?? false }
             result.append(endpoint)

@@ -136,6 +136,9 @@ public struct Configuration: Sendable {
         public var forwardHeaders = ["Authorization", "Cookie"]
         /// How long the topic keeps polling after its last subscriber or plain GET. Default 30 s.
         public var linger: Duration = .seconds(30)
+        /// A cheap "what changed" resource of the upstream: each topic it names is polled at
+        /// once, and `interval` becomes the safety net. Nil: none.
+        public var changes: ChangeIndex?
         /// Largest body accepted for this endpoint. Default: `upstream.max_body`.
         public var maxBody: Int?
         /// Whether snapshots and patches carry `digest`, the SHA-256 (hex) of the document they
@@ -263,6 +266,24 @@ public struct Configuration: Sendable {
             if let lease { return lease }
             guard let shortest = endpoints.filter({ $0.source == .poll }).map(\.interval).min() else { return .seconds(3) }
             return max(.seconds(1), shortest * 3)
+        }
+    }
+
+    /// An upstream change index (`changes:` of an endpoint).
+    public struct ChangeIndex: Sendable, Equatable {
+        /// Where it is: a path after `upstream.base` or an absolute URL, with `{cursor}` where
+        /// the last cursor goes (empty at first).
+        public var upstream: String
+        /// How often it is read. Default 1 s.
+        public var every: Duration = .seconds(1)
+        /// JSON pointer to the next cursor in its answer; nil: no cursor (the index lists what
+        /// changed lately, and the same entry may come twice).
+        public var cursor: String?
+        /// Pointer pattern (`*` for any element or member) to the changed topics: client paths
+        /// (`/api/orders/17`), or values of the endpoint's one parameter (`17`).
+        public var topics: String
+        public init(upstream: String, every: Duration = .seconds(1), cursor: String? = nil, topics: String) {
+            self.upstream = upstream; self.every = every; self.cursor = cursor; self.topics = topics
         }
     }
 

@@ -46,6 +46,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             self.client = client
             poller.authorizers = authorizers(for: configuration.upstream, keeping: [:])
             self.poller = poller
+            self.reports = reports
+            startChangeIndexes()
         }
     }
 
@@ -137,7 +139,121 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             for topic in changed where topic.endpoint.source == .poll {
                 if let job = job(for: topic) { poller.update(key: topic.key, job: job) }
             }
+            for endpoint in new.endpoints where endpoint.changes != nil {
+                if let job = indexJob(endpoint) { poller.update(key: Self.indexKey(endpoint), job: job) }
+            }
+            startChangeIndexes()
         }
+    }
+
+    // MARK: Change indexes
+
+    private var reports: ServerReports?
+    /// Each change index's state by endpoint pattern: the cursor it was sent last, and whether
+    /// its last read failed (its topics then poll at their own interval).
+    private var indexes: [String: (cursor: String, failing: Bool)] = [:]
+
+    static func indexKey(_ endpoint: Configuration.Endpoint) -> String { "changes " + endpoint.path.text }
+
+    /// Starts reading the change index of every endpoint that has one and is not read yet.
+    private func startChangeIndexes() {
+        guard let poller else { return }
+        for endpoint in configuration.endpoints where endpoint.changes != nil {
+            let path = endpoint.path
+            if indexes[path.text] == nil { indexes[path.text] = ("", false) }
+            guard !poller.isPolling(Self.indexKey(endpoint)), let job = indexJob(endpoint) else { continue }
+            poller.start(key: Self.indexKey(endpoint), job: job, wanted: { [weak self] in
+                self?.configuration.endpoints.contains { $0.path == path && $0.changes != nil } ?? false
+            }, handler: { [weak self] result in
+                self?.indexAnswered(path.text, result) ?? .accepted
+            })
+        }
+    }
+
+    /// The request for `endpoint`'s change index with the last cursor.
+    private func indexJob(_ endpoint: Configuration.Endpoint) -> PollJob? {
+        guard let index = endpoint.changes else { return nil }
+        let cursor = indexes[endpoint.path.text]?.cursor ?? ""
+        let template = index.upstream.replacingAll("{cursor}", with: Self.queryEncoded(cursor))
+        let origin: URLValue?
+        let url: String
+        if template.hasPrefix("http://") || template.hasPrefix("https://") {
+            url = template
+            origin = parseURL(String(template.prefix { $0 != "?" }))
+        } else {
+            guard let base = configuration.upstream.base else { return nil }
+            url = base.description + template
+            origin = base
+        }
+        var headers = configuration.upstream.headers
+        for header in endpoint.headers {
+            headers.removeAll { $0.name.lowercased() == header.name.lowercased() }
+            headers.append(header)
+        }
+        let upstream = configuration.upstream
+        let request = UpstreamRequest(url: url, headers: headers, timeoutMilliseconds: Int(upstream.timeout.wholeMilliseconds),
+                                      maxBody: upstream.maxBody, followRedirects: upstream.followRedirects)
+        return PollJob(request: request, intervalMilliseconds: index.every.wholeMilliseconds, jitterMilliseconds: 0,
+                       origin: origin?.origin, authorized: true)
+    }
+
+    /// One read of the change index of the endpoint `path`: the topics it names poll now.
+    /// Failures (an error status, no answer, an answer that is not an index, a cursor gone back)
+    /// are logged once per outage and counted; meanwhile the topics poll at their interval,
+    /// and when the index answers again every topic of the endpoint polls once, so no change
+    /// made meanwhile waits for the safety net.
+    private func indexAnswered(_ path: String, _ result: PollResult) -> PollVerdict {
+        guard let endpoint = configuration.endpoints.first(where: { $0.path.text == path }), let index = endpoint.changes,
+              var state = indexes[path], let poller, let hub else { return .accepted }
+        let failure: (label: String, message: String)?
+        var answer: ChangeIndexAnswer?
+        switch result {
+        case .notModified:
+            failure = nil
+            answer = ChangeIndexAnswer(paths: [], cursor: nil)
+        case .body(_, _, let body):
+            switch ChangeIndexAnswer.read(body, index: index, endpoint: endpoint, previous: state.cursor) {
+            case .success(let read):
+                failure = nil
+                answer = read
+            case .failure(let problem):
+                failure = (problem.label, problem.message)
+                if case .cursorBackwards(_, let to) = problem { state.cursor = to }   // the index was reset: go on from there
+            }
+        case .status(let status, _):
+            failure = ("status", "the change index answered \(status)")
+        case .failed(let problem):
+            failure = ("transport", "\(problem)")
+        }
+        let topics = hub.allTopics.filter { $0.endpoint.path == endpoint.path }
+        var triggered = 0
+        if let failure {
+            if !state.failing {
+                log.log(.warn, "change_index_failed", ["endpoint": .string(path), "reason": .string(failure.label), "message": .string(failure.message),
+                                                       "fallback": .string("each topic polls every \(formatDuration(endpoint.interval))")])
+            }
+            state.failing = true
+        } else if let answer {
+            if state.failing {
+                log.log(.info, "change_index_recovered", ["endpoint": .string(path)])
+                for topic in topics where poller.refresh(key: topic.key) { triggered += 1 }
+            } else {
+                let named = Set(answer.paths)
+                for topic in topics where named.contains(String(topic.name.prefix { $0 != "?" })) && poller.refresh(key: topic.key) { triggered += 1 }
+            }
+            state.failing = false
+            if let cursor = answer.cursor { state.cursor = cursor }
+        }
+        let cursorChanged = indexes[path]?.cursor != state.cursor
+        indexes[path] = state
+        if cursorChanged, let job = indexJob(endpoint) { poller.update(key: Self.indexKey(endpoint), job: job) }
+        reports?.recordChangeIndex(endpoint: path, triggered: triggered, failure: failure?.label)
+        return failure == nil ? .accepted : .rejected
+    }
+
+    /// A cursor as a query value: everything but unreserved characters percent-encoded.
+    static func queryEncoded(_ text: String) -> String {
+        OAuth2ClientCredentials.formEncoded(text).replacingAll("+", with: "%20")
     }
 
     /// The poll job of `topic` under the configuration in force.

@@ -44,6 +44,18 @@ public struct ServerReports: Sendable {
         }
     }
 
+    /// One read of an endpoint's change index: how many topics it triggered, or why it failed
+    /// (`status`, `garbage`, `cursor_backwards`, `transport`).
+    public func recordChangeIndex(endpoint: String, triggered: Int, failure: String?) {
+        metrics.changeIndex.withLock { table in
+            var entry = table[endpoint] ?? (reads: 0, triggered: 0, failures: [:])
+            entry.reads += 1
+            entry.triggered += triggered
+            if let failure { entry.failures[failure, default: 0] += 1 }
+            table[endpoint] = entry
+        }
+    }
+
     /// The request budgets' state, once a second.
     public func recordBudgets(_ budgets: [UpstreamBudgetStatus]) {
         metrics.budgets.withLock { $0 = budgets }

@@ -33,6 +33,11 @@ import Glibc
 ///   `POST /_sim/oauth?mode=ok|fail|malformed|deny[&ttl=S]` sets how the endpoint answers (503,
 ///   broken JSON, 401 `invalid_client`); `POST /_sim/oauth?revoke=1` ends every token;
 ///   `GET /_sim/oauth` tells what was issued and used.
+/// - `GET /api/changes?since=N`: a change index of the documents stored by `PUT /_sim/docs`
+///   (`{"next":M,"changed":[{"path":P},...]}`, at most 1,000 a time, the last 100,000 kept);
+///   `POST /_sim/changes?reset=1` starts its numbers again (a cursor that goes back).
+///   `GET /_sim/delays` → for documents changed since the last reset: how many were read
+///   again after their change, how long that took (median, max, ms), and how many were not.
 /// - `GET /_sim/windows` → requests (every resource) in each whole second of the last 600:
 ///   `{"windows":[N, ...],"max":N}`, the current second left out.
 /// - `GET /_sim/credentials[?token=T]` → for `/api/whoami`, per bearer token: how many asked,
@@ -56,6 +61,12 @@ public final class LegacySimulator: @unchecked Sendable {
     private var bodyBytes: [String: Int] = [:]
     private var connections: [Int32: SimulatorConnection] = [:]
     private var frozen = false
+    /// The change index: (number, path) of each stored document, in order; the last number.
+    private var changeLog: [(seq: Int, path: String)] = []
+    private var changeSeq = 0
+    /// Documents changed and not yet read since (path → when), and how long reads took after.
+    private var unreadChanges: [String: Int64] = [:]
+    private var readDelays: [Int64] = []
     /// The OAuth2 token endpoint: its mode, the tokens' life (ms), the tokens by their expiry,
     /// and what the protected resource saw.
     private var oauthMode = "ok"
@@ -254,6 +265,9 @@ public final class LegacySimulator: @unchecked Sendable {
 
     private func resource(_ request: HTTPRequestHead, path: String) -> [UInt8] {
         if let document = documents[path] {
+            if let changed = unreadChanges.removeValue(forKey: path), readDelays.count < 1_000_000 {
+                readDelays.append(MonotonicClock.milliseconds() - changed)
+            }
             if let token = document.token, request.headers["Authorization"] != "Bearer \(token)" {
                 return Self.json(401, "{\"error\":\"unauthorized\"}")
             }
@@ -276,6 +290,12 @@ public final class LegacySimulator: @unchecked Sendable {
             }
             bodyBytes[path, default: 0] += inventoryBody.count
             return HTTPResponseWriter.response(status: 200, headers: ["Content-Type": "application/json", "Last-Modified": modified], body: inventoryBody)
+        case "/api/changes":
+            let since = Self.query(request.target)["since"].flatMap(Int.init) ?? 0
+            let first = changeLog.firstIndex { $0.seq > since } ?? changeLog.count
+            let page = changeLog[first..<min(changeLog.count, first + 1000)]
+            let next = page.last?.seq ?? max(since, changeSeq)
+            return body(path: path, Self.json(200, "{\"next\":\(min(next, changeSeq)),\"changed\":[" + page.map { "{\"path\":" + Self.quoted($0.path) + "}" }.joined(separator: ",") + "]}"))
         case "/api/secure":
             let now = MonotonicClock.milliseconds()
             guard let authorization = request.headers["Authorization"], authorization.hasPrefix("Bearer "),
@@ -355,6 +375,10 @@ public final class LegacySimulator: @unchecked Sendable {
             let target = String(path.dropFirst("/_sim/docs".count))
             switch request.method {
             case "PUT", "POST":
+                changeSeq += 1
+                changeLog.append((changeSeq, target))
+                if changeLog.count > 100_000 { changeLog.removeFirst(changeLog.count - 100_000) }
+                if unreadChanges[target] == nil { unreadChanges[target] = MonotonicClock.milliseconds() }
                 let version = (documents[target]?.version ?? 0) + 1
                 documents[target] = Document(body: body, contentType: request.headers["Content-Type"] ?? "application/json", version: version, token: query["token"])
                 return Self.json(200, "{\"path\":\(Self.quoted(target)),\"version\":\(version)}")
@@ -364,6 +388,16 @@ public final class LegacySimulator: @unchecked Sendable {
             default:
                 return Self.json(405, "{\"error\":\"PUT or DELETE\"}")
             }
+        }
+        if path == "/_sim/changes" {
+            if query["reset"] != nil { changeLog = []; changeSeq = 0 }
+            return Self.json(200, "{\"next\":\(changeSeq)}")
+        }
+        if path == "/_sim/delays" {
+            let sorted = readDelays.sorted()
+            let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+            if query["reset"] != nil { readDelays = []; unreadChanges = [:] }
+            return Self.json(200, "{\"count\":\(sorted.count),\"median_ms\":\(median),\"max_ms\":\(sorted.last ?? 0),\"unread\":\(unreadChanges.count)}")
         }
         if path == "/_sim/oauth/token" {
             oauthRequests += 1

@@ -166,7 +166,17 @@ import Testing
     }
 
     @Test func commandsWaitingForARetryAreBounded() throws {
-        let node = try Self.node(slotsAt: { 0 }) { command, _ in command.first == "GET" ? .error("TRYAGAIN Multiple keys request during rehashing of slot") : nil }
+        // The three answers come in one write once all three commands arrived, so the router
+        // reads them together: no retry's timer can run between them.
+        let gets = Atomic<Int>(0)
+        let tryAgain = RESPValue.error("TRYAGAIN Multiple keys request during rehashing of slot")
+        let node = try ScriptedRedis { command, _ in
+            if command == ["CLUSTER", "SLOTS"] || command.first == "CLIENT" { return RESPEncoder.encode(.simple("OK")) }
+            guard command.first == "GET" else { return nil }
+            let count = gets.add(1, ordering: .relaxed).newValue
+            if count < 3 { return nil }
+            return count == 3 ? (0..<3).flatMap { _ in RESPEncoder.encode(tryAgain) } : RESPEncoder.encode(tryAgain)
+        }
         let loop = try EventLoop()
         try loop.start(name: "router-test")
         var limits = RedisConnection.Limits()

@@ -76,6 +76,8 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
         #expect(c.upstream.budgets.map(\.origin) == ["https://billing.internal:8443"] && c.upstream.budgets[0].rate.description == "50/s")
         #expect(c.upstream.budget(forOrigin: "http://127.0.0.1:9000")?.count == 500)
         #expect(c.endpoints[4].upstreamOrigin?.origin == "https://billing.internal:8443")
+        #expect(c.endpoints[4].changes == .init(upstream: "https://billing.internal:8443/v2/changes?since={cursor}", every: .seconds(1),
+                                                cursor: "/next", topics: "/changed/*/account"))
         #expect(c.endpoints[0].arrayKeys.first?.path == "/items")
         #expect(c.endpoints[0].arrayKeys.first?.field == "id")
         #expect(c.endpoints[0].ignore == ["/generatedAt"])
@@ -123,7 +125,7 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
             try #require(cells.count == 3, "\(line)")
             for key in cells[0].components(separatedBy: "`, `") { cited[key] = (cells[1], cells[2]) }
         }
-        let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter"]
+        let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter", "endpoints[].changes.every"]
         let limitTypes: Set = ["duration", "size", "integer", "rate", "integer or `auto`"]
         let limits = ConfigurationReference.keys.filter { limitTypes.contains($0.type) && !notLimits.contains($0.path) }.map(\.path)
         #expect(limits.count > 30)

@@ -85,6 +85,8 @@ public final class ServerMetrics: Sendable {
     let pollSeconds = Locked<[String: Histogram]>([:])
     /// How far budgets stretch each endpoint's interval (a moving average), by endpoint pattern.
     let stretch = Locked<[String: Double]>([:])
+    /// Change-index reads by endpoint: reads, topics triggered, failures by reason.
+    let changeIndex = Locked<[String: (reads: Int, triggered: Int, failures: [String: Int])]>([:])
     /// The request budgets, as of the last second.
     let budgets = Locked<[UpstreamBudgetStatus]>([])
 
@@ -235,6 +237,16 @@ extension HTTPServer {
                        budgets.map { ([("origin", $0.origin)], Double($0.deferredTotal)) })
             out.family("deltacast_upstream_budget_waiting", "gauge", "Polls waiting for the origin's request budget now.",
                        budgets.map { ([("origin", $0.origin)], Double($0.waiting)) })
+        }
+        let indexes = metrics.changeIndex.withLock { $0 }
+        if !indexes.isEmpty {
+            let endpoints = indexes.keys.sorted()
+            out.family("deltacast_upstream_change_index_reads_total", "counter", "Reads of an endpoint's change index.",
+                       endpoints.map { ([("endpoint", $0)], Double(indexes[$0]!.reads)) })
+            out.family("deltacast_upstream_change_index_triggers_total", "counter", "Topics polled at once because the change index named them.",
+                       endpoints.map { ([("endpoint", $0)], Double(indexes[$0]!.triggered)) })
+            out.family("deltacast_upstream_change_index_failures_total", "counter", "Change-index reads that failed, by reason (status, garbage, cursor_backwards, transport): topics fall back to their interval.",
+                       endpoints.flatMap { endpoint in indexes[endpoint]!.failures.keys.sorted().map { ([("endpoint", endpoint), ("reason", $0)], Double(indexes[endpoint]!.failures[$0]!)) } })
         }
         let stretch = metrics.stretch.withLock { $0 }
         if !stretch.isEmpty {

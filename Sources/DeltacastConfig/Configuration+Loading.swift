@@ -441,6 +441,20 @@ struct ConfigurationDecoder {
             if let e = m["interval"] {
                 if endpoint.source == .publish {
                     fail("'interval' has no meaning for 'source: publish'; remove it", at: e.keyLocation)
+                } else if case .mapping = e.value.content {
+                    // `{ min: 250ms, max: 60s }`: adaptive.
+                    if let bounds = mapping(e.value, section: "endpoints[].interval", what: "interval"),
+                       let minimum = bounds["min"].flatMap({ duration($0.value, positive: true) }),
+                       let maximum = bounds["max"].flatMap({ duration($0.value, positive: true) }) {
+                        if minimum < .milliseconds(100) || maximum > .seconds(3600) || maximum < minimum {
+                            fail("interval { min: \(formatDuration(minimum)), max: \(formatDuration(maximum)) }: use 100ms <= min <= max <= 1h", at: e.value.location)
+                        } else {
+                            endpoint.interval = minimum
+                            endpoint.adaptiveInterval = (minimum, maximum)
+                        }
+                    } else if mapping(e.value)?["min"] == nil || mapping(e.value)?["max"] == nil {
+                        fail("an adaptive interval needs both 'min' and 'max' (e.g. { min: 250ms, max: 60s })", at: e.value.location)
+                    }
                 } else {
                     endpoint.interval = duration(e.value, positive: true) ?? endpoint.interval
                 }

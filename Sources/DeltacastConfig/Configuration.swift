@@ -109,8 +109,14 @@ public struct Configuration: Sendable {
         public var headers: [(name: String, value: String)] = []
         /// Where state comes from: polling the upstream, or `POST /deltacast/publish`.
         public var source: Source = .poll
-        /// Time between polls while the topic is watched. Default 1 s.
+        /// Time between polls while the topic is watched. Default 1 s. With
+        /// ``adaptiveInterval``, the shortest.
         public var interval: Duration = .seconds(1)
+        /// `interval: { min, max }`: each topic's interval follows how often it changes (halved
+        /// by a poll that found a change, half as long again after one that did not; a new
+        /// topic starts at the geometric mean of the bounds) and who watches it, between these
+        /// bounds. Nil: a fixed `interval`.
+        public var adaptiveInterval: (min: Duration, max: Duration)?
         /// Random extra delay added to each poll, so topics do not poll in lock step.
         /// Default: a tenth of `interval`.
         public var jitter: Duration?

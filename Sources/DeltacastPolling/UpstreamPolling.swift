@@ -278,7 +278,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
                                       maxBody: endpoint.maxBody ?? upstream.maxBody, followRedirects: upstream.followRedirects)
         return PollJob(request: request, intervalMilliseconds: endpoint.interval.wholeMilliseconds,
                        jitterMilliseconds: endpoint.effectiveJitter.wholeMilliseconds, origin: (endpoint.upstreamOrigin ?? configuration.upstream.base)?.origin,
-                       authorized: endpoint.auth != .passthrough)
+                       authorized: endpoint.auth != .passthrough,
+                       adaptive: endpoint.adaptiveInterval.map { ($0.min.wholeMilliseconds, $0.max.wholeMilliseconds) })
     }
 
     private func startPolling(_ topic: Topic) {
@@ -292,11 +293,14 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             topic.subscriberCount
         }, handler: { [log, loop, weak self] result in
             let before = topic.upstreamProblem
-            let verdict = Self.apply(result, to: topic) { [weak self] in
+            let verdict = Self.apply(result, to: topic, uncommitted: { [weak self] in
                 // Cluster mode: the commit failed after the poll was judged. Its validators
                 // must not turn the next poll into a 304 that leaves the change uncommitted.
                 loop.execute { [weak self] in self?.poller?.forgetValidators(key: topic.key) }
-            }
+            }, changed: { [weak self] in
+                // An adaptive interval halves (after the poll's own scheduling, on the loop).
+                loop.execute { [weak self] in self?.poller?.changed(key: topic.key) }
+            })
             let after = topic.upstreamProblem
             if let after, before?.kind != after.kind {
                 log.log(after.kind == .forbidden ? .info : .warn, "upstream_error", ["topic": .string(topic.name), "kind": .string("\(after.kind)"),
@@ -311,7 +315,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
     /// Turns one poll's result into the topic's new state or problem. In cluster mode a body's
     /// commit goes on after this returns; `uncommitted` is called (on the cluster's thread)
     /// if it then fails.
-    static func apply(_ result: PollResult, to topic: Topic, uncommitted: @escaping @Sendable () -> Void = {}) -> PollVerdict {
+    static func apply(_ result: PollResult, to topic: Topic, uncommitted: @escaping @Sendable () -> Void = {},
+                      changed: @escaping @Sendable () -> Void = {}) -> PollVerdict {
         switch result {
         case .notModified:
             topic.upstreamRecovered()
@@ -319,8 +324,12 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         case .body(let status, let contentType, let body):
             let progress = topic.update(body: body, contentType: contentType) { outcome in
                 if case .failure = outcome { uncommitted() }
+                if case .success(.changed) = outcome { changed() }
             }
             switch progress {
+            case .finished(.success(.changed)):
+                changed()
+                return .accepted
             case .committing, .finished(.success):
                 return .accepted
             case .finished(.failure(.clusterUnavailable)):

@@ -37,14 +37,19 @@ public struct PollJob: Sendable {
     /// Whether the origin's authorizer (``Poller/authorizers``) signs the request (false for a
     /// passthrough topic, which carries its client's credentials and nothing else).
     public var authorized: Bool
+    /// Bounds of an adaptive interval, milliseconds (``intervalMilliseconds`` is then the
+    /// shortest); nil for a fixed one.
+    public var adaptive: (min: Int64, max: Int64)?
 
     /// Creates a job.
-    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64, origin: String? = nil, authorized: Bool = false) {
+    public init(request: UpstreamRequest, intervalMilliseconds: Int64, jitterMilliseconds: Int64, origin: String? = nil, authorized: Bool = false,
+                adaptive: (min: Int64, max: Int64)? = nil) {
         self.request = request
         self.intervalMilliseconds = intervalMilliseconds
         self.jitterMilliseconds = jitterMilliseconds
         self.origin = origin
         self.authorized = authorized
+        self.adaptive = adaptive
     }
 }
 
@@ -100,6 +105,12 @@ public final class Poller: @unchecked Sendable {
         var credential: String?
         /// The poll before was answered `401` with an authorizer's credential and sent again.
         var retriedAfter401 = false
+        /// An adaptive job's interval now, and what it was before the last poll's completion
+        /// lengthened it (a change reported after that halves that one).
+        var adaptiveInterval: Int64 = 0
+        var beforeLengthening: Int64?
+        /// The poll being judged found a change (``Poller/changed(key:)`` during its handler).
+        var changedThisPoll = false
         var timer: UInt64?
         var inFlight = false
         var queued = false
@@ -208,6 +219,8 @@ public final class Poller: @unchecked Sendable {
                       watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
         guard entries[key] == nil else { return }
         let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
+        // A new topic starts halfway (geometrically) between the bounds: a few polls from either.
+        entry.adaptiveInterval = job.adaptive.map { Int64(Double($0.min * $0.max).squareRoot()) } ?? job.intervalMilliseconds
         entries[key] = entry
         due(entry)
     }
@@ -219,13 +232,45 @@ public final class Poller: @unchecked Sendable {
     public func update(key: String, job: PollJob) -> Bool {
         guard let entry = entries[key] else { return false }
         if entry.job.request.url != job.request.url { entry.etag = nil; entry.lastModified = nil }
+        if let bounds = job.adaptive {
+            entry.adaptiveInterval = min(bounds.max, max(bounds.min, entry.adaptiveInterval))
+        } else {
+            entry.adaptiveInterval = job.intervalMilliseconds
+        }
         entry.job = job
         if let timer = entry.timer {
             clock.cancel(timer)
-            let delay = max(0, entry.lastStart + job.intervalMilliseconds - clock.nowMilliseconds)
+            let delay = max(0, entry.lastStart + effectiveInterval(entry) - clock.nowMilliseconds)
             entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
         }
         return true
+    }
+
+    /// `key`'s last poll found a change (its handler, or later, when the change was committed
+    /// elsewhere): an adaptive job's interval halves, down to its minimum; a poll scheduled
+    /// later than that comes sooner.
+    public func changed(key: String) {
+        guard let entry = entries[key], let bounds = entry.job.adaptive else { return }
+        if entry.inFlight {
+            entry.changedThisPoll = true
+            return
+        }
+        if let before = entry.beforeLengthening { entry.adaptiveInterval = before; entry.beforeLengthening = nil }
+        entry.adaptiveInterval = max(bounds.min, entry.adaptiveInterval / 2)
+        if let timer = entry.timer {
+            let due = entry.lastStart + effectiveInterval(entry)
+            let delay = due - clock.nowMilliseconds
+            clock.cancel(timer)
+            entry.timer = clock.schedule(afterMilliseconds: max(0, delay)) { [unowned self] in self.due(entry) }
+        }
+    }
+
+    /// An adaptive job's interval for the topic's watchers: each doubling of them shortens it
+    /// by a quarter of the interval's length, down to the minimum.
+    private func effectiveInterval(_ entry: Entry) -> Int64 {
+        guard let bounds = entry.job.adaptive else { return entry.job.intervalMilliseconds }
+        let watchers = Double(max(0, entry.watchers()))
+        return max(bounds.min, Int64(Double(entry.adaptiveInterval) / (1 + log2(1 + watchers) / 4)))
     }
 
     /// Drops `key`'s validators, so its next poll asks for a full body (a body whose change could
@@ -401,7 +446,7 @@ public final class Poller: @unchecked Sendable {
         entry.inFlight = true
         let now = clock.nowMilliseconds
         entry.stretch = entry.polls > 0 && entry.job.origin.map({ origins[$0] != nil }) == true
-            ? Double(now - entry.lastStart) / Double(max(1, entry.job.intervalMilliseconds)) : nil
+            ? Double(now - entry.lastStart) / Double(max(1, effectiveInterval(entry))) : nil
         entry.polls += 1
         entry.urgent = false
         entry.lastStart = now
@@ -468,7 +513,19 @@ public final class Poller: @unchecked Sendable {
                 entry.etag = response.header("etag")
                 entry.lastModified = response.header("last-modified")
             }
-            delay = entry.job.intervalMilliseconds
+            if let bounds = entry.job.adaptive {
+                // A change waits at the next poll sooner when one was just found; a quiet topic
+                // drifts toward the maximum.
+                if entry.changedThisPoll {
+                    entry.adaptiveInterval = max(bounds.min, entry.adaptiveInterval / 2)
+                    entry.beforeLengthening = nil
+                } else {
+                    entry.beforeLengthening = entry.adaptiveInterval
+                    entry.adaptiveInterval = min(bounds.max, entry.adaptiveInterval * 3 / 2)
+                }
+            }
+            entry.changedThisPoll = false
+            delay = effectiveInterval(entry)
         case .rejected:
             entry.failures += 1
             // Validators of a rejected body must not turn its successor into a 304.

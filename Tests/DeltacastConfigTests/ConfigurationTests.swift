@@ -125,7 +125,8 @@ let malformedFiles: [String] = (try? FileManager.default.contentsOfDirectory(atP
             try #require(cells.count == 3, "\(line)")
             for key in cells[0].components(separatedBy: "`, `") { cited[key] = (cells[1], cells[2]) }
         }
-        let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter", "endpoints[].changes.every"]
+        let notLimits: Set = ["server.event_loops", "server.sse_retry", "endpoints[].interval", "endpoints[].jitter", "endpoints[].changes.every",
+                                 "endpoints[].interval.min", "endpoints[].interval.max"]
         let limitTypes: Set = ["duration", "size", "integer", "rate", "integer or `auto`"]
         let limits = ConfigurationReference.keys.filter { limitTypes.contains($0.type) && !notLimits.contains($0.path) }.map(\.path)
         #expect(limits.count > 30)

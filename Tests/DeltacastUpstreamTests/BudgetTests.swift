@@ -145,3 +145,63 @@ final class TimedUpstream: UpstreamFetching {
         #expect(poller.budgetStatus.withLock { $0 }.first?.deferredTotal == 0)
     }
 }
+
+/// Adaptive intervals on a manual clock: a changing topic polls at its minimum, a quiet one
+/// drifts to its maximum, a change brings the next poll sooner, watchers shorten it.
+@Suite struct AdaptiveIntervalTests {
+    let clock = ManualClock()
+
+    func job(_ name: String, min: Int64 = 250, max: Int64 = 8_000) -> PollJob {
+        PollJob(request: UpstreamRequest(url: "http://legacy/\(name)", headers: [], timeoutMilliseconds: 5_000, maxBody: 1 << 20, followRedirects: false),
+                intervalMilliseconds: min, jitterMilliseconds: 0, adaptive: (min, max))
+    }
+
+    func gaps(_ upstream: TimedUpstream, _ name: String) -> [Int64] {
+        let times = upstream.started.filter { $0.url.hasSuffix("/" + name) }.map(\.at)
+        return zip(times.dropFirst(), times).map { $0 - $1 }
+    }
+
+    @Test func aQuietTopicDriftsToItsMaximumAndAChangingOneStaysAtItsMinimum() {
+        let upstream = TimedUpstream(clock: clock)
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
+        poller.start(key: "quiet", job: job("quiet"), wanted: { true }, handler: { _ in .accepted })
+        poller.start(key: "busy", job: job("busy"), wanted: { true }, handler: { _ in
+            // Every poll of this one finds a change (its handler says so after judging).
+            _ = clock.schedule(afterMilliseconds: 0) { poller.changed(key: "busy") }
+            return .accepted
+        })
+        clock.advance(by: 120_000)
+        let quiet = gaps(upstream, "quiet")
+        // It starts at √(250 × 8,000) = 1,414 ms, and each quiet poll makes it half as long again.
+        #expect(Array(quiet.prefix(5)) == [2_121, 3_181, 4_771, 7_156, 8_000])
+        #expect(quiet.suffix(5).allSatisfy { $0 == 8_000 })
+        let busy = gaps(upstream, "busy")
+        #expect(Array(busy.prefix(3)) == [707, 353, 250])   // halved by each change, to the minimum
+        #expect(busy.dropFirst(2).allSatisfy { $0 == 250 })
+    }
+
+    @Test func aChangeHalvesTheIntervalAndBringsThePendingPollSooner() {
+        let upstream = TimedUpstream(clock: clock)
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
+        poller.start(key: "t", job: job("t"), wanted: { true }, handler: { _ in .accepted })
+        clock.advance(by: 60_000)   // drifted to 8 s
+        #expect(gaps(upstream, "t").last == 8_000)
+        let last = upstream.started.last!.at
+        clock.advance(by: 10)
+        poller.changed(key: "t")   // the last poll found a change: 8 s (no growth past the maximum) → 4 s
+        clock.advance(by: 8_000)
+        let next = upstream.started.first { $0.at > last }?.at
+        #expect(next.map { $0 - last } == 4_000)
+    }
+
+    @Test func watchersShortenTheInterval() {
+        let upstream = TimedUpstream(clock: clock)
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
+        poller.start(key: "watched", job: job("watched"), wanted: { true }, watchers: { 15 }, handler: { _ in .accepted })
+        poller.start(key: "alone", job: job("alone"), wanted: { true }, watchers: { 0 }, handler: { _ in .accepted })
+        clock.advance(by: 120_000)
+        // 15 watchers: log2(16) / 4 = 1, so half the interval.
+        #expect(gaps(upstream, "alone").last == 8_000)
+        #expect(gaps(upstream, "watched").last == 4_000)
+    }
+}

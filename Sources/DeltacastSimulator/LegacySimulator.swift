@@ -36,8 +36,9 @@ import Glibc
 /// - `GET /api/changes?since=N`: a change index of the documents stored by `PUT /_sim/docs`
 ///   (`{"next":M,"changed":[{"path":P},...]}`, at most 1,000 a time, the last 100,000 kept);
 ///   `POST /_sim/changes?reset=1` starts its numbers again (a cursor that goes back).
-///   `GET /_sim/delays` → for documents changed since the last reset: how many were read
-///   again after their change, how long that took (median, max, ms), and how many were not.
+///   `GET /_sim/delays[?all=1][&reset=1]` → for documents changed since the last reset: how
+///   many were read again after their change, how long that took (median, max, ms; with
+///   `all`, each `[path, ms]`), and how many were not.
 /// - `GET /_sim/windows` → requests (every resource) in each whole second of the last 600:
 ///   `{"windows":[N, ...],"max":N}`, the current second left out.
 /// - `GET /_sim/credentials[?token=T]` → for `/api/whoami`, per bearer token: how many asked,
@@ -67,6 +68,7 @@ public final class LegacySimulator: @unchecked Sendable {
     /// Documents changed and not yet read since (path → when), and how long reads took after.
     private var unreadChanges: [String: Int64] = [:]
     private var readDelays: [Int64] = []
+    private var readDelayPaths: [String] = []
     /// The OAuth2 token endpoint: its mode, the tokens' life (ms), the tokens by their expiry,
     /// and what the protected resource saw.
     private var oauthMode = "ok"
@@ -267,6 +269,7 @@ public final class LegacySimulator: @unchecked Sendable {
         if let document = documents[path] {
             if let changed = unreadChanges.removeValue(forKey: path), readDelays.count < 1_000_000 {
                 readDelays.append(MonotonicClock.milliseconds() - changed)
+                readDelayPaths.append(path)
             }
             if let token = document.token, request.headers["Authorization"] != "Bearer \(token)" {
                 return Self.json(401, "{\"error\":\"unauthorized\"}")
@@ -396,8 +399,12 @@ public final class LegacySimulator: @unchecked Sendable {
         if path == "/_sim/delays" {
             let sorted = readDelays.sorted()
             let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
-            if query["reset"] != nil { readDelays = []; unreadChanges = [:] }
-            return Self.json(200, "{\"count\":\(sorted.count),\"median_ms\":\(median),\"max_ms\":\(sorted.last ?? 0),\"unread\":\(unreadChanges.count)}")
+            var all = ""
+            if query["all"] != nil {
+                all = ",\"all\":[" + zip(readDelayPaths, readDelays).map { "[" + Self.quoted($0.0) + ",\($0.1)]" }.joined(separator: ",") + "]"
+            }
+            if query["reset"] != nil { readDelays = []; readDelayPaths = []; unreadChanges = [:] }
+            return Self.json(200, "{\"count\":\(sorted.count),\"median_ms\":\(median),\"max_ms\":\(sorted.last ?? 0),\"unread\":\(unreadChanges.count)\(all)}")
         }
         if path == "/_sim/oauth/token" {
             oauthRequests += 1

@@ -7,7 +7,6 @@ Run: DELTACAST_BIN=.build/release/deltacast python3 Tests/Interop/budget_test.py
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
 from harness import ADMIN, BINARY, Proxy, Simulator, request  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bench"))
+from benchlib import KeepAlive  # noqa: E402
 
 TOPICS = 5000
 BUDGET = 500
@@ -39,22 +40,11 @@ endpoints:
 
 def get_many(port, tokens):
     """GETs /me once per token on one keep-alive connection; returns the statuses."""
-    statuses = []
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
-        reader = connection.makefile("rb")
-        for token in tokens:
-            connection.sendall(f"GET /me HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-            status_line = reader.readline()
-            length = 0
-            while True:
-                line = reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            reader.read(length)
-            statuses.append(int(status_line.split()[1]))
-    return statuses
+    connection = KeepAlive(port, timeout=60)
+    try:
+        return [connection.send("GET", "/me", headers=[("Authorization", f"Bearer {token}")]) for token in tokens]
+    finally:
+        connection.close()
 
 
 class BudgetTests(unittest.TestCase):

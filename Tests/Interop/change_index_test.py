@@ -9,13 +9,14 @@ Run: DELTACAST_BIN=.build/release/deltacast python3 Tests/Interop/change_index_t
 import json
 import os
 import random
-import socket
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
 from harness import ADMIN, Proxy, Simulator, request  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bench"))
+from benchlib import KeepAlive  # noqa: E402
 
 TOPICS = 10000
 
@@ -36,32 +37,6 @@ endpoints:
       cursor: /next
       topics: /changed/*/path
 """
-
-
-class KeepAlive:
-    """Requests on one keep-alive connection (PUTs to the simulator, GETs to the proxy)."""
-
-    def __init__(self, port):
-        self.connection = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.reader = self.connection.makefile("rb")
-
-    def send(self, method, path, body=b""):
-        self.connection.sendall(f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-                                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        status = int(self.reader.readline().split()[1])
-        length = 0
-        while True:
-            line = self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        self.reader.read(length)
-        return status
-
-    def close(self):
-        self.reader.close()
-        self.connection.close()
 
 
 class ChangeIndexTests(unittest.TestCase):

@@ -57,6 +57,9 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] not in ("scale", "redis-cluster") else ".build/release/deltacast"
 ADMIN = "bench-admin-token-0123456789"
 OUT = os.environ.get("OUT", os.path.join(tempfile.gettempdir(), "deltacast-bench-cluster"))
@@ -87,16 +90,7 @@ def redis_commands_processed(port):
 
 
 def start(arguments, config=None):
-    if config is not None:
-        path = os.path.join(OUT, f"node-{len(started)}.yaml")
-        with open(path, "w") as handle:
-            handle.write(config)
-        arguments = arguments + ["-c", path]
-    process = subprocess.Popen(["taskset", "-c", "0", BINARY] + arguments, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    started.append(process)
-    first = process.stdout.readline().strip()
-    threading.Thread(target=lambda: process.stdout.read(), daemon=True).start()
-    return process, int(first.rsplit(":", 1)[1])
+    return benchlib.start(BINARY, arguments, OUT, started, config)
 
 
 def node_config(name, redis_port, simulator, redis_url=None):

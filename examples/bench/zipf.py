@@ -21,12 +21,14 @@ import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
 
 ARGS = sys.argv[1:]
 BINARY = ARGS.pop(0) if ARGS and not ARGS[0].startswith("--") else ".build/release/deltacast"
@@ -41,17 +43,7 @@ started = []
 
 
 def start(arguments, config=None):
-    if config is not None:
-        path = os.path.join(OUT, f"proxy-{len(started)}.yaml")
-        with open(path, "w") as handle:
-            handle.write(config)
-        arguments = arguments + ["-c", path]
-    process = subprocess.Popen(["taskset", "-c", "0", BINARY] + arguments, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    started.append(process)
-    first = process.stdout.readline().strip()
-    import threading
-    threading.Thread(target=lambda: process.stdout.read(), daemon=True).start()
-    return process, int(first.rsplit(":", 1)[1])
+    return benchlib.start(BINARY, arguments, OUT, started, config)
 
 
 def stop(process):
@@ -64,33 +56,9 @@ def stop(process):
     started.remove(process)
 
 
-class KeepAlive:
-    def __init__(self, port):
-        self.connection = socket.create_connection(("127.0.0.1", port), timeout=120)
-        self.reader = self.connection.makefile("rb")
-
-    def send(self, method, path, body=b""):
-        self.connection.sendall(f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-                                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        status = int(self.reader.readline().split()[1])
-        length = 0
-        while True:
-            line = self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        self.reader.read(length)
-        return status
-
-
 def get(url):
     with urllib.request.urlopen(url, timeout=60) as response:
         return json.load(response)
-
-
-def post(url):
-    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=60).read()
 
 
 def config(simulator, interval):
@@ -110,11 +78,11 @@ def run(interval, rng_seed):
     """One run: returns (upstream requests/s while measured, [(rate, delay_ms)])."""
     simulator, simulator_port = start(["simulate"])
     upstream = f"http://127.0.0.1:{simulator_port}"
-    writer = KeepAlive(simulator_port)
+    writer = benchlib.KeepAlive(simulator_port)
     for n in range(TOPICS):
         writer.send("PUT", f"/_sim/docs/items/{n}", json.dumps({"id": n, "v": 0}).encode())
     proxy, proxy_port = start(["serve"], config(upstream, interval))
-    reader = KeepAlive(proxy_port)
+    reader = benchlib.KeepAlive(proxy_port)
     for n in range(TOPICS):
         reader.send("GET", f"/items/{n}")
     rng = random.Random(rng_seed)

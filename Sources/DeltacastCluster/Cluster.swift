@@ -173,6 +173,9 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
                 let live = Set(self.ticker.shards)
                 for shard in self.changesPositions.keys where !live.contains(shard) { self.changesPositions[shard] = nil }
             }
+            // In subscribe mode a connection cannot read the slot map: the subscriber takes
+            // the commands connections' map.
+            subscriber.follow(commands)
             subscriber.start()
             ticker.start()
             ticking = true

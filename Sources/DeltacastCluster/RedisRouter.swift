@@ -55,6 +55,11 @@ public final class RedisRouter: @unchecked Sendable {
     private var retrying = 0
     public let maximumRetrying: Int
     private var stopped = false
+    /// The router whose slot map this one takes instead of reading its own (a subscriber's
+    /// connections are in subscribe mode, where `CLUSTER SLOTS` is refused).
+    private weak var leader: RedisRouter?
+    /// Routers that take this one's slot map.
+    private var followers: [RedisRouter] = []
 
     /// One Redis: every command goes to `address`.
     public init(loop: EventLoop, address: Configuration.RedisURL, name: String, limits: RedisConnection.Limits = .init(), map: SlotMap? = nil,
@@ -200,8 +205,9 @@ public final class RedisRouter: @unchecked Sendable {
             switch redirect {
             case .moved(let slot, let to) where attempt < 5:
                 self.metrics?.redisMoved.add(1, ordering: .relaxed)
-                self.map.assign(slot...slot, to: to)
-                self.syncConnections()
+                var moved = self.map
+                moved.assign(slot...slot, to: to)
+                self.adopt(moved)
                 self.refresh()
                 self.dispatch(slot: slot, build: build, deadline: deadline, attempt: attempt + 1, callback)
             case .ask(let slot, let to) where attempt < 5:
@@ -239,9 +245,23 @@ public final class RedisRouter: @unchecked Sendable {
 
     // MARK: The slot map
 
+    /// Takes `leader`'s slot map from now on, whenever it changes, instead of reading one (on
+    /// the loop; both routers on the same loop).
+    public func follow(_ leader: RedisRouter) {
+        loop.execute { [self] in
+            guard isCluster else { return }
+            self.leader = leader
+            leader.followers.append(self)
+            adopt(leader.map)
+        }
+    }
+
     /// Reads the slot map from a connected node (a primary, else a seed); one read at a time.
+    /// A follower asks its leader to.
     public func refresh() {
-        guard isCluster, !refreshing, !stopped else { return }
+        guard isCluster, !stopped else { return }
+        if let leader { return leader.refresh() }
+        guard !refreshing else { return }
         let candidates = map.primaries + address.seeds
         guard let source = candidates.first(where: { connections[$0]?.isReady ?? false }) else {
             // No node answers: reach the seeds too, and look again shortly.
@@ -259,21 +279,30 @@ public final class RedisRouter: @unchecked Sendable {
             self.refreshing = false
             if case .success(let reply) = result, case .success(let fresh) = SlotMap.parse(reply, fallbackHost: source.host) {
                 self.metrics?.slotMapReads.add(1, ordering: .relaxed)
-                let before = self.shards
-                self.map = fresh
-                self.syncConnections()
-                if self.shards != before {
-                    self.onShardsChanged?()
-                    for primary in self.map.primaries {
-                        if let connection = self.connections[primary], connection.isReady, let shard = self.shard(of: primary) {
-                            self.onShardReady?(connection, shard)
-                        }
-                    }
-                }
+                self.adopt(fresh)
+            } else {
+                self.checkReady(reason: "slot map")
             }
-            self.checkReady(reason: "slot map")
             if !self.isReady { self.scheduleRefresh(after: 250) }
         }
+    }
+
+    /// Puts `fresh` in force: connections follow it, shards that changed are announced (and
+    /// subscribed again), and the followers take it too.
+    private func adopt(_ fresh: SlotMap) {
+        let before = shards
+        map = fresh
+        syncConnections()
+        if shards != before {
+            onShardsChanged?()
+            for primary in map.primaries {
+                if let connection = connections[primary], connection.isReady, let shard = shard(of: primary) {
+                    onShardReady?(connection, shard)
+                }
+            }
+        }
+        checkReady(reason: "slot map")
+        for follower in followers { follower.adopt(fresh) }
     }
 
     private func scheduleRefresh(after milliseconds: Int64) {
@@ -290,6 +319,7 @@ public final class RedisRouter: @unchecked Sendable {
     /// One connection per primary (and per seed while no primary answers); others close once
     /// no command waits on them (an `ASK` may have sent one to a node that is not a primary).
     private func syncConnections() {
+        guard isCluster else { return }
         for primary in map.primaries where connections[primary] == nil {
             let connection = makeConnection(primary)
             connections[primary] = connection

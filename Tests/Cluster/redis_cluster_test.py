@@ -98,7 +98,9 @@ class RedisCluster:
         os.makedirs(directory, exist_ok=True)
         self.processes[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
+             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+             # A replica always takes over, however long it was cut off (a loaded test machine).
+             "--cluster-replica-validity-factor", "0", "--save", "",
              "--appendonly", "no", "--dir", directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_redis(port)
 
@@ -301,6 +303,10 @@ class RedisClusterTests(ClusterCase):
         self.assert_converged(clients, final)
         self.assertEqual(self.cluster.primary_of(topic_slot(topic)), target)
         self.assertEqual(self.cluster.primary_of(lowest), target)
+        # Every node now listens on the target's channel, named by its new lowest slot (the one
+        # that moved): the subscribers followed the map.
+        self.wait(lambda: resp(target, "PUBSUB", "SHARDNUMSUB", self.shard_channel(target))[1] == 3, 15,
+                  "three nodes subscribed to the target's new channel")
         # The nodes were redirected (MOVED or ASK) and read the new map.
         self.assertGreater(self.metric_sum("deltacast_cluster_redis_redirects_total"), 0)
         self.assertGreater(self.metric_sum("deltacast_cluster_slot_map_reads_total"), 0)
@@ -317,6 +323,13 @@ class RedisClusterTests(ClusterCase):
     def test_3_a_killed_primary_is_replaced_by_its_replica_and_clients_converge(self):
         topic = pick_topic("/doc/failover-", self.cluster, lambda slot: True)
         put(self.simulator, topic, document(0))
+        # Every node holds a topic on every primary, so every one of its PUB/SUB connections is
+        # in subscribe mode (where it cannot read the slot map itself).
+        for primary in self.cluster.primaries():
+            held = pick_topic(f"/live/held-{primary}-", self.cluster, lambda slot, p=primary: self.cluster.primary_of(slot) == p)
+            self.assertEqual(self.nodes[0].publish(held, {"held": True})[0], 200)
+            for node in self.nodes:
+                self.wait(lambda node=node, held=held: request(node.url(held))[0] == 200, 10, f"{node.name} holding {held}")
         killed = {}
 
         def kill_primary(index):
@@ -327,7 +340,12 @@ class RedisClusterTests(ClusterCase):
         clients, final = self.run_clients(topic, topic, list(range(1, 13)), per_transport=6, hops=1, during=kill_primary, settle=30)
         self.assert_converged(clients, final)
         self.cluster.wait_ok()
-        self.assertNotEqual(self.cluster.primary_of(topic_slot(topic)), killed["port"])
+        promoted = self.cluster.primary_of(topic_slot(topic))
+        self.assertNotEqual(promoted, killed["port"])
+        # Every node subscribed to the promoted replica's channel: the subscribers took the
+        # new map (their own connections, in subscribe mode, cannot read it).
+        self.wait(lambda: resp(promoted, "PUBSUB", "SHARDNUMSUB", self.shard_channel(promoted))[1] == 3, 15,
+                  "three nodes subscribed on the promoted primary")
         # A change the replica never received ends as a new epoch and a snapshot; a patch on a
         # wrong base would have failed the clients' checks above.
         self.cluster.start_server(killed["port"])   # it rejoins as a replica

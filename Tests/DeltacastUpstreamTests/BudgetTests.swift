@@ -165,9 +165,9 @@ final class TimedUpstream: UpstreamFetching {
         let upstream = TimedUpstream(clock: clock)
         let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
         poller.start(key: "quiet", job: job("quiet"), wanted: { true }, handler: { _ in .accepted })
-        poller.start(key: "busy", job: job("busy"), wanted: { true }, handler: { _ in
+        poller.start(key: "busy", job: job("busy"), wanted: { true }, handler: { [weak poller, weak clock] _ in
             // Every poll of this one finds a change (its handler says so after judging).
-            _ = clock.schedule(afterMilliseconds: 0) { poller.changed(key: "busy") }
+            _ = clock?.schedule(afterMilliseconds: 0) { poller?.changed(key: "busy") }
             return .accepted
         })
         clock.advance(by: 120_000)

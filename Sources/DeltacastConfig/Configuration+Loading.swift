@@ -299,7 +299,7 @@ struct ConfigurationDecoder {
         }
         var index = Configuration.ChangeIndex(upstream: upstream, topics: topics)
         if let e = m["every"], let every = duration(e.value, positive: true) {
-            if every < .milliseconds(100) { fail("changes.every is \(every); use at least 100ms", at: e.value.location) }
+            if every < .milliseconds(100) { fail("changes.every is \(formatDuration(every)); use at least 100ms", at: e.value.location) }
             index.every = every
         }
         if let e = m["cursor"], let cursor = string(e.value) {

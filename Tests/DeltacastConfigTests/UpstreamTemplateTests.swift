@@ -82,6 +82,7 @@ import Testing
         ("redis-cluster://a:1,,b:2", "an empty seed in 'a:1,,b:2'; separate seeds with one comma"),
         ("redis-cluster://a:1,b:70000", "'70000' is not a port (1-65535)"),
         ("redis-cluster://a:1/2", "a Redis Cluster has only database 0; leave out '/2'"),
+        ("redis-cluster://" + (1...65).map { "h\($0):7000" }.joined(separator: ","), "65 seeds; name at most 64 (any few primaries will do: the rest are read from the slot map)"),
         ("redis://", "the redis URL names no host"),
         ("redis://h:0", "'0' is not a port (1-65535)"),
         ("redis://h/x", "'x' is not a database number; expected /0, /1, ..."),

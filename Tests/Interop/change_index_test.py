@@ -112,7 +112,9 @@ class ChangeIndexTests(unittest.TestCase):
         # The index answers garbage: a warning, a metric, the safety net; a change meanwhile
         # waits, and is fetched once the index answers again (every topic polls once).
         self.sim("/_sim/fail/api/changes?mode=broken", "POST")
-        time.sleep(1.5)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.metric("deltacast_upstream_change_index_failures_total", ['reason="garbage"']) < 1:
+            time.sleep(0.1)
         self.change(5, 1000)
         time.sleep(1.5)
         self.assertEqual(self.sim("/_sim/delays")["unread"], 1)
@@ -128,7 +130,9 @@ class ChangeIndexTests(unittest.TestCase):
 
         # The index's numbers start again (a cursor that goes back): counted, and followed.
         self.sim("/_sim/changes?reset=1", "POST")
-        time.sleep(1.5)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.metric("deltacast_upstream_change_index_failures_total", ['reason="cursor_backwards"']) < 1:
+            time.sleep(0.1)
         self.assertGreaterEqual(self.metric("deltacast_upstream_change_index_failures_total", ['reason="cursor_backwards"']), 1)
         self.change(6, 2000)
         deadline = time.time() + 15

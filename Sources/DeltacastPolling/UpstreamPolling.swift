@@ -109,6 +109,12 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         loop.execute { [self] in startPolling(topic) }
     }
 
+    /// A new subscriber: an adaptive topic polls at once, or after its minimum interval since
+    /// the last poll (callable from any thread).
+    public func subscriberArrived(_ topic: Topic) {
+        loop.execute { [self] in poller?.subscriberArrived(key: topic.key) }
+    }
+
     /// Re-polls every topic named `name` now (one per credential under passthrough); returns
     /// how many there are.
     public func refresh(name: String) -> Int {

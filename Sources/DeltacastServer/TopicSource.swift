@@ -11,6 +11,10 @@ public protocol TopicSource: AnyObject, Sendable {
     func start(hub: Hub, reports: ServerReports) throws(SystemError)
     /// A topic was created: poll it if its endpoint polls. Called from any thread.
     func topicCreated(_ topic: Topic)
+    /// A subscriber with no cursor came to `topic`, whose endpoint has an adaptive interval:
+    /// poll it soon (a topic that drifted to its maximum interval may hold an old state).
+    /// Called from any thread.
+    func subscriberArrived(_ topic: Topic)
     /// Re-polls every topic named `name` now (one per credential under passthrough); returns
     /// how many there are (`POST /deltacast/refresh`).
     func refresh(name: String) -> Int

@@ -112,6 +112,8 @@ public final class Poller: @unchecked Sendable {
         /// The poll being judged found a change (``Poller/changed(key:)`` during its handler).
         var changedThisPoll = false
         var timer: UInt64?
+        /// When `timer` fires.
+        var dueAt: Int64 = 0
         var inFlight = false
         var queued = false
         var refreshAfter = false
@@ -241,7 +243,7 @@ public final class Poller: @unchecked Sendable {
         if let timer = entry.timer {
             clock.cancel(timer)
             let delay = max(0, entry.lastStart + effectiveInterval(entry) - clock.nowMilliseconds)
-            entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
+            arm(entry, afterMilliseconds: delay)
         }
         return true
     }
@@ -261,8 +263,23 @@ public final class Poller: @unchecked Sendable {
             let due = entry.lastStart + effectiveInterval(entry)
             let delay = due - clock.nowMilliseconds
             clock.cancel(timer)
-            entry.timer = clock.schedule(afterMilliseconds: max(0, delay)) { [unowned self] in self.due(entry) }
+            arm(entry, afterMilliseconds: max(0, delay))
         }
+    }
+
+    /// A new subscriber arrived at `key` (one with no state yet): an adaptive job polls at once,
+    /// or as soon as its minimum interval since the last poll allows, so many arrivals cost
+    /// at most one poll per minimum interval. A fixed job keeps its schedule (its newest state
+    /// is at most one interval old). Returns whether the next poll came sooner.
+    @discardableResult
+    public func subscriberArrived(key: String) -> Bool {
+        guard let entry = entries[key], let bounds = entry.job.adaptive, let timer = entry.timer, entry.polls > 0 else { return false }
+        let soonest = max(clock.nowMilliseconds, entry.lastStart + bounds.min)
+        guard soonest < entry.dueAt else { return false }
+        clock.cancel(timer)
+        entry.urgent = true
+        arm(entry, afterMilliseconds: soonest - clock.nowMilliseconds)
+        return true
     }
 
     /// An adaptive job's interval for the topic's watchers: each doubling of them shortens it
@@ -429,7 +446,7 @@ public final class Poller: @unchecked Sendable {
             // Another node polls it: what this node's validators describe may be old.
             entry.etag = nil
             entry.lastModified = nil
-            entry.timer = clock.schedule(afterMilliseconds: entry.job.intervalMilliseconds) { [unowned self] in self.due(entry) }
+            arm(entry, afterMilliseconds: entry.job.intervalMilliseconds)
             return
         }
         if running >= maxConcurrent {
@@ -549,6 +566,12 @@ public final class Poller: @unchecked Sendable {
         }
         observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: delay,
                          stretch: entry.stretch))
+        arm(entry, afterMilliseconds: delay)
+    }
+
+    /// Schedules `entry`'s next poll.
+    private func arm(_ entry: Entry, afterMilliseconds delay: Int64) {
+        entry.dueAt = clock.nowMilliseconds + delay
         entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
     }
 

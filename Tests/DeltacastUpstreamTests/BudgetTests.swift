@@ -204,4 +204,39 @@ final class TimedUpstream: UpstreamFetching {
         #expect(gaps(upstream, "alone").last == 8_000)
         #expect(gaps(upstream, "watched").last == 4_000)
     }
+
+    @Test func aNewSubscriberPollsAtOnceButAtMostOncePerMinimumInterval() {
+        let upstream = TimedUpstream(clock: clock)
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
+        poller.start(key: "t", job: job("t"), wanted: { true }, handler: { _ in .accepted })
+        clock.advance(by: 60_000)   // drifted to 8 s
+        clock.advance(by: clock.nextDue! - clock.nowMilliseconds)   // to the next poll
+        let last = upstream.started.last!.at
+        #expect(last == clock.nowMilliseconds)
+        clock.advance(by: 1_000)
+        #expect(poller.subscriberArrived(key: "t"))
+        clock.advance(by: 0)
+        #expect(upstream.started.last!.at == last + 1_000)   // at once, 7 s early
+        // Three more arrivals within the minimum (250 ms) bring one poll, 250 ms after that one.
+        clock.advance(by: 100)
+        #expect(poller.subscriberArrived(key: "t"))
+        #expect(!poller.subscriberArrived(key: "t"))
+        clock.advance(by: 100)
+        #expect(!poller.subscriberArrived(key: "t"))
+        clock.advance(by: 1_000)
+        let arrivals = upstream.started.filter { $0.at > last }.map { $0.at - last }
+        #expect(arrivals == [1_000, 1_250])
+    }
+
+    @Test func aFixedIntervalKeepsItsScheduleWhenASubscriberArrives() {
+        let upstream = TimedUpstream(clock: clock)
+        let poller = Poller(fetcher: upstream, clock: clock, maxConcurrent: 8)
+        let fixed = PollJob(request: UpstreamRequest(url: "http://legacy/t", headers: [], timeoutMilliseconds: 5_000, maxBody: 1 << 20, followRedirects: false),
+                            intervalMilliseconds: 5_000, jitterMilliseconds: 0)
+        poller.start(key: "t", job: fixed, wanted: { true }, handler: { _ in .accepted })
+        clock.advance(by: 1_000)
+        #expect(!poller.subscriberArrived(key: "t"))
+        clock.advance(by: 10_000)
+        #expect(upstream.started.map(\.at) == [1_000, 6_000, 11_000])   // the clock starts at 1 s
+    }
 }

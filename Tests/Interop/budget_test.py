@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
-from harness import ADMIN, BINARY, Proxy, Simulator, request  # noqa: E402
+from harness import ADMIN, BINARY, SSE, Proxy, Simulator, request  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "bench"))
 from benchlib import KeepAlive  # noqa: E402
 
@@ -114,6 +114,51 @@ class BudgetTests(unittest.TestCase):
         top = subprocess.run([BINARY, "top", self.proxy.url(""), "--token", ADMIN, "--once"], capture_output=True, text=True, timeout=30)
         self.assertEqual(top.returncode, 0, top.stderr)
         self.assertRegex(top.stdout, rf"budget\s+http://127\.0\.0\.1:{upstream_port}\s+500/s of 500/s\s+used \d+ %\s+waiting \d+\s+deferred \d+")
+
+
+class AdaptiveIntervalTests(unittest.TestCase):
+    """`interval: { min, max }`: a new subscriber does not wait for a topic that drifted toward
+    its maximum interval; the poll comes at once."""
+
+    def setUp(self):
+        self.simulator = Simulator()
+        self.put(1)
+        self.proxy = Proxy(f"""
+listen: 127.0.0.1:0
+upstream: {{ base: {self.simulator.url} }}
+endpoints:
+  - path: /doc
+    upstream: /doc
+    interval: {{ min: 250ms, max: 10m }}
+    linger: 10m
+""")
+
+    def tearDown(self):
+        self.proxy.stop()
+        self.simulator.stop()
+
+    def put(self, version):
+        request(f"{self.simulator.url}/_sim/docs/doc", method="PUT", body=json.dumps({"v": version, "notes": "n" * 200}).encode(),
+                headers={"Content-Type": "application/json"})
+
+    def polls(self):
+        return json.loads(request(f"{self.simulator.url}/_sim/stats")[2])["requests"].get("/doc", 0)
+
+    def test_a_new_subscriber_polls_at_once(self):
+        first = SSE(self.proxy, "/doc")
+        self.assertEqual(first.event()[0], "snapshot")
+        self.assertEqual(self.polls(), 1)
+        # The next scheduled poll is √(250 ms × 10 min) ≈ 12 s away; a second subscriber (no
+        # cursor) brings it now. The document changed meanwhile: both see the change.
+        self.put(2)
+        second = SSE(self.proxy, "/doc")
+        self.assertEqual(second.event()[0], "snapshot")
+        for subscriber in (first, second):
+            name, data = subscriber.event(timeout=6)   # well before the scheduled poll
+            self.assertEqual((name, data.get("patch")), ("patch", [{"op": "replace", "path": "/v", "value": 2}]))
+        self.assertEqual(self.polls(), 2)
+        first.close()
+        second.close()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ public final class Change: Sendable {
     public let base: Cursor?
     /// The event JSON (DESIGN.md "Wire protocol").
     public let event: [UInt8]
+    /// The size of the full body this change leads to (0 for status and error events): what a
+    /// client polling the upstream would have fetched instead of `event`.
+    public let stateBytes: Int
     /// A WebSocket text frame carrying `event`.
     public let webSocketFrame: [UInt8]
     /// The same as a permessage-deflate frame (window 15, no context takeover); nil when
@@ -31,13 +34,14 @@ public final class Change: Sendable {
     public let sseEvent: [UInt8]
 
     /// Encodes `event` for every framing. `deflater` compresses (nil: no compressed frame).
-    public init(topic: String, key: String? = nil, kind: Kind, cursor: Cursor?, base: Cursor?, event: [UInt8], deflater: Deflater?) {
+    public init(topic: String, key: String? = nil, kind: Kind, cursor: Cursor?, base: Cursor?, event: [UInt8], stateBytes: Int = 0, deflater: Deflater?) {
         self.topic = topic
         self.key = key ?? topic
         self.kind = kind
         self.cursor = cursor
         self.base = base
         self.event = event
+        self.stateBytes = stateBytes
         self.webSocketFrame = WebSocketFrame.encode(.text, payload: event)
         if let deflater, event.count > 64 {
             let compressed = deflater.compress(event)

@@ -258,9 +258,9 @@ public final class Hub: Sendable {
     /// Topics that exist now.
     public var topicCount: Int { topics.withLock { $0.count } }
 
-    func makeChange(topic: String, key: String, kind: Change.Kind, cursor: Cursor?, base: Cursor?, event: [UInt8]) -> Change {
+    func makeChange(topic: String, key: String, kind: Change.Kind, cursor: Cursor?, base: Cursor?, event: [UInt8], stateBytes: Int = 0) -> Change {
         deflater.withLock { box in
-            Change(topic: topic, key: key, kind: kind, cursor: cursor, base: base, event: event, deflater: box.deflater)
+            Change(topic: topic, key: key, kind: kind, cursor: cursor, base: base, event: event, stateBytes: stateBytes, deflater: box.deflater)
         }
     }
 

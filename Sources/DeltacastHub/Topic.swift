@@ -287,7 +287,7 @@ public final class Topic: @unchecked Sendable {
         let data = Topic.snapshotData(body, json: document != nil)
         let cursor = Cursor(epoch: currentEpoch, seq: seq)
         let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
-                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()))
+                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()), stateBytes: body.count)
         snapshot = change
         return change
     }
@@ -390,7 +390,8 @@ public final class Topic: @unchecked Sendable {
             let change: Change
             if let patchBytes {
                 change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
-                                        event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: patchBytes, merge: merge, digest: digestLocked()))
+                                        event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: patchBytes, merge: merge, digest: digestLocked()),
+                                        stateBytes: newBody.count)
             } else {
                 change = snapshotLocked()
             }
@@ -495,7 +496,8 @@ public final class Topic: @unchecked Sendable {
                     let isPatch = entry.event.starts(with: Array(#"{"type":"patch""#.utf8))
                     let cursor = Cursor(epoch: epoch, seq: entry.seq)
                     let change = hub.makeChange(topic: name, key: key, kind: isPatch ? .patch : .snapshot, cursor: cursor,
-                                                base: isPatch ? Cursor(epoch: epoch, seq: entry.seq - 1) : nil, event: entry.event)
+                                                base: isPatch ? Cursor(epoch: epoch, seq: entry.seq - 1) : nil, event: entry.event,
+                                                stateBytes: newBody?.count ?? body.count)   // the last state's size stands for each step's
                     seq = entry.seq
                     appendToJournal(change)
                     deliverLocked(change)

@@ -34,6 +34,10 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             let poller = Poller(client: client, maxConcurrent: upstream.maxConcurrent)
             poller.observer = { [weak hub] report in
                 guard let topic = hub?.existingTopic(key: report.key) else { return }
+                switch report.result {
+                case .body, .notModified: reports.recordUpstreamRequest(topic, answered: true)
+                case .status, .failed: reports.recordUpstreamRequest(topic, answered: false)
+                }
                 reports.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
                 if let stretch = report.stretch { reports.recordStretch(endpoint: topic.endpoint.path.text, stretch: stretch) }
                 if let next = report.nextInMilliseconds { topic.recordPoll(failures: report.failures, nextInMilliseconds: next) }
@@ -254,6 +258,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         indexes[path] = state
         if cursorChanged, let job = indexJob(endpoint) { poller.update(key: Self.indexKey(endpoint), job: job) }
         reports?.recordChangeIndex(endpoint: path, triggered: triggered, failure: failure?.label)
+        reports?.recordIndexRead(endpoint: path)
         return failure == nil ? .accepted : .rejected
     }
 
@@ -297,13 +302,16 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             hub?.replication?.mayPoll(topic) ?? true
         }, watchers: {
             topic.subscriberCount
-        }, handler: { [log, loop, weak self] result in
+        }, handler: { [log, loop, reports, weak self] result in
             let before = topic.upstreamProblem
+            // The change a poll finds happened after the poll before it started.
+            let previousStart = self?.poller?.previousStart(key: topic.key)
             let verdict = Self.apply(result, to: topic, uncommitted: { [weak self] in
                 // Cluster mode: the commit failed after the poll was judged. Its validators
                 // must not turn the next poll into a 304 that leaves the change uncommitted.
                 loop.execute { [weak self] in self?.poller?.forgetValidators(key: topic.key) }
             }, changed: { [weak self] in
+                reports?.recordChange(topic, boundMilliseconds: previousStart.map { MonotonicClock.milliseconds() - $0 })
                 // An adaptive interval halves (after the poll's own scheduling, on the loop).
                 loop.execute { [weak self] in self?.poller?.changed(key: topic.key) }
             })

@@ -322,6 +322,8 @@ final class HTTPConnection: EventLoopHandler {
             finish(request, response)
         case .status:
             serveStatus(request)
+        case .report:
+            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: state.server.reportJSON()))
         case .metrics:
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")

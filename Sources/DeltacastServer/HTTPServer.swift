@@ -63,6 +63,8 @@ public final class HTTPServer: @unchecked Sendable {
     public let tls: TLSContext?
     /// Cluster mode's link to Redis (`cluster`), nil for one process.
     public let cluster: Cluster?
+    /// What the proxy saved the upstream and its clients (the migration report).
+    let savings: SavingsLedger
 
     /// Creates the server and its event loops (not yet started). With `dashboard`, `GET /`
     /// serves the demo dashboard page; `topicSource` fills the topics of `source: poll`
@@ -81,6 +83,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.log = EventLog(level: configuration.logging.level)
         self.topicSource = topicSource
         self.cluster = cluster
+        self.savings = SavingsLedger(loops: loops.count)
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
@@ -88,6 +91,7 @@ public final class HTTPServer: @unchecked Sendable {
             cluster?.topicCreated(topic)
             topicSource?.topicCreated(topic)
         }, salt: cluster?.salt, replication: cluster)
+        savings.attach(live: { [hub] key in hub.existingTopic(key: key) != nil })
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.
@@ -116,7 +120,7 @@ public final class HTTPServer: @unchecked Sendable {
             let (probe, _) = try Socket.listen(host: configuration.listen.host, port: boundPort, reusePort: false)
             close(probe)
         }
-        try topicSource?.start(hub: hub, reports: ServerReports(metrics: metrics, log: log))
+        try topicSource?.start(hub: hub, reports: ServerReports(metrics: metrics, log: log, savings: savings))
         if let cluster {
             let log = log
             cluster.onUnavailable = { reason in log.log(.warn, "cluster_unavailable", ["reason": .string(reason)]) }

@@ -79,12 +79,14 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    func addSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers.insert(connection, topic: topic)
+    func addSubscriber(_ connection: HTTPConnection, topic: Topic) {
+        subscribers.insert(connection, topic: topic.key)
+        server.savings.subscribers(index, topic, 1, now: MonotonicClock.milliseconds())
     }
 
-    func removeSubscriber(_ connection: HTTPConnection, topic: String) {
-        subscribers.remove(connection, topic: topic)
+    func removeSubscriber(_ connection: HTTPConnection, topic: Topic) {
+        subscribers.remove(connection, topic: topic.key)
+        server.savings.subscribers(index, topic, -1, now: MonotonicClock.milliseconds())
     }
 
     /// How many connections ahead ``walk(_:_:)`` prefetches: enough to cover a cache miss
@@ -108,6 +110,11 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             if connection.deliver(change, tally: &tally) { flushSoon(connection) }
         }
         counters.record(tally)
+        let delivered = tally.count.websocket + tally.count.sse + tally.count.longpoll
+        if delivered > 0 {
+            server.savings.pushed(index, key: change.key, deliveries: delivered, bytes: tally.bytes.websocket + tally.bytes.sse + tally.bytes.longpoll,
+                                  fullBytes: delivered * change.stateBytes)
+        }
     }
 
     /// Calls `body` with each connection in turn, the first three cache lines of the one
@@ -287,6 +294,7 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             }
         }
         counters.slowest.withLock { $0 = slowest }
+        if index == 0 { server.sampleSavings(now: now) }
         if let drainDeadline {
             if now >= drainDeadline { for connection in Array(connections.values) { connection.close() } }
             if connections.isEmpty { finished.signal() }

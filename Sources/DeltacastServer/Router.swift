@@ -68,6 +68,8 @@ public enum Route: Sendable {
     case metrics
     /// `GET /deltacast/status` (admin token checked): JSON, or an SSE stream of it each second.
     case status
+    /// `GET /deltacast/report` (admin token checked): the migration report, JSON.
+    case report
     /// `POST /deltacast/ticket`: a single-use ticket for the bearer token's principal.
     case ticket
     /// `POST /deltacast/reload` (admin token checked): re-read the configuration file.
@@ -134,6 +136,10 @@ public final class Router: Sendable {
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }
             return .status
+        case "/deltacast/report":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            if let refusal = checkAdmin(head) { return .respond(refusal) }
+            return .report
         case "/deltacast/", "/deltacast":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .respond(StaticAsset.statusPage.response(to: head))
@@ -198,7 +204,7 @@ public final class Router: Sendable {
     }
 
     /// What `admin.listen` serves (and the main address then does not).
-    static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"]
+    static let adminPaths = ["/metrics", "/deltacast/status", "/deltacast/report", "/deltacast/", "/deltacast", "/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"]
 
     /// The values of a query parameter, percent-decoded, in order. Split by bytes (`&`, `=`);
     /// a name or value is decoded only when it holds an escape or a `+`.

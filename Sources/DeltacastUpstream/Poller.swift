@@ -122,6 +122,8 @@ public final class Poller: @unchecked Sendable {
         var etag: String?
         var lastModified: String?
         var lastStart: Int64 = 0
+        /// The start of the poll before the last one (nil before the second poll).
+        var previousStart: Int64?
 
         init(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, watchers: @escaping () -> Int,
              handler: @escaping (PollResult) -> PollVerdict) {
@@ -208,6 +210,10 @@ public final class Poller: @unchecked Sendable {
         self.clock = clock
         self.maxConcurrent = max(1, maxConcurrent)
     }
+
+    /// When the poll before `key`'s last (or current) poll started, on the clock's time; nil
+    /// before its second poll. A change the last poll found happened after it.
+    public func previousStart(key: String) -> Int64? { entries[key]?.previousStart }
 
     /// Whether `key` is being polled.
     public func isPolling(_ key: String) -> Bool { entries[key] != nil }
@@ -464,6 +470,7 @@ public final class Poller: @unchecked Sendable {
         let now = clock.nowMilliseconds
         entry.stretch = entry.polls > 0 && entry.job.origin.map({ origins[$0] != nil }) == true
             ? Double(now - entry.lastStart) / Double(max(1, effectiveInterval(entry))) : nil
+        entry.previousStart = entry.polls > 0 ? entry.lastStart : nil
         entry.polls += 1
         entry.urgent = false
         entry.lastStart = now

@@ -49,22 +49,24 @@ enum TopCommand: Command {
         }
     }
 
-    static func fetch(host: String, port: Int, prefix: String, token: String, tls: ClientConnection.TLSOptions? = nil) -> Result<JSONObject, TopError> {
+    /// GETs `path` (an admin JSON route) with the admin token; the answer's JSON object.
+    static func fetch(host: String, port: Int, prefix: String, token: String, tls: ClientConnection.TLSOptions? = nil,
+                      path: String = "/deltacast/status") -> Result<JSONObject, TopError> {
         let connection: ClientConnection
         do { connection = try ClientConnection(host: host, port: port, timeout: 10, tls: tls) } catch { return .failure(TopError(error.message)) }
         defer { connection.close() }
         let response: ClientResponse
         do {
-            response = try connection.exchange(PushRequest.get(target: "\(prefix)/deltacast/status", host: "\(host):\(port)", headers: ["Authorization: Bearer \(token)"], close: true))
+            response = try connection.exchange(PushRequest.get(target: prefix + path, host: "\(host):\(port)", headers: ["Authorization: Bearer \(token)"], close: true))
         } catch .failed(EFBIG) {
-            return .failure(TopError("the status is larger than 64 MiB"))
+            return .failure(TopError("the answer to \(path) is larger than 64 MiB"))
         } catch {
             return .failure(TopError("no answer from \(host):\(port): \(error)"))
         }
         guard response.status == 200 else {
-            return .failure(TopError("GET /deltacast/status answered \(response.status): \(String(decoding: response.body, as: UTF8.self))"))
+            return .failure(TopError("GET \(path) answered \(response.status): \(String(decoding: response.body, as: UTF8.self))"))
         }
-        guard case .object(let object)? = try? JSONParser.parse(response.body) else { return .failure(TopError("the status is not a JSON object")) }
+        guard case .object(let object)? = try? JSONParser.parse(response.body) else { return .failure(TopError("the answer to \(path) is not a JSON object")) }
         return .success(object)
     }
 

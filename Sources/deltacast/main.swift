@@ -4,7 +4,7 @@ import Foundation
 /// The `deltacast` command: dispatches to a subcommand.
 let version = "0.1.0"
 let commands: [any Command.Type] = [
-    ServeCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, TailCommand.self, TopCommand.self, BenchCommand.self,
+    ServeCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, TailCommand.self, TopCommand.self, ReportCommand.self, BenchCommand.self,
     DiffCommand.self, PatchCommand.self, DiscoverCommand.self,
 ]
 

@@ -6,7 +6,8 @@ transport (auto, and forced WebSocket, SSE and long-poll), waits for the live pr
 changes the upstream through the simulator's control route, and asserts that the page shows
 the new values, the transport in use, the notifications badge and the flaky endpoint's state.
 Then opens the status page (/deltacast/, admin token in the URL fragment) and asserts that the
-prices topic's cursor moves when the upstream changes.
+prices topic's cursor moves when the upstream changes, and that the page drew its chart of
+upstream requests and requests avoided.
 Screenshots go to the directory given as the second argument.
 
 Usage: dashboard_test.py PATH/TO/deltacast ARTIFACT_DIR
@@ -111,9 +112,18 @@ def main():
         put_prices(upstream, 5000.5)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row).text != before)
         wait.until(lambda d: text(d, "state") == "● live" and text(d, "connections") not in ("", "–"))
+        # The migration report's chart, drawn by the page from GET /deltacast/report: the demo has
+        # run for a while, so its history has samples, and upstream requests were made.
+        WebDriverWait(driver, 30).until(lambda d: int(d.find_element(By.ID, "chart").get_attribute("data-samples") or 0) >= 2)
+        points = driver.find_element(By.CSS_SELECTOR, "#chart polyline.upstream").get_attribute("points").split()
+        if len(points) < 2:
+            raise AssertionError(f"the upstream line has {len(points)} points")
+        summary = text(driver, "savings-summary")
+        if not re.search(r"since start: [\d,]+ upstream requests, [\d,]+ without the proxy, \d+ % avoided", summary):
+            raise AssertionError(f"the savings summary reads {summary!r}")
         driver.save_screenshot(os.path.join(artifacts, "status-page.png"))
         print(f"ok: status page: /api/prices cursor {before} -> {driver.find_element(By.CSS_SELECTOR, row).text}, "
-              f"{text(driver, 'connections')} connections, {text(driver, 'deliveries')} deliveries")
+              f"{text(driver, 'connections')} connections, {text(driver, 'deliveries')} deliveries; chart {len(points)} points, {summary}")
     except Exception as error:  # report, keep the screenshot, fail
         driver.save_screenshot(os.path.join(artifacts, "dashboard-failure.png"))
         failures.append(f"{type(error).__name__}: {error}")

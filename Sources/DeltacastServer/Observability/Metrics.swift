@@ -198,6 +198,7 @@ extension HTTPServer {
         ])
         out.family("deltacast_unchanged_total", "counter", "New bodies that changed nothing a client can see (identical, or ignored fields only).", [([], Double(statistics.unchangedCount))])
         out.family("deltacast_bytes_saved_total", "counter", "Bytes patches saved subscribers against receiving the whole body each time.", [([], Double(statistics.savedBytes))])
+        savingsMetrics(&out)
         out.histogram("deltacast_diff_seconds", "Time to diff a new body against the stored one.", [([], statistics.diffSeconds)])
         out.histogram("deltacast_patch_bytes", "Sizes of patch events.", [([], statistics.patchBytes)])
         out.histogram("deltacast_snapshot_bytes", "Sizes of snapshot events.", [([], statistics.snapshotBytes)])

@@ -141,7 +141,7 @@ let package = Package(
             name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastUpstream", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastHubTests", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],

@@ -106,6 +106,9 @@ final class OAuth2ClientCredentials: UpstreamAuthorizing {
     /// The access token and its `expires_in` (seconds) from a token response, or why not. The
     /// reasons name the endpoint's status and `error` code, never a secret or a token.
     static func token(from response: UpstreamResponse) -> Result<(String, Int64?), UpstreamFailure> {
+        if case .tooLarge(let limit)? = response.failure {
+            return .failure(.credentials("the OAuth2 token endpoint's answer is larger than \(limit) bytes"))
+        }
         if let failure = response.failure { return .failure(.credentials("the OAuth2 token endpoint did not answer: \(failure)")) }
         let parsed = try? JSONParser.parse(response.body)
         guard response.status == 200 else {

@@ -30,8 +30,8 @@ import Glibc
 /// - `POST /_sim/oauth/token`: an OAuth2 token endpoint (client credentials; the client
 ///   `sim-client`:`sim-secret` by HTTP Basic) issuing `t1`, `t2`... that live `ttl` seconds;
 ///   `GET /api/secure` answers only a live one (else 401, and an expired one is counted).
-///   `POST /_sim/oauth?mode=ok|fail|malformed|deny[&ttl=S]` sets how the endpoint answers (503,
-///   broken JSON, 401 `invalid_client`); `POST /_sim/oauth?revoke=1` ends every token;
+///   `POST /_sim/oauth?mode=ok|fail|malformed|deny|huge[&ttl=S]` sets how the endpoint answers
+///   (503, broken JSON, 401 `invalid_client`, a 100 KB token); `POST /_sim/oauth?revoke=1` ends every token;
 ///   `GET /_sim/oauth` tells what was issued and used.
 /// - `GET /api/changes?since=N`: a change index of the documents stored by `PUT /_sim/docs`
 ///   (`{"next":M,"changed":[{"path":P},...]}`, at most 1,000 a time, the last 100,000 kept);
@@ -411,6 +411,7 @@ public final class LegacySimulator: @unchecked Sendable {
             switch oauthMode {
             case "fail": return Self.json(503, "{\"error\":\"temporarily_unavailable\"}")
             case "malformed": return Self.json(200, "{\"access_token\": ")
+            case "huge": return Self.json(200, "{\"access_token\":\"" + String(repeating: "a", count: 100_000) + "\"}")
             case "deny": return Self.json(401, "{\"error\":\"invalid_client\"}")
             default: break
             }

@@ -50,7 +50,7 @@ enum ReportCommand: Command {
         func array(_ value: JSONValue?) -> [JSONValue] { if case .array(let a)? = value { a } else { [] } }
         func count(_ value: Double?) -> String {
             guard let value else { return "–" }
-            return value == value.rounded() ? grouped(Int(value)) : String(format: "%.1f", value)
+            return value == value.rounded() || abs(value) >= 100 ? grouped(Int(value.rounded())) : String(format: "%.1f", value)
         }
         func percent(_ value: Double?) -> String { value.map { String(format: "%.0f %%", $0 * 100) } ?? "–" }
         func bytes(_ value: Double?) -> String {

@@ -91,9 +91,11 @@ class OAuth2Tests(unittest.TestCase):
             self.sim("/_sim/oauth?mode=ok", "POST")
             self.events_until(stream, lambda name, data: name == "status" and data.get("upstream") == "ok", seconds=20)
 
-            # Broken JSON, then a 503: each is a stale status with its reason, and each recovers.
+            # Broken JSON, a 503, an answer past the 64 KiB limit: each is a stale status with its
+            # reason, and each recovers.
             for mode, reason in (("malformed", "the OAuth2 token endpoint's answer is not a JSON object"),
-                                 ("fail", "the OAuth2 token endpoint answered 503 (temporarily_unavailable)")):
+                                 ("fail", "the OAuth2 token endpoint answered 503 (temporarily_unavailable)"),
+                                 ("huge", "the OAuth2 token endpoint's answer is larger than 65536 bytes")):
                 self.sim(f"/_sim/oauth?mode={mode}", "POST")
                 self.sim("/_sim/oauth?revoke=1", "POST")
                 events = self.events_until(stream, lambda name, data: name == "status" and data.get("stale"))

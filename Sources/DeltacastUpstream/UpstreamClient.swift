@@ -272,15 +272,50 @@ private final class Transfer {
         return count
     }
 
+    /// The response headers anything reads (``UpstreamResponse/header(_:)``): the rest are
+    /// skipped without making a string of them, so a poll's answer costs a few allocations,
+    /// not a few per header.
+    static let keptHeaders: [(bytes: [UInt8], name: String)] = ["content-type", "etag", "last-modified", "retry-after"].map { (Array($0.utf8), $0) }
+    private static let contentLength = Array("content-length".utf8)
+
     func receiveHeader(_ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
-        let line = data.withMemoryRebound(to: UInt8.self, capacity: count) { String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self) }
-        if line.hasPrefix("HTTP/") { headers.removeAll(); return count }  // a new response (redirect, 100)
-        guard let colon = line.firstIndex(of: ":") else { return count }
-        let name = String(line[line.startIndex..<colon]).lowercased()
-        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t\r\n")
-        if name == "content-length", let length = Int(value), length > maxBody { tooLarge = true; return 0 }
-        if headers.count < 100 { headers.append((name, value)) }
-        return count
+        data.withMemoryRebound(to: UInt8.self, capacity: count) { start in
+            let line = UnsafeBufferPointer(start: start, count: count)
+            if count >= 5 && line[0] == 0x48 && line[1] == 0x54 && line[2] == 0x54 && line[3] == 0x50 && line[4] == 0x2F {
+                headers.removeAll(keepingCapacity: true)   // "HTTP/": a new response (redirect, 100)
+                return count
+            }
+            guard let colon = line.firstIndex(of: 0x3A) else { return count }
+            let name = UnsafeBufferPointer(rebasing: line[..<colon])
+            var valueStart = colon + 1, valueEnd = count
+            func blank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+            while valueStart < valueEnd && blank(line[valueStart]) { valueStart += 1 }
+            while valueEnd > valueStart && blank(line[valueEnd - 1]) { valueEnd -= 1 }
+            let value = UnsafeBufferPointer(rebasing: line[valueStart..<valueEnd])
+            if Self.equalsIgnoringCase(name, Self.contentLength) {
+                // Announced larger than `max_body`: refused before the body comes.
+                guard !value.isEmpty, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return count }
+                var length = 0
+                for digit in value {
+                    length = length * 10 + Int(digit - 0x30)
+                    if length > maxBody { tooLarge = true; return 0 }
+                }
+                return count
+            }
+            guard let kept = Self.keptHeaders.first(where: { Self.equalsIgnoringCase(name, $0.bytes) }) else { return count }
+            if headers.count < Self.keptHeaders.count * 2 { headers.append((kept.name, String(decoding: value, as: UTF8.self))) }
+            return count
+        }
+    }
+
+    /// Whether `bytes` spell the lowercase ASCII `lowercase`, in any case.
+    private static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: [UInt8]) -> Bool {
+        guard bytes.count == lowercase.count else { return false }
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            if (byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte) != lowercase[index] { return false }
+        }
+        return true
     }
 }
 

@@ -99,7 +99,6 @@ public struct YAMLParser {
             message: message, sourceLine: lineText(containing: index))
     }
 
-    private func locationOf(_ index: Int) -> SourceLocation { error("", at: index).location }
 
     // MARK: Lines
 

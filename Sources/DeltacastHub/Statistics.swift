@@ -32,7 +32,7 @@ public final class Histogram: Sendable {
     }
 }
 
-/// What the hub counts for `/metrics` (DESIGN.md; issue 9): changes by kind, the time diffs
+/// What the hub counts for `/metrics`: changes by kind, the time diffs
 /// take, patch and snapshot sizes, and the bytes patches saved the subscribers compared with
 /// sending the whole body each time. Updated once per change, not per delivery.
 public final class HubStatistics: Sendable {

@@ -665,9 +665,8 @@ public final class Topic: @unchecked Sendable {
             journalStart += 1
         }
         // Trimmed entries stay in the array until it is compacted: at most a quarter of the live
-        // ones (or 4), so memory follows `limits.journal_entries` and compacting costs O(1) per
-        // change. (It used to wait for 64 trimmed entries and half the array, so a topic held
-        // up to twice its journal; the soak found RSS still rising half an hour in.)
+        // ones (or 4), so memory follows `limits.journal_entries` (a topic never holds twice
+        // its journal) and compacting costs O(1) per change.
         if journalStart > max(4, (journal.count - journalStart) / 4) {
             journal.removeFirst(journalStart)
             journalStart = 0

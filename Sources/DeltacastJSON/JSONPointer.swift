@@ -66,9 +66,6 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// The pointer to a child.
-    public func appending(_ token: String) -> JSONPointer { JSONPointer(tokens: tokens + [token]) }
-
     /// The value this pointer refers to in `document`, or nil.
     public func resolve(in document: JSONValue) -> JSONValue? {
         var current = document

@@ -4,8 +4,8 @@ import Glibc
 
 /// A value behind a pthread mutex: every lock in the proxy. `Synchronization.Mutex` would do the
 /// same job, but on Linux it waits on a futex the thread sanitizer cannot see, so every access
-/// it guarded was reported as a race and real races drowned (issue 19's TSan pass). TSan
-/// intercepts pthread mutexes, so `--sanitize=thread` now reports only what is real.
+/// it guarded would be reported as a race and real races would drown. TSan intercepts pthread
+/// mutexes, so `--sanitize=thread` reports only what is real.
 /// Uncontended, either costs an atomic operation or two.
 public final class Locked<Value>: @unchecked Sendable {
     fileprivate let mutex: UnsafeMutablePointer<pthread_mutex_t>

@@ -21,14 +21,3 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `call: strerror (errno N)`.
     public var description: String { "\(call): \(String(cString: strerror(errno))) (errno \(errno))" }
 }
-
-/// Retries `body` while it fails with EINTR; returns its result, or throws on another error.
-@inline(__always)
-func retryingOnInterrupt(_ call: String, _ body: () -> Int) throws(SystemError) -> Int {
-    while true {
-        let result = body()
-        if result >= 0 { return result }
-        if errno == EINTR { continue }
-        throw SystemError(call)
-    }
-}

@@ -211,9 +211,9 @@ final class HTTPConnection: EventLoopHandler {
     /// The peer shut down its side (a FIN, perhaps in the same read as its last request): a
     /// plain request still gets its answer, then the connection closes; a stream ends now,
     /// as on a read of 0 bytes. Half a request can never be completed: the connection closes
-    /// as soon as what was answered is written, rather than at `server.header_timeout` (a
-    /// client that sent half a request and its FIN used to hold a descriptor for that long,
-    /// at no cost to itself).
+    /// as soon as what was answered is written, rather than at `server.header_timeout` (else a
+    /// client that sends half a request and its FIN would hold a descriptor that long, at no
+    /// cost to itself).
     private func peerStoppedSending() {
         guard isPlainHTTP else { return close() }
         peerFinished = true

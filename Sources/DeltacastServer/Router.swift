@@ -98,7 +98,7 @@ public final class Router: Sendable {
     }
 
     /// Routes one request. `draining` makes `/readyz` answer 503; `openConnections` feeds
-    /// `/metrics` (which issue 9 extends to the full set).
+    /// `/metrics`.
     public func route(_ head: HTTPRequestHead, draining: Bool, openConnections: Int = 0, adminListener: Bool = false, clusterAvailable: Bool = true) -> Route {
         let path = head.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(head.target[..<$0]) } ?? head.target
         let isRead = head.method == "GET" || head.method == "HEAD"

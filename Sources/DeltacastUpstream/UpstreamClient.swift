@@ -131,37 +131,28 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Starts `request`; `completion` runs on the loop when it ends, whatever happens.
     public func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void) {
         loop.assertInLoop()
-        let handle = idleHandles.popLast() ?? curl_easy_init()!
-        curl_easy_reset(handle)
+        let handle = idleHandles.popLast() ?? Self.makeHandle()
         let transfer = Transfer(handle: handle, maxBody: request.maxBody, timeout: request.timeoutMilliseconds, completion: completion)
         let pointer = Unmanaged.passRetained(transfer).toOpaque()
+        // What differs between requests; the rest was set once, when the handle was made.
         _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_URL, request.url)
-        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
-        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, request.timeoutMilliseconds)
         _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, request.timeoutMilliseconds)
         _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
-        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 5)
-        // "" asks for every encoding this libcurl decodes (gzip, deflate...): bodies arrive decoded.
-        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "")
         if let body = request.body {
             // A POST; curl copies the bytes (the size first: they may hold a zero byte).
             _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
             _ = body.withUnsafeBytes { deltacast_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
+        } else {
+            _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_HTTPGET, 1)   // after a POST on this handle
         }
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_PRIVATE, pointer)
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, pointer)
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, pointer)
-        _ = deltacast_curl_easy_set_write(handle) { data, size, count, user in
-            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveBody(data!, size * count)
-        }
-        _ = deltacast_curl_easy_set_header(handle) { data, size, count, user in
-            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveHeader(data!, size * count)
-        }
         var list: UnsafeMutablePointer<curl_slist>?
         for header in request.headers { list = curl_slist_append(list, "\(header.name): \(header.value)") }
         // curl adds `Accept: */*` unless told otherwise; a JSON API should see what we want.
-        if !request.headers.contains(where: { $0.name.lowercased() == "accept" }) {
+        if !request.headers.contains(where: { $0.name.utf8.count == 6 && $0.name.lowercased() == "accept" }) {
             list = curl_slist_append(list, "Accept: application/json, */*;q=0.5")
         }
         list = curl_slist_append(list, "User-Agent: deltacast")
@@ -172,6 +163,23 @@ public final class UpstreamClient: @unchecked Sendable {
         if code != CURLM_OK {
             finish(handle, result: CURLE_FAILED_INIT)
         }
+    }
+
+    /// A new easy handle with the options every request shares.
+    private static func makeHandle() -> UnsafeMutableRawPointer {
+        let handle = curl_easy_init()!
+        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_MAXREDIRS, 5)
+        // "" asks for every encoding this libcurl decodes (gzip, deflate...): bodies arrive decoded.
+        _ = deltacast_curl_easy_setopt_string(handle, CURLOPT_ACCEPT_ENCODING, "")
+        _ = deltacast_curl_easy_set_write(handle) { data, size, count, user in
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveBody(data!, size * count)
+        }
+        _ = deltacast_curl_easy_set_header(handle) { data, size, count, user in
+            Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue().receiveHeader(data!, size * count)
+        }
+        return handle
     }
 
     // MARK: curl callbacks
@@ -241,7 +249,7 @@ public final class UpstreamClient: @unchecked Sendable {
             }
         }
         if response.failure != nil { response.status = 0; response.body = [] }
-        // Keep a few handles for reuse; curl_easy_reset keeps their caches.
+        // Keep a few handles for reuse, with their options and caches.
         if idleHandles.count < 64 { idleHandles.append(handle) } else { curl_easy_cleanup(handle) }
         transfer.completion(response)
     }

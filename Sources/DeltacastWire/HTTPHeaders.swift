@@ -14,12 +14,6 @@ public struct HTTPHeaders: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     /// Appends a field.
     public mutating func add(name: String, value: String) { fields.append((name, value)) }
 
-    /// Replaces every field called `name` with one field.
-    public mutating func replaceOrAdd(name: String, value: String) {
-        fields.removeAll { equalIgnoringASCIICase($0.name, name) }
-        fields.append((name, value))
-    }
-
     /// Removes every field called `name`.
     public mutating func remove(name: String) {
         fields.removeAll { equalIgnoringASCIICase($0.name, name) }

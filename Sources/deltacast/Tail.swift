@@ -3,7 +3,6 @@ import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop
-import DeltacastServer
 import DeltacastWire
 import Foundation
 

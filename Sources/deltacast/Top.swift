@@ -3,7 +3,6 @@ import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastJSON
 import DeltacastLoop
-import DeltacastServer
 import Foundation
 
 /// `deltacast top URL`: the status page's numbers in a terminal, refreshed each second with

@@ -95,6 +95,11 @@ enum PollingBenchmark {
             server: { event_loops: 1 }
             limits: { max_topics: 20000 }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
+        // A proxy left over from another run would answer the GETs and poll its own upstream.
+        if let fd = try? HTTPBenchmark.connectLoopback(port: port) {
+            close(fd)
+            throw HTTPBenchmark.Failure(description: "127.0.0.1:\(port) is in use (a proxy left by another run?): end it first")
+        }
         let pinned = FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
         let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : CommandLine.arguments[0],
                                               (pinned ? ["-c", "0", CommandLine.arguments[0]] : []) + ["serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
@@ -107,6 +112,7 @@ enum PollingBenchmark {
         usleep(UInt32(options.interval) * 1_000 + 2_000_000)
         var result = Measurement(label: "deltacast")
         window(simulator, pid: pid, options, into: &result)
+        guard result.polls > 0 else { throw HTTPBenchmark.Failure(description: "the proxy sent the simulator no request in the window") }
         result.bytesPerTopic = (HTTPBenchmark.rssBytes(pid) - rssBefore) / Double(options.topics)
         return result
     }

@@ -162,6 +162,7 @@ public final class Hub: Sendable {
                 let idle = table.values.filter { $0.subscriberCount == 0 }.min { $0.lastUsed < $1.lastUsed }
                 guard let idle else { return .failure(.tooMany(maxTopics)) }
                 table[idle.key] = nil
+                retire(idle)
             }
             let topic = Topic(name: name, key: key, endpoint: endpoint, credentials: credentials, hub: self)
             topic.touch(tick(), now: now)
@@ -187,6 +188,7 @@ public final class Hub: Sendable {
             guard table[topic.key] === topic else { return true }
             guard topic.isIdle(now: now) else { return false }
             table[topic.key] = nil
+            retire(topic)
             return true
         }
     }
@@ -234,8 +236,11 @@ public final class Hub: Sendable {
         result.removed += old.endpoints.map(\.path.text).filter { newByPath[$0] == nil }
         let removed = Set(result.removed), changed = Set(result.changed)
         let ended = topics.withLock { table -> [Topic] in
-            let gone = table.values.filter { removed.contains($0.endpoint.path.text) }
-            for topic in gone { table[topic.key] = nil }
+            let gone = table.values.filter { removed.contains($0.pattern) }
+            for topic in gone {
+                table[topic.key] = nil
+                retire(topic)
+            }
             return gone
         }
         for topic in ended {
@@ -254,6 +259,23 @@ public final class Hub: Sendable {
 
     /// Every topic now (admin refresh, metrics).
     public var allTopics: [Topic] { topics.withLock { Array($0.values) } }
+
+    /// What topics that left the table counted, by endpoint pattern (the migration report
+    /// keeps them; a topic's counts after it left are not).
+    private let retiredSavings = Locked<[String: SavingsCounts]>([:])
+
+    private func retire(_ topic: Topic) {
+        let counts = topic.savingsCounts()
+        retiredSavings.withLock { $0[topic.pattern, default: SavingsCounts()].add(counts) }
+    }
+
+    /// The migration report's numbers by endpoint pattern: the topics alive (with subscriber
+    /// time up to now) and those that left.
+    public func savingsByEndpoint() -> [String: SavingsCounts] {
+        var totals = retiredSavings.withLock { $0 }
+        for topic in allTopics { totals[topic.pattern, default: SavingsCounts()].add(topic.savingsCounts()) }
+        return totals
+    }
 
     /// Topics that exist now.
     public var topicCount: Int { topics.withLock { $0.count } }

@@ -13,8 +13,15 @@ public final class Topic: @unchecked Sendable {
     public let name: String
     /// The hub's key for it: the name, plus a credential digest under `auth: passthrough`.
     public let key: String
-    /// The endpoint it belongs to (a reload may change its settings, never its path).
+    /// The endpoint it belongs to (a reload may change its settings, never its path). A copy
+    /// taken under the topic's lock: hot paths that need only the pattern read ``pattern``.
     public var endpoint: Configuration.Endpoint { lock.withLock { _ in configured.endpoint } }
+    /// Its endpoint's path pattern (`/api/users/{id}/notifications`), the label of its metrics.
+    public let pattern: String
+    /// What it cost its upstream and gave its clients (the migration report).
+    public let savings = TopicSavings()
+    /// Subscriber time summed up to `since`, when the subscriber count last changed.
+    private var subscriberTime: (total: Int64, since: Int64) = (0, 0)
     /// The client credentials forwarded upstream (`auth: passthrough`), else empty.
     public let credentials: [(name: String, value: String)]
     /// This topic's history (random, `[a-z0-9]{8}`; in cluster mode, the cluster's).
@@ -80,6 +87,7 @@ public final class Topic: @unchecked Sendable {
     init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {
         self.name = name
         self.key = key
+        self.pattern = endpoint.path.text
         self.configured = (endpoint, Topic.diffOptions(endpoint))
         self.credentials = credentials
         self.hub = hub
@@ -182,9 +190,13 @@ public final class Topic: @unchecked Sendable {
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
-    public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
-        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
+    /// `now` (the coarse monotonic clock's, by default read here) counts its subscriber time.
+    public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil,
+                          now given: Int64? = nil) -> (backlog: [Change], cursor: Cursor?) {
+        let now = given ?? MonotonicClock.coarseMilliseconds()
+        touch(hub.tick(), now: now)
         return lock.withLock { _ in
+            accrueSubscriberTime(now)
             loopCounts[loop] += 1
             if let transport { transportCounts[transport] += 1 }
             if let ended { return ([ended], nil) }
@@ -197,12 +209,30 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// Removes a subscriber registered on `loop`.
-    public func unsubscribe(loop: Int, transport: Transport? = nil) {
+    public func unsubscribe(loop: Int, transport: Transport? = nil, now given: Int64? = nil) {
+        let now = given ?? MonotonicClock.coarseMilliseconds()
         lock.withLock { _ in
+            accrueSubscriberTime(now)
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
             if let transport { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
         }
-        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
+        touch(hub.tick(), now: now)
+    }
+
+    /// Adds the time since the subscriber count last changed, times that count.
+    private func accrueSubscriberTime(_ now: Int64) {
+        let subscribers = loopCounts.reduce(0, +)
+        if subscribers > 0 { subscriberTime.total += Int64(subscribers) * max(0, now - subscriberTime.since) }
+        subscriberTime.since = now
+    }
+
+    /// Its migration report numbers, subscriber time counted up to `now` (the coarse monotonic clock).
+    public func savingsCounts(now given: Int64? = nil) -> SavingsCounts {
+        let now = given ?? MonotonicClock.coarseMilliseconds()
+        return lock.withLock { _ in
+            let subscribers = Int64(loopCounts.reduce(0, +))
+            return savings.counts(subscriberMilliseconds: subscriberTime.total + subscribers * max(0, now - subscriberTime.since))
+        }
     }
 
     /// Subscribers on every loop together.
@@ -679,7 +709,12 @@ public final class Topic: @unchecked Sendable {
     var journalStorageCount: Int { lock.withLock { _ in journal.count } }
 
     private func deliverLocked(_ change: Change) {
-        for (loop, count) in loopCounts.enumerated() where count > 0 { hub.deliver(loop, change) }
+        var subscribers = 0
+        for (loop, count) in loopCounts.enumerated() where count > 0 {
+            hub.deliver(loop, change)
+            subscribers += count
+        }
+        if subscribers > 0 { savings.pushed(subscribers: subscribers, bytes: change.event.count, full: change.stateBytes) }
     }
 
     /// Whether a content type is JSON (`application/json`, `*/*+json`, or none given).

@@ -38,8 +38,8 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
                 case .body, .notModified: reports.recordUpstreamRequest(topic, answered: true)
                 case .status, .failed: reports.recordUpstreamRequest(topic, answered: false)
                 }
-                reports.recordPoll(endpoint: topic.endpoint.path.text, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
-                if let stretch = report.stretch { reports.recordStretch(endpoint: topic.endpoint.path.text, stretch: stretch) }
+                reports.recordPoll(endpoint: topic.pattern, outcome: Self.outcome(report.result, topic), seconds: Double(report.milliseconds) / 1000)
+                if let stretch = report.stretch { reports.recordStretch(endpoint: topic.pattern, stretch: stretch) }
                 if let next = report.nextInMilliseconds { topic.recordPoll(failures: report.failures, nextInMilliseconds: next) }
             }
             // Cluster mode: each node spends its share of every budget (the budget over the
@@ -305,7 +305,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         }, handler: { [log, loop, reports, weak self] result in
             let before = topic.upstreamProblem
             // The change a poll finds happened after the poll before it started.
-            let previousStart = self?.poller?.previousStart(key: topic.key)
+            let previousStart = self?.poller?.judgedPreviousStart
             let verdict = Self.apply(result, to: topic, uncommitted: { [weak self] in
                 // Cluster mode: the commit failed after the poll was judged. Its validators
                 // must not turn the next poll into a 304 that leaves the change uncommitted.

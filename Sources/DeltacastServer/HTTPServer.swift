@@ -83,7 +83,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.log = EventLog(level: configuration.logging.level)
         self.topicSource = topicSource
         self.cluster = cluster
-        self.savings = SavingsLedger(loops: loops.count)
+        self.savings = SavingsLedger()
         self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
             guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
             state.loop.execute { state.deliver(change) }
@@ -91,7 +91,6 @@ public final class HTTPServer: @unchecked Sendable {
             cluster?.topicCreated(topic)
             topicSource?.topicCreated(topic)
         }, salt: cluster?.salt, replication: cluster)
-        savings.attach(live: { [hub] key in hub.existingTopic(key: key) != nil })
     }
 
     /// Usable cores: online processors, capped by a cgroup v2 `cpu.max` quota.

@@ -79,14 +79,12 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
         }
     }
 
-    func addSubscriber(_ connection: HTTPConnection, topic: Topic) {
-        subscribers.insert(connection, topic: topic.key)
-        server.savings.subscribers(index, topic, 1, now: MonotonicClock.milliseconds())
+    func addSubscriber(_ connection: HTTPConnection, topic: String) {
+        subscribers.insert(connection, topic: topic)
     }
 
-    func removeSubscriber(_ connection: HTTPConnection, topic: Topic) {
-        subscribers.remove(connection, topic: topic.key)
-        server.savings.subscribers(index, topic, -1, now: MonotonicClock.milliseconds())
+    func removeSubscriber(_ connection: HTTPConnection, topic: String) {
+        subscribers.remove(connection, topic: topic)
     }
 
     /// How many connections ahead ``walk(_:_:)`` prefetches: enough to cover a cache miss
@@ -110,11 +108,6 @@ final class LoopState: EventLoopHandler, @unchecked Sendable {
             if connection.deliver(change, tally: &tally) { flushSoon(connection) }
         }
         counters.record(tally)
-        let delivered = tally.count.websocket + tally.count.sse + tally.count.longpoll
-        if delivered > 0 {
-            server.savings.pushed(index, key: change.key, deliveries: delivered, bytes: tally.bytes.websocket + tally.bytes.sse + tally.bytes.longpoll,
-                                  fullBytes: delivered * change.stateBytes)
-        }
     }
 
     /// Calls `body` with each connection in turn, the first three cache lines of the one

@@ -37,22 +37,19 @@ public struct ServerReports: Sendable {
 
     /// One request sent to the upstream for `topic`; `answered` when it brought a body or a `304`.
     public func recordUpstreamRequest(_ topic: Topic, answered: Bool) {
-        savings.count(savings.upstreamShard, topic) {
-            $0.savings.upstreamRequests += 1
-            if answered { $0.savings.pollsAnswered += 1 }
-        }
+        topic.savings.upstreamRequest(answered: answered)
     }
 
     /// A poll changed `topic`'s state; the change happened at most `boundMilliseconds` before it
     /// was committed (nil for a poll with no poll before it).
     public func recordChange(_ topic: Topic, boundMilliseconds: Int64?) {
-        savings.count(savings.upstreamShard, topic) { $0.savings.pollsChanged += 1 }
-        if let boundMilliseconds { savings.detected(endpoint: topic.endpoint.path.text, milliseconds: boundMilliseconds) }
+        topic.savings.changed()
+        if let boundMilliseconds { savings.detected(endpoint: topic.pattern, milliseconds: boundMilliseconds) }
     }
 
     /// A change-index read of `endpoint`'s index (an upstream request no topic owns).
     public func recordIndexRead(endpoint: String) {
-        savings.countEndpoint(savings.upstreamShard, endpoint) { $0.upstreamRequests += 1 }
+        savings.indexRead(endpoint: endpoint)
     }
 
     /// Records one poll: its endpoint pattern, outcome label and duration.

@@ -211,9 +211,9 @@ public final class Poller: @unchecked Sendable {
         self.maxConcurrent = max(1, maxConcurrent)
     }
 
-    /// When the poll before `key`'s last (or current) poll started, on the clock's time; nil
-    /// before its second poll. A change the last poll found happened after it.
-    public func previousStart(key: String) -> Int64? { entries[key]?.previousStart }
+    /// While a handler runs: when the poll before the one it judges started, on the clock's
+    /// time (nil for a first poll). A change that poll found happened after it.
+    public private(set) var judgedPreviousStart: Int64?
 
     /// Whether `key` is being polled.
     public func isPolling(_ key: String) -> Bool { entries[key] != nil }
@@ -385,7 +385,7 @@ public final class Poller: @unchecked Sendable {
     /// Whether `entry` may be sent now as far as its origin's budget goes (a token is taken);
     /// if not, it waits in the origin's queue.
     private func admitted(_ entry: Entry) -> Bool {
-        guard let origin = entry.job.origin, var state = origins[origin] else { return true }
+        guard !origins.isEmpty, let origin = entry.job.origin, var state = origins[origin] else { return true }
         let now = clock.nowMilliseconds
         // A poll that waited its turn in the queue is not passed by one that just came due.
         if state.waiting.isEmpty, state.budget.take(at: now) {
@@ -468,7 +468,7 @@ public final class Poller: @unchecked Sendable {
         running += 1
         entry.inFlight = true
         let now = clock.nowMilliseconds
-        entry.stretch = entry.polls > 0 && entry.job.origin.map({ origins[$0] != nil }) == true
+        entry.stretch = entry.polls > 0 && !origins.isEmpty && entry.job.origin.map({ origins[$0] != nil }) == true
             ? Double(now - entry.lastStart) / Double(max(1, effectiveInterval(entry))) : nil
         entry.previousStart = entry.polls > 0 ? entry.lastStart : nil
         entry.polls += 1
@@ -524,7 +524,9 @@ public final class Poller: @unchecked Sendable {
         } else {
             result = .status(response.status, body: response.body)
         }
+        judgedPreviousStart = entry.previousStart
         let verdict = entry.handler(result)
+        judgedPreviousStart = nil
         guard !entry.stopped else {
             observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: nil))
             return

@@ -111,8 +111,9 @@ enum ReportCommand: Command {
             Upstream requests are every request sent (polls, cold GETs, refreshes, change-index \
             reads). Direct polling counts each plain GET the proxy answered, and one request per \
             interval (an adaptive endpoint's minimum) for each push subscriber while it was \
-            subscribed. Bytes count push events and GET bodies (not a held GET's answer) against \
-            the full body each would have fetched. A change waited upstream at most from the start \
+            subscribed. A held GET counts as a GET when it comes and, answered by a change, as a \
+            push. Bytes count push events (as JSON) and GET bodies against the full body each \
+            would have fetched. A change waited upstream at most from the start \
             of the poll before the one that found it to its commit.
 
             """

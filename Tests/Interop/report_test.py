@@ -124,13 +124,14 @@ endpoints:
         self.assertEqual((doc["upstream_requests"], doc["polls_answered"], doc["polls_changed"]), (4, 4, 3), doc)
         self.assertEqual(doc["no_change_ratio"], 0.25)
         self.assertEqual(doc["mirrored_gets"], GETS + 1)   # the 19, the ETag fetch and the 304
-        self.assertEqual(doc["pushes"], SUBSCRIBERS * 2)
-        # Full bodies: 19 GETs answered 200 (not the cold one, whose answer was held), the 304,
-        # and each push; sent: the same GETs, nothing for the 304, and the patch events.
-        self.assertEqual(doc["bytes_full"], (GETS - 1) * body + body + SUBSCRIBERS * 2 * body)
+        # Each change to each subscriber, and the first state to the cold GET that waited for it.
+        self.assertEqual(doc["pushes"], SUBSCRIBERS * 2 + 1)
+        # Full bodies: 19 GETs answered 200 from the state, the 304, and each push; sent: the
+        # same GETs, nothing for the 304, the first snapshot and the patch events.
+        self.assertEqual(doc["bytes_full"], (GETS - 1) * body + body + (SUBSCRIBERS * 2 + 1) * body)
         pushed = doc["bytes_sent"] - (GETS - 1) * body
-        self.assertGreater(pushed, 0)
-        self.assertLess(pushed, SUBSCRIBERS * 2 * 200, "patch events are small")
+        self.assertGreater(pushed, body)
+        self.assertLess(pushed, body + 200 + SUBSCRIBERS * 2 * 200, "patch events are small")
         self.assertEqual(doc["detection"]["changes"], 2)   # the first state is not a change
         # Direct polling every hour: the GETs, and almost nothing for a few seconds of subscribers.
         self.assertAlmostEqual(doc["direct_requests"], GETS + 1, delta=0.1)
@@ -153,7 +154,7 @@ endpoints:
         # The same numbers in /metrics.
         self.assertEqual(self.metric("deltacast_upstream_requests_total", ['endpoint="/doc"']), 4)
         self.assertEqual(self.metric("deltacast_client_requests_total", ['endpoint="/doc"', 'kind="get"']), GETS + 1)
-        self.assertEqual(self.metric("deltacast_client_requests_total", ['endpoint="/doc"', 'kind="push"']), SUBSCRIBERS * 2)
+        self.assertEqual(self.metric("deltacast_client_requests_total", ['endpoint="/doc"', 'kind="push"']), SUBSCRIBERS * 2 + 1)
         self.assertEqual(self.metric("deltacast_polls_changed_total", ['endpoint="/doc"', 'result="changed"']), 3)
         self.assertEqual(self.metric("deltacast_client_bytes_total", ['endpoint="/doc"', 'kind="full"']), doc["bytes_full"])
         self.assertEqual(self.metric("deltacast_detection_delay_bound_seconds_count", ['endpoint="/doc"']), 2)
@@ -174,7 +175,7 @@ endpoints:
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn("# Deltacast migration report", run.stdout)
         row = next(line for line in run.stdout.splitlines() if line.startswith("| `/doc`"))
-        self.assertRegex(row, r"^\| `/doc` \(every 3600 s\) \| 4 \| 21 \| 17 \(81 %\) \| 21 / 8 \| [\d.]+ KiB / [\d.]+ KiB \(\d+ %\) \| 25 % \|")
+        self.assertRegex(row, r"^\| `/doc` \(every 3600 s\) \| 4 \| 21 \| 17 \(81 %\) \| 21 / 9 \| [\d.]+ KiB / [\d.]+ KiB \(\d+ %\) \| 25 % \|")
         self.assertIn("## Topics that saved the most", run.stdout)
         as_json = subprocess.run([BINARY, "report", self.proxy.url(""), "--token", ADMIN, "--json"], capture_output=True, text=True, timeout=30)
         self.assertEqual(as_json.returncode, 0, as_json.stderr)

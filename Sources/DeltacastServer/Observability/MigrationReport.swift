@@ -15,18 +15,19 @@ extension HTTPServer {
     /// Takes the migration report's history sample when one is due (loop 0's sweep calls it).
     func sampleSavings(now: Int64) {
         let budgets = metrics.budgets.withLock { $0 }
-        savings.sampleIfDue(now: now, wall: WallClock.milliseconds(), intervals: directIntervals(),
-                            budgetUsed: budgets.map(\.usedRatio).max())
+        savings.sampleIfDue(now: now, wall: WallClock.milliseconds(), endpoints: { savings.withIndexReads(hub.savingsByEndpoint()) },
+                            intervals: directIntervals(), budgetUsed: budgets.map(\.usedRatio).max())
     }
 
     /// `GET /deltacast/report`: what the proxy saved, measured since it started. Every endpoint,
-    /// the 100 topics that saved the most, and the last hour's rates (one sample every 5 s).
+    /// the 100 topics alive that saved the most, and the last hour's rates (one sample every 5 s).
     func reportJSON() -> [UInt8] {
         let now = MonotonicClock.milliseconds()
         let intervals = directIntervals()
-        let (topics, endpoints) = savings.totals(now: now)
+        let topics = hub.allTopics.map { ($0.name, $0.pattern, $0.savingsCounts()) }
+        let endpoints = savings.withIndexReads(hub.savingsByEndpoint())
         let delays = savings.delayHistograms()
-        var total = Savings()
+        var total = SavingsCounts()
         var totalDirect = 0.0
         for (pattern, line) in endpoints {
             total.add(line)
@@ -38,7 +39,7 @@ extension HTTPServer {
         for endpoint in configuration.endpoints {
             let pattern = endpoint.path.text
             let interval = intervals[pattern] ?? 1000
-            let line = endpoints[pattern] ?? Savings()
+            let line = endpoints[pattern] ?? SavingsCounts()
             if !first { out += "," }
             first = false
             out += "{\"path\":" + EventLog.quoted(pattern) + ",\"interval_ms\":\(interval),"
@@ -54,8 +55,8 @@ extension HTTPServer {
             out += "}"
         }
         out += "],\"topics\":["
-        let ranked = topics.values.map { topic -> (name: String, endpoint: String, savings: Savings, direct: Double) in
-            (topic.name, topic.endpoint, topic.savings, topic.savings.directRequests(intervalMilliseconds: intervals[topic.endpoint] ?? 1000))
+        let ranked = topics.map { name, endpoint, counts -> (name: String, endpoint: String, savings: SavingsCounts, direct: Double) in
+            (name, endpoint, counts, counts.directRequests(intervalMilliseconds: intervals[endpoint] ?? 1000))
         }.sorted { ($0.direct - Double($0.savings.upstreamRequests), $0.name) > ($1.direct - Double($1.savings.upstreamRequests), $1.name) }
         out += ranked.prefix(100).map { topic in
             "{\"name\":" + EventLog.quoted(topic.name) + ",\"endpoint\":" + EventLog.quoted(topic.endpoint) + ","
@@ -72,7 +73,7 @@ extension HTTPServer {
     private static func rounded(_ value: Double) -> String { PrometheusText.format((value * 100).rounded() / 100) }
 
     /// One line's numbers as a JSON object.
-    static func savingsLine(_ line: Savings, direct: Double) -> String {
+    static func savingsLine(_ line: SavingsCounts, direct: Double) -> String {
         let avoided = direct - Double(line.upstreamRequests)
         var out = "{\"upstream_requests\":\(line.upstreamRequests),\"direct_requests\":\(rounded(direct))"
         out += ",\"avoided_requests\":\(rounded(avoided)),\"avoided_ratio\":" + (direct > 0 ? rounded(avoided / direct) : "null")
@@ -86,8 +87,8 @@ extension HTTPServer {
     /// The migration report's families for `/metrics`, by endpoint.
     func savingsMetrics(_ out: inout PrometheusText) {
         let intervals = directIntervals()
-        let endpoints = savings.totals(now: MonotonicClock.milliseconds()).endpoints.sorted { $0.key < $1.key }
-        func family(_ name: String, _ type: String, _ help: String, _ value: (String, Savings) -> [([(String, String)], Double)]) {
+        let endpoints = savings.withIndexReads(hub.savingsByEndpoint()).sorted { $0.key < $1.key }
+        func family(_ name: String, _ type: String, _ help: String, _ value: (String, SavingsCounts) -> [([(String, String)], Double)]) {
             out.family(name, type, help, endpoints.flatMap { value($0.key, $0.value) })
         }
         family("deltacast_upstream_requests_total", "counter", "Requests sent to the upstream (polls, cold GETs, refreshes, change-index reads).") {

@@ -12,7 +12,7 @@ extension HTTPConnection {
     @discardableResult
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
-        state.addSubscriber(self, topic: topic)
+        state.addSubscriber(self, topic: topic.key)
         if since == nil, topic.endpoint.adaptiveInterval != nil { state.server.topicSource?.subscriberArrived(topic) }
         if since != nil {
             if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
@@ -38,7 +38,7 @@ extension HTTPConnection {
     func detach(_ key: String) {
         guard let subscription = subscriptions.remove(key) else { return }
         subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
-        state.removeSubscriber(self, topic: subscription.topic)
+        state.removeSubscriber(self, topic: key)
     }
 
     /// Detaches the subscription to the topic clients know as `name` (and forgets one still
@@ -58,7 +58,7 @@ extension HTTPConnection {
     func detachAll() {
         subscriptions.removeEach { key, subscription in
             subscription.topic.unsubscribe(loop: state.index, transport: subscription.transport)
-            state.removeSubscriber(self, topic: subscription.topic)
+            state.removeSubscriber(self, topic: key)
         }
     }
 

@@ -43,19 +43,14 @@ extension HTTPConnection {
             if let problem = topic.upstreamProblem { return finish(request, Self.problemResponse(problem)) }
             // The first poll is under way (shared by every cold request); its own timeout ends
             // it first, so this hold's deadline is a backstop.
-            state.server.savings.count(state.index, topic) { $0.savings.mirroredGets += 1 }
+            topic.savings.mirroredGet(sent: 0, full: 0)
             return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: configuration.upstream.timeout.wholeMilliseconds + 2000)
         }
         let etag = "\"\(current.cursor)\""
         let notModified = request.headers["If-None-Match"].map { Self.etagMatches($0, etag) } ?? false
         // A request its client would have sent to the upstream: a held one counts, its answer's bytes do not.
         let held = notModified && Self.preferWait(request) != nil && configuration.transports.contains(.longpoll)
-        state.server.savings.count(state.index, topic) { entry in
-            entry.savings.mirroredGets += 1
-            guard !held else { return }
-            entry.savings.bytesSent += notModified ? 0 : current.body.count
-            entry.savings.bytesFull += current.body.count
-        }
+        topic.savings.mirroredGet(sent: held || notModified ? 0 : current.body.count, full: held ? 0 : current.body.count)
         if notModified {
             if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
                 return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],

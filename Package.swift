@@ -129,7 +129,7 @@ let package = Package(
             name: "FuzzAllow", dependencies: ["DeltacastConfig"],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
-            name: "FuzzJWT", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastServer"],
+            name: "FuzzJWT", dependencies: ["DeltacastConfig", "DeltacastJSON", "DeltacastServer", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .executableTarget(
             name: "FuzzQuery", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastServer", "DeltacastWire"],

@@ -205,7 +205,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     // MARK: Keys
 
     /// The hash tag of a topic: 16 hex digits of its key's SHA-1 (a key may hold any byte).
-    static func tag(_ key: String) -> String { hexString(SHA1.digest(Array(key.utf8)).prefix(8)) }
+    static func tag(_ key: String) -> String { Hex.encode(SHA1.digest(Array(key.utf8)).prefix(8)) }
 
     struct Keys { let meta, log, doc, owner, problem, tag: String }
 

@@ -194,13 +194,5 @@ enum ClusterScript: CaseIterable {
     }
 
     /// The SHA-1 Redis names the script by (`EVALSHA`).
-    var sha: String { hexString(SHA1.digest(Array(source.utf8))) }
-}
-
-/// Lowercase hex of `bytes` (script SHA-1s, hash tags).
-func hexString(_ bytes: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var text: [UInt8] = []
-    for byte in bytes { text.append(digits[Int(byte >> 4)]); text.append(digits[Int(byte & 15)]) }
-    return String(decoding: text, as: UTF8.self)
+    var sha: String { Hex.encode(SHA1.digest(Array(source.utf8))) }
 }

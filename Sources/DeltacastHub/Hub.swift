@@ -99,10 +99,7 @@ public final class Hub: Sendable {
         for credential in credentials {
             material += Array(credential.name.lowercased().utf8) + [0] + Array(credential.value.utf8) + [0]
         }
-        let digest = SHA1.digest(material).prefix(12).map { byte in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
-        }.joined()
+        let digest = Hex.encode(SHA1.digest(material).prefix(12))
         return name + " #" + digest
     }
 

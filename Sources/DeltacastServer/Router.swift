@@ -44,8 +44,7 @@ func jsonString(_ text: String) -> [UInt8] {
 
 private extension String {
     init(format value: UInt32) {
-        let hex = Array("0123456789abcdef")
-        self = "\\u00" + String(hex[Int(value >> 4)]) + String(hex[Int(value & 0xF)])
+        self = "\\u00" + Hex.encode([UInt8(truncatingIfNeeded: value)])
     }
 }
 

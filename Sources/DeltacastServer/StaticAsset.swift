@@ -12,10 +12,7 @@ struct StaticAsset: Sendable {
         self.bytes = bytes
         self.contentType = contentType
         self.cacheControl = cacheControl
-        self.etag = "\"" + SHA1.digest(bytes).prefix(10).map { byte in
-            let hex = Array("0123456789abcdef")
-            return String([hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-        }.joined() + "\""
+        self.etag = "\"" + Hex.encode(SHA1.digest(bytes).prefix(10)) + "\""
     }
 
     /// `/deltacast.js` (a classic script defining `globalThis.Deltacast`), or `/deltacast.mjs`:

@@ -1,5 +1,6 @@
 import DeltacastConfig
 import DeltacastJSON
+import DeltacastWire
 @_spi(Fuzzing) import DeltacastServer
 
 /// libFuzzer entry point for JWT parsing and verification (HS256, with issuer and audience).

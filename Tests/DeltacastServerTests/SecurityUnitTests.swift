@@ -1,4 +1,5 @@
 import DeltacastConfig
+import DeltacastWire
 import Testing
 @_spi(Fuzzing) @testable import DeltacastServer
 

@@ -1,6 +1,7 @@
 import COpenSSL
 public import DeltacastConfig
 import DeltacastJSON
+import DeltacastWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -276,50 +277,4 @@ func readFile(_ path: String, limit: Int) -> [UInt8]? {
         if result.count > limit { return nil }
     }
     return result
-}
-
-/// Base64url without padding (RFC 4648 section 5), as JWS uses it.
-@_spi(Fuzzing) public enum Base64URL {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-    private static let values: [UInt8] = {
-        var table = [UInt8](repeating: 0xFF, count: 256)
-        for (index, character) in alphabet.enumerated() { table[Int(character)] = UInt8(index) }
-        return table
-    }()
-
-    /// Decodes; nil on any character outside the alphabet, on padding, or on a bad length.
-    public static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
-        guard text.count % 4 != 1 else { return nil }
-        var output: [UInt8] = []
-        output.reserveCapacity(text.count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for character in text {
-            let value = values[Int(character)]
-            guard value != 0xFF else { return nil }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                output.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-            }
-        }
-        // Leftover bits must be zero (a canonical encoding).
-        guard accumulator & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
-        return output
-    }
-
-    /// Encodes without padding.
-    public static func encode(_ bytes: [UInt8]) -> String {
-        var output: [UInt8] = []
-        var index = 0
-        while index < bytes.count {
-            let chunk = bytes[index..<min(index + 3, bytes.count)]
-            var value: UInt32 = 0
-            for (offset, byte) in chunk.enumerated() { value |= UInt32(byte) << UInt32(16 - 8 * offset) }
-            for position in 0...chunk.count { output.append(alphabet[Int(value >> UInt32(18 - 6 * position) & 0x3F)]) }
-            index += 3
-        }
-        return String(decoding: output, as: UTF8.self)
-    }
 }

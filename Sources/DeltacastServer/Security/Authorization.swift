@@ -2,6 +2,7 @@ import COpenSSL
 import DeltacastConfig
 import DeltacastLoop
 import DeltacastJSON
+import DeltacastWire
 import Synchronization
 #if canImport(Glibc)
 import Glibc

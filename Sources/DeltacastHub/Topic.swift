@@ -54,9 +54,7 @@ public final class Topic: @unchecked Sendable {
     private var snapshot: Change?
     /// The current document's digest (`digest: true`), computed once per state.
     private var currentDigest: String?
-    private var journal: [Change] = []
-    private var journalStart = 0
-    private var journalBytes = 0
+    private var journal = Journal()
     private var loopCounts: [Int]
     private var problem: UpstreamProblem?
     private var lastChangeAt: Int64 = 0
@@ -175,7 +173,7 @@ public final class Topic: @unchecked Sendable {
         return lock.withLock { _ in
             Status(cursor: seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq), subscribers: loopCounts.reduce(0, +),
                    millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
-                   bodyBytes: body.count, problem: problem, journalEntries: journal.count - journalStart,
+                   bodyBytes: body.count, problem: problem, journalEntries: journal.count,
                    byTransport: transportCounts, pollFailures: pollFailures, nextPollIn: nextPollAt == 0 ? nil : max(0, nextPollAt - now))
         }
     }
@@ -304,10 +302,7 @@ public final class Topic: @unchecked Sendable {
         guard seq > 0 else { return nil }
         if let since, since.epoch == currentEpoch, since.seq <= seq {
             if since.seq == seq { return nil }
-            let live = journal[journalStart...]
-            if let first = live.first?.cursor, first.seq <= since.seq + 1 {
-                return live.drop { $0.cursor!.seq <= since.seq }
-            }
+            if let missed = journal.changes(after: since.seq), !missed.isEmpty { return missed }
         }
         return [snapshotLocked()][...]
     }
@@ -547,9 +542,7 @@ public final class Topic: @unchecked Sendable {
             contentType = newType
             snapshot = nil
             currentDigest = nil
-            journal = []
-            journalStart = 0
-            journalBytes = 0
+            journal.removeAll()
             // The shared journal's entries that end at this state become this node's journal:
             // a client resuming here gets exactly its missed patches.
             let usable = entries.last?.seq == newSeq && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
@@ -687,26 +680,14 @@ public final class Topic: @unchecked Sendable {
     }
 
     private func appendToJournal(_ change: Change) {
-        journal.append(change)
-        journalBytes += change.event.count
         let limits = hub.limits
-        while journal.count - journalStart > limits.journalEntries || (journalBytes > limits.journalBytes && journal.count - journalStart > 1) {
-            journalBytes -= journal[journalStart].event.count
-            journalStart += 1
-        }
-        // Trimmed entries stay in the array until it is compacted: at most a quarter of the live
-        // ones (or 4), so memory follows `limits.journal_entries` (a topic never holds twice
-        // its journal) and compacting costs O(1) per change.
-        if journalStart > max(4, (journal.count - journalStart) / 4) {
-            journal.removeFirst(journalStart)
-            journalStart = 0
-        }
+        journal.append(change, maxEntries: limits.journalEntries, maxBytes: limits.journalBytes)
     }
 
     /// Journal entries held now (tests and metrics).
-    public var journalCount: Int { lock.withLock { _ in journal.count - journalStart } }
+    public var journalCount: Int { lock.withLock { _ in journal.count } }
     /// Changes the journal's storage still references, trimmed ones included (tests).
-    var journalStorageCount: Int { lock.withLock { _ in journal.count } }
+    var journalStorageCount: Int { lock.withLock { _ in journal.storageCount } }
 
     private func deliverLocked(_ change: Change) {
         var subscribers = 0

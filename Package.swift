@@ -84,6 +84,8 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         // Argument parsing and exit statuses, shared by the commands and the benchmarks.
         .target(name: "DeltacastCommandLine", swiftSettings: sharedSwiftSettings),
+        // What `deltacast discover` infers from an endpoint's samples (array keys, volatile fields).
+        .target(name: "DeltacastDiscovery", dependencies: ["DeltacastJSON"], swiftSettings: sharedSwiftSettings),
         // `deltacast bench`: the load generator and every benchmark.
         .target(
             name: "DeltacastBench",
@@ -92,7 +94,7 @@ let package = Package(
         // The executable: a thin list of commands.
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
+            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastDiscovery", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -157,6 +159,9 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastDiscoveryTests", dependencies: ["DeltacastDiscovery", "DeltacastJSON"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             // It runs the built executable, so it depends on it being built.

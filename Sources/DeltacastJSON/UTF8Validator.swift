@@ -1,7 +1,7 @@
 /// Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, nothing above
 /// U+10FFFF), fed fragment by fragment so a WebSocket text message fails as soon as its bytes
 /// cannot be UTF-8, not only when it ends. The JSON parser checks its strings by the same
-/// table (``sequence(startingWith:)``).
+/// table (`sequence(startingWith:)`).
 public struct UTF8Validator: Sendable {
     // Inlinable across modules: the WebSocket decoder feeds it every byte of every text
     // message, and an unspecialized generic costs a witness call per byte.

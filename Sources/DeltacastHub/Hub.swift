@@ -66,12 +66,17 @@ public final class Hub: Sendable {
     /// Cluster mode: where new states are committed (nil: one process, the topic applies them).
     public let replication: (any TopicReplication)?
     private let deflater = Locked<DeflaterBox>(DeflaterBox())
+    /// The clock of lingering, last uses and changes, polls' due times and subscriber time.
+    public let clock: any HubClock
 
     /// A hub for `loopCount` loops; `deliver(loop, change)` must hand the change to that loop
     /// (it is called with a topic's lock held, so it must only enqueue). `created` hears of
-    /// every new topic (the poller starts polling it), outside the table's lock.
+    /// every new topic (the poller starts polling it), outside the table's lock. `clock` is the
+    /// coarse monotonic clock unless a test gives one it moves by hand.
     public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
-                created: @escaping @Sendable (Topic) -> Void = { _ in }, salt: [UInt8]? = nil, replication: (any TopicReplication)? = nil) {
+                created: @escaping @Sendable (Topic) -> Void = { _ in }, salt: [UInt8]? = nil, replication: (any TopicReplication)? = nil,
+                clock: any HubClock = SystemHubClock()) {
+        self.clock = clock
         self.salt = salt ?? (0..<16).map { _ in UInt8.random(in: 0...255) }
         self.replication = replication
         self.settings = Locked(Settings(configuration))
@@ -125,7 +130,7 @@ public final class Hub: Sendable {
         let auth = settings.withLock { settings in settings.indexByPath[path].map { settings.configuration.endpoints[$0].auth } }
         guard let auth else { throw .endpointRemoved(path) }
         let key = key(name: name, auth: auth, credentials: credentials)
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         // Touched under the table's lock, as below: an idle topic is evicted under it too.
         let existing = topics.withLock { table in
             let found = table[key]
@@ -152,7 +157,7 @@ public final class Hub: Sendable {
     private func topic(named name: String, endpoint: Configuration.Endpoint, maxTopics: Int,
                        credentials: [(name: String, value: String)]) throws(TopicError) -> Topic {
         let key = key(name: name, auth: endpoint.auth, credentials: credentials)
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         let result = topics.withLock { table -> Result<(Topic, Bool), TopicError> in
             if let existing = table[key] { existing.touch(tick(), now: now); return .success((existing, false)) }
             if table.count >= maxTopics {
@@ -180,7 +185,7 @@ public final class Hub: Sendable {
     /// Evicts `topic` when it has been idle (no subscriber, no use) for its endpoint's `linger`;
     /// returns whether it is gone. A later request recreates it with a new epoch.
     public func evictIfIdle(_ topic: Topic) -> Bool {
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         return topics.withLock { table in
             guard table[topic.key] === topic else { return true }
             guard topic.isIdle(now: now) else { return false }
@@ -283,14 +288,27 @@ public final class Hub: Sendable {
         }
     }
 
-    private let clock = Atomic<Int64>(0)
+    private let uses = Atomic<Int64>(0)
     /// A use counter: topics record it when used, and the smallest is the least recently used
     /// (a clock in milliseconds would tie).
-    func tick() -> Int64 { clock.add(1, ordering: .relaxed).newValue }
+    func tick() -> Int64 { uses.add(1, ordering: .relaxed).newValue }
 
 }
 
 /// The shared compressor, only used under the hub's lock.
 struct DeflaterBox: @unchecked Sendable {
     let deflater = Deflater(windowBits: 15)
+}
+
+/// Milliseconds on a monotonic clock: what the hub and its topics measure time with.
+public protocol HubClock: Sendable {
+    /// Now, in milliseconds.
+    var milliseconds: Int64 { get }
+}
+
+/// The system's coarse monotonic clock (a few milliseconds of resolution, and cheap).
+public struct SystemHubClock: HubClock {
+    /// The system clock.
+    public init() {}
+    public var milliseconds: Int64 { MonotonicClock.coarseMilliseconds() }
 }

@@ -130,7 +130,7 @@ public final class Topic: @unchecked Sendable {
 
     /// The current state: cursor, stored body and its content type; nil before the first one.
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
-        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
+        touch(hub.tick(), now: hub.clock.milliseconds)
         return lock.withLock { _ in
             seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: currentEpoch, seq: seq), body, contentType, problem != nil)
         }
@@ -163,13 +163,13 @@ public final class Topic: @unchecked Sendable {
     /// Records the poller's state after a poll (for the status page): failures in a row and
     /// the delay before the next poll.
     public func recordPoll(failures: Int, nextInMilliseconds: Int64) {
-        let due = MonotonicClock.milliseconds() + nextInMilliseconds
+        let due = hub.clock.milliseconds + nextInMilliseconds
         lock.withLock { _ in pollFailures = failures; nextPollAt = due }
     }
 
     /// This topic's state now.
     public func status() -> Status {
-        let now = MonotonicClock.milliseconds()
+        let now = hub.clock.milliseconds
         return lock.withLock { _ in
             Status(cursor: seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq), subscribers: loopCounts.reduce(0, +),
                    millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
@@ -188,10 +188,8 @@ public final class Topic: @unchecked Sendable {
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
     /// holds them, else one snapshot (DESIGN.md "Topics"); then the upstream status if stale.
     /// Also returns the topic's cursor at that moment (nil before the first state).
-    /// `now` (the coarse monotonic clock's, by default read here) counts its subscriber time.
-    public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil,
-                          now given: Int64? = nil) -> (backlog: [Change], cursor: Cursor?) {
-        let now = given ?? MonotonicClock.coarseMilliseconds()
+    public func subscribe(loop: Int, since: Cursor?, transport: Transport? = nil) -> (backlog: [Change], cursor: Cursor?) {
+        let now = hub.clock.milliseconds
         touch(hub.tick(), now: now)
         return lock.withLock { _ in
             accrueSubscriberTime(now)
@@ -207,8 +205,8 @@ public final class Topic: @unchecked Sendable {
     }
 
     /// Removes a subscriber registered on `loop`.
-    public func unsubscribe(loop: Int, transport: Transport? = nil, now given: Int64? = nil) {
-        let now = given ?? MonotonicClock.coarseMilliseconds()
+    public func unsubscribe(loop: Int, transport: Transport? = nil) {
+        let now = hub.clock.milliseconds
         lock.withLock { _ in
             accrueSubscriberTime(now)
             loopCounts[loop] = max(0, loopCounts[loop] - 1)
@@ -224,9 +222,9 @@ public final class Topic: @unchecked Sendable {
         subscriberTime.since = now
     }
 
-    /// Its migration report numbers, subscriber time counted up to `now` (the coarse monotonic clock).
-    public func savingsCounts(now given: Int64? = nil) -> SavingsCounts {
-        let now = given ?? MonotonicClock.coarseMilliseconds()
+    /// Its migration report numbers, subscriber time counted up to now.
+    public func savingsCounts() -> SavingsCounts {
+        let now = hub.clock.milliseconds
         return lock.withLock { _ in
             let subscribers = Int64(loopCounts.reduce(0, +))
             return savings.counts(subscriberMilliseconds: subscriberTime.total + subscribers * max(0, now - subscriberTime.since))
@@ -240,7 +238,7 @@ public final class Topic: @unchecked Sendable {
     /// state exists yet), else the missed patches or one snapshot. A slice of the journal (or
     /// of a one-element array): a long-poll reads it at once, with no copy of its own.
     public func changes(since: Cursor?) -> ArraySlice<Change>? {
-        touch(hub.tick(), now: MonotonicClock.coarseMilliseconds())
+        touch(hub.tick(), now: hub.clock.milliseconds)
         return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }
 
@@ -422,7 +420,7 @@ public final class Topic: @unchecked Sendable {
             }
             appendToJournal(change)
             deliverLocked(change)
-            lastChangeAt = MonotonicClock.milliseconds()
+            lastChangeAt = hub.clock.milliseconds
             lastChangeBytes = change.event.count
             let statistics = hub.statistics
             if change.kind == .patch {
@@ -526,7 +524,7 @@ public final class Topic: @unchecked Sendable {
                     seq = entry.seq
                     appendToJournal(change)
                     deliverLocked(change)
-                    lastChangeAt = MonotonicClock.milliseconds()
+                    lastChangeAt = hub.clock.milliseconds
                     lastChangeBytes = change.event.count
                 }
                 if let newBody { body = newBody; document = parsed; contentType = newType }
@@ -555,7 +553,7 @@ public final class Topic: @unchecked Sendable {
             }
             let change = snapshotLocked()
             deliverLocked(change)
-            lastChangeAt = MonotonicClock.milliseconds()
+            lastChangeAt = hub.clock.milliseconds
             lastChangeBytes = change.event.count
             return .reset
         }

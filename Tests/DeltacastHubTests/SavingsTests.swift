@@ -6,21 +6,25 @@ import Testing
 /// against full bodies, and what an evicted topic counted staying with its endpoint.
 @Suite struct SavingsTests {
     @Test func subscriberTimeCountsEachSubscriberWhileSubscribedAndUpToNow() throws {
-        let (hub, _) = try makeHub(publishEndpoints)
+        let clock = ManualHubClock()
+        let (hub, _) = try makeHub(publishEndpoints, clock: clock)
         let topic = try hub.topic(named: "/live/a", endpoint: 0)
-        _ = topic.subscribe(loop: 0, since: nil, now: 10_000)
-        _ = topic.subscribe(loop: 1, since: nil, now: 11_000)
-        topic.unsubscribe(loop: 0, now: 13_000)
+        _ = topic.subscribe(loop: 0, since: nil)
+        clock.advance(by: 1_000)
+        _ = topic.subscribe(loop: 1, since: nil)
+        clock.advance(by: 2_000)
+        topic.unsubscribe(loop: 0)
+        clock.advance(by: 4_000)
         // One for 1 s, two for 2 s, one more for the 4 s until now.
-        let counts = topic.savingsCounts(now: 17_000)
+        let counts = topic.savingsCounts()
         #expect(counts.subscriberMilliseconds == 1_000 + 4_000 + 4_000)
         topic.savings.mirroredGet(sent: 100, full: 100)
         topic.savings.mirroredGet(sent: 0, full: 100)   // a 304
         topic.savings.mirroredGet(sent: 0, full: 0)     // held
         // Polling every 500 ms directly: 9 s of subscribers are 18 requests, plus the 3 GETs.
-        #expect(topic.savingsCounts(now: 17_000).directRequests(intervalMilliseconds: 500) == 21)
-        #expect(topic.savingsCounts(now: 17_000).bytesSent == 100)
-        #expect(topic.savingsCounts(now: 17_000).bytesFull == 200)
+        #expect(topic.savingsCounts().directRequests(intervalMilliseconds: 500) == 21)
+        #expect(topic.savingsCounts().bytesSent == 100)
+        #expect(topic.savingsCounts().bytesFull == 200)
     }
 
     @Test func eachPushCountsItsEventAgainstTheFullBodyPerSubscriber() throws {

@@ -12,12 +12,19 @@ final class Collector: Sendable {
     var changes: [Change] { delivered.withLock { $0.map(\.1) } }
 }
 
-func makeHub(_ yaml: String, loops: Int = 2) throws -> (Hub, Collector) {
+/// A hub clock that moves only when told.
+final class ManualHubClock: HubClock {
+    private let now = Atomic<Int64>(1_000)
+    var milliseconds: Int64 { now.load(ordering: .relaxed) }
+    func advance(by milliseconds: Int64) { now.add(milliseconds, ordering: .relaxed) }
+}
+
+func makeHub(_ yaml: String, loops: Int = 2, clock: any HubClock = SystemHubClock()) throws -> (Hub, Collector) {
     let configuration = try Configuration.load(text: yaml, file: "hub.yaml", environment: [:])
     let collector = Collector()
-    let hub = Hub(configuration: configuration, loopCount: loops) { loop, change in
+    let hub = Hub(configuration: configuration, loopCount: loops, deliver: { loop, change in
         collector.delivered.withLock { $0.append((loop, change)) }
-    }
+    }, clock: clock)
     return (hub, collector)
 }
 
@@ -197,6 +204,25 @@ func body(_ price: Int, generatedAt: Int = 0) -> [UInt8] {
         #expect(hub.key(name: "/open/1", endpoint: 1, credentials: alice) == "/open/1")
         #expect(hub.credentials(endpoint: hub.configuration.endpoints[0]) { $0 == "Authorization" ? "Bearer x" : nil }.map(\.value) == ["Bearer x"])
         #expect(hub.credentials(endpoint: hub.configuration.endpoints[1]) { _ in "Bearer x" }.isEmpty)
+    }
+
+    @Test func aTopicLingersExactlyItsLingerAfterItsLastUse() throws {
+        let clock = ManualHubClock()
+        let (hub, _) = try makeHub(yaml, clock: clock)
+        let topic = try hub.topic(named: "/open/1", endpoint: 1)   // linger 1 h
+        clock.advance(by: 3_599_999)
+        #expect(!hub.evictIfIdle(topic))
+        _ = try hub.topic(named: "/open/1", endpoint: 1)   // a use starts the hour again
+        clock.advance(by: 3_599_999)
+        #expect(!hub.evictIfIdle(topic))
+        _ = topic.subscribe(loop: 0, since: nil)
+        clock.advance(by: 7_200_000)
+        #expect(!hub.evictIfIdle(topic))   // a subscriber keeps it, however long
+        topic.unsubscribe(loop: 0)
+        clock.advance(by: 3_599_999)
+        #expect(!hub.evictIfIdle(topic))
+        clock.advance(by: 1)
+        #expect(hub.evictIfIdle(topic))
     }
 
     @Test func idleTopicsAreEvictedOnlyWithoutSubscribersAfterLinger() throws {

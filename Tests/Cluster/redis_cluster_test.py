@@ -396,7 +396,7 @@ class RedisClusterTests(ClusterCase):
         plain = subprocess.Popen(["redis-server", "--port", str(port := free_port()), "--bind", "127.0.0.1", "--save", ""],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lonely_directory = tempfile.mkdtemp(prefix="deltacast-lonely-")
-        lonely = subprocess.Popen(["redis-server", "--port", str(lonely_port := free_port()), "--bind", "127.0.0.1", "--save", "",
+        lonely = subprocess.Popen(["redis-server", "--port", str(lonely_port := free_cluster_port()), "--bind", "127.0.0.1", "--save", "",
                                    "--cluster-enabled", "yes", "--dir", lonely_directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for probe in (port, lonely_port):

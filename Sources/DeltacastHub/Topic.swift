@@ -16,6 +16,8 @@ public final class Topic: @unchecked Sendable {
     /// The endpoint it belongs to (a reload may change its settings, never its path). A copy
     /// taken under the topic's lock: hot paths that need only the pattern read ``pattern``.
     public var endpoint: Configuration.Endpoint { lock.withLock { _ in configured.endpoint } }
+    /// Whether its endpoint polls at an adaptive interval (read without copying the endpoint).
+    public var pollsAdaptively: Bool { lock.withLock { _ in configured.endpoint.adaptiveInterval != nil } }
     /// Its endpoint's path pattern (`/api/users/{id}/notifications`), the label of its metrics.
     public let pattern: String
     /// What it cost its upstream and gave its clients (the migration report).

@@ -13,7 +13,7 @@ extension HTTPConnection {
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
-        if since == nil, topic.endpoint.adaptiveInterval != nil { state.server.topicSource?.subscriberArrived(topic) }
+        if since == nil, topic.pollsAdaptively { state.server.topicSource?.subscriberArrived(topic) }
         if since != nil {
             if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
         }

@@ -48,11 +48,11 @@ extension HTTPConnection {
         }
         let etag = "\"\(current.cursor)\""
         let notModified = request.headers["If-None-Match"].map { Self.etagMatches($0, etag) } ?? false
+        let wait = notModified && configuration.transports.contains(.longpoll) ? Self.preferWait(request) : nil
         // A request its client would have sent to the upstream: a held one counts, its answer's bytes do not.
-        let held = notModified && Self.preferWait(request) != nil && configuration.transports.contains(.longpoll)
-        topic.savings.mirroredGet(sent: held || notModified ? 0 : current.body.count, full: held ? 0 : current.body.count)
+        topic.savings.mirroredGet(sent: notModified ? 0 : current.body.count, full: wait != nil ? 0 : current.body.count)
         if notModified {
-            if let wait = Self.preferWait(request), configuration.transports.contains(.longpoll) {
+            if let wait {
                 return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
                                  milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
             }

@@ -46,25 +46,29 @@ let package = Package(
             name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
 
+        // The foundation every layer may use: `Locked` and the clocks.
+        .target(name: "DeltacastBase", swiftSettings: sharedSwiftSettings),
+        // The digests, HMAC and random bytes (SHA-1 in Swift, the rest through OpenSSL).
+        .target(name: "DeltacastCrypto", dependencies: ["COpenSSL"], swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastJSON", swiftSettings: sharedSwiftSettings),
         .target(name: "DeltacastConfig", swiftSettings: sharedSwiftSettings),
-        .target(name: "DeltacastLoop", dependencies: ["CSystemLinux"], swiftSettings: sharedSwiftSettings),
-        .target(name: "DeltacastWire", dependencies: ["DeltacastJSON", "CZlib"], swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastLoop", dependencies: ["CSystemLinux", "DeltacastBase"], swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastWire", dependencies: ["CZlib", "DeltacastCrypto", "DeltacastJSON"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastLoop"],
+            name: "DeltacastUpstream", dependencies: ["CCurl", "DeltacastBase", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastHub", dependencies: ["COpenSSL", "DeltacastConfig", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastHub", dependencies: ["DeltacastBase", "DeltacastConfig", "DeltacastCrypto", "DeltacastJSON", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // Cluster mode on Redis: the RESP2 codec, a Redis client on an event loop, leases,
         // the shared history (between the Hub and the Server).
         .target(
-            name: "DeltacastCluster", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastCluster", dependencies: ["DeltacastBase", "DeltacastConfig", "DeltacastCrypto", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
-        .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),
+        .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastBase", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
+            name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastCrypto", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
@@ -76,11 +80,11 @@ let package = Package(
         // Composition: the upstream poller as the server's topic source (the server does not
         // import DeltacastUpstream).
         .target(
-            name: "DeltacastPolling", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer", "DeltacastWire"],
+            name: "DeltacastPolling", dependencies: ["DeltacastBase", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastUpstream", "DeltacastServer", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // The simulated legacy API: the demo's upstream, and the tests' and benchmarks'.
         .target(
-            name: "DeltacastSimulator", dependencies: ["DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastSimulator", dependencies: ["DeltacastBase", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // Argument parsing and exit statuses, shared by the commands and the benchmarks.
         .target(name: "DeltacastCommandLine", swiftSettings: sharedSwiftSettings),
@@ -89,12 +93,12 @@ let package = Package(
         // `deltacast bench`: the load generator and every benchmark.
         .target(
             name: "DeltacastBench",
-            dependencies: ["CSystemLinux", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastWire"],
+            dependencies: ["CSystemLinux", "DeltacastBase", "DeltacastClient", "DeltacastCommandLine", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // The executable: a thin list of commands.
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastDiscovery", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
+            dependencies: ["DeltacastBase", "DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastDiscovery", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(
@@ -140,25 +144,28 @@ let package = Package(
             name: "FuzzCursor", dependencies: ["DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastLoopTests", dependencies: ["DeltacastLoop"],
+            name: "DeltacastLoopTests", dependencies: ["DeltacastBase", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastServerTests", dependencies: ["DeltacastServer", "DeltacastPolling", "DeltacastUpstream", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
+            name: "DeltacastServerTests", dependencies: ["DeltacastBase", "DeltacastServer", "DeltacastPolling", "DeltacastUpstream", "DeltacastClient", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire", "DeltacastTestSupport"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastHubTests", dependencies: ["DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
+            name: "DeltacastHubTests", dependencies: ["DeltacastBase", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastUpstreamTests", dependencies: ["DeltacastUpstream", "DeltacastLoop"],
+            name: "DeltacastUpstreamTests", dependencies: ["DeltacastBase", "DeltacastUpstream", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastClusterTests", dependencies: ["DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
+            name: "DeltacastClusterTests", dependencies: ["DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastWireTests", dependencies: ["DeltacastWire"],
+            name: "DeltacastCryptoTests", dependencies: ["DeltacastCrypto"],
+            swiftSettings: sharedSwiftSettings),
+        .testTarget(
+            name: "DeltacastWireTests", dependencies: ["DeltacastCrypto", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastDiscoveryTests", dependencies: ["DeltacastDiscovery", "DeltacastJSON"],

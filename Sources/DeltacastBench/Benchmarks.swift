@@ -22,6 +22,9 @@ public enum Benchmarks {
         polling [--topics N] [--duration S] [--interval-ms MS] [--max-concurrent N] [--c-loop PATH]
         (N per-user topics under auth: passthrough polled by the proxy, then by a C libcurl-multi
         loop if given; polls/s, CPU per poll, lateness, memory per topic; run under taskset -c 1).
+        polling --workload zipf [--topics N] [--warmup S] [--duration S] [--rounds N] [--min-ms MS] [--max-ms MS] [--out DIR]
+        (N topics changing at Zipf rates; adaptive intervals against the fixed interval that
+        makes the same upstream request rate: detection delay, median and p99, by change rate).
         """
 
     /// Runs the benchmark `arguments` name, with its options.

@@ -1,4 +1,5 @@
 import CSystemLinux
+import DeltacastBase
 import DeltacastClient
 import DeltacastLoop
 import DeltacastServer

@@ -1,4 +1,5 @@
 import CSystemLinux
+import DeltacastBase
 import DeltacastClient
 import DeltacastCommandLine
 import DeltacastLoop
@@ -39,6 +40,12 @@ enum PollingBenchmark {
     static let port = 18_191
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
+        if let index = arguments.firstIndex(of: "--workload") {
+            guard arguments.indices.contains(index + 1), arguments[index + 1] == "zipf" else {
+                throw .init(message: "--workload: the one workload is zipf")
+            }
+            return try ZipfBenchmark.run(Array(arguments[..<index] + arguments[(index + 2)...]))
+        }
         let args = try CommandLineArguments(arguments, flags: [], options: ["--topics", "--duration", "--interval-ms", "--max-concurrent", "--c-loop"])
         var options = Options()
         options.topics = Int(args.value("--topics") ?? "10000") ?? 0
@@ -117,9 +124,9 @@ enum PollingBenchmark {
         return result
     }
 
-    /// One plain GET per topic, each with its own credential, over 20 keep-alive connections
+    /// One plain GET per topic (each with its own credential, unless not), over 20 keep-alive connections
     /// (a cold GET is answered by the topic's first poll). Each must answer 200.
-    static func createTopics(_ count: Int) throws {
+    static func createTopics(_ count: Int, path: (Int) -> String = { "/api/users/\($0)/notifications" }, credentials: Bool = true) throws {
         let sockets = try (0..<20).map { _ in try Socket.connect(port: port, receiveTimeoutSeconds: 10) }
         defer { for fd in sockets { close(fd) } }
         var next = 0
@@ -127,11 +134,12 @@ enum PollingBenchmark {
             let batch = min(sockets.count, count - next)
             for index in 0..<batch {
                 let user = next + index
-                try FanoutBenchmark.sendAll(sockets[index], Array("GET /api/users/\(user)/notifications HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer user-\(user)\r\n\r\n".utf8))
+                let authorization = credentials ? "Authorization: Bearer user-\(user)\r\n" : ""
+                try FanoutBenchmark.sendAll(sockets[index], Array("GET \(path(user)) HTTP/1.1\r\nHost: bench\r\n\(authorization)\r\n".utf8))
             }
             for index in 0..<batch {
                 let status = try readResponse(sockets[index])
-                guard status == 200 else { throw HTTPBenchmark.Failure(description: "GET /api/users/\(next + index)/notifications answered \(status)") }
+                guard status == 200 else { throw HTTPBenchmark.Failure(description: "GET \(path(next + index)) answered \(status)") }
             }
             next += batch
         }

@@ -1,4 +1,6 @@
+import DeltacastBase
 public import DeltacastConfig
+import DeltacastCrypto
 public import DeltacastHub
 public import DeltacastJSON
 import DeltacastLoop

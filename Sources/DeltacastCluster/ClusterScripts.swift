@@ -1,3 +1,4 @@
+import DeltacastCrypto
 import DeltacastWire
 
 /// The Lua scripts that make each cluster step atomic in Redis. Every key of one topic shares

@@ -1,3 +1,4 @@
+import DeltacastBase
 public import DeltacastConfig
 public import Synchronization
 public import DeltacastLoop

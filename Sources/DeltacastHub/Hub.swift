@@ -1,6 +1,7 @@
+import DeltacastBase
 public import DeltacastConfig
+import DeltacastCrypto
 public import DeltacastJSON
-import DeltacastLoop
 import DeltacastWire
 import Synchronization
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import DeltacastLoop
+import DeltacastBase
 import Synchronization
 
 /// A Prometheus histogram with fixed upper bounds: one lock per observation (observations are

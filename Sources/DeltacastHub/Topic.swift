@@ -1,6 +1,7 @@
+import DeltacastBase
 public import DeltacastConfig
+import DeltacastCrypto
 public import DeltacastJSON
-import DeltacastLoop
 public import DeltacastWire
 import Synchronization
 
@@ -588,7 +589,7 @@ public final class Topic: @unchecked Sendable {
     /// or for a non-JSON body the string it travels as.
     public static func digest(_ document: JSONDocument?, body: [UInt8]) -> String {
         let value = document?.value ?? .string(String(decoding: body, as: UTF8.self))
-        return SHA256Digest.hex(value.canonicalized())
+        return Hex.encode(SHA256.digest(value.canonicalized()))
     }
 
     /// A snapshot's `data`: the body itself when it is JSON, else the body as a JSON string.

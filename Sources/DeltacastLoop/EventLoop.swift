@@ -1,4 +1,5 @@
 import CSystemLinux
+import DeltacastBase
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import DeltacastBase
 public import DeltacastConfig
 public import DeltacastHub
 public import DeltacastLoop

@@ -1,3 +1,4 @@
+import DeltacastBase
 public import DeltacastCluster
 public import DeltacastConfig
 public import DeltacastHub

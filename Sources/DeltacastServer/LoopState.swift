@@ -1,4 +1,5 @@
 import CSystemLinux
+import DeltacastBase
 import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop

@@ -1,3 +1,4 @@
+import DeltacastCrypto
 import DeltacastWire
 
 /// A file compiled into the binary (SwiftPM `embedInCode`), served with a content hash as its

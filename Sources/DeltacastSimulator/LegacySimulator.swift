@@ -1,3 +1,4 @@
+public import DeltacastBase
 public import DeltacastLoop
 import DeltacastWire
 public import Synchronization
@@ -93,6 +94,9 @@ public final class LegacySimulator: @unchecked Sendable {
     public let totals = Locked<(requests: Int, bytes: Int)>((0, 0))
     /// For `bench polling`, while set: how late each user's notifications were asked for.
     public let pollLateness = Locked<PollLatenessLog?>(nil)
+    /// For `bench polling --workload zipf`, while set: each change to a stored document and
+    /// when it was read next.
+    public let detections = Locked<DetectionLog?>(nil)
     /// Part of every ETag, so a restarted simulator never repeats one for other content.
     private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     /// Delayed (`slow`) requests being answered now, and the most at once.
@@ -267,6 +271,7 @@ public final class LegacySimulator: @unchecked Sendable {
 
     private func resource(_ request: HTTPRequestHead, path: String) -> [UInt8] {
         if let document = documents[path] {
+            detections.withLock { $0?.read(path: path, at: MonotonicClock.nanoseconds()) }
             if let changed = unreadChanges.removeValue(forKey: path), readDelays.count < 1_000_000 {
                 readDelays.append(MonotonicClock.milliseconds() - changed)
                 readDelayPaths.append(path)
@@ -372,18 +377,30 @@ public final class LegacySimulator: @unchecked Sendable {
         return response
     }
 
+    /// Stores a JSON document at `path` from any thread, as `PUT /_sim/docs/PATH` does.
+    public func store(_ path: String, json: [UInt8]) {
+        loop.execute { [self] in _ = store(path, body: json, contentType: "application/json", token: nil) }
+    }
+
+    /// Stores a document (loop only); returns its version.
+    private func store(_ target: String, body: [UInt8], contentType: String, token: String?) -> Int {
+        changeSeq += 1
+        changeLog.append((changeSeq, target))
+        if changeLog.count > 100_000 { changeLog.removeFirst(changeLog.count - 100_000) }
+        if unreadChanges[target] == nil { unreadChanges[target] = MonotonicClock.milliseconds() }
+        detections.withLock { $0?.changed(path: target, at: MonotonicClock.nanoseconds()) }
+        let version = (documents[target]?.version ?? 0) + 1
+        documents[target] = Document(body: body, contentType: contentType, version: version, token: token)
+        return version
+    }
+
     private func control(_ request: HTTPRequestHead, path: String, body: [UInt8]) -> [UInt8] {
         let query = Self.query(request.target)
         if path.hasPrefix("/_sim/docs/") {
             let target = String(path.dropFirst("/_sim/docs".count))
             switch request.method {
             case "PUT", "POST":
-                changeSeq += 1
-                changeLog.append((changeSeq, target))
-                if changeLog.count > 100_000 { changeLog.removeFirst(changeLog.count - 100_000) }
-                if unreadChanges[target] == nil { unreadChanges[target] = MonotonicClock.milliseconds() }
-                let version = (documents[target]?.version ?? 0) + 1
-                documents[target] = Document(body: body, contentType: request.headers["Content-Type"] ?? "application/json", version: version, token: query["token"])
+                let version = store(target, body: body, contentType: request.headers["Content-Type"] ?? "application/json", token: query["token"])
                 return Self.json(200, "{\"path\":\(Self.quoted(target)),\"version\":\(version)}")
             case "DELETE":
                 documents[target] = nil
@@ -617,5 +634,46 @@ public struct PollLatenessLog: Sendable {
             lateness.append(gap > intervalNanoseconds ? gap - intervalNanoseconds : 0)
         }
         last[user] = now
+    }
+}
+
+/// Each change to a stored document and how long until the document was read again: the
+/// detection delay of a poller (`bench polling --workload zipf`). Every change waiting when a
+/// read comes is detected by it. At most ``limit`` changes are kept (waiting or detected); past
+/// that, changes are counted in ``dropped`` and not kept.
+public struct DetectionLog: Sendable {
+    public struct Detection: Sendable {
+        public let path: String
+        /// Monotonic nanoseconds.
+        public let changedAt: UInt64
+        public let delay: UInt64
+    }
+
+    public static let limit = 2_000_000
+    private var waiting: [String: [UInt64]] = [:]
+    private var waitingCount = 0
+    public private(set) var detected: [Detection] = []
+    /// Reads of stored documents while the log was set.
+    public private(set) var reads = 0
+    public private(set) var dropped = 0
+
+    public init() {}
+
+    /// Changes not read yet, with when they happened.
+    public var undetected: [(path: String, changedAt: UInt64)] {
+        waiting.flatMap { path, times in times.map { (path, $0) } }
+    }
+
+    mutating func changed(path: String, at now: UInt64) {
+        guard waitingCount + detected.count < Self.limit else { dropped += 1; return }
+        waiting[path, default: []].append(now)
+        waitingCount += 1
+    }
+
+    mutating func read(path: String, at now: UInt64) {
+        reads += 1
+        guard let times = waiting.removeValue(forKey: path) else { return }
+        waitingCount -= times.count
+        for time in times { detected.append(Detection(path: path, changedAt: time, delay: now &- time)) }
     }
 }

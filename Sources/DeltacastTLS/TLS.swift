@@ -1,3 +1,4 @@
+public import DeltacastBase
 public import DeltacastLoop
 import COpenSSL
 public import Synchronization

@@ -1,3 +1,4 @@
+public import DeltacastBase
 public import DeltacastLoop
 import Synchronization
 #if canImport(Glibc)
@@ -105,10 +106,8 @@ public final class Poller: @unchecked Sendable {
         var credential: String?
         /// The poll before was answered `401` with an authorizer's credential and sent again.
         var retriedAfter401 = false
-        /// An adaptive job's interval now, and what it was before the last poll's completion
-        /// lengthened it (a change reported after that halves that one).
-        var adaptiveInterval: Int64 = 0
-        var beforeLengthening: Int64?
+        /// An adaptive job's learned change rate and interval (nil for a fixed job).
+        var adaptive: AdaptiveInterval?
         /// The poll being judged found a change (``Poller/changed(key:)`` during its handler).
         var changedThisPoll = false
         var timer: UInt64?
@@ -227,8 +226,7 @@ public final class Poller: @unchecked Sendable {
                       watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
         guard entries[key] == nil else { return }
         let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
-        // A new topic starts halfway (geometrically) between the bounds: a few polls from either.
-        entry.adaptiveInterval = job.adaptive.map { Int64(Double($0.min * $0.max).squareRoot()) } ?? job.intervalMilliseconds
+        entry.adaptive = job.adaptive.map { AdaptiveInterval(minimum: $0.min, maximum: $0.max) }
         entries[key] = entry
         due(entry)
     }
@@ -240,10 +238,8 @@ public final class Poller: @unchecked Sendable {
     public func update(key: String, job: PollJob) -> Bool {
         guard let entry = entries[key] else { return false }
         if entry.job.request.url != job.request.url { entry.etag = nil; entry.lastModified = nil }
-        if let bounds = job.adaptive {
-            entry.adaptiveInterval = min(bounds.max, max(bounds.min, entry.adaptiveInterval))
-        } else {
-            entry.adaptiveInterval = job.intervalMilliseconds
+        entry.adaptive = job.adaptive.map { bounds in
+            entry.adaptive?.rebounded(minimum: bounds.min, maximum: bounds.max) ?? AdaptiveInterval(minimum: bounds.min, maximum: bounds.max)
         }
         entry.job = job
         if let timer = entry.timer {
@@ -255,16 +251,15 @@ public final class Poller: @unchecked Sendable {
     }
 
     /// `key`'s last poll found a change (its handler, or later, when the change was committed
-    /// elsewhere): an adaptive job's interval halves, down to its minimum; a poll scheduled
-    /// later than that comes sooner.
+    /// elsewhere): an adaptive job counts it, so its interval shortens; a poll scheduled later
+    /// than the new interval allows comes sooner.
     public func changed(key: String) {
-        guard let entry = entries[key], let bounds = entry.job.adaptive else { return }
+        guard let entry = entries[key], entry.adaptive != nil else { return }
         if entry.inFlight {
             entry.changedThisPoll = true
             return
         }
-        if let before = entry.beforeLengthening { entry.adaptiveInterval = before; entry.beforeLengthening = nil }
-        entry.adaptiveInterval = max(bounds.min, entry.adaptiveInterval / 2)
+        entry.adaptive?.recordChange()
         if let timer = entry.timer {
             let due = entry.lastStart + effectiveInterval(entry)
             let delay = due - clock.nowMilliseconds
@@ -291,9 +286,9 @@ public final class Poller: @unchecked Sendable {
     /// An adaptive job's interval for the topic's watchers: each doubling of them shortens it
     /// by a quarter of the interval's length, down to the minimum.
     private func effectiveInterval(_ entry: Entry) -> Int64 {
-        guard let bounds = entry.job.adaptive else { return entry.job.intervalMilliseconds }
+        guard let adaptive = entry.adaptive else { return entry.job.intervalMilliseconds }
         let watchers = Double(max(0, entry.watchers()))
-        return max(bounds.min, Int64(Double(entry.adaptiveInterval) / (1 + log2(1 + watchers) / 4)))
+        return max(adaptive.minimum, Int64(Double(adaptive.milliseconds) / (1 + log2(1 + watchers) / 4)))
     }
 
     /// Drops `key`'s validators, so its next poll asks for a full body (a body whose change could
@@ -539,16 +534,11 @@ public final class Poller: @unchecked Sendable {
                 entry.etag = response.header("etag")
                 entry.lastModified = response.header("last-modified")
             }
-            if let bounds = entry.job.adaptive {
-                // A change waits at the next poll sooner when one was just found; a quiet topic
-                // drifts toward the maximum.
-                if entry.changedThisPoll {
-                    entry.adaptiveInterval = max(bounds.min, entry.adaptiveInterval / 2)
-                    entry.beforeLengthening = nil
-                } else {
-                    entry.beforeLengthening = entry.adaptiveInterval
-                    entry.adaptiveInterval = min(bounds.max, entry.adaptiveInterval * 3 / 2)
-                }
+            // The time since the poll before is quiet time unless a change is reported.
+            if let previous = entry.previousStart {
+                entry.adaptive?.record(covering: entry.lastStart - previous, changed: entry.changedThisPoll)
+            } else if entry.changedThisPoll {
+                entry.adaptive?.recordChange()
             }
             entry.changedThisPoll = false
             delay = effectiveInterval(entry)

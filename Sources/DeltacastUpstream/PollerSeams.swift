@@ -1,3 +1,4 @@
+import DeltacastBase
 public import DeltacastLoop
 
 /// Time and timers as the ``Poller`` sees them: the event loop in production, a manual clock in

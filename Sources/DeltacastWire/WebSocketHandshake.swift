@@ -1,3 +1,4 @@
+import DeltacastCrypto
 /// The server side of the RFC 6455 opening handshake and the RFC 7692 permessage-deflate
 /// negotiation. Pure: it reads a request head and says what to answer.
 public enum WebSocketHandshake {

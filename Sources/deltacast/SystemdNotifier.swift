@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastLoop
 import Foundation
 #if canImport(Glibc)

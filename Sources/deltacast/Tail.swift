@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastClient
 import DeltacastCommandLine
 import DeltacastConfig

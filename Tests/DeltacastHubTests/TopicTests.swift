@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastLoop
 import DeltacastConfig
 import DeltacastJSON

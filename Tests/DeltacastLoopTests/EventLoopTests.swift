@@ -1,3 +1,4 @@
+import DeltacastBase
 import Dispatch
 import Foundation
 import Synchronization

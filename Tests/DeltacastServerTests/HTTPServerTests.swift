@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastConfig
 import Foundation
 import Synchronization

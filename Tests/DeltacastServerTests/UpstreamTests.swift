@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastLoop
 import DeltacastClient
 import DeltacastJSON

@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastLoop
 import DeltacastUpstream
 import Foundation

@@ -1,3 +1,4 @@
+import DeltacastCrypto
 import Testing
 @testable import DeltacastWire
 

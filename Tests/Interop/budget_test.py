@@ -148,7 +148,7 @@ endpoints:
         first = SSE(self.proxy, "/doc")
         self.assertEqual(first.event()[0], "snapshot")
         self.assertEqual(self.polls(), 1)
-        # The next scheduled poll is √(250 ms × 10 min) ≈ 12 s away; a second subscriber (no
+        # The next scheduled poll is √(5 × 250 ms × 10 min) ≈ 27 s away; a second subscriber (no
         # cursor) brings it now. The document changed meanwhile: both see the change.
         self.put(2)
         second = SSE(self.proxy, "/doc")

@@ -1,3 +1,4 @@
+import DeltacastBase
 public import DeltacastConfig
 import DeltacastLoop
 #if canImport(Glibc)

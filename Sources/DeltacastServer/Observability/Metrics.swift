@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastCluster
 import DeltacastConfig
 import DeltacastHub

@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastHub
 import DeltacastLoop
 

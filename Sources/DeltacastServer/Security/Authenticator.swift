@@ -1,5 +1,6 @@
 import COpenSSL
 public import DeltacastConfig
+import DeltacastCrypto
 import DeltacastJSON
 import DeltacastWire
 #if canImport(Glibc)
@@ -72,7 +73,7 @@ public final class Authenticator: @unchecked Sendable {
         var keys: [[UInt8]: Principal] = [:]
         for key in configuration.apiKeys {
             let claims: JSONValue = ["sub": .string(key.subject), "scope": .string(key.scopes.joined(separator: " "))]
-            keys[Authenticator.sha256(Array(key.key.utf8))] = Principal(subject: key.subject, claims: claims, scopes: Set(key.scopes), expiresAt: nil)
+            keys[SHA256.digest(Array(key.key.utf8))] = Principal(subject: key.subject, claims: claims, scopes: Set(key.scopes), expiresAt: nil)
         }
         apiKeys = keys
         if let jwt = configuration.jwt, jwt.algorithm != .hs256, let text = jwt.publicKey {
@@ -88,7 +89,7 @@ public final class Authenticator: @unchecked Sendable {
     public func authenticate(_ token: String, now: Double) -> Result<Principal, AuthenticationFailure> {
         let bytes = Array(token.utf8)
         guard bytes.count <= Self.maximumTokenBytes else { return .failure(.init(reason: "token is longer than 8 KiB")) }
-        if let principal = apiKeys[Self.sha256(bytes)] { return .success(principal) }
+        if let principal = apiKeys[SHA256.digest(bytes)] { return .success(principal) }
         guard let jwt else { return .failure(.init(reason: "unknown API key")) }
         do {
             return .success(try verify(bytes, jwt: jwt, now: now))
@@ -173,8 +174,8 @@ public final class Authenticator: @unchecked Sendable {
     private func checkSignature(_ signature: [UInt8], of data: [UInt8], algorithm: JWTAlgorithm) -> Bool {
         switch algorithm {
         case .hs256:
-            guard let digest = Self.hmacSHA256(key: secret, data), signature.count == 32 else { return false }
-            return CRYPTO_memcmp(digest, signature, 32) == 0
+            guard let digest = HMACSHA256.authenticationCode(key: secret, data) else { return false }
+            return HMACSHA256.equal(digest, signature)
         case .rs256, .es256:
             guard let publicKey else { return false }
             var der = signature
@@ -204,20 +205,7 @@ public final class Authenticator: @unchecked Sendable {
 
     /// HMAC-SHA256 of `data` under `key` (the HS256 signature), or nil if OpenSSL fails.
     @_spi(Fuzzing) public static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8]? {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let ok = key.withUnsafeBytes { key in
-            data.withUnsafeBytes { bytes in
-                HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &digest, &length) != nil
-            }
-        }
-        return ok ? digest : nil
-    }
-
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        _ = bytes.withUnsafeBytes { SHA256($0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count, &digest) }
-        return digest
+        HMACSHA256.authenticationCode(key: key, data)
     }
 
     /// A PEM public key or certificate, from a file path or from the text itself.

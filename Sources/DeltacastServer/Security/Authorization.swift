@@ -1,5 +1,6 @@
-import COpenSSL
+import DeltacastBase
 import DeltacastConfig
+import DeltacastCrypto
 import DeltacastLoop
 import DeltacastJSON
 import DeltacastWire
@@ -166,8 +167,7 @@ final class TicketStore: Sendable {
 
     /// A new ticket for `principal`, or nil when `auth.max_tickets` are outstanding.
     func issue(for principal: Principal, now: Int64) -> String? {
-        var random = [UInt8](repeating: 0, count: 24)
-        guard RAND_bytes(&random, 24) == 1 else { return nil }
+        guard let random = SecureRandom.bytes(24) else { return nil }
         let ticket = "t1." + Base64URL.encode(random)
         return tickets.withLock { table -> String? in
             if table.count >= capacity { table = table.filter { $0.value.expires > now } }

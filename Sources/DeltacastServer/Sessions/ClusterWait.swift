@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastConfig
 import DeltacastHub
 import DeltacastLoop

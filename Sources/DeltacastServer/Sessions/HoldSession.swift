@@ -1,15 +1,14 @@
 import DeltacastConfig
 import DeltacastHub
-import DeltacastLoop
 import DeltacastWire
 
 /// A held long-poll: a request that waits for a change of its topics, answered once, after
 /// which the connection is plain HTTP again. Bytes of a pipelined next request wait meanwhile.
 ///
-/// A class, immutable: the connection's session existential then holds one reference, where a
-/// struct (the request head's strings and fields among it) was copied, each field retained,
-/// whenever a change reached the held poll.
-final class HoldSession: PushSession {
+/// An immutable value. Its fields live in one shared box, so a copy (the connection's session
+/// existential hands one to each delivery) retains one reference, not each string and field
+/// of the request head.
+struct HoldSession: PushSession {
     enum Kind {
         /// `GET /path` with `If-None-Match` and `Prefer: wait=N`: 200 on change, 304 on expiry.
         case mirrored
@@ -18,15 +17,25 @@ final class HoldSession: PushSession {
         /// `GET /deltacast/poll`: a JSON array of events, 204 on expiry.
         case multiplexed
     }
-    let kind: Kind
-    let request: HTTPRequestHead
+    private final class Fields: Sendable {
+        let kind: Kind
+        let request: HTTPRequestHead
+        let expiresAt: Int64
+        init(kind: Kind, request: HTTPRequestHead, expiresAt: Int64) {
+            self.kind = kind
+            self.request = request
+            self.expiresAt = expiresAt
+        }
+    }
+    private let fields: Fields
+
+    var kind: Kind { fields.kind }
+    var request: HTTPRequestHead { fields.request }
     /// When the wait ends (monotonic ms).
-    let expiresAt: Int64
+    var expiresAt: Int64 { fields.expiresAt }
 
     init(kind: Kind, request: HTTPRequestHead, expiresAt: Int64) {
-        self.kind = kind
-        self.request = request
-        self.expiresAt = expiresAt
+        fields = Fields(kind: kind, request: request, expiresAt: expiresAt)
     }
 
     var transport: Transport { .longpoll }
@@ -138,69 +147,3 @@ struct PollAnswer {
     private static let headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
 }
 
-extension HTTPConnection {
-    func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential, caughtUp: Bool = false) {
-        // Cluster mode: topics this node meets now, or held at a cursor newer than its state,
-        // catch up with Redis first; the request waits, the loop does not.
-        if !caughtUp, state.server.cluster != nil,
-           awaitCatchUp(request, topics: resolvedTopics(requested.prefix(configuration.limits.maxTopicsPerConnection), credential: credential, request: request),
-                        then: { [unowned self] in poll(request, topics: requested, credential: credential, caughtUp: true) }) {
-            return
-        }
-        var answer = PollAnswer()
-        var watched: [(Topic, Cursor?)] = []
-        for (name, endpoint, since) in requested.prefix(configuration.limits.maxTopicsPerConnection) {
-            if let error = refusal(name, endpoint: endpoint, credential: credential) { answer.append(error); continue }
-            guard let topic = hubTopic(name, endpoint: endpoint!, request: nil, credentialsFrom: request) else {
-                answer.append(DeltacastEvent.error(topic: name, code: .tooMany, message: "the proxy holds limits.max_topics topics, all watched"))
-                continue
-            }
-            let problem = topic.upstreamProblem
-            if let problem, problem.kind == .forbidden {
-                answer.append(DeltacastEvent.error(topic: name, code: .forbidden, message: problem.message))
-                continue
-            }
-            if let changes = topic.changes(since: since) {
-                for change in changes { answer.append(change.event) }
-                if let problem { answer.append(DeltacastEvent.status(topic: name, error: (problem.http, problem.message))) }
-            }
-            watched.append((topic, since))
-        }
-        if requested.count > configuration.limits.maxTopicsPerConnection {
-            answer.append(DeltacastEvent.error(topic: nil, code: .tooMany, message: "at most \(configuration.limits.maxTopicsPerConnection) topics per request (limits.max_topics_per_connection)"))
-        }
-        if !answer.isEmpty || watched.isEmpty {
-            return finish(request, answer.response())
-        }
-        let wait = Router.firstQueryValue(request.target, "wait").flatMap { Int($0) } ?? 25
-        beginHold(.multiplexed, request: request, topics: watched, milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
-    }
-
-    /// The topics of `requested` that may be read (not refused), with their cursors: the ones a
-    /// request must wait for when they need to catch up (cluster mode).
-    func resolvedTopics(_ requested: ArraySlice<(String, Int?, Cursor?)>, credential: Credential, request: HTTPRequestHead) -> [(Topic, Cursor?)] {
-        requested.compactMap { name, endpoint, since in
-            guard let endpoint, refusal(name, endpoint: endpoint, credential: credential) == nil,
-                  let topic = hubTopic(name, endpoint: endpoint, request: nil, credentialsFrom: request) else { return nil }
-            return (topic, since)
-        }
-    }
-
-    /// Holds `request` on `topics`, each at the cursor the caller found it at. A change (or a
-    /// cold topic's first failure) that lands between the caller's look and the subscription
-    /// reaches no subscriber, so the hold checks each topic once more when attached and answers
-    /// at once if one moved, rather than waiting for the next change or the deadline.
-    func beginHold(_ kind: HoldSession.Kind, request: HTTPRequestHead, topics: [(Topic, Cursor?)], milliseconds: Int64) {
-        let hold = HoldSession(kind: kind, request: request, expiresAt: MonotonicClock.milliseconds() + milliseconds)
-        // The deadline first (`install` schedules it): a topic that moved may still have no
-        // answer to give (a mirrored GET whose upstream now refuses the credential), and the
-        // hold must then still end.
-        install(hold)
-        var moved = false
-        for (topic, since) in topics {
-            let now = attach(topic, since: since, sendBacklog: false)
-            if HoldSession.moved(kind, since: since, now: now, failing: topic.upstreamProblem != nil) { moved = true }
-        }
-        if moved, let answer = hold.settle(subscriptions, status: nil) { perform(answer) }
-    }
-}

@@ -19,14 +19,14 @@ final class HTTPConnection: EventLoopHandler {
     // (prefetched by the loop state's walks) rather than fields spread over several.
     unowned let state: LoopState
     let fd: Int32
-    private(set) var closed = false
+    /// Open, paused, closing after the flush, lingering or closed: every decision to read,
+    /// answer or close goes through it.
+    private(set) var lifecycle = ConnectionLifecycle.open
     /// Queued in the loop's list of connections to flush at the end of this iteration.
     var flushPending = false
-    var closeAfterFlush = false
-    /// The peer sent its FIN: once every buffered request is answered and written, close.
+    /// The peer sent its FIN (about the peer, not our lifecycle): once every buffered request
+    /// is answered and written, close.
     private var peerFinished = false
-    /// Reading stopped at the queue's high watermark.
-    private var pausedForOutput = false
     /// The session's transport and framing, kept beside it (set by ``install(_:)``): read on
     /// every delivery, where reading the session itself would copy it.
     private(set) var transport: Transport?
@@ -72,7 +72,7 @@ final class HTTPConnection: EventLoopHandler {
     init(state: LoopState, fd: Int32, peer: String, tls: TLSStream? = nil, admin: Bool = false) {
         self.tls = tls
         self.onAdminListener = admin
-        self.id = state.server.nextConnectionID.add(1, ordering: .relaxed).newValue
+        self.id = state.context.nextConnectionID.add(1, ordering: .relaxed).newValue
         self.state = state
         self.fd = fd
         self.peer = peer
@@ -82,6 +82,8 @@ final class HTTPConnection: EventLoopHandler {
         self.deadlines = ConnectionDeadlines(now: MonotonicClock.milliseconds())
         state.counters.adjust(nil, by: 1)
     }
+
+    var closed: Bool { lifecycle == .closed }
 
     /// No push session: plain HTTP. (Asked of `transport`, set with the session: reading the
     /// session's existential from this class copies it.)
@@ -160,12 +162,12 @@ final class HTTPConnection: EventLoopHandler {
         guard !closed else { return false }
         switch action {
         case .send(let bytes):
-            guard !closeAfterFlush else { return false }
+            guard lifecycle.isAnswering else { return false }
             send(bytes)
         case .sendPastWatermark(let bytes):
             if !queue.enqueue(bytes) { close() }
         case .request(let request):
-            guard !closeAfterFlush else { return false }
+            guard lifecycle.isAnswering else { return false }
             perform(request)
         case .keepForNextRequest(let bytes):
             requests.append(bytes)
@@ -176,10 +178,10 @@ final class HTTPConnection: EventLoopHandler {
             detachAll()
             finish(request, response)
             flush()
-            if !closed && !closeAfterFlush { resumeHTTP() }
+            if lifecycle.isAnswering { resumeHTTP() }
         case .finish(let reason):
             if closeReason == nil { closeReason = reason }
-            closeAfterFlush = true
+            lifecycle.closeAfterFlush()
             flush()
         case .close(let reason):
             if closeReason == nil { closeReason = reason }
@@ -197,7 +199,7 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     func handle(events: UInt32) {
-        if deadlines.isLingering { return discardUntilPeerCloses() }
+        if lifecycle == .lingering { return discardUntilPeerCloses() }
         if let tls, !tls.established {
             guard continueHandshake(tls) else { return }
             // Application data may already sit decrypted in the session: read it now.
@@ -223,7 +225,7 @@ final class HTTPConnection: EventLoopHandler {
 
     /// Every complete request received has been answered (and reading is not paused with more
     /// buffered): what the parser still holds, if anything, is an incomplete request.
-    private var nothingLeftToAnswer: Bool { requests.awaitingHead && !pausedForOutput }
+    private var nothingLeftToAnswer: Bool { requests.awaitingHead && lifecycle != .paused }
 
     /// Advances the TLS handshake; true once it is complete.
     private func continueHandshake(_ tls: TLSStream) -> Bool {
@@ -242,8 +244,8 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     private func readAvailable() {
-        while !closed && !closeAfterFlush {
-            if queue.isAboveHighWatermark && !(session?.readsWhileOutputBacksUp ?? false) { pausedForOutput = true; return }
+        while lifecycle.isAnswering {
+            if queue.isAboveHighWatermark && !(session?.readsWhileOutputBacksUp ?? false) { lifecycle.pauseReading(); return }
             if let tls {
                 // A TLS record may leave more decrypted bytes than one read: read to WANT_READ.
                 let count = state.loop.scratch.withUnsafeMutableBytes { tls.read(into: $0) }
@@ -282,9 +284,9 @@ final class HTTPConnection: EventLoopHandler {
     /// Answers the requests received, in order, while the connection is plain HTTP.
     func process() {
         do {
-            while isPlainHTTP && !closed && !closeAfterFlush {
+            while isPlainHTTP && lifecycle.isAnswering {
                 // Backpressure: pipelined requests wait in the parser while responses pile up.
-                if queue.isAboveHighWatermark { pausedForOutput = true; return }
+                if queue.isAboveHighWatermark { lifecycle.pauseReading(); return }
                 // A head counts as received when its last bytes were read (the access log's start).
                 guard let step = try requests.next(now: deadlines.lastActivity) else { return }
                 switch step {
@@ -312,23 +314,23 @@ final class HTTPConnection: EventLoopHandler {
     /// Answers `request` by its route (again, once a ticket was redeemed in cluster mode).
     func route(_ request: HTTPRequestHead, body: [UInt8]) {
         let route = state.generation.router.route(request, draining: state.drainDeadline != nil,
-                                              openConnections: state.server.openConnections.load(ordering: .relaxed),
-                                              adminListener: onAdminListener, clusterAvailable: state.server.cluster?.isAvailable ?? true)
+                                              openConnections: state.context.openConnections.load(ordering: .relaxed),
+                                              adminListener: onAdminListener, clusterAvailable: state.context.cluster?.isAvailable ?? true)
         switch route {
         case .respond(let response):
             if response.status == 401 || response.status == 403,
                ["/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"].contains(where: { request.target.hasPrefix($0) }) {
-                if response.status == 401 { state.server.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.server.metrics.adminForbidden.add(1, ordering: .relaxed) }
+                if response.status == 401 { state.context.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.context.metrics.adminForbidden.add(1, ordering: .relaxed) }
             }
             finish(request, response)
         case .status:
             serveStatus(request)
         case .report:
-            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: state.server.reportJSON()))
+            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: state.context.reportJSON()))
         case .metrics:
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-            finish(request, RoutedResponse(status: 200, headers: headers, body: Array(state.server.metricsText(draining: state.drainDeadline != nil).utf8)))
+            finish(request, RoutedResponse(status: 200, headers: headers, body: Array(state.context.metricsText(draining: state.drainDeadline != nil).utf8)))
         case .topic(let endpoint, let topic):
             if awaitTicket(request, body: body) { return }
             serveTopic(request, endpoint: endpoint, topicName: topic)
@@ -345,7 +347,7 @@ final class HTTPConnection: EventLoopHandler {
             issueTicket(request)
         case .reload:
             if let refusal = publishRefusal() { return finish(request, refusal) }
-            switch state.server.reloadFromSource() {
+            switch state.context.reloadFromSource() {
             case .success(let report):
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: "application/json")
@@ -383,7 +385,7 @@ final class HTTPConnection: EventLoopHandler {
     func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
         guard state.configuration.logging.access else { return }
         let milliseconds = MonotonicClock.milliseconds() - requests.headReceivedAt
-        state.server.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
+        state.context.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
                                                "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])
     }
 
@@ -393,7 +395,7 @@ final class HTTPConnection: EventLoopHandler {
         let bytes = HTTPResponseWriter.response(status: response.status, headers: headers, body: response.body,
                                                 date: state.dateValue(), headOnly: headOnly)
         if !queue.enqueue(bytes) { self.close(); return }
-        if close { closeAfterFlush = true }
+        if close { lifecycle.closeAfterFlush() }
     }
 
     /// Queues bytes; false (and the connection closed) when even the hard limit is passed.
@@ -412,13 +414,18 @@ final class HTTPConnection: EventLoopHandler {
         deadlines.wrote(progress: queue.pendingBytes < before, drained: result == .drained, now: now)
         switch result {
         case .drained:
-            if peerFinished && isPlainHTTP && nothingLeftToAnswer { close(); return }
-            if closeAfterFlush {
+            switch lifecycle.afterDrain(peerFinished: peerFinished, allAnswered: isPlainHTTP && nothingLeftToAnswer) {
+            case .close:
+                close()
+                return
+            case .finishClosing:
                 // Plain HTTP lingers too (RFC 9112 §9.6): closed with the client's bytes unread
                 // (a body past its limit, a request after a 400), the socket would answer them
                 // with a reset, and a reset can destroy the answer before the client reads it.
                 perform(session?.drained(closing: true) ?? [.linger])
                 return
+            case .carryOn:
+                break
             }
             if subscriptions.conflating {
                 // The snapshots owed go out now (this flush found the queue empty).
@@ -446,7 +453,8 @@ final class HTTPConnection: EventLoopHandler {
     /// destroy the close frame (and its code) or the answer (a 413, a 400) before the peer
     /// reads it.
     private func beginLinger(now: Int64) {
-        guard deadlines.beginLinger(now: now) else { return }
+        guard lifecycle.beginLinger() else { return }
+        _ = deadlines.beginLinger(now: now)
         tls?.shutdown()
         Glibc.shutdown(fd, Int32(SHUT_WR))
         discardUntilPeerCloses()
@@ -483,10 +491,9 @@ final class HTTPConnection: EventLoopHandler {
 
     /// After output drained: answer the requests already buffered, read more, and flush.
     private func readAvailableIfPaused() {
-        guard pausedForOutput, !closed else { return }
-        pausedForOutput = false
+        guard lifecycle.resumeReading() else { return }
         if isPlainHTTP { process() }
-        if !pausedForOutput { readAvailable() }
+        if lifecycle != .paused { readAvailable() }
         if !closed { flush() }
     }
 
@@ -508,7 +515,7 @@ final class HTTPConnection: EventLoopHandler {
         var action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: principal?.expiresAt, limits: limits)
         if action == .tokenExpired {
             expireToken()
-            if closed || closeAfterFlush { return }
+            if !lifecycle.isAnswering { return }
             // Only public topics remained: the stream carries on, anonymous, and its other
             // deadlines apply.
             action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: nil, limits: limits)
@@ -527,7 +534,7 @@ final class HTTPConnection: EventLoopHandler {
             write(.error(408, "request_timeout", "the request header was not received within \(limits.headerTimeout) ms"), headOnly: false, close: true)
             flush()
             // Written: the connection lingers. Not written (the client reads nothing): close.
-            if !closed && !deadlines.isLingering { close() }
+            if lifecycle != .lingering { close() }
         case .tick(let silent):
             tickSession(now: now, silent: silent)
         }
@@ -545,10 +552,9 @@ final class HTTPConnection: EventLoopHandler {
     }
 
     func close() {
-        guard !closed else { return }
-        closed = true
+        guard lifecycle.close() else { return }
         state.counters.adjust(transport, by: -1)
-        let log = state.server.log
+        let log = state.context.log
         if let closeReason {
             log.log(closeReason.level, "close", ["conn": .int(id), "mode": .string(modeName), "code": .int(closeReason.code ?? 0), "reason": .string(closeReason.text)])
         } else if log.enabled(.debug) {
@@ -556,7 +562,7 @@ final class HTTPConnection: EventLoopHandler {
         }
         cancelSessionTimer()
         detachAll()
-        if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
+        if let principal { state.context.releaseUser(principal.subject); self.principal = nil }
         state.loop.deregister(fd)
         tls?.shutdown()
         Glibc.close(fd)

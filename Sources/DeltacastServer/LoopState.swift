@@ -19,6 +19,8 @@ let connectionEvents = epollIn | epollEdge | epollPeerClosed
 /// deadlines (one timer per loop, none per connection). Touched only on `loop`.
 final class LoopState: EventLoopHandler, @unchecked Sendable {
     unowned let server: HTTPServer
+    /// What the connections of this loop may ask of the server.
+    var context: any ConnectionContext { server }
     let loop: EventLoop
     /// This loop's position among the server's loops (the hub counts subscribers per loop).
     let index: Int

@@ -254,7 +254,8 @@ public final class Poller: @unchecked Sendable {
     /// elsewhere): an adaptive job counts it, so its interval shortens; a poll scheduled later
     /// than the new interval allows comes sooner.
     public func changed(key: String) {
-        guard let entry = entries[key], entry.adaptive != nil else { return }
+        // The first poll's state (no poll before it) is where the topic starts, not a change.
+        guard let entry = entries[key], entry.adaptive != nil, entry.polls > 1 else { return }
         if entry.inFlight {
             entry.changedThisPoll = true
             return
@@ -534,11 +535,10 @@ public final class Poller: @unchecked Sendable {
                 entry.etag = response.header("etag")
                 entry.lastModified = response.header("last-modified")
             }
-            // The time since the poll before is quiet time unless a change is reported.
+            // The time since the poll before is quiet time unless a change is reported. The
+            // first poll's state is where the topic starts, not a change.
             if let previous = entry.previousStart {
                 entry.adaptive?.record(covering: entry.lastStart - previous, changed: entry.changedThisPoll)
-            } else if entry.changedThisPoll {
-                entry.adaptive?.recordChange()
             }
             entry.changedThisPoll = false
             delay = effectiveInterval(entry)

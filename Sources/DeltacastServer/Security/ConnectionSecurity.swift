@@ -21,7 +21,7 @@ extension HTTPConnection {
         let now = unixMilliseconds()
         if let ticket = Router.firstQueryValue(request.target, "ticket") {
             // Cluster mode: Redis redeemed it before the request was routed (``awaitTicket``).
-            let redeemed = state.server.cluster == nil ? state.server.tickets.redeem(ticket, now: now)
+            let redeemed = state.context.cluster == nil ? state.context.tickets.redeem(ticket, now: now)
                 : redeemedTicket?.ticket == ticket ? redeemedTicket?.principal : nil
             guard let principal = redeemed else {
                 return .invalid("unknown, used or expired ticket (a ticket is good for one connection, within auth.ticket_ttl)", explicit: true)
@@ -107,8 +107,8 @@ extension HTTPConnection {
     private func count(_ decision: AccessDecision) {
         switch decision {
         case .allowed: break
-        case .unauthenticated: state.server.metrics.unauthenticated.add(1, ordering: .relaxed)
-        case .denied: state.server.metrics.forbidden.add(1, ordering: .relaxed)
+        case .unauthenticated: state.context.metrics.unauthenticated.add(1, ordering: .relaxed)
+        case .denied: state.context.metrics.forbidden.add(1, ordering: .relaxed)
         }
     }
 
@@ -117,8 +117,8 @@ extension HTTPConnection {
     func bind(_ credential: Credential) -> Bool {
         guard case .valid(let principal) = credential else { return true }
         if self.principal?.subject != principal.subject {
-            guard state.server.admitUser(principal.subject) else { return false }
-            if let previous = self.principal { state.server.releaseUser(previous.subject) }
+            guard state.context.admitUser(principal.subject) else { return false }
+            if let previous = self.principal { state.context.releaseUser(previous.subject) }
         }
         self.principal = principal
         return true
@@ -126,7 +126,7 @@ extension HTTPConnection {
 
     /// The 429 for a subject past `limits.max_connections_per_user`.
     func tooManyForUser(_ request: HTTPRequestHead) {
-        state.server.metrics.refusedPerUser.add(1, ordering: .relaxed)
+        state.context.metrics.refusedPerUser.add(1, ordering: .relaxed)
         var response = RoutedResponse.error(429, "too_many", "this subject holds limits.max_connections_per_user (\(state.configuration.limits.maxConnectionsPerUser)) push connections", headers: ["Retry-After": "5"])
         response.close = true
         finish(request, response)
@@ -145,24 +145,24 @@ extension HTTPConnection {
         case .success(let verified): principal = verified
         }
         if let wait = state.generation.ticketLimiter.take(principal.subject, now: MonotonicClock.milliseconds()) {
-            state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+            state.context.metrics.rateLimited.add(1, ordering: .relaxed)
             return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.configuration.limits.ticketRate))",
                                           headers: ["Retry-After": "\((wait + 999) / 1000)"]))
         }
-        guard let ticket = state.server.tickets.issue(for: principal, now: now) else {
+        guard let ticket = state.context.tickets.issue(for: principal, now: now) else {
             return finish(request, .error(503, "too_many", "auth.max_tickets tickets are outstanding; try again shortly", headers: ["Retry-After": "1"]))
         }
         let seconds = state.configuration.auth.ticketTTL.components.seconds
         let answer = RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"],
                                     body: Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8))
-        guard let cluster = state.server.cluster else { return finish(request, answer) }
+        guard let cluster = state.context.cluster else { return finish(request, answer) }
         // Stored in Redis too, so any node redeems it once; a ticket Redis did not take is
         // refused rather than handed out for other nodes to deny.
         let milliseconds = state.configuration.auth.ticketTTL.wholeMilliseconds
         awaitCluster(request, start: { cluster.storeTicket(ticket, principal.serialized, milliseconds: milliseconds, completion: $0) },
                      then: { [unowned self] (stored: Bool) in
             guard stored else {
-                _ = state.server.tickets.redeem(ticket, now: unixMilliseconds())
+                _ = state.context.tickets.redeem(ticket, now: unixMilliseconds())
                 return finish(request, .error(503, "unavailable", "the ticket could not be stored in the cluster's Redis; try again shortly", headers: ["Retry-After": "1"]))
             }
             finish(request, answer)
@@ -172,7 +172,7 @@ extension HTTPConnection {
     /// `limits.publish_rate` for the admin token: a 429 response when it is spent.
     func publishRefusal() -> RoutedResponse? {
         guard let wait = state.generation.publishLimiter.take("admin", now: MonotonicClock.milliseconds()) else { return nil }
-        state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+        state.context.metrics.rateLimited.add(1, ordering: .relaxed)
         return .error(429, "too_many", "the admin token is past limits.publish_rate (\(state.configuration.limits.publishRate))",
                       headers: ["Retry-After": "\((wait + 999) / 1000)"])
     }
@@ -187,7 +187,7 @@ extension HTTPConnection {
             detach(key)
             ended += 1
         }
-        if let principal { state.server.releaseUser(principal.subject); self.principal = nil }
+        if let principal { state.context.releaseUser(principal.subject); self.principal = nil }
         // A connection that only reads public topics carries on, anonymous from now on.
         guard ended > 0, let actions = session?.end(code: 4401, reason: "token expired") else { return }
         perform(actions)
@@ -246,7 +246,7 @@ extension HTTPConnection {
     func takeMessageToken() -> Bool {
         let (buckets, now) = clientBuckets()
         guard buckets.message.take(rate: state.configuration.limits.messageRate, now: now) == nil else {
-            state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+            state.context.metrics.rateLimited.add(1, ordering: .relaxed)
             if let actions = session?.end(code: 1008, reason: "more than limits.message_rate messages") { perform(actions) }
             return false
         }
@@ -267,7 +267,7 @@ extension HTTPConnection {
         let rate = state.configuration.limits.subscribeRate
         let (buckets, now) = clientBuckets()
         guard let wait = buckets.subscribe.take(rate: rate, now: now) else { return nil }
-        state.server.metrics.rateLimited.add(1, ordering: .relaxed)
+        state.context.metrics.rateLimited.add(1, ordering: .relaxed)
         return DeltacastEvent.error(topic: topic, code: .tooMany, message: "subscribes are limited to limits.subscribe_rate (\(rate)); retry in \(wait) ms")
     }
 }

@@ -65,7 +65,7 @@ extension HTTPConnection {
     /// connection's close) is dropped.
     func awaitCluster<Reply: Sendable>(_ request: HTTPRequestHead, start: (@escaping @Sendable (Reply) -> Void) -> Void,
                                        then: @escaping (Reply) -> Void) {
-        let commandTimeout = state.server.cluster?.commandTimeout ?? 2000
+        let commandTimeout = state.context.cluster?.commandTimeout ?? 2000
         clusterWaits += 1
         let token = clusterWaits
         clusterContinuation = { reply in then(reply as! Reply) }
@@ -80,7 +80,7 @@ extension HTTPConnection {
         clusterContinuation = nil
         uninstallSession()
         continuation(reply)
-        if isPlainHTTP && !closed && !closeAfterFlush { resumeHTTP() } else { flush() }
+        if isPlainHTTP && lifecycle.isAnswering { resumeHTTP() } else { flush() }
     }
 
     /// Waits until every topic of `topics` that needs it caught up with the shared state
@@ -116,10 +116,10 @@ extension HTTPConnection {
     /// Cluster mode: a `?ticket=` is taken from Redis (whichever node redeems it first wins)
     /// before the request is routed again with it; true when the request waits for that.
     func awaitTicket(_ request: HTTPRequestHead, body: [UInt8]) -> Bool {
-        guard let cluster = state.server.cluster, state.generation.authenticator != nil,
+        guard let cluster = state.context.cluster, state.generation.authenticator != nil,
               let ticket = Router.firstQueryValue(request.target, "ticket"), redeemedTicket?.ticket != ticket else { return false }
         awaitCluster(request, start: { cluster.takeTicket(ticket, completion: $0) }, then: { [unowned self] (value: [UInt8]?) in
-            _ = state.server.tickets.redeem(ticket, now: unixMilliseconds())   // this node's own record of it, if any
+            _ = state.context.tickets.redeem(ticket, now: unixMilliseconds())   // this node's own record of it, if any
             redeemedTicket = (ticket, value.flatMap(Principal.deserialized))
             route(request, body: body)
         })

@@ -13,11 +13,11 @@ extension HTTPConnection {
     func attach(_ topic: Topic, since: Cursor?, sendBacklog: Bool) -> Cursor? {
         let (backlog, cursor) = topic.subscribe(loop: state.index, since: since, transport: transport)
         state.addSubscriber(self, topic: topic.key)
-        if since == nil, topic.pollsAdaptively { state.server.topicSource?.subscriberArrived(topic) }
+        if since == nil, topic.pollsAdaptively { state.context.topicSource?.subscriberArrived(topic) }
         if since != nil {
             if backlog.first?.kind == .snapshot { state.counters.resumesBySnapshot.add(1, ordering: .relaxed) } else { state.counters.resumesFromJournal.add(1, ordering: .relaxed) }
         }
-        let log = state.server.log
+        let log = state.context.log
         if log.enabled(.debug) {
             let resume = since == nil ? "none" : backlog.first?.kind == .snapshot ? "snapshot" : "journal"
             log.log(.debug, "subscribe", ["conn": .int(id), "topic": .string(topic.name), "mode": .string(modeName), "resume": .string(resume)])
@@ -77,7 +77,7 @@ extension HTTPConnection {
         guard push(change, tally: &tally) else { return false }
         if change.kind == .error {
             // An error from a topic the hub no longer holds: a reload removed its endpoint.
-            let removed = subscriptions[change.key].map { !state.server.hub.holds($0.topic) } ?? false
+            let removed = subscriptions[change.key].map { !state.context.hub.holds($0.topic) } ?? false
             endSubscription(change.key, reason: removed ? "endpoint removed by a configuration reload" : "forbidden by the upstream")
             flush()
             return false
@@ -103,7 +103,7 @@ extension HTTPConnection {
         case .drop(let started):
             if started {
                 state.counters.conflations.add(1, ordering: .relaxed)
-                state.server.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
+                state.context.log.log(.info, "conflation", ["conn": .int(id), "topic": .string(change.topic), "pending_bytes": .int(queue.pendingBytes)])
             }
         case .send(let previous):
             guard let transport, let bytes = framing?.frame(change, listedCursors: { self.subscriptions.listedCursors }) else { return false }

@@ -62,7 +62,7 @@ extension HTTPConnection {
     func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool, credential: Credential, caughtUp: Bool = false) {
         // Cluster mode: the topics catch up before the stream begins, so each is subscribed in
         // the order asked (a multiplexed stream's `id:` lists cursors in that order).
-        if !caughtUp, state.server.cluster != nil,
+        if !caughtUp, state.context.cluster != nil,
            awaitCatchUp(request, topics: resolvedTopics(topics[...], credential: credential, request: request), then: { [unowned self] in
                startSSE(request, topics: topics, multiplexed: multiplexed, credential: credential, caughtUp: true)
            }) {
@@ -88,7 +88,7 @@ extension HTTPConnection {
     /// `GET /deltacast/status`: the status JSON; with `Accept: text/event-stream`, an SSE
     /// stream of it once a second (`event: status`), for the status page.
     func serveStatus(_ request: HTTPRequestHead) {
-        let json = state.server.statusJSON()
+        let json = state.context.statusJSON()
         guard Self.wantsEventStream(request) else {
             return finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: json))
         }
@@ -101,7 +101,7 @@ extension HTTPConnection {
     func scheduleStatusTick() {
         state.loop.schedule(afterMilliseconds: 1000) { [weak self] in
             guard let self, !self.closed else { return }
-            self.statusTick(self.state.server.statusJSON())
+            self.statusTick(self.state.context.statusJSON())
         }
     }
 

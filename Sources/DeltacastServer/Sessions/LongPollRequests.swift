@@ -9,7 +9,7 @@ extension HTTPConnection {
     func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential, caughtUp: Bool = false) {
         // Cluster mode: topics this node meets now, or held at a cursor newer than its state,
         // catch up with Redis first; the request waits, the loop does not.
-        if !caughtUp, state.server.cluster != nil,
+        if !caughtUp, state.context.cluster != nil,
            awaitCatchUp(request, topics: resolvedTopics(requested.prefix(configuration.limits.maxTopicsPerConnection), credential: credential, request: request),
                         then: { [unowned self] in poll(request, topics: requested, credential: credential, caughtUp: true) }) {
             return

@@ -104,12 +104,12 @@ extension HTTPConnection {
     func credentials(endpoint: Int, request: HTTPRequestHead?) -> [(name: String, value: String)] {
         guard configuration.endpoints[endpoint].auth == .passthrough else { return [] }
         let headers = request?.headers ?? session?.credentialHeaders ?? HTTPHeaders()
-        return state.server.hub.credentials(endpoint: configuration.endpoints[endpoint]) { headers[$0] }
+        return state.context.hub.credentials(endpoint: configuration.endpoints[endpoint]) { headers[$0] }
     }
 
     func hubTopic(_ name: String, endpoint: Int, request: HTTPRequestHead?, credentialsFrom source: HTTPRequestHead? = nil) -> Topic? {
         do {
-            return try state.server.hub.topic(named: name, path: configuration.endpoints[endpoint].path.text,
+            return try state.context.hub.topic(named: name, path: configuration.endpoints[endpoint].path.text,
                                               credentials: credentials(endpoint: endpoint, request: source ?? request))
         } catch .endpointRemoved(let path) {
             if let request { finish(request, .error(404, "not_found", "the endpoint \(path) was removed by a configuration reload")) }
@@ -132,7 +132,7 @@ extension HTTPConnection {
         // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
         var contentType = request.headers["Content-Type"] ?? "application/json"
         if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
-        guard state.server.cluster != nil else {
+        guard state.context.cluster != nil else {
             if case .finished(let outcome) = topic.update(body: body, contentType: contentType, whenCommitted: { _ in }) {
                 finish(request, Self.publishResponse(outcome, topicName: topicName))
             }
@@ -204,7 +204,7 @@ extension HTTPConnection {
     func reportDrift(topics: [String], cursor: Cursor?) {
         state.counters.clientDrifts.add(topics.count, ordering: .relaxed)
         for topic in topics {
-            state.server.log.log(.warn, "client_drift", ["conn": .int(id), "topic": .string(topic), "cursor": .string(cursor?.description ?? "")])
+            state.context.log.log(.warn, "client_drift", ["conn": .int(id), "topic": .string(topic), "cursor": .string(cursor?.description ?? "")])
         }
     }
 
@@ -237,7 +237,7 @@ extension HTTPConnection {
         guard state.configuration.endpoints[endpoint].source == .poll else {
             return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
         }
-        let count = state.server.topicSource?.refresh(name: topicName) ?? 0
+        let count = state.context.topicSource?.refresh(name: topicName) ?? 0
         guard count > 0 else {
             return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
         }

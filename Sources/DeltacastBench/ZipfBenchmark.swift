@@ -156,7 +156,7 @@ enum ZipfBenchmark {
             #"{"adaptive_rps":\#(f(r.adaptive.requestsPerSecond, 1)),"fixed_rps":\#(f(r.fixed.requestsPerSecond, 1)),"fixed_interval_ms":\#(r.fixedInterval),"adaptive_p50_s":\#(f(r.adaptive.median, 3)),"fixed_p50_s":\#(f(r.fixed.median, 3)),"adaptive_p99_s":\#(f(r.adaptive.p99, 3)),"fixed_p99_s":\#(f(r.fixed.p99, 3)),"changes":[\#(r.adaptive.delays.count),\#(r.fixed.delays.count)],"unread":[\#(r.adaptive.unread),\#(r.fixed.unread)]}"#
         }
         print(#"{"bench":"polling-zipf","topics":\#(options.topics),"rounds":[\#(json.joined(separator: ","))]}"#)
-        fflush(stdout)
+        fflush(nil)
     }
 
     static let decades: [(Double, Double)] = [(0.1, 1.01), (0.01, 0.1), (0.001, 0.01), (0.0001, 0.001), (0.00001, 0.0001)]

@@ -37,7 +37,7 @@ struct StaticAsset: Sendable {
     func response(to request: HTTPRequestHead) -> RoutedResponse {
         var headers: HTTPHeaders = ["ETag": etag]
         headers.add(name: "Cache-Control", value: cacheControl)
-        if let match = request.headers["If-None-Match"], HTTPConnection.etagMatches(match, etag) {
+        if let match = request.headers["If-None-Match"], MirroredRead.etagMatches(match, etag) {
             return RoutedResponse(status: 304, headers: headers, body: [])
         }
         headers.add(name: "Content-Type", value: contentType)

@@ -85,10 +85,10 @@ struct HoldSession: PushSession {
             guard let current = topic.current() else {
                 // No good state: a cold GET gets the first poll's failure at once.
                 guard kind == .cold, let problem = topic.upstreamProblem else { return nil }
-                return .answer(request, HTTPConnection.problemResponse(problem))
+                return .answer(request, MirroredRead.problemResponse(problem))
             }
             let etag = "\"\(current.cursor)\""
-            return .answer(request, RoutedResponse(status: 200, headers: HTTPConnection.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
+            return .answer(request, RoutedResponse(status: 200, headers: MirroredRead.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
         case .multiplexed:
             var answer = PollAnswer()
             subscriptions.forEach { subscription in

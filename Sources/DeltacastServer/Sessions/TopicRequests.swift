@@ -36,67 +36,27 @@ extension HTTPConnection {
         if !caughtUp, awaitCatchUp(request, topics: [(topic, nil)], then: { [unowned self] in
             serveTopic(request, endpoint: endpoint, topicName: topicName, caughtUp: true)
         }) { return }
-        guard let current = topic.current() else {
-            if topic.endpoint.source == .publish {
-                return finish(request, .error(404, "not_found", "nothing has been published to \(topicName) yet"))
-            }
-            if let problem = topic.upstreamProblem { return finish(request, Self.problemResponse(problem)) }
-            // The first poll is under way (shared by every cold request); its own timeout ends
-            // it first, so this hold's deadline is a backstop.
-            topic.savings.mirroredGet(sent: 0, full: 0)
-            return beginHold(.cold, request: request, topics: [(topic, nil)], milliseconds: configuration.upstream.timeout.wholeMilliseconds + 2000)
+        let state: MirroredRead.TopicState
+        if let current = topic.current() {
+            state = .current(cursor: current.cursor, body: current.body, contentType: current.contentType, stale: current.stale)
+        } else if topic.endpoint.source == .publish {
+            state = .unpublished
+        } else if let problem = topic.upstreamProblem {
+            state = .failing(problem)
+        } else {
+            state = .firstPollPending
         }
-        let etag = "\"\(current.cursor)\""
-        let notModified = request.headers["If-None-Match"].map { Self.etagMatches($0, etag) } ?? false
-        let wait = notModified && configuration.transports.contains(.longpoll) ? Self.preferWait(request) : nil
-        // A request its client would have sent to the upstream: a held one counts, its answer's bytes do not.
-        topic.savings.mirroredGet(sent: notModified ? 0 : current.body.count, full: wait != nil ? 0 : current.body.count)
-        if notModified {
-            if let wait {
-                return beginHold(.mirrored, request: request, topics: [(topic, current.cursor)],
-                                 milliseconds: HoldSession.wait(seconds: wait, maximum: configuration.server.maxWait.wholeMilliseconds))
-            }
-            return finish(request, RoutedResponse(status: 304, headers: Self.cacheHeaders(etag: etag, contentType: nil, stale: current.stale), body: []))
+        let read = MirroredRead(request: request, topicName: topicName, settings: .init(
+            longPoll: configuration.transports.contains(.longpoll), maxWait: configuration.server.maxWait.wholeMilliseconds,
+            firstPollWait: configuration.upstream.timeout.wholeMilliseconds + 2000))
+        let (reply, counted) = read.reply(state)
+        if let counted { topic.savings.mirroredGet(sent: counted.sent, full: counted.full) }
+        switch reply {
+        case .respond(let response):
+            finish(request, response)
+        case .hold(let kind, let cursor, let milliseconds):
+            beginHold(kind, request: request, topics: [(topic, cursor)], milliseconds: milliseconds)
         }
-        finish(request, RoutedResponse(status: 200, headers: Self.cacheHeaders(etag: etag, contentType: current.contentType, stale: current.stale), body: current.body))
-    }
-
-    /// The answer to a plain GET while the upstream gives no good state.
-    static func problemResponse(_ problem: UpstreamProblem) -> RoutedResponse {
-        let code = switch problem.kind {
-        case .forbidden: "forbidden"
-        case .timeout: "upstream_timeout"
-        default: "upstream_error"
-        }
-        return .error(problem.responseStatus, code, problem.message, headers: problem.kind == .forbidden ? [:] : ["Retry-After": "1"])
-    }
-
-    static func cacheHeaders(etag: String, contentType: String?, stale: Bool) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        if let contentType { headers.add(name: "Content-Type", value: contentType) }
-        headers.add(name: "ETag", value: etag)
-        headers.add(name: "Cache-Control", value: "no-cache")
-        if stale { headers.add(name: "Deltacast-Stale", value: "true") }
-        return headers
-    }
-
-    /// Whether an `If-None-Match` list names `etag` (weak comparison, or `*`).
-    static func etagMatches(_ header: String, _ etag: String) -> Bool {
-        header.split(separator: ",").contains { candidate in
-            var text = candidate.trimmingOWS
-            if text == "*" { return true }
-            if text.hasPrefix("W/") { text.removeFirst(2) }
-            return text == etag
-        }
-    }
-
-    /// `Prefer: wait=N` (RFC 7240), in seconds.
-    static func preferWait(_ request: HTTPRequestHead) -> Int? {
-        for token in request.headers.values("Prefer").flatMap({ $0.split(separator: ",") }) {
-            let parts = token.split(separator: "=", maxSplits: 1).map { $0.trimmingOWS }
-            if parts.count == 2, parts[0].lowercased() == "wait", let seconds = Int(parts[1]), seconds >= 0 { return seconds }
-        }
-        return nil
     }
 
     /// The credentials this connection holds for `endpoint` (`auth: passthrough`): from the

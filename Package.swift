@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastCrypto", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
-            resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
+            resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/deltacast.d.ts"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),
         // A push client: connections (verifying TLS), the handshakes, an SSE parser, blocking
         // WebSocket and SSE clients. `tail`, `top`, the benchmarks and the tests use it.

@@ -1,6 +1,6 @@
 /// The `endpoints` list: each endpoint's keys, its path pattern and upstream template.
 extension ConfigurationDecoder {
-    private static let reservedPaths = ["/deltacast", "/metrics", "/healthz", "/readyz", "/deltacast.js"]
+    private static let reservedPaths = ["/deltacast", "/metrics", "/healthz", "/readyz", "/deltacast.js", "/deltacast.mjs", "/deltacast.d.ts"]
 
     mutating func endpoints(_ node: YAMLNode, upstream: Configuration.Upstream, authEnabled: Bool, authLocation: SourceLocation?) -> [Configuration.Endpoint] {
         guard case .sequence(let items) = node.content else {

@@ -125,6 +125,9 @@ public final class Router: Sendable {
         case "/deltacast.js", "/deltacast.mjs":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .respond(StaticAsset.clientLibrary(module: path.hasSuffix(".mjs")).response(to: head))
+        case "/deltacast.d.ts":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            return .respond(StaticAsset.clientDeclarations.response(to: head))
         case "/" where dashboard, "/index.html" where dashboard:
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             return .respond(StaticAsset.dashboard.response(to: head))
@@ -185,7 +188,7 @@ public final class Router: Sendable {
         default:
             break
         }
-        if path == "/deltacast" || path.hasPrefix("/deltacast/") || path == "/deltacast.js" {
+        if path == "/deltacast" || path.hasPrefix("/deltacast/") || path.hasPrefix("/deltacast.") {
             return .respond(.error(404, "not_found", "no such Deltacast route: \(path)"))
         }
         switch matcher.match(head.target) {

@@ -17,14 +17,19 @@ struct StaticAsset: Sendable {
     }
 
     /// `/deltacast.js` (a classic script defining `globalThis.Deltacast`), or `/deltacast.mjs`:
-    /// the same file with an `export` line, for `import { Deltacast } from "/deltacast.mjs"`.
+    /// the same file with a module binding of that global and its exports, for
+    /// `import { Deltacast } from "/deltacast.mjs"`.
     static func clientLibrary(module: Bool) -> StaticAsset { module ? moduleLibrary : classicLibrary }
 
     private static let classicLibrary = StaticAsset(
         bytes: PackageResources.deltacast_js, contentType: "text/javascript; charset=utf-8", cacheControl: "public, max-age=86400")
     private static let moduleLibrary = StaticAsset(
-        bytes: PackageResources.deltacast_js + Array("\nexport { Deltacast };\nexport default Deltacast;\n".utf8),
+        bytes: PackageResources.deltacast_js + Array("\nconst Deltacast = globalThis.Deltacast;\nexport { Deltacast };\nexport default Deltacast;\n".utf8),
         contentType: "text/javascript; charset=utf-8", cacheControl: "public, max-age=86400")
+
+    /// `/deltacast.d.ts`: the TypeScript declarations of both, cached like them.
+    static let clientDeclarations = StaticAsset(
+        bytes: PackageResources.deltacast_d_ts, contentType: "application/typescript; charset=utf-8", cacheControl: "public, max-age=86400")
 
     /// The status page at `/deltacast/` (its data needs the admin token).
     static let statusPage = StaticAsset(

@@ -378,8 +378,8 @@ let manyConnectionsConfig = """
 }
 
 @Suite struct ClientLibraryRouteTests {
-    /// `/deltacast.js` (classic) and `/deltacast.mjs` (with an export): ETag, 304, a day of
-    /// caching, 405 for other methods; `/` is the dashboard only when asked for.
+    /// `/deltacast.js` (classic), `/deltacast.mjs` (with an export) and `/deltacast.d.ts`:
+    /// ETag, 304, a day of caching, 405 for other methods; `/` is the dashboard only when asked for.
     @Test func theLibraryIsServedWithAnETagAndTheDashboardOnlyInTheDemo() throws {
         try withServer(endpoints) { port in
             let script = try httpRequest(port: port, "GET /deltacast.js HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -391,10 +391,19 @@ let manyConnectionsConfig = """
             let again = try httpRequest(port: port, "GET /deltacast.js HTTP/1.1\r\nHost: a\r\nIf-None-Match: \(etag)\r\n\r\n")
             #expect(again.status == 304 && again.body.isEmpty)
             let module = try httpRequest(port: port, "GET /deltacast.mjs HTTP/1.1\r\nHost: a\r\n\r\n")
-            #expect(module.body.hasSuffix("\nexport { Deltacast };\nexport default Deltacast;\n"))
+            #expect(module.body.hasSuffix("\nconst Deltacast = globalThis.Deltacast;\nexport { Deltacast };\nexport default Deltacast;\n"))
             #expect(!module.head.contains("ETag: \(etag)"))
             #expect(try httpRequest(port: port, "POST /deltacast.js HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").status == 405)
             #expect(try httpRequest(port: port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n").status == 404)
+            // The declarations beside it: same caching, their own ETag, a TypeScript type.
+            let declarations = try httpRequest(port: port, "GET /deltacast.d.ts HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(declarations.status == 200 && declarations.head.contains("Content-Type: application/typescript; charset=utf-8"))
+            #expect(declarations.head.contains("Cache-Control: public, max-age=86400") && !declarations.head.contains("ETag: \(etag)"))
+            #expect(declarations.body.contains("export declare class Deltacast<Topics extends object = {}>"))
+            let typesETag = try #require(declarations.head.split(separator: "\r\n").first { $0.hasPrefix("ETag: ") }?.dropFirst(6))
+            #expect(try httpRequest(port: port, "GET /deltacast.d.ts HTTP/1.1\r\nHost: a\r\nIf-None-Match: \(typesETag)\r\n\r\n").status == 304)
+            #expect(try httpRequest(port: port, "DELETE /deltacast.d.ts HTTP/1.1\r\nHost: a\r\n\r\n").status == 405)
+            #expect(try httpRequest(port: port, "GET /deltacast.ts HTTP/1.1\r\nHost: a\r\n\r\n").status == 404)
         }
         try withServer(endpoints, dashboard: true) { port in
             let page = try httpRequest(port: port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -5,7 +5,7 @@
  *
  *   const dc = new Deltacast('https://proxy.example', { token, transports: ['websocket', 'sse', 'longpoll'] });
  *   const sub = dc.subscribe('/api/prices', {
- *     onState(state, event) {}, onStatus(status) {}, onError(error) {},
+ *     onState(state, event) {}, onPatch(event) {}, onStatus(status) {}, onError(error) {},
  *   });
  *   sub.state; sub.cursor; sub.unsubscribe(); dc.setToken(t); dc.close();
  *   dc.on('transport' | 'connected' | 'disconnected' | 'expired' | 'drift', fn);
@@ -22,6 +22,7 @@
  * and never applies a patch whose base is not its cursor: it resubscribes for a snapshot. Where
  * the endpoint has `digest: true`, it checks each resulting state against the event's SHA-256
  * of its RFC 8785 form; a mismatch (drift) is never delivered: it is reported and repaired.
+ * TypeScript declarations are served beside it at /deltacast.d.ts.
  */
 (function (global) {
   'use strict';
@@ -609,6 +610,7 @@
         sub.state = next;
         sub.cursor = event.cursor;
         if (handlers.onState) handlers.onState(sub.state, event);
+        if (handlers.onPatch) handlers.onPatch(event);
         break;
       }
       case 'status':

@@ -15,7 +15,7 @@ enum DiscoverCommand: Command {
     static let summary = "poll a live endpoint a few times and propose its endpoint block"
     static let usage = """
         usage: deltacast discover URL [--samples N] [--interval DURATION] [--timeout DURATION]
-                                      [--header 'Name: value']... [--path PATH]
+                                      [--header 'Name: value']... [--path PATH] [--types]
 
         Fetches URL N times, INTERVAL apart, and prints a ready-to-paste endpoint block:
         array_keys (for each array of objects, a field present, unique and stable in every
@@ -27,11 +27,13 @@ enum DiscoverCommand: Command {
           --timeout DURATION   time allowed for each request (default 5s; at most 1m)
           -H, --header H       a request header, e.g. 'Authorization: Bearer ...' (repeatable)
           --path PATH          the path clients will use (default: the URL's path)
+          --types              also print the answers' TypeScript type and JSON Schema
+                               (as `deltacast types` writes them)
         Exit 0 with a proposal; 1 when the upstream cannot be fetched or answers an error.
         """
 
     static func run(_ arguments: [String]) throws(CommandLineArguments.UsageError) -> ExitStatus {
-        let args = try CommandLineArguments(arguments, flags: [], options: ["--samples", "--interval", "--timeout", "--header", "--path"],
+        let args = try CommandLineArguments(arguments, flags: ["--types"], options: ["--samples", "--interval", "--timeout", "--header", "--path"],
                                             aliases: ["-H": "--header", "-n": "--samples"])
         guard args.positionals.count == 1 else { throw .init(message: "expected one URL") }
         let url = args.positionals[0]
@@ -39,13 +41,7 @@ enum DiscoverCommand: Command {
         let samples = try bounded(args.value("--samples") ?? "5", "--samples", 2...50)
         let interval = try duration(args.value("--interval") ?? "1s", "--interval", allowZero: true)
         let timeout = try duration(args.value("--timeout") ?? "5s", "--timeout", allowZero: false)
-        var headers: [(name: String, value: String)] = []
-        for header in args.values("--header") {
-            guard let colon = header.firstIndex(of: ":"), isToken(String(header[..<colon])) else {
-                throw .init(message: "invalid header '\(header)'; expected 'Name: value'")
-            }
-            headers.append((String(header[..<colon]), String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
-        }
+        let headers = try Self.headers(args.values("--header"))
         let fetcher: Fetcher
         do { fetcher = try Fetcher() } catch {
             printError("deltacast discover: cannot start the HTTP client: \(error)")
@@ -74,6 +70,16 @@ enum DiscoverCommand: Command {
         let path = args.value("--path") ?? Self.path(of: url)
         let report = Discovery(bodies: bodies).report(path: path, url: url, intervalMilliseconds: interval, conditional: conditional)
         print(report)
+        if args.has("--types") {
+            let name = TopicTypes.names(for: [path])[0]
+            guard let values = try? bodies.map({ try JSONParser.parse($0) }) else {
+                print("\n// No types: the answers are not JSON.")
+                return .success
+            }
+            let shape = Shape(samples: values)
+            print("\n// TypeScript (from \(values.count) samples)\n" + TopicTypes.module([.init(path: path, shape: shape, samples: values.count)], header: "deltacast discover --types").split(separator: "\n", omittingEmptySubsequences: false).dropFirst(2).joined(separator: "\n"))
+            print("// JSON Schema (2020-12)\n" + TopicTypes.pretty(shape.jsonSchema(title: name, description: "The answers of \(path), from \(values.count) samples (deltacast discover --types).")))
+        }
         return .success
     }
 
@@ -98,6 +104,18 @@ enum DiscoverCommand: Command {
         let afterScheme = url.drop { $0 != "/" }.dropFirst(2)
         let path = afterScheme.drop { $0 != "/" }.prefix { $0 != "?" && $0 != "#" }
         return path.isEmpty ? "/" : String(path)
+    }
+
+    /// `Name: value` options as header fields.
+    static func headers(_ options: [String]) throws(CommandLineArguments.UsageError) -> [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = []
+        for header in options {
+            guard let colon = header.firstIndex(of: ":"), isToken(String(header[..<colon])) else {
+                throw .init(message: "invalid header '\(header)'; expected 'Name: value'")
+            }
+            headers.append((String(header[..<colon]), String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+        }
+        return headers
     }
 
     static func bounded(_ text: String, _ option: String, _ range: ClosedRange<Int>) throws(CommandLineArguments.UsageError) -> Int {

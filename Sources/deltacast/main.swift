@@ -5,7 +5,7 @@ import Foundation
 let version = "0.1.0"
 let commands: [any Command.Type] = [
     ServeCommand.self, CheckCommand.self, DemoCommand.self, SimulateCommand.self, TailCommand.self, TopCommand.self, ReportCommand.self, BenchCommand.self,
-    DiffCommand.self, PatchCommand.self, DiscoverCommand.self,
+    DiffCommand.self, PatchCommand.self, DiscoverCommand.self, TypesCommand.self,
 ]
 
 @MainActor func generalUsage() -> String {

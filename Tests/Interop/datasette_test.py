@@ -6,7 +6,9 @@ built-in simulator:
 - the proxy polls an absolute upstream URL with a fixed query string and keys a bare array
   with `array_keys: { "": id }`: a row that moves sends a move and one replace, not a snapshot;
 - `{param}` in a query value picks one row, and a value that tries to add a query pair cannot;
-- per-endpoint headers replace `upstream.headers` of the same name.
+- per-endpoint headers replace `upstream.headers` of the same name;
+- `deltacast types` writes a module that compiles with `tsc --strict`, and a dashboard that
+  reads a column the table lacks does not.
 
 Run: DELTACAST_BIN=.build/release/deltacast python3 Tests/Interop/datasette_test.py
 """
@@ -70,6 +72,8 @@ class DatasetteTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.datasette.terminate()
         cls.datasette.wait(10)
+        if hasattr(cls, "declarations_proxy"):
+            cls.declarations_proxy.stop()
 
     def sql(self, statement, *args):
         with sqlite3.connect(self.database) as db:
@@ -153,6 +157,56 @@ endpoints:
             self.assertEqual(json.loads(body), [])
         finally:
             proxy.stop()
+
+    def test_types_from_datasette_compile_and_a_missing_field_does_not(self):
+        """`deltacast types` against Datasette's JSON: the module compiles with tsc --strict
+        beside the client's declarations; a dashboard reading a column the table lacks does not."""
+        import shutil
+        directory = tempfile.mkdtemp(prefix="deltacast-datasette-types-")
+        config = os.path.join(directory, "deltacast.yaml")
+        with open(config, "w") as handle:
+            handle.write(f"""listen: 127.0.0.1:0
+endpoints:
+  - path: /prices
+    upstream: {self.base}/market/prices.json?_shape=array
+    interval: 1s
+    array_keys: {{ "": id }}
+  - path: /table
+    upstream: {self.base}/market/prices.json
+    interval: 1s
+""")
+        result = subprocess.run([BINARY, "types", "-c", config, "--samples", "2", "--interval", "100ms", "--out", directory],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        with open(os.path.join(directory, "topics.d.ts")) as handle:
+            module = handle.read()
+        self.assertIn("export type Prices = {\n    id: number;\n    symbol: string;\n    price: number;\n}[];", module)
+        self.assertIn("'/table': Table;", module)
+        status, _, declarations = request(self.proxy_for_declarations().url("/deltacast.d.ts"))
+        self.assertEqual(status, 200)
+        with open(os.path.join(directory, "deltacast.d.ts"), "wb") as handle:
+            handle.write(declarations)
+
+        def compile(body):
+            with open(os.path.join(directory, "dashboard.ts"), "w") as handle:
+                handle.write("import { Deltacast } from './deltacast.js';\nimport { Topics } from './topics.js';\n"
+                             "const dc = new Deltacast<Topics>('http://127.0.0.1:1');\n" + body)
+            return subprocess.run(["tsc", "--strict", "--noEmit", "--target", "es2020", "--moduleResolution", "node", "--lib", "es2020,dom",
+                                   os.path.join(directory, "dashboard.ts")], cwd=directory, capture_output=True, text=True, timeout=120)
+
+        good = compile("dc.subscribe('/prices', { onState(rows) { console.log(rows.map((row) => row.symbol + row.price.toFixed(2))); } });\n"
+                       "dc.subscribe('/table', { onState(table) { console.log(table.rows.length, table.columns); } });\n")
+        self.assertEqual(good.returncode, 0, good.stdout)
+        bad = compile("dc.subscribe('/prices', { onState(rows) { console.log(rows[0].volume); } });\n")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("error TS2339: Property 'volume' does not exist on type '{ id: number; symbol: string; price: number; }'.", bad.stdout)
+        print("\n  " + bad.stdout.strip(), file=sys.stderr)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def proxy_for_declarations(self):
+        if not hasattr(self.__class__, "declarations_proxy"):
+            self.__class__.declarations_proxy = Proxy("listen: 127.0.0.1:0\nendpoints:\n  - path: /x\n    source: publish\n")
+        return self.__class__.declarations_proxy
 
 
 class SimulatorTest(unittest.TestCase):

@@ -1,7 +1,12 @@
-"""The TypeScript declarations (`/deltacast.d.ts`) as a dashboard developer meets them: fetched
-from a real proxy, type-checked with Debian's `tsc --strict` against example dashboard code
-(`dashboard.ts`), which then runs in node against that proxy; and two mistakes that must not
-compile, each with the compiler's message."""
+"""Typed clients as a dashboard developer meets them.
+
+- The declarations (`/deltacast.d.ts`): fetched from a real proxy, type-checked with Debian's
+  `tsc --strict` against example dashboard code (`dashboard.ts`), which then runs in node
+  against that proxy; two mistakes that must not compile, each with the compiler's message.
+- Topic types from live data (`deltacast types`) against the simulated API: the module compiles
+  with the declarations and types a template topic; endpoints that cannot be sampled are named
+  with the reason while the others are written; `deltacast check --schema` reports a changed
+  upstream shape with the pointer that changed."""
 import json
 import os
 import shutil
@@ -12,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Security"))
-from harness import ADMIN, Proxy, request  # noqa: E402
+from harness import ADMIN, BINARY, Proxy, Simulator, request  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TSC = ["tsc", "--strict", "--target", "es2020", "--module", "es2020", "--moduleResolution", "node", "--lib", "es2020,dom"]
@@ -121,6 +126,122 @@ dc.subscribe<Prices>('/elsewhere', { onState(prices) { console.log(prices.items[
         print("\n  " + result.stdout.strip().replace("\n", "\n  "), file=sys.stderr)
         self.assertIn("missing_field.ts(4,64): error TS2339: Property 'volume' does not exist on type 'Prices'.", result.stdout)
         self.assertIn("missing_field.ts(5,84): error TS2339: Property 'cost' does not exist on type '{ id: number; price: number; }'.", result.stdout)
+
+
+class TopicTypesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.simulator = Simulator()
+        cls.put({"items": [{"id": n, "price": 10 * n, "side": "buy" if n % 3 else "sell"} for n in range(6)], "open": True})
+        cls.directory = tempfile.mkdtemp(prefix="deltacast-topic-types-")
+        cls.config = os.path.join(cls.directory, "deltacast.yaml")
+        with open(cls.config, "w") as handle:
+            handle.write(f"""listen: 127.0.0.1:0
+upstream: {{ base: {cls.simulator.url} }}
+endpoints:
+  - path: /api/prices
+    interval: 1s
+  - path: /api/users/{{user}}/notifications
+    interval: 2s
+    auth: passthrough
+  - path: /book
+    upstream: /book
+    interval: 1s
+  - path: /live/{{room}}
+    source: publish
+""")
+        cls.proxy = Proxy("listen: 127.0.0.1:0\nendpoints:\n  - path: /x\n    source: publish\n")
+        status, _, body = request(cls.proxy.url("/deltacast.d.ts"))
+        assert status == 200
+        with open(os.path.join(cls.directory, "deltacast.d.ts"), "wb") as handle:
+            handle.write(body)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.simulator.stop()
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    @classmethod
+    def put(cls, document):
+        request(f"{cls.simulator.url}/_sim/docs/book", method="PUT", body=json.dumps(document).encode(), headers={"Content-Type": "application/json"})
+
+    def deltacast(self, *arguments):
+        return subprocess.run([BINARY, *arguments], capture_output=True, text=True, timeout=120)
+
+    def types(self, out, *extra):
+        return self.deltacast("types", "-c", self.config, "--samples", "2", "--interval", "100ms", "--out", out, *extra)
+
+    def test_the_module_compiles_and_types_each_topic(self):
+        out = os.path.join(self.directory, "all")
+        result = self.types(out, "--param", "user=7", "-H", "Authorization: Bearer user-7")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(sorted(os.listdir(out)), ["Book.schema.json", "Notifications.schema.json", "Prices.schema.json", "topics.d.ts"])
+        with open(os.path.join(out, "topics.d.ts")) as handle:
+            module = handle.read()
+        self.assertIn("    side: 'buy' | 'sell';", module)
+        self.assertIn("[topic: `/api/users/${string}/notifications`]: Notifications;", module)
+        self.assertIn("/** `/live/{room}`: no type: source: publish: nothing to sample. */", module)
+        with open(os.path.join(out, "Book.schema.json")) as handle:
+            schema = json.load(handle)
+        self.assertEqual(schema["$schema"], "https://json-schema.org/draft/2020-12/schema")
+        self.assertEqual(schema["properties"]["items"]["items"]["properties"]["price"], {"type": "integer"})
+        shutil.copy(os.path.join(self.directory, "deltacast.d.ts"), out)
+
+        def compile(body):
+            with open(os.path.join(out, "dashboard.ts"), "w") as handle:
+                handle.write("import { Deltacast } from './deltacast.js';\nimport { Topics } from './topics.js';\n"
+                             "const dc = new Deltacast<Topics>('http://127.0.0.1:1');\n" + body)
+            return subprocess.run(TSC + ["--noEmit", os.path.join(out, "dashboard.ts")], cwd=out, capture_output=True, text=True, timeout=120)
+
+        good = compile("dc.subscribe('/book', { onState(book) { console.log(book.open, book.items.filter((i) => i.side === 'sell').length); } });\n"
+                       "dc.subscribe('/api/users/12/notifications', { onState(n) { console.log(n.unread, n.items[0].text); } });\n"
+                       "dc.subscribe('/api/prices', { onState(p) { console.log(p.items.map((i) => i.price)); } });\n")
+        self.assertEqual(good.returncode, 0, good.stdout)
+        bad = compile("dc.subscribe('/api/users/12/notifications', { onState(n) { console.log(n.count); } });\n"
+                      "dc.subscribe('/book', { onState(book) { if (book.items[0].side === 'hold') {} } });\n")
+        self.assertNotEqual(bad.returncode, 0)
+        print("\n  " + bad.stdout.strip().replace("\n", "\n  "), file=sys.stderr)
+        self.assertIn("error TS2339: Property 'count' does not exist on type 'Notifications'.", bad.stdout)
+        self.assertIn("error TS2367: This condition will always return 'false' since the types '\"buy\" | \"sell\"' and '\"hold\"' have no overlap.", bad.stdout)
+
+    def test_endpoints_that_cannot_be_sampled_are_named_and_the_others_written(self):
+        out = os.path.join(self.directory, "partial")
+        result = self.types(out)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("/api/users/{user}/notifications: not typed: needs a value for {user} (--param user=VALUE)", result.stderr)
+        self.assertIn("1 endpoint could not be sampled", result.stdout)
+        self.assertEqual(sorted(os.listdir(out)), ["Book.schema.json", "Prices.schema.json", "topics.d.ts"])
+        result = self.types(out, "--param", "user=7")
+        self.assertIn("auth: passthrough needs a user's credentials: pass them with -H 'Authorization: ...'", result.stderr)
+        result = self.types(out, "--param", "user=7", "-H", "Authorization: Bearer wrong")
+        self.assertEqual(result.returncode, 1)
+        self.assertRegex(result.stderr, r"notifications: not typed: http://127\.0\.0\.1:\d+/api/users/7/notifications answered 401: pass credentials with -H")
+
+    def test_check_schema_reports_a_changed_shape_with_its_pointer(self):
+        out = os.path.join(self.directory, "check")
+        self.assertEqual(self.types(out, "--param", "user=7", "-H", "Authorization: Bearer user-7").returncode, 0)
+        arguments = ["check", "-c", self.config, "--schema", out, "--param", "user=7", "-H", "Authorization: Bearer user-7"]
+        same = self.deltacast(*arguments)
+        self.assertEqual(same.returncode, 0, same.stdout + same.stderr)
+        self.assertIn(f"  /book: matches {out}/Book.schema.json", same.stdout)
+        try:
+            self.put({"items": [{"id": 0, "price": "10.00", "side": "buy", "currency": "EUR"}, {"price": 3, "side": "hold"}], "open": True})
+            changed = self.deltacast(*arguments)
+            print("\n  " + changed.stderr.strip().replace("\n", "\n  "), file=sys.stderr)
+            self.assertEqual(changed.returncode, 1)
+            self.assertIn('  /book /items/0/price: expected integer, found string "10.00"', changed.stderr)
+            self.assertIn("  /book /items/1/id: the required member is missing", changed.stderr)
+            self.assertIn('  /book /items/1/side: "hold" is not one of "buy", "sell"', changed.stderr)
+            self.assertIn("  /book /items/0/currency: a member the schema does not have (string) (added)", changed.stdout)
+            self.assertIn(f"3 differences would break a client typed from {out}", changed.stderr)
+            # Only added members: listed, exit 0.
+            self.put({"items": [{"id": n, "price": 10 * n, "side": "buy" if n % 3 else "sell", "note": "new"} for n in range(6)], "open": True})
+            added = self.deltacast(*arguments)
+            self.assertEqual(added.returncode, 0, added.stdout + added.stderr)
+            self.assertIn("  /book /items/0/note: a member the schema does not have (string) (added)", added.stdout)
+        finally:
+            self.put({"items": [{"id": n, "price": 10 * n, "side": "buy" if n % 3 else "sell"} for n in range(6)], "open": True})
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ let package = Package(
         // TLS sessions over our sockets (OpenSSL): the server's, and the client's below.
         .target(name: "DeltacastTLS", dependencies: ["COpenSSL", "DeltacastBase", "DeltacastLoop"], swiftSettings: sharedSwiftSettings),
         .target(
-            name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastCrypto", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
+            name: "DeltacastServer", dependencies: ["COpenSSL", "CSystemLinux", "DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastCrypto", "DeltacastDiscovery", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             // The client library and the demo dashboard, compiled into the binary as bytes.
             resources: [.embedInCode("Client/deltacast.js"), .embedInCode("Client/deltacast.d.ts"), .embedInCode("Client/dashboard.html"), .embedInCode("Client/status.html")],
             swiftSettings: sharedSwiftSettings),

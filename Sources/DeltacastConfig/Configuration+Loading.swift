@@ -125,6 +125,7 @@ struct ConfigurationDecoder {
         if let node = top["server"], let section = mapping(node.value, section: "server", what: "server") {
             decodeServer(section, into: &configuration.server)
         }
+        if let node = top["types"] { configuration.types = boolean(node.value) ?? false }
         if let node = top["logging"], let section = mapping(node.value, section: "logging", what: "logging") {
             if let entry = section["level"] { configuration.logging.level = enumeration(entry.value, LogLevel.self) ?? configuration.logging.level }
             if let entry = section["access"] { configuration.logging.access = boolean(entry.value) ?? false }

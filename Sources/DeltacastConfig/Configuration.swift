@@ -28,6 +28,9 @@ public struct Configuration: Sendable {
     public var server = Server()
     /// Logging.
     public var logging = Logging()
+    /// Whether `GET /deltacast/types.d.ts` serves the topics' TypeScript types, inferred from
+    /// the states the proxy holds.
+    public var types = false
     /// Test-only routes.
     public var diagnostics = Diagnostics()
     /// Cluster mode on Redis; nil runs one independent process.

@@ -120,6 +120,7 @@ public enum ConfigurationReference {
             Key(path: "server.sse_retry", type: "duration", defaultValue: d(s.sseRetry), meaning: "SSE `retry:` hint."),
             Key(path: "server.websocket_ping", type: "duration", defaultValue: d(s.websocketPing), meaning: "A ping after this long without a frame from the peer; two missed pongs close."),
             Key(path: "server.max_wait", type: "duration", defaultValue: d(s.maxWait), meaning: "Longest long-poll hold a client may request."),
+            Key(path: "types", type: "boolean", defaultValue: "false", meaning: "Serve `/deltacast/types.d.ts`: a TypeScript interface per endpoint and the `Topics` map, inferred from the states the proxy holds (public endpoints only)."),
             Key(path: "logging", type: "mapping", defaultValue: "", meaning: "Logging."),
             Key(path: "logging.level", type: LogLevel.allCases.map(\.rawValue).joined(separator: " \\| "), defaultValue: c.logging.level.rawValue, meaning: "Lowest level written."),
             Key(path: "logging.access", type: "boolean", defaultValue: "\(c.logging.access)", meaning: "One access-log line per request."),

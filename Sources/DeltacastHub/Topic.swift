@@ -139,6 +139,12 @@ public final class Topic: @unchecked Sendable {
         }
     }
 
+    /// The current body, for inferring the topic's type (not a use of the topic); nil before
+    /// the first state or while the upstream refuses the credential.
+    public func currentBodyForTypes() -> [UInt8]? {
+        lock.withLock { _ in seq == 0 || problem?.kind == .forbidden ? nil : body }
+    }
+
     /// A topic's state for the status page and `deltacast top`.
     public struct Status: Sendable {
         /// The current cursor, nil before the first state.

@@ -325,6 +325,9 @@ final class HTTPConnection: EventLoopHandler {
             finish(request, response)
         case .status:
             serveStatus(request)
+        case .topicTypes:
+            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/typescript; charset=utf-8", "Cache-Control": "no-cache"],
+                                           body: Array(TopicTypesSource.module(configuration: state.configuration, hub: state.context.hub).utf8)))
         case .report:
             finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: state.context.reportJSON()))
         case .metrics:

@@ -69,6 +69,8 @@ public enum Route: Sendable {
     case status
     /// `GET /deltacast/report` (admin token checked): the migration report, JSON.
     case report
+    /// `GET /deltacast/types.d.ts` (`types: true`): the topics' types from the states held.
+    case topicTypes
     /// `POST /deltacast/ticket`: a single-use ticket for the bearer token's principal.
     case ticket
     /// `POST /deltacast/reload` (admin token checked): re-read the configuration file.
@@ -138,6 +140,12 @@ public final class Router: Sendable {
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }
             return .status
+        case "/deltacast/types.d.ts":
+            guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
+            guard configuration.types else {
+                return .respond(.error(404, "not_found", "the topics' types are not served: set types: true in the configuration"))
+            }
+            return .topicTypes
         case "/deltacast/report":
             guard isRead else { return .respond(methodNotAllowed(allow: "GET, HEAD")) }
             if let refusal = checkAdmin(head) { return .respond(refusal) }

@@ -243,6 +243,37 @@ endpoints:
         finally:
             self.put({"items": [{"id": n, "price": 10 * n, "side": "buy" if n % 3 else "sell"} for n in range(6)], "open": True})
 
+    def test_the_proxy_serves_the_types_of_what_it_holds_when_asked_to(self):
+        with open(self.config) as handle:
+            config = handle.read()
+        proxy = Proxy(config.replace("listen: 127.0.0.1:0\n", "listen: 127.0.0.1:0\ntypes: true\n"))
+        try:
+            for path in ("/book", "/api/prices"):
+                self.assertEqual(request(proxy.url(path))[0], 200)
+            status, headers, body = request(proxy.url("/deltacast/types.d.ts"))
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["Content-Type"], "application/typescript; charset=utf-8")
+            module = body.decode()
+            self.assertIn("/** `/book`: from 1 sample. */\nexport interface Book {", module)
+            self.assertIn("    side: 'buy' | 'sell';", module)
+            # A user's states are not shown, not even as types.
+            self.assertIn("/** `/api/users/{user}/notifications`: no type: auth: passthrough: not inferred from users' states", module)
+            out = os.path.join(self.directory, "served")
+            os.makedirs(out, exist_ok=True)
+            shutil.copy(os.path.join(self.directory, "deltacast.d.ts"), out)
+            with open(os.path.join(out, "topics.d.ts"), "w") as handle:
+                handle.write(module)
+            with open(os.path.join(out, "dashboard.ts"), "w") as handle:
+                handle.write("import { Deltacast } from './deltacast.js';\nimport { Topics } from './topics.js';\n"
+                             "new Deltacast<Topics>('http://127.0.0.1:1').subscribe('/book', { onState(b) { console.log(b.items[0].price + 1); } });\n")
+            compiled = subprocess.run(TSC + ["--noEmit", os.path.join(out, "dashboard.ts")], cwd=out, capture_output=True, text=True, timeout=120)
+            self.assertEqual(compiled.returncode, 0, compiled.stdout)
+        finally:
+            proxy.stop()
+        status, _, body = request(self.proxy.url("/deltacast/types.d.ts"))
+        self.assertEqual(status, 404)
+        self.assertIn(b"set types: true in the configuration", body)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -7,6 +7,7 @@
 //   dc.subscribe('/api/prices', { onState(prices) { /* prices: Prices */ } });
 //
 // Without one, name the state's type at the call: dc.subscribe<Prices>('/api/prices', ...).
+// `deltacast types -c FILE` writes a topic map from the endpoints' live answers (topics.d.ts).
 
 /** Any JSON value. */
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };

@@ -75,7 +75,7 @@ let package = Package(
         // A push client: connections (verifying TLS), the handshakes, an SSE parser, blocking
         // WebSocket and SSE clients. `tail`, `top`, the benchmarks and the tests use it.
         .target(
-            name: "DeltacastClient", dependencies: ["COpenSSL", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
+            name: "DeltacastClient", dependencies: ["COpenSSL", "DeltacastBase", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         // Composition: the upstream poller as the server's topic source (the server does not
         // import DeltacastUpstream).
@@ -159,7 +159,8 @@ let package = Package(
             name: "DeltacastClusterTests", dependencies: ["DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastClientTests", dependencies: ["DeltacastClient", "DeltacastWire"],
+            // It runs the built executable, so it depends on it being built.
+            name: "DeltacastClientTests", dependencies: ["deltacast", "DeltacastClient", "DeltacastTestSupport", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastCryptoTests", dependencies: ["DeltacastCrypto"],

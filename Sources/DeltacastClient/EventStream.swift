@@ -117,6 +117,31 @@ public final class EventStreamClient: @unchecked Sendable {
         }
     }
 
+    /// What one read gave.
+    public enum Read: Sendable {
+        case event(Event)
+        /// The socket's receive timeout passed with no whole event.
+        case timedOut
+        /// The stream ended, or a line passed the parser's limit.
+        case ended
+    }
+
+    /// The next event, telling a timeout from the end of the stream.
+    public func read() -> Read {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            do {
+                if let event = try parser.next() { return .event(event) }
+            } catch {
+                return .ended
+            }
+            let n = connection.read(into: &chunk)
+            if n == 0 { return .ended }
+            if n < 0 { return .timedOut }
+            parser.append(chunk[0..<n])
+        }
+    }
+
     /// The next event's data parsed as a JSON object (events without data are skipped).
     public func nextJSON() -> (id: String?, object: JSONObject)? {
         while let event = next() {

@@ -642,8 +642,12 @@ public final class Topic: @unchecked Sendable {
 
     /// The upstream answered well again (a 304, or the same body): clears the problem and tells
     /// subscribers (`status` with `upstream: ok`).
-    public func upstreamRecovered() {
-        if lock.withLock({ _ in recoveredLocked() }) { hub.replication?.upstreamChanged(self, problem: nil) }
+    /// The upstream answered well: a problem it had is over. True when there was one.
+    @discardableResult
+    public func upstreamRecovered() -> Bool {
+        guard lock.withLock({ _ in recoveredLocked() }) else { return false }
+        hub.replication?.upstreamChanged(self, problem: nil)
+        return true
     }
 
     /// Cluster mode: the upstream's state as the polling node found it (nil: well). Subscribers

@@ -304,6 +304,11 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
         }, watchers: {
             topic.subscriberCount
         }, handler: { [log, loop, reports, weak self] result in
+            if case .notModified = result {
+                // Most polls: nothing changed. One lock, no closures to build.
+                if topic.upstreamRecovered() { log.log(.info, "upstream_recovered", ["topic": .string(topic.name)]) }
+                return .accepted
+            }
             let before = topic.upstreamProblem
             // The change a poll finds happened after the poll before it started.
             let previousStart = self?.poller?.judgedPreviousStart
@@ -313,7 +318,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
                 loop.execute { [weak self] in self?.poller?.forgetValidators(key: topic.key) }
             }, changed: { [weak self] in
                 reports?.recordChange(topic, boundMilliseconds: previousStart.map { MonotonicClock.milliseconds() - $0 })
-                // An adaptive interval halves (after the poll's own scheduling, on the loop).
+                // An adaptive interval counts the change (after the poll's own scheduling, on the loop).
                 loop.execute { [weak self] in self?.poller?.changed(key: topic.key) }
             })
             let after = topic.upstreamProblem

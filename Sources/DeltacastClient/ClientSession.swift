@@ -1,0 +1,310 @@
+import DeltacastBase
+import DeltacastJSON
+import DeltacastWire
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection of a ``DeltacastClient`` over one transport, on the client's thread: it
+/// subscribes the client's topics (from their cursors), applies what arrives, and returns when
+/// the connection ends, the client closes or no topic is left. Reads wait at most
+/// ``tick`` seconds, so changes to the topic set and `close()` are seen that soon.
+struct Session {
+    enum Outcome {
+        /// The transport did not open (refused, or not within the open timeout): try the next.
+        case refused
+        /// The session ended; `opened`: it had been open (the backoff starts over).
+        case ended(opened: Bool)
+    }
+
+    static let tick = 0.25
+    let client: DeltacastClient
+    let transport: DeltacastClient.Transport
+
+    func run() -> Outcome {
+        switch transport {
+        case .websocket: return runWebSocket()
+        case .sse: return runEventStream()
+        case .longpoll: return runLongPoll()
+        }
+    }
+
+    private var endpoint: ProxyEndpoint { client.endpoint }
+
+    private func connect() -> ClientConnection? {
+        let timeout = max(1, Int(client.options.openTimeout.seconds.rounded(.up)))
+        let tls = endpoint.secure ? ClientConnection.TLSOptions(serverName: endpoint.host, caFile: client.options.caFile) : nil
+        return try? ClientConnection(host: endpoint.host, port: endpoint.port, timeout: timeout, tls: tls)
+    }
+
+    /// Reads wait at most a tick from now on.
+    private func shortenReads(_ connection: ClientConnection) {
+        var value = timeval(tv_sec: 0, tv_usec: Int(Self.tick * 1_000_000))
+        setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    private var stopped: Bool { client.state.withLock { $0.closed || $0.topics.isEmpty } }
+
+    // MARK: WebSocket
+
+    private func runWebSocket() -> Outcome {
+        guard let connection = connect() else { return .refused }
+        let socket = WebSocketClient(connection: connection, target: endpoint.basePath + "/deltacast/ws", host: endpoint.hostHeader,
+                                     subprotocols: ["deltacast.v1"] + (client.token.map { ["token." + $0] } ?? []))
+        guard socket.accepted else { connection.close(); return .refused }
+        shortenReads(connection)
+        opened(.websocket)
+        client.state.withLock { state in
+            for name in state.topics.keys { state.topics[name]?.sent = false }
+        }
+        defer { connection.close() }
+        // Subscribes are paced by a token bucket of `subscribeRate` a second.
+        let rate = Double(max(1, client.options.subscribeRate))
+        var tokens = rate
+        var refilled = Date().timeIntervalSinceReferenceDate
+        var waiting = false
+        while !stopped {
+            let now = Date().timeIntervalSinceReferenceDate
+            tokens = min(rate, tokens + (now - refilled) * rate)
+            refilled = now
+            // Subscribe what is new (from its cursor), unsubscribe what left.
+            let (subscribe, unsubscribe, more) = client.state.withLock { state -> ([(String, String?)], [String], Bool) in
+                var subscribe: [(String, String?)] = []
+                var more = false
+                for (name, topic) in state.topics where !topic.sent && (topic.retryAt ?? 0) <= now {
+                    guard tokens >= 1 else { more = true; break }
+                    tokens -= 1
+                    subscribe.append((name, topic.cursor))
+                    state.topics[name]?.sent = true
+                    state.topics[name]?.retryAt = nil
+                }
+                let gone = state.changed ? state.webSocketSubscribed.subtracting(state.topics.keys) : []
+                state.webSocketSubscribed = Set(state.topics.keys)
+                state.changed = false
+                return (subscribe, Array(gone), more)
+            }
+            // Subscribes waiting for tokens: read only until the next one.
+            if more != waiting {
+                waiting = more
+                var value = more ? timeval(tv_sec: 0, tv_usec: Int(1_000_000 / rate) + 1000) : timeval(tv_sec: 0, tv_usec: Int(Self.tick * 1_000_000))
+                setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+            }
+            for (name, cursor) in subscribe { socket.sendText(Self.message("subscribe", topic: name, since: cursor)) }
+            for name in unsubscribe { socket.sendText(Self.message("unsubscribe", topic: name, since: nil)) }
+            do {
+                let event = try socket.nextEvent()
+                switch event {
+                case .message(.text, let payload):
+                    if let resubscribe = handle(payload), !resubscribe.isEmpty {
+                        for name in resubscribe { socket.sendText(Self.message("subscribe", topic: name, since: nil)) }
+                    }
+                case .close:
+                    return .ended(opened: true)
+                default:
+                    break
+                }
+            } catch .timedOut {
+                continue
+            } catch {
+                return .ended(opened: true)
+            }
+        }
+        socket.send(.close, [0x03, 0xE8])
+        return .ended(opened: true)
+    }
+
+    static func message(_ type: String, topic: String, since: String?) -> String {
+        var object = JSONObject([("type", .string(type)), ("topic", .string(topic))])
+        if let since { object["since"] = .string(since) }
+        return String(decoding: JSONValue.object(object).serialized(), as: UTF8.self)
+    }
+
+    // MARK: SSE
+
+    /// `topic=A&since=CA&topic=B&since=` for every topic, from their cursors.
+    private func topicQuery() -> String {
+        client.state.withLock { state in
+            state.changed = false
+            return state.topics.map { name, topic in "topic=\(Self.escape(name))&since=\(Self.escape(topic.cursor ?? ""))" }.joined(separator: "&")
+        }
+    }
+
+    static func escape(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? text
+    }
+
+    private var authorization: [String] { client.token.map { ["Authorization: Bearer \($0)"] } ?? [] }
+
+    private func runEventStream() -> Outcome {
+        guard let connection = connect() else { return .refused }
+        defer { connection.close() }
+        let stream = EventStreamClient(connection: connection, target: endpoint.basePath + "/deltacast/sse?" + topicQuery(),
+                                       host: endpoint.hostHeader, headers: authorization)
+        guard stream.status == 200 else { return .refused }
+        shortenReads(connection)
+        opened(.sse)
+        while !stopped {
+            // SSE names its topics in the URL: a changed set (or a resync) opens a new stream.
+            if client.state.withLock({ $0.changed }) { return .ended(opened: true) }
+            switch stream.read() {
+            case .event(let event):
+                guard !event.data.isEmpty else { continue }
+                if let resubscribe = handle(Array(event.data.utf8)), !resubscribe.isEmpty { return .ended(opened: true) }
+            case .timedOut:
+                continue
+            case .ended:
+                return .ended(opened: true)
+            }
+        }
+        return .ended(opened: true)
+    }
+
+    // MARK: Long-poll
+
+    private func runLongPoll() -> Outcome {
+        var first = true
+        while !stopped {
+            guard let connection = connect() else { return first ? .refused : .ended(opened: true) }
+            let target = endpoint.basePath + "/deltacast/poll?" + topicQuery() + "&wait=\(client.options.pollWait)"
+            let response: ClientResponse
+            do {
+                // The hold is up to `pollWait` s: reads wait that long and a margin.
+                var value = timeval(tv_sec: client.options.pollWait + 10, tv_usec: 0)
+                setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+                response = try connection.exchange(PushRequest.get(target: target, host: endpoint.hostHeader, headers: authorization, close: true))
+            } catch {
+                connection.close()
+                return first ? .refused : .ended(opened: true)
+            }
+            connection.close()
+            guard response.status == 200 || response.status == 204 else { return first ? .refused : .ended(opened: true) }
+            if first { opened(.longpoll); first = false }
+            guard response.status == 200, case .array(let events)? = try? JSONParser.parse(response.body) else { continue }
+            for event in events {
+                _ = handle(event.serialized())
+            }
+        }
+        return .ended(opened: !first)
+    }
+
+    private func opened(_ transport: DeltacastClient.Transport) {
+        client.state.withLock { $0.transport = transport }
+    }
+
+    // MARK: Events
+
+    /// Applies one event; returns the topics to subscribe again without a cursor (a patch that
+    /// does not follow the state), nil when the event was not one.
+    private func handle(_ payload: [UInt8]) -> [String]? {
+        guard case .object(let event)? = try? JSONParser.parse(payload), case .string(let type)? = event["type"] else { return nil }
+        guard case .string(let name)? = event["topic"] else {
+            // An error for the whole connection (too many topics for it, a bad request).
+            if type == "error" { endAll(event) }
+            return []
+        }
+        let cursor: String? = if case .string(let text)? = event["cursor"] { text } else { nil }
+        enum Action { case deliver(TopicSink, JSONValue, String), status(TopicSink, Bool, Int?, String?), end(TopicSink, any Error), resync, none }
+        let action = client.state.withLock { state -> Action in
+            guard var topic = state.topics[name] else { return .none }
+            switch type {
+            case "snapshot":
+                guard let data = event["data"], let cursor else { return .none }
+                if let held = topic.cursor, Self.notNewer(cursor, than: held), topic.document != nil { return .none }
+                topic.document = data
+                topic.cursor = cursor
+                state.topics[name] = topic
+                return .deliver(topic.sink, data, cursor)
+            case "patch":
+                guard let cursor else { return .none }
+                if let held = topic.cursor, Self.notNewer(cursor, than: held) { return .none }   // applied already
+                guard case .string(let base)? = event["base"], base == topic.cursor, let document = topic.document else {
+                    topic.cursor = nil
+                    topic.document = nil
+                    state.topics[name] = topic
+                    state.changed = true
+                    return .resync
+                }
+                let next: JSONValue
+                if let merge = event["merge"] {
+                    next = JSONMergePatch.apply(merge, to: document)
+                } else if let patch = event["patch"], let operations = try? JSONPatch.operations(from: patch), let applied = try? JSONPatch.apply(operations, to: document) {
+                    next = applied
+                } else {
+                    topic.cursor = nil
+                    topic.document = nil
+                    state.topics[name] = topic
+                    state.changed = true
+                    return .resync
+                }
+                topic.document = next
+                topic.cursor = cursor
+                state.topics[name] = topic
+                return .deliver(topic.sink, next, cursor)
+            case "status":
+                if case .string(let upstream)? = event["upstream"] {
+                    let http: Int? = if case .number(let number)? = event["http"] { number.intValue } else { nil }
+                    let message: String? = if case .string(let text)? = event["message"] { text } else { nil }
+                    return .status(topic.sink, upstream == "error", http, message)
+                }
+                return .none
+            case "error":
+                let code: String = if case .string(let text)? = event["code"] { text } else { "error" }
+                if code == "expired" { return .none }   // the stream closes; the next connection resumes
+                let message: String = if case .string(let text)? = event["message"] { text } else { "" }
+                // `limits.subscribe_rate`: not a refusal of the topic; subscribe again when told.
+                if code == "too_many", let wait = Self.retryDelay(message) {
+                    state.topics[name]?.sent = false
+                    state.topics[name]?.retryAt = Date().timeIntervalSinceReferenceDate + wait
+                    return .none
+                }
+                state.topics[name] = nil
+                state.changed = true
+                return .end(topic.sink, DeltacastClient.SubscriptionError.refused(code: code, message: message))
+            default:
+                return .none
+            }
+        }
+        switch action {
+        case .deliver(let sink, let value, let cursor):
+            if !sink.deliver(value, cursor) { client.state.withLock { state in state.topics[name] = nil; state.changed = true } }
+        case .status(let sink, let stale, let http, let message):
+            sink.status(stale, http, message)
+        case .end(let sink, let error):
+            sink.end(error)
+        case .resync:
+            return [name]
+        case .none:
+            break
+        }
+        return []
+    }
+
+    private func endAll(_ event: JSONObject) {
+        let code: String = if case .string(let text)? = event["code"] { text } else { "error" }
+        let message: String = if case .string(let text)? = event["message"] { text } else { "" }
+        let sinks = client.state.withLock { state -> [TopicSink] in
+            defer { state.topics = [:] }
+            return state.topics.values.map(\.sink)
+        }
+        for sink in sinks { sink.end(DeltacastClient.SubscriptionError.refused(code: code, message: message)) }
+    }
+
+    /// `… retry in N ms` (a subscribe over the proxy's rate): N, in seconds.
+    static func retryDelay(_ message: String) -> Double? {
+        guard let range = message.range(of: "retry in "), let end = message[range.upperBound...].firstIndex(of: " "),
+              let milliseconds = Int(message[range.upperBound..<end]) else { return nil }
+        return Double(milliseconds) / 1000
+    }
+
+    /// Whether cursor `a` is not newer than `b`: same epoch, sequence not higher.
+    static func notNewer(_ a: String, than b: String) -> Bool {
+        guard let (epochA, seqA) = parts(a), let (epochB, seqB) = parts(b) else { return false }
+        return epochA == epochB && seqA <= seqB
+    }
+
+    static func parts(_ cursor: String) -> (Substring, Int)? {
+        guard let dash = cursor.lastIndex(of: "-"), let seq = Int(cursor[cursor.index(after: dash)...]) else { return nil }
+        return (cursor[..<dash], seq)
+    }
+}

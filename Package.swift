@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "DeltacastJSON", targets: ["DeltacastJSON"]),
         .library(name: "DeltacastConfig", targets: ["DeltacastConfig"]),
         .library(name: "DeltacastWire", targets: ["DeltacastWire"]),
+        // The Swift client for apps: `.product(name: "DeltacastClient", package: "deltacast")`.
+        .library(name: "DeltacastClient", targets: ["DeltacastClient"]),
         // libFuzzer targets: see README "Fuzzing".
         .executable(name: "FuzzConfig", targets: ["FuzzConfig"]),
         .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),

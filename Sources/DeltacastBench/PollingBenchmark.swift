@@ -102,16 +102,8 @@ enum PollingBenchmark {
             server: { event_loops: 1 }
             limits: { max_topics: 20000 }
             """.write(to: directory.appendingPathComponent("deltacast.yaml"), atomically: true, encoding: .utf8)
-        // A proxy left over from another run would answer the GETs and poll its own upstream.
-        if let fd = try? HTTPBenchmark.connectLoopback(port: port) {
-            close(fd)
-            throw HTTPBenchmark.Failure(description: "127.0.0.1:\(port) is in use (a proxy left by another run?): end it first")
-        }
-        let pinned = FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
-        let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : CommandLine.arguments[0],
-                                              (pinned ? ["-c", "0", CommandLine.arguments[0]] : []) + ["serve", "-c", directory.appendingPathComponent("deltacast.yaml").path])
+        let server = try launchProxy(directory.appendingPathComponent("deltacast.yaml"))
         defer { server.terminate(); server.waitUntilExit() }
-        try HTTPBenchmark.waitUntilListening(port: port)
         let pid = server.processIdentifier
         let rssBefore = HTTPBenchmark.rssBytes(pid)
         try createTopics(options.topics)
@@ -122,6 +114,25 @@ enum PollingBenchmark {
         guard result.polls > 0 else { throw HTTPBenchmark.Failure(description: "the proxy sent the simulator no request in the window") }
         result.bytesPerTopic = (HTTPBenchmark.rssBytes(pid) - rssBefore) / Double(options.topics)
         return result
+    }
+
+    /// `deltacast serve -c CONFIGURATION` on CPU 0 (when `taskset` exists), listening on
+    /// ``port``. A proxy left over from another run would answer the GETs and poll its own
+    /// upstream: a port in use is refused.
+    static func launchProxy(_ configuration: URL) throws -> Process {
+        if let fd = try? HTTPBenchmark.connectLoopback(port: port) {
+            close(fd)
+            throw HTTPBenchmark.Failure(description: "127.0.0.1:\(port) is in use (a proxy left by another run?): end it first")
+        }
+        let pinned = FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
+        let server = try HTTPBenchmark.launch(pinned ? "/usr/bin/taskset" : CommandLine.arguments[0],
+                                              (pinned ? ["-c", "0", CommandLine.arguments[0]] : []) + ["serve", "-c", configuration.path])
+        do { try HTTPBenchmark.waitUntilListening(port: port) } catch {
+            server.terminate()
+            server.waitUntilExit()
+            throw error
+        }
+        return server
     }
 
     /// One plain GET per topic (each with its own credential, unless not), over 20 keep-alive connections

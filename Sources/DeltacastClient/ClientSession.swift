@@ -13,9 +13,9 @@ import Glibc
 struct Session {
     enum Outcome {
         /// The transport did not open (refused, or not within the open timeout): try the next.
-        case refused
-        /// The session ended; `opened`: it had been open (the backoff starts over).
-        case ended(opened: Bool)
+        case refused(String)
+        /// The session ended, and why; `opened`: it had been open (the backoff starts over).
+        case ended(opened: Bool, String)
     }
 
     static let tick = 0.25
@@ -32,11 +32,15 @@ struct Session {
 
     private var endpoint: ProxyEndpoint { client.endpoint }
 
-    private func connect() -> ClientConnection? {
+    private func connect() -> Result<ClientConnection, ClientConnection.Failure> {
         let timeout = max(1, Int(client.options.openTimeout.seconds.rounded(.up)))
         let tls = endpoint.secure ? ClientConnection.TLSOptions(serverName: endpoint.host, caFile: client.options.caFile) : nil
-        return try? ClientConnection(host: endpoint.host, port: endpoint.port, timeout: timeout, tls: tls)
+        do { return .success(try ClientConnection(host: endpoint.host, port: endpoint.port, timeout: timeout, tls: tls)) } catch {
+            return .failure(error)
+        }
     }
+
+    static let lost = "the proxy closed the connection"
 
     /// Reads wait at most a tick from now on.
     private func shortenReads(_ connection: ClientConnection) {
@@ -49,14 +53,19 @@ struct Session {
     // MARK: WebSocket
 
     private func runWebSocket() -> Outcome {
-        guard let connection = connect() else { return .refused }
+        let connection: ClientConnection
+        switch connect() { case .success(let open): connection = open; case .failure(let error): return .refused(error.message) }
         let socket = WebSocketClient(connection: connection, target: endpoint.basePath + "/deltacast/ws", host: endpoint.hostHeader,
                                      subprotocols: ["deltacast.v1"] + (client.token.map { ["token." + $0] } ?? []))
-        guard socket.accepted else { connection.close(); return .refused }
+        guard socket.accepted else {
+            connection.close()
+            return .refused("WebSocket refused: \(socket.handshake.split(separator: "\r\n").first.map(String.init) ?? "no answer within the open timeout")")
+        }
         shortenReads(connection)
         opened(.websocket)
         client.state.withLock { state in
             for name in state.topics.keys { state.topics[name]?.sent = false }
+            state.webSocketSubscribed = []
         }
         defer { connection.close() }
         // Subscribes are paced by a token bucket of `subscribeRate` a second.
@@ -68,21 +77,28 @@ struct Session {
             let now = Date().timeIntervalSinceReferenceDate
             tokens = min(rate, tokens + (now - refilled) * rate)
             refilled = now
-            // Subscribe what is new (from its cursor), unsubscribe what left.
+            // Unsubscribe what left, subscribe what is new (from its cursor): both are messages
+            // the proxy counts against limits.message_rate, so both spend the bucket.
             let (subscribe, unsubscribe, more) = client.state.withLock { state -> ([(String, String?)], [String], Bool) in
                 var subscribe: [(String, String?)] = []
+                var unsubscribe: [String] = []
                 var more = false
+                for name in state.webSocketSubscribed where state.topics[name] == nil {
+                    guard tokens >= 1 else { more = true; break }
+                    tokens -= 1
+                    unsubscribe.append(name)
+                }
+                for name in unsubscribe { state.webSocketSubscribed.remove(name) }
                 for (name, topic) in state.topics where !topic.sent && (topic.retryAt ?? 0) <= now {
                     guard tokens >= 1 else { more = true; break }
                     tokens -= 1
                     subscribe.append((name, topic.cursor))
                     state.topics[name]?.sent = true
                     state.topics[name]?.retryAt = nil
+                    state.webSocketSubscribed.insert(name)
                 }
-                let gone = state.changed ? state.webSocketSubscribed.subtracting(state.topics.keys) : []
-                state.webSocketSubscribed = Set(state.topics.keys)
                 state.changed = false
-                return (subscribe, Array(gone), more)
+                return (subscribe, unsubscribe, more)
             }
             // Subscribes waiting for tokens: read only until the next one.
             if more != waiting {
@@ -99,19 +115,19 @@ struct Session {
                     if let resubscribe = handle(payload), !resubscribe.isEmpty {
                         for name in resubscribe { socket.sendText(Self.message("subscribe", topic: name, since: nil)) }
                     }
-                case .close:
-                    return .ended(opened: true)
+                case .close(let code, let reason):
+                    return .ended(opened: true, "WebSocket closed: \(code.map(String.init) ?? "no code") \(reason)")
                 default:
                     break
                 }
             } catch .timedOut {
                 continue
             } catch {
-                return .ended(opened: true)
+                return .ended(opened: true, Self.lost)
             }
         }
         socket.send(.close, [0x03, 0xE8])
-        return .ended(opened: true)
+        return .ended(opened: true, "closed")
     }
 
     static func message(_ type: String, topic: String, since: String?) -> String {
@@ -137,27 +153,30 @@ struct Session {
     private var authorization: [String] { client.token.map { ["Authorization: Bearer \($0)"] } ?? [] }
 
     private func runEventStream() -> Outcome {
-        guard let connection = connect() else { return .refused }
+        let connection: ClientConnection
+        switch connect() { case .success(let open): connection = open; case .failure(let error): return .refused(error.message) }
         defer { connection.close() }
         let stream = EventStreamClient(connection: connection, target: endpoint.basePath + "/deltacast/sse?" + topicQuery(),
                                        host: endpoint.hostHeader, headers: authorization)
-        guard stream.status == 200 else { return .refused }
+        guard stream.status == 200 else {
+            return .refused("SSE refused: \(stream.head.split(separator: "\r\n").first.map(String.init) ?? "no answer within the open timeout")")
+        }
         shortenReads(connection)
         opened(.sse)
         while !stopped {
             // SSE names its topics in the URL: a changed set (or a resync) opens a new stream.
-            if client.state.withLock({ $0.changed }) { return .ended(opened: true) }
+            if client.state.withLock({ $0.changed }) { return .ended(opened: true, "the topics changed") }
             switch stream.read() {
             case .event(let event):
                 guard !event.data.isEmpty else { continue }
-                if let resubscribe = handle(Array(event.data.utf8)), !resubscribe.isEmpty { return .ended(opened: true) }
+                if let resubscribe = handle(Array(event.data.utf8)), !resubscribe.isEmpty { return .ended(opened: true, "resynchronising") }
             case .timedOut:
                 continue
             case .ended:
-                return .ended(opened: true)
+                return .ended(opened: true, "the event stream ended")
             }
         }
-        return .ended(opened: true)
+        return .ended(opened: true, "closed")
     }
 
     // MARK: Long-poll
@@ -165,7 +184,11 @@ struct Session {
     private func runLongPoll() -> Outcome {
         var first = true
         while !stopped {
-            guard let connection = connect() else { return first ? .refused : .ended(opened: true) }
+            let connection: ClientConnection
+            switch connect() {
+            case .success(let open): connection = open
+            case .failure(let error): return first ? .refused(error.message) : .ended(opened: true, error.message)
+            }
             let target = endpoint.basePath + "/deltacast/poll?" + topicQuery() + "&wait=\(client.options.pollWait)"
             let response: ClientResponse
             do {
@@ -175,21 +198,25 @@ struct Session {
                 response = try connection.exchange(PushRequest.get(target: target, host: endpoint.hostHeader, headers: authorization, close: true))
             } catch {
                 connection.close()
-                return first ? .refused : .ended(opened: true)
+                return first ? .refused("long-poll: \(error)") : .ended(opened: true, "long-poll: \(error)")
             }
             connection.close()
-            guard response.status == 200 || response.status == 204 else { return first ? .refused : .ended(opened: true) }
+            guard response.status == 200 || response.status == 204 else {
+                let why = "long-poll refused: HTTP \(response.status) \(String(decoding: response.body.prefix(200), as: UTF8.self))"
+                return first ? .refused(why) : .ended(opened: true, why)
+            }
             if first { opened(.longpoll); first = false }
             guard response.status == 200, case .array(let events)? = try? JSONParser.parse(response.body) else { continue }
             for event in events {
                 _ = handle(event.serialized())
             }
         }
-        return .ended(opened: !first)
+        return .ended(opened: !first, "closed")
     }
 
     private func opened(_ transport: DeltacastClient.Transport) {
         client.state.withLock { $0.transport = transport }
+        client.options.onConnection?(.connected(transport))
     }
 
     // MARK: Events
@@ -204,7 +231,11 @@ struct Session {
             return []
         }
         let cursor: String? = if case .string(let text)? = event["cursor"] { text } else { nil }
-        enum Action { case deliver(TopicSink, JSONValue, String), status(TopicSink, Bool, Int?, String?), end(TopicSink, any Error), resync, none }
+        enum Action {
+            case deliver(TopicSink, JSONValue, String), status(TopicSink, Bool, Int?, String?), end(TopicSink, any Error), resync, none
+            /// The topic's sink, when the event ended the subscription (it left the table).
+            var sink: TopicSink? { if case .end(let sink, _) = self { return sink }; return nil }
+        }
         let action = client.state.withLock { state -> Action in
             guard var topic = state.topics[name] else { return .none }
             switch type {
@@ -259,11 +290,16 @@ struct Session {
                     return .none
                 }
                 state.topics[name] = nil
+                state.webSocketSubscribed.remove(name)   // the proxy dropped it already
                 state.changed = true
                 return .end(topic.sink, DeltacastClient.SubscriptionError.refused(code: code, message: message))
             default:
                 return .none
             }
+        }
+        if let raw = client.state.withLock({ $0.topics[name]?.sink.raw }) ?? action.sink?.raw {
+            let after: JSONValue? = if case .deliver(_, let value, _) = action { value } else { nil }
+            raw(payload, after)
         }
         switch action {
         case .deliver(let sink, let value, let cursor):

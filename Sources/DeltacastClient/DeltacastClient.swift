@@ -46,7 +46,27 @@ public final class DeltacastClient: @unchecked Sendable {
         public var subscribeRate = 40
         /// A CA file for https (nil: the system's store).
         public var caFile: String?
+        /// Called (on the client's thread) when a connection opens, and when one ends or cannot
+        /// be made (the client then tries again after its backoff): an app's "offline" marker,
+        /// a command's log.
+        public var onConnection: (@Sendable (ConnectionEvent) -> Void)?
         public init() {}
+    }
+
+    /// What happened to the connection.
+    public enum ConnectionEvent: Sendable, Equatable {
+        case connected(Transport)
+        /// A connection ended, or none could be made: why (the last transport's reason).
+        case disconnected(reason: String)
+    }
+
+    /// One event of a topic as the proxy sent it, and the state after it.
+    public struct TopicEvent: Sendable {
+        /// The event's JSON text.
+        public let json: String
+        /// The state once a snapshot or a patch is applied; nil for other events (and for a
+        /// patch that did not follow the state: the topic is subscribed again).
+        public let state: JSONValue?
     }
 
     /// What a subscription delivers besides states.
@@ -135,6 +155,18 @@ public final class DeltacastClient: @unchecked Sendable {
         return stream
     }
 
+    /// Every event of `topic` as the proxy sends it (snapshots, patches, status and error
+    /// events), each with the state after it: what `deltacast tail` prints.
+    public func events(_ topic: String) -> AsyncThrowingStream<TopicEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<TopicEvent, any Error>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let sink = TopicSink(deliver: { _, _ in true }, status: { _, _, _ in }, end: { error in continuation.finish(throwing: error) },
+                             raw: { json, state in continuation.yield(TopicEvent(json: String(decoding: json, as: UTF8.self), state: state)) })
+        let id = state.withLock { $0.add(topic: topic, sink: sink) }
+        continuation.onTermination = { [weak self] _ in self?.remove(topic: topic, id: id) }
+        startIfNeeded()
+        return stream
+    }
+
     /// Ends every subscription (each with ``SubscriptionError/closed``) and the connection.
     public func close() {
         let sinks = state.withLock { state -> [TopicSink] in
@@ -177,17 +209,21 @@ public final class DeltacastClient: @unchecked Sendable {
             }
             guard active else { return }
             var opened = false
+            var reason = "no transport to try"
             for transport in options.transports {
                 let session = Session(client: self, transport: transport)
                 switch session.run() {
-                case .refused:
+                case .refused(let why):
+                    reason = why
                     continue
-                case .ended(let wasOpen):
+                case .ended(let wasOpen, let why):
                     opened = wasOpen
+                    reason = why
                 }
                 break
             }
             state.withLock { $0.transport = nil }
+            if !state.withLock({ $0.closed || $0.topics.isEmpty }) { options.onConnection?(.disconnected(reason: reason)) }
             if opened { attempt = 0 }
             let ceiling = min(options.maxBackoff.seconds, options.initialBackoff.seconds * pow(2, Double(min(attempt, 30))))
             attempt += 1
@@ -211,6 +247,8 @@ struct TopicSink: Sendable {
     let deliver: @Sendable (JSONValue, String) -> Bool
     let status: @Sendable (Bool, Int?, String?) -> Void
     let end: @Sendable (any Error) -> Void
+    /// Every event of the topic as received, with the state after it (``DeltacastClient/events(_:)``).
+    var raw: (@Sendable ([UInt8], JSONValue?) -> Void)? = nil
 }
 
 /// What the client holds, under its lock.

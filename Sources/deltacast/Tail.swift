@@ -3,13 +3,11 @@ import DeltacastClient
 import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastJSON
-import DeltacastLoop
-import DeltacastWire
 import Foundation
 
-/// `deltacast tail URL TOPIC`: subscribes like a client (multiplexed endpoint of the chosen or
-/// negotiated transport), prints each event with a UTC timestamp, keeps the topic's state with
-/// `--state`, and reconnects from its cursor when the connection ends.
+/// `deltacast tail URL TOPIC`: subscribes through the client library (the chosen transport, or
+/// WebSocket, SSE, long-poll in turn), prints each event with a UTC timestamp, the topic's
+/// state with `--state`, and reconnects from its cursor when the connection ends.
 enum TailCommand: Command {
     static let name = "tail"
     static let summary = "subscribe to a topic like a client and print each event"
@@ -19,8 +17,8 @@ enum TailCommand: Command {
 
         Subscribes to TOPIC on the proxy at URL (e.g. http://127.0.0.1:8080, or https://...)
         and prints each event as it arrives: an ISO 8601 UTC timestamp, then the event's JSON.
-        When the connection ends it reconnects after 1 s and resumes from the last cursor.
-          --transport ws|sse|poll   the transport (default: the first one the proxy offers)
+        When the connection ends it reconnects within 1 s and resumes from the last cursor.
+          --transport ws|sse|poll   the transport (default: WebSocket, then SSE, then long-poll)
           --state                   after each event, print the document with it applied
           --count N                 exit after N events (default: run until Ctrl-C)
           --token TOKEN             sent as Authorization: Bearer (or $DELTACAST_TOKEN)
@@ -44,198 +42,87 @@ enum TailCommand: Command {
             count = value
         }
         let token = args.value("--token") ?? ProcessInfo.processInfo.environment["DELTACAST_TOKEN"]
-        var tail = Tail(host: url.host == "localhost" ? "127.0.0.1" : url.host, port: url.port, prefix: url.path,
-                        topic: topic, printState: args.flags.contains("--state"), remaining: count,
-                        tls: url.scheme == "https" ? ClientConnection.TLSOptions(serverName: url.host, caFile: args.value("--cacert")) : nil,
-                        authorization: token.map { ["Authorization: Bearer \($0)"] } ?? [])
-        return tail.run(transport: args.value("--transport"))
+        var options = DeltacastClient.Options()
+        if let transport = args.value("--transport") {
+            options.transports = [["ws": .websocket, "sse": .sse, "poll": .longpoll][transport]!]
+        }
+        options.caFile = args.value("--cacert")
+        // Reconnect after 1 s, from the cursor (the library keeps it).
+        options.initialBackoff = .seconds(1)
+        options.maxBackoff = .seconds(1)
+        options.openTimeout = .seconds(10)
+        var base = "\(url.scheme)://\(url.host == "localhost" ? "127.0.0.1" : url.host):\(url.port)\(url.path)"
+        while base.hasSuffix("/") { base.removeLast() }
+        return Tail(topic: topic, printState: args.flags.contains("--state"), count: count).run(url: URL(string: base)!, token: token, options: options)
     }
 }
 
+/// `tail` on the client library: every event of the topic as it arrives, the state after it
+/// with `--state`, and what happened to the connection on standard error.
 struct Tail {
-    let host: String
-    let port: Int
-    let prefix: String
     let topic: String
     let printState: Bool
-    var remaining: Int?
-    /// For https: the name the certificate must carry, and the CA file (nil: the system's).
-    let tls: ClientConnection.TLSOptions?
-    /// `Authorization: Bearer ...`, or nothing.
-    let authorization: [String]
-    var cursor: Cursor?
-    var state: JSONValue?
+    let count: Int?
 
-    /// Why a session ended.
-    enum End: Error { case done, refused(String), lost(String) }
+    /// What ends the command, decided on the client's thread or the reading task.
+    final class Outcome: @unchecked Sendable {
+        let status = Locked<ExitStatus?>(nil)
+        let failures = Locked(0)
+        let received = Locked(false)
+        let client = Locked<DeltacastClient?>(nil)
 
-    mutating func run(transport chosen: String?) -> ExitStatus {
-        var transport = chosen
-        var failures = 0
-        while true {
+        /// Ends the command with `status` (the first decision stands).
+        func end(_ status: ExitStatus, _ message: String? = nil) {
+            let first = self.status.withLock { current -> Bool in
+                guard current == nil else { return false }
+                current = status
+                return true
+            }
+            guard first else { return }
+            if let message { printError("deltacast tail: \(message)") }
+            client.withLock { $0 }?.close()
+        }
+    }
+
+    func run(url: URL, token: String?, options base: DeltacastClient.Options) -> ExitStatus {
+        let outcome = Outcome()
+        var options = base
+        options.onConnection = { event in
+            guard case .disconnected(let reason) = event else { return }
+            // A certificate that does not verify will not verify next time either.
+            if reason.hasPrefix("TLS to ") { return outcome.end(.failure, reason) }
+            let failures = outcome.failures.withLock { $0 += 1; return $0 }
+            if failures > 1 && !outcome.received.withLock({ $0 }) { return outcome.end(.failure, reason) }
+            printError("deltacast tail: \(reason); reconnecting in 1 s")
+        }
+        let client = DeltacastClient(url: url, token: token, options: options)
+        outcome.client.withLock { $0 = client }
+        let events = client.events(topic)
+        let topic = self.topic, printState = self.printState, count = self.count
+        // The command's main thread waits for the reading task (a command, not an event loop).
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            defer { done.signal() }
+            var printed = 0
             do {
-                if transport == nil { transport = try negotiate() }
-                switch transport {
-                case "ws": try webSocket()
-                case "sse": try serverSentEvents()
-                default: try longPoll()
+                for try await event in events {
+                    outcome.received.withLock { $0 = true }
+                    print("\(WallClock.timestamp()) \(event.json)")
+                    if printState, let state = event.state { print("\(WallClock.timestamp()) state \(state.jsonText)") }
+                    fflush(nil)
+                    // An error event that ends the subscription is not counted: the refusal follows.
+                    if event.json.hasPrefix(#"{"type":"error""#) { continue }
+                    printed += 1
+                    if let count, printed >= count { return outcome.end(.success) }
                 }
+            } catch DeltacastClient.SubscriptionError.refused(let code, _) {
+                outcome.end(.failure, "the proxy refused \(topic): \(code)")
             } catch {
-                guard case .lost(let message) = error else {
-                    if case .refused(let message) = error {
-                        printError("deltacast tail: \(message)")
-                        return .failure
-                    }
-                    return .success
-                }
-                failures += 1
-                if failures > 1 && cursor == nil && state == nil {
-                    printError("deltacast tail: \(message)")
-                    return .failure
-                }
-                printError("deltacast tail: \(message); reconnecting in 1 s" + (cursor.map { " from \($0)" } ?? ""))
-                sleep(1)
+                outcome.end(.failure, "\(error)")
             }
         }
+        done.wait()
+        client.close()
+        return outcome.status.withLock { $0 } ?? .success
     }
-
-    private func negotiate() throws(End) -> String {
-        let (status, body) = try request("\(prefix)/deltacast/negotiate")
-        guard status == 200, case .object(let object)? = try? JSONParser.parse(body), case .array(let list)? = object["transports"],
-              case .string(let first)? = list.first else {
-            throw .refused("negotiation failed: HTTP \(status) \(String(decoding: body, as: UTF8.self))")
-        }
-        return ["websocket": "ws", "sse": "sse", "longpoll": "poll"][first] ?? "poll"
-    }
-
-    // MARK: Transports
-
-    private mutating func webSocket() throws(End) {
-        let client = WebSocketClient(connection: try connect(timeout: 90), target: "\(prefix)/deltacast/ws", host: "\(host):\(port)", headers: authorization)
-        defer { client.connection.close() }
-        guard client.accepted else { throw .refused("WebSocket refused: \(client.handshake.split(separator: "\r\n").first ?? "no answer")") }
-        var subscribe = Array(#"{"type":"subscribe","topic":"#.utf8)
-        JSONValue.writeString(topic, to: &subscribe)
-        if let cursor { subscribe += Array(#","since":"\#(cursor)""#.utf8) }
-        subscribe.append(0x7D)
-        client.send(.text, subscribe)
-        while true {
-            let event: WebSocketEvent
-            do { event = try client.nextEvent() } catch {
-                switch error {
-                case .closed: throw .lost("the proxy closed the connection")
-                case .timedOut: throw .lost("no data for 90 s")
-                case .protocolError(let error): throw .lost("WebSocket protocol error: \(error)")
-                }
-            }
-            switch event {
-            case .message(_, let payload): try handle(payload)
-            case .ping, .pong: break
-            case .close(let code, let reason): throw .lost("WebSocket closed: \(code.map(String.init) ?? "no code") \(reason)")
-            }
-        }
-    }
-
-    private mutating func serverSentEvents() throws(End) {
-        var target = "\(prefix)/deltacast/sse?topic=\(Self.percentEncoded(topic))"
-        if let cursor { target += "&since=\(cursor)" }
-        let client = EventStreamClient(connection: try connect(timeout: 90), target: target, host: "\(host):\(port)", headers: authorization)
-        defer { client.connection.close() }
-        guard client.status == 200 else { throw .refused("SSE refused: \(client.head.split(separator: "\r\n").first ?? "no answer")") }
-        while let event = client.next() {
-            if !event.data.isEmpty { try handle(Array(event.data.utf8)) }
-        }
-        throw .lost("the event stream ended")
-    }
-
-    private mutating func longPoll() throws(End) {
-        while true {
-            let target = "\(prefix)/deltacast/poll?topic=\(Self.percentEncoded(topic))&since=\(cursor?.description ?? "")&wait=25"
-            let (status, body) = try request(target)
-            switch status {
-            case 204: continue
-            case 200:
-                guard case .array(let events)? = try? JSONParser.parse(body) else { throw .lost("long-poll answered with a body that is not a JSON array") }
-                for event in events { try handle(event.serialized()) }
-            default:
-                throw .refused("long-poll refused: HTTP \(status) \(String(decoding: body, as: UTF8.self))")
-            }
-        }
-    }
-
-    // MARK: Events
-
-    private mutating func handle(_ bytes: [UInt8]) throws(End) {
-        print("\(Self.timestamp()) \(String(decoding: bytes, as: UTF8.self))")
-        guard case .object(let event)? = try? JSONParser.parse(bytes), case .string(let type)? = event["type"] else { return }
-        let eventCursor: Cursor? = if case .string(let text)? = event["cursor"] { Cursor(text) } else { nil }
-        switch type {
-        case "snapshot":
-            state = event["data"]
-            cursor = eventCursor
-        case "patch":
-            let base: Cursor? = if case .string(let text)? = event["base"] { Cursor(text) } else { nil }
-            guard base == cursor, let current = state else {
-                printError("deltacast tail: a patch from \(base?.description ?? "?") does not follow \(cursor?.description ?? "nothing"); resubscribing for a snapshot")
-                cursor = nil
-                state = nil
-                throw .lost("resynchronising")
-            }
-            do {
-                if let merge = event["merge"] {
-                    state = JSONMergePatch.apply(merge, to: current)
-                } else if let patch = event["patch"] {
-                    state = try JSONPatch.apply(try JSONPatch.operations(from: patch), to: current)
-                }
-            } catch {
-                printError("deltacast tail: the patch does not apply (\(error)); resubscribing for a snapshot")
-                cursor = nil
-                state = nil
-                throw .lost("resynchronising")
-            }
-            cursor = eventCursor
-        case "error":
-            if case .string(let code)? = event["code"], ["not_found", "forbidden", "bad_request"].contains(code) {
-                throw .refused("the proxy refused \(topic): \(code)")
-            }
-        default:
-            break
-        }
-        if printState, type == "snapshot" || type == "patch", let state {
-            print("\(Self.timestamp()) state \(state.jsonText)")
-        }
-        fflush(nil)
-        if let left = remaining {
-            remaining = left - 1
-            if left - 1 <= 0 { throw .done }
-        }
-    }
-
-    // MARK: Plumbing
-
-    private func connect(timeout: Int) throws(End) -> ClientConnection {
-        do {
-            return try ClientConnection(host: host, port: port, timeout: timeout, tls: tls)
-        } catch {
-            if case .tls(let message) = error { throw .refused(message) }
-            throw .lost(error.message)
-        }
-    }
-
-    private func request(_ target: String) throws(End) -> (Int, [UInt8]) {
-        let connection = try connect(timeout: 90)
-        defer { connection.close() }
-        do {
-            let response = try connection.exchange(PushRequest.get(target: target, host: "\(host):\(port)", headers: authorization, close: true))
-            return (response.status, response.body)
-        } catch {
-            throw .lost("\(error)")
-        }
-    }
-
-    static func percentEncoded(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "&=?+"))) ?? text
-    }
-
-    static func timestamp() -> String { WallClock.timestamp() }
 }

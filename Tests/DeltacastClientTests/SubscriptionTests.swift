@@ -108,6 +108,25 @@ import Testing
         }
     }
 
+    @Test func behindAMiddleboxThatSwallowsUpgradesTheClientFallsBackToSSE() async throws {
+        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        defer { proxy.stop() }
+        let port = try #require(proxy.port)
+        try Self.publish(port, "/prices", Self.prices(1))
+        let middlebox = try SwallowingMiddlebox(target: port)
+        defer { middlebox.stop() }
+        var options = DeltacastClient.Options()
+        options.openTimeout = .seconds(1)
+        let client = DeltacastClient(url: URL(string: "http://127.0.0.1:\(middlebox.port)")!, options: options)
+        defer { client.close() }
+        for try await prices in client.subscribe("/prices", as: Prices.self) {
+            #expect(prices == Self.expected(1))
+            #expect(client.transport == .sse)
+            break
+        }
+        #expect(middlebox.swallowed == 1)
+    }
+
     @Test(arguments: DeltacastClient.Transport.allCases)
     func aRefusedTopicEndsWithATypedError(_ transport: DeltacastClient.Transport) async throws {
         let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())

@@ -100,7 +100,7 @@ let package = Package(
         // The executable: a thin list of commands.
         .executableTarget(
             name: "deltacast",
-            dependencies: ["DeltacastBase", "DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastDiscovery", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream", "DeltacastWire"],
+            dependencies: ["DeltacastBase", "DeltacastBench", "DeltacastClient", "DeltacastCluster", "DeltacastCommandLine", "DeltacastConfig", "DeltacastDiscovery", "DeltacastJSON", "DeltacastLoop", "DeltacastPolling", "DeltacastServer", "DeltacastSimulator", "DeltacastTLS", "DeltacastUpstream"],
             swiftSettings: sharedSwiftSettings),
 
         .executableTarget(

@@ -39,11 +39,16 @@ endpoints:
     source: publish
 """)
         cls.directory = tempfile.mkdtemp(prefix="deltacast-types-")
-        for served, saved in (("/deltacast.d.ts", "deltacast.d.ts"), ("/deltacast.mjs", "deltacast.js")):
-            status, _, body = request(cls.proxy.url(served))
-            assert status == 200, (served, status)
-            with open(os.path.join(cls.directory, saved), "wb") as handle:
-                handle.write(body)
+        # tearDownClass does not run when setUpClass fails: stop the proxy here then.
+        try:
+            for served, saved in (("/deltacast.d.ts", "deltacast.d.ts"), ("/deltacast.mjs", "deltacast.js")):
+                status, _, body = request(cls.proxy.url(served))
+                assert status == 200, (served, status)
+                with open(os.path.join(cls.directory, saved), "wb") as handle:
+                    handle.write(body)
+        except BaseException:
+            cls.proxy.stop()
+            raise
         with open(os.path.join(cls.directory, "package.json"), "w") as handle:
             handle.write('{"type": "module"}\n')
 
@@ -151,10 +156,15 @@ endpoints:
     source: publish
 """)
         cls.proxy = Proxy("listen: 127.0.0.1:0\nendpoints:\n  - path: /x\n    source: publish\n")
-        status, _, body = request(cls.proxy.url("/deltacast.d.ts"))
-        assert status == 200
-        with open(os.path.join(cls.directory, "deltacast.d.ts"), "wb") as handle:
-            handle.write(body)
+        try:
+            status, _, body = request(cls.proxy.url("/deltacast.d.ts"))
+            assert status == 200
+            with open(os.path.join(cls.directory, "deltacast.d.ts"), "wb") as handle:
+                handle.write(body)
+        except BaseException:
+            cls.proxy.stop()
+            cls.simulator.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):

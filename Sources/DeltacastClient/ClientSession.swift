@@ -35,9 +35,22 @@ struct Session {
     private func connect() -> Result<ClientConnection, ClientConnection.Failure> {
         let timeout = max(1, Int(client.options.openTimeout.seconds.rounded(.up)))
         let tls = endpoint.secure ? ClientConnection.TLSOptions(serverName: endpoint.host, caFile: client.options.caFile) : nil
-        do { return .success(try ClientConnection(host: endpoint.host, port: endpoint.port, timeout: timeout, tls: tls)) } catch {
+        let connection: ClientConnection
+        do { connection = try ClientConnection(host: endpoint.host, port: endpoint.port, timeout: timeout, tls: tls) } catch {
             return .failure(error)
         }
+        let closed = client.state.withLock { state -> Bool in
+            if !state.closed { state.activeSocket = connection.fd }
+            return state.closed
+        }
+        if closed { connection.close(); return .failure(.connect("the client was closed")) }
+        return .success(connection)
+    }
+
+    /// Closes `connection`, first letting go of it under the client's lock (see ``DeltacastClient/close()``).
+    private func release(_ connection: ClientConnection) {
+        client.state.withLock { state in if state.activeSocket == connection.fd { state.activeSocket = nil } }
+        connection.close()
     }
 
     static let lost = "the proxy closed the connection"
@@ -58,7 +71,7 @@ struct Session {
         let socket = WebSocketClient(connection: connection, target: endpoint.basePath + "/deltacast/ws", host: endpoint.hostHeader,
                                      subprotocols: ["deltacast.v1"] + (client.token.map { ["token." + $0] } ?? []))
         guard socket.accepted else {
-            connection.close()
+            release(connection)
             return .refused("WebSocket refused: \(socket.handshake.split(separator: "\r\n").first.map(String.init) ?? "no answer within the open timeout")")
         }
         shortenReads(connection)
@@ -67,7 +80,7 @@ struct Session {
             for name in state.topics.keys { state.topics[name]?.sent = false }
             state.webSocketSubscribed = []
         }
-        defer { connection.close() }
+        defer { release(connection) }
         // Subscribes are paced by a token bucket of `subscribeRate` a second.
         let rate = Double(max(1, client.options.subscribeRate))
         var tokens = rate
@@ -155,7 +168,7 @@ struct Session {
     private func runEventStream() -> Outcome {
         let connection: ClientConnection
         switch connect() { case .success(let open): connection = open; case .failure(let error): return .refused(error.message) }
-        defer { connection.close() }
+        defer { release(connection) }
         let stream = EventStreamClient(connection: connection, target: endpoint.basePath + "/deltacast/sse?" + topicQuery(),
                                        host: endpoint.hostHeader, headers: authorization)
         guard stream.status == 200 else {
@@ -197,10 +210,10 @@ struct Session {
                 setsockopt(connection.fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
                 response = try connection.exchange(PushRequest.get(target: target, host: endpoint.hostHeader, headers: authorization, close: true))
             } catch {
-                connection.close()
+                release(connection)
                 return first ? .refused("long-poll: \(error)") : .ended(opened: true, "long-poll: \(error)")
             }
-            connection.close()
+            release(connection)
             guard response.status == 200 || response.status == 204 else {
                 let why = "long-poll refused: HTTP \(response.status) \(String(decoding: response.body.prefix(200), as: UTF8.self))"
                 return first ? .refused(why) : .ended(opened: true, why)

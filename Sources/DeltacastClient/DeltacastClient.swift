@@ -2,6 +2,9 @@ import DeltacastBase
 public import DeltacastJSON
 import DeltacastWire
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Deltacast client for apps: typed subscriptions as async sequences.
 ///
@@ -167,14 +170,27 @@ public final class DeltacastClient: @unchecked Sendable {
         return stream
     }
 
-    /// Ends every subscription (each with ``SubscriptionError/closed``) and the connection.
+    /// Ends every subscription (each with ``SubscriptionError/closed``) and the connection:
+    /// a read or a held long-poll in progress is cut at once.
     public func close() {
         let sinks = state.withLock { state -> [TopicSink] in
             state.closed = true
+            // Under the lock: the session clears it under the lock before closing the socket,
+            // so the descriptor cannot be another's by now.
+            if let fd = state.activeSocket { shutdown(fd, Int32(SHUT_RDWR)) }
             defer { state.topics = [:] }
             return state.topics.values.map(\.sink)
         }
         for sink in sinks { sink.end(SubscriptionError.closed) }
+    }
+
+    /// ``close()``, then waits (blocking, up to `timeout`) until the client's thread has let go
+    /// of its connection: for a command about to exit, whose exit must not tear OpenSSL down
+    /// under a connection still in use. Not for an async context or the client's callbacks.
+    public func closeAndWait(timeout: Duration = .seconds(2)) {
+        close()
+        let deadline = Date().addingTimeInterval(timeout.seconds)
+        while state.withLock({ $0.running }) && Date() < deadline { usleep(5_000) }
     }
 
     private func remove(topic: String, id: Int) {
@@ -273,6 +289,8 @@ struct ClientState {
     var transport: DeltacastClient.Transport?
     /// The topics the current WebSocket subscribed (to unsubscribe those that leave).
     var webSocketSubscribed: Set<String> = []
+    /// The socket of the connection in use (``DeltacastClient/close()`` shuts it down).
+    var activeSocket: Int32?
 
     mutating func add(topic: String, sink: TopicSink) -> Int {
         nextID += 1

@@ -122,7 +122,9 @@ struct Tail {
             }
         }
         done.wait()
-        client.close()
+        // The process exits next: its exit must not tear OpenSSL down under a connection the
+        // client's thread still holds.
+        client.closeAndWait()
         return outcome.status.withLock { $0 } ?? .success
     }
 }

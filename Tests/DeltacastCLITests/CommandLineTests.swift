@@ -409,6 +409,12 @@ func startServe(_ yaml: String, command: String = "serve") throws -> DeltacastCh
             #expect(ok.status == 0, "\(transport): \(ok.stderr)")
             #expect(ok.stdout.contains(#"{"type":"snapshot","topic":"/live/x""#), "\(transport)")
         }
+        // Exiting must not tear OpenSSL down under the client's thread, still in a held TLS
+        // long-poll: twenty exits in a row, each clean (a race here crashes about one in six).
+        for _ in 0..<20 {
+            let quick = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", "poll", "--count", "1", "--cacert", cert, "--token", "tail-key-0123456789abcdef"])
+            #expect(quick.status == 0, "\(quick.stderr.prefix(500))")
+        }
         let untrusted = try DeltacastProcess(["tail", serve.base, "/live/x", "--transport", "sse", "--count", "1", "--token", "tail-key-0123456789abcdef"])
         #expect(untrusted.status == 1)
         #expect(untrusted.stderr.contains("certificate verification failed: self-signed certificate"))

@@ -239,11 +239,12 @@ public final class Shape {
         return lines.joined(separator: "\n")
     }
 
+    /// A single-quoted TypeScript string: JSON's escapes, and `'` escaped.
     static func quoted(_ text: String) -> String {
         var output: [UInt8] = []
         JSONValue.writeString(text, to: &output)
-        return String(decoding: output, as: UTF8.self).replacing("'", with: "\\'")
-            .dropFirst().dropLast().reduce(into: "'") { $0.append($1) } + "'"
+        let inner = String(decoding: output.dropFirst().dropLast(), as: UTF8.self)
+        return "'" + inner.replacing("'", with: "\\'") + "'"
     }
 
     static func propertyName(_ name: String) -> String {

@@ -105,6 +105,16 @@ import Testing
         #expect(SchemaCheck.differences(changed, schema, limit: 2).count == 2)
     }
 
+    @Test func namesAndValuesAreQuotedForTypeScript() throws {
+        #expect(Shape.quoted("it's \"x\"\n") == #"'it\'s \"x\"\n'"#)   // a real newline, escaped
+        #expect(Shape.propertyName("price") == "price")
+        #expect(Shape.propertyName("unit-price") == "'unit-price'")
+        #expect(Shape.propertyName("1st") == "'1st'")
+        let nested = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+        // Past maximumDepth (32) the shape is not followed: the deepest arrays hold `unknown`.
+        #expect(try shape([nested]).typeScript() == "unknown" + String(repeating: "[]", count: Shape.maximumDepth))
+    }
+
     @Test func schemasAreWrittenIndented() throws {
         let text = TopicTypes.pretty(try shape([#"{"a":[1]}"#]).jsonSchema(title: "A"))
         #expect(text == """

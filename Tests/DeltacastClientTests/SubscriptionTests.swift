@@ -94,6 +94,31 @@ import Testing
         #expect(Set(cursors).count == 5)
     }
 
+    @Test func aConsumerThatFallsBehindGetsTheNewest64UpdatesAndTheLatestState() async throws {
+        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        defer { proxy.stop() }
+        let port = try #require(proxy.port)
+        try Self.publish(port, "/prices", Self.prices(1))
+        let client = client(proxy, [.websocket])
+        defer { client.close() }
+        var slow = client.updates("/prices", as: Prices.self).makeAsyncIterator()
+        guard case .state(let first, _)? = try await slow.next() else { Issue.record("no first state"); return }
+        #expect(first.version == 1)
+        // 100 more states while nobody reads; then a marker on another topic of the same
+        // connection, which arrives after all of them.
+        for version in 2...101 { try Self.publish(port, "/prices", Self.prices(version)) }
+        try Self.publish(port, "/t/1", #"{"n":1}"#)
+        for try await _ in client.subscribe("/t/1", as: [String: Int].self) { break }
+        var versions: [Int] = []
+        while let update = try await slow.next() {
+            guard case .state(let prices, _) = update else { continue }
+            versions.append(prices.version)
+            if prices.version == 101 { break }
+        }
+        #expect(versions.count == 64)
+        #expect(versions == Array(38...101))
+    }
+
     @Test func withUpgradesRefusedTheClientNegotiatesSSE() async throws {
         let proxy = try DeltacastChild(["serve"], configuration: Self.configuration(transports: "[sse, longpoll]"))
         defer { proxy.stop() }

@@ -15,6 +15,8 @@ typedef size_t (*deltacast_curl_data_callback)(char *data, size_t size, size_t c
 /// CURLOPT_WRITEFUNCTION and CURLOPT_HEADERFUNCTION with typed callbacks.
 static inline CURLcode deltacast_curl_easy_set_write(CURL *h, deltacast_curl_data_callback f) { return curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, f); }
 static inline CURLcode deltacast_curl_easy_set_header(CURL *h, deltacast_curl_data_callback f) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, f); }
+/// CURLOPT_CLOSESOCKETFUNCTION with a typed callback.
+static inline CURLcode deltacast_curl_easy_set_closesocket(CURL *h, curl_closesocket_callback f) { return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, f); }
 /// CURLMOPT_SOCKETFUNCTION and CURLMOPT_TIMERFUNCTION with typed callbacks.
 static inline CURLMcode deltacast_curl_multi_set_socket(CURLM *m, curl_socket_callback f) { return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, f); }
 static inline CURLMcode deltacast_curl_multi_set_timer(CURLM *m, curl_multi_timer_callback f) { return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f); }

@@ -87,7 +87,8 @@ public final class Poller: @unchecked Sendable {
         }
     }
 
-    private final class Entry {
+    private final class Entry: UpstreamResponseHandling {
+        unowned let poller: Poller
         let key: String
         var job: PollJob
         let wanted: () -> Bool
@@ -118,21 +119,29 @@ public final class Poller: @unchecked Sendable {
         var refreshAfter = false
         var stopped = false
         var failures = 0
-        var etag: String?
-        var lastModified: String?
+        /// The last accepted body's `ETag` and `Last-Modified`, sent with each poll.
+        var validators: UpstreamValidators?
+        /// The request signed with the authorizer's last credential, made again when it changes.
+        var signed: (credential: String, request: UpstreamRequest)?
+        /// Runs `Poller.due` for this entry: made once, not per poll.
+        var fire: () -> Void = {}
         var lastStart: Int64 = 0
         /// The start of the poll before the last one (nil before the second poll).
         var previousStart: Int64?
 
-        init(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, watchers: @escaping () -> Int,
-             handler: @escaping (PollResult) -> PollVerdict) {
+        init(poller: Poller, key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool,
+             watchers: @escaping () -> Int, handler: @escaping (PollResult) -> PollVerdict) {
+            self.poller = poller
             self.key = key
             self.job = job
             self.wanted = wanted
             self.permitted = permitted
             self.watchers = watchers
             self.handler = handler
+            fire = { [unowned self] in self.poller.due(self) }
         }
+
+        func upstreamResponded(_ response: UpstreamResponse) { poller.completed(self, response) }
     }
 
     /// A poll waiting for its origin's budget.
@@ -225,7 +234,7 @@ public final class Poller: @unchecked Sendable {
     public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool = { true },
                       watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
         guard entries[key] == nil else { return }
-        let entry = Entry(key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
+        let entry = Entry(poller: self, key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
         entry.adaptive = job.adaptive.map { AdaptiveInterval(minimum: $0.min, maximum: $0.max) }
         entries[key] = entry
         due(entry)
@@ -237,7 +246,8 @@ public final class Poller: @unchecked Sendable {
     @discardableResult
     public func update(key: String, job: PollJob) -> Bool {
         guard let entry = entries[key] else { return false }
-        if entry.job.request.url != job.request.url { entry.etag = nil; entry.lastModified = nil }
+        if entry.job.request.url != job.request.url { entry.validators = nil }
+        entry.signed = nil
         entry.adaptive = job.adaptive.map { bounds in
             entry.adaptive?.rebounded(minimum: bounds.min, maximum: bounds.max) ?? AdaptiveInterval(minimum: bounds.min, maximum: bounds.max)
         }
@@ -296,8 +306,7 @@ public final class Poller: @unchecked Sendable {
     /// not be committed must come again, not as a 304).
     public func forgetValidators(key: String) {
         guard let entry = entries[key] else { return }
-        entry.etag = nil
-        entry.lastModified = nil
+        entry.validators = nil
     }
 
     /// Stops polling `key` (a request in flight completes and is ignored).
@@ -446,8 +455,7 @@ public final class Poller: @unchecked Sendable {
         guard entry.wanted() else { stop(key: entry.key); return }
         guard entry.permitted() else {
             // Another node polls it: what this node's validators describe may be old.
-            entry.etag = nil
-            entry.lastModified = nil
+            entry.validators = nil
             arm(entry, afterMilliseconds: entry.job.intervalMilliseconds)
             return
         }
@@ -470,21 +478,26 @@ public final class Poller: @unchecked Sendable {
         entry.polls += 1
         entry.urgent = false
         entry.lastStart = now
-        var request = entry.job.request
-        if let etag = entry.etag { request.headers.append(("If-None-Match", etag)) }
-        if let lastModified = entry.lastModified { request.headers.append(("If-Modified-Since", lastModified)) }
         entry.credential = nil
         guard entry.job.authorized, let origin = entry.job.origin, let authorizer = authorizers[origin] else {
-            fetcher.fetch(request) { [unowned self] response in self.completed(entry, response) }
+            var request = entry.job.request
+            request.validators = entry.validators
+            fetcher.fetch(request, replyTo: entry)
             return
         }
         authorizer.authorization { [unowned self] result in
             switch result {
             case .success(let value):
                 entry.credential = value
-                request.headers.removeAll { $0.name.lowercased() == "authorization" }
-                request.headers.append(("Authorization", value))
-                self.fetcher.fetch(request) { [unowned self] response in self.completed(entry, response) }
+                if entry.signed?.credential != value {
+                    var signed = entry.job.request
+                    signed.headers.removeAll { $0.name.lowercased() == "authorization" }
+                    signed.headers.append(("Authorization", value))
+                    entry.signed = (value, signed)
+                }
+                var request = entry.signed!.request
+                request.validators = entry.validators
+                self.fetcher.fetch(request, replyTo: entry)
             case .failure(let failure):
                 // No credential: the poll fails with the reason, and backs off like any failure.
                 self.completed(entry, UpstreamResponse(status: 0, headers: [], body: [], failure: failure))
@@ -516,7 +529,7 @@ public final class Poller: @unchecked Sendable {
         } else if response.status == 304 {
             result = .notModified
         } else if (200..<300).contains(response.status) {
-            result = .body(status: response.status, contentType: response.header("content-type") ?? "application/json", body: response.body)
+            result = .body(status: response.status, contentType: response.contentType ?? "application/json", body: response.body)
         } else {
             result = .status(response.status, body: response.body)
         }
@@ -532,8 +545,9 @@ public final class Poller: @unchecked Sendable {
         case .accepted:
             entry.failures = 0
             if case .body = result {
-                entry.etag = response.header("etag")
-                entry.lastModified = response.header("last-modified")
+                if response.etag != entry.validators?.etag || response.lastModified != entry.validators?.lastModified {
+                    entry.validators = UpstreamValidators(etag: response.etag, lastModified: response.lastModified)
+                }
             }
             // The time since the poll before is quiet time unless a change is reported. The
             // first poll's state is where the topic starts, not a change.
@@ -545,10 +559,10 @@ public final class Poller: @unchecked Sendable {
         case .rejected:
             entry.failures += 1
             // Validators of a rejected body must not turn its successor into a 304.
-            if case .body = result { entry.etag = nil; entry.lastModified = nil }
+            if case .body = result { entry.validators = nil }
             delay = Backoff.delay(interval: entry.job.intervalMilliseconds, failures: entry.failures)
         }
-        if let retryAfter = response.header("retry-after").flatMap(Self.retryAfterMilliseconds) {
+        if let retryAfter = response.retryAfter.flatMap(Self.retryAfterMilliseconds) {
             delay = max(delay, min(retryAfter, Backoff.retryAfterCap))
             // The origin is overloaded, not only this topic: spend less of its budget meanwhile.
             if response.status == 429 || response.status == 503, let origin = entry.job.origin, origins[origin] != nil {
@@ -571,7 +585,7 @@ public final class Poller: @unchecked Sendable {
     /// Schedules `entry`'s next poll.
     private func arm(_ entry: Entry, afterMilliseconds delay: Int64) {
         entry.dueAt = clock.nowMilliseconds + delay
-        entry.timer = clock.schedule(afterMilliseconds: delay) { [unowned self] in self.due(entry) }
+        entry.timer = clock.schedule(afterMilliseconds: delay, entry.fire)
     }
 
     private func startWaiting() {

@@ -12,11 +12,31 @@ public protocol PollClock: AnyObject {
     func cancel(_ id: UInt64)
 }
 
+/// Hears how one upstream request ended: a polled topic's entry in the ``Poller``.
+public protocol UpstreamResponseHandling: AnyObject {
+    /// Runs once, on the fetcher's thread, with the response or why there is none.
+    func upstreamResponded(_ response: UpstreamResponse)
+}
+
 /// Upstream requests as the ``Poller`` sees them: libcurl in production, a scripted double in
-/// tests. The completion runs on the poller's thread.
+/// tests. The handler runs on the poller's thread.
 public protocol UpstreamFetching: AnyObject {
+    /// Starts `request`; `handler` hears once its response (or failure).
+    func fetch(_ request: UpstreamRequest, replyTo handler: any UpstreamResponseHandling)
+}
+
+extension UpstreamFetching {
     /// Starts `request`; `completion` runs once with its response (or failure).
-    func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void)
+    public func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void) {
+        fetch(request, replyTo: ResponseClosure(completion))
+    }
+}
+
+/// A closure as a response handler, for requests off the polling path (tokens, `discover`).
+private final class ResponseClosure: UpstreamResponseHandling {
+    let completion: (UpstreamResponse) -> Void
+    init(_ completion: @escaping (UpstreamResponse) -> Void) { self.completion = completion }
+    func upstreamResponded(_ response: UpstreamResponse) { completion(response) }
 }
 
 extension EventLoop: PollClock {

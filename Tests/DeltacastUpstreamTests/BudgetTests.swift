@@ -11,10 +11,10 @@ final class TimedUpstream: UpstreamFetching {
 
     init(clock: ManualClock) { self.clock = clock }
 
-    func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void) {
+    func fetch(_ request: UpstreamRequest, replyTo handler: any UpstreamResponseHandling) {
         started.append((clock.nowMilliseconds, request.url))
         let response = UpstreamResponse(status: status, headers: headers.map { ($0.0.lowercased(), $0.1) }, body: Array("{}".utf8), failure: nil)
-        _ = clock.schedule(afterMilliseconds: 5) { completion(response) }
+        _ = clock.schedule(afterMilliseconds: 5) { handler.upstreamResponded(response) }
     }
 
     /// The most requests that started in any window of `milliseconds`.

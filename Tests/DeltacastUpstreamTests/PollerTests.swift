@@ -33,18 +33,18 @@ final class ManualClock: PollClock {
 /// An upstream whose answers the test gives: requests wait until ``answer(_:)``.
 final class ScriptedUpstream: UpstreamFetching {
     private(set) var requests: [UpstreamRequest] = []
-    private var pending: [(UpstreamRequest, (UpstreamResponse) -> Void)] = []
+    private var pending: [(UpstreamRequest, any UpstreamResponseHandling)] = []
     var inFlight: Int { pending.count }
 
-    func fetch(_ request: UpstreamRequest, completion: @escaping (UpstreamResponse) -> Void) {
+    func fetch(_ request: UpstreamRequest, replyTo handler: any UpstreamResponseHandling) {
         requests.append(request)
-        pending.append((request, completion))
+        pending.append((request, handler))
     }
 
     /// Completes the oldest request in flight.
     func answer(status: Int = 200, headers: [(String, String)] = [], body: String = "{}", failure: UpstreamFailure? = nil) {
-        let (_, completion) = pending.removeFirst()
-        completion(UpstreamResponse(status: failure == nil ? status : 0, headers: headers.map { ($0.0.lowercased(), $0.1) },
+        let (_, handler) = pending.removeFirst()
+        handler.upstreamResponded(UpstreamResponse(status: failure == nil ? status : 0, headers: headers.map { ($0.0.lowercased(), $0.1) },
                                     body: Array(body.utf8), failure: failure))
     }
 }
@@ -119,12 +119,12 @@ final class ScriptedUpstream: UpstreamFetching {
         poller.start(key: "a", job: job(), wanted: { true }, handler: { _ in verdict })
         upstream.answer(headers: [("ETag", "\"v1\""), ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")])
         clock.advance(by: 1_000)
-        let second = upstream.requests[1].headers.map { "\($0.name): \($0.value)" }
+        let second = upstream.requests[1].sentHeaders.map { "\($0.name): \($0.value)" }
         #expect(second == ["If-None-Match: \"v1\"", "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT"])
         verdict = .rejected
         upstream.answer(headers: [("ETag", "\"bad\"")])
         clock.advance(by: 2_000)
-        #expect(upstream.requests[2].headers.isEmpty)
+        #expect(upstream.requests[2].sentHeaders.isEmpty)
     }
 
     /// Cluster mode: a node that does not hold the topic's lease sends nothing; its validators
@@ -141,7 +141,7 @@ final class ScriptedUpstream: UpstreamFetching {
         leader = true
         clock.advance(by: 1_000)
         #expect(upstream.requests.count == 2)
-        #expect(upstream.requests[1].headers.isEmpty)   // no If-None-Match from before
+        #expect(upstream.requests[1].sentHeaders.isEmpty)   // no If-None-Match from before
     }
 
     @Test func atMostMaxConcurrentInFlightTheRestWaitInOrderOnceEach() {
@@ -195,12 +195,12 @@ final class ScriptedUpstream: UpstreamFetching {
         #expect(poller.update(key: "a", job: job(interval: 2_000)))
         #expect(clock.nextDue == Int64(3_000))
         clock.advance(by: 1_000)
-        #expect(upstream.requests.last?.headers.map(\.name) == ["If-None-Match"])
+        #expect(upstream.requests.last?.sentHeaders.map(\.name) == ["If-None-Match"])
         upstream.answer(headers: [("ETag", "\"v2\"")])
         #expect(poller.update(key: "a", job: job("http://upstream/b", interval: 2_000)))
         clock.advance(by: 2_000)
         #expect(upstream.requests.last?.url == "http://upstream/b")
-        #expect(upstream.requests.last?.headers.isEmpty == true)
+        #expect(upstream.requests.last?.sentHeaders.isEmpty == true)
         #expect(!poller.update(key: "unknown", job: job()))
     }
 

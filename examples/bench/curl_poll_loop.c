@@ -4,9 +4,10 @@
  *
  * Topic i is GET BASE_URL/api/users/i/notifications with `Authorization: Bearer user-i`, every
  * INTERVAL_MS counted from the start of its previous request (as Deltacast's poller does), with
- * `If-None-Match` from its last ETag, bodies read and dropped. Topics start spread over the
- * first interval. It stops after SECONDS and prints one JSON line of counts. No parsing, no
- * diffing, no state: what any poller must at least spend on the same requests.
+ * `If-None-Match` from its last ETag and the headers Deltacast sends with every poll (`Accept`,
+ * `User-Agent`, `Accept-Encoding`): the same requests. Bodies are read and dropped. Topics start
+ * spread over the first interval. It stops after SECONDS and prints one JSON line of counts. No
+ * parsing, no diffing, no state: what any poller must at least spend on the same requests.
  *
  * Built by examples/bench/run.sh: gcc -O2 -o curl_poll_loop curl_poll_loop.c -lcurl */
 #include <curl/curl.h>
@@ -55,6 +56,8 @@ static size_t header(char *data, size_t size, size_t count, void *user) {
 static void start(CURLM *multi, Topic *topic, long long now, long interval) {
     curl_slist_free_all(topic->headers);
     topic->headers = curl_slist_append(NULL, topic->authorization);
+    topic->headers = curl_slist_append(topic->headers, "Accept: application/json, */*;q=0.5");
+    topic->headers = curl_slist_append(topic->headers, "User-Agent: deltacast");
     if (topic->etag[0]) {
         char line[160];
         snprintf(line, sizeof line, "If-None-Match: %s", topic->etag);
@@ -92,6 +95,8 @@ int main(int argc, char **argv) {
         curl_easy_setopt(topic->easy, CURLOPT_HEADERDATA, topic);
         curl_easy_setopt(topic->easy, CURLOPT_PRIVATE, topic);
         curl_easy_setopt(topic->easy, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(topic->easy, CURLOPT_ACCEPT_ENCODING, "");
+        curl_easy_setopt(topic->easy, CURLOPT_NOSIGNAL, 1L);
         topic->due = begin + (long long)i * interval / count;
     }
     long polls = 0, ok = 0, not_modified = 0, errors = 0;

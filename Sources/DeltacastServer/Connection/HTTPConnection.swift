@@ -29,8 +29,8 @@ final class HTTPConnection: EventLoopHandler {
     private var peerFinished = false
     /// The session's transport and framing, kept beside it (set by ``install(_:)``): read on
     /// every delivery, where reading the session itself would copy it.
-    private(set) var transport: Transport?
-    private(set) var framing: ChangeFraming?
+    var transport: Transport?
+    var framing: ChangeFraming?
     /// The epoll events registered now, so a flush changes them (a syscall) only when needed.
     private var registeredEvents = connectionEvents
     /// The TLS session, when `tls` is configured (nil on the plain and admin listeners).
@@ -51,7 +51,7 @@ final class HTTPConnection: EventLoopHandler {
     /// The push stream the connection carries, nil while it is plain HTTP.
     var session: (any PushSession)?
     /// The timer of the session's ``PushSession`` deadline (a held poll's wait), if any.
-    private var sessionTimer: UInt64?
+    var sessionTimer: UInt64?
     /// Accepted on `admin.listen`.
     let onAdminListener: Bool
     /// The credential a push connection holds (WebSocket: renewable by an `auth` message); it
@@ -95,107 +95,14 @@ final class HTTPConnection: EventLoopHandler {
     /// What it carries now, in logs and on the status page.
     var modeName: String { session?.name ?? "http" }
 
-    /// Makes `next` the connection's push session; its deadline, if it has one, is scheduled.
-    func install(_ next: some PushSession) {
-        state.counters.adjust(transport, by: -1)
-        state.counters.adjust(next.transport, by: 1)
-        session = next
-        transport = next.transport
-        framing = next.framing
-        cancelSessionTimer()
-        if let deadline = next.deadline {
-            sessionTimer = state.loop.schedule(atMilliseconds: deadline, sessionDeadlinePassed)
-        }
-    }
-
     /// The session timer's callback, made once per connection: a held poll schedules one per
     /// request, and a new closure each time was an allocation per poll. `unowned`: the timer
     /// is cancelled whenever the session ends or the connection closes, so it never outlives
     /// the connection; a `weak` capture would give every held connection a side table, and
     /// every retain of it the runtime's slow path.
-    private lazy var sessionDeadlinePassed: () -> Void = { [unowned self] in
+    lazy var sessionDeadlinePassed: () -> Void = { [unowned self] in
         self.sessionTimer = nil
         self.tickSession(now: MonotonicClock.milliseconds(), silent: false)
-    }
-
-    /// Back to plain HTTP (a held poll was answered, a wait for Redis ended).
-    func uninstallSession() {
-        guard let previous = session else { return }
-        cancelSessionTimer()
-        session = nil
-        transport = nil
-        framing = nil
-        state.counters.adjust(previous.transport, by: -1)
-        state.counters.adjust(nil, by: 1)
-    }
-
-    private func cancelSessionTimer() {
-        if let timer = sessionTimer { state.loop.cancelTimer(timer) }
-        sessionTimer = nil
-    }
-
-    /// Runs the session's clock.
-    private func tickSession(now: Int64, silent: Bool) {
-        guard !closed, let actions = session?.tick(now: now, silent: silent), !actions.isEmpty else { return }
-        perform(actions)
-        flush()
-    }
-
-    /// Bytes for the push session.
-    func sessionReceived(_ bytes: ArraySlice<UInt8>) {
-        guard let actions = session?.received(bytes, now: deadlines.lastActivity) else { return }
-        perform(actions)
-    }
-
-    /// Does what a session asked, in order; stops once the connection is closing.
-    func perform(_ actions: [SessionAction]) {
-        for action in actions {
-            guard perform(action) else { return }
-        }
-    }
-
-    /// Does one thing a session asked (a held poll's answer comes alone: no array for it).
-    /// False when the actions after it must not run: the connection is closed, or closing
-    /// after what is queued.
-    @discardableResult
-    func perform(_ action: SessionAction) -> Bool {
-        guard !closed else { return false }
-        switch action {
-        case .send(let bytes):
-            guard lifecycle.isAnswering else { return false }
-            send(bytes)
-        case .sendPastWatermark(let bytes):
-            if !queue.enqueue(bytes) { close() }
-        case .request(let request):
-            guard lifecycle.isAnswering else { return false }
-            perform(request)
-        case .keepForNextRequest(let bytes):
-            requests.append(bytes)
-            let limits = state.generation.parserLimits
-            if requests.bufferedByteCount > limits.maximumHeaderBytes + limits.maximumBody { close() }
-        case .answer(let request, let response):
-            uninstallSession()
-            detachAll()
-            finish(request, response)
-            flush()
-            if lifecycle.isAnswering { resumeHTTP() }
-        case .finish(let reason):
-            if closeReason == nil { closeReason = reason }
-            lifecycle.closeAfterFlush()
-            flush()
-        case .close(let reason):
-            if closeReason == nil { closeReason = reason }
-            close()
-        case .linger:
-            beginLinger(now: MonotonicClock.milliseconds())
-        }
-        return true
-    }
-
-    /// An event for this client alone (an `error` event), in the session's framing.
-    func sendEvent(_ payload: [UInt8]) {
-        guard let session, session.streams else { return }
-        send(session.event(payload))
     }
 
     func handle(events: UInt32) {
@@ -311,87 +218,6 @@ final class HTTPConnection: EventLoopHandler {
         route(request, body: body)
     }
 
-    /// Answers `request` by its route (again, once a ticket was redeemed in cluster mode).
-    func route(_ request: HTTPRequestHead, body: [UInt8]) {
-        let route = state.generation.router.route(request, draining: state.drainDeadline != nil,
-                                              openConnections: state.context.openConnections.load(ordering: .relaxed),
-                                              adminListener: onAdminListener, clusterAvailable: state.context.cluster?.isAvailable ?? true)
-        switch route {
-        case .respond(let response):
-            if response.status == 401 || response.status == 403,
-               ["/deltacast/publish", "/deltacast/refresh", "/deltacast/reload"].contains(where: { request.target.hasPrefix($0) }) {
-                if response.status == 401 { state.context.metrics.adminUnauthorized.add(1, ordering: .relaxed) } else { state.context.metrics.adminForbidden.add(1, ordering: .relaxed) }
-            }
-            finish(request, response)
-        case .status:
-            serveStatus(request)
-        case .topicTypes:
-            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/typescript; charset=utf-8", "Cache-Control": "no-cache"],
-                                           body: Array(TopicTypesSource.module(configuration: state.configuration, hub: state.context.hub).utf8)))
-        case .report:
-            finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: state.context.reportJSON()))
-        case .metrics:
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-            finish(request, RoutedResponse(status: 200, headers: headers, body: Array(state.context.metricsText(draining: state.drainDeadline != nil).utf8)))
-        case .topic(let endpoint, let topic):
-            if awaitTicket(request, body: body) { return }
-            serveTopic(request, endpoint: endpoint, topicName: topic)
-        case .multiplexed(let transport):
-            if awaitTicket(request, body: body) { return }
-            serveMultiplexed(request, transport: transport)
-        case .publish(let endpoint, let topic):
-            if let refusal = publishRefusal() { return finish(request, refusal) }
-            publish(request, body: body, endpoint: endpoint, topicName: topic)
-        case .refresh(let endpoint, let topic):
-            if let refusal = publishRefusal() { return finish(request, refusal) }
-            refresh(request, endpoint: endpoint, topicName: topic)
-        case .ticket:
-            issueTicket(request)
-        case .reload:
-            if let refusal = publishRefusal() { return finish(request, refusal) }
-            switch state.context.reloadFromSource() {
-            case .success(let report):
-                var headers = HTTPHeaders()
-                headers.add(name: "Content-Type", value: "application/json")
-                finish(request, RoutedResponse(status: 200, headers: headers, body: Array(report.json.utf8)))
-            case .failure(let error):
-                finish(request, .error(400, "bad_request", error.message))
-            }
-        case .echo:
-            upgrade(request, kind: .echo)
-        }
-    }
-
-    /// Sends a complete response to `request` (CORS headers, access log, keep-alive).
-    func finish(_ request: HTTPRequestHead, _ response: RoutedResponse) {
-        var response = response
-        if response.events > 0 {
-            // A long-poll answer: `[` events joined by `,` `]`.
-            state.counters.delivered(transport: .longpoll, count: response.events, bytes: response.body.count - 1 - response.events)
-        }
-        let close = response.close || !request.keepAlive || state.drainDeadline != nil
-        addCORS(request, to: &response.headers)
-        logAccess(request, status: response.status, bytes: request.method == "HEAD" ? 0 : response.body.count)
-        write(response, headOnly: request.method == "HEAD", close: close)
-    }
-
-    func addCORS(_ request: HTTPRequestHead, to headers: inout HTTPHeaders) {
-        if let origin = request.headers["Origin"], request.method != "OPTIONS" {
-            if let allowed = state.configuration.cors.allowOriginHeader(for: origin) {
-                headers.add(name: "Access-Control-Allow-Origin", value: allowed)
-                headers.add(name: "Vary", value: "Origin")
-            }
-        }
-    }
-
-    func logAccess(_ request: HTTPRequestHead, status: Int, bytes: Int) {
-        guard state.configuration.logging.access else { return }
-        let milliseconds = MonotonicClock.milliseconds() - requests.headReceivedAt
-        state.context.log.log(.info, "access", ["conn": .int(id), "method": .string(request.method), "path": .string(EventLog.redacted(request.target)),
-                                               "status": .int(status), "bytes": .int(bytes), "duration_ms": .int(Int(milliseconds)), "peer": .string(peer)])
-    }
-
     func write(_ response: RoutedResponse, headOnly: Bool, close: Bool) {
         var headers = response.headers
         if close { headers.add(name: "Connection", value: "close") }
@@ -400,6 +226,9 @@ final class HTTPConnection: EventLoopHandler {
         if !queue.enqueue(bytes) { self.close(); return }
         if close { lifecycle.closeAfterFlush() }
     }
+
+    /// Closes once what is queued is written.
+    func closeAfterFlush() { lifecycle.closeAfterFlush() }
 
     /// Queues bytes; false (and the connection closed) when even the hard limit is passed.
     @discardableResult
@@ -455,7 +284,7 @@ final class HTTPConnection: EventLoopHandler {
     /// Closing at once would answer the peer's in-flight bytes with a reset, and a reset can
     /// destroy the close frame (and its code) or the answer (a 413, a 400) before the peer
     /// reads it.
-    private func beginLinger(now: Int64) {
+    func beginLinger(now: Int64) {
         guard lifecycle.beginLinger() else { return }
         _ = deadlines.beginLinger(now: now)
         tls?.shutdown()
@@ -504,43 +333,6 @@ final class HTTPConnection: EventLoopHandler {
     func resumeHTTP() {
         process()
         flush()
-    }
-
-    /// What the connection is doing, for its deadlines.
-    private var phase: ConnectionDeadlines.Phase {
-        if let tls, !tls.established { return .tlsHandshake }
-        if !isPlainHTTP { return .session }
-        return .request(idle: isIdle, awaitingHead: requests.awaitingHead)
-    }
-
-    /// Performs what ``ConnectionDeadlines`` says is due (the loop's sweep calls this).
-    func checkDeadlines(now: Int64, wallClock: Int64, limits: ConnectionDeadlines.Limits) {
-        var action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: principal?.expiresAt, limits: limits)
-        if action == .tokenExpired {
-            expireToken()
-            if !lifecycle.isAnswering { return }
-            // Only public topics remained: the stream carries on, anonymous, and its other
-            // deadlines apply.
-            action = deadlines.due(now: now, wallClock: wallClock, phase: phase, queueEmpty: queue.isEmpty, tokenExpiresAt: nil, limits: limits)
-        }
-        switch action {
-        case .none, .tokenExpired:
-            break
-        case .lingerEnded, .idle:
-            close()
-        case .slowConsumer:
-            slowConsumerTimedOut()
-        case .handshakeTimedOut:
-            closeReason = CloseReason(level: .info, text: "TLS handshake not completed within tls.handshake_timeout")
-            close()
-        case .requestTimedOut:
-            write(.error(408, "request_timeout", "the request header was not received within \(limits.headerTimeout) ms"), headOnly: false, close: true)
-            flush()
-            // Written: the connection lingers. Not written (the client reads nothing): close.
-            if lifecycle != .lingering { close() }
-        case .tick(let silent):
-            tickSession(now: now, silent: silent)
-        }
     }
 
     /// Shutdown: an idle connection closes; a push session ends its own way (WebSocket close

@@ -4,15 +4,6 @@ import DeltacastHub
 import DeltacastLoop
 import DeltacastWire
 
-/// What a request (or a WebSocket) presents to the proxy's own authentication.
-enum Credential {
-    case anonymous
-    case valid(Principal)
-    /// A credential was presented and refused; `explicit` when it can only have been meant for
-    /// the proxy (a ticket or a `token.` subprotocol), not forwarded upstream under passthrough.
-    case invalid(String, explicit: Bool)
-}
-
 extension HTTPConnection {
     /// The credential `request` presents: `?ticket=` (redeemed: single use), then
     /// `Authorization: Bearer`, then (WebSocket upgrades) a `token.<jwt>` subprotocol entry.
@@ -269,15 +260,5 @@ extension HTTPConnection {
         guard let wait = buckets.subscribe.take(rate: rate, now: now) else { return nil }
         state.context.metrics.rateLimited.add(1, ordering: .relaxed)
         return DeltacastEvent.error(topic: topic, code: .tooMany, message: "subscribes are limited to limits.subscribe_rate (\(rate)); retry in \(wait) ms")
-    }
-}
-
-/// A WebSocket's two token buckets, allocated on its first message.
-final class ClientBuckets {
-    var subscribe: TokenBucket
-    var message: TokenBucket
-    init(_ limits: Configuration.Limits, now: Int64) {
-        subscribe = TokenBucket(rate: limits.subscribeRate, now: now)
-        message = TokenBucket(rate: limits.messageRate, now: now)
     }
 }

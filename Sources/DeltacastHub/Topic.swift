@@ -23,58 +23,34 @@ public final class Topic: @unchecked Sendable {
     public let pattern: String
     /// What it cost its upstream and gave its clients (the migration report).
     public let savings = TopicSavings()
-    /// Subscriber time summed up to `since`, when the subscriber count last changed.
-    private var subscriberTime: (total: Int64, since: Int64) = (0, 0)
     /// The client credentials forwarded upstream (`auth: passthrough`), else empty.
     public let credentials: [(name: String, value: String)]
     /// This topic's history (random, `[a-z0-9]{8}`; in cluster mode, the cluster's).
-    public var epoch: String { lock.withLock { _ in currentEpoch } }
+    public var epoch: String { lock.withLock { _ in versions.currentEpoch } }
     unowned let hub: Hub
     private let lock = Locked<Void>(())
     /// The endpoint and the diff options made from it; replaced by ``reconfigure(_:)``.
     private var configured: (endpoint: Configuration.Endpoint, diffOptions: DiffOptions)
-    /// Set once ``end(code:message:)`` ran: nobody may subscribe any more.
-    private var ended: Change?
-    private let usedTick = Atomic<Int64>(0)
-    private let activeAt = Atomic<Int64>(0)
+    /// When it was last used and active: read without the lock.
+    private let activity = TopicActivity()
 
     // Guarded by `lock`.
-    private var currentEpoch: String
-    private var seq = 0
-    /// Cluster mode: Redis cannot be reached (subscribers were told).
-    private var clusterUnavailable = false
-    /// Cluster mode: the shared state has been read at least once (a new topic is loading).
-    private var loaded: Bool
-    /// Cluster mode: readers waiting for the catch-up in flight, and for the one after it (a
-    /// reader whose cursor is newer than this node's state needs a read of Redis made after
-    /// it arrived). nil: no catch-up in flight.
-    private var catchUpWaiters: [@Sendable () -> Void]?
-    private var nextCatchUpWaiters: [@Sendable () -> Void] = []
-    /// The current body, parsed (JSON content types): its tape, for the next diff.
-    private var document: JSONDocument?
-    private var body: [UInt8] = []
-    private var contentType = "application/json"
-    private var snapshot: Change?
-    /// The current document's digest (`digest: true`), computed once per state.
-    private var currentDigest: String?
-    private var journal = Journal()
-    private var loopCounts: [Int]
-    private var problem: UpstreamProblem?
-    private var lastChangeAt: Int64 = 0
-    /// Subscribers by transport, for the status page.
-    private var transportCounts = PerTransport(repeating: 0)
-    /// The poller's view: consecutive failures and when the next poll is due (monotonic ms).
-    private var pollFailures = 0
-    private var nextPollAt: Int64 = 0
-    private var lastChangeBytes = 0
+    /// The document, its epoch and seq, the journal of its changes.
+    private var versions: VersionedState
+    /// Who subscribes, on which loop and by which transport, and for how long.
+    private var audience: Audience
+    /// What is wrong upstream, and the poller's schedule.
+    private var upstream = UpstreamHealth()
+    /// Cluster mode: whether Redis is reachable and the shared state was read.
+    private var cluster: ClusterSync
 
     /// When it was last used, in ``Hub/tick()`` units (LRU eviction under `max_topics`).
-    var lastUsed: Int64 { usedTick.load(ordering: .relaxed) }
+    var lastUsed: Int64 { activity.usedTick.load(ordering: .relaxed) }
 
     /// Records a use: by a lookup, a plain GET, a long-poll, a subscribe or an unsubscribe.
     func touch(_ tick: Int64, now: Int64) {
-        usedTick.store(tick, ordering: .relaxed)
-        activeAt.store(now, ordering: .relaxed)
+        activity.usedTick.store(tick, ordering: .relaxed)
+        activity.activeAt.store(now, ordering: .relaxed)
     }
 
     /// Whether a polled topic has had no subscriber and no use for its endpoint's `linger`
@@ -82,7 +58,7 @@ public final class Topic: @unchecked Sendable {
     public func isIdle(now: Int64) -> Bool {
         let (source, linger) = lock.withLock { _ in (configured.endpoint.source, configured.endpoint.linger) }
         guard source == .poll, subscriberCount == 0 else { return false }
-        return now - activeAt.load(ordering: .relaxed) >= linger.wholeMilliseconds
+        return now - activity.activeAt.load(ordering: .relaxed) >= linger.wholeMilliseconds
     }
 
     init(name: String, key: String, endpoint: Configuration.Endpoint, credentials: [(name: String, value: String)], hub: Hub) {
@@ -92,9 +68,9 @@ public final class Topic: @unchecked Sendable {
         self.configured = (endpoint, Topic.diffOptions(endpoint))
         self.credentials = credentials
         self.hub = hub
-        self.currentEpoch = Topic.randomEpoch()
-        self.loopCounts = [Int](repeating: 0, count: hub.loopCount)
-        self.loaded = hub.replication == nil
+        self.versions = VersionedState(epoch: Topic.randomEpoch())
+        self.audience = Audience(loops: hub.loopCount)
+        self.cluster = ClusterSync(loaded: hub.replication == nil)
     }
 
     static func diffOptions(_ endpoint: Configuration.Endpoint) -> DiffOptions {
@@ -109,7 +85,7 @@ public final class Topic: @unchecked Sendable {
     public func reconfigure(_ endpoint: Configuration.Endpoint) {
         let options = Topic.diffOptions(endpoint)
         lock.withLock { _ in
-            if endpoint.digest != configured.endpoint.digest { snapshot = nil; currentDigest = nil }
+            if endpoint.digest != configured.endpoint.digest { versions.snapshot = nil; versions.currentDigest = nil }
             configured = (endpoint, options)
         }
     }
@@ -118,10 +94,10 @@ public final class Topic: @unchecked Sendable {
     /// `code`, which ends the subscription, and so does anyone who subscribes later.
     public func end(code: DeltacastEvent.ErrorCode, message: String) {
         lock.withLock { _ in
-            guard ended == nil else { return }
+            guard versions.ended == nil else { return }
             let change = hub.makeChange(topic: name, key: key, kind: .error, cursor: nil, base: nil,
                                         event: DeltacastEvent.error(topic: name, code: code, message: message))
-            ended = change
+            versions.ended = change
             deliverLocked(change)
         }
     }
@@ -135,14 +111,14 @@ public final class Topic: @unchecked Sendable {
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
         touch(hub.tick(), now: hub.clock.milliseconds)
         return lock.withLock { _ in
-            seq == 0 || problem?.kind == .forbidden ? nil : (Cursor(epoch: currentEpoch, seq: seq), body, contentType, problem != nil)
+            versions.seq == 0 || upstream.problem?.kind == .forbidden ? nil : (Cursor(epoch: versions.currentEpoch, seq: versions.seq), versions.body, versions.contentType, upstream.problem != nil)
         }
     }
 
     /// The current body, for inferring the topic's type (not a use of the topic); nil before
     /// the first state or while the upstream refuses the credential.
     public func currentBodyForTypes() -> [UInt8]? {
-        lock.withLock { _ in seq == 0 || problem?.kind == .forbidden ? nil : body }
+        lock.withLock { _ in versions.seq == 0 || upstream.problem?.kind == .forbidden ? nil : versions.body }
     }
 
     /// A topic's state for the status page and `deltacast top`.
@@ -173,25 +149,25 @@ public final class Topic: @unchecked Sendable {
     /// the delay before the next poll.
     public func recordPoll(failures: Int, nextInMilliseconds: Int64) {
         let due = hub.clock.milliseconds + nextInMilliseconds
-        lock.withLock { _ in pollFailures = failures; nextPollAt = due }
+        lock.withLock { _ in upstream.pollFailures = failures; upstream.nextPollAt = due }
     }
 
     /// This topic's state now.
     public func status() -> Status {
         let now = hub.clock.milliseconds
         return lock.withLock { _ in
-            Status(cursor: seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq), subscribers: loopCounts.reduce(0, +),
-                   millisecondsSinceChange: lastChangeAt == 0 ? nil : now - lastChangeAt, lastChangeBytes: lastChangeBytes,
-                   bodyBytes: body.count, problem: problem, journalEntries: journal.count,
-                   byTransport: transportCounts, pollFailures: pollFailures, nextPollIn: nextPollAt == 0 ? nil : max(0, nextPollAt - now))
+            Status(cursor: versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq), subscribers: audience.loopCounts.reduce(0, +),
+                   millisecondsSinceChange: versions.lastChangeAt == 0 ? nil : now - versions.lastChangeAt, lastChangeBytes: versions.lastChangeBytes,
+                   bodyBytes: versions.body.count, problem: upstream.problem, journalEntries: versions.journal.count,
+                   byTransport: audience.transportCounts, pollFailures: upstream.pollFailures, nextPollIn: upstream.nextPollAt == 0 ? nil : max(0, upstream.nextPollAt - now))
         }
     }
 
     /// What is wrong upstream now, if anything.
-    public var upstreamProblem: UpstreamProblem? { lock.withLock { _ in problem } }
+    public var upstreamProblem: UpstreamProblem? { lock.withLock { _ in upstream.problem } }
 
     /// The current cursor, nil before the first state.
-    public var cursor: Cursor? { lock.withLock { _ in seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq) } }
+    public var cursor: Cursor? { lock.withLock { _ in versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq) } }
 
     /// Registers a subscriber on `loop` and returns what it must receive first: nothing when it
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
@@ -202,14 +178,14 @@ public final class Topic: @unchecked Sendable {
         touch(hub.tick(), now: now)
         return lock.withLock { _ in
             accrueSubscriberTime(now)
-            loopCounts[loop] += 1
-            if let transport { transportCounts[transport] += 1 }
-            if let ended { return ([ended], nil) }
-            if let problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
+            audience.loopCounts[loop] += 1
+            if let transport { audience.transportCounts[transport] += 1 }
+            if let ended = versions.ended { return ([ended], nil) }
+            if let problem = upstream.problem, problem.kind == .forbidden { return ([problemChange(problem)], nil) }
             var backlog = changesLocked(since: since).map(Array.init) ?? []
-            if let problem { backlog.append(problemChange(problem)) }
-            if clusterUnavailable { backlog.append(clusterChange(available: false)) }
-            return (backlog, seq == 0 ? nil : Cursor(epoch: currentEpoch, seq: seq))
+            if let problem = upstream.problem { backlog.append(problemChange(problem)) }
+            if cluster.clusterUnavailable { backlog.append(clusterChange(available: false)) }
+            return (backlog, versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq))
         }
     }
 
@@ -218,37 +194,37 @@ public final class Topic: @unchecked Sendable {
         let now = hub.clock.milliseconds
         lock.withLock { _ in
             accrueSubscriberTime(now)
-            loopCounts[loop] = max(0, loopCounts[loop] - 1)
-            if let transport { transportCounts[transport] = max(0, transportCounts[transport] - 1) }
+            audience.loopCounts[loop] = max(0, audience.loopCounts[loop] - 1)
+            if let transport { audience.transportCounts[transport] = max(0, audience.transportCounts[transport] - 1) }
         }
         touch(hub.tick(), now: now)
     }
 
     /// Adds the time since the subscriber count last changed, times that count.
     private func accrueSubscriberTime(_ now: Int64) {
-        let subscribers = loopCounts.reduce(0, +)
-        if subscribers > 0 { subscriberTime.total += Int64(subscribers) * max(0, now - subscriberTime.since) }
-        subscriberTime.since = now
+        let subscribers = audience.loopCounts.reduce(0, +)
+        if subscribers > 0 { audience.subscriberTime.total += Int64(subscribers) * max(0, now - audience.subscriberTime.since) }
+        audience.subscriberTime.since = now
     }
 
     /// Its migration report numbers, subscriber time counted up to now.
     public func savingsCounts() -> SavingsCounts {
         let now = hub.clock.milliseconds
         return lock.withLock { _ in
-            let subscribers = Int64(loopCounts.reduce(0, +))
-            return savings.counts(subscriberMilliseconds: subscriberTime.total + subscribers * max(0, now - subscriberTime.since))
+            let subscribers = Int64(audience.loopCounts.reduce(0, +))
+            return savings.counts(subscriberMilliseconds: audience.subscriberTime.total + subscribers * max(0, now - audience.subscriberTime.since))
         }
     }
 
     /// Subscribers on every loop together.
-    public var subscriberCount: Int { lock.withLock { _ in loopCounts.reduce(0, +) } }
+    public var subscriberCount: Int { lock.withLock { _ in audience.loopCounts.reduce(0, +) } }
 
     /// What a client holding `since` has missed (long-poll): nil when nothing is newer (or no
     /// state exists yet), else the missed patches or one snapshot. A slice of the journal (or
     /// of a one-element array): a long-poll reads it at once, with no copy of its own.
     public func changes(since: Cursor?) -> ArraySlice<Change>? {
         touch(hub.tick(), now: hub.clock.milliseconds)
-        return lock.withLock { _ in problem?.kind == .forbidden ? nil : changesLocked(since: since) }
+        return lock.withLock { _ in upstream.problem?.kind == .forbidden ? nil : changesLocked(since: since) }
     }
 
     // MARK: Catching up (cluster mode)
@@ -263,9 +239,9 @@ public final class Topic: @unchecked Sendable {
     public func needsCatchUp(since: Cursor?) -> Bool {
         guard hub.replication != nil else { return false }
         return lock.withLock { _ in
-            if !loaded { return true }
+            if !cluster.loaded { return true }
             guard let since else { return false }
-            return since.epoch == currentEpoch && since.seq > seq
+            return since.epoch == versions.currentEpoch && since.seq > versions.seq
         }
     }
 
@@ -276,9 +252,9 @@ public final class Topic: @unchecked Sendable {
         guard let replication = hub.replication else { return resume() }
         enum Step { case start, wait, serveNow }
         let step = lock.withLock { _ -> Step in
-            guard catchUpWaiters != nil else { catchUpWaiters = [resume]; return .start }
-            if catchUpWaiters!.count + nextCatchUpWaiters.count >= Topic.maximumCatchUpWaiters { return .serveNow }
-            if since == nil { catchUpWaiters!.append(resume) } else { nextCatchUpWaiters.append(resume) }
+            guard cluster.catchUpWaiters != nil else { cluster.catchUpWaiters = [resume]; return .start }
+            if cluster.catchUpWaiters!.count + cluster.nextCatchUpWaiters.count >= Topic.maximumCatchUpWaiters { return .serveNow }
+            if since == nil { cluster.catchUpWaiters!.append(resume) } else { cluster.nextCatchUpWaiters.append(resume) }
             return .wait
         }
         switch step {
@@ -291,14 +267,14 @@ public final class Topic: @unchecked Sendable {
     /// A catch-up ended: its waiters go on, and the next one starts if readers wait for it.
     private func caughtUp() {
         let (waiting, again) = lock.withLock { _ -> ([@Sendable () -> Void], Bool) in
-            loaded = true
-            let waiting = catchUpWaiters ?? []
-            if nextCatchUpWaiters.isEmpty {
-                catchUpWaiters = nil
+            cluster.loaded = true
+            let waiting = cluster.catchUpWaiters ?? []
+            if cluster.nextCatchUpWaiters.isEmpty {
+                cluster.catchUpWaiters = nil
                 return (waiting, false)
             }
-            catchUpWaiters = nextCatchUpWaiters
-            nextCatchUpWaiters = []
+            cluster.catchUpWaiters = cluster.nextCatchUpWaiters
+            cluster.nextCatchUpWaiters = []
             return (waiting, true)
         }
         for resume in waiting { resume() }
@@ -306,21 +282,21 @@ public final class Topic: @unchecked Sendable {
     }
 
     private func changesLocked(since: Cursor?) -> ArraySlice<Change>? {
-        guard seq > 0 else { return nil }
-        if let since, since.epoch == currentEpoch, since.seq <= seq {
-            if since.seq == seq { return nil }
-            if let missed = journal.changes(after: since.seq), !missed.isEmpty { return missed }
+        guard versions.seq > 0 else { return nil }
+        if let since, since.epoch == versions.currentEpoch, since.seq <= versions.seq {
+            if since.seq == versions.seq { return nil }
+            if let missed = versions.journal.changes(after: since.seq), !missed.isEmpty { return missed }
         }
         return [snapshotLocked()][...]
     }
 
     private func snapshotLocked() -> Change {
-        if let snapshot { return snapshot }
-        let data = Topic.snapshotData(body, json: document != nil)
-        let cursor = Cursor(epoch: currentEpoch, seq: seq)
+        if let snapshot = versions.snapshot { return snapshot }
+        let data = Topic.snapshotData(versions.body, json: versions.document != nil)
+        let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
         let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
-                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()), stateBytes: body.count)
-        snapshot = change
+                                    event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()), stateBytes: versions.body.count)
+        versions.snapshot = change
         return change
     }
 
@@ -382,7 +358,7 @@ public final class Topic: @unchecked Sendable {
             throw .clusterUnavailable("in cluster mode a change is committed to Redis first: use update(body:contentType:whenCommitted:)")
         }
         // A byte-identical body costs no parse and no diff.
-        let identical = lock.withLock { _ in seq > 0 && newBody == body && newType == contentType }
+        let identical = lock.withLock { _ in versions.seq > 0 && newBody == versions.body && newType == versions.contentType }
         if identical, let cursor {
             hub.statistics.unchanged.add(1, ordering: .relaxed)
             upstreamRecovered()
@@ -395,11 +371,11 @@ public final class Topic: @unchecked Sendable {
         }
         return lock.withLock { _ -> UpdateOutcome in
             _ = recoveredLocked()
-            if seq > 0 && newBody == body && newType == contentType {
+            if versions.seq > 0 && newBody == versions.body && newType == versions.contentType {
                 hub.statistics.unchanged.add(1, ordering: .relaxed)
-                return .unchanged(Cursor(epoch: currentEpoch, seq: seq))
+                return .unchanged(Cursor(epoch: versions.currentEpoch, seq: versions.seq))
             }
-            let base = Cursor(epoch: currentEpoch, seq: seq)
+            let base = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
             var patchBytes: [UInt8]?
             var merge = false
             switch diffLocked(parsed, newBody: newBody) {
@@ -412,13 +388,13 @@ public final class Topic: @unchecked Sendable {
             case .snapshot:
                 break
             }
-            seq += 1
-            document = parsed
-            body = newBody
-            contentType = newType
-            snapshot = nil
-            currentDigest = nil
-            let cursor = Cursor(epoch: currentEpoch, seq: seq)
+            versions.seq += 1
+            versions.document = parsed
+            versions.body = newBody
+            versions.contentType = newType
+            versions.snapshot = nil
+            versions.currentDigest = nil
+            let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
             let change: Change
             if let patchBytes {
                 change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
@@ -429,13 +405,13 @@ public final class Topic: @unchecked Sendable {
             }
             appendToJournal(change)
             deliverLocked(change)
-            lastChangeAt = hub.clock.milliseconds
-            lastChangeBytes = change.event.count
+            versions.lastChangeAt = hub.clock.milliseconds
+            versions.lastChangeBytes = change.event.count
             let statistics = hub.statistics
             if change.kind == .patch {
                 statistics.patches.add(1, ordering: .relaxed)
                 statistics.patchBytes.observe(Double(change.event.count))
-                let subscribers = loopCounts.reduce(0, +)
+                let subscribers = audience.loopCounts.reduce(0, +)
                 statistics.bytesSaved.add(max(0, newBody.count - change.event.count) * subscribers, ordering: .relaxed)
             } else {
                 statistics.snapshots.add(1, ordering: .relaxed)
@@ -482,9 +458,9 @@ public final class Topic: @unchecked Sendable {
                                       event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil), digest: digest),
                                       body: newBody, contentType: newType)
             }
-            if seq > 0 && newBody == body && newType == contentType { return nil }
-            let base = Cursor(epoch: currentEpoch, seq: seq)
-            let cursor = Cursor(epoch: currentEpoch, seq: seq + 1)
+            if versions.seq > 0 && newBody == versions.body && newType == versions.contentType { return nil }
+            let base = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
+            let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq + 1)
             switch diffLocked(parsed, newBody: newBody) {
             case .unchanged:
                 return nil
@@ -519,9 +495,9 @@ public final class Topic: @unchecked Sendable {
         var parsed: JSONDocument?
         if let newBody, Topic.isJSON(contentType: newType) { parsed = try? JSONDocument(parsing: newBody) }
         return lock.withLock { _ -> Replication in
-            if epoch == currentEpoch && newSeq == seq { return .current }
-            if epoch == currentEpoch && newSeq < seq { return .wentBackwards }
-            let follows = epoch == currentEpoch && seq > 0 && entries.first?.seq == seq + 1 && entries.last?.seq == newSeq
+            if epoch == versions.currentEpoch && newSeq == versions.seq { return .current }
+            if epoch == versions.currentEpoch && newSeq < versions.seq { return .wentBackwards }
+            let follows = epoch == versions.currentEpoch && versions.seq > 0 && entries.first?.seq == versions.seq + 1 && entries.last?.seq == newSeq
                 && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
             if follows {
                 for entry in entries {
@@ -529,27 +505,27 @@ public final class Topic: @unchecked Sendable {
                     let cursor = Cursor(epoch: epoch, seq: entry.seq)
                     let change = hub.makeChange(topic: name, key: key, kind: isPatch ? .patch : .snapshot, cursor: cursor,
                                                 base: isPatch ? Cursor(epoch: epoch, seq: entry.seq - 1) : nil, event: entry.event,
-                                                stateBytes: newBody?.count ?? body.count)   // the last state's size stands for each step's
-                    seq = entry.seq
+                                                stateBytes: newBody?.count ?? versions.body.count)   // the last state's size stands for each step's
+                    versions.seq = entry.seq
                     appendToJournal(change)
                     deliverLocked(change)
-                    lastChangeAt = hub.clock.milliseconds
-                    lastChangeBytes = change.event.count
+                    versions.lastChangeAt = hub.clock.milliseconds
+                    versions.lastChangeBytes = change.event.count
                 }
-                if let newBody { body = newBody; document = parsed; contentType = newType }
-                snapshot = nil
-                currentDigest = nil
+                if let newBody { versions.body = newBody; versions.document = parsed; versions.contentType = newType }
+                versions.snapshot = nil
+                versions.currentDigest = nil
                 return .applied(entries.count)
             }
             guard let newBody else { return .current }   // nothing to jump to
-            currentEpoch = epoch
-            seq = newSeq
-            body = newBody
-            document = parsed
-            contentType = newType
-            snapshot = nil
-            currentDigest = nil
-            journal.removeAll()
+            versions.currentEpoch = epoch
+            versions.seq = newSeq
+            versions.body = newBody
+            versions.document = parsed
+            versions.contentType = newType
+            versions.snapshot = nil
+            versions.currentDigest = nil
+            versions.journal.removeAll()
             // The shared journal's entries that end at this state become this node's journal:
             // a client resuming here gets exactly its missed patches.
             let usable = entries.last?.seq == newSeq && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
@@ -562,8 +538,8 @@ public final class Topic: @unchecked Sendable {
             }
             let change = snapshotLocked()
             deliverLocked(change)
-            lastChangeAt = hub.clock.milliseconds
-            lastChangeBytes = change.event.count
+            versions.lastChangeAt = hub.clock.milliseconds
+            versions.lastChangeBytes = change.event.count
             return .reset
         }
     }
@@ -572,8 +548,8 @@ public final class Topic: @unchecked Sendable {
     /// change of it (`"cluster":"unavailable"`, then `"cluster":"ok"`).
     public func setClusterAvailable(_ available: Bool) {
         lock.withLock { _ in
-            guard clusterUnavailable == available else { return }
-            clusterUnavailable = !available
+            guard cluster.clusterUnavailable == available else { return }
+            cluster.clusterUnavailable = !available
             deliverLocked(clusterChange(available: available))
         }
     }
@@ -584,10 +560,10 @@ public final class Topic: @unchecked Sendable {
 
     /// The current document's digest when the endpoint asks for one (under the lock).
     private func digestLocked() -> String? {
-        guard configured.endpoint.digest, seq > 0 else { return nil }
-        if let currentDigest { return currentDigest }
-        let digest = Topic.digest(document, body: body)
-        currentDigest = digest
+        guard configured.endpoint.digest, versions.seq > 0 else { return nil }
+        if let digest = versions.currentDigest { return digest }
+        let digest = Topic.digest(versions.document, body: versions.body)
+        versions.currentDigest = digest
         return digest
     }
 
@@ -613,7 +589,7 @@ public final class Topic: @unchecked Sendable {
         let (endpoint, diffOptions) = configured
         // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
         let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
-        guard needsDiff, seq > 0, let old = document, let new else { return .snapshot }
+        guard needsDiff, versions.seq > 0, let old = versions.document, let new else { return .snapshot }
         let started = MonotonicClock.nanoseconds()
         let result = JSONDiff.diff(old, new, options: diffOptions)
         hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
@@ -660,8 +636,8 @@ public final class Topic: @unchecked Sendable {
     /// stopped refusing the credential), which is when the cluster is told too.
     private func applyProblem(_ new: UpstreamProblem) -> Bool {
         lock.withLock { _ in
-            let previous = problem
-            problem = new
+            let previous = upstream.problem
+            upstream.problem = new
             if new.kind == .forbidden {
                 if previous?.kind != .forbidden { deliverLocked(problemChange(new)); return true }
             } else if previous == nil || previous?.kind == .forbidden {
@@ -674,8 +650,8 @@ public final class Topic: @unchecked Sendable {
 
     /// Clears the problem (under the lock); true when there was one.
     private func recoveredLocked() -> Bool {
-        guard problem != nil else { return false }
-        problem = nil
+        guard upstream.problem != nil else { return false }
+        upstream.problem = nil
         deliverLocked(hub.makeChange(topic: name, key: key, kind: .status, cursor: nil, base: nil,
                                      event: DeltacastEvent.status(topic: name, error: nil)))
         return true
@@ -692,17 +668,17 @@ public final class Topic: @unchecked Sendable {
 
     private func appendToJournal(_ change: Change) {
         let limits = hub.limits
-        journal.append(change, maxEntries: limits.journalEntries, maxBytes: limits.journalBytes)
+        versions.journal.append(change, maxEntries: limits.journalEntries, maxBytes: limits.journalBytes)
     }
 
     /// Journal entries held now (tests and metrics).
-    public var journalCount: Int { lock.withLock { _ in journal.count } }
+    public var journalCount: Int { lock.withLock { _ in versions.journal.count } }
     /// Changes the journal's storage still references, trimmed ones included (tests).
-    var journalStorageCount: Int { lock.withLock { _ in journal.storageCount } }
+    var journalStorageCount: Int { lock.withLock { _ in versions.journal.storageCount } }
 
     private func deliverLocked(_ change: Change) {
         var subscribers = 0
-        for (loop, count) in loopCounts.enumerated() where count > 0 {
+        for (loop, count) in audience.loopCounts.enumerated() where count > 0 {
             hub.deliver(loop, change)
             subscribers += count
         }

@@ -57,7 +57,8 @@ public final class Hub: Sendable {
     public let loopCount: Int
     /// Counters and histograms for `/metrics`.
     public let statistics = HubStatistics()
-    let deliver: @Sendable (Int, Change) -> Void
+    /// Where finished changes go: the server's event loops.
+    let delivery: any ChangeDelivery
     let created: @Sendable (Topic) -> Void
     private let topics = Locked<[String: Topic]>([:])
     /// Mixed into credential digests, so a digest says nothing outside this process (in
@@ -70,11 +71,10 @@ public final class Hub: Sendable {
     /// The clock of lingering, last uses and changes, polls' due times and subscriber time.
     public let clock: any HubClock
 
-    /// A hub for `loopCount` loops; `deliver(loop, change)` must hand the change to that loop
-    /// (it is called with a topic's lock held, so it must only enqueue). `created` hears of
-    /// every new topic (the poller starts polling it), outside the table's lock. `clock` is the
+    /// A hub for `loopCount` loops whose changes go to `delivery`. `created` hears of every
+    /// new topic (the poller starts polling it), outside the table's lock. `clock` is the
     /// coarse monotonic clock unless a test gives one it moves by hand.
-    public init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
+    public init(configuration: Configuration, loopCount: Int, delivery: any ChangeDelivery,
                 created: @escaping @Sendable (Topic) -> Void = { _ in }, salt: [UInt8]? = nil, replication: (any TopicReplication)? = nil,
                 clock: any HubClock = SystemHubClock()) {
         self.clock = clock
@@ -82,8 +82,14 @@ public final class Hub: Sendable {
         self.replication = replication
         self.settings = Locked(Settings(configuration))
         self.loopCount = loopCount
-        self.deliver = deliver
+        self.delivery = delivery
         self.created = created
+    }
+
+    /// A hub whose changes go to `deliver(loop, change)` (tests).
+    public convenience init(configuration: Configuration, loopCount: Int, deliver: @escaping @Sendable (Int, Change) -> Void,
+                            replication: (any TopicReplication)? = nil, clock: any HubClock = SystemHubClock()) {
+        self.init(configuration: configuration, loopCount: loopCount, delivery: ClosureDelivery(deliver), replication: replication, clock: clock)
     }
 
     /// The headers of `request` an `auth: passthrough` endpoint forwards (its
@@ -312,4 +318,18 @@ public struct SystemHubClock: HubClock {
     /// The system clock.
     public init() {}
     public var milliseconds: Int64 { MonotonicClock.coarseMilliseconds() }
+}
+
+/// Where a hub hands finished changes: each event loop with subscribers gets the same
+/// ``Change``. Called with the topic's lock held, so it must only enqueue.
+public protocol ChangeDelivery: AnyObject, Sendable {
+    /// Hands `change` to event loop `loop` (0..<``Hub/loopCount``).
+    func deliver(_ change: Change, toLoop loop: Int)
+}
+
+/// A ``ChangeDelivery`` made of a closure.
+private final class ClosureDelivery: ChangeDelivery {
+    let deliver: @Sendable (Int, Change) -> Void
+    init(_ deliver: @escaping @Sendable (Int, Change) -> Void) { self.deliver = deliver }
+    func deliver(_ change: Change, toLoop loop: Int) { deliver(loop, change) }
 }

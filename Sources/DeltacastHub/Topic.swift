@@ -679,7 +679,7 @@ public final class Topic: @unchecked Sendable {
     private func deliverLocked(_ change: Change) {
         var subscribers = 0
         for (loop, count) in audience.loopCounts.enumerated() where count > 0 {
-            hub.deliver(loop, change)
+            hub.delivery.deliver(change, toLoop: loop)
             subscribers += count
         }
         if subscribers > 0 { savings.pushed(subscribers: subscribers, bytes: change.event.count, full: change.stateBytes) }

@@ -16,7 +16,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
     private weak var hub: Hub?
     /// Created on the loop, used only there.
     private var poller: Poller?
-    private var log = EventLog(level: .info)
+    fileprivate private(set) var log = EventLog(level: .info)
 
     /// A poller for `configuration`'s upstream (its loop starts with ``start(hub:reports:)``).
     public init(configuration: Configuration) throws(SystemError) {
@@ -159,7 +159,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
 
     // MARK: Change indexes
 
-    private var reports: ServerReports?
+    fileprivate private(set) var reports: ServerReports?
     /// Each change index's state by endpoint pattern: the cursor it was sent last, and whether
     /// its last read failed (its topics then poll at their own interval).
     private var indexes: [String: (cursor: String, failing: Bool)] = [:]
@@ -296,14 +296,39 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
 
     private func startPolling(_ topic: Topic) {
         guard let poller, let hub, let job = job(for: topic) else { return }
-        poller.start(key: topic.key, job: job, wanted: { [weak hub] in
+        poller.start(key: topic.key, job: job, target: PolledTopic(topic: topic, hub: hub, polling: self))
+    }
+
+    /// One topic as the poller sees it: the hub says whether it is still wanted and who may
+    /// poll it; each result becomes its new state or problem (``apply(_:to:uncommitted:changed:)``).
+    private final class PolledTopic: PollTarget {
+        let topic: Topic
+        weak var hub: Hub?
+        weak var polling: UpstreamPolling?
+        let log: EventLog
+        let loop: EventLoop
+        let reports: ServerReports?
+
+        init(topic: Topic, hub: Hub, polling: UpstreamPolling) {
+            self.topic = topic
+            self.hub = hub
+            self.polling = polling
+            log = polling.log
+            loop = polling.loop
+            reports = polling.reports
+        }
+
+        var isWanted: Bool {
             guard let hub else { return false }
             return !hub.evictIfIdle(topic)
-        }, permitted: { [weak hub] in
-            hub?.replication?.mayPoll(topic) ?? true
-        }, watchers: {
-            topic.subscriberCount
-        }, handler: { [log, loop, reports, weak self] result in
+        }
+
+        var mayPoll: Bool { hub?.replication?.mayPoll(topic) ?? true }
+
+        var watchers: Int { topic.subscriberCount }
+
+        func judge(_ result: PollResult) -> PollVerdict {
+            let (topic, log, loop, reports) = (topic, log, loop, reports)
             if case .notModified = result {
                 // Most polls: nothing changed. One lock, no closures to build.
                 if topic.upstreamRecovered() { log.log(.info, "upstream_recovered", ["topic": .string(topic.name)]) }
@@ -311,15 +336,15 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
             }
             let before = topic.upstreamProblem
             // The change a poll finds happened after the poll before it started.
-            let previousStart = self?.poller?.judgedPreviousStart
-            let verdict = Self.apply(result, to: topic, uncommitted: { [weak self] in
+            let previousStart = polling?.poller?.judgedPreviousStart
+            let verdict = UpstreamPolling.apply(result, to: topic, uncommitted: { [weak polling] in
                 // Cluster mode: the commit failed after the poll was judged. Its validators
                 // must not turn the next poll into a 304 that leaves the change uncommitted.
-                loop.execute { [weak self] in self?.poller?.forgetValidators(key: topic.key) }
-            }, changed: { [weak self] in
+                loop.execute { [weak polling] in polling?.poller?.forgetValidators(key: topic.key) }
+            }, changed: { [weak polling] in
                 reports?.recordChange(topic, boundMilliseconds: previousStart.map { MonotonicClock.milliseconds() - $0 })
                 // An adaptive interval counts the change (after the poll's own scheduling, on the loop).
-                loop.execute { [weak self] in self?.poller?.changed(key: topic.key) }
+                loop.execute { [weak polling] in polling?.poller?.changed(key: topic.key) }
             })
             let after = topic.upstreamProblem
             if let after, before?.kind != after.kind {
@@ -329,7 +354,7 @@ public final class UpstreamPolling: TopicSource, @unchecked Sendable {
                 log.log(.info, "upstream_recovered", ["topic": .string(topic.name)])
             }
             return verdict
-        })
+        }
     }
 
     /// Turns one poll's result into the topic's new state or problem. In cluster mode a body's

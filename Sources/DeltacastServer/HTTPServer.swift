@@ -51,7 +51,8 @@ public final class HTTPServer: @unchecked Sendable {
     let draining = Atomic<Bool>(false)
     private var loopStates: [LoopState] = []
     /// The loop states as the hub's delivery closure reads them (from any thread).
-    let statesForDelivery = Locked<[LoopState]>([])
+    /// Hands the hub's changes to the loops.
+    let delivery = LoopDelivery()
     /// The port the listeners are bound to (after ``start()``).
     public private(set) var port = 0
     /// The admin listener's port (after ``start()``, when `admin.listen` is set).
@@ -85,10 +86,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.topicSource = topicSource
         self.cluster = cluster
         self.savings = SavingsLedger()
-        self.hub = Hub(configuration: configuration, loopCount: loops.count, deliver: { [unowned self] index, change in
-            guard let state = self.statesForDelivery.withLock({ index < $0.count ? $0[index] : nil }) else { return }
-            state.loop.execute { state.deliver(change) }
-        }, created: { topic in
+        self.hub = Hub(configuration: configuration, loopCount: loops.count, delivery: delivery, created: { topic in
             cluster?.topicCreated(topic)
             topicSource?.topicCreated(topic)
         }, salt: cluster?.salt, replication: cluster)
@@ -136,7 +134,7 @@ public final class HTTPServer: @unchecked Sendable {
                 adminPort = adminActual
             }
             loopStates.append(state)
-            statesForDelivery.withLock { $0.append(state) }
+            delivery.states.withLock { $0.append(state) }
             try loop.start(name: "deltacast-loop")
             loop.execute { state.begin() }
         }

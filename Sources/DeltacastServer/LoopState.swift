@@ -386,3 +386,15 @@ struct SubscriberTable<Connection: AnyObject> {
         if spare == nil { spare = emptied }
     }
 }
+
+/// The hub's changes to the event loops: each loop's ``LoopState`` delivers a change to its
+/// subscribed connections on its own thread.
+final class LoopDelivery: ChangeDelivery {
+    /// Every loop's state, by loop index (filled as the loops start).
+    let states = Locked<[LoopState]>([])
+
+    func deliver(_ change: Change, toLoop loop: Int) {
+        guard let state = states.withLock({ loop < $0.count ? $0[loop] : nil }) else { return }
+        state.loop.execute { state.deliver(change) }
+    }
+}

@@ -91,10 +91,7 @@ public final class Poller: @unchecked Sendable {
         unowned let poller: Poller
         let key: String
         var job: PollJob
-        let wanted: () -> Bool
-        let permitted: () -> Bool
-        let watchers: () -> Int
-        let handler: (PollResult) -> PollVerdict
+        let target: any PollTarget
         /// Polls sent so far (the first goes ahead of deferred ones).
         var polls = 0
         /// Waiting in its origin's budget queue: the generation of its live queue item.
@@ -129,15 +126,11 @@ public final class Poller: @unchecked Sendable {
         /// The start of the poll before the last one (nil before the second poll).
         var previousStart: Int64?
 
-        init(poller: Poller, key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool,
-             watchers: @escaping () -> Int, handler: @escaping (PollResult) -> PollVerdict) {
+        init(poller: Poller, key: String, job: PollJob, target: any PollTarget) {
             self.poller = poller
             self.key = key
             self.job = job
-            self.wanted = wanted
-            self.permitted = permitted
-            self.watchers = watchers
-            self.handler = handler
+            self.target = target
             fire = { [unowned self] in self.poller.due(self) }
         }
 
@@ -226,18 +219,22 @@ public final class Poller: @unchecked Sendable {
     /// Whether `key` is being polled.
     public func isPolling(_ key: String) -> Bool { entries[key] != nil }
 
-    /// Starts polling `key` now, then every interval while `wanted()` says so; `handler`
-    /// judges each result. When `permitted()` says no at a due time (cluster mode: another
-    /// node leads the topic), no request is sent and the next due time is one interval later.
-    /// Starting a key that is polled already does nothing.
-    /// `watchers()` counts who watches the topic: with a budget, more watchers poll sooner.
-    public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool = { true },
-                      watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
+    /// Starts polling `key` now, then every interval while its target ``PollTarget/isWanted``;
+    /// the target judges each result. When it says it may not poll at a due time (cluster mode:
+    /// another node leads the topic), no request is sent and the next due time is one interval
+    /// later. Starting a key that is polled already does nothing.
+    public func start(key: String, job: PollJob, target: any PollTarget) {
         guard entries[key] == nil else { return }
-        let entry = Entry(poller: self, key: key, job: job, wanted: wanted, permitted: permitted, watchers: watchers, handler: handler)
+        let entry = Entry(poller: self, key: key, job: job, target: target)
         entry.adaptive = job.adaptive.map { AdaptiveInterval(minimum: $0.min, maximum: $0.max) }
         entries[key] = entry
         due(entry)
+    }
+
+    /// ``start(key:job:target:)`` with closures for the target (tests, the change index).
+    public func start(key: String, job: PollJob, wanted: @escaping () -> Bool, permitted: @escaping () -> Bool = { true },
+                      watchers: @escaping () -> Int = { 0 }, handler: @escaping (PollResult) -> PollVerdict) {
+        start(key: key, job: job, target: ClosurePollTarget(wanted: wanted, permitted: permitted, watchers: watchers, handler: handler))
     }
 
     /// Gives `key` a new job (a configuration reload): the next poll uses the new request and
@@ -298,7 +295,7 @@ public final class Poller: @unchecked Sendable {
     /// by a quarter of the interval's length, down to the minimum.
     private func effectiveInterval(_ entry: Entry) -> Int64 {
         guard let adaptive = entry.adaptive else { return entry.job.intervalMilliseconds }
-        let watchers = Double(max(0, entry.watchers()))
+        let watchers = Double(max(0, entry.target.watchers))
         return max(adaptive.minimum, Int64(Double(adaptive.milliseconds) / (1 + log2(1 + watchers) / 4)))
     }
 
@@ -411,7 +408,7 @@ public final class Poller: @unchecked Sendable {
         if entry.deferral != nil && !urgent { return }   // already waiting
         deferralSequence += 1
         let interval = entry.job.intervalMilliseconds
-        let boost = min(interval, Int64(Double(interval) * log2(1 + Double(max(0, entry.watchers()))) / 8))
+        let boost = min(interval, Int64(Double(interval) * log2(1 + Double(max(0, entry.target.watchers))) / 8))
         entry.deferral = deferralSequence
         state.waiting.push(Deferred(urgent: urgent, key: now - boost, sequence: deferralSequence, generation: deferralSequence, entry: entry))
         state.deferredTotal += 1
@@ -444,7 +441,7 @@ public final class Poller: @unchecked Sendable {
             state.startedInWindow += 1
             origins[origin] = state
             next.entry.deferral = nil
-            if next.entry.wanted() { send(next.entry) } else { stop(key: next.entry.key) }
+            if next.entry.target.isWanted { send(next.entry) } else { stop(key: next.entry.key) }
         }
         armBudgetTimer(origin)
     }
@@ -452,8 +449,8 @@ public final class Poller: @unchecked Sendable {
     private func due(_ entry: Entry) {
         entry.timer = nil
         guard !entry.stopped else { return }
-        guard entry.wanted() else { stop(key: entry.key); return }
-        guard entry.permitted() else {
+        guard entry.target.isWanted else { stop(key: entry.key); return }
+        guard entry.target.mayPoll else {
             // Another node polls it: what this node's validators describe may be old.
             entry.validators = nil
             arm(entry, afterMilliseconds: entry.job.intervalMilliseconds)
@@ -534,7 +531,7 @@ public final class Poller: @unchecked Sendable {
             result = .status(response.status, body: response.body)
         }
         judgedPreviousStart = entry.previousStart
-        let verdict = entry.handler(result)
+        let verdict = entry.target.judge(result)
         judgedPreviousStart = nil
         guard !entry.stopped else {
             observer?(Report(key: entry.key, result: result, milliseconds: elapsed, failures: entry.failures, nextInMilliseconds: nil))
@@ -596,7 +593,7 @@ public final class Poller: @unchecked Sendable {
             waitingStart += 1
             entry.queued = false
             if entry.stopped { continue }
-            if !entry.wanted() { stop(key: entry.key); continue }
+            if !entry.target.isWanted { stop(key: entry.key); continue }
             if admitted(entry) { send(entry) }
         }
         if waitingStart == waiting.count { waiting.removeAll(keepingCapacity: true); waitingStart = 0 }

@@ -55,3 +55,38 @@ public protocol UpstreamAuthorizing: AnyObject {
     /// A request sent with `value` was answered `401`: that credential is no good any more.
     func rejected(_ value: String)
 }
+
+/// A polled topic as the ``Poller`` sees it: whether it is still wanted, whether this node may
+/// poll it now, how many watch it, and the judge of each poll's result. Everything runs on the
+/// poller's thread.
+public protocol PollTarget: AnyObject {
+    /// False once nobody needs the topic any more: the poller stops polling it.
+    var isWanted: Bool { get }
+    /// False while another node polls it (cluster mode): no request is sent at that due time.
+    var mayPoll: Bool { get }
+    /// Who watches it: with a budget or an adaptive interval, more watchers poll sooner.
+    var watchers: Int { get }
+    /// Judges one poll's result: the topic's new state, or a problem to back off from.
+    func judge(_ result: PollResult) -> PollVerdict
+}
+
+/// A ``PollTarget`` made of closures.
+final class ClosurePollTarget: PollTarget {
+    private let wanted: () -> Bool
+    private let permitted: () -> Bool
+    private let counted: () -> Int
+    private let handler: (PollResult) -> PollVerdict
+
+    init(wanted: @escaping () -> Bool, permitted: @escaping () -> Bool, watchers: @escaping () -> Int,
+         handler: @escaping (PollResult) -> PollVerdict) {
+        self.wanted = wanted
+        self.permitted = permitted
+        counted = watchers
+        self.handler = handler
+    }
+
+    var isWanted: Bool { wanted() }
+    var mayPoll: Bool { permitted() }
+    var watchers: Int { counted() }
+    func judge(_ result: PollResult) -> PollVerdict { handler(result) }
+}

@@ -67,7 +67,7 @@ extension HTTPServer {
             let change = hub.reconfigure(new)
             topicSource?.reconfigure(new, ended: change.endedTopics, changed: change.changedTopics)
             let changedPaths = Set(change.changed)
-            for state in statesForDelivery.withLock({ $0 }) {
+            for state in delivery.states.withLock({ $0 }) {
                 state.loop.execute { state.apply(next, changedEndpoints: changedPaths) }
             }
             metrics.reloadsSucceeded.add(1, ordering: .relaxed)

@@ -125,9 +125,15 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         public let description: String
     }
 
+    /// The clock of leases, heartbeats and claims (the hub's coarse monotonic clock unless a
+    /// test gives another); ``Ownership`` decides on the times it is given.
+    private let clock: any HubClock
+
     /// Connects to Redis and reads (or sets) the shared salt; waits at most `startTimeout`
     /// milliseconds for Redis. Blocking: call before the server starts.
-    public init(settings: Configuration.Cluster, configuration: Configuration, startTimeout: Int64 = 10_000) throws(StartError) {
+    public init(settings: Configuration.Cluster, configuration: Configuration, startTimeout: Int64 = 10_000,
+                clock: any HubClock = SystemHubClock()) throws(StartError) {
+        self.clock = clock
         self.settings = settings
         self.leaseMilliseconds = settings.effectiveLease(endpoints: configuration.endpoints).wholeMilliseconds
         let shortest = configuration.endpoints.filter { $0.source == .poll }.map { $0.interval.wholeMilliseconds }.min() ?? leaseMilliseconds
@@ -239,7 +245,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     // MARK: TopicReplication
 
     public func mayPoll(_ topic: Topic) -> Bool {
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         return ownership.withLock { $0.mayPoll(topic.key, now: now) }
     }
 
@@ -300,7 +306,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
         }
         var writer = ""
         if topic.endpoint.source == .poll {
-            let now = MonotonicClock.milliseconds()
+            let now = clock.milliseconds
             guard let identity = ownership.withLock({ $0.mayPoll(topic.key, now: now) ? $0.identity : nil }) else {
                 return finishCommit(topic, .failure(.clusterUnavailable("this node no longer owns the topic: another polls it")))
             }
@@ -555,7 +561,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     /// Sends the claims `Ownership` finds due now.
     private func claimDue() {
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         let (claims, identity) = ownership.withLock { ($0.tick(now: now), $0.identity) }
         for case .claim(let key, let tag, let expected) in claims {
             bulk { [self] done in
@@ -646,7 +652,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     /// One heartbeat: membership renewed (or, after a lapse, a new incarnation), the live set read.
     private func heartbeat() {
-        let sent = MonotonicClock.milliseconds()
+        let sent = clock.milliseconds
         let (identity, incarnation) = ownership.withLock { ($0.identity, $0.incarnation) }
         let replacing = joining
         heartbeating = true
@@ -742,7 +748,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
     /// Forgets the topics this node no longer holds (evicted, or ended by a reload), releasing
     /// those it owned. Local work, once a second.
     private func sweep() {
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         let sent = commands.sent + subscriber.sent + ticker.sent
         if sentAtSweep.at > 0, now > sentAtSweep.at {
             commandRate.store(Int(Int64(sent - sentAtSweep.commands) * 1000 / (now - sentAtSweep.at)), ordering: .relaxed)
@@ -867,7 +873,7 @@ public final class Cluster: TopicReplication, @unchecked Sendable {
 
     /// Topics this node owns (polls) now.
     public var leasesHeld: Int {
-        let now = MonotonicClock.milliseconds()
+        let now = clock.milliseconds
         return ownership.withLock { $0.owned(now: now) }
     }
 }

@@ -4,12 +4,13 @@
 # same load generator (`deltacast bench`), the same 200-byte messages, the same N, the same
 # pinning: each server on CPU 0 (one worker, one loop), the load generator on CPU 1.
 #
-#   examples/bench/run.sh [quick|fanout|polling|coldstart|json]   # quick: N = 1,000 only; the others: below
+#   examples/bench/run.sh [quick|fanout|throughput|polling|zipf|coldstart|json]   # quick: N = 1,000 only; the others: below
 #   BEFORE=/tmp/deltacast-old examples/bench/run.sh   # also an older build, same run
 #
 # Installs nginx, libnginx-mod-nchan and pushpin from Debian when missing, starts each server
 # from a private directory, runs every scenario, stops what it started (by PID), and writes one
-# JSON line per run to $OUT/results.jsonl and the README table to $OUT/results.md.
+# JSON line per run to $OUT/results.jsonl, the README table to $OUT/results.md, and the plots
+# (examples/bench/plot.py: PNG through Chromium, when installed) to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 QUICK=${1:-}
@@ -138,6 +139,28 @@ if [ "$QUICK" = fanout ]; then
     done
     python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
     cat "$OUT/results.md"
+    python3 examples/bench/plot.py "$OUT/results.jsonl" "$OUT"
+    exit 0
+fi
+
+# throughput: 200 publishes as fast as 10,000 subscribers take them (window 8), WebSocket and
+# SSE, of Deltacast, BEFORE when given, the limit and Nchan, ROUNDS times (default 3) in turn.
+if [ "$QUICK" = throughput ]; then
+    for round in $(seq "${ROUNDS:-3}"); do
+        for transport in ws sse; do
+            args=(throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers 10000 --messages 200)
+            "${BENCH[@]}" "${args[@]}" --diff snapshot --label deltacast | record || true
+            before_run "${args[@]}" --diff snapshot
+            limit_run "${args[@]}"
+            start_nginx
+            "${BENCH[@]}" "${args[@]}" --label nchan $(pids "${NGINX_PIDS[@]}") \
+                --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
+            stop_pid "$NGINX_PID"
+        done
+    done
+    python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
+    cat "$OUT/results.md"
+    python3 examples/bench/plot.py "$OUT/results.jsonl" "$OUT"
     exit 0
 fi
 
@@ -147,7 +170,18 @@ fi
 if [ "$QUICK" = polling ]; then
     command -v gcc >/dev/null 2>&1 || { echo "run.sh polling: needs gcc (apt-get install gcc) for the C loop" >&2; exit 1; }
     gcc -O2 -Wall -o "$OUT/curl_poll_loop" examples/bench/curl_poll_loop.c -lcurl
-    ( ulimit -n 20000; "${BENCH[@]}" polling --topics 10000 --duration "${DURATION:-30}" --c-loop "$OUT/curl_poll_loop" ) | tee "$OUT/polling.txt"
+    for round in $(seq "${ROUNDS:-5}"); do
+        ( ulimit -n 20000; "${BENCH[@]}" polling --topics 10000 --duration "${DURATION:-20}" --c-loop "$OUT/curl_poll_loop" ) | record
+    done
+    python3 examples/bench/plot.py "$OUT/results.jsonl" "$OUT"
+    exit 0
+fi
+
+# zipf: adaptive intervals against fixed ones on 10,000 topics changing at Zipf rates,
+# ROUNDS rounds (default 3, about 30 minutes); the bench draws zipf-delay.svg, made a PNG here.
+if [ "$QUICK" = zipf ]; then
+    "${BENCH[@]}" polling --workload zipf --rounds "${ROUNDS:-3}" --out "$OUT" | tee "$OUT/zipf.txt"
+    python3 examples/bench/plot.py --png "$OUT/zipf-delay.svg"
     exit 0
 fi
 

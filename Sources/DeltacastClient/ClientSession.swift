@@ -2,6 +2,9 @@ import DeltacastBase
 import DeltacastJSON
 import DeltacastWire
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,10 +26,13 @@ struct Session {
     let transport: DeltacastClient.Transport
 
     func run() -> Outcome {
-        switch transport {
-        case .websocket: return runWebSocket()
-        case .sse: return runEventStream()
-        case .longpoll: return runLongPoll()
+        switch (transport, client.options.io) {
+        case (.websocket, .sockets): return runWebSocket()
+        case (.sse, .sockets): return runEventStream()
+        case (.longpoll, .sockets): return runLongPoll()
+        case (.websocket, .foundation): return .refused("WebSocket: the Foundation I/O carries SSE and long-poll")
+        case (.sse, .foundation): return runFoundationEventStream()
+        case (.longpoll, .foundation): return runFoundationLongPoll()
         }
     }
 
@@ -220,6 +226,112 @@ struct Session {
             }
             if first { opened(.longpoll); first = false }
             guard response.status == 200, case .array(let events)? = try? JSONParser.parse(response.body) else { continue }
+            for event in events {
+                _ = handle(event.serialized())
+            }
+        }
+        return .ended(opened: !first, "closed")
+    }
+
+    // MARK: Foundation I/O
+
+    /// Why the Foundation I/O cannot serve this client, if it cannot: on Linux its TLS cannot
+    /// take another CA file.
+    private func foundationRefusal() -> String? {
+        #if canImport(FoundationNetworking)
+        if endpoint.secure && client.options.caFile != nil { return "a CA file (Options.caFile) needs the sockets I/O on Linux" }
+        #endif
+        return nil
+    }
+
+    /// The request of `target` on the proxy, with the client's token.
+    private func makeRequest(_ target: String, accept: String) -> URLRequest? {
+        guard let url = URL(string: (endpoint.secure ? "https://" : "http://") + endpoint.hostHeader + target) else { return nil }
+        var request = URLRequest(url: url)
+        request.setValue(accept, forHTTPHeaderField: "Accept")
+        if let token = client.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        return request
+    }
+
+    /// Starts `request` unless the client was closed; ``DeltacastClient/close()`` cancels it.
+    private func begin(_ request: URLRequest, idleTimeout: Double) -> FoundationRequest? {
+        let started = FoundationRequest(request, idleTimeout: idleTimeout)
+        let closed = client.state.withLock { state -> Bool in
+            if !state.closed { state.activeRequest = started }
+            return state.closed
+        }
+        if closed { started.cancel(); return nil }
+        return started
+    }
+
+    /// Ends `request`, first letting go of it under the client's lock.
+    private func finish(_ request: FoundationRequest) {
+        client.state.withLock { state in if state.activeRequest === request { state.activeRequest = nil } }
+        request.cancel()
+    }
+
+    /// SSE over `URLSession`: the same stream as ``runEventStream()``, read as it arrives.
+    private func runFoundationEventStream() -> Outcome {
+        if let refusal = foundationRefusal() { return .refused(refusal) }
+        // The proxy sends a heartbeat on a quiet stream: a minute without a byte is a dead one.
+        guard let urlRequest = makeRequest(endpoint.basePath + "/deltacast/sse?" + topicQuery(), accept: "text/event-stream"),
+              let request = begin(urlRequest, idleTimeout: 60) else { return .refused("the client was closed") }
+        defer { finish(request) }
+        switch request.status(within: client.options.openTimeout.seconds) {
+        case .success(200)?: break
+        case .success(let status)?: return .refused("SSE refused: HTTP \(status)")
+        case .failure(let failure)?: return .refused("SSE: \(failure.message)")
+        case nil: return .refused("SSE: no answer within the open timeout")
+        }
+        opened(.sse)
+        var parser = EventStreamParser()
+        while !stopped {
+            // SSE names its topics in the URL: a changed set (or a resync) opens a new stream.
+            if client.state.withLock({ $0.changed }) { return .ended(opened: true, "the topics changed") }
+            switch request.read(waiting: Self.tick) {
+            case .bytes(let bytes):
+                parser.append(bytes)
+                do {
+                    while let event = try parser.next() {
+                        guard !event.data.isEmpty else { continue }
+                        if let resubscribe = handle(Array(event.data.utf8)), !resubscribe.isEmpty { return .ended(opened: true, "resynchronising") }
+                    }
+                } catch {
+                    return .ended(opened: true, "an event stream line longer than \(parser.maximumLine) bytes")
+                }
+            case .ended(.finished):
+                return .ended(opened: true, "the event stream ended")
+            case .ended(.failed(let why)):
+                return .ended(opened: true, "the event stream failed: \(why)")
+            }
+        }
+        return .ended(opened: true, "closed")
+    }
+
+    /// Long-poll over `URLSession`: one request at a time, each held up to ``DeltacastClient/Options/pollWait``.
+    private func runFoundationLongPoll() -> Outcome {
+        if let refusal = foundationRefusal() { return .refused(refusal) }
+        var first = true
+        while !stopped {
+            let target = endpoint.basePath + "/deltacast/poll?" + topicQuery() + "&wait=\(client.options.pollWait)"
+            let limit = Double(client.options.pollWait + 10)
+            guard let urlRequest = makeRequest(target, accept: "application/json"),
+                  let request = begin(urlRequest, idleTimeout: limit) else { break }
+            let answer = request.body(within: limit, tick: Self.tick) { stopped }
+            let status = request.responseStatus ?? 0
+            finish(request)
+            guard let answer else { break }
+            let body: [UInt8]
+            switch answer {
+            case .success(let bytes): body = bytes
+            case .failure(let failure): return first ? .refused("long-poll: \(failure.message)") : .ended(opened: true, "long-poll: \(failure.message)")
+            }
+            guard status == 200 || status == 204 else {
+                let why = "long-poll refused: HTTP \(status) \(String(decoding: body.prefix(200), as: UTF8.self))"
+                return first ? .refused(why) : .ended(opened: true, why)
+            }
+            if first { opened(.longpoll); first = false }
+            guard status == 200, case .array(let events)? = try? JSONParser.parse(body) else { continue }
             for event in events {
                 _ = handle(event.serialized())
             }

@@ -47,13 +47,35 @@ public final class DeltacastClient: @unchecked Sendable {
         /// which close a connection that exceeds them. A subscribe the proxy still refuses for
         /// its rate is sent again when it says.
         public var subscribeRate = 40
-        /// A CA file for https (nil: the system's store).
+        /// A CA file for https (nil: the system's store). The sockets I/O only: on Linux the
+        /// Foundation I/O refuses a secure proxy with one.
         public var caFile: String?
+        /// The I/O under the transports: ``IO/sockets`` on Linux, ``IO/foundation`` on Apple
+        /// platforms.
+        public var io: IO = .platformDefault
         /// Called (on the client's thread) when a connection opens, and when one ends or cannot
         /// be made (the client then tries again after its backoff): an app's "offline" marker,
         /// a command's log.
         public var onConnection: (@Sendable (ConnectionEvent) -> Void)?
         public init() {}
+    }
+
+    /// The I/O the transports run on.
+    public enum IO: Sendable {
+        /// The client's own sockets and TLS (OpenSSL): WebSocket, SSE and long-poll. Linux.
+        case sockets
+        /// Foundation's `URLSession`: SSE and long-poll. A WebSocket is refused (the client
+        /// goes on to SSE); TLS is the system's.
+        case foundation
+
+        /// ``sockets`` on Linux, ``foundation`` elsewhere.
+        public static var platformDefault: IO {
+            #if os(Linux)
+            .sockets
+            #else
+            .foundation
+            #endif
+        }
     }
 
     /// What happened to the connection.
@@ -178,6 +200,7 @@ public final class DeltacastClient: @unchecked Sendable {
             // Under the lock: the session clears it under the lock before closing the socket,
             // so the descriptor cannot be another's by now.
             if let fd = state.activeSocket { shutdown(fd, Int32(SHUT_RDWR)) }
+            state.activeRequest?.cancel()
             defer { state.topics = [:] }
             return state.topics.values.map(\.sink)
         }
@@ -291,6 +314,8 @@ struct ClientState {
     var webSocketSubscribed: Set<String> = []
     /// The socket of the connection in use (``DeltacastClient/close()`` shuts it down).
     var activeSocket: Int32?
+    /// The Foundation I/O's request in progress (``DeltacastClient/close()`` cancels it).
+    var activeRequest: FoundationRequest?
 
     mutating func add(topic: String, sink: TopicSink) -> Int {
         nextID += 1

@@ -24,6 +24,11 @@ COLOURS = {"deltacast": "#1f6feb", "deltacast-before": "#8ab4f8", "limit": "#6e7
            "C libcurl-multi loop": "#6e7781"}
 
 
+def number(value):
+    """Three significant digits, with thousands separators for large values."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def nice_step(top):
     """A tick step of 1, 2 or 5 times a power of ten that gives 3 to 6 ticks up to `top`."""
     power = 10 ** math.floor(math.log10(top))
@@ -51,13 +56,13 @@ def bars_svg(title, unit, rows):
         out.append(f'<line x1="{LEFT + low * scale:.1f}" x2="{LEFT + high * scale:.1f}" y1="{y + ROW / 2}" y2="{y + ROW / 2}" stroke="black"/>')
         for x in (low, high):
             out.append(f'<line x1="{LEFT + x * scale:.1f}" x2="{LEFT + x * scale:.1f}" y1="{y + 8}" y2="{y + ROW - 8}" stroke="black"/>')
-        out.append(f'<text x="{LEFT + high * scale + 6:.1f}" y="{y + 16}">{median:,.3g}</text>')
+        out.append(f'<text x="{LEFT + high * scale + 6:.1f}" y="{y + 16}">{number(median)}</text>')
     axis_y = TOP + ROW * len(rows) + 6
     out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{axis_y}" y2="{axis_y}" stroke="#8c959f"/>')
     for tick in range(round(top / step) + 1):
         value = tick * step
         x = LEFT + value * scale
-        out.append(f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#57606a">{value:,.3g}</text>')
+        out.append(f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle" fill="#57606a">{number(value)}</text>')
     out.append("</svg>")
     return "\n".join(out), height
 

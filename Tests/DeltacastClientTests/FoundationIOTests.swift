@@ -31,14 +31,9 @@ import Testing
         try Fixture.publish(port, "/prices", Fixture.prices(1))
         let client = client(proxy, [transport])
         defer { client.close() }
-        var seen: [Fixture.Prices] = []
-        for try await update in client.updates("/prices", as: Fixture.Prices.self) {
-            guard case .state(let prices, _) = update else { continue }
-            seen.append(prices)
-            #expect(client.transport == transport)
-            if prices.version < 5 { try Fixture.publish(port, "/prices", Fixture.prices(prices.version + 1)) } else { break }
-        }
+        let (seen, cursors) = try await Fixture.fiveStates(client, port: port, on: transport)
         #expect(seen == (1...5).map(Fixture.expected))
+        #expect(Set(cursors).count == 5)
     }
 
     @Test func negotiationGoesPastWebSocketToSSE() async throws {

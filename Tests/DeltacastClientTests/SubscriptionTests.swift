@@ -79,6 +79,17 @@ import Testing
         try Self.publish(port, "/prices", Self.prices(1))
         let client = client(proxy, [transport])
         defer { client.close() }
+        let (seen, cursors) = try await Self.fiveStates(client, port: port, on: transport)
+        // Every version, decoded, each after the one before: the later ones came as patches
+        // applied to the held state (a patch whose base is not the cursor is never applied).
+        #expect(seen == (1...5).map(Self.expected))
+        #expect(Set(cursors).count == 5)
+    }
+
+    /// The states of `/prices` as `client` decodes them, publishing versions 2 to 5 each once
+    /// the one before arrived (version 1 is published already); checks at each state that the
+    /// client is on `transport`.
+    static func fiveStates(_ client: DeltacastClient, port: Int, on transport: DeltacastClient.Transport) async throws -> ([Prices], [String]) {
         var seen: [Prices] = []
         var cursors: [String] = []
         for try await update in client.updates("/prices", as: Prices.self) {
@@ -86,12 +97,9 @@ import Testing
             seen.append(prices)
             cursors.append(cursor)
             #expect(client.transport == transport)
-            if prices.version < 5 { try Self.publish(port, "/prices", Self.prices(prices.version + 1)) } else { break }
+            if prices.version < 5 { try publish(port, "/prices", Self.prices(prices.version + 1)) } else { break }
         }
-        // Every version, decoded, each after the one before: the later ones came as patches
-        // applied to the held state (a patch whose base is not the cursor is never applied).
-        #expect(seen == (1...5).map(Self.expected))
-        #expect(Set(cursors).count == 5)
+        return (seen, cursors)
     }
 
     @Test func aConsumerThatFallsBehindGetsTheNewest64UpdatesAndTheLatestState() async throws {

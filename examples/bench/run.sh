@@ -122,12 +122,13 @@ start_pushpin() {
 pids() { local out=(); for pid in "$@"; do out+=(--pid "$pid"); done; echo "${out[@]}"; }
 record() { tee /dev/stderr | tail -n 1 >> "$OUT/results.jsonl"; }
 
-# fanout: only the 10,000-subscriber fan-out, WebSocket and SSE, of Deltacast, BEFORE when
-# given, the limit and Nchan, ROUNDS times (default 3) in turn: about 12 minutes.
-if [ "$QUICK" = fanout ]; then
+# in_rounds BENCH-ARGS...: ROUNDS times (default 3), WebSocket then SSE, one run each of
+# Deltacast, BEFORE when given, the limit and Nchan, all with BENCH-ARGS; then the table and
+# the plots.
+in_rounds() {
     for round in $(seq "${ROUNDS:-3}"); do
         for transport in ws sse; do
-            args=(fanout "${PACE[@]}" --transport $transport --subscribers 10000 --messages 100 --rate 10)
+            args=("$@" --transport $transport)
             "${BENCH[@]}" "${args[@]}" --diff snapshot --label deltacast | record || true
             before_run "${args[@]}" --diff snapshot
             limit_run "${args[@]}"
@@ -140,27 +141,17 @@ if [ "$QUICK" = fanout ]; then
     python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
     cat "$OUT/results.md"
     python3 examples/bench/plot.py "$OUT/results.jsonl" "$OUT"
+}
+
+# fanout: 100 messages at 10/s to 10,000 subscribers, in rounds: about 12 minutes.
+if [ "$QUICK" = fanout ]; then
+    in_rounds fanout "${PACE[@]}" --subscribers 10000 --messages 100 --rate 10
     exit 0
 fi
 
-# throughput: 200 publishes as fast as 10,000 subscribers take them (window 8), WebSocket and
-# SSE, of Deltacast, BEFORE when given, the limit and Nchan, ROUNDS times (default 3) in turn.
+# throughput: 200 publishes as fast as 10,000 subscribers take them (window 8), in rounds.
 if [ "$QUICK" = throughput ]; then
-    for round in $(seq "${ROUNDS:-3}"); do
-        for transport in ws sse; do
-            args=(throughput "${PACE[@]}" "${PIPE[@]}" --transport $transport --subscribers 10000 --messages 200)
-            "${BENCH[@]}" "${args[@]}" --diff snapshot --label deltacast | record || true
-            before_run "${args[@]}" --diff snapshot
-            limit_run "${args[@]}"
-            start_nginx
-            "${BENCH[@]}" "${args[@]}" --label nchan $(pids "${NGINX_PIDS[@]}") \
-                --subscribe http://127.0.0.1:18301/sub --publish http://127.0.0.1:18301/pub | record || true
-            stop_pid "$NGINX_PID"
-        done
-    done
-    python3 examples/bench/table.py "$OUT/results.jsonl" > "$OUT/results.md"
-    cat "$OUT/results.md"
-    python3 examples/bench/plot.py "$OUT/results.jsonl" "$OUT"
+    in_rounds throughput "${PACE[@]}" "${PIPE[@]}" --subscribers 10000 --messages 200
     exit 0
 fi
 

@@ -24,6 +24,8 @@ struct Session {
     static let tick = 0.25
     let client: DeltacastClient
     let transport: DeltacastClient.Transport
+    /// The token this connection carries (the client's, or its token function's answer).
+    let token: String?
 
     func run() -> Outcome {
         switch (transport, client.options.io) {
@@ -75,7 +77,7 @@ struct Session {
         let connection: ClientConnection
         switch connect() { case .success(let open): connection = open; case .failure(let error): return .refused(error.message) }
         let socket = WebSocketClient(connection: connection, target: endpoint.basePath + "/deltacast/ws", host: endpoint.hostHeader,
-                                     subprotocols: ["deltacast.v1"] + (client.token.map { ["token." + $0] } ?? []))
+                                     subprotocols: ["deltacast.v1"] + (token.map { ["token." + $0] } ?? []))
         guard socket.accepted else {
             release(connection)
             return .refused("WebSocket refused: \(socket.handshake.split(separator: "\r\n").first.map(String.init) ?? "no answer within the open timeout")")
@@ -169,7 +171,7 @@ struct Session {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~/"))) ?? text
     }
 
-    private var authorization: [String] { client.token.map { ["Authorization: Bearer \($0)"] } ?? [] }
+    private var authorization: [String] { token.map { ["Authorization: Bearer \($0)"] } ?? [] }
 
     private func runEventStream() -> Outcome {
         let connection: ClientConnection
@@ -249,7 +251,7 @@ struct Session {
         guard let url = URL(string: (endpoint.secure ? "https://" : "http://") + endpoint.hostHeader + target) else { return nil }
         var request = URLRequest(url: url)
         request.setValue(accept, forHTTPHeaderField: "Accept")
-        if let token = client.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         return request
     }
 

@@ -121,18 +121,67 @@ public final class DeltacastClient: @unchecked Sendable {
     }
 
     let endpoint: ProxyEndpoint
-    let token: String?
+    /// Where each connection's token comes from.
+    private let credentials: Credentials
     let options: Options
     let state = Locked(ClientState())
     private var worker: Thread?
+
+    private enum Credentials {
+        case fixed(String?)
+        case provided(@Sendable () async throws -> String)
+    }
+
+    /// How long a token function may take before the connection attempt fails (and is tried
+    /// again after the backoff): 30 seconds.
+    public static let tokenTimeout: Duration = .seconds(30)
 
     /// A client of the proxy at `url` (`http://` or `https://`, with any base path). `token`
     /// (a JWT or an API key) is sent with every connection.
     public init(url: URL, token: String? = nil, options: Options = Options()) {
         self.endpoint = ProxyEndpoint(url: url)
-        self.token = token
+        self.credentials = .fixed(token)
         self.options = options
     }
+
+    /// A client whose token comes from `token` before every connection: after a disconnect,
+    /// and when the proxy ends a stream because the token expired, the next connection carries
+    /// a fresh one. When the function throws or takes longer than ``tokenTimeout``, that
+    /// attempt fails with the reason (``Options/onConnection`` hears it) and the client tries
+    /// again after its backoff.
+    public init(url: URL, options: Options = Options(), token: @escaping @Sendable () async throws -> String) {
+        self.endpoint = ProxyEndpoint(url: url)
+        self.credentials = .provided(token)
+        self.options = options
+    }
+
+    /// The token for the next connection, on the client's thread (which may wait: it is the
+    /// client's own, not an event loop).
+    private func connectionToken() -> Result<String?, TokenFailure> {
+        let provide: @Sendable () async throws -> String
+        switch credentials {
+        case .fixed(let token): return .success(token)
+        case .provided(let function): provide = function
+        }
+        let answer = Locked<Result<String?, TokenFailure>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let task = Task {
+            do {
+                let token = try await provide()
+                answer.withLock { $0 = .success(token) }
+            } catch {
+                answer.withLock { $0 = .failure(TokenFailure(message: "the token function failed: \(error)")) }
+            }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + Self.tokenTimeout.seconds) == .success, let result = answer.withLock({ $0 }) else {
+            task.cancel()
+            return .failure(TokenFailure(message: "the token function did not answer within \(Int(Self.tokenTimeout.seconds)) s"))
+        }
+        return result
+    }
+
+    private struct TokenFailure: Error { let message: String }
 
     deinit { close() }
 
@@ -249,17 +298,22 @@ public final class DeltacastClient: @unchecked Sendable {
             guard active else { return }
             var opened = false
             var reason = "no transport to try"
-            for transport in options.transports {
-                let session = Session(client: self, transport: transport)
-                switch session.run() {
-                case .refused(let why):
-                    reason = why
-                    continue
-                case .ended(let wasOpen, let why):
-                    opened = wasOpen
-                    reason = why
+            switch connectionToken() {
+            case .failure(let failure):
+                reason = failure.message
+            case .success(let token):
+                for transport in options.transports {
+                    let session = Session(client: self, transport: transport, token: token)
+                    switch session.run() {
+                    case .refused(let why):
+                        reason = why
+                        continue
+                    case .ended(let wasOpen, let why):
+                        opened = wasOpen
+                        reason = why
+                    }
+                    break
                 }
-                break
             }
             state.withLock { $0.transport = nil }
             if !state.withLock({ $0.closed || $0.topics.isEmpty }) { options.onConnection?(.disconnected(reason: reason)) }

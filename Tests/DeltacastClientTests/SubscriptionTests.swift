@@ -1,6 +1,7 @@
 import DeltacastClient
 import DeltacastTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// The Swift client library against a real `deltacast serve` (the built executable) on
@@ -237,6 +238,44 @@ import Testing
             }
         }
         #expect(seen == [1, 2, 3])
+    }
+
+    struct TokenUnavailable: Error {}
+
+    @Test func aTokenFunctionIsAskedBeforeEveryConnection() async throws {
+        let (probe, port) = try freeLoopbackPort()
+        close(probe)
+        var proxy = try DeltacastChild(["serve"], configuration: Self.configuration(port: port))
+        defer { proxy.stop() }
+        try Self.publish(port, "/secret", #"{"s":1}"#)
+        let calls = Atomic<Int>(0)
+        let reasons = Mutex<[String]>([])
+        var options = DeltacastClient.Options()
+        options.transports = [.websocket]
+        options.initialBackoff = .milliseconds(100)
+        options.maxBackoff = .milliseconds(500)
+        options.onConnection = { event in
+            if case .disconnected(let reason) = event { reasons.withLock { $0.append(reason) } }
+        }
+        // The first call fails (the attempt fails with its reason, and the client tries again);
+        // the others give the key that may read /secret.
+        let client = DeltacastClient(url: URL(string: proxy.base)!, options: options) {
+            if calls.add(1, ordering: .relaxed).newValue == 1 { throw TokenUnavailable() }
+            return "reader-key-0123456789"
+        }
+        defer { client.close() }
+        var seen: [Int] = []
+        for try await secret in client.subscribe("/secret", as: [String: Int].self) {
+            seen.append(secret["s"] ?? 0)
+            guard secret["s"] == 1 else { break }
+            // The proxy dies: the next connection asks the function again.
+            proxy.stop()
+            proxy = try DeltacastChild(["serve"], configuration: Self.configuration(port: port))
+            try Self.publish(port, "/secret", #"{"s":2}"#)
+        }
+        #expect(seen == [1, 2])
+        #expect(calls.load(ordering: .relaxed) >= 3)
+        #expect(reasons.withLock { $0.first } == "the token function failed: TokenUnavailable()")
     }
 
     @Test func subscribesTheProxyRefusesForItsRateAreSentAgainWhenItSays() async throws {

@@ -64,9 +64,9 @@ public final class UpstreamValidators: Sendable {
     }
 }
 
-/// Header lines as a libcurl list (`curl_slist`), built once and freed with the object. The
-/// nodes are ours, not `curl_slist_append`'s, so that a request may put its conditional lines
-/// in front of its fixed ones without copying either.
+/// Header lines as a libcurl list (`curl_slist`), built once and freed with the object, never
+/// changed: a transfer puts the conditional lines in front of the fixed ones with nodes of its
+/// own that point at these strings (``Transfer/headerList``).
 private final class HeaderLines: @unchecked Sendable {
     let count: Int
     let nodes: UnsafeMutablePointer<curl_slist>
@@ -85,7 +85,6 @@ private final class HeaderLines: @unchecked Sendable {
     }
 
     var first: UnsafeMutablePointer<curl_slist>? { count > 0 ? nodes : nil }
-    var last: UnsafeMutablePointer<curl_slist>? { count > 0 ? nodes + count - 1 : nil }
 }
 
 /// A request's URL and fixed headers in libcurl's form. curl adds `Accept: */*` unless told
@@ -263,14 +262,7 @@ public final class UpstreamClient: @unchecked Sendable {
             _ = deltacast_curl_easy_setopt_long(handle, CURLOPT_HTTPGET, 1)   // after a POST on this handle
             transfer.posted = false
         }
-        // The conditional lines go in front of the fixed ones; both stay alive in the transfer
-        // until it ends (curl reads the list while it sends).
-        var list = request.wire.headers.first
-        if let conditional = request.validators?.lines, let last = conditional.last {
-            last.pointee.next = list
-            list = conditional.first
-        }
-        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
+        _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(transfer.headerList))
         transfers += 1
         _ = Unmanaged.passRetained(transfer)   // released in `finish`
         let code = curl_multi_add_handle(multi, handle)
@@ -408,6 +400,10 @@ private final class Transfer {
     /// The request's header lines, alive while curl may read them.
     private var wire: WireRequest?
     private var validators: UpstreamValidators?
+    /// The nodes that put the validators' lines (at most two) in front of the fixed ones.
+    private let conditional = UnsafeMutablePointer<curl_slist>.allocate(capacity: 2)
+    /// The request's whole header list, for `CURLOPT_HTTPHEADER`.
+    private(set) var headerList: UnsafeMutablePointer<curl_slist>?
     /// The answer so far: status 0, the kept headers, the body.
     private(set) var response = UpstreamResponse(status: 0, headers: [], body: [], failure: nil)
     private(set) var tooLarge = false
@@ -438,7 +434,10 @@ private final class Transfer {
         _ = deltacast_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, me)
     }
 
-    deinit { curl_easy_cleanup(handle) }
+    deinit {
+        curl_easy_cleanup(handle)
+        conditional.deallocate()
+    }
 
     func begin(_ request: UpstreamRequest, handler: any UpstreamResponseHandling) {
         self.handler = handler
@@ -447,7 +446,13 @@ private final class Transfer {
         maxBody = request.maxBody
         timeout = request.timeoutMilliseconds
         tooLarge = false
-        response = UpstreamResponse(status: 0, headers: [], body: [], failure: nil)
+        headerList = request.wire.headers.first
+        if let lines = request.validators?.lines {
+            for index in (0..<lines.count).reversed() {
+                conditional[index] = curl_slist(data: lines.nodes[index].data, next: headerList)
+                headerList = conditional + index
+            }
+        }
     }
 
     /// Lets go of the request; returns who hears the response.

@@ -25,10 +25,8 @@ import Testing
 
     @Test(arguments: [DeltacastClient.Transport.sse, .longpoll])
     func eachTransportDeliversEveryStateDecoded(_ transport: DeltacastClient.Transport) async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Fixture.configuration())
+        let (proxy, port) = try Fixture.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Fixture.publish(port, "/prices", Fixture.prices(1))
         let client = client(proxy, [transport])
         defer { client.close() }
         let (seen, cursors) = try await Fixture.fiveStates(client, port: port, on: transport)
@@ -37,9 +35,8 @@ import Testing
     }
 
     @Test func negotiationGoesPastWebSocketToSSE() async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Fixture.configuration())
+        let (proxy, _) = try Fixture.servingPrices()
         defer { proxy.stop() }
-        try Fixture.publish(try #require(proxy.port), "/prices", Fixture.prices(1))
         let client = client(proxy, DeltacastClient.Transport.allCases)
         defer { client.close() }
         for try await prices in client.subscribe("/prices", as: Fixture.Prices.self) {
@@ -65,10 +62,8 @@ import Testing
     }
 
     @Test func closeCutsAHeldLongPoll() async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Fixture.configuration())
+        let (proxy, port) = try Fixture.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Fixture.publish(port, "/prices", Fixture.prices(1))
         // Held for up to 25 s: only close() ends it sooner.
         let client = client(proxy, [.longpoll], pollWait: 25)
         let first = AsyncStream<Void>.makeStream()

@@ -56,6 +56,19 @@ import Testing
         return try connection.exchange(Array(request.utf8)).status
     }
 
+    /// A proxy of ``configuration(port:transports:extra:)`` with version 1 of `/prices` published.
+    static func servingPrices() throws -> (proxy: DeltacastChild, port: Int) {
+        let proxy = try DeltacastChild(["serve"], configuration: configuration())
+        do {
+            let port = try #require(proxy.port)
+            try publish(port, "/prices", prices(1))
+            return (proxy, port)
+        } catch {
+            proxy.stop()
+            throw error
+        }
+    }
+
     static func get(_ port: Int, _ target: String) throws -> String {
         let connection = try ClientConnection(host: "127.0.0.1", port: port, timeout: 10)
         defer { connection.close() }
@@ -74,10 +87,8 @@ import Testing
 
     @Test(arguments: DeltacastClient.Transport.allCases)
     func eachTransportForcedDeliversEveryStateDecoded(_ transport: DeltacastClient.Transport) async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        let (proxy, port) = try Self.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Self.publish(port, "/prices", Self.prices(1))
         let client = client(proxy, [transport])
         defer { client.close() }
         let (seen, cursors) = try await Self.fiveStates(client, port: port, on: transport)
@@ -104,10 +115,8 @@ import Testing
     }
 
     @Test func aConsumerThatFallsBehindGetsTheNewest64UpdatesAndTheLatestState() async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        let (proxy, port) = try Self.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Self.publish(port, "/prices", Self.prices(1))
         let client = client(proxy, [.websocket])
         defer { client.close() }
         var slow = client.updates("/prices", as: Prices.self).makeAsyncIterator()
@@ -143,10 +152,8 @@ import Testing
     }
 
     @Test func behindAMiddleboxThatSwallowsUpgradesTheClientFallsBackToSSE() async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        let (proxy, port) = try Self.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Self.publish(port, "/prices", Self.prices(1))
         let middlebox = try SwallowingMiddlebox(target: port)
         defer { middlebox.stop() }
         var options = DeltacastClient.Options()
@@ -192,10 +199,8 @@ import Testing
     }
 
     @Test func cancellingTheTaskUnsubscribes() async throws {
-        let proxy = try DeltacastChild(["serve"], configuration: Self.configuration())
+        let (proxy, port) = try Self.servingPrices()
         defer { proxy.stop() }
-        let port = try #require(proxy.port)
-        try Self.publish(port, "/prices", Self.prices(1))
         let client = client(proxy, [.websocket])
         defer { client.close() }
         let first = AsyncStream<Void>.makeStream()

@@ -40,6 +40,9 @@ public final class DeltacastClient: @unchecked Sendable {
         public var openTimeout: Duration = .seconds(4)
         public var initialBackoff: Duration = .seconds(1)
         public var maxBackoff: Duration = .seconds(30)
+        /// How long a token function may take before the connection attempt fails (and is
+        /// tried again after the backoff).
+        public var tokenTimeout: Duration = .seconds(30)
         /// How long a long-poll request is held, seconds.
         public var pollWait = 25
         /// Subscribe messages per second on a WebSocket (and as many at once): under the
@@ -132,10 +135,6 @@ public final class DeltacastClient: @unchecked Sendable {
         case provided(@Sendable () async throws -> String)
     }
 
-    /// How long a token function may take before the connection attempt fails (and is tried
-    /// again after the backoff): 30 seconds.
-    public static let tokenTimeout: Duration = .seconds(30)
-
     /// A client of the proxy at `url` (`http://` or `https://`, with any base path). `token`
     /// (a JWT or an API key) is sent with every connection.
     public init(url: URL, token: String? = nil, options: Options = Options()) {
@@ -146,7 +145,7 @@ public final class DeltacastClient: @unchecked Sendable {
 
     /// A client whose token comes from `token` before every connection: after a disconnect,
     /// and when the proxy ends a stream because the token expired, the next connection carries
-    /// a fresh one. When the function throws or takes longer than ``tokenTimeout``, that
+    /// a fresh one. When the function throws or takes longer than ``Options/tokenTimeout``, that
     /// attempt fails with the reason (``Options/onConnection`` hears it) and the client tries
     /// again after its backoff.
     public init(url: URL, options: Options = Options(), token: @escaping @Sendable () async throws -> String) {
@@ -174,9 +173,10 @@ public final class DeltacastClient: @unchecked Sendable {
             }
             done.signal()
         }
-        guard done.wait(timeout: .now() + Self.tokenTimeout.seconds) == .success, let result = answer.withLock({ $0 }) else {
+        let timeout = options.tokenTimeout
+        guard done.wait(timeout: .now() + timeout.seconds) == .success, let result = answer.withLock({ $0 }) else {
             task.cancel()
-            return .failure(TokenFailure(message: "the token function did not answer within \(Int(Self.tokenTimeout.seconds)) s"))
+            return .failure(TokenFailure(message: "the token function did not answer within \(timeout) (Options.tokenTimeout)"))
         }
         return result
     }

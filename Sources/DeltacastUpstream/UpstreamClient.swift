@@ -242,6 +242,9 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Requests in flight.
     public var inFlight: Int { transfers }
 
+    /// Idle transfers kept for reuse (at most 64, whatever the peak of requests in flight).
+    public var pooledTransfers: Int { idle.count }
+
     /// Starts `request`; `handler` hears how it ended, on the loop, whatever happens.
     public func fetch(_ request: UpstreamRequest, replyTo handler: any UpstreamResponseHandling) {
         loop.assertInLoop()

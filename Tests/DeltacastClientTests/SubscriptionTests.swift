@@ -283,6 +283,31 @@ import Testing
         #expect(reasons.withLock { $0.first } == "the token function failed: TokenUnavailable()")
     }
 
+    @Test func aTokenFunctionThatDoesNotAnswerFailsTheAttemptAtItsTimeout() async throws {
+        let (proxy, _) = try Self.servingPrices()
+        defer { proxy.stop() }
+        let calls = Atomic<Int>(0)
+        let reasons = Mutex<[String]>([])
+        var options = DeltacastClient.Options()
+        options.tokenTimeout = .milliseconds(200)
+        options.initialBackoff = .milliseconds(50)
+        options.maxBackoff = .milliseconds(50)
+        options.onConnection = { event in
+            if case .disconnected(let reason) = event { reasons.withLock { $0.append(reason) } }
+        }
+        // The first call hangs (until cancelled); the second answers.
+        let client = DeltacastClient(url: URL(string: proxy.base)!, options: options) {
+            if calls.add(1, ordering: .relaxed).newValue == 1 { try await Task.sleep(for: .seconds(3600)) }
+            return "reader-key-0123456789"
+        }
+        defer { client.close() }
+        for try await prices in client.subscribe("/prices", as: Prices.self) {
+            #expect(prices == Self.expected(1))
+            break
+        }
+        #expect(reasons.withLock { $0.first } == "the token function did not answer within 0.2 seconds (Options.tokenTimeout)")
+    }
+
     @Test func subscribesTheProxyRefusesForItsRateAreSentAgainWhenItSays() async throws {
         // The proxy's defaults (subscribe_rate 50/s), a client pacing twice as fast.
         let proxy = try DeltacastChild(["serve"], configuration: Self.configuration().replacingOccurrences(of: ", subscribe_rate: 1000/s, message_rate: 1000/s", with: ""))

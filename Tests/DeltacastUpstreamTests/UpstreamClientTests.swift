@@ -206,6 +206,32 @@ func request(_ port: Int, path: String = "/doc", timeout: Int = 5000, maxBody: I
         #expect(server.connections == 1)
     }
 
+    @Test func aPeakOfRequestsLeavesAtMost64TransfersPooled() throws {
+        let server = try ScriptedServer { _, _ in ScriptedServer.response("200 OK", body: Array("{}".utf8)) }
+        defer { server.stop() }
+        let loop = try EventLoop()
+        try loop.start(name: "upstream-test")
+        defer { loop.stop(); loop.join() }
+        let pooled = Locked<(answered: Int, pooled: Int)>((0, -1))
+        let finished = DispatchSemaphore(value: 0)
+        loop.execute {
+            let client = UpstreamClient(loop: loop, maxConnections: 4)
+            for _ in 0..<100 {
+                client.fetch(request(server.port)) { response in
+                    // A transfer is back in the pool when its handler runs.
+                    let done = pooled.withLock { state -> Bool in
+                        if response.status == 200 { state.answered += 1 }
+                        state.pooled = client.pooledTransfers
+                        return state.answered == 100
+                    }
+                    if done { finished.signal() }
+                }
+            }
+        }
+        #expect(finished.wait(timeout: .now() + 30) == .success)
+        #expect(pooled.withLock { $0 } == (100, 64))
+    }
+
     /// Idle pooled connections stay registered with the loop; one the server closes must be
     /// noticed, and the next request must go out on a new connection, never wait on a socket
     /// number that was closed (the same number comes back for the next socket).

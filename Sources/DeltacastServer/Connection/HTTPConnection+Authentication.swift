@@ -5,33 +5,19 @@ import DeltacastLoop
 import DeltacastWire
 
 extension HTTPConnection {
-    /// The credential `request` presents: `?ticket=` (redeemed: single use), then
-    /// `Authorization: Bearer`, then (WebSocket upgrades) a `token.<jwt>` subprotocol entry.
+    /// The access questions of this connection's generation, at the wall clock's time now.
+    var topicAccess: TopicAccess {
+        TopicAccess(authenticator: state.generation.authenticator, router: state.generation.router, now: unixMilliseconds())
+    }
+
+    /// The credential `request` presents (``TopicAccess/credential(_:redeem:)``).
     func credential(_ request: HTTPRequestHead) -> Credential {
-        guard let authenticator = state.generation.authenticator else { return .anonymous }
-        let now = unixMilliseconds()
-        if let ticket = Router.firstQueryValue(request.target, "ticket") {
+        guard state.generation.authenticator != nil else { return .anonymous }
+        let access = topicAccess
+        return access.credential(request) { ticket in
             // Cluster mode: Redis redeemed it before the request was routed (``awaitTicket``).
-            let redeemed = state.context.cluster == nil ? state.context.tickets.redeem(ticket, now: now)
+            state.context.cluster == nil ? state.context.tickets.redeem(ticket, now: access.now)
                 : redeemedTicket?.ticket == ticket ? redeemedTicket?.principal : nil
-            guard let principal = redeemed else {
-                return .invalid("unknown, used or expired ticket (a ticket is good for one connection, within auth.ticket_ttl)", explicit: true)
-            }
-            if let expiresAt = principal.expiresAt, expiresAt <= now { return .invalid("the token behind this ticket has expired", explicit: true) }
-            return .valid(principal)
-        }
-        var token: String?
-        var explicit = false
-        if let bearer = request.headers.bearerToken {
-            token = bearer
-        } else if let entry = request.headers.tokens("Sec-WebSocket-Protocol").first(where: { $0.hasPrefix("token.") }) {
-            token = String(entry.dropFirst(6))
-            explicit = true
-        }
-        guard let token else { return .anonymous }
-        switch authenticator.authenticate(token, now: Double(now) / 1000) {
-        case .success(let principal): return .valid(principal)
-        case .failure(let failure): return .invalid(failure.reason, explicit: explicit)
         }
     }
 
@@ -43,56 +29,25 @@ extension HTTPConnection {
         return access(configuration.endpoints[index], topicName: topicName, credential: credential)
     }
 
-    /// Whether `credential` may read `topicName` of `endpoint` (only `auth: token` endpoints
-    /// ask).
+    /// Whether `credential` may read `topicName` of `endpoint` (``TopicAccess/decision(_:topicName:credential:)``).
     func access(_ endpoint: Configuration.Endpoint, topicName: String, credential: Credential) -> AccessDecision {
         guard endpoint.auth == .token else { return .allowed }
-        switch credential {
-        case .anonymous:
-            return .unauthenticated("\(topicName) needs a token: Authorization: Bearer, a token.<jwt> WebSocket subprotocol, an auth message, or ?ticket= from POST /deltacast/ticket")
-        case .invalid(let reason, _):
-            return .unauthenticated("invalid token: \(reason)")
-        case .valid(let principal):
-            if let expiresAt = principal.expiresAt, expiresAt <= unixMilliseconds() {
-                return .unauthenticated("the token has expired; send a fresh one in an auth message")
-            }
-            // Scopes alone need no parameters: the topic is matched again only for a rule.
-            guard endpoint.allow != nil else { return principal.access(endpoint, parameters: [:], query: "") }
-            guard case .matched(_, _, let parameters) = state.generation.router.matcher.match(topicName) else {
-                return .denied("\(topicName) matches no endpoint")
-            }
-            let query = topicName.firstIndex(of: "?").map { String(topicName[topicName.index(after: $0)...]) } ?? ""
-            return principal.access(endpoint, parameters: parameters, query: query)
-        }
+        return topicAccess.decision(endpoint, topicName: topicName, credential: credential)
     }
 
     /// The connection's own credential (a push stream's, renewable on a WebSocket).
     var heldCredential: Credential { principal.map(Credential.valid) ?? .anonymous }
 
-    /// 401 (with `WWW-Authenticate`, RFC 6750) or 403 for a refused plain request or handshake.
+    /// 401 or 403 for a refused plain request or handshake, counted.
     func refusalResponse(_ decision: AccessDecision) -> RoutedResponse {
         count(decision)
-        switch decision {
-        case .allowed:
-            return .error(500, "internal", "allowed")
-        case .unauthenticated(let reason):
-            let challenge = reason.hasPrefix("invalid token") || reason.contains("expired")
-                ? "Bearer realm=\"deltacast\", error=\"invalid_token\", error_description=\(String(decoding: jsonString(reason), as: UTF8.self))"
-                : "Bearer realm=\"deltacast\""
-            return .error(401, "unauthorized", reason, headers: ["WWW-Authenticate": challenge])
-        case .denied(let reason):
-            return .error(403, "forbidden", reason)
-        }
+        return TopicAccess.response(decision)
     }
 
-    /// An `error` event for a refused subscription.
+    /// An `error` event for a refused subscription, counted; nil when it is allowed.
     func refusalEvent(_ decision: AccessDecision, topic: String) -> [UInt8]? {
         count(decision)
-        switch decision {
-        case .allowed: return nil
-        case .unauthenticated(let reason), .denied(let reason):
-            return DeltacastEvent.error(topic: topic, code: .forbidden, message: reason)
-        }
+        return TopicAccess.event(decision, topic: topic)
     }
 
     private func count(_ decision: AccessDecision) {
@@ -123,41 +78,31 @@ extension HTTPConnection {
         finish(request, response)
     }
 
-    /// `POST /deltacast/ticket`: trades the bearer token for a single-use ticket. 401 without a
-    /// valid bearer token, 429 past `limits.ticket_rate`, 503 past `auth.max_tickets`.
+    /// `POST /deltacast/ticket` (``TicketRequest``); in cluster mode answered once Redis
+    /// stored the ticket.
     func issueTicket(_ request: HTTPRequestHead) {
-        guard let bearer = request.headers.bearerToken, let authenticator = state.generation.authenticator else {
-            return finish(request, refusalResponse(.unauthenticated("POST /deltacast/ticket needs Authorization: Bearer TOKEN")))
-        }
-        let now = unixMilliseconds()
-        let principal: Principal
-        switch authenticator.authenticate(bearer, now: Double(now) / 1000) {
-        case .failure(let failure): return finish(request, refusalResponse(.unauthenticated("invalid token: \(failure.reason)")))
-        case .success(let verified): principal = verified
-        }
-        if let wait = state.generation.ticketLimiter.take(principal.subject, now: MonotonicClock.milliseconds()) {
+        let reply = TicketRequest(request: request).reply(access: topicAccess, configuration: configuration, limiter: state.generation.ticketLimiter,
+                                                          clock: MonotonicClock.milliseconds(), tickets: state.context.tickets,
+                                                          clustered: state.context.cluster != nil)
+        switch reply {
+        case .refuse(let decision):
+            finish(request, refusalResponse(decision))
+        case .rateLimited(let response):
             state.context.metrics.rateLimited.add(1, ordering: .relaxed)
-            return finish(request, .error(429, "too_many", "\(principal.subject) asked for tickets faster than limits.ticket_rate (\(state.configuration.limits.ticketRate))",
-                                          headers: ["Retry-After": "\((wait + 999) / 1000)"]))
+            finish(request, response)
+        case .respond(let response):
+            finish(request, response)
+        case .store(let ticket, let principal, let milliseconds, let answer):
+            guard let cluster = state.context.cluster else { return finish(request, answer) }
+            awaitCluster(request, start: { cluster.storeTicket(ticket, principal.serialized, milliseconds: milliseconds, completion: $0) },
+                         then: { [unowned self] (stored: Bool) in
+                guard stored else {
+                    _ = state.context.tickets.redeem(ticket, now: unixMilliseconds())
+                    return finish(request, TicketRequest.unstored)
+                }
+                finish(request, answer)
+            })
         }
-        guard let ticket = state.context.tickets.issue(for: principal, now: now) else {
-            return finish(request, .error(503, "too_many", "auth.max_tickets tickets are outstanding; try again shortly", headers: ["Retry-After": "1"]))
-        }
-        let seconds = state.configuration.auth.ticketTTL.components.seconds
-        let answer = RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"],
-                                    body: Array("{\"ticket\":\"\(ticket)\",\"expires_in\":\(seconds)}".utf8))
-        guard let cluster = state.context.cluster else { return finish(request, answer) }
-        // Stored in Redis too, so any node redeems it once; a ticket Redis did not take is
-        // refused rather than handed out for other nodes to deny.
-        let milliseconds = state.configuration.auth.ticketTTL.wholeMilliseconds
-        awaitCluster(request, start: { cluster.storeTicket(ticket, principal.serialized, milliseconds: milliseconds, completion: $0) },
-                     then: { [unowned self] (stored: Bool) in
-            guard stored else {
-                _ = state.context.tickets.redeem(ticket, now: unixMilliseconds())
-                return finish(request, .error(503, "unavailable", "the ticket could not be stored in the cluster's Redis; try again shortly", headers: ["Retry-After": "1"]))
-            }
-            finish(request, answer)
-        })
     }
 
     /// `limits.publish_rate` for the admin token: a 429 response when it is spent.
@@ -188,15 +133,10 @@ extension HTTPConnection {
     /// subscription is checked again; those the new token may not read end with `forbidden`.
     /// Others carry on untouched.
     func renew(token: String) -> [UInt8]? {
-        guard let authenticator = state.generation.authenticator else {
-            return DeltacastEvent.error(topic: nil, code: .badRequest, message: "this proxy has no client authentication (auth); auth messages are not needed")
-        }
         let principal: Principal
-        switch authenticator.authenticate(token, now: Double(unixMilliseconds()) / 1000) {
-        case .failure(let failure):
-            return DeltacastEvent.error(topic: nil, code: .forbidden, message: "auth: invalid token: \(failure.reason); the previous token stays in force")
-        case .success(let verified):
-            principal = verified
+        switch topicAccess.renewal(token) {
+        case .failure(let refusal): return refusal.bytes
+        case .success(let verified): principal = verified
         }
         guard bind(.valid(principal)) else {
             if let actions = session?.end(code: 1008, reason: "too many connections for this subject") { perform(actions) }

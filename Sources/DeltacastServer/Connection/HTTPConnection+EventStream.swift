@@ -21,7 +21,7 @@ extension HTTPConnection {
         request.headers.tokens("Accept").contains { $0.lowercased().hasPrefix("text/event-stream") }
     }
 
-    func startSSE(_ request: HTTPRequestHead, topics: [(String, Int?, Cursor?)], multiplexed: Bool, credential: Credential, caughtUp: Bool = false) {
+    func startSSE(_ request: HTTPRequestHead, topics: [MultiplexedRequest.Requested], multiplexed: Bool, credential: Credential, caughtUp: Bool = false) {
         // Cluster mode: the topics catch up before the stream begins, so each is subscribed in
         // the order asked (a multiplexed stream's `id:` lists cursors in that order).
         if !caughtUp, state.context.cluster != nil,

@@ -6,7 +6,7 @@ import DeltacastWire
 
 /// Long-poll requests: `GET /deltacast/poll` and holding a request until its topics change.
 extension HTTPConnection {
-    func poll(_ request: HTTPRequestHead, topics requested: [(String, Int?, Cursor?)], credential: Credential, caughtUp: Bool = false) {
+    func poll(_ request: HTTPRequestHead, topics requested: [MultiplexedRequest.Requested], credential: Credential, caughtUp: Bool = false) {
         // Cluster mode: topics this node meets now, or held at a cursor newer than its state,
         // catch up with Redis first; the request waits, the loop does not.
         if !caughtUp, state.context.cluster != nil,
@@ -45,7 +45,7 @@ extension HTTPConnection {
 
     /// The topics of `requested` that may be read (not refused), with their cursors: the ones a
     /// request must wait for when they need to catch up (cluster mode).
-    func resolvedTopics(_ requested: ArraySlice<(String, Int?, Cursor?)>, credential: Credential, request: HTTPRequestHead) -> [(Topic, Cursor?)] {
+    func resolvedTopics(_ requested: ArraySlice<MultiplexedRequest.Requested>, credential: Credential, request: HTTPRequestHead) -> [(Topic, Cursor?)] {
         requested.compactMap { name, endpoint, since in
             guard let endpoint, refusal(name, endpoint: endpoint, credential: credential) == nil,
                   let topic = hubTopic(name, endpoint: endpoint, request: nil, credentialsFrom: request) else { return nil }

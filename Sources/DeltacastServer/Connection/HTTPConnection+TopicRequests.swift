@@ -84,78 +84,43 @@ extension HTTPConnection {
 
     // MARK: Publish
 
+    /// `POST /deltacast/publish` (``PublishRequest``); in cluster mode answered when the commit is.
     func publish(_ request: HTTPRequestHead, body: [UInt8], endpoint: Int, topicName: String) {
-        guard configuration.endpoints[endpoint].source == .publish else {
-            return finish(request, .error(409, "conflict", "\(topicName) is polled from the upstream (source: poll); only source: publish endpoints accept publishes"))
-        }
+        let publish = PublishRequest(request, topicName: topicName, source: configuration.endpoints[endpoint].source)
+        if let refusal = publish.refusal() { return finish(request, refusal) }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
-        // `curl --data` labels bodies as a form; nobody publishes forms, so that means JSON.
-        var contentType = request.headers["Content-Type"] ?? "application/json"
-        if contentType.lowercased().hasPrefix("application/x-www-form-urlencoded") { contentType = "application/json" }
         guard state.context.cluster != nil else {
-            if case .finished(let outcome) = topic.update(body: body, contentType: contentType, whenCommitted: { _ in }) {
-                finish(request, Self.publishResponse(outcome, topicName: topicName))
+            if case .finished(let outcome) = topic.update(body: body, contentType: publish.contentType, whenCommitted: { _ in }) {
+                finish(request, publish.response(outcome))
             }
             return
         }
-        // Cluster mode: answered when the commit is (the loop goes on meanwhile).
+        // The loop goes on while the cluster commits.
         awaitCluster(request, start: { done in
-            if case .finished(let outcome) = topic.update(body: body, contentType: contentType, whenCommitted: done) { done(outcome) }
+            if case .finished(let outcome) = topic.update(body: body, contentType: publish.contentType, whenCommitted: done) { done(outcome) }
         }, then: { [unowned self] (outcome: Result<Topic.UpdateOutcome, Topic.UpdateError>) in
-            finish(request, Self.publishResponse(outcome, topicName: topicName))
+            finish(request, publish.response(outcome))
         })
-    }
-
-    /// A publish's answer: 200 with the cursor and whether anything changed, 503 when the
-    /// cluster could not commit it, 400 for a body that is not JSON.
-    static func publishResponse(_ outcome: Result<Topic.UpdateOutcome, Topic.UpdateError>, topicName: String) -> RoutedResponse {
-        switch outcome {
-        case .success(let update):
-            let (cursor, changed): (Cursor, Bool) = switch update {
-            case .changed(let cursor): (cursor, true)
-            case .unchanged(let cursor): (cursor, false)
-            }
-            var headers: HTTPHeaders = ["Content-Type": "application/json", "ETag": "\"\(cursor)\""]
-            headers.add(name: "Cache-Control", value: "no-store")
-            return RoutedResponse(status: 200, headers: headers,
-                                  body: Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"cursor\":\"\(cursor)\",\"changed\":\(changed)}".utf8))
-        case .failure(.clusterUnavailable(let reason)):
-            return .error(503, "unavailable", "\(reason); the state of \(topicName) is unchanged", headers: ["Retry-After": "1"])
-        case .failure(let error):
-            return .error(400, "bad_request", "\(error); the state of \(topicName) is unchanged")
-        }
     }
 
     // MARK: Multiplexed transports
 
     func serveMultiplexed(_ request: HTTPRequestHead, transport: Transport) {
-        switch transport {
-        case .websocket:
-            upgrade(request, kind: .multiplexed, credential: credential(request))
-        case .sse, .longpoll:
-            let requested = Router.multiplexedTopics(request, transport: transport)
-            guard !requested.isEmpty else {
-                return finish(request, .error(400, "bad_request", "name at least one topic: ?topic=/path"))
-            }
-            // `drift=TOPIC`: the client library is resubscribing because its state of TOPIC
-            // did not match a digest (SSE and long-poll have no message to say it in).
-            let drifted = Router.queryValues(request.target, "drift").filter { name in requested.contains { $0.name == name } }
-            if !drifted.isEmpty { reportDrift(topics: drifted, cursor: nil) }
-            let topics: [(String, Int?, Cursor?)] = requested.map { name, since in
-                if case .matched(let index, let topic, _) = state.generation.router.matcher.match(name, parameters: false) {
-                    return (topic, index, since)
-                }
-                return (name, nil, since)
-            }
-            let presented = credential(request)
-            if case .invalid(let reason, explicit: true) = presented {
-                return finish(request, refusalResponse(.unauthenticated("invalid token: \(reason)")))
-            }
-            if transport == .sse {
-                guard bind(presented) else { return tooManyForUser(request) }
-                return startSSE(request, topics: topics, multiplexed: true, credential: presented)
-            }
-            poll(request, topics: topics, credential: presented)
+        let (reply, drifted) = MultiplexedRequest(request: request, transport: transport)
+            .reply(credential: { credential(request) }, router: state.generation.router)
+        if !drifted.isEmpty { reportDrift(topics: drifted, cursor: nil) }
+        switch reply {
+        case .respond(let response):
+            finish(request, response)
+        case .refuse(let decision):
+            finish(request, refusalResponse(decision))
+        case .upgrade(let credential):
+            upgrade(request, kind: .multiplexed, credential: credential)
+        case .stream(let topics, let credential):
+            guard bind(credential) else { return tooManyForUser(request) }
+            startSSE(request, topics: topics, multiplexed: true, credential: credential)
+        case .poll(let topics, let credential):
+            poll(request, topics: topics, credential: credential)
         }
     }
 
@@ -190,18 +155,9 @@ extension HTTPConnection {
 }
 
 extension HTTPConnection {
-    /// `POST /deltacast/refresh?topic=...`: re-polls the topic now (every credential's topic of
-    /// that name under passthrough). 202 with how many topics were nudged; 404 when none is
-    /// polled now (nobody watches it); 409 for a `source: publish` endpoint.
+    /// `POST /deltacast/refresh` (``RefreshRequest``).
     func refresh(_ request: HTTPRequestHead, endpoint: Int, topicName: String) {
-        guard state.configuration.endpoints[endpoint].source == .poll else {
-            return finish(request, .error(409, "conflict", "\(topicName) is a source: publish endpoint; it has no upstream to re-poll"))
-        }
-        let count = state.context.topicSource?.refresh(name: topicName) ?? 0
-        guard count > 0 else {
-            return finish(request, .error(404, "not_found", "\(topicName) is not being polled now (no subscriber, no recent GET)"))
-        }
-        let body = Array("{\"topic\":".utf8) + jsonString(topicName) + Array(",\"refreshed\":\(count)}".utf8)
-        finish(request, RoutedResponse(status: 202, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: body))
+        let refresh = RefreshRequest(topicName: topicName, source: configuration.endpoints[endpoint].source)
+        finish(request, refresh.response { state.context.topicSource?.refresh(name: $0) ?? 0 })
     }
 }

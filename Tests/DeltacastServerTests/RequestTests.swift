@@ -253,4 +253,37 @@ import Testing
         let upgrade = MultiplexedRequest(request: try head("/deltacast/ws"), transport: .websocket).reply(credential: { .anonymous }, router: router).0
         guard case .upgrade(.anonymous) = upgrade else { Issue.record("\(upgrade)"); return }
     }
+
+    // MARK: Mirrored endpoint paths
+
+    @Test func aTopicPathIsAnUpgradeAStreamOrAPlainRead() throws {
+        let all = Transport.allCases
+        let allowed = AccessDecision.allowed
+        let presented = Credential.valid(Principal(subject: "ann", claims: ["sub": "ann"], scopes: [], expiresAt: nil))
+        let upgrade = try head("/prices", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+        // A protected endpoint's WebSocket keeps the token; another's does not (under passthrough it is the upstream's).
+        guard case .upgrade(keeping: .valid) = TopicRequest(request: upgrade, topicName: "/prices").reply(presented: presented, access: allowed, protected: true, transports: all),
+              case .upgrade(keeping: .anonymous) = TopicRequest(request: upgrade, topicName: "/prices").reply(presented: presented, access: allowed, protected: false, transports: all)
+        else { Issue.record("upgrade"); return }
+        guard case .respond(403, "forbidden", _) = TopicRequest(request: upgrade, topicName: "/prices").reply(presented: presented, access: allowed, protected: false, transports: [.sse])
+        else { Issue.record("a disabled WebSocket transport upgraded"); return }
+
+        let stream = try head("/prices?since=ep01-4", "Accept: text/event-stream\r\n")
+        guard case .stream(let since) = TopicRequest(request: stream, topicName: "/prices").reply(presented: .anonymous, access: allowed, protected: false, transports: all)
+        else { Issue.record("no stream"); return }
+        #expect(since == Cursor(epoch: "ep01", seq: 4))
+        // The browser's Last-Event-ID wins over ?since=.
+        let resumed = try head("/prices?since=ep01-4", "Accept: text/event-stream\r\nLast-Event-ID: ep01-9\r\n")
+        guard case .stream(let after) = TopicRequest(request: resumed, topicName: "/prices").reply(presented: .anonymous, access: allowed, protected: false, transports: all)
+        else { Issue.record("no stream"); return }
+        #expect(after == Cursor(epoch: "ep01", seq: 9))
+        guard case .respond(406, "not_acceptable", _) = TopicRequest(request: stream, topicName: "/prices").reply(presented: .anonymous, access: allowed, protected: false, transports: [.longpoll])
+        else { Issue.record("a disabled SSE transport streamed"); return }
+
+        guard case .read = TopicRequest(request: try head("/prices"), topicName: "/prices").reply(presented: .anonymous, access: allowed, protected: false, transports: [])
+        else { Issue.record("a plain GET was not read"); return }
+        // A refusal comes before anything about the topic or its transports shows.
+        guard case .refuse(.denied("no")) = TopicRequest(request: upgrade, topicName: "/prices").reply(presented: presented, access: .denied("no"), protected: true, transports: [])
+        else { Issue.record("not refused"); return }
+    }
 }

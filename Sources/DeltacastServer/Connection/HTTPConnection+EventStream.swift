@@ -16,11 +16,6 @@ extension HTTPConnection {
         return true
     }
 
-    /// Whether the request asks for `text/event-stream`.
-    static func wantsEventStream(_ request: HTTPRequestHead) -> Bool {
-        request.headers.tokens("Accept").contains { $0.lowercased().hasPrefix("text/event-stream") }
-    }
-
     func startSSE(_ request: HTTPRequestHead, topics: [MultiplexedRequest.Requested], multiplexed: Bool, credential: Credential, caughtUp: Bool = false) {
         // Cluster mode: the topics catch up before the stream begins, so each is subscribed in
         // the order asked (a multiplexed stream's `id:` lists cursors in that order).
@@ -51,7 +46,7 @@ extension HTTPConnection {
     /// stream of it once a second (`event: status`), for the status page.
     func serveStatus(_ request: HTTPRequestHead) {
         let json = state.context.statusJSON()
-        guard Self.wantsEventStream(request) else {
+        guard TopicRequest.wantsEventStream(request) else {
             return finish(request, RoutedResponse(status: 200, headers: ["Content-Type": "application/json", "Cache-Control": "no-store"], body: json))
         }
         guard beginEventStream(request, multiplexed: true) else { return }

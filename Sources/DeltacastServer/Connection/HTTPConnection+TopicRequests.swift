@@ -13,22 +13,21 @@ extension HTTPConnection {
     func serveTopic(_ request: HTTPRequestHead, endpoint: Int, topicName: String, caughtUp: Bool = false) {
         // Checked on every plain GET and every stream, before anything about the topic shows.
         let presented = credential(request)
-        let decision = access(endpoint: endpoint, topicName: topicName, credential: presented)
-        guard decision == .allowed else { return finish(request, refusalResponse(decision)) }
-        let protected = configuration.endpoints[endpoint].auth == .token
-        if WebSocketHandshake.isUpgrade(request) {
-            guard configuration.transports.contains(.websocket) else {
-                return finish(request, .error(403, "forbidden", "the websocket transport is disabled in this proxy's configuration (transports)"))
-            }
-            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName), credential: protected ? presented : .anonymous)
-        }
-        if Self.wantsEventStream(request) {
-            guard configuration.transports.contains(.sse) else {
-                return finish(request, .error(406, "not_acceptable", "the sse transport is disabled in this proxy's configuration (transports)"))
-            }
-            if protected { guard bind(presented) else { return tooManyForUser(request) } }
-            let since = (Router.resumeCursors(request).first ?? nil) ?? Router.firstQueryValue(request.target, "since").flatMap { Cursor($0) }
+        let kind = TopicRequest(request: request, topicName: topicName)
+            .reply(presented: presented, access: access(endpoint: endpoint, topicName: topicName, credential: presented),
+                   protected: configuration.endpoints[endpoint].auth == .token, transports: configuration.transports)
+        switch kind {
+        case .refuse(let decision):
+            return finish(request, refusalResponse(decision))
+        case .respond(let status, let code, let message):
+            return finish(request, .error(status, code, message))
+        case .upgrade(let credential):
+            return upgrade(request, kind: .single(endpoint: endpoint, topic: topicName), credential: credential)
+        case .stream(let since):
+            if configuration.endpoints[endpoint].auth == .token { guard bind(presented) else { return tooManyForUser(request) } }
             return startSSE(request, topics: [(topicName, endpoint, since)], multiplexed: false, credential: presented)
+        case .read:
+            break
         }
         guard let topic = hubTopic(topicName, endpoint: endpoint, request: request) else { return }
         // Cluster mode: a topic this node meets now is loading from Redis; the request waits

@@ -85,7 +85,7 @@ public final class Topic: @unchecked Sendable {
     public func reconfigure(_ endpoint: Configuration.Endpoint) {
         let options = Topic.diffOptions(endpoint)
         lock.withLock { _ in
-            if endpoint.digest != configured.endpoint.digest { versions.snapshot = nil; versions.currentDigest = nil }
+            if endpoint.digest != configured.endpoint.digest { versions.forgetPrepared() }
             configured = (endpoint, options)
         }
     }
@@ -111,7 +111,7 @@ public final class Topic: @unchecked Sendable {
     public func current() -> (cursor: Cursor, body: [UInt8], contentType: String, stale: Bool)? {
         touch(hub.tick(), now: hub.clock.milliseconds)
         return lock.withLock { _ in
-            versions.seq == 0 || upstream.problem?.kind == .forbidden ? nil : (Cursor(epoch: versions.currentEpoch, seq: versions.seq), versions.body, versions.contentType, upstream.problem != nil)
+            versions.seq == 0 || upstream.problem?.kind == .forbidden ? nil : (versions.cursor, versions.body, versions.contentType, upstream.problem != nil)
         }
     }
 
@@ -156,7 +156,7 @@ public final class Topic: @unchecked Sendable {
     public func status() -> Status {
         let now = hub.clock.milliseconds
         return lock.withLock { _ in
-            Status(cursor: versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq), subscribers: audience.loopCounts.reduce(0, +),
+            Status(cursor: versions.seq == 0 ? nil : versions.cursor, subscribers: audience.loopCounts.reduce(0, +),
                    millisecondsSinceChange: versions.lastChangeAt == 0 ? nil : now - versions.lastChangeAt, lastChangeBytes: versions.lastChangeBytes,
                    bodyBytes: versions.body.count, problem: upstream.problem, journalEntries: versions.journal.count,
                    byTransport: audience.transportCounts, pollFailures: upstream.pollFailures, nextPollIn: upstream.nextPollAt == 0 ? nil : max(0, upstream.nextPollAt - now))
@@ -167,7 +167,7 @@ public final class Topic: @unchecked Sendable {
     public var upstreamProblem: UpstreamProblem? { lock.withLock { _ in upstream.problem } }
 
     /// The current cursor, nil before the first state.
-    public var cursor: Cursor? { lock.withLock { _ in versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq) } }
+    public var cursor: Cursor? { lock.withLock { _ in versions.seq == 0 ? nil : versions.cursor } }
 
     /// Registers a subscriber on `loop` and returns what it must receive first: nothing when it
     /// is up to date or no state exists yet, exactly the missed changes when the journal still
@@ -185,7 +185,7 @@ public final class Topic: @unchecked Sendable {
             var backlog = changesLocked(since: since).map(Array.init) ?? []
             if let problem = upstream.problem { backlog.append(problemChange(problem)) }
             if cluster.clusterUnavailable { backlog.append(clusterChange(available: false)) }
-            return (backlog, versions.seq == 0 ? nil : Cursor(epoch: versions.currentEpoch, seq: versions.seq))
+            return (backlog, versions.seq == 0 ? nil : versions.cursor)
         }
     }
 
@@ -282,18 +282,17 @@ public final class Topic: @unchecked Sendable {
     }
 
     private func changesLocked(since: Cursor?) -> ArraySlice<Change>? {
-        guard versions.seq > 0 else { return nil }
-        if let since, since.epoch == versions.currentEpoch, since.seq <= versions.seq {
-            if since.seq == versions.seq { return nil }
-            if let missed = versions.journal.changes(after: since.seq), !missed.isEmpty { return missed }
+        switch versions.resume(since: since) {
+        case .upToDate: nil
+        case .missed(let changes): changes
+        case .snapshot: [snapshotLocked()][...]
         }
-        return [snapshotLocked()][...]
     }
 
     private func snapshotLocked() -> Change {
         if let snapshot = versions.snapshot { return snapshot }
         let data = Topic.snapshotData(versions.body, json: versions.document != nil)
-        let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
+        let cursor = versions.cursor
         let change = hub.makeChange(topic: name, key: key, kind: .snapshot, cursor: cursor, base: nil,
                                     event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: data, digest: digestLocked()), stateBytes: versions.body.count)
         versions.snapshot = change
@@ -358,7 +357,7 @@ public final class Topic: @unchecked Sendable {
             throw .clusterUnavailable("in cluster mode a change is committed to Redis first: use update(body:contentType:whenCommitted:)")
         }
         // A byte-identical body costs no parse and no diff.
-        let identical = lock.withLock { _ in versions.seq > 0 && newBody == versions.body && newType == versions.contentType }
+        let identical = lock.withLock { _ in versions.holds(newBody, contentType: newType) }
         if identical, let cursor {
             hub.statistics.unchanged.add(1, ordering: .relaxed)
             upstreamRecovered()
@@ -371,30 +370,23 @@ public final class Topic: @unchecked Sendable {
         }
         return lock.withLock { _ -> UpdateOutcome in
             _ = recoveredLocked()
-            if versions.seq > 0 && newBody == versions.body && newType == versions.contentType {
+            if versions.holds(newBody, contentType: newType) {
                 hub.statistics.unchanged.add(1, ordering: .relaxed)
-                return .unchanged(Cursor(epoch: versions.currentEpoch, seq: versions.seq))
+                return .unchanged(versions.cursor)
             }
-            let base = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
             var patchBytes: [UInt8]?
             var merge = false
             switch diffLocked(parsed, newBody: newBody) {
             case .unchanged:
                 hub.statistics.unchanged.add(1, ordering: .relaxed)
-                return .unchanged(base)
+                return .unchanged(versions.cursor)
             case .patch(let bytes, let isMerge):
                 patchBytes = bytes
                 merge = isMerge
             case .snapshot:
                 break
             }
-            versions.seq += 1
-            versions.document = parsed
-            versions.body = newBody
-            versions.contentType = newType
-            versions.snapshot = nil
-            versions.currentDigest = nil
-            let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
+            let (base, cursor) = versions.advance(document: parsed, body: newBody, contentType: newType)
             let change: Change
             if let patchBytes {
                 change = hub.makeChange(topic: name, key: key, kind: .patch, cursor: cursor, base: base,
@@ -458,8 +450,8 @@ public final class Topic: @unchecked Sendable {
                                       event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil), digest: digest),
                                       body: newBody, contentType: newType)
             }
-            if versions.seq > 0 && newBody == versions.body && newType == versions.contentType { return nil }
-            let base = Cursor(epoch: versions.currentEpoch, seq: versions.seq)
+            if versions.holds(newBody, contentType: newType) { return nil }
+            let base = versions.cursor
             let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq + 1)
             switch diffLocked(parsed, newBody: newBody) {
             case .unchanged:
@@ -512,20 +504,11 @@ public final class Topic: @unchecked Sendable {
                     versions.lastChangeAt = hub.clock.milliseconds
                     versions.lastChangeBytes = change.event.count
                 }
-                if let newBody { versions.body = newBody; versions.document = parsed; versions.contentType = newType }
-                versions.snapshot = nil
-                versions.currentDigest = nil
+                if let newBody { versions.take(document: parsed, body: newBody, contentType: newType) } else { versions.forgetPrepared() }
                 return .applied(entries.count)
             }
             guard let newBody else { return .current }   // nothing to jump to
-            versions.currentEpoch = epoch
-            versions.seq = newSeq
-            versions.body = newBody
-            versions.document = parsed
-            versions.contentType = newType
-            versions.snapshot = nil
-            versions.currentDigest = nil
-            versions.journal.removeAll()
+            versions.jump(epoch: epoch, seq: newSeq, document: parsed, body: newBody, contentType: newType)
             // The shared journal's entries that end at this state become this node's journal:
             // a client resuming here gets exactly its missed patches.
             let usable = entries.last?.seq == newSeq && zip(entries, entries.dropFirst()).allSatisfy { $0.seq + 1 == $1.seq }
@@ -582,31 +565,14 @@ public final class Topic: @unchecked Sendable {
         return text
     }
 
-    private enum Diffed { case unchanged, patch([UInt8], merge: Bool), snapshot }
-
-    /// The change from the stored document to `new` (under the lock).
-    private func diffLocked(_ new: JSONDocument?, newBody: [UInt8]) -> Diffed {
-        let (endpoint, diffOptions) = configured
-        // Snapshot mode with nothing ignored: differing bytes are the change; no diff.
-        let needsDiff = endpoint.diff != .snapshot || !diffOptions.ignore.isEmpty
-        guard needsDiff, versions.seq > 0, let old = versions.document, let new else { return .snapshot }
+    /// The change from the stored document to `new` (under the lock); a diff that runs is
+    /// timed for `/metrics`.
+    private func diffLocked(_ new: JSONDocument?, newBody: [UInt8]) -> VersionedState.Diffed {
+        let (endpoint, options) = configured
+        guard versions.diffs(to: new, endpoint: endpoint, options: options) else { return .snapshot }
         let started = MonotonicClock.nanoseconds()
-        let result = JSONDiff.diff(old, new, options: diffOptions)
-        hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9)
-        if !result.isChange { return .unchanged }
-        switch endpoint.diff {
-        case .jsonPatch:
-            let bytes = JSONPatch.serialized(result.operations)
-            if bytes.count < newBody.count { return .patch(bytes, merge: false) }
-        case .mergePatch:
-            if let mergePatch = JSONMergePatch.diff(old.value, new.value) {
-                let bytes = mergePatch.serialized()
-                if bytes.count < newBody.count { return .patch(bytes, merge: true) }
-            }
-        case .snapshot:
-            break
-        }
-        return .snapshot
+        defer { hub.statistics.diffSeconds.observe(Double(MonotonicClock.nanoseconds() - started) / 1e9) }
+        return versions.diff(to: new, body: newBody, endpoint: endpoint, options: options)
     }
 
     /// Records an upstream failure; the state stays. Subscribers get a `status` event with

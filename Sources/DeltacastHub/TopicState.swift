@@ -5,33 +5,6 @@ import Synchronization
 
 // The parts of a ``Topic``'s state, each a value the topic holds under its lock.
 
-/// A topic's versioned state: the document, its epoch and seq, the prepared snapshot, and the
-/// journal of the changes that led to it.
-struct VersionedState {
-    /// This topic's history (random, `[a-z0-9]{8}`; in cluster mode, the cluster's).
-    var currentEpoch: String
-    /// The last change's number in this epoch (0: no state yet).
-    var seq = 0
-    /// The current body, parsed (JSON content types): its tape, for the next diff.
-    var document: JSONDocument?
-    /// The current body as the upstream or publisher sent it.
-    var body: [UInt8] = []
-    var contentType = "application/json"
-    /// The current state as a snapshot event, made once per state when someone needs it.
-    var snapshot: Change?
-    /// The current document's digest (`digest: true`), computed once per state.
-    var currentDigest: String?
-    /// Recent changes, for clients that resume.
-    var journal = Journal()
-    /// When the last change was made (monotonic ms, 0: none yet) and its event's size.
-    var lastChangeAt: Int64 = 0
-    var lastChangeBytes = 0
-    /// Set once the topic ended (its endpoint is gone): nobody may subscribe any more.
-    var ended: Change?
-
-    init(epoch: String) { currentEpoch = epoch }
-}
-
 /// Who subscribes to a topic.
 struct Audience {
     /// Subscribers on each event loop (the loops a change is handed to).

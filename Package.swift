@@ -13,6 +13,16 @@ let sharedSwiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+/// The Swift client's sockets I/O: WebSocket, SSE and long-poll over the client's own sockets
+/// and OpenSSL. Linux builds it, unless `DELTACAST_CLIENT_IO=foundation`: that configuration
+/// is the one Apple platforms build (Foundation's `URLSession` for SSE and long-poll, nothing
+/// else), and CI builds and runs it on Linux too (suite client-package).
+let clientSockets = Context.environment["DELTACAST_CLIENT_IO"] != "foundation"
+let clientSocketDependencies: [Target.Dependency] = clientSockets
+    ? ["COpenSSL", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"].map { .target(name: $0, condition: .when(platforms: [.linux])) }
+    : []
+let clientSocketSettings: [SwiftSetting] = clientSockets ? [.define("DELTACAST_SOCKETS", .when(platforms: [.linux]))] : []
+
 let package = Package(
     name: "Deltacast",
     products: [
@@ -77,8 +87,8 @@ let package = Package(
         // A push client: connections (verifying TLS), the handshakes, an SSE parser, blocking
         // WebSocket and SSE clients. `tail`, `top`, the benchmarks and the tests use it.
         .target(
-            name: "DeltacastClient", dependencies: ["COpenSSL", "DeltacastBase", "DeltacastJSON", "DeltacastLoop", "DeltacastTLS", "DeltacastWire"],
-            swiftSettings: sharedSwiftSettings),
+            name: "DeltacastClient", dependencies: ["DeltacastBase", "DeltacastJSON"] + clientSocketDependencies,
+            swiftSettings: sharedSwiftSettings + clientSocketSettings),
         // Composition: the upstream poller as the server's topic source (the server does not
         // import DeltacastUpstream).
         .target(

@@ -1,5 +1,7 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// The process's one monotonic clock (`CLOCK_MONOTONIC`): deadlines, timers, topic idleness,

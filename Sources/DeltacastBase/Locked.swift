@@ -1,5 +1,7 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// A value behind a pthread mutex: every lock in the proxy. `Synchronization.Mutex` would do the

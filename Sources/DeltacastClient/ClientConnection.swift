@@ -1,42 +1,44 @@
+// The sockets I/O, built where DELTACAST_SOCKETS is defined (Linux; see Package.swift).
+#if DELTACAST_SOCKETS
 import DeltacastLoop
-public import DeltacastTLS
+package import DeltacastTLS
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A blocking client connection, through TLS for https: what `tail`, `top` and the tests talk
 /// to the proxy with. Every read is bounded by the socket's receive timeout.
-public final class ClientConnection: @unchecked Sendable {
-    public let fd: Int32
-    public let tls: TLSStream?
+package final class ClientConnection: @unchecked Sendable {
+    package let fd: Int32
+    package let tls: TLSStream?
     private var closed = false
 
     /// Why a connection could not be made.
-    public enum Failure: Error, CustomStringConvertible {
+    package enum Failure: Error, CustomStringConvertible {
         /// TCP failed (refused, unreachable, timed out).
         case connect(String)
         /// The TLS handshake or the certificate's verification failed.
         case tls(String)
-        public var message: String { switch self { case .connect(let text), .tls(let text): text } }
-        public var description: String { message }
+        package var message: String { switch self { case .connect(let text), .tls(let text): text } }
+        package var description: String { message }
     }
 
     /// The TLS a connection uses: the name the certificate must carry, and a CA file (nil: the
     /// system's store).
-    public struct TLSOptions: Sendable {
-        public var serverName: String
-        public var caFile: String?
-        public init(serverName: String, caFile: String?) { self.serverName = serverName; self.caFile = caFile }
+    package struct TLSOptions: Sendable {
+        package var serverName: String
+        package var caFile: String?
+        package init(serverName: String, caFile: String?) { self.serverName = serverName; self.caFile = caFile }
     }
 
     /// Wraps a connected socket (a test's, with its own options).
-    public init(fd: Int32, tls: TLSStream? = nil) {
+    package init(fd: Int32, tls: TLSStream? = nil) {
         self.fd = fd
         self.tls = tls
     }
 
     /// Connects (with `SO_RCVTIMEO` of `timeout` seconds) and, for https, verifies the server.
-    public convenience init(host: String, port: Int, timeout: Int, tls: TLSOptions? = nil, receiveBuffer: Int32? = nil) throws(Failure) {
+    package convenience init(host: String, port: Int, timeout: Int, tls: TLSOptions? = nil, receiveBuffer: Int32? = nil) throws(Failure) {
         let fd: Int32
         do { fd = try Socket.connect(host: host, port: port, receiveTimeoutSeconds: timeout, receiveBuffer: receiveBuffer) } catch {
             throw .connect("cannot connect to \(host):\(port): \(error)")
@@ -54,7 +56,7 @@ public final class ClientConnection: @unchecked Sendable {
 
     /// Sends every byte; false when the connection failed.
     @discardableResult
-    public func send(_ bytes: [UInt8]) -> Bool {
+    package func send(_ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { raw in
@@ -68,7 +70,7 @@ public final class ClientConnection: @unchecked Sendable {
 
     /// Reads what is there: > 0 bytes, 0 at the end, -1 on an error or timeout (errno says).
     /// A read a signal interrupted is tried again.
-    public func read(into chunk: inout [UInt8]) -> Int {
+    package func read(into chunk: inout [UInt8]) -> Int {
         chunk.withUnsafeMutableBytes { raw -> Int in
             guard let tls else {
                 while true {
@@ -84,7 +86,7 @@ public final class ClientConnection: @unchecked Sendable {
     }
 
     /// Closes the socket (after TLS close_notify); idempotent.
-    public func close() {
+    package func close() {
         guard !closed else { return }
         closed = true
         tls?.shutdown()
@@ -93,19 +95,19 @@ public final class ClientConnection: @unchecked Sendable {
 }
 
 /// Reads a response head, then raw bytes, from a ``ClientConnection``.
-public struct ResponseReader {
-    public let connection: ClientConnection
+package struct ResponseReader {
+    package let connection: ClientConnection
     private var buffer: [UInt8] = []
 
     /// Why reading stopped.
-    public enum Failure: Error, CustomStringConvertible {
+    package enum Failure: Error, CustomStringConvertible {
         /// The peer closed the connection.
         case closed
         /// No byte within the receive timeout.
         case timedOut
         /// The read failed (errno).
         case failed(Int32)
-        public var description: String {
+        package var description: String {
             switch self {
             case .closed: "the proxy closed the connection"
             case .timedOut: "no data within the receive timeout"
@@ -114,10 +116,10 @@ public struct ResponseReader {
         }
     }
 
-    public init(_ connection: ClientConnection) { self.connection = connection }
+    package init(_ connection: ClientConnection) { self.connection = connection }
 
     /// The response head (up to the blank line), as text.
-    public mutating func head() throws(Failure) -> String {
+    package mutating func head() throws(Failure) -> String {
         while true {
             if let end = ByteSearch.first(of: [13, 10, 13, 10], in: buffer) {
                 let text = String(decoding: buffer[..<end], as: UTF8.self)
@@ -129,13 +131,13 @@ public struct ResponseReader {
     }
 
     /// The bytes read past the head.
-    public mutating func takeRest() -> [UInt8] {
+    package mutating func takeRest() -> [UInt8] {
         defer { buffer = [] }
         return buffer
     }
 
     /// The next bytes from the connection.
-    public func more() throws(Failure) -> [UInt8] {
+    package func more() throws(Failure) -> [UInt8] {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = connection.read(into: &chunk)
         if n == 0 { throw .closed }
@@ -146,9 +148,9 @@ public struct ResponseReader {
 
 /// Finding byte patterns (a head's end, an event's end) in received bytes, without copying:
 /// the receive paths of the clients and the load generator.
-public enum ByteSearch {
+package enum ByteSearch {
     /// The offset of the first `pattern` in `bytes` at or after `start`.
-    public static func first(of pattern: [UInt8], in bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0) -> Int? {
+    package static func first(of pattern: [UInt8], in bytes: UnsafeBufferPointer<UInt8>, from start: Int = 0) -> Int? {
         guard !pattern.isEmpty, bytes.count >= pattern.count else { return nil }
         var index = start
         while index <= bytes.count - pattern.count {
@@ -163,23 +165,23 @@ public enum ByteSearch {
     }
 
     /// The offset of the first `pattern` in `bytes` at or after `start`.
-    public static func first(of pattern: [UInt8], in bytes: [UInt8], from start: Int = 0) -> Int? {
+    package static func first(of pattern: [UInt8], in bytes: [UInt8], from start: Int = 0) -> Int? {
         bytes.withUnsafeBufferPointer { first(of: pattern, in: $0, from: start) }
     }
 }
 
 /// A whole response to a request sent with `Connection: close`.
-public struct ClientResponse: Sendable {
-    public let status: Int
-    public let head: String
-    public let body: [UInt8]
+package struct ClientResponse: Sendable {
+    package let status: Int
+    package let head: String
+    package let body: [UInt8]
 }
 
 extension ClientConnection {
     /// Sends `request` (which asks the server to close) and reads the response to its end.
     /// Throws ``ResponseReader/Failure`` when no head arrives, or `.failed(EFBIG)` past
     /// `maximumBytes`.
-    public func exchange(_ request: [UInt8], maximumBytes: Int = 64 << 20) throws(ResponseReader.Failure) -> ClientResponse {
+    package func exchange(_ request: [UInt8], maximumBytes: Int = 64 << 20) throws(ResponseReader.Failure) -> ClientResponse {
         guard send(request) else { throw .failed(EPIPE) }
         var reader = ResponseReader(self)
         let head = try reader.head()
@@ -191,3 +193,4 @@ extension ClientConnection {
         return ClientResponse(status: PushRequest.status(of: head), head: head, body: body)
     }
 }
+#endif

@@ -1,5 +1,7 @@
+// The sockets I/O, built where DELTACAST_SOCKETS is defined (Linux; see Package.swift).
+#if DELTACAST_SOCKETS
 import COpenSSL
-public import DeltacastTLS
+package import DeltacastTLS
 
 /// Client sessions (`tail`, `top`, the load generator): TLS 1.2 and up over a connected,
 /// blocking socket.
@@ -15,7 +17,7 @@ extension TLSStream {
 
     /// A client session on a connected socket, handshaken while the socket still blocks (the
     /// load generator makes its connections before it measures). Nil if the handshake fails.
-    public static func benchmarkClient(fd: Int32) -> TLSStream? {
+    package static func benchmarkClient(fd: Int32) -> TLSStream? {
         guard let ssl = SSL_new(OpaquePointer(bitPattern: benchmarkClientContext)) else { return nil }
         SSL_set_fd(ssl, fd)
         let stream = TLSStream(ssl: ssl)
@@ -27,7 +29,7 @@ extension TLSStream {
     /// A verifying client session on a connected, blocking socket (`deltacast tail`): the
     /// system's CA store or `caFile`, the host name checked against the certificate, SNI sent.
     /// Throws the verification error in words (e.g. "certificate has expired").
-    public static func client(fd: Int32, host: String, caFile: String?) throws(TLSError) -> TLSStream {
+    package static func client(fd: Int32, host: String, caFile: String?) throws(TLSError) -> TLSStream {
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError("SSL_CTX_new") }
         defer { SSL_CTX_free(context) }   // the session keeps its own reference
@@ -50,3 +52,4 @@ extension TLSStream {
         return stream
     }
 }
+#endif

@@ -1,8 +1,7 @@
 import DeltacastBase
 public import DeltacastJSON
-import DeltacastWire
 public import Foundation
-#if canImport(Glibc)
+#if DELTACAST_SOCKETS && canImport(Glibc)
 import Glibc
 #endif
 
@@ -65,15 +64,17 @@ public final class DeltacastClient: @unchecked Sendable {
 
     /// The I/O the transports run on.
     public enum IO: Sendable {
-        /// The client's own sockets and TLS (OpenSSL): WebSocket, SSE and long-poll. Linux.
+        /// The client's own sockets and TLS (OpenSSL): WebSocket, SSE and long-poll. Built on
+        /// Linux; where it is not built (Apple platforms), a client that asks for it connects
+        /// with no transport and says why.
         case sockets
         /// Foundation's `URLSession`: SSE and long-poll. A WebSocket is refused (the client
         /// goes on to SSE); TLS is the system's.
         case foundation
 
-        /// ``sockets`` on Linux, ``foundation`` elsewhere.
+        /// ``sockets`` where it is built (Linux), ``foundation`` elsewhere.
         public static var platformDefault: IO {
-            #if os(Linux)
+            #if DELTACAST_SOCKETS
             .sockets
             #else
             .foundation
@@ -248,7 +249,9 @@ public final class DeltacastClient: @unchecked Sendable {
             state.closed = true
             // Under the lock: the session clears it under the lock before closing the socket,
             // so the descriptor cannot be another's by now.
+            #if DELTACAST_SOCKETS
             if let fd = state.activeSocket { shutdown(fd, Int32(SHUT_RDWR)) }
+            #endif
             state.activeRequest?.cancel()
             defer { state.topics = [:] }
             return state.topics.values.map(\.sink)

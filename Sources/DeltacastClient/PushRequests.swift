@@ -1,13 +1,15 @@
+// The sockets I/O, built where DELTACAST_SOCKETS is defined (Linux; see Package.swift).
+#if DELTACAST_SOCKETS
 import DeltacastWire
 
 /// The requests a push client sends (RFC 6455 §4.1, the SSE `Accept`, plain GETs), written
 /// once for `tail`, `top`, the load generator, the benchmarks and the tests.
-public enum PushRequest {
+package enum PushRequest {
     /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64.
-    public static func webSocketKey() -> String { Base64.encode((0..<16).map { _ in UInt8.random(in: 0...255) }) }
+    package static func webSocketKey() -> String { Base64.encode((0..<16).map { _ in UInt8.random(in: 0...255) }) }
 
     /// A WebSocket upgrade for `target`. `headers` are whole lines without CRLF.
-    public static func webSocketUpgrade(target: String, host: String, key: String, subprotocols: [String] = ["deltacast.v1"], headers: [String] = []) -> [UInt8] {
+    package static func webSocketUpgrade(target: String, host: String, key: String, subprotocols: [String] = ["deltacast.v1"], headers: [String] = []) -> [UInt8] {
         var text = "GET \(target) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
         if !subprotocols.isEmpty { text += "Sec-WebSocket-Protocol: \(subprotocols.joined(separator: ", "))\r\n" }
         for header in headers { text += header + "\r\n" }
@@ -15,12 +17,12 @@ public enum PushRequest {
     }
 
     /// A `text/event-stream` GET for `target`.
-    public static func eventStream(target: String, host: String, headers: [String] = []) -> [UInt8] {
+    package static func eventStream(target: String, host: String, headers: [String] = []) -> [UInt8] {
         get(target: target, host: host, headers: ["Accept: text/event-stream"] + headers)
     }
 
     /// A GET for `target`; `close` asks the server to close after the response.
-    public static func get(target: String, host: String, headers: [String] = [], close: Bool = false) -> [UInt8] {
+    package static func get(target: String, host: String, headers: [String] = [], close: Bool = false) -> [UInt8] {
         var text = "GET \(target) HTTP/1.1\r\nHost: \(host)\r\n"
         if close { text += "Connection: close\r\n" }
         for header in headers { text += header + "\r\n" }
@@ -29,7 +31,7 @@ public enum PushRequest {
 
     /// Whether `head` accepts the upgrade sent with `key`: status 101 and the
     /// `Sec-WebSocket-Accept` RFC 6455 derives from the key.
-    public static func acceptsUpgrade(head: String, key: String) -> Bool {
+    package static func acceptsUpgrade(head: String, key: String) -> Bool {
         guard head.hasPrefix("HTTP/1.1 101") else { return false }
         let expected = WebSocketHandshake.acceptValue(key: key)
         return head.split(separator: "\r\n").contains { line in
@@ -39,8 +41,9 @@ public enum PushRequest {
     }
 
     /// The status code of a response head (0 when it is not one).
-    public static func status(of head: String) -> Int {
+    package static func status(of head: String) -> Int {
         guard head.hasPrefix("HTTP/1.") else { return 0 }
         return Int(head.dropFirst(9).prefix(3)) ?? 0
     }
 }
+#endif

@@ -1,27 +1,29 @@
-public import DeltacastJSON
-public import DeltacastWire
+// The sockets I/O, built where DELTACAST_SOCKETS is defined (Linux; see Package.swift).
+#if DELTACAST_SOCKETS
+package import DeltacastJSON
+package import DeltacastWire
 
 /// A blocking WebSocket client: masked frames out, the project's decoder (client role) in,
 /// pings answered. `tail` reads with it, and so do the tests.
-public final class WebSocketClient: @unchecked Sendable {
-    public let connection: ClientConnection
+package final class WebSocketClient: @unchecked Sendable {
+    package let connection: ClientConnection
     private var decoder = WebSocketFrameDecoder(role: .client)
     /// The 101 head (or the refusal) as received.
-    public private(set) var handshake = ""
+    package private(set) var handshake = ""
     /// Whether the server answered 101 with the `Sec-WebSocket-Accept` the key asks for.
-    public private(set) var accepted = false
+    package private(set) var accepted = false
     /// Pings the server sent (each answered by ``next()``).
-    public private(set) var pingsReceived = 0
+    package private(set) var pingsReceived = 0
 
     /// Connects to 127.0.0.1:`port` and upgrades `path` (the tests' form).
-    public convenience init(port: Int, path: String, headers: [String] = [], subprotocol: String? = "deltacast.v1", timeoutSeconds: Int = 10,
+    package convenience init(port: Int, path: String, headers: [String] = [], subprotocol: String? = "deltacast.v1", timeoutSeconds: Int = 10,
                             receiveBuffer: Int32? = nil) throws {
         let connection = try ClientConnection(host: "127.0.0.1", port: port, timeout: timeoutSeconds, receiveBuffer: receiveBuffer)
         self.init(connection: connection, target: path, host: "127.0.0.1:\(port)", subprotocols: subprotocol.map { [$0] } ?? [], headers: headers)
     }
 
     /// Sends the upgrade for `target` on an open connection and reads the answer.
-    public init(connection: ClientConnection, target: String, host: String, subprotocols: [String] = ["deltacast.v1"], headers: [String] = [],
+    package init(connection: ClientConnection, target: String, host: String, subprotocols: [String] = ["deltacast.v1"], headers: [String] = [],
                 maximumMessage: Int = 256 << 20) {
         self.connection = connection
         let key = PushRequest.webSocketKey()
@@ -41,23 +43,23 @@ public final class WebSocketClient: @unchecked Sendable {
     }
 
     /// The status code of the handshake's answer.
-    public var status: Int { PushRequest.status(of: handshake) }
+    package var status: Int { PushRequest.status(of: handshake) }
 
     /// Sends bytes as they are (a test's malformed frame).
-    public func sendRaw(_ bytes: [UInt8]) { connection.send(bytes) }
+    package func sendRaw(_ bytes: [UInt8]) { connection.send(bytes) }
 
     /// Sends one masked frame.
-    public func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+    package func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
         connection.send(WebSocketFrame.encode(opcode, payload: payload, maskKey: (0..<4).map { _ in UInt8.random(in: 0...255) }))
     }
 
-    public func sendText(_ text: String) { send(.text, Array(text.utf8)) }
+    package func sendText(_ text: String) { send(.text, Array(text.utf8)) }
 
     /// Why ``nextEvent()`` ended.
-    public enum End: Error { case closed, timedOut, protocolError(WebSocketError) }
+    package enum End: Error { case closed, timedOut, protocolError(WebSocketError) }
 
     /// The next event; pings are answered (and counted).
-    public func nextEvent() throws(End) -> WebSocketEvent {
+    package func nextEvent() throws(End) -> WebSocketEvent {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let event: WebSocketEvent?
@@ -74,10 +76,10 @@ public final class WebSocketClient: @unchecked Sendable {
     }
 
     /// The next event, or nil on a timeout, the end of the stream or a protocol error.
-    public func next() -> WebSocketEvent? { try? nextEvent() }
+    package func next() -> WebSocketEvent? { try? nextEvent() }
 
     /// The next text message parsed as a JSON object (nil at a close).
-    public func nextJSON() -> JSONObject? {
+    package func nextJSON() -> JSONObject? {
         while let event = next() {
             if case .message(.text, let payload) = event, case .object(let object)? = try? JSONParser.parse(payload) { return object }
             if case .close = event { return nil }
@@ -86,10 +88,11 @@ public final class WebSocketClient: @unchecked Sendable {
     }
 
     /// Reads until a close frame; returns its code (nil if the socket just ended).
-    public func closeCode() -> UInt16? {
+    package func closeCode() -> UInt16? {
         while let event = next() {
             if case .close(let code, _) = event { return code }
         }
         return nil
     }
 }
+#endif

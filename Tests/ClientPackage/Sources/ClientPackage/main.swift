@@ -2,7 +2,8 @@ import DeltacastClient
 import Foundation
 
 // An app's use of the library: typed states, updates with cursors and status, connection
-// events. `ClientPackage URL TOPIC` prints the first state of TOPIC as JSON keys and exits.
+// events. `ClientPackage URL TOPIC` prints the transport it connected on, then the first state
+// of TOPIC as JSON keys, and exits.
 struct AnyDocument: Decodable, Sendable {
     let keys: [String]
     init(from decoder: any Decoder) throws {
@@ -23,7 +24,10 @@ guard arguments.count == 3, let url = URL(string: arguments[1]) else {
 }
 var options = DeltacastClient.Options()
 options.onConnection = { event in
-    if case .disconnected(let reason) = event { print("disconnected: \(reason)") }
+    switch event {
+    case .connected(let transport): print("connected: \(transport)")
+    case .disconnected(let reason): print("disconnected: \(reason)")
+    }
 }
 let client = DeltacastClient(url: url, options: options)
 for try await update in client.updates(arguments[2], as: AnyDocument.self) {

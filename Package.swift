@@ -121,7 +121,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
 
         .target(
-            name: "DeltacastTestSupport", dependencies: ["DeltacastLoop"], path: "Tests/DeltacastTestSupport",
+            name: "DeltacastTestSupport", dependencies: ["DeltacastBase", "DeltacastLoop"], path: "Tests/DeltacastTestSupport",
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastConfigTests", dependencies: ["DeltacastConfig", "DeltacastTestSupport"],

@@ -163,19 +163,16 @@ public final class DeltacastClient: @unchecked Sendable {
         case .fixed(let token): return .success(token)
         case .provided(let function): provide = function
         }
-        let answer = Locked<Result<String?, TokenFailure>?>(nil)
-        let done = DispatchSemaphore(value: 0)
+        let answer = Handoff<Result<String?, TokenFailure>>()
         let task = Task {
             do {
-                let token = try await provide()
-                answer.withLock { $0 = .success(token) }
+                answer.give(.success(try await provide()))
             } catch {
-                answer.withLock { $0 = .failure(TokenFailure(message: "the token function failed: \(error)")) }
+                answer.give(.failure(TokenFailure(message: "the token function failed: \(error)")))
             }
-            done.signal()
         }
         let timeout = options.tokenTimeout
-        guard done.wait(timeout: .now() + timeout.seconds) == .success, let result = answer.withLock({ $0 }) else {
+        guard let result = answer.wait(seconds: timeout.seconds) else {
             task.cancel()
             return .failure(TokenFailure(message: "the token function did not answer within \(timeout) (Options.tokenTimeout)"))
         }

@@ -451,18 +451,7 @@ public final class Topic: @unchecked Sendable {
                                       body: newBody, contentType: newType)
             }
             if versions.holds(newBody, contentType: newType) { return nil }
-            let base = versions.cursor
-            let cursor = Cursor(epoch: versions.currentEpoch, seq: versions.seq + 1)
-            switch diffLocked(parsed, newBody: newBody) {
-            case .unchanged:
-                return nil
-            case .patch(let bytes, let merge):
-                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.patch(topic: name, cursor: cursor, base: base, patch: bytes, merge: merge, digest: digest),
-                                      body: newBody, contentType: newType)
-            case .snapshot:
-                return PreparedChange(base: base, cursor: cursor, event: DeltacastEvent.snapshot(topic: name, cursor: cursor, data: Topic.snapshotData(newBody, json: parsed != nil), digest: digest),
-                                      body: newBody, contentType: newType)
-            }
+            return versions.prepared(diffLocked(parsed, newBody: newBody), topic: name, json: parsed != nil, body: newBody, contentType: newType, digest: digest)
         }
     }
 

@@ -80,6 +80,25 @@ extension VersionedState {
         (endpoint.diff != .snapshot || !options.ignore.isEmpty) && seq > 0 && document != nil && new != nil
     }
 
+    /// The next state's change as every subscriber would receive it, made and not applied
+    /// (cluster mode commits it to the shared history first): the patch or snapshot event
+    /// `diffed` says, from this state to `body` (`json`: it parsed as JSON), carrying `digest`
+    /// when the endpoint asks for one. Nil when nothing a client sees changes.
+    func prepared(_ diffed: Diffed, topic: String, json: Bool, body: [UInt8], contentType: String, digest: String?) -> Topic.PreparedChange? {
+        let base = cursor
+        let next = Cursor(epoch: currentEpoch, seq: seq + 1)
+        let event: [UInt8]
+        switch diffed {
+        case .unchanged:
+            return nil
+        case .patch(let bytes, let merge):
+            event = DeltacastEvent.patch(topic: topic, cursor: next, base: base, patch: bytes, merge: merge, digest: digest)
+        case .snapshot:
+            event = DeltacastEvent.snapshot(topic: topic, cursor: next, data: Topic.snapshotData(body, json: json), digest: digest)
+        }
+        return Topic.PreparedChange(base: base, cursor: next, event: event, body: body, contentType: contentType)
+    }
+
     /// Makes `body` (`document`, when JSON) the next state of this epoch; returns the cursor
     /// it follows and its own. The prepared snapshot and digest were the old state's: cleared.
     mutating func advance(document: JSONDocument?, body: [UInt8], contentType: String) -> (base: Cursor, cursor: Cursor) {

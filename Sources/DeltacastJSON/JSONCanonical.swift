@@ -19,7 +19,7 @@ enum JSONCanonical {
         case .null: out += Array("null".utf8)
         case .bool(let flag): out += Array((flag ? "true" : "false").utf8)
         case .number(let number): out += Array(ecmaScriptText(number).utf8)
-        case .string(let text): writeString(text, into: &out)
+        case .string(let text): JSONValue.writeString(text, to: &out)
         case .array(let items):
             out.append(0x5B)
             for (index, item) in items.enumerated() {
@@ -32,34 +32,12 @@ enum JSONCanonical {
             let members = object.members.sorted { $0.key.utf16.lexicographicallyPrecedes($1.key.utf16) }
             for (index, member) in members.enumerated() {
                 if index > 0 { out.append(0x2C) }
-                writeString(member.key, into: &out)
+                JSONValue.writeString(member.key, to: &out)
                 out.append(0x3A)
                 write(member.value, into: &out)
             }
             out.append(0x7D)
         }
-    }
-
-    /// RFC 8785 §3.2.2.2: `"`, `\` and the C0 controls escaped (the short forms where JSON has
-    /// them, else `\u00xx` in lowercase); everything else as UTF-8.
-    static func writeString(_ text: String, into out: inout [UInt8]) {
-        out.append(0x22)
-        for byte in text.utf8 {
-            switch byte {
-            case 0x22: out += [0x5C, 0x22]
-            case 0x5C: out += [0x5C, 0x5C]
-            case 0x08: out += [0x5C, 0x62]
-            case 0x09: out += [0x5C, 0x74]
-            case 0x0A: out += [0x5C, 0x6E]
-            case 0x0C: out += [0x5C, 0x66]
-            case 0x0D: out += [0x5C, 0x72]
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out += [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
-            default: out.append(byte)
-            }
-        }
-        out.append(0x22)
     }
 
     /// A number's text as ECMAScript writes the double it denotes.

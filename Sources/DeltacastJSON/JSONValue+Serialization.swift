@@ -41,7 +41,9 @@ extension JSONValue {
         }
     }
 
-    /// Appends `text` as a JSON string literal.
+    /// Appends `text` as a JSON string literal: `"`, `\` and the C0 controls escaped (the short
+    /// forms where JSON has them, else `\u00xx` in lowercase), everything else as UTF-8. These
+    /// are the minimal escapes of ECMAScript's `JSON.stringify`, which RFC 8785 asks for too.
     public static func writeString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         var text = text

@@ -1,10 +1,10 @@
+import DeltacastBase
 import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastDiscovery
 import DeltacastJSON
 import DeltacastLoop
 import DeltacastUpstream
-import Dispatch
 import Foundation
 
 /// `deltacast discover URL`: polls a live endpoint a few times and proposes its endpoint block
@@ -143,20 +143,16 @@ final class Fetcher: @unchecked Sendable {
     init() throws {
         loop = try EventLoop()
         try loop.start(name: "deltacast-discover")
-        let ready = DispatchSemaphore(value: 0)
-        loop.execute { [self] in client = UpstreamClient(loop: loop, maxConnections: 1); ready.signal() }
-        ready.wait()
+        let ready = Handoff<Bool>()
+        loop.execute { [self] in client = UpstreamClient(loop: loop, maxConnections: 1); ready.give(true) }
+        _ = ready.wait()
     }
 
     /// Fetches `request`; blocks until its answer (bounded by the request's timeout).
     func fetch(_ request: UpstreamRequest) -> UpstreamResponse {
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: UpstreamResponse?
-        loop.execute { [self] in
-            client!.fetch(request) { response in result = response; done.signal() }
-        }
-        done.wait()
-        return result!
+        let answer = Handoff<UpstreamResponse>()
+        loop.execute { [self] in client!.fetch(request) { answer.give($0) } }
+        return answer.wait()!
     }
 
     func stop() {

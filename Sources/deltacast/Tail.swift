@@ -100,9 +100,9 @@ struct Tail {
         let events = client.events(topic)
         let topic = self.topic, printState = self.printState, count = self.count
         // The command's main thread waits for the reading task (a command, not an event loop).
-        let done = DispatchSemaphore(value: 0)
+        let done = Handoff<Bool>()
         Task {
-            defer { done.signal() }
+            defer { done.give(true) }
             var printed = 0
             do {
                 for try await event in events {
@@ -121,7 +121,7 @@ struct Tail {
                 outcome.end(.failure, "\(error)")
             }
         }
-        done.wait()
+        _ = done.wait()
         // The process exits next: its exit must not tear OpenSSL down under a connection the
         // client's thread still holds.
         client.closeAndWait()

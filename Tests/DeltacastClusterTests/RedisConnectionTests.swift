@@ -178,13 +178,8 @@ extension RedisConnection {
     /// A test's round trip: sends `command` on the loop and waits on the test's own thread for
     /// the reply (at most the timeout plus a margin for the loop to run).
     func call(_ command: [String]) -> Result<RESPValue, RedisFailure> {
-        final class Box: @unchecked Sendable { var result: Result<RESPValue, RedisFailure> = .failure(.timedOut) }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        loop.execute { [self] in
-            send(command) { result in box.result = result; done.signal() }
-        }
-        guard done.wait(timeout: .now() + .milliseconds(Int(limits.commandTimeout) + 500)) == .success else { return .failure(.timedOut) }
-        return box.result
+        let answer = Handoff<Result<RESPValue, RedisFailure>>()
+        loop.execute { [self] in send(command) { answer.give($0) } }
+        return answer.wait(seconds: Double(limits.commandTimeout + 500) / 1000) ?? .failure(.timedOut)
     }
 }

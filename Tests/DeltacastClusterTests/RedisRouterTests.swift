@@ -107,12 +107,9 @@ import Testing
     }
 
     func call(_ router: RedisRouter, _ command: [String], key: String) -> Result<RESPValue, RedisFailure> {
-        final class Box: @unchecked Sendable { var result: Result<RESPValue, RedisFailure> = .failure(.timedOut) }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        router.loop.execute { router.send(key: key, command.map { Array($0.utf8) }) { box.result = $0; done.signal() } }
-        _ = done.wait(timeout: .now() + .seconds(5))
-        return box.result
+        let answer = Handoff<Result<RESPValue, RedisFailure>>()
+        router.loop.execute { router.send(key: key, command.map { Array($0.utf8) }) { answer.give($0) } }
+        return answer.wait(seconds: 5) ?? .failure(.timedOut)
     }
 
     @Test func movedIsFollowedAndTheSlotRemembered() throws {

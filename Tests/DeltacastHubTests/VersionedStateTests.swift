@@ -76,4 +76,18 @@ import Testing
         #expect(owed(Cursor(epoch: "other123", seq: 4)) == "snapshot")
         #expect(owed(nil) == "snapshot")
     }
+
+    @Test func aPreparedChangeIsTheNextSeqsEventAndChangesNothing() throws {
+        let state = try state(#"{"a":1}"#)
+        let patch = try #require(state.prepared(.patch(Array(#"[{"op":"replace","path":"/a","value":2}]"#.utf8), merge: false), topic: "/t",
+                                                json: true, body: Array(#"{"a":2}"#.utf8), contentType: "application/json", digest: nil))
+        #expect(patch.base == Cursor(epoch: "abcd1234", seq: 1) && patch.cursor == Cursor(epoch: "abcd1234", seq: 2))
+        let event = String(decoding: patch.event, as: UTF8.self)
+        #expect(event.hasPrefix(#"{"type":"patch","topic":"/t","cursor":"abcd1234-2","base":"abcd1234-1""#) && event.contains(#""patch":[{"op":"replace""#))
+        let snapshot = try #require(state.prepared(.snapshot, topic: "/t", json: false, body: Array("plain".utf8), contentType: "text/plain", digest: "d1"))
+        let whole = String(decoding: snapshot.event, as: UTF8.self)
+        #expect(whole.contains(#""data":"plain""#) && whole.contains(#""digest":"d1""#) && snapshot.contentType == "text/plain")
+        #expect(state.prepared(.unchanged, topic: "/t", json: true, body: [], contentType: "application/json", digest: nil) == nil)
+        #expect(state.seq == 1 && state.body == Array(#"{"a":1}"#.utf8))
+    }
 }

@@ -1,3 +1,4 @@
+import DeltacastBase
 import DeltacastLoop
 public import Foundation
 #if canImport(Glibc)
@@ -121,30 +122,23 @@ public func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) r
 
 
 /// Work on its own thread that a test waits for (a blocking read, a shutdown) without polling.
-public final class BackgroundWork: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private let finishedFlag = NSLock()
-    private var finishedValue = false
+public final class BackgroundWork: Sendable {
+    private let finished = Handoff<Bool>()
 
     /// Starts `body` on a new thread.
     public init(_ body: @escaping @Sendable () -> Void) {
-        Thread.detachNewThread { [self] in
+        Thread.detachNewThread { [finished] in
             body()
-            finishedFlag.withLock { finishedValue = true }
-            done.signal()
+            finished.give(true)
         }
     }
 
     /// Whether `body` has returned.
-    public var isFinished: Bool { finishedFlag.withLock { finishedValue } }
+    public var isFinished: Bool { finished.isGiven }
 
     /// Waits for `body` to return, at most `seconds`; false on timeout.
     @discardableResult
-    public func wait(seconds: Double = 60) -> Bool {
-        guard done.wait(timeout: .now() + seconds) == .success else { return false }
-        done.signal()   // later waits return at once
-        return true
-    }
+    public func wait(seconds: Double = 60) -> Bool { finished.wait(seconds: seconds) != nil }
 }
 
 /// `read`, again when a signal interrupted it.

@@ -97,13 +97,12 @@ func fetch(_ request: UpstreamRequest) throws -> UpstreamResponse {
     let loop = try EventLoop()
     try loop.start(name: "upstream-test")
     defer { loop.stop(); loop.join() }
-    let result = Locked<UpstreamResponse?>(nil)
-    let completed = DispatchSemaphore(value: 0)
+    let answer = Handoff<UpstreamResponse>()
     loop.execute {
         let client = UpstreamClient(loop: loop, maxConnections: 4)
-        client.fetch(request) { response in _ = client; result.withLock { $0 = response }; completed.signal() }
+        client.fetch(request) { response in _ = client; answer.give(response) }
     }
-    if completed.wait(timeout: .now() + 20) == .success, let response = result.withLock({ $0 }) { return response }
+    if let response = answer.wait(seconds: 20) { return response }
     throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "no completion within 20 s"])
 }
 

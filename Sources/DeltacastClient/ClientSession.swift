@@ -2,10 +2,6 @@ import DeltacastBase
 import DeltacastJSON
 import Foundation
 
-/// One connection of a ``DeltacastClient`` over one transport, on the client's thread: it
-/// subscribes the client's topics (from their cursors), applies what arrives, and returns when
-/// the connection ends, the client closes or no topic is left. Reads wait at most
-/// ``tick`` seconds, so changes to the topic set and `close()` are seen that soon.
 /// How a session's bytes travel: each I/O runs the three transports (or refuses one it cannot
 /// carry), and ``Session`` does the rest: topics, cursors, events applied.
 protocol SessionIO {
@@ -14,6 +10,10 @@ protocol SessionIO {
     func runLongPoll(_ session: Session) -> Session.Outcome
 }
 
+/// One connection of a ``DeltacastClient`` over one transport, on the client's thread: it
+/// subscribes the client's topics (from their cursors), applies what arrives, and returns when
+/// the connection ends, the client closes or no topic is left. Reads wait at most
+/// ``tick`` seconds, so changes to the topic set and `close()` are seen that soon.
 struct Session {
     enum Outcome {
         /// The transport did not open (refused, or not within the open timeout): try the next.

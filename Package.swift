@@ -121,7 +121,7 @@ let package = Package(
             swiftSettings: sharedSwiftSettings),
 
         .target(
-            name: "DeltacastTestSupport", dependencies: ["DeltacastBase", "DeltacastLoop"], path: "Tests/DeltacastTestSupport",
+            name: "DeltacastTestSupport", dependencies: ["DeltacastClient", "DeltacastLoop"], path: "Tests/DeltacastTestSupport",
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             name: "DeltacastConfigTests", dependencies: ["DeltacastConfig", "DeltacastTestSupport"],
@@ -165,10 +165,10 @@ let package = Package(
             name: "DeltacastHubTests", dependencies: ["DeltacastBase", "DeltacastConfig", "DeltacastHub", "DeltacastJSON", "DeltacastLoop", "DeltacastWire"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastUpstreamTests", dependencies: ["DeltacastBase", "DeltacastUpstream", "DeltacastLoop"],
+            name: "DeltacastUpstreamTests", dependencies: ["DeltacastBase", "DeltacastClient", "DeltacastUpstream", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
-            name: "DeltacastClusterTests", dependencies: ["DeltacastBase", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
+            name: "DeltacastClusterTests", dependencies: ["DeltacastBase", "DeltacastClient", "DeltacastCluster", "DeltacastConfig", "DeltacastHub", "DeltacastLoop"],
             swiftSettings: sharedSwiftSettings),
         .testTarget(
             // It runs the built executable, so it depends on it being built.

@@ -1,4 +1,4 @@
-import DeltacastBase
+import DeltacastClient
 import DeltacastCommandLine
 import DeltacastConfig
 import DeltacastDiscovery

@@ -1,4 +1,5 @@
 import DeltacastBase
+import DeltacastClient
 import DeltacastConfig
 import DeltacastLoop
 import Dispatch

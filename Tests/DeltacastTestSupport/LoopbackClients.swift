@@ -1,4 +1,4 @@
-import DeltacastBase
+import DeltacastClient
 import DeltacastLoop
 public import Foundation
 #if canImport(Glibc)

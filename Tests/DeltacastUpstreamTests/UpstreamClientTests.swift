@@ -1,4 +1,5 @@
 import DeltacastBase
+import DeltacastClient
 import DeltacastLoop
 import DeltacastUpstream
 import Foundation

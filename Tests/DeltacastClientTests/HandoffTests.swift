@@ -1,4 +1,4 @@
-import DeltacastBase
+import DeltacastClient
 import Foundation
 import Testing
 

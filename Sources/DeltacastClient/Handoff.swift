@@ -1,16 +1,19 @@
+import DeltacastBase
 import Dispatch
 
 /// A value that one thread hands to another, which blocks until it arrives: how a command, a
 /// test or the client library's own thread waits for work done elsewhere (on an event loop, in
-/// a task). Never waited for on an event loop, which must not block.
-public final class Handoff<Value: Sendable>: Sendable {
+/// a task). It lives in the client library, as package API, because an event loop never waits:
+/// no server-side target may import `DeltacastClient` (`.ci/layers`), so none can block on one.
+/// A loop's work hands its reply back to the loop instead.
+package final class Handoff<Value: Sendable>: Sendable {
     private let slot = Locked<Value?>(nil)
     private let arrived = DispatchSemaphore(value: 0)
 
-    public init() {}
+    package init() {}
 
     /// Hands `value` over; only the first value given counts. Callable from any thread.
-    public func give(_ value: Value) {
+    package func give(_ value: Value) {
         let first = slot.withLock { held -> Bool in
             guard held == nil else { return false }
             held = value
@@ -20,11 +23,11 @@ public final class Handoff<Value: Sendable>: Sendable {
     }
 
     /// Whether a value was given.
-    public var isGiven: Bool { slot.withLock { $0 != nil } }
+    package var isGiven: Bool { slot.withLock { $0 != nil } }
 
     /// Blocks until a value is given, at most `seconds` (nil: without limit); nil when none
     /// came in time. Once one was given, every wait returns it at once.
-    public func wait(seconds: Double? = nil) -> Value? {
+    package func wait(seconds: Double? = nil) -> Value? {
         if let seconds {
             guard arrived.wait(timeout: .now() + seconds) == .success else { return nil }
         } else {

@@ -77,23 +77,12 @@ import Testing
         }
         for await _ in first.stream { break }
         // The next poll is held by the proxy now (its connection is open).
-        var held = 0
-        for _ in 0..<100 {
-            held = try heldLongPolls(port)
-            if held == 1 { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(held == 1)
+        #expect(try await Fixture.eventually({ try heldLongPolls(port) }, until: { $0 == 1 }) == 1)
         client.closeAndWait()
         #expect(await task.value as? DeltacastClient.SubscriptionError == .closed)
         #expect(client.transport == nil)
         // The held request's connection is gone from the proxy.
-        for _ in 0..<100 {
-            held = try heldLongPolls(port)
-            if held == 0 { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        #expect(held == 0)
+        #expect(try await Fixture.eventually({ try heldLongPolls(port) }, until: { $0 == 0 }) == 0)
     }
 
     /// The long-poll connections the proxy holds now (its status page's count).

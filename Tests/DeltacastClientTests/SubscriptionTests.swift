@@ -76,6 +76,18 @@ import Testing
         return String(decoding: try connection.exchange(Array(request.utf8)).body, as: UTF8.self)
     }
 
+    /// What `read` returns once `done` holds for it, for a change in the proxy that no event
+    /// announces (its status page): read every 50 ms, at most 100 times; the last value read
+    /// otherwise, for the caller's expectation to report.
+    static func eventually<Value>(_ read: () throws -> Value, until done: (Value) -> Bool) async throws -> Value {
+        var value = try read()
+        for _ in 0..<100 where !done(value) {
+            try await Task.sleep(for: .milliseconds(50))
+            value = try read()
+        }
+        return value
+    }
+
     func client(_ proxy: DeltacastChild, _ transports: [DeltacastClient.Transport], token: String? = nil) -> DeltacastClient {
         var options = DeltacastClient.Options()
         options.transports = transports
@@ -211,12 +223,7 @@ import Testing
         #expect(try Self.get(port, "/deltacast/status").contains(#""name":"/prices","subscribers":1"#))
         task.cancel()
         // The unsubscribe reaches the proxy within a read tick of the client's thread.
-        var status = ""
-        for _ in 0..<100 {
-            status = try Self.get(port, "/deltacast/status")
-            if status.contains(#""name":"/prices","subscribers":0"#) { break }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let status = try await Self.eventually({ try Self.get(port, "/deltacast/status") }, until: { $0.contains(#""name":"/prices","subscribers":0"#) })
         #expect(status.contains(#""name":"/prices","subscribers":0"#), "\(status)")
     }
 
